@@ -1,0 +1,935 @@
+/* run.c: Llama 2 inference on a CPU, in one C file (plus tokenizer.c).
+
+   What it is: a command-line program that memory-maps a Llama 2 checkpoint,
+   turns a prompt into token ids, runs the transformer one position at a time
+   and streams the generated text to stdout. It is meant to be read top to
+   bottom: data structures, loading, kernels, the forward pass, sampling, the
+   generate and chat loops, the command line.
+
+   What it is not: a training program, a server, or a general tensor library.
+   It needs only libc and libm; OpenMP, when the compiler has it, spreads the
+   matrix-vector products over cores and is otherwise ignored.
+
+   It reads llama2.c's fp32 checkpoints (the legacy layout of the tinyllamas
+   stories*.bin files, and version 1 "ak42" files) and llama2.c's tokenizer.bin.
+
+   Build and run:
+       make
+       ./run stories15M.bin -i "Once upon a time"
+       echo "Once upon a time" | ./run stories15M.bin -e 0
+       ./run -h                         (every flag, with its default)        */
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+// ----------------------------------------------------------------------------
+// Errors: one way out for anything a user's file, flag or text gets wrong.
+// The message names what was wrong and what was expected, on one line.
+
+static void fatal(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fflush(stdout);
+    fputs("run: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(EXIT_FAILURE);
+}
+
+static void *xmalloc(size_t n, const char *what) {
+    void *p = calloc(1, n ? n : 1);
+    if (!p) fatal("out of memory: %s needs %zu bytes", what, n);
+    return p;
+}
+
+#include "tokenizer.c"
+
+// ----------------------------------------------------------------------------
+// Data structures
+
+typedef struct {
+    int dim;               // width of the residual stream
+    int hidden_dim;        // width of the feed-forward layer
+    int n_layers;
+    int n_heads;           // query heads
+    int n_kv_heads;        // key/value heads; fewer than n_heads is grouped-query attention
+    int vocab_size;
+    int seq_len;           // context length the model was trained for
+    int head_size;         // dim / n_heads
+    int kv_dim;            // n_kv_heads * head_size: width of one position's keys
+    int shared_classifier; // the output layer reuses the token embedding
+    float rope_theta;      // base of RoPE's frequencies: 10000 in Llama 2
+    float norm_eps;        // added to RMSNorm's mean square: 1e-5 in Llama 2
+} Config;
+
+// Every matrix is row-major (out, in): row i holds the weights of output i,
+// so a matrix-vector product reads each row once, front to back.
+typedef struct {
+    const float *token_embedding; // (vocab_size, dim)
+    const float *rms_att;         // (n_layers, dim)
+    const float *wq;              // (n_layers, dim, dim)
+    const float *wk;              // (n_layers, kv_dim, dim)
+    const float *wv;              // (n_layers, kv_dim, dim)
+    const float *wo;              // (n_layers, dim, dim)
+    const float *rms_ffn;         // (n_layers, dim)
+    const float *w1;              // (n_layers, hidden_dim, dim) gate
+    const float *w2;              // (n_layers, dim, hidden_dim) down
+    const float *w3;              // (n_layers, hidden_dim, dim) up
+    const float *rms_final;       // (dim)
+    const float *wcls;            // (vocab_size, dim) == token_embedding when shared
+} Weights;
+
+// The activations of the position being computed, and the memory of every
+// earlier position (the KV cache). Nothing is allocated after build_state.
+typedef struct {
+    float *x;           // (dim) the residual stream
+    float *xb, *xb2;    // (dim) scratch
+    float *q;           // (dim) this position's queries, all heads
+    float *hb, *hb2;    // (hidden_dim) feed-forward gate and up
+    float *att;         // (n_heads, n_ctx) attention scores
+    float *logits;      // (vocab_size) the output
+    float *key_cache;   // (n_layers, n_ctx, kv_dim)
+    float *value_cache; // (n_layers, n_ctx, kv_dim)
+    float *rope_cos;    // (n_ctx, head_size / 2) RoPE rotation of each pair at each position
+    float *rope_sin;    // (n_ctx, head_size / 2)
+    int n_ctx;          // positions the cache holds: this run's -n, at most seq_len
+} State;
+
+typedef struct {
+    Config config;
+    Weights weights;
+    State state;
+    const char *path;
+    void *map;       // the checkpoint file, memory-mapped read-only
+    size_t map_size;
+} Model;
+
+// ----------------------------------------------------------------------------
+// Loading
+//
+// A checkpoint is a header and then raw float32 arrays, little-endian. Two
+// layouts exist, both written by llama2.c's export.py:
+//   legacy:    7 int32 (dim, hidden_dim, n_layers, n_heads, n_kv_heads,
+//              vocab_size, seq_len), where a negative vocab_size means the
+//              classifier is a separate matrix stored last; then the weights,
+//              with two unused RoPE tables before the classifier.
+//   version 1: uint32 magic "ak42", int32 version, the same 7 int32, one byte
+//              shared_classifier, zeros up to byte 256; then the weights,
+//              norms first.
+// The header is checked completely, and the file's size must be exactly what
+// it implies, before any pointer into the weights is made.
+
+#define CHECKPOINT_MAGIC 0x616b3432u // "ak42" read as a little-endian uint32
+#define V1_HEADER_BYTES 256
+
+static int32_t read_i32le(const unsigned char *p) { return (int32_t)read_u32le(p); }
+
+// Bounds far above any Llama 2 (70B: dim 8192, hidden 28672, 80 layers, 64
+// heads, 4096 positions) that keep every size below 2^63 in the math below.
+static void check_config(const Config *c, const char *path) {
+    struct { const char *name; int value, max; } field[] = {
+        {"dim", c->dim, 1 << 16},          {"hidden_dim", c->hidden_dim, 1 << 18},
+        {"n_layers", c->n_layers, 1 << 10}, {"n_heads", c->n_heads, 1 << 10},
+        {"n_kv_heads", c->n_kv_heads, 1 << 10}, {"vocab_size", c->vocab_size, 1 << 22},
+        {"seq_len", c->seq_len, 1 << 22},
+    };
+    for (size_t i = 0; i < sizeof(field) / sizeof(field[0]); i++)
+        if (field[i].value <= 0 || field[i].value > field[i].max)
+            fatal("%s: header has %s = %d, expected 1..%d (is this a llama2.c checkpoint?)", path,
+                  field[i].name, field[i].value, field[i].max);
+    if (c->dim % c->n_heads != 0)
+        fatal("%s: header has dim %d, not a multiple of n_heads %d", path, c->dim, c->n_heads);
+    if (c->n_heads % c->n_kv_heads != 0)
+        fatal("%s: header has n_heads %d, not a multiple of n_kv_heads %d", path, c->n_heads, c->n_kv_heads);
+    if ((c->dim / c->n_heads) % 2 != 0)
+        fatal("%s: header gives head size %d; RoPE rotates pairs, so it must be even", path, c->dim / c->n_heads);
+}
+
+// Number of float32 values the weights of this config take, in file order.
+static uint64_t weight_floats(const Config *c, int version) {
+    uint64_t dim = c->dim, hidden = c->hidden_dim, layers = c->n_layers, vocab = c->vocab_size;
+    uint64_t kv_dim = (uint64_t)c->n_kv_heads * (c->dim / c->n_heads);
+    uint64_t n = vocab * dim                       // token embedding
+               + layers * dim * 2                  // two RMSNorm weights per layer
+               + layers * (2 * dim * dim + 2 * kv_dim * dim) // wq, wo, wk, wv
+               + layers * 3 * dim * hidden         // w1, w2, w3
+               + dim;                              // final RMSNorm
+    if (version == 0) n += (uint64_t)c->seq_len * (c->dim / c->n_heads); // two unused RoPE tables
+    if (!c->shared_classifier) n += vocab * dim;
+    return n;
+}
+
+// Points every weight at its place in the file: zero copy.
+static void memory_map_weights(Weights *w, const Config *c, const float *p, int version) {
+    size_t dim = c->dim, hidden = c->hidden_dim, layers = c->n_layers, kv_dim = c->kv_dim;
+    if (version == 1) { // norms first, then the matrices
+        w->rms_att = p;    p += layers * dim;
+        w->rms_ffn = p;    p += layers * dim;
+        w->rms_final = p;  p += dim;
+    }
+    w->token_embedding = p; p += (size_t)c->vocab_size * dim;
+    if (version == 0) { w->rms_att = p; p += layers * dim; }
+    w->wq = p; p += layers * dim * dim;
+    w->wk = p; p += layers * kv_dim * dim;
+    w->wv = p; p += layers * kv_dim * dim;
+    w->wo = p; p += layers * dim * dim;
+    if (version == 0) { w->rms_ffn = p; p += layers * dim; }
+    w->w1 = p; p += layers * hidden * dim;
+    w->w2 = p; p += layers * dim * hidden;
+    w->w3 = p; p += layers * hidden * dim;
+    if (version == 0) {
+        w->rms_final = p; p += dim;
+        p += (size_t)c->seq_len * c->head_size; // RoPE cos and sin tables: recomputed instead
+    }
+    w->wcls = c->shared_classifier ? w->token_embedding : p;
+}
+
+static void open_checkpoint(Model *m, const char *path) {
+    memset(m, 0, sizeof(*m));
+    m->path = path;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) fatal("cannot open checkpoint %s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) fatal("%s: not a regular file", path);
+    size_t size = (size_t)st.st_size;
+    if (size < 28) fatal("%s: %zu bytes is too short for a checkpoint header (28 bytes at least)", path, size);
+    m->map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd); // the mapping keeps the file open
+    if (m->map == MAP_FAILED) fatal("cannot map %s: %s", path, strerror(errno));
+    m->map_size = size;
+    const unsigned char *bytes = m->map;
+
+    Config *c = &m->config;
+    int version = 0;
+    const unsigned char *params = bytes;
+    size_t header_bytes = 28;
+    if (memcmp(bytes, "GGUF", 4) == 0)
+        fatal("%s: is a GGUF file; this build reads llama2.c checkpoints (legacy or version 1) only", path);
+    if (read_u32le(bytes) == CHECKPOINT_MAGIC) {
+        if (size < V1_HEADER_BYTES) fatal("%s: %zu bytes is too short for a version 1 header (256 bytes)", path, size);
+        version = read_i32le(bytes + 4);
+        if (version != 1)
+            fatal("%s: checkpoint version %d; this build reads the legacy layout and version 1 (fp32)", path, version);
+        params = bytes + 8;
+        header_bytes = V1_HEADER_BYTES;
+    }
+    c->dim = read_i32le(params);
+    c->hidden_dim = read_i32le(params + 4);
+    c->n_layers = read_i32le(params + 8);
+    c->n_heads = read_i32le(params + 12);
+    c->n_kv_heads = read_i32le(params + 16);
+    c->vocab_size = read_i32le(params + 20);
+    c->seq_len = read_i32le(params + 24);
+    if (version == 0) {
+        c->shared_classifier = c->vocab_size > 0; // negative: a separate classifier follows
+        if (c->vocab_size < 0 && c->vocab_size != INT32_MIN) c->vocab_size = -c->vocab_size;
+    } else {
+        unsigned char shared = params[28];
+        if (shared > 1) fatal("%s: header has shared_classifier = %d, expected 0 or 1", path, shared);
+        c->shared_classifier = shared;
+    }
+    check_config(c, path);
+    c->head_size = c->dim / c->n_heads;
+    c->kv_dim = c->n_kv_heads * c->head_size;
+    c->rope_theta = 10000.0f; // fixed for llama2.c files: their header has no field for it
+    c->norm_eps = 1e-5f;
+
+    uint64_t expected = header_bytes + 4 * weight_floats(c, version);
+    if (expected != size)
+        fatal("%s: header says dim %d, hidden_dim %d, %d layers, %d heads (%d kv), vocab %d, seq_len %d = "
+              "%llu bytes, but the file has %zu", path, c->dim, c->hidden_dim, c->n_layers, c->n_heads,
+              c->n_kv_heads, c->vocab_size, c->seq_len, (unsigned long long)expected, size);
+    memory_map_weights(&m->weights, c, (const float *)(bytes + header_bytes), version);
+}
+
+// Allocates the activations and a KV cache for n_ctx positions.
+static void build_state(State *s, const Config *c, int n_ctx) {
+    size_t dim = c->dim, hidden = c->hidden_dim, cache = (size_t)c->n_layers * n_ctx * c->kv_dim;
+    size_t half = c->head_size / 2;
+    s->n_ctx = n_ctx;
+    s->x = xmalloc(dim * sizeof(float), "activations");
+    s->xb = xmalloc(dim * sizeof(float), "activations");
+    s->xb2 = xmalloc(dim * sizeof(float), "activations");
+    s->q = xmalloc(dim * sizeof(float), "activations");
+    s->hb = xmalloc(hidden * sizeof(float), "activations");
+    s->hb2 = xmalloc(hidden * sizeof(float), "activations");
+    s->att = xmalloc((size_t)c->n_heads * n_ctx * sizeof(float), "attention scores");
+    s->logits = xmalloc((size_t)c->vocab_size * sizeof(float), "logits");
+    s->key_cache = xmalloc(cache * sizeof(float), "the KV cache");
+    s->value_cache = xmalloc(cache * sizeof(float), "the KV cache");
+    s->rope_cos = xmalloc(n_ctx * half * sizeof(float), "RoPE tables");
+    s->rope_sin = xmalloc(n_ctx * half * sizeof(float), "RoPE tables");
+    // Pair i of a head turns by pos * theta^(-2i/head_size): fast for the first
+    // pairs, slow for the last, so positions are told apart at every scale.
+    for (int pos = 0; pos < n_ctx; pos++) {
+        for (size_t i = 0; i < half; i++) {
+            float freq = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)c->head_size);
+            float angle = pos * freq;
+            s->rope_cos[pos * half + i] = cosf(angle);
+            s->rope_sin[pos * half + i] = sinf(angle);
+        }
+    }
+}
+
+static void free_state(State *s) {
+    free(s->x), free(s->xb), free(s->xb2), free(s->q), free(s->hb), free(s->hb2);
+    free(s->att), free(s->logits), free(s->key_cache), free(s->value_cache);
+    free(s->rope_cos), free(s->rope_sin);
+}
+
+// Opens a checkpoint and readies it to run n_ctx positions (0: its whole context).
+static void build_model(Model *m, const char *path, int n_ctx) {
+    open_checkpoint(m, path);
+    if (n_ctx <= 0 || n_ctx > m->config.seq_len) n_ctx = m->config.seq_len;
+    build_state(&m->state, &m->config, n_ctx);
+}
+
+static void free_model(Model *m) {
+    free_state(&m->state);
+    munmap(m->map, m->map_size);
+}
+
+// ----------------------------------------------------------------------------
+// Kernels: the few operations the forward pass is made of.
+
+// RMSNorm: scale x to unit root-mean-square, then by a learned weight per channel.
+static void rmsnorm(float *out, const float *x, const float *weight, int n, float eps) {
+    float ss = 0.0f;
+    for (int i = 0; i < n; i++) ss += x[i] * x[i];
+    ss /= n;
+    ss += eps;
+    ss = 1.0f / sqrtf(ss);
+    for (int i = 0; i < n; i++) out[i] = weight[i] * (ss * x[i]);
+}
+
+// Softmax in place. Subtracting the max first keeps expf from overflowing.
+static void softmax(float *x, int n) {
+    float max = x[0];
+    for (int i = 1; i < n; i++)
+        if (x[i] > max) max = x[i];
+    float sum = 0.0f;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - max);
+        sum += x[i];
+    }
+    for (int i = 0; i < n; i++) x[i] /= sum;
+}
+
+// out (d) = W (d, n) @ x (n). Nearly all of the time goes here: every weight
+// is read once per token, so the speed limit is memory bandwidth.
+static void matmul(float *out, const float *x, const float *w, int n, int d) {
+    int i;
+#pragma omp parallel for private(i)
+    for (i = 0; i < d; i++) {
+        const float *row = w + (size_t)i * n;
+        float sum = 0.0f;
+        for (int j = 0; j < n; j++) sum += row[j] * x[j];
+        out[i] = sum;
+    }
+}
+
+// RoPE: rotate each adjacent pair (v[2i], v[2i+1]) of every head by the angle
+// for this position, so that the dot product of a query and a key depends on
+// how far apart they are.
+static void rope(float *v, int n, int head_size, const float *cos_pos, const float *sin_pos) {
+    for (int i = 0; i < n; i += 2) {
+        int pair = (i % head_size) / 2;
+        float c = cos_pos[pair], s = sin_pos[pair];
+        float v0 = v[i], v1 = v[i + 1];
+        v[i] = v0 * c - v1 * s;
+        v[i + 1] = v0 * s + v1 * c;
+    }
+}
+
+// One head's attention at position pos: score the query against the keys of
+// positions 0..pos, softmax the scores, and sum the values weighted by them.
+// keys and values point at this head's slice of position 0; positions are
+// kv_dim floats apart.
+static void attention(float *out, const float *q, const float *keys, const float *values, float *att, int pos,
+                      int head_size, int kv_dim) {
+    float scale = 1.0f / sqrtf((float)head_size); // keeps scores ~unit variance
+    for (int t = 0; t <= pos; t++) {
+        const float *k = keys + (size_t)t * kv_dim;
+        float score = 0.0f;
+        for (int i = 0; i < head_size; i++) score += q[i] * k[i];
+        att[t] = score * scale;
+    }
+    softmax(att, pos + 1);
+    memset(out, 0, head_size * sizeof(float));
+    for (int t = 0; t <= pos; t++) {
+        const float *v = values + (size_t)t * kv_dim;
+        float a = att[t];
+        for (int i = 0; i < head_size; i++) out[i] += a * v[i];
+    }
+}
+
+// SwiGLU: gate through SiLU (x * sigmoid(x)), times the up projection.
+static void swiglu(float *gate, const float *up, int n) {
+    for (int i = 0; i < n; i++) {
+        float g = gate[i];
+        g *= 1.0f / (1.0f + expf(-g));
+        gate[i] = g * up[i];
+    }
+}
+
+// ----------------------------------------------------------------------------
+// The forward pass: one token at one position in, logits for the next token out.
+
+static float *forward(Model *m, int token, int pos) {
+    const Config *c = &m->config;
+    const Weights *w = &m->weights;
+    State *s = &m->state;
+    int dim = c->dim, kv_dim = c->kv_dim, hidden = c->hidden_dim, head_size = c->head_size;
+    int heads_per_kv = c->n_heads / c->n_kv_heads; // query heads sharing one key/value head
+    const float *cos_pos = s->rope_cos + (size_t)pos * (head_size / 2);
+    const float *sin_pos = s->rope_sin + (size_t)pos * (head_size / 2);
+
+    // The residual stream starts as the token's embedding.
+    memcpy(s->x, w->token_embedding + (size_t)token * dim, dim * sizeof(float));
+
+    for (int l = 0; l < c->n_layers; l++) {
+        // Attention block. This position's key and value go straight into the cache.
+        float *key_layer = s->key_cache + (size_t)l * s->n_ctx * kv_dim;
+        float *value_layer = s->value_cache + (size_t)l * s->n_ctx * kv_dim;
+        float *k = key_layer + (size_t)pos * kv_dim, *v = value_layer + (size_t)pos * kv_dim;
+        rmsnorm(s->xb, s->x, w->rms_att + (size_t)l * dim, dim, c->norm_eps);
+        matmul(s->q, s->xb, w->wq + (size_t)l * dim * dim, dim, dim);
+        matmul(k, s->xb, w->wk + (size_t)l * kv_dim * dim, dim, kv_dim);
+        matmul(v, s->xb, w->wv + (size_t)l * kv_dim * dim, dim, kv_dim);
+        rope(s->q, dim, head_size, cos_pos, sin_pos);
+        rope(k, kv_dim, head_size, cos_pos, sin_pos);
+
+        int h;
+#pragma omp parallel for private(h)
+        for (h = 0; h < c->n_heads; h++) {
+            size_t kv_offset = (size_t)(h / heads_per_kv) * head_size;
+            attention(s->xb + (size_t)h * head_size, s->q + (size_t)h * head_size, key_layer + kv_offset,
+                      value_layer + kv_offset, s->att + (size_t)h * s->n_ctx, pos, head_size, kv_dim);
+        }
+        matmul(s->xb2, s->xb, w->wo + (size_t)l * dim * dim, dim, dim);
+        for (int i = 0; i < dim; i++) s->x[i] += s->xb2[i];
+
+        // Feed-forward block: w2 (SiLU(w1 x) * w3 x).
+        rmsnorm(s->xb, s->x, w->rms_ffn + (size_t)l * dim, dim, c->norm_eps);
+        matmul(s->hb, s->xb, w->w1 + (size_t)l * hidden * dim, dim, hidden);
+        matmul(s->hb2, s->xb, w->w3 + (size_t)l * hidden * dim, dim, hidden);
+        swiglu(s->hb, s->hb2, hidden);
+        matmul(s->xb, s->hb, w->w2 + (size_t)l * dim * hidden, hidden, dim);
+        for (int i = 0; i < dim; i++) s->x[i] += s->xb[i];
+    }
+
+    rmsnorm(s->x, s->x, w->rms_final, dim, c->norm_eps);
+    matmul(s->logits, s->x, w->wcls, dim, c->vocab_size);
+    return s->logits;
+}
+
+// ----------------------------------------------------------------------------
+// Sampling: choose the next token from the logits.
+//
+// The random numbers and the top-p rule are llama2.c's, so that the same seed
+// and flags choose the same tokens in both programs.
+
+typedef struct {
+    float prob;
+    int index;
+} ProbIndex;
+
+typedef struct {
+    int vocab_size;
+    float temperature;  // 0: always the most likely token; 1: the model's own distribution
+    float topp;         // keep the most likely tokens until their mass exceeds topp; 0 or 1: off
+    int topk;           // keep only the k most likely tokens; 0: off
+    uint64_t rng_state; // xorshift64* state; never 0
+    ProbIndex *heap;    // (vocab_size) scratch for picking candidates
+    ProbIndex *chosen;  // (vocab_size) the candidates, most likely first
+} Sampler;
+
+static void build_sampler(Sampler *s, int vocab_size, float temperature, float topp, int topk, uint64_t seed) {
+    s->vocab_size = vocab_size;
+    s->temperature = temperature;
+    s->topp = topp;
+    s->topk = topk;
+    s->rng_state = seed ? seed : 1; // xorshift stays at 0 forever from 0
+    s->heap = xmalloc(vocab_size * sizeof(ProbIndex), "the sampler");
+    s->chosen = xmalloc(vocab_size * sizeof(ProbIndex), "the sampler");
+}
+
+static void free_sampler(Sampler *s) {
+    free(s->heap);
+    free(s->chosen);
+}
+
+// xorshift64* (Marsaglia's xorshift with Vigna's multiplier): the top 32 bits.
+static uint32_t random_u32(uint64_t *state) {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    return (uint32_t)((*state * 0x2545F4914F6CDD1Dull) >> 32);
+}
+
+// Uniform in [0, 1): the top 24 bits, as many as a float's mantissa holds.
+static float random_f32(uint64_t *state) { return (random_u32(state) >> 8) / 16777216.0f; }
+
+static int argmax(const float *x, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+// Walks the cumulative distribution until it passes coin (in [0, 1)).
+static int sample_from_all(const float *probs, int n, float coin) {
+    float cdf = 0.0f;
+    for (int i = 0; i < n; i++) {
+        cdf += probs[i];
+        if (coin < cdf) return i;
+    }
+    return n - 1; // rounding left the total just below coin
+}
+
+// Candidate order: more probable first; equal probabilities by lower id, so the
+// order is the same on every machine.
+static int ranks_before(ProbIndex a, ProbIndex b) {
+    return a.prob > b.prob || (a.prob == b.prob && a.index < b.index);
+}
+
+static void sift_down(ProbIndex *heap, int n, int i) {
+    for (;;) {
+        int best = i, l = 2 * i + 1, r = l + 1;
+        if (l < n && ranks_before(heap[l], heap[best])) best = l;
+        if (r < n && ranks_before(heap[r], heap[best])) best = r;
+        if (best == i) return;
+        ProbIndex tmp = heap[i];
+        heap[i] = heap[best], heap[best] = tmp;
+        i = best;
+    }
+}
+
+// Puts the tokens top-k and top-p keep into s->chosen, most likely first, and
+// returns how many; *mass is their total probability. The vocabulary is never
+// sorted: candidates come off a heap, one at a time, only as far as needed.
+// Top-p alone keeps the shortest run whose mass exceeds topp. With top-k, the k
+// most likely are kept, and top-p then applies to their renormalized mass.
+static int select_candidates(Sampler *s, const float *probs, float *mass) {
+    int n = s->vocab_size, use_topp = s->topp > 0.0f && s->topp < 1.0f;
+    // Top-p alone never needs a token below (1 - topp) / (n - 1): were the run
+    // to reach one, the n - 1 others would hold more than topp already.
+    float cutoff = s->topk == 0 ? (1.0f - s->topp) / (n - 1) : 0.0f;
+    int n_heap = 0;
+    for (int i = 0; i < n; i++)
+        if (probs[i] >= cutoff) s->heap[n_heap++] = (ProbIndex){probs[i], i};
+    if (n_heap == 0) // a tiny topp over a near-uniform distribution: take everything
+        for (int i = 0; i < n; i++) s->heap[n_heap++] = (ProbIndex){probs[i], i};
+    for (int i = n_heap / 2 - 1; i >= 0; i--) sift_down(s->heap, n_heap, i);
+
+    int limit = s->topk > 0 && s->topk < n_heap ? s->topk : n_heap;
+    int n_chosen = 0;
+    float cumulative = 0.0f;
+    while (n_chosen < limit) {
+        ProbIndex top = s->heap[0];
+        s->heap[0] = s->heap[--n_heap];
+        sift_down(s->heap, n_heap, 0);
+        s->chosen[n_chosen++] = top;
+        cumulative += top.prob;
+        if (s->topk == 0 && cumulative > s->topp) break;
+    }
+    if (s->topk > 0 && use_topp) {
+        float kept = cumulative;
+        cumulative = 0.0f;
+        for (int i = 0; i < n_chosen; i++) {
+            cumulative += s->chosen[i].prob;
+            if (cumulative > s->topp * kept) {
+                n_chosen = i + 1;
+                break;
+            }
+        }
+    }
+    *mass = cumulative;
+    return n_chosen;
+}
+
+// Chooses the next token. Overwrites logits with probabilities.
+static int sample(Sampler *s, float *logits) {
+    int n = s->vocab_size;
+    if (s->temperature == 0.0f) return argmax(logits, n);
+    for (int i = 0; i < n; i++) logits[i] /= s->temperature;
+    softmax(logits, n);
+    float coin = random_f32(&s->rng_state);
+    if (s->topk == 0 && (s->topp <= 0.0f || s->topp >= 1.0f)) return sample_from_all(logits, n, coin);
+    float mass;
+    int n_chosen = select_candidates(s, logits, &mass);
+    float r = coin * mass, cdf = 0.0f; // sample within the kept mass
+    for (int i = 0; i < n_chosen; i++) {
+        cdf += s->chosen[i].prob;
+        if (r < cdf) return s->chosen[i].index;
+    }
+    return s->chosen[n_chosen - 1].index;
+}
+
+// ----------------------------------------------------------------------------
+// Generate, tokenize and chat loops
+
+static double seconds_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void check_prompt_fits(int n_tokens, int n_ctx, const char *what) {
+    if (n_tokens > n_ctx)
+        fatal("%s is %d tokens, longer than the %d positions of context (see -n)", what, n_tokens, n_ctx);
+}
+
+typedef struct {
+    int n_prompt, n_generated;
+    double prompt_seconds, generate_seconds;
+} GenerateStats;
+
+// Runs the prompt through the model, then samples until steps positions are
+// used, the model emits <s> or </s>, or the context is full. With echo, the
+// prompt is printed first, as llama2.c does; without, only the continuation.
+static GenerateStats generate(Model *m, const Tokenizer *t, Sampler *sampler, const char *prompt,
+                              size_t prompt_len, int steps, int echo, FILE *out) {
+    int n_prompt;
+    int *prompt_tokens = encode(t, prompt, prompt_len, 1, 0, &n_prompt);
+    if (steps <= 0 || steps > m->state.n_ctx) steps = m->state.n_ctx;
+    check_prompt_fits(n_prompt, m->config.seq_len, "the prompt");
+
+    Printer printer = {out, {0}, 0};
+    int token = prompt_tokens[0], pos = 0;
+    double start = seconds_now(), prompt_done = start;
+    while (pos < steps) {
+        float *logits = forward(m, token, pos);
+        // Inside the prompt the next token is given; after it, sampled.
+        int next = pos + 1 < n_prompt ? prompt_tokens[pos + 1] : sample(sampler, logits);
+        pos++;
+        if (pos == n_prompt) prompt_done = seconds_now();
+        if (next == t->bos_id || next == t->eos_id) break;
+        if (echo || pos >= n_prompt) print_token(&printer, t, token, next);
+        token = next;
+    }
+    print_flush(&printer);
+    fputc('\n', out);
+    fflush(out);
+
+    GenerateStats stats = {n_prompt, pos > n_prompt ? pos - n_prompt : 0, prompt_done - start,
+                           seconds_now() - prompt_done};
+    free(prompt_tokens);
+    return stats;
+}
+
+// Prints the ids of text, <s> first, on one line.
+static void tokenize(const Tokenizer *t, const char *text, size_t len, FILE *out) {
+    int n;
+    int *tokens = encode(t, text, len, 1, 0, &n);
+    for (int i = 0; i < n; i++) fprintf(out, i ? " %d" : "%d", tokens[i]);
+    fputc('\n', out);
+    free(tokens);
+}
+
+// Text of any length: a growing buffer, always NUL-terminated.
+typedef struct {
+    char *data;
+    size_t len, cap;
+} Text;
+
+static void text_append(Text *s, const char *p, size_t n) {
+    if (s->len + n + 1 > s->cap) {
+        s->cap = (s->len + n + 1) * 2;
+        s->data = realloc(s->data, s->cap);
+        if (!s->data) fatal("out of memory: text of %zu bytes", s->len + n);
+    }
+    memcpy(s->data + s->len, p, n);
+    s->len += n;
+    s->data[s->len] = '\0';
+}
+
+static void text_append_str(Text *s, const char *p) { text_append(s, p, strlen(p)); }
+
+// Removes leading and trailing whitespace, as Meta's chat code strips each turn.
+static void text_strip(Text *s) {
+    size_t a = 0, b = s->len;
+    while (a < b && isspace((unsigned char)s->data[a])) a++;
+    while (b > a && isspace((unsigned char)s->data[b - 1])) b--;
+    memmove(s->data, s->data + a, b - a);
+    s->len = b - a;
+    s->data[s->len] = '\0';
+}
+
+// Reads all of a stream, whatever its size.
+static Text read_all(FILE *f, const char *name) {
+    Text s = {0};
+    char buf[65536];
+    size_t n;
+    text_append(&s, "", 0);
+    while ((n = fread(buf, 1, sizeof(buf), f)) > 0) text_append(&s, buf, n);
+    if (ferror(f)) fatal("cannot read %s: %s", name, strerror(errno));
+    return s;
+}
+
+// One trailing newline is dropped, as the shell's $(...) does, so that
+// `echo "text" | ./run` prompts with "text".
+static void drop_final_newline(Text *s) {
+    if (s->len > 0 && s->data[s->len - 1] == '\n') s->data[--s->len] = '\0';
+    if (s->len > 0 && s->data[s->len - 1] == '\r') s->data[--s->len] = '\0';
+}
+
+// Chat with a Llama 2 Chat model, in Meta's format. Each user turn is
+//     <s>[INST] {user} [/INST]
+// with the system prompt folded into the first as "<<SYS>>\n{system}\n<</SYS>>\n\n";
+// the model's reply follows and ends with </s>. Only each new turn's tokens go
+// through the model: the KV cache keeps the conversation so far. The turns
+// come from -i and then stdin, one per line; the chat ends cleanly at the end
+// of input or when the context is full.
+static void chat(Model *m, const Tokenizer *t, Sampler *sampler, const char *system, const char *first_turn,
+                 int steps, FILE *out) {
+    int interactive = isatty(STDIN_FILENO);
+    if (steps <= 0 || steps > m->state.n_ctx) steps = m->state.n_ctx;
+    int pos = 0, turn = 0;
+    char *line = NULL;
+    size_t line_cap = 0;
+    for (;; turn++) {
+        Text user = {0};
+        if (turn == 0 && first_turn) {
+            text_append_str(&user, first_turn);
+        } else {
+            if (interactive) fputs("User: ", stderr), fflush(stderr);
+            ssize_t n = getline(&line, &line_cap, stdin);
+            if (n < 0) {
+                free(user.data);
+                break; // end of input: the chat is over
+            }
+            text_append(&user, line, n);
+        }
+        text_strip(&user);
+        if (user.len == 0) {
+            free(user.data);
+            continue; // an empty line is not a turn
+        }
+
+        Text prompt = {0};
+        text_append_str(&prompt, "[INST] ");
+        if (turn == 0 && system && system[0]) {
+            Text sys = {0};
+            text_append_str(&sys, system);
+            text_strip(&sys);
+            text_append_str(&prompt, "<<SYS>>\n");
+            text_append(&prompt, sys.data, sys.len);
+            text_append_str(&prompt, "\n<</SYS>>\n\n");
+            free(sys.data);
+        }
+        text_append(&prompt, user.data, user.len);
+        text_append_str(&prompt, " [/INST]");
+        int n_tokens;
+        int *tokens = encode(t, prompt.data, prompt.len, 1, 0, &n_tokens);
+        free(prompt.data);
+        free(user.data);
+        if (pos + n_tokens >= steps) {
+            fprintf(stderr, "run: the conversation has used %d of %d positions; this turn needs %d more. "
+                            "Chat ended.\n", pos, steps, n_tokens + 1);
+            free(tokens);
+            break;
+        }
+
+        // The user's turn: through the model, nothing printed.
+        float *logits = NULL;
+        for (int i = 0; i < n_tokens; i++) logits = forward(m, tokens[i], pos++);
+        free(tokens);
+
+        // The reply: sampled until </s>, streamed as it comes.
+        if (interactive) fputs("Assistant: ", stderr), fflush(stderr);
+        Printer printer = {out, {0}, 0};
+        int prev = t->bos_id; // so the reply's first piece drops its leading space
+        for (;;) {
+            int next = sample(sampler, logits);
+            if (next == t->eos_id || next == t->bos_id) {
+                if (pos < steps) forward(m, t->eos_id, pos++); // </s> closes the turn in the cache
+                break;
+            }
+            print_token(&printer, t, prev, next);
+            fflush(out);
+            prev = next;
+            if (pos >= steps) break;
+            logits = forward(m, next, pos++);
+        }
+        print_flush(&printer);
+        fputc('\n', out);
+        fflush(out);
+        if (pos >= steps) {
+            fprintf(stderr, "run: the conversation filled its %d positions. Chat ended.\n", steps);
+            break;
+        }
+    }
+    free(line);
+}
+
+// ----------------------------------------------------------------------------
+// Command line
+
+static void usage(FILE *f) {
+    fputs("Usage:   run <checkpoint> [options]\n"
+          "         run -m tokenize -z <tokenizer> [-i <text>]\n"
+          "Example: run stories15M.bin -n 256 -i \"Once upon a time\"\n"
+          "Options:\n"
+          "  -t <float>  temperature, >= 0; 0 always takes the most likely token (default 1.0)\n"
+          "  -p <float>  top-p (nucleus) sampling in [0, 1]; 0 or 1 turns it off (default 0.9)\n"
+          "  -k <int>    top-k sampling: keep the k most likely tokens; 0 turns it off (default 0)\n"
+          "  -s <int>    random seed, >= 0; 0 takes it from the clock (default 0)\n"
+          "  -n <int>    positions to run, prompt included; 0 means the model's context (default 256)\n"
+          "  -i <text>   the prompt; '-' reads it from stdin, as does an absent -i when stdin\n"
+          "              is not a terminal (one trailing newline is dropped)\n"
+          "  -e <0|1>    1 prints the prompt and then the continuation; 0 only the continuation (default 1)\n"
+          "  -z <path>   tokenizer file (default: tokenizer.bin beside this program)\n"
+          "  -m <mode>   generate, chat or tokenize (default generate)\n"
+          "  -y <text>   system prompt in chat mode\n"
+          "  -h          print this help\n"
+          "Exit status: 0 on success, 1 when a file or the text is unusable, 2 for a bad command line.\n",
+          f);
+}
+
+static void usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("run: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    usage(stderr);
+    exit(2);
+}
+
+static float parse_float(const char *flag, const char *s, float min, float max) {
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (end == s || *end != '\0' || errno != 0 || !isfinite(v) || v < min || v > max)
+        usage_error("%s wants a number in [%g, %g], got '%s'", flag, min, max, s);
+    return v;
+}
+
+static long long parse_int(const char *flag, const char *s, long long min, long long max) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || *end != '\0' || errno != 0 || v < min || v > max)
+        usage_error("%s wants a whole number in [%lld, %lld], got '%s'", flag, min, max, s);
+    return v;
+}
+
+// tokenizer.bin in the directory this program was started from.
+static char *default_tokenizer_path(const char *argv0) {
+    char exe[4096];
+    const char *self = argv0;
+    if (!strchr(argv0, '/')) { // found on PATH: ask the kernel where it is
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+        if (n <= 0) return strdup("tokenizer.bin");
+        exe[n] = '\0';
+        self = exe;
+    }
+    const char *slash = strrchr(self, '/');
+    size_t dir_len = slash - self + 1;
+    char *path = xmalloc(dir_len + sizeof("tokenizer.bin"), "a path");
+    memcpy(path, self, dir_len);
+    strcpy(path + dir_len, "tokenizer.bin");
+    return path;
+}
+
+#ifndef TESTING
+int main(int argc, char **argv) {
+    // Defaults; the usage text above documents each.
+    const char *checkpoint = NULL, *tokenizer_path = NULL, *prompt = NULL, *system = NULL, *mode = "generate";
+    float temperature = 1.0f, topp = 0.9f;
+    int topk = 0, steps = 256, echo = 1;
+    unsigned long long seed = 0;
+
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if (arg[0] != '-' || arg[1] == '\0') {
+            if (checkpoint) usage_error("one checkpoint expected, got '%s' and '%s'", checkpoint, arg);
+            checkpoint = arg;
+            continue;
+        }
+        if (strlen(arg) != 2 || !strchr("tpksniezmy", arg[1])) usage_error("unknown option '%s'", arg);
+        if (i + 1 >= argc) usage_error("option %s needs a value", arg);
+        const char *value = argv[++i];
+        switch (arg[1]) {
+        case 't': temperature = parse_float(arg, value, 0.0f, 1e6f); break;
+        case 'p': topp = parse_float(arg, value, 0.0f, 1.0f); break;
+        case 'k': topk = (int)parse_int(arg, value, 0, INT_MAX); break;
+        case 's': seed = (unsigned long long)parse_int(arg, value, 0, LLONG_MAX); break;
+        case 'n': steps = (int)parse_int(arg, value, 0, INT_MAX); break;
+        case 'e': echo = (int)parse_int(arg, value, 0, 1); break;
+        case 'i': prompt = value; break;
+        case 'z': tokenizer_path = value; break;
+        case 'y': system = value; break;
+        case 'm':
+            if (strcmp(value, "generate") && strcmp(value, "chat") && strcmp(value, "tokenize"))
+                usage_error("-m wants generate, chat or tokenize, got '%s'", value);
+            mode = value;
+            break;
+        }
+    }
+    int tokenize_only = strcmp(mode, "tokenize") == 0;
+    if (!checkpoint && !tokenize_only) usage_error("no checkpoint given");
+    char *default_path = tokenizer_path ? NULL : default_tokenizer_path(argv[0]);
+    if (!tokenizer_path) tokenizer_path = default_path;
+
+    // The prompt: -i, or stdin when asked for or when stdin is a pipe or file.
+    Text input = {0};
+    int from_stdin = prompt ? strcmp(prompt, "-") == 0 : !isatty(STDIN_FILENO) && strcmp(mode, "chat") != 0;
+    if (from_stdin) {
+        input = read_all(stdin, "standard input");
+        drop_final_newline(&input);
+    } else {
+        text_append_str(&input, prompt ? prompt : "");
+    }
+
+    Tokenizer tokenizer;
+    build_tokenizer(&tokenizer, tokenizer_path);
+    if (tokenize_only) {
+        tokenize(&tokenizer, input.data, input.len, stdout);
+    } else {
+        Model model;
+        // The cache only needs the positions this run can reach.
+        build_model(&model, checkpoint, strcmp(mode, "chat") == 0 ? 0 : steps);
+        if (tokenizer.vocab_size != model.config.vocab_size)
+            fatal("%s has %d tokens but %s expects %d; give the model's own tokenizer with -z", tokenizer_path,
+                  tokenizer.vocab_size, checkpoint, model.config.vocab_size);
+        if (seed == 0) seed = (unsigned long long)time(NULL);
+        Sampler sampler;
+        build_sampler(&sampler, model.config.vocab_size, temperature, topp, topk, seed);
+        if (strcmp(mode, "generate") == 0) {
+            GenerateStats st = generate(&model, &tokenizer, &sampler, input.data, input.len, steps, echo, stdout);
+            // Timings go to stderr, so that stdout is only the text.
+            if (st.n_generated > 0)
+                fprintf(stderr, "run: prompt %d tokens in %.3f s, generated %d tokens at %.1f tok/s\n",
+                        st.n_prompt, st.prompt_seconds, st.n_generated, st.n_generated / st.generate_seconds);
+        } else
+            chat(&model, &tokenizer, &sampler, system, prompt ? input.data : NULL, steps, stdout);
+        free_sampler(&sampler);
+        free_model(&model);
+    }
+    free_tokenizer(&tokenizer);
+    free(input.data);
+    free(default_path);
+    if (fflush(stdout) != 0 || ferror(stdout)) fatal("cannot write to standard output");
+    return 0;
+}
+#endif

@@ -1,0 +1,582 @@
+/* test_all.c: every test of run.c and tokenizer.c, each against an independent
+   reference: SentencePiece's ids, a NumPy forward pass, published samples.
+
+       make test                 (builds ./run and this, then runs it)
+       MODELS=dir ./test_all     (models from dir instead of ../shared/models)
+
+   It includes run.c whole (with TESTING, which leaves out main) so every
+   static function is in reach. Each check prints one line with a stable id;
+   the last line counts them: "N passed, N failed". The exit status is 0 only
+   when nothing failed.
+
+   The model tests need ../shared/models (or $MODELS). Without it they are not
+   run, loudly; when CI=true that counts as a failure, so CI cannot pass
+   without them. */
+
+#define TESTING
+#include "run.c"
+
+#include <sys/wait.h>
+
+static int n_passed, n_failed;
+static const char *models_dir;
+
+static void check(const char *id, int ok, const char *fmt, ...) {
+    printf("%s %s", ok ? "ok  " : "FAIL", id);
+    if (!ok && fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        fputs(": ", stdout);
+        vprintf(fmt, ap);
+        va_end(ap);
+    }
+    putchar('\n');
+    ok ? n_passed++ : n_failed++;
+}
+
+static char *model_path(const char *name) {
+    static char buf[8][4096];
+    static int next;
+    char *p = buf[next++ % 8];
+    snprintf(p, sizeof(buf[0]), "%s/%s", models_dir, name);
+    return p;
+}
+
+static int file_exists(const char *path) { return access(path, R_OK) == 0; }
+
+static char *read_file_text(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    Text t = read_all(f, path);
+    fclose(f);
+    if (len) *len = t.len;
+    return t.data;
+}
+
+// ----------------------------------------------------------------------------
+// Tokenizer: ids and decoded text against SentencePiece (tests/tokenizer_cases.tsv)
+
+static size_t unhex(const char *hex, char *out) {
+    size_t n = 0;
+    for (; hex[0] && hex[1]; hex += 2) {
+        unsigned v;
+        sscanf(hex, "%2x", &v);
+        out[n++] = (char)v;
+    }
+    return n;
+}
+
+// The text a Printer writes for these ids.
+static char *print_ids(const Tokenizer *t, const int *ids, int n, size_t *len) {
+    char *buf = NULL;
+    FILE *f = open_memstream(&buf, len);
+    Printer p = {f, {0}, 0};
+    for (int i = 1; i < n; i++) print_token(&p, t, ids[i - 1], ids[i]);
+    print_flush(&p);
+    fclose(f);
+    return buf;
+}
+
+static void test_tokenizer_cases(void) {
+    Tokenizer t;
+    build_tokenizer(&t, "tokenizer.bin");
+    check("tokenizer-load", t.vocab_size == 32000 && t.byte_token[0] == 3 && t.byte_token[255] == 258,
+          "vocab %d, <0x00> at %d", t.vocab_size, t.byte_token[0]);
+    FILE *f = fopen("tests/tokenizer_cases.tsv", "r");
+    check("tokenizer-cases-file", f != NULL, "cannot open tests/tokenizer_cases.tsv");
+    if (!f) return;
+    char *line = NULL;
+    size_t cap = 0;
+    int n_cases = 0;
+    while (getline(&line, &cap, f) > 0) {
+        if (line[0] == '#') continue;
+        line[strcspn(line, "\n")] = '\0';
+        char *name = strtok(line, "\t"), *in_hex = strtok(NULL, "\t"), *ids_text = strtok(NULL, "\t");
+        char *out_hex = strtok(NULL, "\t");
+        if (!ids_text) { // strtok skips an empty input field: "empty" has ids where the input was
+            ids_text = in_hex, in_hex = "";
+        }
+        if (!out_hex) out_hex = "";
+        char *input = malloc(strlen(in_hex) / 2 + 1), *expected_text = malloc(strlen(out_hex) / 2 + 1);
+        size_t in_len = unhex(in_hex, input), expected_len = unhex(out_hex, expected_text);
+        int *expected = malloc((strlen(ids_text) / 2 + 1) * sizeof(int)), n_expected = 0;
+        for (char *tok = strtok(ids_text, " "); tok; tok = strtok(NULL, " ")) expected[n_expected++] = atoi(tok);
+
+        int n;
+        int *ids = encode(&t, input, in_len, 1, 0, &n);
+        int same = n == n_expected && memcmp(ids, expected, n * sizeof(int)) == 0;
+        char id[128];
+        snprintf(id, sizeof(id), "tokenizer-encode-%s", name);
+        int first_diff = 0;
+        while (first_diff < n && first_diff < n_expected && ids[first_diff] == expected[first_diff]) first_diff++;
+        check(id, same, "%d ids, SentencePiece %d; first difference at %d (%d vs %d)", n, n_expected, first_diff,
+              first_diff < n ? ids[first_diff] : -1, first_diff < n_expected ? expected[first_diff] : -1);
+
+        size_t text_len;
+        char *text = print_ids(&t, expected, n_expected, &text_len);
+        snprintf(id, sizeof(id), "tokenizer-decode-%s", name);
+        check(id, text_len == expected_len && memcmp(text, expected_text, text_len) == 0,
+              "printed %zu bytes, SentencePiece decodes to %zu", text_len, expected_len);
+        free(text), free(ids), free(input), free(expected_text), free(expected);
+        n_cases++;
+    }
+    free(line);
+    fclose(f);
+    check("tokenizer-cases-count", n_cases >= 40, "only %d cases in tests/tokenizer_cases.tsv", n_cases);
+    free_tokenizer(&t);
+}
+
+// Byte pieces that arrive split must still print as whole characters, and a
+// broken sequence as U+FFFD per byte, never as silence (llama2.c's bug).
+static void test_printer(void) {
+    Tokenizer t;
+    build_tokenizer(&t, "tokenizer.bin");
+    // 🦙 = F0 9F A6 99, as four byte pieces (<0xNN> is id NN + 3 here)
+    int llama[] = {1, 0xF0 + 3, 0x9F + 3, 0xA6 + 3, 0x99 + 3};
+    size_t len;
+    char *s = print_ids(&t, llama, 5, &len);
+    check("printer-emoji-bytes", len == 4 && memcmp(s, "\xF0\x9F\xA6\x99", 4) == 0, "got %zu bytes", len);
+    free(s);
+    int cut[] = {1, 0xE4 + 3, 0xBD + 3, 15043}; // two bytes of a 3-byte character, then "▁Hello"
+    s = print_ids(&t, cut, 4, &len);
+    check("printer-cut-character", len == 12 && memcmp(s, "\xEF\xBF\xBD\xEF\xBF\xBD Hello", 12) == 0,
+          "got '%.*s'", (int)len, s);
+    free(s);
+    int control[] = {1, 0x07 + 3, 0x1B + 3, 0x0A + 3, 0x09 + 3}; // BEL, ESC dropped; \n, \t kept
+    s = print_ids(&t, control, 5, &len);
+    check("printer-control-bytes", len == 2 && memcmp(s, "\n\t", 2) == 0, "got %zu bytes", len);
+    free(s);
+    free_tokenizer(&t);
+}
+
+// ----------------------------------------------------------------------------
+// tokenizer.bin and export.py
+
+static void test_export(void) {
+    size_t a_len, b_len;
+    char *ours = read_file_text("tokenizer.bin", &a_len);
+    char *theirs = read_file_text(model_path("tokenizer.bin"), &b_len);
+    check("export-tokenizer-committed", ours && theirs && a_len == b_len && memcmp(ours, theirs, a_len) == 0,
+          "tokenizer.bin differs from llama2.c's %s", model_path("tokenizer.bin"));
+    free(ours), free(theirs);
+
+    const char *python = getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3";
+    char cmd[8192];
+    snprintf(cmd, sizeof(cmd), "%s export.py /tmp/test_all_tok512.bin --tokenizer %s 2>/dev/null", python,
+             model_path("tok512.model"));
+    int status = system(cmd);
+    ours = read_file_text("/tmp/test_all_tok512.bin", &a_len);
+    theirs = read_file_text(model_path("tok512.bin"), &b_len);
+    check("export-tokenizer-tok512", status == 0 && ours && theirs && a_len == b_len && memcmp(ours, theirs, a_len) == 0,
+          "export.py on tok512.model (status %d) differs from llama2.c's tok512.bin", status);
+    free(ours), free(theirs);
+    remove("/tmp/test_all_tok512.bin");
+}
+
+// ----------------------------------------------------------------------------
+// Forward pass: logits against tests/reference_forward.py (NumPy, float64)
+
+static float max_logit_error(Model *m, const char *expected_file, int *n_checked) {
+    FILE *f = fopen(expected_file, "r");
+    if (!f) return INFINITY;
+    char *line = NULL;
+    size_t cap = 0;
+    int tokens[4096], n_tokens = 0, pos_done = -1;
+    float err = 0.0f;
+    *n_checked = 0;
+    while (getline(&line, &cap, f) > 0) {
+        if (line[0] == '#' || strncmp(line, "model ", 6) == 0) continue;
+        if (strncmp(line, "tokens ", 7) == 0) {
+            char *p = line + 7;
+            int n = (int)strtol(p, &p, 10);
+            for (int i = 0; i < n && i < 4096; i++) tokens[n_tokens++] = (int)strtol(p, &p, 10);
+            continue;
+        }
+        int pos, id;
+        double want;
+        if (sscanf(line, "%d %d %lf", &pos, &id, &want) != 3 || pos >= n_tokens) {
+            err = INFINITY;
+            break;
+        }
+        while (pos_done < pos) pos_done++, forward(m, tokens[pos_done], pos_done);
+        float diff = fabsf(m->state.logits[id] - (float)want);
+        if (!(diff <= err)) err = diff; // NaN counts as the worst
+        (*n_checked)++;
+    }
+    free(line);
+    fclose(f);
+    return *n_checked > 0 ? err : INFINITY;
+}
+
+static void test_logits(const char *id, const char *checkpoint, const char *expected_file) {
+    Model m;
+    build_model(&m, checkpoint, 64);
+    int n;
+    float err = max_logit_error(&m, expected_file, &n);
+    check(id, err <= 1e-4f, "max |logit - reference| = %g over %d logits (%s)", err, n, expected_file);
+    free_model(&m);
+}
+
+// Rewrites a legacy checkpoint in version 1 layout (norms first, no RoPE
+// tables, 256-byte header), with the test's own reading of the format.
+static void write_version1(const char *legacy, const char *out) {
+    size_t len;
+    char *data = read_file_text(legacy, &len);
+    int32_t h[7];
+    memcpy(h, data, sizeof(h));
+    int shared = h[5] > 0, vocab = abs(h[5]);
+    size_t dim = h[0], hidden = h[1], layers = h[2], kv_dim = (size_t)h[4] * (h[0] / h[3]);
+    size_t sizes[] = {vocab * dim, layers * dim, layers * dim * dim, layers * kv_dim * dim, layers * kv_dim * dim,
+                      layers * dim * dim, layers * dim, layers * hidden * dim, layers * dim * hidden,
+                      layers * hidden * dim, dim, (size_t)h[6] * (dim / h[3]), shared ? 0 : vocab * dim};
+    const float *part[13];
+    const float *p = (const float *)(data + 28);
+    for (int i = 0; i < 13; i++) part[i] = p, p += sizes[i];
+    FILE *f = fopen(out, "wb");
+    unsigned char header[256] = {0};
+    uint32_t magic = 0x616b3432;
+    int32_t version = 1;
+    h[5] = vocab;
+    memcpy(header, &magic, 4), memcpy(header + 4, &version, 4), memcpy(header + 8, h, 28);
+    header[36] = (unsigned char)shared;
+    fwrite(header, 1, 256, f);
+    int order[] = {1, 6, 10, 0, 2, 3, 4, 5, 7, 8, 9, 12}; // rms_att, rms_ffn, rms_final, embedding, wq..w3, wcls
+    for (int i = 0; i < 12; i++) fwrite(part[order[i]], sizeof(float), sizes[order[i]], f);
+    fclose(f);
+    free(data);
+}
+
+static void test_forward(void) {
+    test_logits("forward-stories260K-logits", model_path("stories260K.bin"), "tests/logits_stories260K.txt");
+    test_logits("forward-tiny-random-logits", model_path("llama-2-tiny-random.bin"), "tests/logits_tiny_random.txt");
+    write_version1(model_path("stories260K.bin"), "/tmp/test_all_v1.bin");
+    test_logits("forward-version1-shared-logits", "/tmp/test_all_v1.bin", "tests/logits_stories260K.txt");
+    write_version1(model_path("llama-2-tiny-random.bin"), "/tmp/test_all_v1.bin");
+    test_logits("forward-version1-unshared-logits", "/tmp/test_all_v1.bin", "tests/logits_tiny_random.txt");
+    remove("/tmp/test_all_v1.bin");
+}
+
+// ----------------------------------------------------------------------------
+// Generation against the samples published with stories260K
+
+// llama2.c's test_all.py: `run stories260K.bin -z tok512.bin -t 0.0 -n 200`
+static const char greedy_story_200[] =
+    "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw "
+    "a big, red ball. She wanted to play with it, but it was too high.\nLily's mom said, \"Lily, let's go to the "
+    "park.\" Lily was sad and didn't know what to do. She said, \"I want to play with your ball, but I can't find "
+    "it.\"\nLily was sad and didn't know what to do. She said, \"I'm sorry, Lily. I didn't know what to do.\"\n"
+    "Lily didn't want to help her mom, so she\n";
+
+// llama2.c's doc/stories260K.md: `run stories260K.bin -z tok512.bin -t 1.0 -p 0.9 -s 133742` (256 steps)
+static const char sampled_story_133742[] =
+    "Once upon a time, there was a little boy named Timmy. Timmy loved to play with his toys and eat sandwiches. "
+    "One day, Timmy's mom told him it was time to rest for a while. Timmy's friend Billy came over and took him a "
+    "down.\nTimmy's mom saw that Timmy was sad, but Timmy said, \"I didn't understand what is it! We need to find "
+    "some leafs.\" Timmy thought about it and took a deep breath on a spoon. He hoped it was important to be kind "
+    "and continued to find its image next time.\nAfter they finished getting, Timmy's dad came up to his house and "
+    "promised to help Timmy.\n";
+
+static char *generate_text(const char *prompt, float temperature, float topp, int topk, uint64_t seed, int steps,
+                           int echo) {
+    Model m;
+    Tokenizer t;
+    Sampler s;
+    build_model(&m, model_path("stories260K.bin"), steps);
+    build_tokenizer(&t, model_path("tok512.bin"));
+    build_sampler(&s, m.config.vocab_size, temperature, topp, topk, seed);
+    char *buf = NULL;
+    size_t len;
+    FILE *f = open_memstream(&buf, &len);
+    generate(&m, &t, &s, prompt, strlen(prompt), steps, echo, f);
+    fclose(f);
+    free_sampler(&s), free_tokenizer(&t), free_model(&m);
+    return buf;
+}
+
+static void test_generate(void) {
+    char *text = generate_text("", 0.0f, 0.9f, 0, 1, 200, 1);
+    check("generate-greedy-published", strcmp(text, greedy_story_200) == 0, "got:\n%s", text);
+    free(text);
+    text = generate_text("", 1.0f, 0.9f, 0, 133742, 256, 1);
+    check("generate-seeded-published", strcmp(text, sampled_story_133742) == 0, "got:\n%s", text);
+    free(text);
+    // The continuation alone is the echoed text minus the prompt.
+    char *echoed = generate_text("Lily and Tom went to the", 0.0f, 0.9f, 0, 1, 64, 1);
+    char *alone = generate_text("Lily and Tom went to the", 0.0f, 0.9f, 0, 1, 64, 0);
+    int prefixed = strncmp(echoed, "Lily and Tom went to the", 24) == 0;
+    check("generate-continuation-only", prefixed && strcmp(echoed + 24, alone) == 0 && strlen(alone) > 10,
+          "echoed '%s', alone '%s'", echoed, alone);
+    free(echoed), free(alone);
+    // Seeds: the same seed, the same text; another seed, another text.
+    char *a = generate_text("Once", 1.0f, 0.9f, 0, 42, 80, 1), *b = generate_text("Once", 1.0f, 0.9f, 0, 42, 80, 1);
+    char *c = generate_text("Once", 1.0f, 0.9f, 0, 43, 80, 1);
+    check("generate-seed-reproducible", strcmp(a, b) == 0, NULL);
+    check("generate-seed-matters", strcmp(a, c) != 0, NULL);
+    free(a), free(b), free(c);
+}
+
+// ----------------------------------------------------------------------------
+// Sampler
+
+static int chosen_ids(Sampler *s, const float *probs, int *ids, float *mass) {
+    int n = select_candidates(s, probs, mass);
+    for (int i = 0; i < n; i++) ids[i] = s->chosen[i].index;
+    return n;
+}
+
+static int cmp_prob_desc(const void *a, const void *b) {
+    const ProbIndex *x = a, *y = b;
+    if (x->prob != y->prob) return x->prob > y->prob ? -1 : 1;
+    return x->index - y->index;
+}
+
+static void test_sampler(void) {
+    Sampler s;
+    //                0     1     2     3     4     5
+    float probs[] = {0.05f, 0.5f, 0.1f, 0.3f, 0.05f, 0.0f};
+    int ids[6], n;
+    float mass;
+    build_sampler(&s, 6, 1.0f, 0.75f, 0, 1);
+    n = chosen_ids(&s, probs, ids, &mass);
+    check("sampler-topp-0.75", n == 2 && ids[0] == 1 && ids[1] == 3 && fabsf(mass - 0.8f) < 1e-6f, "kept %d", n);
+    s.topp = 0.85f;
+    n = chosen_ids(&s, probs, ids, &mass);
+    check("sampler-topp-0.85", n == 3 && ids[2] == 2, "kept %d", n);
+    s.topp = 0.97f; // both 0.05 tokens tie: the lower id comes first
+    n = chosen_ids(&s, probs, ids, &mass);
+    check("sampler-topp-ties-by-id", n == 5 && ids[3] == 0 && ids[4] == 4, "kept %d", n);
+    float exact[] = {0.25f, 0.5f, 0.25f, 0.0f, 0.0f, 0.0f}; // sums exact in binary
+    s.topp = 0.75f; // 0.5 + 0.25 equals topp: llama2.c's rule needs the mass to pass it, so a third is kept
+    n = chosen_ids(&s, exact, ids, &mass);
+    check("sampler-topp-boundary", n == 3 && ids[0] == 1 && ids[1] == 0 && ids[2] == 2, "kept %d", n);
+    s.topp = 0.0f, s.topk = 2;
+    n = chosen_ids(&s, probs, ids, &mass);
+    check("sampler-topk-2", n == 2 && ids[0] == 1 && ids[1] == 3, "kept %d", n);
+    s.topp = 0.9f, s.topk = 3; // top-3 mass 0.9; top-p 0.9 of it is 0.81: 0.5 + 0.3 is not past it
+    n = chosen_ids(&s, probs, ids, &mass);
+    check("sampler-topk-3-topp-0.9", n == 3, "kept %d", n);
+    s.topp = 0.5f; // 0.5 of 0.9 is 0.45: the first token alone passes it
+    n = chosen_ids(&s, probs, ids, &mass);
+    check("sampler-topk-3-topp-0.5", n == 1 && ids[0] == 1, "kept %d", n);
+    free_sampler(&s);
+
+    // Against a full sort, on many random distributions.
+    uint64_t rng = 7;
+    int vocab = 1000, bad = 0;
+    float *p = malloc(vocab * sizeof(float));
+    ProbIndex *sorted = malloc(vocab * sizeof(ProbIndex));
+    build_sampler(&s, vocab, 1.0f, 0.9f, 0, 1);
+    for (int trial = 0; trial < 200; trial++) {
+        for (int i = 0; i < vocab; i++) p[i] = random_f32(&rng) * 8.0f * (trial % 3 == 0 ? 1 : random_f32(&rng));
+        if (trial % 5 == 0) p[trial % vocab] = p[(trial + 1) % vocab]; // a tie
+        softmax(p, vocab);
+        for (int i = 0; i < vocab; i++) sorted[i] = (ProbIndex){p[i], i};
+        qsort(sorted, vocab, sizeof(ProbIndex), cmp_prob_desc);
+        s.topk = trial % 4 == 0 ? 0 : 1 + trial % 50;
+        s.topp = (trial % 7) / 7.0f + 0.05f;
+        // The reference: the first k, then the shortest prefix whose mass passes topp of theirs.
+        int k = s.topk ? s.topk : vocab;
+        float kept = 0.0f, cum = 0.0f;
+        for (int i = 0; i < k; i++) kept += sorted[i].prob;
+        int want = k;
+        for (int i = 0; i < k; i++) {
+            cum += sorted[i].prob;
+            if (cum > s.topp * (s.topk ? kept : 1.0f)) {
+                want = i + 1;
+                break;
+            }
+        }
+        n = select_candidates(&s, p, &mass);
+        int same = n == want;
+        for (int i = 0; same && i < n; i++) same = s.chosen[i].index == sorted[i].index;
+        if (!same) bad++;
+    }
+    check("sampler-candidates-vs-sort", bad == 0, "%d of 200 distributions differ", bad);
+    free_sampler(&s), free(p), free(sorted);
+
+    // Greedy picks the first maximum; a sampled token is always one top-p keeps.
+    float logits[] = {1.0f, 3.0f, 3.0f, -2.0f};
+    build_sampler(&s, 4, 0.0f, 0.9f, 0, 1);
+    check("sampler-greedy-first-max", sample(&s, logits) == 1, NULL);
+    free_sampler(&s);
+    build_sampler(&s, 6, 1.0f, 0.75f, 0, 12345);
+    int counts[6] = {0};
+    for (int i = 0; i < 10000; i++) {
+        float l[6];
+        for (int j = 0; j < 6; j++) l[j] = logf(probs[j] > 0 ? probs[j] : 1e-30f);
+        counts[sample(&s, l)]++;
+    }
+    // 0.5 / 0.8 of draws are id 1: 6250 expected, 5 standard deviations is ~240
+    check("sampler-topp-draws", counts[0] + counts[2] + counts[4] + counts[5] == 0 && abs(counts[1] - 6250) < 240,
+          "counts %d %d %d %d %d %d", counts[0], counts[1], counts[2], counts[3], counts[4], counts[5]);
+    free_sampler(&s);
+}
+
+// ----------------------------------------------------------------------------
+// The program itself: exit status, stdout and stderr of ./run
+
+typedef struct {
+    int status;
+    char *out, *err;
+    size_t out_len;
+    int err_lines;
+} RunResult;
+
+static RunResult run_cmd(const char *args) {
+    char cmd[16384];
+    snprintf(cmd, sizeof(cmd), "./run %s > /tmp/test_all.out 2> /tmp/test_all.err", args);
+    int status = system(cmd);
+    RunResult r;
+    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    r.out = read_file_text("/tmp/test_all.out", &r.out_len);
+    size_t err_len = 0;
+    r.err = read_file_text("/tmp/test_all.err", &err_len);
+    r.err_lines = 0;
+    for (size_t i = 0; i < err_len; i++) r.err_lines += r.err[i] == '\n';
+    return r;
+}
+
+static void free_run(RunResult *r) { free(r->out), free(r->err); }
+
+// A bad input: a non-zero status, nothing on stdout, one line on stderr that mentions `needle`.
+static void check_refused(const char *id, const char *args, int want_status, const char *needle) {
+    RunResult r = run_cmd(args);
+    int first_line_has = r.err && strstr(r.err, needle) && strstr(r.err, needle) < strchr(r.err, '\n');
+    int lines_ok = want_status == 2 ? r.err_lines >= 1 : r.err_lines == 1;
+    check(id, r.status == want_status && r.out_len == 0 && lines_ok && first_line_has,
+          "status %d (want %d), %zu bytes on stdout, stderr: %s", r.status, want_status, r.out_len, r.err);
+    free_run(&r);
+}
+
+static void test_cli(void) {
+    char args[8192];
+    const char *m260 = model_path("stories260K.bin"), *tok512 = model_path("tok512.bin");
+
+    RunResult r = run_cmd("-m tokenize -z tokenizer.bin -i \"Hello world\"");
+    check("cli-tokenize", r.status == 0 && r.out && strcmp(r.out, "1 15043 3186\n") == 0, "got '%s'", r.out);
+    free_run(&r);
+    r = run_cmd("-m tokenize -z tokenizer.bin < tests/tokenizer_cases.tsv");
+    check("cli-tokenize-stdin", r.status == 0 && r.out && strncmp(r.out, "1 ", 2) == 0, "status %d", r.status);
+    free_run(&r);
+
+    snprintf(args, sizeof(args), "%s -z %s -t 0 -n 200", m260, tok512);
+    r = run_cmd(args);
+    check("cli-greedy-published", r.status == 0 && r.out && strcmp(r.out, greedy_story_200) == 0, "got '%s'", r.out);
+    free_run(&r);
+
+    snprintf(args, sizeof(args), "%s -z %s -t 0 -n 64 < /tmp/test_all.prompt", m260, tok512);
+    FILE *f = fopen("/tmp/test_all.prompt", "w");
+    fputs("Lily and Tom went to the\n", f);
+    fclose(f);
+    r = run_cmd(args);
+    check("cli-prompt-from-stdin", r.status == 0 && r.out && strncmp(r.out, "Lily and Tom went to the ", 25) == 0 &&
+                                       r.out_len > 40, "got '%s'", r.out);
+    free_run(&r);
+    snprintf(args, sizeof(args), "%s -z %s -t 0 -n 64 -e 0 < /tmp/test_all.prompt", m260, tok512);
+    r = run_cmd(args);
+    check("cli-continuation-only", r.status == 0 && r.out && strncmp(r.out, " park.", 6) == 0, "got '%s'", r.out);
+    free_run(&r);
+    snprintf(args, sizeof(args), "%s -z %s -t 0 -n 64 -i - < /tmp/test_all.prompt", m260, tok512);
+    r = run_cmd(args);
+    check("cli-prompt-dash", r.status == 0 && r.out && strncmp(r.out, "Lily and Tom went to the ", 25) == 0, NULL);
+    free_run(&r);
+    remove("/tmp/test_all.prompt");
+
+    // The acceptance's UTF-8: byte-fallback characters echo whole.
+    snprintf(args, sizeof(args), "%s -z tokenizer.bin -t 0 -n 48 -i \"café 饕餮 🦙\"",
+             model_path("llama-2-tiny-random.bin"));
+    r = run_cmd(args);
+    check("cli-utf8-echo", r.status == 0 && r.out && strncmp(r.out, "café 饕餮 🦙", strlen("café 饕餮 🦙")) == 0,
+          "got '%s'", r.out);
+    free_run(&r);
+
+    r = run_cmd("-h");
+    int all_flags = r.out != NULL;
+    for (const char *flag = "tpksnie zmyh"; all_flags && *flag; flag++) {
+        char want[4] = {'-', *flag, ' ', 0};
+        if (*flag != ' ') all_flags = strstr(r.out, want) != NULL;
+    }
+    check("cli-help", r.status == 0 && all_flags, "status %d", r.status);
+    free_run(&r);
+
+    // Bad files: one line naming the problem, non-zero status, nothing on stdout.
+    size_t len;
+    char *whole = read_file_text(m260, &len);
+    f = fopen("/tmp/test_all_trunc.bin", "wb");
+    fwrite(whole, 1, 100000, f);
+    fclose(f);
+    free(whole);
+    snprintf(args, sizeof(args), "/tmp/test_all_trunc.bin -z %s", tok512);
+    check_refused("cli-truncated-checkpoint", args, 1, "1056540 bytes, but the file has 100000");
+    remove("/tmp/test_all_trunc.bin");
+    snprintf(args, sizeof(args), "%s -z tokenizer.bin", m260);
+    check_refused("cli-tokenizer-mismatch", args, 1, "tokenizer.bin has 32000 tokens but");
+    check_refused("cli-missing-checkpoint", "/nonexistent.bin -z tokenizer.bin", 1, "cannot open checkpoint");
+    snprintf(args, sizeof(args), "%s -z /nonexistent.tok", m260);
+    check_refused("cli-missing-tokenizer", args, 1, "cannot open /nonexistent.tok");
+    check_refused("cli-tokenizer-not-a-tokenizer", "-m tokenize -z tests/tokenizer_cases.tsv -i x", 1, "token");
+    f = fopen("/tmp/test_all_header.bin", "wb");
+    int32_t header[7] = {64, 172, 5, 6, 4, 512, 512}; // 6 heads do not divide 64
+    fwrite(header, sizeof(header), 1, f);
+    fclose(f);
+    snprintf(args, sizeof(args), "/tmp/test_all_header.bin -z %s", tok512);
+    check_refused("cli-bad-header", args, 1, "not a multiple of n_heads");
+    remove("/tmp/test_all_header.bin");
+
+    // A prompt longer than the context: stories260K holds 512 positions.
+    f = fopen("/tmp/test_all_long.prompt", "w");
+    for (int i = 0; i < 300; i++) fputs("Lily and Tom ", f);
+    fclose(f);
+    snprintf(args, sizeof(args), "%s -z %s -n 0 -i - < /tmp/test_all_long.prompt", m260, tok512);
+    check_refused("cli-prompt-too-long", args, 1, "longer than the 512 positions");
+    remove("/tmp/test_all_long.prompt");
+
+    // Bad flags: exit status 2, with the usage.
+    struct { const char *id, *flags, *needle; } bad[] = {
+        {"cli-flag-negative-temperature", "-t -1", "-t wants"},
+        {"cli-flag-topp-above-1", "-p 1.5", "-p wants"},
+        {"cli-flag-steps-not-a-number", "-n ten", "-n wants"},
+        {"cli-flag-steps-negative", "-n -5", "-n wants"},
+        {"cli-flag-trailing-letter", "-t 0.5x", "-t wants"},
+        {"cli-flag-nan", "-t nan", "-t wants"},
+        {"cli-flag-unknown", "-q 1", "unknown option"},
+        {"cli-flag-missing-value", "-t", "needs a value"},
+        {"cli-flag-bad-mode", "-m dance", "-m wants"},
+        {"cli-flag-two-checkpoints", "other.bin", "one checkpoint expected"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(args, sizeof(args), "%s -z %s %s", m260, tok512, bad[i].flags);
+        check_refused(bad[i].id, args, 2, bad[i].needle);
+    }
+    check_refused("cli-no-checkpoint", "-t 0 < /dev/null", 2, "no checkpoint");
+}
+
+// ----------------------------------------------------------------------------
+
+int main(void) {
+    models_dir = getenv("MODELS") ? getenv("MODELS") : "../shared/models";
+    int ci = getenv("CI") && strcmp(getenv("CI"), "true") == 0;
+
+    test_tokenizer_cases();
+    test_printer();
+    test_sampler();
+
+    const char *needed[] = {"stories260K.bin", "tok512.bin", "tok512.model", "tokenizer.bin",
+                            "llama-2-tiny-random.bin"};
+    int have_models = 1;
+    for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++) have_models &= file_exists(model_path(needed[i]));
+    if (have_models) {
+        test_export();
+        test_forward();
+        test_generate();
+        test_cli();
+    } else {
+        printf("\n*** MODELS NOT FOUND in %s: the export, forward, generate and command-line tests were NOT RUN.\n"
+               "*** Point MODELS= at a directory with stories260K.bin, tok512.bin, tok512.model, tokenizer.bin\n"
+               "*** and llama-2-tiny-random.bin (see README.md).\n\n", models_dir);
+        check("models-present", !ci, "CI=true and no models in %s", models_dir);
+    }
+
+    printf("%d passed, %d failed\n", n_passed, n_failed);
+    return n_failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,435 @@
+/* tokenizer.c: text <-> token ids for Llama 2, as SentencePiece does it.
+
+   This file is part of run.c (run.c includes it; it is not compiled on its
+   own) and uses run.c's fatal() for every error in a user's file.
+
+   The model never sees text, only ids of "pieces" from a fixed vocabulary.
+   Encoding follows SentencePiece's BPE exactly, because the model was trained
+   on its ids and any other split is text it has never seen:
+     1. normalize: a space is prepended (the "dummy prefix"), so a word at the
+        start looks like a word after a space; spaces become the meta symbol
+        U+2581; bytes that are not valid UTF-8 become U+FFFD, one per byte;
+     2. split into characters (UTF-8 code points);
+     3. repeatedly merge the adjacent pair whose concatenation is the vocabulary
+        piece with the highest score (leftmost on ties), until no pair is a piece;
+     4. a symbol that is still not a piece falls back to one <0xNN> piece per
+        byte of its UTF-8 encoding.
+   Decoding maps ids back to pieces, turns <0xNN> pieces into raw bytes and
+   reassembles them into UTF-8 characters.
+
+   The file format is llama2.c's tokenizer.bin, little-endian:
+     int32 max_token_length
+     then for each token: float32 score, int32 length, length bytes of text
+   U+2581 is already written as ' ' there, so this file uses ' ' for it too. */
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+// ----------------------------------------------------------------------------
+// Data structures
+
+typedef struct {
+    int vocab_size;
+    char **piece;        // (vocab_size) text of each token, NUL-terminated
+    int *piece_len;      // (vocab_size) its length in bytes
+    float *score;        // (vocab_size) merge priority: higher merges first
+    int16_t *byte_value; // (vocab_size) 0..255 for a <0xNN> piece, else -1
+    int byte_token[256]; // id of the <0xNN> piece for each byte, or -1
+    int unk_id, bos_id, eos_id;
+    int max_piece_len;   // no longer text can be a piece: a fast reject
+    // Open-addressing hash from piece text to id, holding only the pieces
+    // that text may be merged into: not <unk>, <s>, </s> nor <0xNN>.
+    int *lookup;         // (lookup_mask + 1) token id, or -1 for empty
+    size_t lookup_mask;
+    char *text_storage;  // one block holding every piece's text
+} Tokenizer;
+
+// ----------------------------------------------------------------------------
+// Loading
+
+static void fatal(const char *fmt, ...);
+
+// FNV-1a: simple, and good enough for a table kept at most half full.
+static uint32_t hash_bytes(const char *s, size_t n) {
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+// The id of the mergeable piece whose text is s[0..n), or -1.
+static int lookup_piece(const Tokenizer *t, const char *s, size_t n) {
+    if (n > (size_t)t->max_piece_len) return -1;
+    for (size_t slot = hash_bytes(s, n) & t->lookup_mask;; slot = (slot + 1) & t->lookup_mask) {
+        int id = t->lookup[slot];
+        if (id < 0) return -1;
+        if ((size_t)t->piece_len[id] == n && memcmp(t->piece[id], s, n) == 0) return id;
+    }
+}
+
+// A piece "<0xNN>" (upper-case hex, as SentencePiece writes it) stands for one raw byte.
+static int parse_byte_piece(const char *s, int n) {
+    static const char hex[] = "0123456789ABCDEF";
+    if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>') return -1;
+    const char *hi = memchr(hex, s[3], 16), *lo = memchr(hex, s[4], 16);
+    if (!hi || !lo) return -1;
+    return (int)(hi - hex) * 16 + (int)(lo - hex);
+}
+
+static uint32_t read_u32le(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+// Reads a whole file into memory; the caller frees it.
+static unsigned char *read_whole_file(const char *path, size_t *size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) fatal("cannot open %s: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    unsigned char *data = malloc(cap);
+    if (!data) fatal("out of memory reading %s", path);
+    for (;;) {
+        n += fread(data + n, 1, cap - n, f);
+        if (n < cap) break;
+        unsigned char *grown = realloc(data, cap *= 2);
+        if (!grown) fatal("out of memory reading %s", path);
+        data = grown;
+    }
+    if (ferror(f)) fatal("cannot read %s: %s", path, strerror(errno));
+    fclose(f);
+    *size = n;
+    return data;
+}
+
+// Loads tokenizer.bin. The file does not store its number of tokens, so the
+// whole file is walked and the count checked by the caller against the model.
+static void build_tokenizer(Tokenizer *t, const char *path) {
+    memset(t, 0, sizeof(*t));
+    size_t size;
+    unsigned char *data = read_whole_file(path, &size);
+    if (size < 4) fatal("%s: %zu bytes is too short for a tokenizer file (llama2.c tokenizer.bin format)", path, size);
+
+    // First pass: count the entries and check that each lies inside the file.
+    size_t n_tokens = 0, text_bytes = 0;
+    for (size_t off = 4; off < size; n_tokens++) {
+        if (size - off < 8) fatal("%s: token %zu: entry truncated at byte %zu of %zu", path, n_tokens, off, size);
+        uint32_t len = read_u32le(data + off + 4);
+        if (len > size - off - 8)
+            fatal("%s: token %zu: says %u bytes of text, only %zu left in the file", path, n_tokens, len, size - off - 8);
+        off += 8 + len;
+        text_bytes += len + 1;
+    }
+    if (n_tokens < 3 || n_tokens > (1 << 24))
+        fatal("%s: holds %zu tokens, expected between 3 and %d", path, n_tokens, 1 << 24);
+
+    int n = (int)n_tokens;
+    t->vocab_size = n;
+    t->piece = malloc(n * sizeof(char *));
+    t->piece_len = malloc(n * sizeof(int));
+    t->score = malloc(n * sizeof(float));
+    t->byte_value = malloc(n * sizeof(int16_t));
+    t->text_storage = malloc(text_bytes);
+    if (!t->piece || !t->piece_len || !t->score || !t->byte_value || !t->text_storage)
+        fatal("out of memory loading %s", path);
+
+    // Second pass: copy the pieces out.
+    char *text = t->text_storage;
+    size_t off = 4;
+    for (int i = 0; i < n; i++) {
+        memcpy(&t->score[i], data + off, 4); // float32, little-endian like the host
+        int len = (int)read_u32le(data + off + 4);
+        memcpy(text, data + off + 8, len);
+        text[len] = '\0';
+        t->piece[i] = text;
+        t->piece_len[i] = len;
+        text += len + 1;
+        off += 8 + len;
+    }
+    free(data);
+
+    // llama2.c's convention, as in Meta's tokenizer: 0 <unk>, 1 <s>, 2 </s>.
+    t->unk_id = 0, t->bos_id = 1, t->eos_id = 2;
+    for (int b = 0; b < 256; b++) t->byte_token[b] = -1;
+    for (int i = 0; i < n; i++) {
+        int b = parse_byte_piece(t->piece[i], t->piece_len[i]);
+        t->byte_value[i] = (int16_t)b;
+        if (b >= 0 && t->byte_token[b] < 0) t->byte_token[b] = i;
+    }
+
+    // Hash table of mergeable pieces, at most half full so probes stay short.
+    size_t cap = 1;
+    while (cap < 2 * (size_t)n) cap <<= 1;
+    t->lookup = malloc(cap * sizeof(int));
+    if (!t->lookup) fatal("out of memory loading %s", path);
+    memset(t->lookup, 0xff, cap * sizeof(int)); // every slot -1
+    t->lookup_mask = cap - 1;
+    for (int i = 0; i < n; i++) {
+        if (i == t->unk_id || i == t->bos_id || i == t->eos_id || t->byte_value[i] >= 0) continue;
+        if (t->piece_len[i] > t->max_piece_len) t->max_piece_len = t->piece_len[i];
+        if (lookup_piece(t, t->piece[i], t->piece_len[i]) >= 0) continue; // a duplicate: the first id wins
+        size_t slot = hash_bytes(t->piece[i], t->piece_len[i]) & t->lookup_mask;
+        while (t->lookup[slot] >= 0) slot = (slot + 1) & t->lookup_mask;
+        t->lookup[slot] = i;
+    }
+}
+
+static void free_tokenizer(Tokenizer *t) {
+    free(t->piece);
+    free(t->piece_len);
+    free(t->score);
+    free(t->byte_value);
+    free(t->text_storage);
+    free(t->lookup);
+}
+
+// ----------------------------------------------------------------------------
+// UTF-8
+
+// Length of the valid UTF-8 character at s[0..n), or 0 if the bytes there are
+// not one. Strict, as SentencePiece is: no overlong forms, no surrogates,
+// nothing above U+10FFFF.
+static int utf8_char_len(const unsigned char *s, size_t n) {
+    unsigned c = s[0];
+    if (c < 0x80) return 1;
+    int len;
+    uint32_t cp, min;
+    if ((c & 0xE0) == 0xC0) len = 2, cp = c & 0x1F, min = 0x80;
+    else if ((c & 0xF0) == 0xE0) len = 3, cp = c & 0x0F, min = 0x800;
+    else if ((c & 0xF8) == 0xF0) len = 4, cp = c & 0x07, min = 0x10000;
+    else return 0;
+    if (n < (size_t)len) return 0;
+    for (int i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        cp = cp << 6 | (s[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    return len;
+}
+
+// Could s[0..n) still grow into a valid character as more bytes arrive?
+static int utf8_is_valid_prefix(const unsigned char *s, size_t n) {
+    // Try every possible completion's tightest case: pad with the trail byte
+    // that keeps the code point smallest and largest, and see if one is valid.
+    unsigned char buf[4];
+    int need = (s[0] & 0xE0) == 0xC0 ? 2 : (s[0] & 0xF0) == 0xE0 ? 3 : (s[0] & 0xF8) == 0xF0 ? 4 : 0;
+    if (need == 0 || n >= (size_t)need) return 0;
+    for (int pad = 0x80; pad <= 0xBF; pad += 0x3F) {
+        memcpy(buf, s, n);
+        for (int i = (int)n; i < need; i++) buf[i] = (unsigned char)pad;
+        if (utf8_char_len(buf, need) == need) return 1;
+    }
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
+// Encoding: SentencePiece BPE
+
+static const char replacement_char[] = "\xEF\xBF\xBD"; // U+FFFD
+static const char meta_space[] = "\xE2\x96\x81";       // U+2581, SentencePiece's space
+
+// Step 1. Returns a new buffer: ' ' prepended, U+2581 written as ' ' (this
+// vocabulary's spelling of it), each invalid byte replaced by U+FFFD.
+static char *normalize(const char *text, size_t len, size_t *out_len) {
+    char *out = malloc(3 * len + 2); // worst case: every byte becomes U+FFFD
+    if (!out) fatal("out of memory encoding %zu bytes of text", len);
+    size_t n = 0;
+    if (len > 0) out[n++] = ' ';
+    for (size_t i = 0; i < len;) {
+        int cl = utf8_char_len((const unsigned char *)text + i, len - i);
+        if (cl == 0) {
+            memcpy(out + n, replacement_char, 3), n += 3, i += 1;
+        } else if (cl == 3 && memcmp(text + i, meta_space, 3) == 0) {
+            out[n++] = ' ', i += 3;
+        } else {
+            memcpy(out + n, text + i, cl), n += cl, i += cl;
+        }
+    }
+    *out_len = n;
+    return out;
+}
+
+// A symbol is a run of the normalized text, start..start+len; merged symbols
+// stay contiguous, so a pair's text is simply the span covering both.
+typedef struct {
+    int start, len;
+    int prev, next; // neighbours in the list of live symbols, -1 at the ends
+} Symbol;
+
+// A candidate merge of symbol `left` with its right neighbour.
+typedef struct {
+    float score;
+    int left, right;
+    int len; // left.len + right.len when queued; a mismatch later means stale
+    int id;
+} MergeCandidate;
+
+// Max-heap order: higher score first, then the leftmost pair.
+static int merge_before(const MergeCandidate *a, const MergeCandidate *b) {
+    return a->score > b->score || (a->score == b->score && a->left < b->left);
+}
+
+typedef struct {
+    MergeCandidate *items;
+    int n, cap;
+} MergeQueue;
+
+static void queue_push(MergeQueue *q, MergeCandidate c) {
+    if (q->n == q->cap) {
+        q->cap = q->cap ? 2 * q->cap : 64;
+        q->items = realloc(q->items, q->cap * sizeof(MergeCandidate));
+        if (!q->items) fatal("out of memory encoding text");
+    }
+    int i = q->n++;
+    while (i > 0 && merge_before(&c, &q->items[(i - 1) / 2])) {
+        q->items[i] = q->items[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    q->items[i] = c;
+}
+
+static MergeCandidate queue_pop(MergeQueue *q) {
+    MergeCandidate top = q->items[0], last = q->items[--q->n];
+    int i = 0;
+    for (;;) {
+        int child = 2 * i + 1;
+        if (child >= q->n) break;
+        if (child + 1 < q->n && merge_before(&q->items[child + 1], &q->items[child])) child++;
+        if (!merge_before(&q->items[child], &last)) break;
+        q->items[i] = q->items[child];
+        i = child;
+    }
+    if (q->n > 0) q->items[i] = last;
+    return top;
+}
+
+static void queue_pair(const Tokenizer *t, const char *text, const Symbol *sym, MergeQueue *q, int left) {
+    if (left < 0 || sym[left].next < 0) return;
+    int right = sym[left].next;
+    int len = sym[left].len + sym[right].len;
+    int id = lookup_piece(t, text + sym[left].start, len);
+    if (id < 0) return;
+    queue_push(q, (MergeCandidate){t->score[id], left, right, len, id});
+}
+
+// Encodes len bytes of text into a new array of ids (the caller frees it),
+// with <s> first if bos and </s> last if eos. Any bytes are accepted.
+static int *encode(const Tokenizer *t, const char *text, size_t len, int bos, int eos, int *n_tokens) {
+    size_t norm_len;
+    char *norm = normalize(text, len, &norm_len);
+    if (norm_len > (size_t)INT32_MAX / 2) fatal("text of %zu bytes is too long to encode", len);
+
+    // Step 2: one symbol per character.
+    Symbol *sym = malloc((norm_len + 1) * sizeof(Symbol));
+    if (!sym) fatal("out of memory encoding %zu bytes of text", len);
+    int n_sym = 0;
+    for (size_t i = 0; i < norm_len; n_sym++) {
+        int cl = utf8_char_len((const unsigned char *)norm + i, norm_len - i); // valid after normalize
+        sym[n_sym] = (Symbol){(int)i, cl, n_sym - 1, -1};
+        if (n_sym > 0) sym[n_sym - 1].next = n_sym;
+        i += cl;
+    }
+
+    // Step 3: merge the best pair until none is left. Each merge queues the two
+    // new pairs it creates; queued pairs that a merge has since changed are stale.
+    MergeQueue queue = {0};
+    for (int i = 0; i + 1 < n_sym; i++) queue_pair(t, norm, sym, &queue, i);
+    while (queue.n > 0) {
+        MergeCandidate c = queue_pop(&queue);
+        Symbol *l = &sym[c.left], *r = &sym[c.right];
+        if (l->len == 0 || r->len == 0 || l->next != c.right || l->len + r->len != c.len) continue;
+        l->len += r->len;
+        r->len = 0; // dead
+        l->next = r->next;
+        if (l->next >= 0) sym[l->next].prev = c.left;
+        queue_pair(t, norm, sym, &queue, l->prev);
+        queue_pair(t, norm, sym, &queue, c.left);
+    }
+    free(queue.items);
+
+    // Step 4: emit ids; a symbol that is not a piece becomes bytes.
+    int *tokens = malloc((norm_len + 2) * sizeof(int)); // at most one id per byte, plus <s> and </s>
+    if (!tokens) fatal("out of memory encoding %zu bytes of text", len);
+    int n = 0;
+    if (bos) tokens[n++] = t->bos_id;
+    for (int i = n_sym > 0 ? 0 : -1; i >= 0; i = sym[i].next) {
+        int id = lookup_piece(t, norm + sym[i].start, sym[i].len);
+        if (id >= 0) {
+            tokens[n++] = id;
+            continue;
+        }
+        for (int k = 0; k < sym[i].len; k++) {
+            int b = t->byte_token[(unsigned char)norm[sym[i].start + k]];
+            tokens[n++] = b >= 0 ? b : t->unk_id; // a vocabulary without byte pieces
+        }
+    }
+    if (eos) tokens[n++] = t->eos_id;
+    free(sym);
+    free(norm);
+    *n_tokens = n;
+    return tokens;
+}
+
+// ----------------------------------------------------------------------------
+// Decoding and printing
+
+// The text of `token` as it follows `prev`. A piece right after <s> drops its
+// leading space: that space is the dummy prefix encode() added.
+static const char *decode(const Tokenizer *t, int prev, int token, int *len) {
+    const char *s = t->piece[token];
+    *len = t->piece_len[token];
+    if (prev == t->bos_id && *len > 0 && s[0] == ' ') s++, (*len)--;
+    return s;
+}
+
+// Writes decoded tokens to a stream. <0xNN> pieces arrive one byte at a time,
+// so bytes are held until they complete a UTF-8 character; bytes that cannot
+// (a stray continuation byte, a character cut short) print as U+FFFD each,
+// as SentencePiece's decoder does. Control bytes other than whitespace are not
+// printed: a sampled one could otherwise drive the terminal.
+typedef struct {
+    FILE *out;
+    unsigned char pending[4];
+    int n_pending;
+} Printer;
+
+static void put_text(Printer *p, const char *s, size_t n) {
+    if (n == 1) {
+        unsigned char c = (unsigned char)s[0];
+        int control = (c < 0x20 && !(c >= '\t' && c <= '\r')) || c == 0x7F;
+        if (control) return;
+    }
+    fwrite(s, 1, n, p->out);
+}
+
+// Prints the complete characters at the front of pending, and U+FFFD for each
+// byte that can no longer start one. With `final`, nothing is left waiting.
+static void drain_pending(Printer *p, int final) {
+    while (p->n_pending > 0) {
+        int cl = utf8_char_len(p->pending, p->n_pending);
+        if (cl == 0 && !final && utf8_is_valid_prefix(p->pending, p->n_pending)) return; // wait for more
+        if (cl == 0) cl = 1, put_text(p, replacement_char, 3);
+        else put_text(p, (const char *)p->pending, cl);
+        p->n_pending -= cl;
+        memmove(p->pending, p->pending + cl, p->n_pending);
+    }
+}
+
+static void print_token(Printer *p, const Tokenizer *t, int prev, int token) {
+    int b = t->byte_value[token];
+    if (b >= 0) {
+        p->pending[p->n_pending++] = (unsigned char)b;
+        drain_pending(p, 0);
+        return;
+    }
+    drain_pending(p, 1);
+    int len;
+    const char *s = decode(t, prev, token, &len);
+    put_text(p, s, len);
+}
+
+// Ends the text: bytes still waiting for the rest of a character print as U+FFFD.
+static void print_flush(Printer *p) {
+    drain_pending(p, 1);
+    fflush(p->out);
+}
