@@ -55,6 +55,17 @@ static void *xmalloc(size_t n, const char *what) {
     return p;
 }
 
+// Threads: OpenMP when the compiler has it. Without it the pragmas below are
+// ignored and everything runs on one thread.
+#ifdef _OPENMP
+#include <omp.h>
+static int max_threads(void) { return omp_get_max_threads(); }
+static int thread_index(void) { return omp_get_thread_num(); }
+#else
+static int max_threads(void) { return 1; }
+static int thread_index(void) { return 0; }
+#endif
+
 #include "tokenizer.c"
 
 // ----------------------------------------------------------------------------
@@ -71,47 +82,72 @@ typedef struct {
     int head_size;         // dim / n_heads
     int kv_dim;            // n_kv_heads * head_size: width of one position's keys
     int shared_classifier; // the output layer reuses the token embedding
+    int group_size;        // int8 weights: consecutive values of a row that share one scale
     float rope_theta;      // base of RoPE's frequencies: 10000 in Llama 2
     float norm_eps;        // added to RMSNorm's mean square: 1e-5 in Llama 2
 } Config;
 
-// Every matrix is row-major (out, in): row i holds the weights of output i,
-// so a matrix-vector product reads each row once, front to back.
+// How a weight matrix's numbers are stored.
+typedef enum {
+    WEIGHT_F32, // float32
+    WEIGHT_Q8,  // int8, with one float32 scale per group of group_size values: w = q * scale
+} WeightType;
+
+// A weight matrix (rows, cols), row-major: row i holds the weights of output
+// i, so a matrix-vector product reads each row once, front to back.
 typedef struct {
-    const float *token_embedding; // (vocab_size, dim)
-    const float *rms_att;         // (n_layers, dim)
-    const float *wq;              // (n_layers, dim, dim)
-    const float *wk;              // (n_layers, kv_dim, dim)
-    const float *wv;              // (n_layers, kv_dim, dim)
-    const float *wo;              // (n_layers, dim, dim)
-    const float *rms_ffn;         // (n_layers, dim)
-    const float *w1;              // (n_layers, hidden_dim, dim) gate
-    const float *w2;              // (n_layers, dim, hidden_dim) down
-    const float *w3;              // (n_layers, hidden_dim, dim) up
-    const float *rms_final;       // (dim)
-    const float *wcls;            // (vocab_size, dim) == token_embedding when shared
+    WeightType type;
+    int rows, cols;
+    const float *f32;    // F32: (rows, cols)
+    const int8_t *q;     // Q8: (rows, cols)
+    const float *scale;  // Q8: (rows, cols / group_size)
+    int group_size;      // Q8: divides cols, so groups never straddle rows
+} Matrix;
+
+typedef struct {
+    const float *rms_att; // (dim) RMSNorm weight before attention
+    Matrix wq;            // (dim, dim)
+    Matrix wk;            // (kv_dim, dim)
+    Matrix wv;            // (kv_dim, dim)
+    Matrix wo;            // (dim, dim)
+    const float *rms_ffn; // (dim) RMSNorm weight before the feed-forward block
+    Matrix w1;            // (hidden_dim, dim) gate
+    Matrix w2;            // (dim, hidden_dim) down
+    Matrix w3;            // (hidden_dim, dim) up
+} Layer;
+
+typedef struct {
+    Matrix token_embedding; // (vocab_size, dim)
+    Layer *layers;          // (n_layers)
+    const float *rms_final; // (dim)
+    Matrix classifier;      // (vocab_size, dim); the token embedding itself when shared
 } Weights;
 
-// The activations of the position being computed, and the memory of every
-// earlier position (the KV cache). Nothing is allocated after build_state.
+// Activations and the KV cache. A forward call takes up to max_tokens tokens
+// at once (a block of the prompt, or one token when generating), so each
+// activation has one row per token. Nothing is allocated after build_state.
 typedef struct {
-    float *x;           // (dim) the residual stream
-    float *xb, *xb2;    // (dim) scratch
-    float *q;           // (dim) this position's queries, all heads
-    float *hb, *hb2;    // (hidden_dim) feed-forward gate and up
-    float *att;         // (n_heads, n_ctx) attention scores
-    float *logits;      // (vocab_size) the output
+    int max_tokens;     // tokens per forward call: the prompt's block size
+    int n_ctx;          // positions the cache holds: this run's -n, at most seq_len
+    float *x;           // (max_tokens, dim) the residual stream
+    float *xb, *xb2;    // (max_tokens, dim) scratch
+    float *q;           // (max_tokens, dim) queries, all heads
+    float *hb, *hb2;    // (max_tokens, hidden_dim) feed-forward gate and up
+    int8_t *xq;         // (max_tokens, max(dim, hidden_dim)) a matmul's input in int8, for int8 weights
+    float *xq_scale;    // (max_tokens, max(dim, hidden_dim) / group_size)
+    float *scores;      // (threads, n_ctx) attention scores: a row per thread
+    float *logits;      // (max_tokens, vocab_size)
     float *key_cache;   // (n_layers, n_ctx, kv_dim)
     float *value_cache; // (n_layers, n_ctx, kv_dim)
     float *rope_cos;    // (n_ctx, head_size / 2) RoPE rotation of each pair at each position
     float *rope_sin;    // (n_ctx, head_size / 2)
-    int n_ctx;          // positions the cache holds: this run's -n, at most seq_len
 } State;
 
 typedef struct {
     Config config;
     Weights weights;
     State state;
+    int int8;        // some weights are int8: matmul inputs are quantized too
     const char *path;
     void *map;       // the checkpoint file, memory-mapped read-only
     size_t map_size;
@@ -120,15 +156,17 @@ typedef struct {
 // ----------------------------------------------------------------------------
 // Loading
 //
-// A checkpoint is a header and then raw float32 arrays, little-endian. Two
-// layouts exist, both written by llama2.c's export.py:
+// A checkpoint is a header and then raw arrays, little-endian. llama2.c's
+// export.py writes three layouts:
 //   legacy:    7 int32 (dim, hidden_dim, n_layers, n_heads, n_kv_heads,
 //              vocab_size, seq_len), where a negative vocab_size means the
-//              classifier is a separate matrix stored last; then the weights,
-//              with two unused RoPE tables before the classifier.
+//              classifier is a separate matrix stored last; then float32
+//              weights, with two unused RoPE tables before the classifier.
 //   version 1: uint32 magic "ak42", int32 version, the same 7 int32, one byte
-//              shared_classifier, zeros up to byte 256; then the weights,
+//              shared_classifier, zeros up to byte 256; then float32 weights,
 //              norms first.
+//   version 2: as version 1, plus int32 group_size at byte 37; the norms in
+//              float32, then each matrix as int8 values followed by its scales.
 // The header is checked completely, and the file's size must be exactly what
 // it implies, before any pointer into the weights is made.
 
@@ -158,43 +196,60 @@ static void check_config(const Config *c, const char *path) {
         fatal("%s: header gives head size %d; RoPE rotates pairs, so it must be even", path, c->dim / c->n_heads);
 }
 
-// Number of float32 values the weights of this config take, in file order.
-static uint64_t weight_floats(const Config *c, int version) {
-    uint64_t dim = c->dim, hidden = c->hidden_dim, layers = c->n_layers, vocab = c->vocab_size;
-    uint64_t kv_dim = (uint64_t)c->n_kv_heads * (c->dim / c->n_heads);
-    uint64_t n = vocab * dim                       // token embedding
-               + layers * dim * 2                  // two RMSNorm weights per layer
-               + layers * (2 * dim * dim + 2 * kv_dim * dim) // wq, wo, wk, wv
-               + layers * 3 * dim * hidden         // w1, w2, w3
-               + dim;                              // final RMSNorm
-    if (version == 0) n += (uint64_t)c->seq_len * (c->dim / c->n_heads); // two unused RoPE tables
-    if (!c->shared_classifier) n += vocab * dim;
-    return n;
+// Walks a file's layout. With base NULL it only adds up sizes, so the same
+// code that maps the weights first measures the size the file must have.
+typedef struct {
+    const unsigned char *base;
+    uint64_t offset;
+} Cursor;
+
+static const void *take(Cursor *c, uint64_t bytes) {
+    const void *p = c->base ? c->base + c->offset : NULL;
+    c->offset += bytes;
+    return p;
+}
+
+static const float *take_floats(Cursor *c, uint64_t n) { return take(c, n * sizeof(float)); }
+
+static Matrix take_matrix(Cursor *c, WeightType type, int rows, int cols, int group_size) {
+    Matrix m = {type, rows, cols, NULL, NULL, NULL, group_size};
+    uint64_t n = (uint64_t)rows * cols;
+    if (type == WEIGHT_F32) {
+        m.f32 = take_floats(c, n);
+    } else {
+        m.q = take(c, n);
+        m.scale = take_floats(c, n / group_size);
+    }
+    return m;
 }
 
 // Points every weight at its place in the file: zero copy.
-static void memory_map_weights(Weights *w, const Config *c, const float *p, int version) {
-    size_t dim = c->dim, hidden = c->hidden_dim, layers = c->n_layers, kv_dim = c->kv_dim;
-    if (version == 1) { // norms first, then the matrices
-        w->rms_att = p;    p += layers * dim;
-        w->rms_ffn = p;    p += layers * dim;
-        w->rms_final = p;  p += dim;
+static void memory_map_weights(Weights *w, const Config *c, Cursor *cur, int version) {
+    int L = c->n_layers, dim = c->dim, kv_dim = c->kv_dim, hidden = c->hidden_dim, gs = c->group_size;
+    WeightType type = version == 2 ? WEIGHT_Q8 : WEIGHT_F32;
+    Layer *layer = w->layers;
+    if (version != 0) { // norms first
+        for (int l = 0; l < L; l++) layer[l].rms_att = take_floats(cur, dim);
+        for (int l = 0; l < L; l++) layer[l].rms_ffn = take_floats(cur, dim);
+        w->rms_final = take_floats(cur, dim);
     }
-    w->token_embedding = p; p += (size_t)c->vocab_size * dim;
-    if (version == 0) { w->rms_att = p; p += layers * dim; }
-    w->wq = p; p += layers * dim * dim;
-    w->wk = p; p += layers * kv_dim * dim;
-    w->wv = p; p += layers * kv_dim * dim;
-    w->wo = p; p += layers * dim * dim;
-    if (version == 0) { w->rms_ffn = p; p += layers * dim; }
-    w->w1 = p; p += layers * hidden * dim;
-    w->w2 = p; p += layers * dim * hidden;
-    w->w3 = p; p += layers * hidden * dim;
+    w->token_embedding = take_matrix(cur, type, c->vocab_size, dim, gs);
+    if (version == 0)
+        for (int l = 0; l < L; l++) layer[l].rms_att = take_floats(cur, dim);
+    for (int l = 0; l < L; l++) layer[l].wq = take_matrix(cur, type, dim, dim, gs);
+    for (int l = 0; l < L; l++) layer[l].wk = take_matrix(cur, type, kv_dim, dim, gs);
+    for (int l = 0; l < L; l++) layer[l].wv = take_matrix(cur, type, kv_dim, dim, gs);
+    for (int l = 0; l < L; l++) layer[l].wo = take_matrix(cur, type, dim, dim, gs);
+    if (version == 0)
+        for (int l = 0; l < L; l++) layer[l].rms_ffn = take_floats(cur, dim);
+    for (int l = 0; l < L; l++) layer[l].w1 = take_matrix(cur, type, hidden, dim, gs);
+    for (int l = 0; l < L; l++) layer[l].w2 = take_matrix(cur, type, dim, hidden, gs);
+    for (int l = 0; l < L; l++) layer[l].w3 = take_matrix(cur, type, hidden, dim, gs);
     if (version == 0) {
-        w->rms_final = p; p += dim;
-        p += (size_t)c->seq_len * c->head_size; // RoPE cos and sin tables: recomputed instead
+        w->rms_final = take_floats(cur, dim);
+        take_floats(cur, (uint64_t)c->seq_len * c->head_size); // RoPE cos and sin tables: recomputed instead
     }
-    w->wcls = c->shared_classifier ? w->token_embedding : p;
+    w->classifier = c->shared_classifier ? w->token_embedding : take_matrix(cur, type, c->vocab_size, dim, gs);
 }
 
 static void open_checkpoint(Model *m, const char *path) {
@@ -217,12 +272,13 @@ static void open_checkpoint(Model *m, const char *path) {
     const unsigned char *params = bytes;
     size_t header_bytes = 28;
     if (memcmp(bytes, "GGUF", 4) == 0)
-        fatal("%s: is a GGUF file; this build reads llama2.c checkpoints (legacy or version 1) only", path);
+        fatal("%s: is a GGUF file; this build reads llama2.c checkpoints (legacy, version 1 and 2) only", path);
     if (read_u32le(bytes) == CHECKPOINT_MAGIC) {
-        if (size < V1_HEADER_BYTES) fatal("%s: %zu bytes is too short for a version 1 header (256 bytes)", path, size);
+        if (size < V1_HEADER_BYTES) fatal("%s: %zu bytes is too short for a version 1/2 header (256 bytes)", path, size);
         version = read_i32le(bytes + 4);
-        if (version != 1)
-            fatal("%s: checkpoint version %d; this build reads the legacy layout and version 1 (fp32)", path, version);
+        if (version != 1 && version != 2)
+            fatal("%s: checkpoint version %d; this program reads the legacy layout and versions 1 (fp32) "
+                  "and 2 (int8)", path, version);
         params = bytes + 8;
         header_bytes = V1_HEADER_BYTES;
     }
@@ -246,28 +302,54 @@ static void open_checkpoint(Model *m, const char *path) {
     c->kv_dim = c->n_kv_heads * c->head_size;
     c->rope_theta = 10000.0f; // fixed for llama2.c files: their header has no field for it
     c->norm_eps = 1e-5f;
+    if (version == 2) {
+        c->group_size = read_i32le(params + 29);
+        int gs = c->group_size;
+        // A group must not straddle two rows (llama2.c's runq then silently computes garbage),
+        // and whole groups keep the float scales that follow the int8 values 4-byte aligned.
+        if (gs <= 0 || gs % 4 != 0 || c->dim % gs != 0 || c->hidden_dim % gs != 0)
+            fatal("%s: int8 group size %d does not fit: it must be a multiple of 4 that divides dim %d and "
+                  "hidden_dim %d", path, gs, c->dim, c->hidden_dim);
+        m->int8 = 1;
+    }
 
-    uint64_t expected = header_bytes + 4 * weight_floats(c, version);
-    if (expected != size)
-        fatal("%s: header says dim %d, hidden_dim %d, %d layers, %d heads (%d kv), vocab %d, seq_len %d = "
+    m->weights.layers = xmalloc(c->n_layers * sizeof(Layer), "the layer table");
+    Cursor measure = {NULL, header_bytes};
+    memory_map_weights(&m->weights, c, &measure, version);
+    if (measure.offset != size)
+        fatal("%s: header says dim %d, hidden_dim %d, %d layers, %d heads (%d kv), vocab %d, seq_len %d%s = "
               "%llu bytes, but the file has %zu", path, c->dim, c->hidden_dim, c->n_layers, c->n_heads,
-              c->n_kv_heads, c->vocab_size, c->seq_len, (unsigned long long)expected, size);
-    memory_map_weights(&m->weights, c, (const float *)(bytes + header_bytes), version);
+              c->n_kv_heads, c->vocab_size, c->seq_len, version == 2 ? ", int8" : "",
+              (unsigned long long)measure.offset, size);
+    Cursor map = {bytes, header_bytes};
+    memory_map_weights(&m->weights, c, &map, version);
 }
 
-// Allocates the activations and a KV cache for n_ctx positions.
-static void build_state(State *s, const Config *c, int n_ctx) {
-    size_t dim = c->dim, hidden = c->hidden_dim, cache = (size_t)c->n_layers * n_ctx * c->kv_dim;
-    size_t half = c->head_size / 2;
+// Tokens per forward call while reading a prompt. Each weight matrix is read
+// from memory once per block instead of once per token, and a block's
+// activations (32 x 5632 floats = 720 KB at most for a 1.1B model) stay in
+// the 1 MB L2 cache while the weights stream past.
+#define PROMPT_BLOCK 32
+
+// Allocates the activations for max_tokens tokens and a KV cache for n_ctx positions.
+static void build_state(State *s, const Config *c, int n_ctx, int max_tokens, int int8) {
+    size_t dim = c->dim, hidden = c->hidden_dim, T = max_tokens;
+    size_t cache = (size_t)c->n_layers * n_ctx * c->kv_dim, half = c->head_size / 2;
+    size_t widest = hidden > dim ? hidden : dim;
+    s->max_tokens = max_tokens;
     s->n_ctx = n_ctx;
-    s->x = xmalloc(dim * sizeof(float), "activations");
-    s->xb = xmalloc(dim * sizeof(float), "activations");
-    s->xb2 = xmalloc(dim * sizeof(float), "activations");
-    s->q = xmalloc(dim * sizeof(float), "activations");
-    s->hb = xmalloc(hidden * sizeof(float), "activations");
-    s->hb2 = xmalloc(hidden * sizeof(float), "activations");
-    s->att = xmalloc((size_t)c->n_heads * n_ctx * sizeof(float), "attention scores");
-    s->logits = xmalloc((size_t)c->vocab_size * sizeof(float), "logits");
+    s->x = xmalloc(T * dim * sizeof(float), "activations");
+    s->xb = xmalloc(T * dim * sizeof(float), "activations");
+    s->xb2 = xmalloc(T * dim * sizeof(float), "activations");
+    s->q = xmalloc(T * dim * sizeof(float), "activations");
+    s->hb = xmalloc(T * hidden * sizeof(float), "activations");
+    s->hb2 = xmalloc(T * hidden * sizeof(float), "activations");
+    if (int8) {
+        s->xq = xmalloc(T * widest, "activations");
+        s->xq_scale = xmalloc(T * (widest / c->group_size) * sizeof(float), "activations");
+    }
+    s->scores = xmalloc((size_t)max_threads() * n_ctx * sizeof(float), "attention scores");
+    s->logits = xmalloc(T * c->vocab_size * sizeof(float), "logits");
     s->key_cache = xmalloc(cache * sizeof(float), "the KV cache");
     s->value_cache = xmalloc(cache * sizeof(float), "the KV cache");
     s->rope_cos = xmalloc(n_ctx * half * sizeof(float), "RoPE tables");
@@ -285,25 +367,33 @@ static void build_state(State *s, const Config *c, int n_ctx) {
 }
 
 static void free_state(State *s) {
-    free(s->x), free(s->xb), free(s->xb2), free(s->q), free(s->hb), free(s->hb2);
-    free(s->att), free(s->logits), free(s->key_cache), free(s->value_cache);
+    free(s->x), free(s->xb), free(s->xb2), free(s->q), free(s->hb), free(s->hb2), free(s->xq), free(s->xq_scale);
+    free(s->scores), free(s->logits), free(s->key_cache), free(s->value_cache);
     free(s->rope_cos), free(s->rope_sin);
 }
 
-// Opens a checkpoint and readies it to run n_ctx positions (0: its whole context).
-static void build_model(Model *m, const char *path, int n_ctx) {
+// Opens a checkpoint and readies it to run n_ctx positions (0: its whole
+// context), max_tokens at a time.
+static void build_model(Model *m, const char *path, int n_ctx, int max_tokens) {
     open_checkpoint(m, path);
     if (n_ctx <= 0 || n_ctx > m->config.seq_len) n_ctx = m->config.seq_len;
-    build_state(&m->state, &m->config, n_ctx);
+    build_state(&m->state, &m->config, n_ctx, max_tokens, m->int8);
 }
 
 static void free_model(Model *m) {
     free_state(&m->state);
+    free(m->weights.layers);
     munmap(m->map, m->map_size);
 }
 
 // ----------------------------------------------------------------------------
 // Kernels: the few operations the forward pass is made of.
+//
+// Each is first written plainly, in scalar C: that version is the definition.
+// Matrix products, where nearly all the time goes, also have SIMD versions for
+// x86-64 (AVX2, AVX-512) and ARM64 (NEON) beside their scalar one; the best
+// the CPU supports is picked once at start-up (select_kernels), so one binary
+// runs everywhere and tests hold each SIMD version to the scalar one.
 
 // RMSNorm: scale x to unit root-mean-square, then by a learned weight per channel.
 static void rmsnorm(float *out, const float *x, const float *weight, int n, float eps) {
@@ -328,16 +418,116 @@ static void softmax(float *x, int n) {
     for (int i = 0; i < n; i++) x[i] /= sum;
 }
 
-// out (d) = W (d, n) @ x (n). Nearly all of the time goes here: every weight
-// is read once per token, so the speed limit is memory bandwidth.
-static void matmul(float *out, const float *x, const float *w, int n, int d) {
-    int i;
-#pragma omp parallel for private(i)
-    for (i = 0; i < d; i++) {
-        const float *row = w + (size_t)i * n;
-        float sum = 0.0f;
-        for (int j = 0; j < n; j++) sum += row[j] * x[j];
-        out[i] = sum;
+// Quantizes x (n) to int8 in groups of gs: each group gets the scale that
+// maps its largest magnitude to 127, so x ~= q * scale. Rounds to nearest even.
+static void quantize(int8_t *q, float *scale, const float *x, int n, int gs) {
+    for (int g = 0; g < n / gs; g++) {
+        const float *xg = x + (size_t)g * gs;
+        float amax = 0.0f;
+        for (int i = 0; i < gs; i++) amax = fmaxf(amax, fabsf(xg[i]));
+        float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+        scale[g] = amax / 127.0f;
+        for (int i = 0; i < gs; i++) q[(size_t)g * gs + i] = (int8_t)lrintf(xg[i] * inv);
+    }
+}
+
+// One row of a matrix as floats: how a token's embedding is looked up.
+static void matrix_row(float *out, const Matrix *m, int row) {
+    size_t n = m->cols, start = (size_t)row * n;
+    if (m->type == WEIGHT_F32) {
+        memcpy(out, m->f32 + start, n * sizeof(float));
+    } else {
+        for (size_t j = 0; j < n; j++) out[j] = m->q[start + j] * m->scale[(start + j) / m->group_size];
+    }
+}
+
+// The matrix-product kernels compute, for `rows` rows of w and `tokens`
+// input vectors x,
+//     out[t * out_stride + r] = sum over j < n of w[r * w_stride + j] * x[t * x_stride + j]
+// one contiguous block of rows at a time; matmul() below spreads the blocks over threads.
+typedef void F32Rows(float *out, size_t out_stride, const float *w, size_t w_stride, const float *x,
+                     size_t x_stride, int n, int rows, int tokens);
+// The int8 kind: w and x in int8 with a scale per group of gs (w_stride and
+// x_stride count values, multiples of gs). Each group's integer dot product is
+// exact; only its scaling and the sum over groups are in float.
+typedef void Q8Rows(float *out, size_t out_stride, const int8_t *wq, const float *ws, size_t w_stride,
+                    const int8_t *xq, const float *xs, size_t x_stride, int n, int gs, int rows, int tokens);
+
+static void f32_rows_scalar(float *out, size_t out_stride, const float *w, size_t w_stride, const float *x,
+                            size_t x_stride, int n, int rows, int tokens) {
+    for (int t = 0; t < tokens; t++) {
+        for (int r = 0; r < rows; r++) {
+            const float *wr = w + r * w_stride, *xt = x + t * x_stride;
+            float sum = 0.0f;
+            for (int j = 0; j < n; j++) sum += wr[j] * xt[j];
+            out[t * out_stride + r] = sum;
+        }
+    }
+}
+
+static void q8_rows_scalar(float *out, size_t out_stride, const int8_t *wq, const float *ws, size_t w_stride,
+                           const int8_t *xq, const float *xs, size_t x_stride, int n, int gs, int rows,
+                           int tokens) {
+    for (int t = 0; t < tokens; t++) {
+        for (int r = 0; r < rows; r++) {
+            const int8_t *wr = wq + r * w_stride, *xt = xq + t * x_stride;
+            const float *wsr = ws + r * (w_stride / gs), *xst = xs + t * (x_stride / gs);
+            float sum = 0.0f;
+            for (int g = 0; g < n / gs; g++) {
+                int32_t dot = 0;
+                for (int i = g * gs; i < (g + 1) * gs; i++) dot += wr[i] * xt[i];
+                sum += (float)dot * (wsr[g] * xst[g]);
+            }
+            out[t * out_stride + r] = sum;
+        }
+    }
+}
+
+typedef struct {
+    const char *name;
+    F32Rows *f32_rows;
+    Q8Rows *q8_rows;
+} KernelSet;
+
+static KernelSet kernels = {"scalar", f32_rows_scalar, q8_rows_scalar}; // set by select_kernels()
+
+// A matmul's input: tokens vectors of n floats and, when the weights are int8,
+// the same vectors quantized (made by prepare_input).
+typedef struct {
+    const float *f;      // (tokens, n)
+    const int8_t *q;     // (tokens, n)
+    const float *scale;  // (tokens, n / group_size)
+    int tokens, n;
+} Input;
+
+static Input prepare_input(Model *m, const float *x, int tokens, int n) {
+    Input in = {x, NULL, NULL, tokens, n};
+    if (m->int8) {
+        int gs = m->config.group_size;
+        for (int t = 0; t < tokens; t++)
+            quantize(m->state.xq + (size_t)t * n, m->state.xq_scale + (size_t)t * (n / gs), x + (size_t)t * n, n, gs);
+        in.q = m->state.xq, in.scale = m->state.xq_scale;
+    }
+    return in;
+}
+
+// Rows per unit of parallel work: enough that a thread's share of a matrix is
+// a few long contiguous runs, which the hardware prefetcher streams well.
+#define MATMUL_ROW_BLOCK 16
+
+// out (tokens, w.rows) = in (tokens, w.cols) @ w^T: every weight is read once
+// per call, whatever the number of tokens. Threads take blocks of rows.
+static void matmul(float *out, const Input *in, const Matrix *w) {
+    int n = w->cols, d = w->rows, n_blocks = (d + MATMUL_ROW_BLOCK - 1) / MATMUL_ROW_BLOCK;
+    int b;
+#pragma omp parallel for schedule(static)
+    for (b = 0; b < n_blocks; b++) {
+        int r0 = b * MATMUL_ROW_BLOCK, rows = d - r0 < MATMUL_ROW_BLOCK ? d - r0 : MATMUL_ROW_BLOCK;
+        if (w->type == WEIGHT_F32)
+            kernels.f32_rows(out + r0, d, w->f32 + (size_t)r0 * n, n, in->f, n, n, rows, in->tokens);
+        else
+            kernels.q8_rows(out + r0, d, w->q + (size_t)r0 * n, w->scale + (size_t)r0 * (n / w->group_size), n,
+                            in->q, in->scale, n, n, w->group_size, rows, in->tokens);
     }
 }
 
@@ -357,21 +547,17 @@ static void rope(float *v, int n, int head_size, const float *cos_pos, const flo
 // One head's attention at position pos: score the query against the keys of
 // positions 0..pos, softmax the scores, and sum the values weighted by them.
 // keys and values point at this head's slice of position 0; positions are
-// kv_dim floats apart.
-static void attention(float *out, const float *q, const float *keys, const float *values, float *att, int pos,
+// kv_dim floats apart. scores has room for pos + 1 floats.
+static void attention(float *out, const float *q, const float *keys, const float *values, float *scores, int pos,
                       int head_size, int kv_dim) {
+    kernels.f32_rows(scores, 0, keys, kv_dim, q, 0, head_size, pos + 1, 1);
     float scale = 1.0f / sqrtf((float)head_size); // keeps scores ~unit variance
-    for (int t = 0; t <= pos; t++) {
-        const float *k = keys + (size_t)t * kv_dim;
-        float score = 0.0f;
-        for (int i = 0; i < head_size; i++) score += q[i] * k[i];
-        att[t] = score * scale;
-    }
-    softmax(att, pos + 1);
+    for (int t = 0; t <= pos; t++) scores[t] *= scale;
+    softmax(scores, pos + 1);
     memset(out, 0, head_size * sizeof(float));
     for (int t = 0; t <= pos; t++) {
         const float *v = values + (size_t)t * kv_dim;
-        float a = att[t];
+        float a = scores[t];
         for (int i = 0; i < head_size; i++) out[i] += a * v[i];
     }
 }
@@ -386,53 +572,75 @@ static void swiglu(float *gate, const float *up, int n) {
 }
 
 // ----------------------------------------------------------------------------
-// The forward pass: one token at one position in, logits for the next token out.
+// The forward pass: tokens in, logits for the token after each out.
+//
+// n_tokens tokens (at most max_tokens) at positions pos, pos+1, ... go through
+// the model together: each weight matrix is read once for all of them, which
+// is what makes reading a prompt fast. Token t attends to positions 0..pos+t
+// only. Returns the logits (vocab_size) of the last token, or with all_logits
+// those of every token (n_tokens, vocab_size).
 
-static float *forward(Model *m, int token, int pos) {
+static float *forward(Model *m, const int *tokens, int n_tokens, int pos, int all_logits) {
     const Config *c = &m->config;
     const Weights *w = &m->weights;
     State *s = &m->state;
-    int dim = c->dim, kv_dim = c->kv_dim, hidden = c->hidden_dim, head_size = c->head_size;
+    int dim = c->dim, kv_dim = c->kv_dim, hidden = c->hidden_dim, head_size = c->head_size, T = n_tokens;
     int heads_per_kv = c->n_heads / c->n_kv_heads; // query heads sharing one key/value head
-    const float *cos_pos = s->rope_cos + (size_t)pos * (head_size / 2);
-    const float *sin_pos = s->rope_sin + (size_t)pos * (head_size / 2);
 
-    // The residual stream starts as the token's embedding.
-    memcpy(s->x, w->token_embedding + (size_t)token * dim, dim * sizeof(float));
+    // The residual stream starts as each token's embedding.
+    for (int t = 0; t < T; t++) matrix_row(s->x + (size_t)t * dim, &w->token_embedding, tokens[t]);
 
     for (int l = 0; l < c->n_layers; l++) {
-        // Attention block. This position's key and value go straight into the cache.
+        const Layer *layer = &w->layers[l];
+        // Attention block. The keys and values of these positions go straight
+        // into the cache, where positions are consecutive rows.
         float *key_layer = s->key_cache + (size_t)l * s->n_ctx * kv_dim;
         float *value_layer = s->value_cache + (size_t)l * s->n_ctx * kv_dim;
         float *k = key_layer + (size_t)pos * kv_dim, *v = value_layer + (size_t)pos * kv_dim;
-        rmsnorm(s->xb, s->x, w->rms_att + (size_t)l * dim, dim, c->norm_eps);
-        matmul(s->q, s->xb, w->wq + (size_t)l * dim * dim, dim, dim);
-        matmul(k, s->xb, w->wk + (size_t)l * kv_dim * dim, dim, kv_dim);
-        matmul(v, s->xb, w->wv + (size_t)l * kv_dim * dim, dim, kv_dim);
-        rope(s->q, dim, head_size, cos_pos, sin_pos);
-        rope(k, kv_dim, head_size, cos_pos, sin_pos);
-
-        int h;
-#pragma omp parallel for private(h)
-        for (h = 0; h < c->n_heads; h++) {
-            size_t kv_offset = (size_t)(h / heads_per_kv) * head_size;
-            attention(s->xb + (size_t)h * head_size, s->q + (size_t)h * head_size, key_layer + kv_offset,
-                      value_layer + kv_offset, s->att + (size_t)h * s->n_ctx, pos, head_size, kv_dim);
+        for (int t = 0; t < T; t++)
+            rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, layer->rms_att, dim, c->norm_eps);
+        Input in = prepare_input(m, s->xb, T, dim);
+        matmul(s->q, &in, &layer->wq);
+        matmul(k, &in, &layer->wk);
+        matmul(v, &in, &layer->wv);
+        for (int t = 0; t < T; t++) {
+            const float *cos_pos = s->rope_cos + (size_t)(pos + t) * (head_size / 2);
+            const float *sin_pos = s->rope_sin + (size_t)(pos + t) * (head_size / 2);
+            rope(s->q + (size_t)t * dim, dim, head_size, cos_pos, sin_pos);
+            rope(k + (size_t)t * kv_dim, kv_dim, head_size, cos_pos, sin_pos);
         }
-        matmul(s->xb2, s->xb, w->wo + (size_t)l * dim * dim, dim, dim);
-        for (int i = 0; i < dim; i++) s->x[i] += s->xb2[i];
+
+        // Every (token, head) pair attends on its own: spread them over threads.
+        int pair;
+#pragma omp parallel for schedule(dynamic, 1)
+        for (pair = 0; pair < T * c->n_heads; pair++) {
+            int t = pair / c->n_heads, h = pair % c->n_heads;
+            size_t kv_offset = (size_t)(h / heads_per_kv) * head_size, row = (size_t)t * dim + (size_t)h * head_size;
+            attention(s->xb + row, s->q + row, key_layer + kv_offset, value_layer + kv_offset,
+                      s->scores + (size_t)thread_index() * s->n_ctx, pos + t, head_size, kv_dim);
+        }
+        in = prepare_input(m, s->xb, T, dim);
+        matmul(s->xb2, &in, &layer->wo);
+        for (size_t i = 0; i < (size_t)T * dim; i++) s->x[i] += s->xb2[i];
 
         // Feed-forward block: w2 (SiLU(w1 x) * w3 x).
-        rmsnorm(s->xb, s->x, w->rms_ffn + (size_t)l * dim, dim, c->norm_eps);
-        matmul(s->hb, s->xb, w->w1 + (size_t)l * hidden * dim, dim, hidden);
-        matmul(s->hb2, s->xb, w->w3 + (size_t)l * hidden * dim, dim, hidden);
-        swiglu(s->hb, s->hb2, hidden);
-        matmul(s->xb, s->hb, w->w2 + (size_t)l * dim * hidden, hidden, dim);
-        for (int i = 0; i < dim; i++) s->x[i] += s->xb[i];
+        for (int t = 0; t < T; t++)
+            rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, layer->rms_ffn, dim, c->norm_eps);
+        in = prepare_input(m, s->xb, T, dim);
+        matmul(s->hb, &in, &layer->w1);
+        matmul(s->hb2, &in, &layer->w3);
+        swiglu(s->hb, s->hb2, T * hidden);
+        in = prepare_input(m, s->hb, T, hidden);
+        matmul(s->xb, &in, &layer->w2);
+        for (size_t i = 0; i < (size_t)T * dim; i++) s->x[i] += s->xb[i];
     }
 
-    rmsnorm(s->x, s->x, w->rms_final, dim, c->norm_eps);
-    matmul(s->logits, s->x, w->wcls, dim, c->vocab_size);
+    // The classifier: for every token, or only the last one, whose logits choose what comes next.
+    int first = all_logits ? 0 : T - 1;
+    for (int t = first; t < T; t++)
+        rmsnorm(s->x + (size_t)t * dim, s->x + (size_t)t * dim, w->rms_final, dim, c->norm_eps);
+    Input in = prepare_input(m, s->x + (size_t)first * dim, T - first, dim);
+    matmul(s->logits, &in, &w->classifier);
     return s->logits;
 }
 
@@ -593,6 +801,17 @@ static void check_prompt_fits(int n_tokens, int n_ctx, const char *what) {
         fatal("%s is %d tokens, longer than the %d positions of context (see -n)", what, n_tokens, n_ctx);
 }
 
+// Runs n tokens through the model from position pos, in blocks of up to
+// max_tokens, and returns the logits of the last one.
+static float *feed_tokens(Model *m, const int *tokens, int n, int pos) {
+    float *logits = NULL;
+    for (int i = 0; i < n; i += m->state.max_tokens) {
+        int block = n - i < m->state.max_tokens ? n - i : m->state.max_tokens;
+        logits = forward(m, tokens + i, block, pos + i, 0);
+    }
+    return logits;
+}
+
 typedef struct {
     int n_prompt, n_generated;
     double prompt_seconds, generate_seconds;
@@ -607,26 +826,35 @@ static GenerateStats generate(Model *m, const Tokenizer *t, Sampler *sampler, co
     int *prompt_tokens = encode(t, prompt, prompt_len, 1, 0, &n_prompt);
     if (steps <= 0 || steps > m->state.n_ctx) steps = m->state.n_ctx;
     check_prompt_fits(n_prompt, m->config.seq_len, "the prompt");
-
+    GenerateStats stats = {n_prompt, 0, 0.0, 0.0};
     Printer printer = {out, {0}, 0};
-    int token = prompt_tokens[0], pos = 0;
-    double start = seconds_now(), prompt_done = start;
-    while (pos < steps) {
-        float *logits = forward(m, token, pos);
-        // Inside the prompt the next token is given; after it, sampled.
-        int next = pos + 1 < n_prompt ? prompt_tokens[pos + 1] : sample(sampler, logits);
-        pos++;
-        if (pos == n_prompt) prompt_done = seconds_now();
-        if (next == t->bos_id || next == t->eos_id) break;
-        if (echo || pos >= n_prompt) print_token(&printer, t, token, next);
-        token = next;
+
+    // The prompt, in blocks; only its last token's logits are kept. A prompt
+    // longer than steps is cut there (llama2.c echoes one token more).
+    double start = seconds_now();
+    float *logits = feed_tokens(m, prompt_tokens, n_prompt < steps ? n_prompt : steps, 0);
+    if (echo)
+        for (int i = 1; i < n_prompt && i <= steps; i++) print_token(&printer, t, prompt_tokens[i - 1], prompt_tokens[i]);
+    double prompt_done = seconds_now();
+    stats.prompt_seconds = prompt_done - start;
+
+    // Then one token at a time: sample, print, feed it back.
+    if (n_prompt <= steps) {
+        int token = prompt_tokens[n_prompt - 1];
+        for (int pos = n_prompt - 1;;) {
+            int next = sample(sampler, logits);
+            if (next == t->bos_id || next == t->eos_id) break;
+            print_token(&printer, t, token, next);
+            stats.n_generated++;
+            if (++pos >= steps) break;
+            logits = forward(m, &next, 1, pos, 0);
+            token = next;
+        }
     }
     print_flush(&printer);
     fputc('\n', out);
     fflush(out);
-
-    GenerateStats stats = {n_prompt, pos > n_prompt ? pos - n_prompt : 0, prompt_done - start,
-                           seconds_now() - prompt_done};
+    stats.generate_seconds = seconds_now() - prompt_done;
     free(prompt_tokens);
     return stats;
 }
@@ -745,8 +973,8 @@ static void chat(Model *m, const Tokenizer *t, Sampler *sampler, const char *sys
         }
 
         // The user's turn: through the model, nothing printed.
-        float *logits = NULL;
-        for (int i = 0; i < n_tokens; i++) logits = forward(m, tokens[i], pos++);
+        float *logits = feed_tokens(m, tokens, n_tokens, pos);
+        pos += n_tokens;
         free(tokens);
 
         // The reply: sampled until </s>, streamed as it comes.
@@ -756,14 +984,14 @@ static void chat(Model *m, const Tokenizer *t, Sampler *sampler, const char *sys
         for (;;) {
             int next = sample(sampler, logits);
             if (next == t->eos_id || next == t->bos_id) {
-                if (pos < steps) forward(m, t->eos_id, pos++); // </s> closes the turn in the cache
+                if (pos < steps) forward(m, &t->eos_id, 1, pos++, 0); // </s> closes the turn in the cache
                 break;
             }
             print_token(&printer, t, prev, next);
             fflush(out);
             prev = next;
             if (pos >= steps) break;
-            logits = forward(m, next, pos++);
+            logits = forward(m, &next, 1, pos++, 0);
         }
         print_flush(&printer);
         fputc('\n', out);
@@ -908,7 +1136,7 @@ int main(int argc, char **argv) {
     } else {
         Model model;
         // The cache only needs the positions this run can reach.
-        build_model(&model, checkpoint, strcmp(mode, "chat") == 0 ? 0 : steps);
+        build_model(&model, checkpoint, strcmp(mode, "chat") == 0 ? 0 : steps, PROMPT_BLOCK);
         if (tokenizer.vocab_size != model.config.vocab_size)
             fatal("%s has %d tokens but %s expects %d; give the model's own tokenizer with -z", tokenizer_path,
                   tokenizer.vocab_size, checkpoint, model.config.vocab_size);
@@ -918,9 +1146,9 @@ int main(int argc, char **argv) {
         if (strcmp(mode, "generate") == 0) {
             GenerateStats st = generate(&model, &tokenizer, &sampler, input.data, input.len, steps, echo, stdout);
             // Timings go to stderr, so that stdout is only the text.
-            if (st.n_generated > 0)
-                fprintf(stderr, "run: prompt %d tokens in %.3f s, generated %d tokens at %.1f tok/s\n",
-                        st.n_prompt, st.prompt_seconds, st.n_generated, st.n_generated / st.generate_seconds);
+            fprintf(stderr, "run: prompt %d tokens in %.3f s (%.1f tok/s), generated %d tokens in %.3f s (%.1f tok/s)\n",
+                    st.n_prompt, st.prompt_seconds, st.n_prompt / st.prompt_seconds, st.n_generated,
+                    st.generate_seconds, st.n_generated / st.generate_seconds);
         } else
             chat(&model, &tokenizer, &sampler, system, prompt ? input.data : NULL, steps, stdout);
         free_sampler(&sampler);
