@@ -483,13 +483,381 @@ static void q8_rows_scalar(float *out, size_t out_stride, const int8_t *wq, cons
     }
 }
 
+// SIMD versions of the two matrix-product kernels. Each works on a tile of R
+// rows by TT tokens at a time: the R rows' loads are shared by TT tokens and
+// the TT tokens' loads by R rows, with R*TT accumulators in registers. While
+// generating there is one token, and a tile of 4 rows streams the weights;
+// while reading a prompt, a tile of 4 rows stays in L1 while it meets every
+// token of the block. Each (row, token) sum is accumulated in the same lane
+// order whatever the tile, so prompt and generation agree to the last bit.
+// The int8 kernels need group sizes that are multiples of 32 (llama2.c's
+// export uses 64, GGUF 32); others take the scalar kernel.
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define AVX2 __attribute__((target("avx2,fma")))
+#define AVX512 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define INLINE inline __attribute__((always_inline))
+
+// Lanes of the last, partial chunk of n floats: mask bits for AVX-512, a
+// load mask vector (-1 in used lanes) for AVX2.
+static INLINE __mmask16 tail_mask16(int left) { return (__mmask16)((1u << left) - 1); }
+
+AVX512 static INLINE void f32_tile_avx512(float *out, size_t os, const float *w, size_t ws, const float *x,
+                                          size_t xs, int n, const int R, const int TT) {
+    __m512 acc[4][6];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < TT; t++) acc[r][t] = _mm512_setzero_ps();
+    int j = 0;
+    for (; j + 16 <= n; j += 16) {
+        __m512 xv[6];
+        for (int t = 0; t < TT; t++) xv[t] = _mm512_loadu_ps(x + t * xs + j);
+        for (int r = 0; r < R; r++) {
+            __m512 wv = _mm512_loadu_ps(w + r * ws + j);
+            for (int t = 0; t < TT; t++) acc[r][t] = _mm512_fmadd_ps(wv, xv[t], acc[r][t]);
+        }
+    }
+    if (j < n) { // the last chunk, short: masked loads read zeros past the end
+        __mmask16 m = tail_mask16(n - j);
+        __m512 xv[6];
+        for (int t = 0; t < TT; t++) xv[t] = _mm512_maskz_loadu_ps(m, x + t * xs + j);
+        for (int r = 0; r < R; r++) {
+            __m512 wv = _mm512_maskz_loadu_ps(m, w + r * ws + j);
+            for (int t = 0; t < TT; t++) acc[r][t] = _mm512_fmadd_ps(wv, xv[t], acc[r][t]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < TT; t++) out[t * os + r] = _mm512_reduce_add_ps(acc[r][t]);
+}
+
+AVX512 static void f32_rows_avx512(float *out, size_t os, const float *w, size_t ws, const float *x, size_t xs,
+                                   int n, int rows, int tokens) {
+    int r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        int t = 0;
+        for (; t + 6 <= tokens; t += 6) f32_tile_avx512(out + t * os + r, os, w + r * ws, ws, x + t * xs, xs, n, 4, 6);
+        for (; t < tokens; t++) f32_tile_avx512(out + t * os + r, os, w + r * ws, ws, x + t * xs, xs, n, 4, 1);
+    }
+    for (; r < rows; r++)
+        for (int t = 0; t < tokens; t++) f32_tile_avx512(out + t * os + r, os, w + r * ws, ws, x + t * xs, xs, n, 1, 1);
+}
+
+// int8: VNNI's vpdpbusd multiplies unsigned by signed bytes, so the weight's
+// sign moves onto the activation: |w| * (x with w's sign) = w * x. Our
+// activations never hold -128, so negating them cannot overflow.
+AVX512 static INLINE void q8_tile_avx512(float *out, size_t os, const int8_t *wq, const float *wsc, size_t ws,
+                                         const int8_t *xq, const float *xsc, size_t xs, int n, int gs, const int R,
+                                         const int TT) {
+    __m256 acc[4][4];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < TT; t++) acc[r][t] = _mm256_setzero_ps();
+    for (int g = 0; g < n / gs; g++) {
+        __m256i isum[4][4];
+        for (int r = 0; r < R; r++)
+            for (int t = 0; t < TT; t++) isum[r][t] = _mm256_setzero_si256();
+        for (int j = g * gs; j < (g + 1) * gs; j += 32) {
+            __m256i xv[4];
+            for (int t = 0; t < TT; t++) xv[t] = _mm256_loadu_si256((const __m256i *)(xq + t * xs + j));
+            for (int r = 0; r < R; r++) {
+                __m256i wv = _mm256_loadu_si256((const __m256i *)(wq + r * ws + j));
+                __mmask32 negative = _mm256_movepi8_mask(wv);
+                __m256i wabs = _mm256_abs_epi8(wv);
+                for (int t = 0; t < TT; t++) {
+                    __m256i xsigned = _mm256_mask_sub_epi8(xv[t], negative, _mm256_setzero_si256(), xv[t]);
+                    isum[r][t] = _mm256_dpbusd_epi32(isum[r][t], wabs, xsigned);
+                }
+            }
+        }
+        __m256 xscale[4];
+        for (int t = 0; t < TT; t++) xscale[t] = _mm256_set1_ps(xsc[t * (xs / gs) + g]);
+        for (int r = 0; r < R; r++) {
+            __m256 wscale = _mm256_set1_ps(wsc[r * (ws / gs) + g]);
+            for (int t = 0; t < TT; t++)
+                acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(isum[r][t]), xscale[t]), wscale, acc[r][t]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < TT; t++) {
+            __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc[r][t]), _mm256_extractf128_ps(acc[r][t], 1));
+            s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+            s = _mm_add_ss(s, _mm_movehdup_ps(s));
+            out[t * os + r] = _mm_cvtss_f32(s);
+        }
+}
+
+AVX512 static void q8_rows_avx512(float *out, size_t os, const int8_t *wq, const float *wsc, size_t ws,
+                                  const int8_t *xq, const float *xsc, size_t xs, int n, int gs, int rows, int tokens) {
+    if (gs % 32 != 0) {
+        q8_rows_scalar(out, os, wq, wsc, ws, xq, xsc, xs, n, gs, rows, tokens);
+        return;
+    }
+    size_t wss = ws / gs, xss = xs / gs; // scale strides
+    int r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        int t = 0;
+        for (; t + 3 <= tokens; t += 3)
+            q8_tile_avx512(out + t * os + r, os, wq + r * ws, wsc + r * wss, ws, xq + t * xs, xsc + t * xss, xs, n, gs, 4, 3);
+        for (; t < tokens; t++)
+            q8_tile_avx512(out + t * os + r, os, wq + r * ws, wsc + r * wss, ws, xq + t * xs, xsc + t * xss, xs, n, gs, 4, 1);
+    }
+    for (; r < rows; r++)
+        for (int t = 0; t < tokens; t++)
+            q8_tile_avx512(out + t * os + r, os, wq + r * ws, wsc + r * wss, ws, xq + t * xs, xsc + t * xss, xs, n, gs, 1, 1);
+}
+
+// AVX2: 16 registers, so smaller tiles.
+AVX2 static INLINE __m256i tail_mask8(int left) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(left), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+AVX2 static INLINE float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+AVX2 static INLINE void f32_tile_avx2(float *out, size_t os, const float *w, size_t ws, const float *x, size_t xs,
+                                      int n, const int R, const int TT) {
+    __m256 acc[4][2];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < TT; t++) acc[r][t] = _mm256_setzero_ps();
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 xv[2];
+        for (int t = 0; t < TT; t++) xv[t] = _mm256_loadu_ps(x + t * xs + j);
+        for (int r = 0; r < R; r++) {
+            __m256 wv = _mm256_loadu_ps(w + r * ws + j);
+            for (int t = 0; t < TT; t++) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
+        }
+    }
+    if (j < n) { // the last chunk, short: masked loads read zeros past the end
+        __m256i m = tail_mask8(n - j);
+        __m256 xv[2];
+        for (int t = 0; t < TT; t++) xv[t] = _mm256_maskload_ps(x + t * xs + j, m);
+        for (int r = 0; r < R; r++) {
+            __m256 wv = _mm256_maskload_ps(w + r * ws + j, m);
+            for (int t = 0; t < TT; t++) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < TT; t++) out[t * os + r] = hsum256(acc[r][t]);
+}
+
+AVX2 static void f32_rows_avx2(float *out, size_t os, const float *w, size_t ws, const float *x, size_t xs, int n,
+                               int rows, int tokens) {
+    int r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        int t = 0;
+        for (; t + 2 <= tokens; t += 2) f32_tile_avx2(out + t * os + r, os, w + r * ws, ws, x + t * xs, xs, n, 4, 2);
+        for (; t < tokens; t++) f32_tile_avx2(out + t * os + r, os, w + r * ws, ws, x + t * xs, xs, n, 4, 1);
+    }
+    for (; r < rows; r++)
+        for (int t = 0; t < tokens; t++) f32_tile_avx2(out + t * os + r, os, w + r * ws, ws, x + t * xs, xs, n, 1, 1);
+}
+
+// AVX2 has no vpdpbusd: vpmaddubsw multiplies |w| by signed x into 16-bit
+// pair sums (at most 2 * 128 * 127, so they cannot saturate), vpmaddwd adds
+// the pairs into 32 bits.
+AVX2 static INLINE void q8_tile_avx2(float *out, size_t os, const int8_t *wq, const float *wsc, size_t ws,
+                                     const int8_t *xq, const float *xsc, size_t xs, int n, int gs, const int R,
+                                     const int TT) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[4][2];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < TT; t++) acc[r][t] = _mm256_setzero_ps();
+    for (int g = 0; g < n / gs; g++) {
+        __m256i isum[4][2];
+        for (int r = 0; r < R; r++)
+            for (int t = 0; t < TT; t++) isum[r][t] = _mm256_setzero_si256();
+        for (int j = g * gs; j < (g + 1) * gs; j += 32) {
+            __m256i xv[2];
+            for (int t = 0; t < TT; t++) xv[t] = _mm256_loadu_si256((const __m256i *)(xq + t * xs + j));
+            for (int r = 0; r < R; r++) {
+                __m256i wv = _mm256_loadu_si256((const __m256i *)(wq + r * ws + j));
+                __m256i wabs = _mm256_abs_epi8(wv);
+                for (int t = 0; t < TT; t++) {
+                    __m256i pairs = _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(xv[t], wv));
+                    isum[r][t] = _mm256_add_epi32(isum[r][t], _mm256_madd_epi16(pairs, ones));
+                }
+            }
+        }
+        __m256 xscale[2];
+        for (int t = 0; t < TT; t++) xscale[t] = _mm256_set1_ps(xsc[t * (xs / gs) + g]);
+        for (int r = 0; r < R; r++) {
+            __m256 wscale = _mm256_set1_ps(wsc[r * (ws / gs) + g]);
+            for (int t = 0; t < TT; t++)
+                acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(isum[r][t]), xscale[t]), wscale, acc[r][t]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < TT; t++) out[t * os + r] = hsum256(acc[r][t]);
+}
+
+AVX2 static void q8_rows_avx2(float *out, size_t os, const int8_t *wq, const float *wsc, size_t ws, const int8_t *xq,
+                              const float *xsc, size_t xs, int n, int gs, int rows, int tokens) {
+    if (gs % 32 != 0) {
+        q8_rows_scalar(out, os, wq, wsc, ws, xq, xsc, xs, n, gs, rows, tokens);
+        return;
+    }
+    size_t wss = ws / gs, xss = xs / gs;
+    int r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        int t = 0;
+        for (; t + 2 <= tokens; t += 2)
+            q8_tile_avx2(out + t * os + r, os, wq + r * ws, wsc + r * wss, ws, xq + t * xs, xsc + t * xss, xs, n, gs, 4, 2);
+        for (; t < tokens; t++)
+            q8_tile_avx2(out + t * os + r, os, wq + r * ws, wsc + r * wss, ws, xq + t * xs, xsc + t * xss, xs, n, gs, 4, 1);
+    }
+    for (; r < rows; r++)
+        for (int t = 0; t < tokens; t++)
+            q8_tile_avx2(out + t * os + r, os, wq + r * ws, wsc + r * wss, ws, xq + t * xs, xsc + t * xss, xs, n, gs, 1, 1);
+}
+
+static int has_avx512(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
+           __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+static int has_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#endif // x86-64
+
+#if defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
+#include <arm_neon.h>
+#include <sys/auxv.h>
+#define INLINE inline __attribute__((always_inline))
+#define DOTPROD __attribute__((target("+dotprod")))
+
+// NEON is part of every ARM64 CPU: no check needed. 4 floats a register,
+// 32 registers: tiles of 4 rows by 4 tokens.
+static INLINE void f32_tile_neon(float *out, size_t os, const float *w, size_t ws, const float *x, size_t xs, int n,
+                                 const int R, const int TT) {
+    float32x4_t acc[4][4];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < TT; t++) acc[r][t] = vdupq_n_f32(0.0f);
+    int j = 0;
+    for (; j + 4 <= n; j += 4) {
+        float32x4_t xv[4];
+        for (int t = 0; t < TT; t++) xv[t] = vld1q_f32(x + t * xs + j);
+        for (int r = 0; r < R; r++) {
+            float32x4_t wv = vld1q_f32(w + r * ws + j);
+            for (int t = 0; t < TT; t++) acc[r][t] = vfmaq_f32(acc[r][t], wv, xv[t]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < TT; t++) {
+            float sum = vaddvq_f32(acc[r][t]);
+            for (int k = j; k < n; k++) sum += w[r * ws + k] * x[t * xs + k];
+            out[t * os + r] = sum;
+        }
+}
+
+static void f32_rows_neon(float *out, size_t os, const float *w, size_t ws, const float *x, size_t xs, int n,
+                          int rows, int tokens) {
+    int r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        int t = 0;
+        for (; t + 4 <= tokens; t += 4) f32_tile_neon(out + t * os + r, os, w + r * ws, ws, x + t * xs, xs, n, 4, 4);
+        for (; t < tokens; t++) f32_tile_neon(out + t * os + r, os, w + r * ws, ws, x + t * xs, xs, n, 4, 1);
+    }
+    for (; r < rows; r++)
+        for (int t = 0; t < tokens; t++) f32_tile_neon(out + t * os + r, os, w + r * ws, ws, x + t * xs, xs, n, 1, 1);
+}
+
+// The int8 dot product of 32 values. With the dot-product extension (ARMv8.2
+// sdot) it is two instructions; without it, widening multiplies whose 16-bit
+// pair sums (at most 2 * 128 * 127) cannot overflow.
+DOTPROD static INLINE int32x4_t dot32_sdot(int32x4_t acc, const int8_t *w, const int8_t *x) {
+    acc = vdotq_s32(acc, vld1q_s8(w), vld1q_s8(x));
+    return vdotq_s32(acc, vld1q_s8(w + 16), vld1q_s8(x + 16));
+}
+
+static INLINE int32x4_t dot32_widening(int32x4_t acc, const int8_t *w, const int8_t *x) {
+    for (int h = 0; h < 32; h += 16) {
+        int8x16_t wv = vld1q_s8(w + h), xv = vld1q_s8(x + h);
+        int16x8_t p = vmull_s8(vget_low_s8(wv), vget_low_s8(xv));
+        p = vmlal_s8(p, vget_high_s8(wv), vget_high_s8(xv));
+        acc = vpadalq_s16(acc, p);
+    }
+    return acc;
+}
+
+// One generic int8 row kernel, instantiated with either dot product.
+#define NEON_Q8_ROWS(NAME, ATTR, DOT)                                                                                  \
+    ATTR static void NAME(float *out, size_t os, const int8_t *wq, const float *wsc, size_t ws, const int8_t *xq,     \
+                          const float *xsc, size_t xs, int n, int gs, int rows, int tokens) {                         \
+        if (gs % 32 != 0) {                                                                                            \
+            q8_rows_scalar(out, os, wq, wsc, ws, xq, xsc, xs, n, gs, rows, tokens);                                    \
+            return;                                                                                                    \
+        }                                                                                                              \
+        for (int t = 0; t < tokens; t++)                                                                               \
+            for (int r = 0; r < rows; r++) {                                                                           \
+                const int8_t *w = wq + r * ws, *x = xq + t * xs;                                                       \
+                float32x4_t acc = vdupq_n_f32(0.0f);                                                                   \
+                for (int g = 0; g < n / gs; g++) {                                                                     \
+                    int32x4_t isum = vdupq_n_s32(0);                                                                   \
+                    for (int j = g * gs; j < (g + 1) * gs; j += 32) isum = DOT(isum, w + j, x + j);                    \
+                    float scale = wsc[r * (ws / gs) + g] * xsc[t * (xs / gs) + g];                                     \
+                    acc = vfmaq_n_f32(acc, vcvtq_f32_s32(isum), scale);                                                \
+                }                                                                                                      \
+                out[t * os + r] = vaddvq_f32(acc);                                                                     \
+            }                                                                                                          \
+    }
+NEON_Q8_ROWS(q8_rows_neon_sdot, DOTPROD, dot32_sdot)
+NEON_Q8_ROWS(q8_rows_neon, , dot32_widening)
+
+static int has_neon(void) { return 1; }
+static int has_sdot(void) {
+#ifdef HWCAP_ASIMDDP
+    return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#else
+    return 0;
+#endif
+}
+#endif // ARM64
+
+static int always(void) { return 1; }
+
 typedef struct {
     const char *name;
+    int (*supported)(void);
     F32Rows *f32_rows;
     Q8Rows *q8_rows;
 } KernelSet;
 
-static KernelSet kernels = {"scalar", f32_rows_scalar, q8_rows_scalar}; // set by select_kernels()
+// Most capable first; select_kernels() takes the first this CPU supports.
+static const KernelSet kernel_sets[] = {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    {"avx512", has_avx512, f32_rows_avx512, q8_rows_avx512},
+    {"avx2", has_avx2, f32_rows_avx2, q8_rows_avx2},
+#endif
+#if defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
+    {"neon-sdot", has_sdot, f32_rows_neon, q8_rows_neon_sdot},
+    {"neon", has_neon, f32_rows_neon, q8_rows_neon},
+#endif
+    {"scalar", always, f32_rows_scalar, q8_rows_scalar},
+};
+
+static KernelSet kernels = {"scalar", always, f32_rows_scalar, q8_rows_scalar};
+
+// Picks the kernels once at start-up. RUN_KERNELS=name forces a set (for
+// comparing them); an unknown or unsupported name is an error.
+static void select_kernels(void) {
+    const char *want = getenv("RUN_KERNELS");
+    size_t n = sizeof(kernel_sets) / sizeof(kernel_sets[0]);
+    for (size_t i = 0; i < n; i++) {
+        if (want ? strcmp(want, kernel_sets[i].name) == 0 : kernel_sets[i].supported()) {
+            if (!kernel_sets[i].supported()) fatal("RUN_KERNELS=%s: this CPU does not support it", want);
+            kernels = kernel_sets[i];
+            return;
+        }
+    }
+    fatal("RUN_KERNELS=%s: no such kernel set (try avx512, avx2, neon-sdot, neon or scalar)", want);
+}
 
 // A matmul's input: tokens vectors of n floats and, when the weights are int8,
 // the same vectors quantized (made by prepare_input).
@@ -1077,6 +1445,7 @@ static char *default_tokenizer_path(const char *argv0) {
 
 #ifndef TESTING
 int main(int argc, char **argv) {
+    select_kernels();
     // Defaults; the usage text above documents each.
     const char *checkpoint = NULL, *tokenizer_path = NULL, *prompt = NULL, *system = NULL, *mode = "generate";
     float temperature = 1.0f, topp = 0.9f;

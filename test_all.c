@@ -341,6 +341,80 @@ static void test_generate(void) {
 }
 
 // ----------------------------------------------------------------------------
+// Kernels: every SIMD kernel this CPU runs, against the scalar definition,
+// over shapes that hit every tile size and every tail.
+
+static float test_random(uint64_t *rng) { return random_f32(rng) * 2.0f - 1.0f; }
+
+static void test_kernels(void) {
+    uint64_t rng = 99;
+    int sizes[][3] = {{1, 1, 1},   {5, 3, 7},    {17, 13, 16}, {4, 6, 64},  {8, 12, 96}, {9, 7, 288},
+                      {37, 5, 172}, {16, 32, 768}, {3, 1, 2048}, {33, 4, 100}};
+    size_t n_sets = sizeof(kernel_sets) / sizeof(kernel_sets[0]);
+    for (size_t k = 0; k < n_sets; k++) {
+        const KernelSet *ks = &kernel_sets[k];
+        char id[96];
+        if (!ks->supported()) {
+            printf("note: kernel set %s not supported on this CPU, not tested here\n", ks->name);
+            continue;
+        }
+        float worst_f32 = 0.0f, worst_q8 = 0.0f;
+        for (size_t c = 0; c < sizeof(sizes) / sizeof(sizes[0]); c++) {
+            int rows = sizes[c][0], tokens = sizes[c][1], n = sizes[c][2];
+            size_t ws = n + 3, xs = n + 5, os = rows + 2; // strides wider than n: kernels must honour them
+            float *w = malloc(rows * ws * sizeof(float)), *x = malloc(tokens * xs * sizeof(float));
+            float *want = calloc(tokens * os, sizeof(float)), *got = calloc(tokens * os, sizeof(float));
+            for (size_t i = 0; i < rows * ws; i++) w[i] = test_random(&rng);
+            for (size_t i = 0; i < tokens * xs; i++) x[i] = test_random(&rng);
+            f32_rows_scalar(want, os, w, ws, x, xs, n, rows, tokens);
+            ks->f32_rows(got, os, w, ws, x, xs, n, rows, tokens);
+            for (int t = 0; t < tokens; t++)
+                for (int r = 0; r < rows; r++) {
+                    // float sums in another order: error grows like sqrt(n) ulps of the terms
+                    float err = fabsf(got[t * os + r] - want[t * os + r]) / (sqrtf((float)n) * 1e-6f + 1e-30f);
+                    if (!(err <= worst_f32)) worst_f32 = err;
+                }
+            // int8 with group sizes 32, 64 and the rest (scalar fallback): rows are whole groups
+            for (int gs = 32; gs <= 128; gs *= 2) {
+                int nq = (n + gs - 1) / gs * gs;
+                size_t qws = nq * 2, qxs = nq * 3;
+                int8_t *wq = malloc(rows * qws), *xq = malloc(tokens * qxs);
+                float *wsc = malloc(rows * qws / gs * sizeof(float)), *xsc = malloc(tokens * qxs / gs * sizeof(float));
+                for (size_t i = 0; i < rows * qws; i++) wq[i] = (int8_t)(random_u32(&rng) % 255 - 127);
+                for (size_t i = 0; i < tokens * qxs; i++) xq[i] = (int8_t)(random_u32(&rng) % 255 - 127);
+                wq[0] = -128; // a weight may be -128; activations never are
+                for (size_t i = 0; i < rows * qws / gs; i++) wsc[i] = random_f32(&rng) * 0.01f;
+                for (size_t i = 0; i < tokens * qxs / gs; i++) xsc[i] = random_f32(&rng) * 0.01f;
+                q8_rows_scalar(want, os, wq, wsc, qws, xq, xsc, qxs, nq, gs, rows, tokens);
+                ks->q8_rows(got, os, wq, wsc, qws, xq, xsc, qxs, nq, gs, rows, tokens);
+                for (int t = 0; t < tokens; t++)
+                    for (int r = 0; r < rows; r++) {
+                        float mag = 1e-4f * 127 * 127 * (nq / gs); // the size of a typical term times groups
+                        float err = fabsf(got[t * os + r] - want[t * os + r]) / (mag * 1e-6f);
+                        if (!(err <= worst_q8)) worst_q8 = err;
+                    }
+                free(wq), free(xq), free(wsc), free(xsc);
+            }
+            free(w), free(x), free(want), free(got);
+        }
+        snprintf(id, sizeof(id), "kernels-%s-f32-vs-scalar", ks->name);
+        check(id, worst_f32 <= 4.0f, "error %g x sqrt(n) x 1e-6", worst_f32);
+        snprintf(id, sizeof(id), "kernels-%s-q8-vs-scalar", ks->name);
+        check(id, worst_q8 <= 4.0f, "error %g", worst_q8);
+    }
+
+    // The int8 activations: quantize and back stays within half a step of each group's scale.
+    float x[96];
+    int8_t q[96];
+    float scale[3];
+    for (int i = 0; i < 96; i++) x[i] = test_random(&rng) * (i < 32 ? 0.0f : i < 64 ? 1.0f : 100.0f);
+    quantize(q, scale, x, 96, 32);
+    float worst = 0.0f;
+    for (int i = 0; i < 96; i++) worst = fmaxf(worst, fabsf(q[i] * scale[i / 32] - x[i]) / (scale[i / 32] + 1e-30f));
+    check("kernels-quantize-roundtrip", worst <= 0.5f && scale[0] == 0.0f && q[0] == 0, "worst %g steps", worst);
+}
+
+// ----------------------------------------------------------------------------
 // Sampler
 
 static int chosen_ids(Sampler *s, const float *probs, int *ids, float *mass) {
@@ -592,12 +666,14 @@ static void test_cli(void) {
 // ----------------------------------------------------------------------------
 
 int main(void) {
+    select_kernels();
     models_dir = getenv("MODELS") ? getenv("MODELS") : "../shared/models";
     int ci = getenv("CI") && strcmp(getenv("CI"), "true") == 0;
 
     test_tokenizer_cases();
     test_printer();
     test_sampler();
+    test_kernels();
 
     const char *needed[] = {"stories260K.bin", "stories260K_q80_gs4.bin", "tok512.bin", "tok512.model",
                             "tokenizer.bin", "llama-2-tiny-random.bin"};
