@@ -19,6 +19,19 @@ test_all: test_all.c run.c tokenizer.c
 test: run test_all
 	MODELS=$(MODELS) PYTHON=$(PYTHON) ./test_all
 
+# The kernels on other CPUs, emulated: ARM64 NEON with and without sdot (a cross-built
+# test_all under qemu-aarch64), and x86-64 without AVX and without AVX-512 (qemu-x86_64),
+# so no SIMD path goes untested and no binary uses an instruction its CPU lacks.
+# Needs Debian's gcc-aarch64-linux-gnu, libc6-dev-arm64-cross and qemu-user.
+test-cross: run test_all
+	aarch64-linux-gnu-gcc $(CFLAGS) -Wno-unused-function -Wno-unknown-pragmas -o test_all_arm64 test_all.c -lm
+	QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64 -cpu max ./test_all_arm64 | tail -1 | grep -q ' 0 failed' || \
+		{ QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64 -cpu max ./test_all_arm64 | grep -v '^ok'; exit 1; }
+	QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64 -cpu cortex-a72 ./test_all_arm64 | tail -1 | grep -q ' 0 failed'
+	qemu-x86_64 -cpu Nehalem ./test_all | tail -1 | grep -q ' 0 failed'
+	qemu-x86_64 -cpu Haswell ./test_all | tail -1 | grep -q ' 0 failed'
+	@echo "test-cross: arm64 (sdot, no sdot), x86-64 (no AVX, AVX2 only): all passed"
+
 # Regenerate the committed tokenizer.bin from Meta's tokenizer.model.
 tokenizer: export.py
 	$(PYTHON) export.py tokenizer.bin --tokenizer $(MODELS)/tokenizer.model
@@ -35,14 +48,15 @@ debug: clean run test_all
 	MODELS=$(MODELS) PYTHON=$(PYTHON) ./test_all
 
 clean:
-	rm -f run test_all
+	rm -f run test_all test_all_arm64
 
 help:
 	@echo "make            build ./run (-O3, OpenMP when available)"
 	@echo "make test       build and run every test (models from MODELS=$(MODELS))"
+	@echo "make test-cross the tests on ARM64 and older x86-64 CPUs, under qemu"
 	@echo "make debug      rebuild with ASan/UBSan and run the tests"
 	@echo "make tokenizer  regenerate tokenizer.bin with export.py"
 	@echo "make references regenerate the tests' SentencePiece ids and NumPy logits"
 	@echo "make clean      remove the binaries"
 
-.PHONY: test tokenizer references debug clean help
+.PHONY: test test-cross tokenizer references debug clean help

@@ -730,7 +730,7 @@ static int has_avx2(void) {
 #include <arm_neon.h>
 #include <sys/auxv.h>
 #define INLINE inline __attribute__((always_inline))
-#define DOTPROD __attribute__((target("+dotprod")))
+#define DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
 
 // NEON is part of every ARM64 CPU: no check needed. 4 floats a register,
 // 32 registers: tiles of 4 rows by 4 tokens.
@@ -1227,6 +1227,42 @@ static GenerateStats generate(Model *m, const Tokenizer *t, Sampler *sampler, co
     return stats;
 }
 
+// Perplexity: how surprised the model is by a text, exp of the mean negative
+// log-likelihood of each token given those before it (1 would be certainty).
+// The text goes through in windows of the model's context, each starting at
+// position 0; a window begins with the last token of the one before, so every
+// token after the first is predicted exactly once.
+typedef struct {
+    int n_predicted;
+    double mean_nll, perplexity;
+} Perplexity;
+
+static Perplexity perplexity(Model *m, const int *tokens, int n) {
+    int vocab = m->config.vocab_size, window = m->state.n_ctx;
+    double nll = 0.0;
+    int n_predicted = 0;
+    for (int start = 0; start < n - 1; start += window - 1) {
+        int end = start + window < n ? start + window : n;
+        for (int i = start; i < end; i += m->state.max_tokens) {
+            int block = end - i < m->state.max_tokens ? end - i : m->state.max_tokens;
+            float *logits = forward(m, tokens + i, block, i - start, 1);
+            for (int b = 0; b < block && i + b + 1 < end; b++) {
+                // -log softmax(logits)[next] = log(sum exp(logits)) - logits[next]
+                const float *l = logits + (size_t)b * vocab;
+                float max = l[0];
+                for (int v = 1; v < vocab; v++) max = fmaxf(max, l[v]);
+                double sum = 0.0;
+                for (int v = 0; v < vocab; v++) sum += exp((double)l[v] - max);
+                nll += log(sum) + max - l[tokens[i + b + 1]];
+                n_predicted++;
+            }
+        }
+        if (end == n) break;
+    }
+    Perplexity p = {n_predicted, nll / n_predicted, exp(nll / n_predicted)};
+    return p;
+}
+
 // Prints the ids of text, <s> first, on one line.
 static void tokenize(const Tokenizer *t, const char *text, size_t len, FILE *out) {
     int n;
@@ -1389,7 +1425,8 @@ static void usage(FILE *f) {
           "              is not a terminal (one trailing newline is dropped)\n"
           "  -e <0|1>    1 prints the prompt and then the continuation; 0 only the continuation (default 1)\n"
           "  -z <path>   tokenizer file (default: tokenizer.bin beside this program)\n"
-          "  -m <mode>   generate, chat or tokenize (default generate)\n"
+          "  -m <mode>   generate, chat, tokenize, or ppl: the perplexity of the text of -i or stdin\n"
+          "              (default generate)\n"
           "  -y <text>   system prompt in chat mode\n"
           "  -h          print this help\n"
           "Exit status: 0 on success, 1 when a file or the text is unusable, 2 for a bad command line.\n",
@@ -1477,8 +1514,8 @@ int main(int argc, char **argv) {
         case 'z': tokenizer_path = value; break;
         case 'y': system = value; break;
         case 'm':
-            if (strcmp(value, "generate") && strcmp(value, "chat") && strcmp(value, "tokenize"))
-                usage_error("-m wants generate, chat or tokenize, got '%s'", value);
+            if (strcmp(value, "generate") && strcmp(value, "chat") && strcmp(value, "tokenize") && strcmp(value, "ppl"))
+                usage_error("-m wants generate, chat, tokenize or ppl, got '%s'", value);
             mode = value;
             break;
         }
@@ -1504,8 +1541,10 @@ int main(int argc, char **argv) {
         tokenize(&tokenizer, input.data, input.len, stdout);
     } else {
         Model model;
-        // The cache only needs the positions this run can reach.
-        build_model(&model, checkpoint, strcmp(mode, "chat") == 0 ? 0 : steps, PROMPT_BLOCK);
+        // The cache only needs the positions this run can reach; chat and
+        // perplexity use the whole context.
+        int whole_context = strcmp(mode, "chat") == 0 || strcmp(mode, "ppl") == 0;
+        build_model(&model, checkpoint, whole_context ? 0 : steps, PROMPT_BLOCK);
         if (tokenizer.vocab_size != model.config.vocab_size)
             fatal("%s has %d tokens but %s expects %d; give the model's own tokenizer with -z", tokenizer_path,
                   tokenizer.vocab_size, checkpoint, model.config.vocab_size);
@@ -1518,8 +1557,19 @@ int main(int argc, char **argv) {
             fprintf(stderr, "run: prompt %d tokens in %.3f s (%.1f tok/s), generated %d tokens in %.3f s (%.1f tok/s)\n",
                     st.n_prompt, st.prompt_seconds, st.n_prompt / st.prompt_seconds, st.n_generated,
                     st.generate_seconds, st.n_generated / st.generate_seconds);
-        } else
+        } else if (strcmp(mode, "ppl") == 0) {
+            double start = seconds_now();
+            int n;
+            int *tokens = encode(&tokenizer, input.data, input.len, 1, 0, &n);
+            if (n < 2) fatal("perplexity needs text of at least one token");
+            Perplexity p = perplexity(&model, tokens, n);
+            free(tokens);
+            printf("perplexity %.4f, mean NLL %.4f nats over %d tokens\n", p.perplexity, p.mean_nll, p.n_predicted);
+            fprintf(stderr, "run: %d tokens in %.3f s (%.1f tok/s)\n", p.n_predicted + 1, seconds_now() - start,
+                    (p.n_predicted + 1) / (seconds_now() - start));
+        } else {
             chat(&model, &tokenizer, &sampler, system, prompt ? input.data : NULL, steps, stdout);
+        }
         free_sampler(&sampler);
         free_model(&model);
     }

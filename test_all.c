@@ -246,6 +246,35 @@ static void write_version1(const char *legacy, const char *out) {
     free(data);
 }
 
+// Mean NLL of the reference tokens against tests/nll_stories260K.txt, whole
+// and in windows (a context of 20 positions forces the windowing).
+static void test_perplexity(void) {
+    FILE *f = fopen("tests/nll_stories260K.txt", "r");
+    check("perplexity-reference-file", f != NULL, "cannot open tests/nll_stories260K.txt");
+    if (!f) return;
+    int tokens[48] = {1, 484, 477, 48, 355, 30, 359, 23, 48, 351, 274, 509, 39, 104, 259, 127, 291, 62, 28, 17, 203, 433,
+                      253, 272, 334, 145, 240, 116, 124, 222, 379, 474, 358, 314, 259, 407, 424, 208, 421, 71, 271, 289,
+                      75, 398, 142, 143, 161, 376}; // the "tokens" line of tests/logits_stories260K.txt
+    char line[256];
+    int n_cases = 0;
+    while (fgets(line, sizeof(line), f)) {
+        int window, count;
+        double want;
+        if (line[0] == '#' || sscanf(line, "%d %d %lf", &window, &count, &want) != 3) continue;
+        Model m;
+        build_model(&m, model_path("stories260K.bin"), window, 7); // blocks of 7 cross window edges
+        Perplexity p = perplexity(&m, tokens, 48);
+        char id[64];
+        snprintf(id, sizeof(id), "perplexity-window-%d", window);
+        check(id, p.n_predicted == count && fabs(p.mean_nll - want) < 1e-5, "%d tokens, NLL %.7f; reference %d, %.7f",
+              p.n_predicted, p.mean_nll, count, want);
+        free_model(&m);
+        n_cases++;
+    }
+    fclose(f);
+    check("perplexity-cases", n_cases == 2, "%d cases", n_cases);
+}
+
 static void test_forward(void) {
     test_logits("forward-stories260K-logits", model_path("stories260K.bin"), "tests/logits_stories260K.txt");
     test_logits("forward-tiny-random-logits", model_path("llama-2-tiny-random.bin"), "tests/logits_tiny_random.txt");
@@ -410,7 +439,7 @@ static void test_kernels(void) {
     for (int i = 0; i < 96; i++) x[i] = test_random(&rng) * (i < 32 ? 0.0f : i < 64 ? 1.0f : 100.0f);
     quantize(q, scale, x, 96, 32);
     float worst = 0.0f;
-    for (int i = 0; i < 96; i++) worst = fmaxf(worst, fabsf(q[i] * scale[i / 32] - x[i]) / (scale[i / 32] + 1e-30f));
+    for (int i = 0; i < 96; i++) { float e = fabsf(q[i] * scale[i / 32] - x[i]) / (scale[i / 32] + 1e-30f); if (e > worst) worst = e; }
     check("kernels-quantize-roundtrip", worst <= 0.5f && scale[0] == 0.0f && q[0] == 0, "worst %g steps", worst);
 }
 
@@ -589,6 +618,18 @@ static void test_cli(void) {
           "got '%s'", r.out);
     free_run(&r);
 
+    // Perplexity of a story (tests/story.txt, written for these tests): int8 within 1% of fp32.
+    double ppl[2] = {0, 0};
+    const char *ppl_models[2] = {"stories260K.bin", "stories260K_q80_gs4.bin"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(args, sizeof(args), "%s -z %s -m ppl < tests/story.txt", model_path(ppl_models[i]), tok512);
+        r = run_cmd(args);
+        if (r.status == 0 && r.out) sscanf(r.out, "perplexity %lf", &ppl[i]);
+        free_run(&r);
+    }
+    check("cli-ppl-int8-within-1pct-of-fp32", ppl[0] > 1.0 && ppl[0] < 10.0 && fabs(ppl[1] / ppl[0] - 1.0) < 0.01,
+          "fp32 %.4f, int8 %.4f", ppl[0], ppl[1]);
+
     r = run_cmd("-h");
     int all_flags = r.out != NULL;
     for (const char *flag = "tpksnie zmyh"; all_flags && *flag; flag++) {
@@ -682,6 +723,7 @@ int main(void) {
     if (have_models) {
         test_export();
         test_forward();
+        test_perplexity();
         test_generate();
         test_cli();
     } else {
