@@ -210,7 +210,7 @@ static float max_logit_error(Model *m, const char *expected_file, int *n_checked
 
 static void test_logits(const char *id, const char *checkpoint, const char *expected_file) {
     Model m;
-    build_model(&m, checkpoint, 64, 1);
+    build_model(&m, checkpoint, WEIGHTS_MAP, 64, 1);
     int n;
     float err = max_logit_error(&m, expected_file, &n);
     check(id, err <= 1e-4f, "max |logit - reference| = %g over %d logits (%s)", err, n, expected_file);
@@ -262,7 +262,7 @@ static void test_perplexity(void) {
         double want;
         if (line[0] == '#' || sscanf(line, "%d %d %lf", &window, &count, &want) != 3) continue;
         Model m;
-        build_model(&m, model_path("stories260K.bin"), window, 7); // blocks of 7 cross window edges
+        build_model(&m, model_path("stories260K.bin"), WEIGHTS_READ, window, 7); // blocks of 7 cross window edges
         Perplexity p = perplexity(&m, tokens, 48);
         char id[64];
         snprintf(id, sizeof(id), "perplexity-window-%d", window);
@@ -310,7 +310,7 @@ static char *generate_with(const char *checkpoint, int block, const char *prompt
     Model m;
     Tokenizer t;
     Sampler s;
-    build_model(&m, checkpoint, steps, block);
+    build_model(&m, checkpoint, WEIGHTS_READ, steps, block);
     build_tokenizer(&t, model_path("tok512.bin"));
     build_sampler(&s, m.config.vocab_size, temperature, topp, topk, seed);
     char *buf = NULL;
@@ -592,6 +592,11 @@ static void test_cli(void) {
     check("cli-greedy-published", r.status == 0 && r.out && strcmp(r.out, greedy_story_200) == 0, "got '%s'", r.out);
     free_run(&r);
 
+    snprintf(args, sizeof(args), "%s -z %s -t 0 -n 200 -l map", m260, tok512);
+    r = run_cmd(args);
+    check("cli-weights-mapped", r.status == 0 && r.out && strcmp(r.out, greedy_story_200) == 0, "got '%s'", r.out);
+    free_run(&r);
+
     snprintf(args, sizeof(args), "%s -z %s -t 0 -n 64 < /tmp/test_all.prompt", m260, tok512);
     FILE *f = fopen("/tmp/test_all.prompt", "w");
     fputs("Lily and Tom went to the\n", f);
@@ -632,7 +637,7 @@ static void test_cli(void) {
 
     r = run_cmd("-h");
     int all_flags = r.out != NULL;
-    for (const char *flag = "tpksnie zmyh"; all_flags && *flag; flag++) {
+    for (const char *flag = "tpksniezmylh"; all_flags && *flag; flag++) {
         char want[4] = {'-', *flag, ' ', 0};
         if (*flag != ' ') all_flags = strstr(r.out, want) != NULL;
     }
@@ -695,6 +700,7 @@ static void test_cli(void) {
         {"cli-flag-unknown", "-q 1", "unknown option"},
         {"cli-flag-missing-value", "-t", "needs a value"},
         {"cli-flag-bad-mode", "-m dance", "-m wants"},
+        {"cli-flag-bad-load", "-l mmap", "-l wants"},
         {"cli-flag-two-checkpoints", "other.bin", "one checkpoint expected"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
