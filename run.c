@@ -622,10 +622,49 @@ AVX512 static INLINE void q8_tile_avx512(float *out, size_t os, const int8_t *wq
         }
 }
 
+// One row by one token, 64 bytes a step: how int8 weights stream while
+// generating. A single sequential stream per thread is what the hardware
+// prefetcher follows best: interleaving 4 rows 768 bytes apart halved the
+// bandwidth one core drew (11 GB/s against 22 measured). gs is 32 or a
+// multiple of 64; with 32, a step spans two groups, whose scales fill the
+// low and high halves of the scale vector.
+AVX512 static void q8_row_avx512(float *out, const int8_t *w, const float *wsc, const int8_t *x, const float *xsc,
+                                 int n, int gs) {
+    __m512 acc = _mm512_setzero_ps();
+    const __m512i zero = _mm512_setzero_si512();
+    if (gs == 32) {
+        const __m512i halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+        for (int j = 0; j < n; j += 64) {
+            int g = j / 32, whole = n - j >= 64;
+            __mmask64 m = whole ? ~(__mmask64)0 : 0xFFFFFFFFull; // the last step may hold one group
+            __m512i wv = _mm512_maskz_loadu_epi8(m, w + j), xv = _mm512_maskz_loadu_epi8(m, x + j);
+            __m512i xsigned = _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(wv), zero, xv);
+            __m512i isum = _mm512_dpbusd_epi32(zero, _mm512_abs_epi8(wv), xsigned);
+            __m128 s = _mm_setr_ps(wsc[g] * xsc[g], whole ? wsc[g + 1] * xsc[g + 1] : 0.0f, 0.0f, 0.0f);
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(s)), acc);
+        }
+    } else {
+        for (int g = 0; g < n / gs; g++) {
+            __m512i isum = zero;
+            for (int j = g * gs; j < (g + 1) * gs; j += 64) {
+                __m512i wv = _mm512_loadu_si512(w + j), xv = _mm512_loadu_si512(x + j);
+                __m512i xsigned = _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(wv), zero, xv);
+                isum = _mm512_dpbusd_epi32(isum, _mm512_abs_epi8(wv), xsigned);
+            }
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(wsc[g] * xsc[g]), acc);
+        }
+    }
+    *out = _mm512_reduce_add_ps(acc);
+}
+
 AVX512 static void q8_rows_avx512(float *out, size_t os, const int8_t *wq, const float *wsc, size_t ws,
                                   const int8_t *xq, const float *xsc, size_t xs, int n, int gs, int rows, int tokens) {
     if (gs % 32 != 0) {
         q8_rows_scalar(out, os, wq, wsc, ws, xq, xsc, xs, n, gs, rows, tokens);
+        return;
+    }
+    if (tokens == 1 && (gs == 32 || gs % 64 == 0)) {
+        for (int r = 0; r < rows; r++) q8_row_avx512(out + r, wq + r * ws, wsc + r * (ws / gs), xq, xsc, n, gs);
         return;
     }
     size_t wss = ws / gs, xss = xs / gs; // scale strides

@@ -378,7 +378,8 @@ static float test_random(uint64_t *rng) { return random_f32(rng) * 2.0f - 1.0f; 
 static void test_kernels(void) {
     uint64_t rng = 99;
     int sizes[][3] = {{1, 1, 1},   {5, 3, 7},    {17, 13, 16}, {4, 6, 64},  {8, 12, 96}, {9, 7, 288},
-                      {37, 5, 172}, {16, 32, 768}, {3, 1, 2048}, {33, 4, 100}};
+                      {37, 5, 172}, {16, 32, 768}, {3, 1, 2048}, {33, 4, 100},
+                      {6, 1, 288}, {7, 1, 100}, {2, 1, 32}};                // one token: the generation kernels
     size_t n_sets = sizeof(kernel_sets) / sizeof(kernel_sets[0]);
     for (size_t k = 0; k < n_sets; k++) {
         const KernelSet *ks = &kernel_sets[k];
