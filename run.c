@@ -135,7 +135,7 @@ typedef struct {
     float *hb, *hb2;    // (max_tokens, hidden_dim) feed-forward gate and up
     int8_t *xq;         // (max_tokens, max(dim, hidden_dim)) a matmul's input in int8, for int8 weights
     float *xq_scale;    // (max_tokens, max(dim, hidden_dim) / group_size)
-    float *scores;      // (threads, n_ctx) attention scores: a row per thread
+    float *scores;      // (threads, max_tokens, n_ctx) attention scores: a block per thread
     float *logits;      // (max_tokens, vocab_size)
     float *key_cache;   // (n_layers, n_ctx, kv_dim)
     float *value_cache; // (n_layers, n_ctx, kv_dim)
@@ -385,7 +385,7 @@ static void build_state(State *s, const Config *c, int n_ctx, int max_tokens, in
         s->xq = xmalloc(T * widest, "activations");
         s->xq_scale = xmalloc(T * (widest / c->group_size) * sizeof(float), "activations");
     }
-    s->scores = xmalloc((size_t)max_threads() * n_ctx * sizeof(float), "attention scores");
+    s->scores = xmalloc((size_t)max_threads() * T * n_ctx * sizeof(float), "attention scores");
     s->logits = xmalloc(T * c->vocab_size * sizeof(float), "logits");
     s->key_cache = xmalloc(cache * sizeof(float), "the KV cache");
     s->value_cache = xmalloc(cache * sizeof(float), "the KV cache");
@@ -490,6 +490,16 @@ typedef void F32Rows(float *out, size_t out_stride, const float *w, size_t w_str
 typedef void Q8Rows(float *out, size_t out_stride, const int8_t *wq, const float *ws, size_t w_stride,
                     const int8_t *xq, const float *xs, size_t x_stride, int n, int gs, int rows, int tokens);
 
+// Attention's last step: a weighted sum of rows (values).
+//     out[i] = sum over r < rows of a[r] * v[r * v_stride + i],  i < n
+typedef void WeightedRows(float *out, const float *a, const float *v, size_t v_stride, int n, int rows);
+
+static void weighted_rows_scalar(float *out, const float *a, const float *v, size_t v_stride, int n, int rows) {
+    for (int i = 0; i < n; i++) out[i] = 0.0f;
+    for (int r = 0; r < rows; r++)
+        for (int i = 0; i < n; i++) out[i] += a[r] * v[r * v_stride + i];
+}
+
 static void f32_rows_scalar(float *out, size_t out_stride, const float *w, size_t w_stride, const float *x,
                             size_t x_stride, int n, int rows, int tokens) {
     for (int t = 0; t < tokens; t++) {
@@ -541,7 +551,7 @@ static void q8_rows_scalar(float *out, size_t out_stride, const int8_t *wq, cons
 static INLINE __mmask16 tail_mask16(int left) { return (__mmask16)((1u << left) - 1); }
 
 AVX512 static INLINE void f32_tile_avx512(float *out, size_t os, const float *w, size_t ws, const float *x,
-                                          size_t xs, int n, const int R, const int TT) {
+                                          size_t xs, int n, const int R, const int TT, const float *prefetch) {
     __m512 acc[4][6];
     for (int r = 0; r < R; r++)
         for (int t = 0; t < TT; t++) acc[r][t] = _mm512_setzero_ps();
@@ -552,6 +562,7 @@ AVX512 static INLINE void f32_tile_avx512(float *out, size_t os, const float *w,
         for (int r = 0; r < R; r++) {
             __m512 wv = _mm512_loadu_ps(w + r * ws + j);
             for (int t = 0; t < TT; t++) acc[r][t] = _mm512_fmadd_ps(wv, xv[t], acc[r][t]);
+            if (prefetch) _mm_prefetch((const char *)(prefetch + r * ws + j), _MM_HINT_T1);
         }
     }
     if (j < n) { // the last chunk, short: masked loads read zeros past the end
@@ -571,12 +582,18 @@ AVX512 static void f32_rows_avx512(float *out, size_t os, const float *w, size_t
                                    int n, int rows, int tokens) {
     int r = 0;
     for (; r + 4 <= rows; r += 4) {
+        // With several tokens, the first token tile also pulls the next 4
+        // rows toward L1, so they are there when this tile is done.
+        const float *next = tokens > 1 ? w + (r + 4) * ws : NULL;
         int t = 0;
-        for (; t + 6 <= tokens; t += 6) f32_tile_avx512(out + t * os + r, os, w + r * ws, ws, x + t * xs, xs, n, 4, 6);
-        for (; t < tokens; t++) f32_tile_avx512(out + t * os + r, os, w + r * ws, ws, x + t * xs, xs, n, 4, 1);
+        for (; t + 6 <= tokens; t += 6, next = NULL)
+            f32_tile_avx512(out + t * os + r, os, w + r * ws, ws, x + t * xs, xs, n, 4, 6, next);
+        for (; t < tokens; t++, next = NULL)
+            f32_tile_avx512(out + t * os + r, os, w + r * ws, ws, x + t * xs, xs, n, 4, 1, next);
     }
     for (; r < rows; r++)
-        for (int t = 0; t < tokens; t++) f32_tile_avx512(out + t * os + r, os, w + r * ws, ws, x + t * xs, xs, n, 1, 1);
+        for (int t = 0; t < tokens; t++)
+            f32_tile_avx512(out + t * os + r, os, w + r * ws, ws, x + t * xs, xs, n, 1, 1, NULL);
 }
 
 // int8: VNNI's vpdpbusd multiplies unsigned by signed bytes, so the weight's
@@ -790,6 +807,39 @@ AVX2 static void q8_rows_avx2(float *out, size_t os, const int8_t *wq, const flo
             q8_tile_avx2(out + t * os + r, os, wq + r * ws, wsc + r * wss, ws, xq + t * xs, xsc + t * xss, xs, n, gs, 1, 1);
 }
 
+// 64 outputs (4 registers) at a time, every row added in order.
+AVX512 static void weighted_rows_avx512(float *out, const float *a, const float *v, size_t vs, int n, int rows) {
+    for (int i0 = 0; i0 < n; i0 += 64) {
+        __mmask16 m[4];
+        __m512 acc[4];
+        for (int k = 0; k < 4; k++) {
+            int left = n - i0 - 16 * k;
+            m[k] = left >= 16 ? 0xFFFF : left > 0 ? tail_mask16(left) : 0;
+            acc[k] = _mm512_setzero_ps();
+        }
+        for (int r = 0; r < rows; r++) {
+            __m512 ar = _mm512_set1_ps(a[r]);
+            for (int k = 0; k < 4; k++)
+                acc[k] = _mm512_fmadd_ps(ar, _mm512_maskz_loadu_ps(m[k], v + r * vs + i0 + 16 * k), acc[k]);
+        }
+        for (int k = 0; k < 4; k++) _mm512_mask_storeu_ps(out + i0 + 16 * k, m[k], acc[k]);
+    }
+}
+
+AVX2 static void weighted_rows_avx2(float *out, const float *a, const float *v, size_t vs, int n, int rows) {
+    for (int i0 = 0; i0 < n; i0 += 32) {
+        __m256i m[4];
+        __m256 acc[4];
+        for (int k = 0; k < 4; k++) m[k] = tail_mask8(n - i0 - 8 * k), acc[k] = _mm256_setzero_ps();
+        for (int r = 0; r < rows; r++) {
+            __m256 ar = _mm256_set1_ps(a[r]);
+            for (int k = 0; k < 4; k++)
+                acc[k] = _mm256_fmadd_ps(ar, _mm256_maskload_ps(v + r * vs + i0 + 8 * k, m[k]), acc[k]);
+        }
+        for (int k = 0; k < 4; k++) _mm256_maskstore_ps(out + i0 + 8 * k, m[k], acc[k]);
+    }
+}
+
 static int has_avx512(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -886,6 +936,22 @@ static INLINE int32x4_t dot32_widening(int32x4_t acc, const int8_t *w, const int
 NEON_Q8_ROWS(q8_rows_neon_sdot, DOTPROD, dot32_sdot)
 NEON_Q8_ROWS(q8_rows_neon, , dot32_widening)
 
+static void weighted_rows_neon(float *out, const float *a, const float *v, size_t vs, int n, int rows) {
+    int i0 = 0;
+    for (; i0 + 16 <= n; i0 += 16) {
+        float32x4_t acc[4];
+        for (int k = 0; k < 4; k++) acc[k] = vdupq_n_f32(0.0f);
+        for (int r = 0; r < rows; r++)
+            for (int k = 0; k < 4; k++) acc[k] = vfmaq_n_f32(acc[k], vld1q_f32(v + r * vs + i0 + 4 * k), a[r]);
+        for (int k = 0; k < 4; k++) vst1q_f32(out + i0 + 4 * k, acc[k]);
+    }
+    for (; i0 < n; i0++) { // a head size that is not a multiple of 16
+        float sum = 0.0f;
+        for (int r = 0; r < rows; r++) sum += a[r] * v[r * vs + i0];
+        out[i0] = sum;
+    }
+}
+
 static int has_neon(void) { return 1; }
 static int has_sdot(void) {
 #ifdef HWCAP_ASIMDDP
@@ -903,22 +969,23 @@ typedef struct {
     int (*supported)(void);
     F32Rows *f32_rows;
     Q8Rows *q8_rows;
+    WeightedRows *weighted_rows;
 } KernelSet;
 
 // Most capable first; select_kernels() takes the first this CPU supports.
 static const KernelSet kernel_sets[] = {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    {"avx512", has_avx512, f32_rows_avx512, q8_rows_avx512},
-    {"avx2", has_avx2, f32_rows_avx2, q8_rows_avx2},
+    {"avx512", has_avx512, f32_rows_avx512, q8_rows_avx512, weighted_rows_avx512},
+    {"avx2", has_avx2, f32_rows_avx2, q8_rows_avx2, weighted_rows_avx2},
 #endif
 #if defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
-    {"neon-sdot", has_sdot, f32_rows_neon, q8_rows_neon_sdot},
-    {"neon", has_neon, f32_rows_neon, q8_rows_neon},
+    {"neon-sdot", has_sdot, f32_rows_neon, q8_rows_neon_sdot, weighted_rows_neon},
+    {"neon", has_neon, f32_rows_neon, q8_rows_neon, weighted_rows_neon},
 #endif
-    {"scalar", always, f32_rows_scalar, q8_rows_scalar},
+    {"scalar", always, f32_rows_scalar, q8_rows_scalar, weighted_rows_scalar},
 };
 
-static KernelSet kernels = {"scalar", always, f32_rows_scalar, q8_rows_scalar};
+static KernelSet kernels = {"scalar", always, f32_rows_scalar, q8_rows_scalar, weighted_rows_scalar};
 
 // Picks the kernels once at start-up. RUN_KERNELS=name forces a set (for
 // comparing them); an unknown or unsupported name is an error.
@@ -988,21 +1055,24 @@ static void rope(float *v, int n, int head_size, const float *cos_pos, const flo
     }
 }
 
-// One head's attention at position pos: score the query against the keys of
-// positions 0..pos, softmax the scores, and sum the values weighted by them.
-// keys and values point at this head's slice of position 0; positions are
-// kv_dim floats apart. scores has room for pos + 1 floats.
-static void attention(float *out, const float *q, const float *keys, const float *values, float *scores, int pos,
-                      int head_size, int kv_dim) {
-    kernels.f32_rows(scores, 0, keys, kv_dim, q, 0, head_size, pos + 1, 1);
+// One head's attention for a block of T queries at positions pos..pos+T-1:
+// score each query against the keys of positions 0..its own (causal), softmax
+// the scores, and sum the values weighted by them. All T queries are scored
+// against all pos+T keys as one matrix product, and each query then uses only
+// its causal part. keys and values point at this head's slice of position 0,
+// positions kv_dim floats apart; queries and outputs are `stride` apart.
+// scores has room for T * (pos + T) floats.
+static void attention(float *out, const float *q, size_t stride, const float *keys, const float *values,
+                      float *scores, int pos, int T, int head_size, int kv_dim) {
+    int n_keys = pos + T;
+    kernels.f32_rows(scores, n_keys, keys, kv_dim, q, stride, head_size, n_keys, T);
     float scale = 1.0f / sqrtf((float)head_size); // keeps scores ~unit variance
-    for (int t = 0; t <= pos; t++) scores[t] *= scale;
-    softmax(scores, pos + 1);
-    memset(out, 0, head_size * sizeof(float));
-    for (int t = 0; t <= pos; t++) {
-        const float *v = values + (size_t)t * kv_dim;
-        float a = scores[t];
-        for (int i = 0; i < head_size; i++) out[i] += a * v[i];
+    for (int t = 0; t < T; t++) {
+        float *s = scores + (size_t)t * n_keys;
+        int visible = pos + t + 1;
+        for (int k = 0; k < visible; k++) s[k] *= scale;
+        softmax(s, visible);
+        kernels.weighted_rows(out + t * stride, s, values, kv_dim, head_size, visible);
     }
 }
 
@@ -1054,14 +1124,14 @@ static float *forward(Model *m, const int *tokens, int n_tokens, int pos, int al
             rope(k + (size_t)t * kv_dim, kv_dim, head_size, cos_pos, sin_pos);
         }
 
-        // Every (token, head) pair attends on its own: spread them over threads.
-        int pair;
+        // Every head attends on its own: spread them over threads.
+        int h;
 #pragma omp parallel for schedule(dynamic, 1)
-        for (pair = 0; pair < T * c->n_heads; pair++) {
-            int t = pair / c->n_heads, h = pair % c->n_heads;
-            size_t kv_offset = (size_t)(h / heads_per_kv) * head_size, row = (size_t)t * dim + (size_t)h * head_size;
-            attention(s->xb + row, s->q + row, key_layer + kv_offset, value_layer + kv_offset,
-                      s->scores + (size_t)thread_index() * s->n_ctx, pos + t, head_size, kv_dim);
+        for (h = 0; h < c->n_heads; h++) {
+            size_t kv_offset = (size_t)(h / heads_per_kv) * head_size, q_offset = (size_t)h * head_size;
+            float *scores = s->scores + (size_t)thread_index() * s->max_tokens * s->n_ctx;
+            attention(s->xb + q_offset, s->q + q_offset, dim, key_layer + kv_offset, value_layer + kv_offset, scores,
+                      pos, T, head_size, kv_dim);
         }
         in = prepare_input(m, s->xb, T, dim);
         matmul(s->xb2, &in, &layer->wo);

@@ -427,6 +427,22 @@ static void test_kernels(void) {
             }
             free(w), free(x), free(want), free(got);
         }
+        // Weighted sums of rows, as attention makes them: head sizes with and without tails.
+        float worst_weighted = 0.0f;
+        for (int n = 1; n <= 130; n += 43) {
+            int rows = 1 + n % 37;
+            size_t vs = n + 7;
+            float *a = malloc(rows * sizeof(float)), *v = malloc(rows * vs * sizeof(float));
+            float *want = malloc(n * sizeof(float)), *got = malloc(n * sizeof(float));
+            for (int i = 0; i < rows; i++) a[i] = random_f32(&rng);
+            for (size_t i = 0; i < rows * vs; i++) v[i] = test_random(&rng);
+            weighted_rows_scalar(want, a, v, vs, n, rows);
+            ks->weighted_rows(got, a, v, vs, n, rows);
+            for (int i = 0; i < n; i++) worst_weighted = fmaxf(worst_weighted, fabsf(got[i] - want[i]) / (rows * 1e-6f));
+            free(a), free(v), free(want), free(got);
+        }
+        snprintf(id, sizeof(id), "kernels-%s-weighted-vs-scalar", ks->name);
+        check(id, worst_weighted <= 2.0f, "error %g x rows x 1e-6", worst_weighted);
         snprintf(id, sizeof(id), "kernels-%s-f32-vs-scalar", ks->name);
         check(id, worst_f32 <= 4.0f, "error %g x sqrt(n) x 1e-6", worst_f32);
         snprintf(id, sizeof(id), "kernels-%s-q8-vs-scalar", ks->name);
