@@ -1,0 +1,924 @@
+#!/usr/bin/env python3
+"""bench.py: how fast is ./run, and how close to the memory's limit?
+
+`make bench` runs this script. It
+
+ 1. writes random-weight checkpoints of four Llama 2 shapes (15M, 42M, 110M
+    and TinyLlama's 1.1B), each in fp32 (llama2.c's legacy layout) and int8
+    (llama2.c's "version 2" layout), into a cache directory outside the
+    repository, once: a file is only written again when it is missing or has
+    the wrong size;
+ 2. measures this machine's memory read bandwidth with bench/bandwidth.c
+    (before the runs, and again after them);
+ 3. runs ./run on every checkpoint with 1 and with 2 OpenMP threads, for decode
+    speed (empty prompt, greedy) and prompt speed (a 256-token prompt), the
+    median of up to 3 runs each, within a time budget;
+ 4. prints one table: speeds, peak memory, and decode speed as a share of
+    the bandwidth limit (bytes of weights read per token / bytes per second).
+
+Everything it needs is in the Python standard library and NumPy.
+
+Environment:
+  BENCH_CACHE     the cache directory
+                  (default ${XDG_CACHE_HOME:-$HOME/.cache}/run-bench)
+  BENCH_BUDGET    seconds the whole bench may take (default 540); the runs
+                  are planned to fit, repeating fewer times when time is short
+
+Usage:
+  bench.py            the benchmark (what `make bench` runs)
+  bench.py --clean    delete the cached checkpoints (what `make bench-clean` runs)
+  bench.py --write-checkpoints   only write the missing checkpoints (the bench
+                      does this in a child process, to keep its own memory small)
+"""
+
+import math
+import os
+import re
+import shutil
+import signal
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# NumPy is imported only by the process that writes the checkpoints (see
+# write_missing_checkpoints), never by the one that runs ./run: a child's
+# ru_maxrss counts its parent's peak RSS too (Python starts it with vfork,
+# and the kernel keeps the old image's high-water mark across exec), so this
+# process stays small, well under the smallest run's peak RSS.
+np = None
+
+REPO = Path(__file__).resolve().parent.parent
+RUN = REPO / "run"      # what `make bench` builds; the bench runs a copy, see main()
+run_binary = RUN
+TOKENIZER = REPO / "tokenizer.bin"
+BANDWIDTH_SOURCE = REPO / "bench" / "bandwidth.c"
+
+# The whole bench, from the start of this script to the table, must fit in
+# this many seconds (the brief: under 10 minutes with `make run`, on an empty
+# cache). The runs are planned against it; see Scheduler.
+BUDGET_SECONDS = float(os.environ.get("BENCH_BUDGET") or 540)
+
+THREAD_COUNTS = (1, 2)
+REPEATS = 3             # runs per measurement; the median is reported
+PROMPT_TOKENS = 256     # BOS + 255 tokens of text
+PROMPT_STEPS = PROMPT_TOKENS + 2  # -n: the prompt, then 2 generated tokens
+
+# The line ./run prints on stderr after generating: the interface between run
+# and this bench. Decode speed is the "generated" rate of a run with an empty
+# prompt; prompt speed is the "prompt" rate of a run with a 256-token prompt.
+STATS_RE = re.compile(
+    r"run: prompt (\d+) tokens in ([\d.]+) s \(([\d.]+) tok/s\), "
+    r"generated (\d+) tokens in ([\d.]+) s \(([\d.]+) tok/s\)"
+)
+
+
+# ----------------------------------------------------------------------------
+# Model shapes and their files
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    dim: int
+    hidden_dim: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    vocab_size: int
+    seq_len: int
+    shared_classifier: bool  # the classifier is the token embedding
+    decode_steps: int        # -n for the decode runs (BOS + generated tokens)
+
+    @property
+    def head_size(self):
+        return self.dim // self.n_heads
+
+    @property
+    def kv_dim(self):
+        return self.n_kv_heads * self.head_size
+
+    @property
+    def group_size(self):
+        # int8: the largest of 64, 32 that divides both widths a row can have.
+        for gs in (64, 32):
+            if self.dim % gs == 0 and self.hidden_dim % gs == 0:
+                return gs
+        raise ValueError(f"{self.name}: no group size divides {self.dim} and {self.hidden_dim}")
+
+    def matrices(self):
+        """The weight matrices in file order (both layouts store them in this
+        order): (name, layer or None, rows, cols)."""
+        yield ("tok_embeddings", None, self.vocab_size, self.dim)
+        per_layer = [
+            ("wq", self.dim, self.dim),
+            ("wk", self.kv_dim, self.dim),
+            ("wv", self.kv_dim, self.dim),
+            ("wo", self.dim, self.dim),
+            ("w1", self.hidden_dim, self.dim),
+            ("w2", self.dim, self.hidden_dim),
+            ("w3", self.hidden_dim, self.dim),
+        ]
+        for name, rows, cols in per_layer:
+            for layer in range(self.n_layers):
+                yield (name, layer, rows, cols)
+        if not self.shared_classifier:
+            yield ("wcls", None, self.vocab_size, self.dim)
+
+    def n_norm_floats(self):
+        return 2 * self.n_layers * self.dim + self.dim  # rms_att, rms_ffn, rms_final
+
+    def file_bytes(self, dtype):
+        """The exact size of the checkpoint file."""
+        if dtype == "fp32":
+            weights = sum(r * c for _, _, r, c in self.matrices())
+            rope = self.seq_len * self.head_size  # freq_cis_real and _imag, half each
+            return 7 * 4 + 4 * (weights + self.n_norm_floats() + rope)
+        return 256 + 4 * self.n_norm_floats() + sum(
+            self.stored_bytes(r * c, dtype) for _, _, r, c in self.matrices())
+
+    def stored_bytes(self, n_weights, dtype):
+        """Bytes that n_weights of a matrix take in the file."""
+        if dtype == "fp32":
+            return 4 * n_weights
+        return n_weights + 4 * (n_weights // self.group_size)  # int8 values + float32 scales
+
+    def bytes_read_per_token(self, dtype):
+        """Weight bytes one decoded token reads: every layer's matrices, the
+        classifier (vocab x dim) and the norm vectors. The token embedding is
+        not counted when the classifier is separate: only its one row is read."""
+        layers = sum(r * c for name, _, r, c in self.matrices() if name not in ("tok_embeddings", "wcls"))
+        classifier = self.vocab_size * self.dim
+        return (self.stored_bytes(layers, dtype) + self.stored_bytes(classifier, dtype)
+                + 4 * self.n_norm_floats())
+
+
+SHAPES = [
+    #     name    dim hidden layers heads kv  vocab  seq   shared decode -n
+    Shape("15M",  288, 768, 6, 6, 6, 32000, 1024, True, 129),
+    Shape("42M",  512, 1376, 8, 8, 8, 32000, 1024, True, 129),
+    Shape("110M", 768, 2048, 12, 12, 12, 32000, 1024, True, 129),
+    # TinyLlama 1.1B: grouped-query attention, separate classifier. Fewer
+    # decode steps: about 3 s at the slow end (fp32, 1 thread, near the
+    # bandwidth limit) without eating the whole budget.
+    Shape("1.1B", 2048, 5632, 22, 32, 4, 32000, 2048, False, 33),
+]
+DTYPES = ("fp32", "int8")
+
+
+def cache_dir():
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(os.environ.get("BENCH_CACHE") or os.path.join(base, "run-bench"))
+
+
+def checkpoint_path(shape, dtype):
+    return cache_dir() / f"{shape.name}-{dtype}.bin"
+
+
+# ----------------------------------------------------------------------------
+# Writing the checkpoints
+#
+# Weights are normal(0, 0.02) float32, norm weights 1.0. The classifier rows of
+# tokens 0, 1 and 2 (<unk>, BOS, EOS) are zero, so their logits are exactly 0
+# while the largest logit is positive: greedy decoding then never stops early
+# at BOS or EOS. Both files of a shape come from one stream of random numbers,
+# generated tensor by tensor in chunks of rows, so the int8 file is the fp32
+# file quantized and memory stays small whatever the model's size.
+
+SEED = 20240917
+CHUNK_FLOATS = 1 << 22  # 16 MB of float32 per chunk
+
+
+def fp32_header(s):
+    vocab = s.vocab_size if s.shared_classifier else -s.vocab_size  # negative: separate classifier
+    return struct.pack("<7i", s.dim, s.hidden_dim, s.n_layers, s.n_heads, s.n_kv_heads, vocab, s.seq_len)
+
+
+def int8_header(s):
+    header = struct.pack("<Ii7iBi", 0x616B3432, 2, s.dim, s.hidden_dim, s.n_layers, s.n_heads,
+                         s.n_kv_heads, s.vocab_size, s.seq_len, int(s.shared_classifier), s.group_size)
+    assert len(header) == 41  # group_size at byte 37, unaligned, as llama2.c writes it
+    return header + bytes(256 - len(header))
+
+
+def rope_tables(s):
+    """freq_cis_real and freq_cis_imag: cos and sin of pos * 10000^(-2i/head_size).
+    run does not read them, but the legacy layout has room for them."""
+    i = np.arange(0, s.head_size, 2, dtype=np.float64)
+    freqs = 10000.0 ** (-i / s.head_size)
+    angles = np.outer(np.arange(s.seq_len), freqs)
+    return np.cos(angles).astype("<f4"), np.sin(angles).astype("<f4")
+
+
+def quantize(w, group_size):
+    """Symmetric int8 with one scale per group of consecutive values:
+    scale = max|w| / 127, q = round-half-even(w / scale). A group of zeros has
+    scale 0 and q 0."""
+    groups = w.reshape(-1, group_size)
+    scale = np.abs(groups).max(axis=1) / np.float32(127)
+    safe = np.where(scale > 0, scale, np.float32(1))
+    q = np.rint(groups / safe[:, None]).astype(np.int8)
+    return q, scale.astype("<f4")
+
+
+def write_checkpoints(shape, dtypes):
+    """Writes the checkpoint files of shape in the given dtypes ("fp32",
+    "int8") in one pass. Each is written to a temporary name and renamed when
+    complete, so an interrupted run never leaves a file that looks finished
+    (and two benches writing at once do not write into one file)."""
+    paths = {d: checkpoint_path(shape, d) for d in dtypes}
+    tmp = {d: p.with_name(f"{p.name}.{os.getpid()}.tmp") for d, p in paths.items()}
+    files = {d: open(tmp[d], "wb") for d in dtypes}
+    try:
+        f32, i8 = files.get("fp32"), files.get("int8")
+        ones = lambda n: np.ones(n, dtype="<f4")
+        if f32:
+            f32.write(fp32_header(shape))
+        if i8:
+            # The norms come first in version 2; they are all 1.0, so they can
+            # be written before any random number is drawn.
+            i8.write(int8_header(shape))
+            i8.write(ones(shape.n_norm_floats()).tobytes())
+
+        rng = np.random.default_rng([SEED] + list(shape.name.encode()))
+        buf = np.empty(CHUNK_FLOATS, dtype=np.float32)
+        previous = None
+        for name, layer, rows, cols in shape.matrices():
+            # The legacy layout puts a norm vector before the first wq and the
+            # first w1, and the final norm and RoPE tables after the last w3.
+            if f32 and name != previous:
+                if name == "wq" or name == "w1":
+                    f32.write(ones(shape.n_layers * shape.dim).tobytes())  # rms_att / rms_ffn
+                if name == "wcls":
+                    write_fp32_tail(f32, shape)
+            previous = name
+
+            scales = []  # int8: all of the matrix's values first, then its scales
+            rows_per_chunk = max(1, CHUNK_FLOATS // cols)
+            for r0 in range(0, rows, rows_per_chunk):
+                n = min(rows_per_chunk, rows - r0)
+                w = buf[: n * cols]
+                rng.standard_normal(dtype=np.float32, out=w)
+                w *= np.float32(0.02)
+                is_classifier = name == "wcls" or (name == "tok_embeddings" and shape.shared_classifier)
+                if is_classifier and r0 == 0:
+                    w[: 3 * cols] = 0.0  # tokens 0, 1, 2: logits exactly 0
+                if f32:
+                    f32.write(memoryview(w))
+                if i8:
+                    q, scale = quantize(w, shape.group_size)
+                    i8.write(memoryview(q))
+                    scales.append(scale)
+            if i8:
+                i8.write(np.concatenate(scales).tobytes())
+        if f32 and shape.shared_classifier:
+            write_fp32_tail(f32, shape)
+    except BaseException:
+        for d in dtypes:
+            files[d].close()
+            tmp[d].unlink(missing_ok=True)
+        raise
+    # On disk before the rename, and before the measurements: the kernel's
+    # writeback of gigabytes would otherwise take CPU and memory bandwidth
+    # from the first of them.
+    for f in files.values():
+        f.flush()
+        os.fsync(f.fileno())
+        f.close()
+    for d in dtypes:
+        size = tmp[d].stat().st_size
+        if size != shape.file_bytes(d):
+            raise RuntimeError(f"{tmp[d]}: wrote {size} bytes, expected {shape.file_bytes(d)}")
+        os.replace(tmp[d], paths[d])
+
+
+def write_fp32_tail(f, shape):
+    f.write(np.ones(shape.dim, dtype="<f4").tobytes())  # rms_final
+    real, imag = rope_tables(shape)
+    f.write(real.tobytes())
+    f.write(imag.tobytes())
+
+
+def ensure_checkpoints():
+    """Writes whatever checkpoint is missing or has the wrong size, in a
+    child process (bench.py --write-checkpoints). Returns the seconds spent."""
+    start = time.monotonic()
+    subprocess.run([sys.executable, __file__, "--write-checkpoints"], check=True)
+    return time.monotonic() - start
+
+
+def write_missing_checkpoints():
+    global np
+    import numpy as np
+
+    directory = cache_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    for leftover in directory.glob("*.bin.*.tmp"):  # from an interrupted bench
+        if not process_alive(int(leftover.name.split(".")[-2])):
+            leftover.unlink(missing_ok=True)
+    for shape in SHAPES:
+        missing = [d for d in DTYPES if not has_right_size(checkpoint_path(shape, d), shape.file_bytes(d))]
+        if missing:
+            total = sum(shape.file_bytes(d) for d in missing) / 1e6
+            progress(f"writing {shape.name} {' and '.join(missing)} ({total:.0f} MB) to {directory}")
+            t0 = time.monotonic()
+            write_checkpoints(shape, missing)
+            progress(f"  done in {time.monotonic() - t0:.1f} s")
+
+
+def process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def has_right_size(path, size):
+    try:
+        return path.stat().st_size == size
+    except FileNotFoundError:
+        return False
+
+
+def warm_page_cache(path):
+    """Reads a file once, so the timed runs find it in the page cache."""
+    chunk = bytearray(1 << 20)
+    with open(path, "rb", buffering=0) as f:
+        while f.readinto(chunk):
+            pass
+
+
+def clean_cache():
+    """`make bench-clean`: deletes the cache directory. Only the files this
+    bench writes are deleted, then the directory if that left it empty, so a
+    mistaken BENCH_CACHE cannot take anything else with it."""
+    directory = cache_dir()
+    if not directory.is_dir():
+        print(f"bench: no cache at {directory}")
+        return
+    names = {checkpoint_path(s, d).name for s in SHAPES for d in DTYPES}
+    freed = 0
+    for path in directory.iterdir():
+        ours = re.fullmatch(r"(.+\.bin)(\.\d+\.tmp)?", path.name)  # a checkpoint, or one being written
+        if ours and ours.group(1) in names:
+            freed += path.stat().st_size
+            path.unlink()
+    try:
+        directory.rmdir()
+        print(f"bench: deleted {directory} ({freed / 1e9:.2f} GB)")
+    except OSError:
+        print(f"bench: deleted the checkpoints in {directory} ({freed / 1e9:.2f} GB); "
+              f"other files there were left alone")
+
+
+# ----------------------------------------------------------------------------
+# Running a program, and watching the rest of the machine meanwhile
+#
+# Another process on the CPUs spoils a timing, and with 2 threads on 2 cores
+# badly: a thread that loses its core stalls every barrier of the other, so a
+# little load can slow a run many times over. Each run is therefore timed
+# together with the CPU time the rest of the machine used meanwhile (from
+# /proc/stat, less the run's own and this script's), and a run during which
+# others used a noticeable share of a CPU is "disturbed": not counted, run again.
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds():
+    """CPU seconds all CPUs have spent busy since boot (stolen by the
+    hypervisor included), from /proc/stat; None where there is none."""
+    try:
+        with open("/proc/stat") as f:
+            user, nice, system, idle, iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+    except (OSError, ValueError):
+        return None
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+def disturbed(other_cpu, wall):
+    """Whether others used enough CPU during a run to spoil it. The allowance
+    covers /proc/stat's tick granularity and the background of a quiet
+    machine (kernel threads, a shell: a few % of one CPU)."""
+    return other_cpu > 0.05 + 0.10 * wall
+
+
+@dataclass
+class Child:
+    code: int          # exit status, or -signal
+    output: str        # what it printed on the captured stream
+    wall: float        # seconds, start to exit
+    usage: object      # its own resource usage, from wait4
+    other_cpu: float   # CPU seconds the rest of the machine used meanwhile
+    killed: bool       # by the timeout
+
+    @property
+    def disturbed(self):
+        return disturbed(self.other_cpu, self.wall)
+
+
+def run_child(args, capture, env=None, timeout=math.inf):
+    """Runs args with one of its streams ("stdout" or "stderr") captured and
+    the other discarded, in its own process group (killed whole after timeout
+    seconds). wait4 gives the child's own rusage, peak RSS included, not that
+    of every child this script ever had."""
+    busy0, self0 = machine_busy_seconds(), os.times()
+    start = time.monotonic()
+    pipe, null = subprocess.PIPE, subprocess.DEVNULL
+    proc = subprocess.Popen(args, stdout=pipe if capture == "stdout" else null,
+                            stderr=pipe if capture == "stderr" else null, env=env, cwd=REPO,
+                            start_new_session=True)
+    stream = proc.stdout if capture == "stdout" else proc.stderr
+    killer = None
+    if math.isfinite(timeout):
+        killer = threading.Timer(timeout, os.killpg, (proc.pid, signal.SIGKILL))
+        killer.start()
+    try:
+        output = stream.read().decode(errors="replace")
+        stream.close()
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        if killer:
+            killer.cancel()
+    proc.returncode = code = os.waitstatus_to_exitcode(status)  # so Popen does not wait again
+    wall = time.monotonic() - start
+    busy1, self1 = machine_busy_seconds(), os.times()
+    other = 0.0
+    if busy0 is not None and busy1 is not None:
+        mine = (self1.user - self0.user) + (self1.system - self0.system)
+        other = max(0.0, busy1 - busy0 - usage.ru_utime - usage.ru_stime - mine)
+    return Child(code, output, wall, usage, other, code == -signal.SIGKILL)
+
+
+# ----------------------------------------------------------------------------
+# Memory bandwidth: bench/bandwidth.c
+
+
+def build_bandwidth_probe(workdir):
+    exe = Path(workdir) / "bandwidth"
+    cc = os.environ.get("CC") or "cc"
+    subprocess.run([cc, "-O3", "-march=native", "-fopenmp", "-o", str(exe), str(BANDWIDTH_SOURCE)], check=True)
+    return exe
+
+
+def measure_bandwidth(exe):
+    """Runs the probe. Returns ({threads: GB/s}, note): up to 3 tries, until
+    one is not disturbed; if none is, the best figures of all and a note
+    saying so."""
+    best = {}
+    for attempt in range(3):
+        child = run_child([str(exe)], "stdout")
+        found = {int(t): float(g) for t, g in re.findall(r"bandwidth: (\d+) threads ([\d.]+) GB/s", child.output)}
+        if child.code != 0 or set(found) != set(THREAD_COUNTS):
+            raise RuntimeError(f"bench/bandwidth.c: exit status {child.code}, printed:\n{child.output}")
+        if not child.disturbed:
+            return found, ""
+        progress(f"bandwidth probe disturbed (other processes used {child.other_cpu:.1f} CPU-s); again")
+        best = {t: max(g, best.get(t, 0.0)) for t, g in found.items()}
+    return best, "disturbed by other processes in all 3 tries: the best figures"
+
+
+# ----------------------------------------------------------------------------
+# The 256-token prompt
+
+
+def tokenize(text):
+    """Token ids of text, BOS first, from `./run -m tokenize`."""
+    out = subprocess.run([str(run_binary), "-m", "tokenize", "-z", str(TOKENIZER), "-i", text],
+                         check=True, capture_output=True, text=True).stdout
+    return out.split()
+
+
+# Plain words, nearly all one token each with their leading space.
+PROMPT_WORDS = (
+    "Once upon a time there was a little girl named Lily who lived in a small house near "
+    "the big forest with her mother and her father and her dog Max . Every day she went "
+    "out to play in the garden and look at the flowers and the birds and the trees . One "
+    "day she saw a red ball under a tree and she ran to get it , but the ball rolled down "
+    "the hill and into the river . Lily was sad , so her friend Tom came to help her and "
+    "they found a long stick to bring the ball back to the side of the water ."
+).split()
+
+
+def find_prompt():
+    """A text that tokenizes to exactly PROMPT_TOKENS ids with BOS: the
+    longest run of words that fits, padded with " a" one token at a time."""
+    words = (PROMPT_WORDS * (PROMPT_TOKENS // len(PROMPT_WORDS) + 2))
+    count = lambda text: len(tokenize(text))
+    lo, hi = 1, len(words)  # count(words[:lo]) <= target < count(words[:hi])
+    assert count(" ".join(words[:hi])) > PROMPT_TOKENS
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if count(" ".join(words[:mid])) <= PROMPT_TOKENS:
+            lo = mid
+        else:
+            hi = mid
+    text = " ".join(words[:lo])
+    n = count(text)
+    while n < PROMPT_TOKENS:
+        text += " a"
+        n = count(text)
+    if n != PROMPT_TOKENS:
+        raise RuntimeError(f"could not make a {PROMPT_TOKENS}-token prompt (got {n})")
+    return text
+
+
+# ----------------------------------------------------------------------------
+# Running ./run
+
+
+@dataclass
+class RunResult:
+    ok: bool
+    wall: float                   # seconds, process start to exit
+    maxrss_kib: int = 0           # the child's own peak RSS
+    stats: tuple = None           # STATS_RE's groups, converted
+    error: str = ""               # why it failed: "exit status 1", "killed after 60 s", "no stats line"
+    stderr: str = ""              # what run printed there, kept when it failed
+    killed: bool = False          # by the timeout
+    other_cpu: float = 0.0        # CPU seconds other processes used meanwhile
+    disturbed: bool = False       # so much that the run's speed does not count
+
+    def message(self):
+        """One line on a failure: why, and run's own last word on stderr."""
+        said = [l for l in self.stderr.splitlines() if l.strip()]
+        return self.error + (f": {said[-1].strip()}" if said else "")
+
+    def rate(self, kind):
+        """tok/s: the generated rate of a decode run, the prompt rate of a prompt run."""
+        return self.stats[5] if kind == "decode" else self.stats[2]
+
+
+def run_once(args, threads, timeout):
+    """Runs ./run with OMP_NUM_THREADS=threads, stdout discarded, and returns
+    its stats line, wall time, peak RSS, and whether it was disturbed."""
+    child = run_child(args, "stderr", env=dict(os.environ, OMP_NUM_THREADS=str(threads)), timeout=timeout)
+    result = RunResult(False, child.wall, child.usage.ru_maxrss, other_cpu=child.other_cpu,
+                       disturbed=child.disturbed, killed=child.killed)
+    m = STATS_RE.search(child.output)
+    if child.code != 0 or not m:
+        result.error = (f"killed after {timeout:.0f} s" if child.killed else
+                        f"exit status {child.code}" if child.code else "no stats line on stderr")
+        result.stderr = child.output
+        return result
+    g = m.groups()
+    result.ok, result.stats = True, (int(g[0]), float(g[1]), float(g[2]), int(g[3]), float(g[4]), float(g[5]))
+    return result
+
+
+def parse_self_test():
+    """The stats line is the interface with run.c: check the parser on the
+    documented example before depending on it."""
+    line = "run: prompt 256 tokens in 0.345 s (742.0 tok/s), generated 2 tokens in 0.012 s (166.7 tok/s)"
+    g = STATS_RE.search("some text\n" + line + "\n").groups()
+    assert g == ("256", "0.345", "742.0", "2", "0.012", "166.7"), g
+
+
+# ----------------------------------------------------------------------------
+# Planning the runs within the budget
+#
+# A cell is one number of the table: (shape, dtype, kind, threads), kind being
+# "decode" or "prompt". Each wants REPEATS undisturbed runs. The plan:
+#   round 1: one run of every cell: decode cells first (they are short), then
+#            prompt cells, small models first;
+#   then:    passes over the cells that still want runs, cheapest first, one
+#            more run of each cell per pass while its cost (its fastest run so
+#            far) fits in what is left of the budget.
+# Before a cell's first run its time is guessed from the runs so far (see
+# estimate()); a run that would not fit is skipped and the cell says so. So
+# the cheap cells always get their runs, the slowest ones get fewer when time
+# is short, and the footer lists them.
+#
+# A run during which other processes used the CPUs is "disturbed" (see
+# disturbed()): its speed is not counted and it is run again, up to
+# MAX_RETRIES extra times per cell, while the budget lasts.
+
+MAX_RETRIES = 3
+GRACE = 30  # seconds a run may go past the deadline before it is stopped
+
+
+@dataclass
+class Cell:
+    shape: Shape
+    dtype: str
+    kind: str        # "decode" or "prompt"
+    threads: int
+    runs: list = field(default_factory=list)  # RunResult of each run
+    skipped: str = ""                         # why it has no run at all
+
+    def ok_runs(self):
+        return [r for r in self.runs if r.ok]
+
+    def good_runs(self):
+        return [r for r in self.runs if r.ok and not r.disturbed]
+
+    def counted_runs(self):
+        """The runs the table's number comes from: the undisturbed ones, or,
+        when every run was disturbed, all of them (the cell is then marked)."""
+        return self.good_runs() or self.ok_runs()
+
+    def failures(self):
+        """Runs that failed on their own: a run killed for taking too long
+        while other processes held the CPUs is only disturbed."""
+        return [r for r in self.runs if not r.ok and not (r.disturbed and r.killed)]
+
+    def wants_more(self):
+        return bool(self.runs and not self.failures() and len(self.good_runs()) < REPEATS
+                    and len(self.runs) < REPEATS + MAX_RETRIES)
+
+    def cost(self):
+        """Seconds another run will take: its fastest good run so far (or the
+        disturbed run that was stopped, when there is none)."""
+        return min(r.wall for r in (self.ok_runs() or self.runs))
+
+    def rate(self):
+        """Median tok/s of the counted runs."""
+        rates = [r.rate(self.kind) for r in self.counted_runs()]
+        return statistics.median(rates) if rates else None
+
+    def args(self, prompt_text):
+        base = [str(run_binary), str(checkpoint_path(self.shape, self.dtype)), "-z", str(TOKENIZER), "-t", "0"]
+        if self.kind == "decode":
+            # One word after BOS: BOS's embedding row is zero here (see above), and a
+            # zero hidden state would make every logit 0 and greedy decoding pick <unk>
+            # forever; after a real word, generation runs on real activations.
+            return base + ["-i", "Once", "-n", str(self.shape.decode_steps)]
+        return base + ["-n", str(PROMPT_STEPS), "-i", prompt_text]
+
+    def label(self):
+        return f"{self.shape.name} {self.dtype} {self.kind} {self.threads}T"
+
+
+def estimate(cell, cells):
+    """Guessed wall seconds of a cell's first run, or None without a basis.
+    Decode: from the throughput (weight bytes per second) of the last decode
+    cell of the same dtype and threads, scaled to this model. Prompt: at
+    worst the prompt goes at decode speed, one token at a time (a batched
+    prompt is faster), so 256 tokens at this model's decode rate, plus the
+    load time seen in its decode run."""
+    s = cell.shape
+    if cell.kind == "decode":
+        done = [c for c in cells if c.kind == "decode" and c.dtype == cell.dtype and c.threads == cell.threads
+                and c.good_runs()]
+        if not done:
+            return None
+        c = done[-1]
+        r = min(c.good_runs(), key=lambda r: r.wall)
+        bytes_per_s = c.shape.bytes_read_per_token(c.dtype) * r.stats[5]
+        overhead = max(0.0, r.wall - r.stats[4])  # load, first token, exit
+        scale = s.bytes_read_per_token(cell.dtype) / c.shape.bytes_read_per_token(c.dtype)
+        return s.decode_steps * s.bytes_read_per_token(cell.dtype) / bytes_per_s + overhead * scale
+    twin = [c for c in cells if c.kind == "decode" and c.shape == s and c.dtype == cell.dtype
+            and c.threads == cell.threads and c.ok_runs()]
+    if not twin:
+        return None
+    r = min(twin[0].ok_runs(), key=lambda r: r.wall)
+    return PROMPT_STEPS / r.stats[5] + max(0.0, r.wall - r.stats[4] - r.stats[1])
+
+
+class Scheduler:
+    def __init__(self, cells, deadline, prompt_text):
+        self.cells = cells
+        self.deadline = deadline
+        self.prompt_text = prompt_text
+        self.errors_seen = set()
+        self.warm = set()
+        self.early_stops = []  # labels of runs that generated fewer tokens than asked
+
+    def left(self):
+        return self.deadline - time.monotonic()
+
+    def go(self):
+        first_round = sorted(self.cells, key=lambda c: (c.kind != "decode", SHAPES.index(c.shape)))
+        for cell in first_round:
+            guess = estimate(cell, self.cells)
+            if self.left() <= 0 or (guess is not None and guess > self.left()):
+                cell.skipped = (f"not run: about {guess:.0f} s, {max(0, self.left()):.0f} s of the budget left"
+                                if guess is not None else "not run: the time budget was used up")
+                progress(f"  {cell.label():<24}   skipped  ({cell.skipped})")
+                continue
+            # Five times the guess is surely not a normal run; without a guess,
+            # a run may take what is left of the budget.
+            self.run(cell, max(60.0, 5 * guess) if guess else math.inf)
+        while True:
+            todo = sorted((c for c in self.cells if c.wants_more()), key=Cell.cost)
+            todo = [c for c in todo if 1.2 * c.cost() < self.left()]
+            if not todo:
+                break
+            for cell in todo:
+                if 1.2 * cell.cost() < self.left():
+                    # A run 5 times slower than the cell's best is disturbed, not informative.
+                    self.run(cell, max(20.0, 5 * cell.cost()))
+
+    def run(self, cell, timeout):
+        path = checkpoint_path(cell.shape, cell.dtype)
+        if path not in self.warm:
+            warm_page_cache(path)
+            self.warm.add(path)
+        # No run goes on more than GRACE seconds past the deadline.
+        budget_timeout = max(1.0, self.left() + GRACE)
+        r = run_once(cell.args(self.prompt_text), cell.threads, min(timeout, budget_timeout))
+        if r.killed and not r.disturbed and budget_timeout <= timeout:
+            why = f"stopped after {r.wall:.0f} s: the time budget ran out"
+            if not cell.ok_runs():
+                cell.skipped = why
+            progress(f"  {cell.label():<24}   stopped  ({why})")
+            return
+        cell.runs.append(r)
+        note = f"; disturbed: other processes used {r.other_cpu:.2f} CPU-s" if r.disturbed else ""
+        if r.ok:
+            progress(f"  {cell.label():<24} {r.rate(cell.kind):9.1f} tok/s  "
+                     f"({r.wall:.1f} s wall, {time.monotonic() - START:.0f} s elapsed{note})")
+            self.check_counts(cell, r)
+        else:
+            progress(f"  {cell.label():<24}    FAILED  ({r.message()}{note})")
+            if r.disturbed and r.killed:
+                return  # not a failure of run's: see Cell.failures()
+            if r.stderr not in self.errors_seen:  # the same message for every cell would be noise
+                self.errors_seen.add(r.stderr)
+                progress("    run's stderr:\n      " + r.stderr.rstrip().replace("\n", "\n      "))
+
+    def check_counts(self, cell, r):
+        """Warns when run was not given the whole prompt, or stopped generating
+        early (its rate is then over fewer tokens). run may count the token
+        sampled after the prompt's last position as generated, or not."""
+        n_prompt, n_gen = r.stats[0], r.stats[3]
+        want_prompt = 1 if cell.kind == "decode" else PROMPT_TOKENS
+        steps = cell.shape.decode_steps if cell.kind == "decode" else PROMPT_STEPS
+        if n_prompt != want_prompt or n_gen < steps - want_prompt:
+            progress(f"    warning: {cell.label()}: prompt {n_prompt} and generated {n_gen} tokens; "
+                     f"asked for {want_prompt} and {steps - want_prompt}")
+            self.early_stops.append(cell.label())
+
+
+# ----------------------------------------------------------------------------
+# The table
+
+
+def progress(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def fmt_rate(cell):
+    """The median, marked * when from fewer than REPEATS good runs and ~ when
+    from disturbed runs only; or FAIL, or skip."""
+    rate = cell.rate()
+    if rate is None:
+        return "FAIL" if cell.failures() else "skip" if cell.skipped else "-"
+    text = f"{rate:.1f}" if rate < 1000 else f"{rate:.0f}"
+    if not cell.good_runs():
+        return text + "~"
+    return text + ("*" if len(cell.good_runs()) < REPEATS else "")
+
+
+def describe_binary():
+    """Which ./run this was: git commit of the tree it was built from
+    (-dirty: with uncommitted changes) and when it was built."""
+    try:
+        commit = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    built = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(RUN.stat().st_mtime))
+    return f"./run built {built}, source tree {commit}"
+
+
+def print_table(cells, probes, binary, gen_seconds, cache_bytes, early_stops, rss_floor):
+    bandwidth = {t: max(p[0][t] for p in probes) for t in THREAD_COUNTS}
+    limit_gbs = bandwidth[2]
+    by_key = {(c.shape.name, c.dtype, c.kind, c.threads): c for c in cells}
+    header = ["model", "type", "file MB", "read MB/tok", "decode 1T", "decode 2T", "prompt 1T", "prompt 2T",
+              "peak RSS MB", "limit tok/s", "decode 2T % limit"]
+    rows = []
+    for s in SHAPES:
+        for d in DTYPES:
+            mine = [by_key[(s.name, d, k, t)] for k in ("decode", "prompt") for t in THREAD_COUNTS]
+            rss = [r.maxrss_kib for c in mine for r in c.ok_runs()]
+            per_token = s.bytes_read_per_token(d)
+            limit = limit_gbs * 1e9 / per_token
+            dec2 = by_key[(s.name, d, "decode", 2)].rate()
+            rows.append([
+                s.name, d, f"{s.file_bytes(d) / 1e6:.1f}", f"{per_token / 1e6:.1f}",
+                *(fmt_rate(c) for c in mine),
+                ("<=" if rss and max(rss) <= rss_floor else "") + (f"{max(rss) * 1024 / 1e6:.0f}" if rss else "-"),
+                f"{limit:.1f}",
+                f"{100 * dec2 / limit:.0f}%" if dec2 else "-",
+            ])
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+
+    def line(cols):
+        return "| " + " | ".join(c.ljust(w) if i < 2 else c.rjust(w)
+                                 for i, (c, w) in enumerate(zip(cols, widths))) + " |"
+
+    print()
+    print(binary)
+    print(f"memory read bandwidth (bench/bandwidth.c, 1 GiB, best of 20 passes): "
+          f"1 thread {bandwidth[1]:.1f} GB/s, 2 threads {bandwidth[2]:.1f} GB/s,")
+    print("  the better of a probe before the runs ({:.1f}, {:.1f} GB/s) and one after them ({:.1f}, {:.1f} GB/s)"
+          .format(probes[0][0][1], probes[0][0][2], probes[1][0][1], probes[1][0][2]))
+    for when, (_, note) in zip(("before", "after"), probes):
+        if note:
+            print(f"  the probe {when} the runs was {note}")
+    print()
+    print(line(header))
+    print("|" + "|".join("-" * (w + 2) if i < 2 else "-" * (w + 1) + ":" for i, w in enumerate(widths)) + "|")
+    for r in rows:
+        print(line(r))
+    print()
+    steps = ", ".join(f"{s.name} -n {s.decode_steps}" for s in SHAPES)
+    print(f"decode, prompt: tok/s, median of {REPEATS} runs; 1T, 2T: OMP_NUM_THREADS=1, 2.")
+    print(f"decode: empty prompt, greedy ({steps}); prompt: {PROMPT_TOKENS} tokens (-n {PROMPT_STEPS}).")
+    print("read MB/tok: every layer's matrices + classifier + norms, as stored (int8: values + float32 scales).")
+    print(f"limit tok/s = {limit_gbs:.1f} GB/s (the 2-thread bandwidth) / read MB/tok. MB = 1e6 bytes; "
+          f"peak RSS: the largest of the row's runs.")
+    if any(r[8].startswith("<=") for r in rows):
+        print(f"<= peak RSS no larger than this script's own ({rss_floor * 1024 / 1e6:.0f} MB), "
+              f"which a child's ru_maxrss includes: the true figure may be lower.")
+    fewer = [c for c in cells if c.good_runs() and len(c.good_runs()) < REPEATS]
+    if fewer:
+        print(f"* median of fewer than {REPEATS} runs (time budget, or disturbed runs): " +
+              ", ".join(f"{c.label()} ({len(c.good_runs())})" for c in fewer))
+    n_disturbed = sum(r.disturbed for c in cells for r in c.runs)
+    if n_disturbed:
+        print(f"{n_disturbed} runs were disturbed by other processes using the CPUs, and not counted.")
+    only_disturbed = [c.label() for c in cells if c.ok_runs() and not c.good_runs()]
+    if only_disturbed:
+        print("~ every run disturbed by other processes, so this number is not reliable: " + ", ".join(only_disturbed))
+    if early_stops:
+        print("warning: generation stopped early in: " + ", ".join(sorted(set(early_stops))))
+    for c in cells:
+        if c.skipped:
+            print(f"skip: {c.label()}: {c.skipped}")
+    failed = {}
+    for c in cells:
+        for r in c.failures():
+            failed.setdefault(r.message(), []).append(c.label())
+    for why, labels in failed.items():
+        print(f"FAIL ({len(labels)} runs: {', '.join(labels)}): {why}")
+    total = time.monotonic() - START
+    print(f"total bench wall time: {total // 60:.0f} min {total % 60:.0f} s "
+          f"(writing checkpoints: {gen_seconds:.0f} s); cache: {cache_dir()} ({cache_bytes / 1e9:.2f} GB)")
+
+
+# ----------------------------------------------------------------------------
+
+
+START = time.monotonic()
+
+
+def main():
+    global run_binary
+    if sys.argv[1:] == ["--clean"]:
+        clean_cache()
+        return 0
+    if sys.argv[1:] == ["--write-checkpoints"]:
+        write_missing_checkpoints()
+        return 0
+    if sys.argv[1:]:
+        print(__doc__, file=sys.stderr)
+        return 2
+    parse_self_test()
+    if not RUN.exists():
+        sys.exit(f"bench: {RUN} not found; `make bench` builds it")
+
+    with tempfile.TemporaryDirectory(prefix="run-bench-") as tmp:
+        # Every run uses one copy of ./run, so a rebuild while the bench runs
+        # cannot mix two programs in one table.
+        binary = describe_binary()
+        run_binary = Path(tmp) / "run"
+        shutil.copy2(RUN, run_binary)
+
+        gen_seconds = ensure_checkpoints()
+        rss_floor = run_child(["true"], "stdout").usage.ru_maxrss  # see the note at "np = None"
+        # The bandwidth a VM gets can change while the bench runs: on the
+        # 2-vCPU EPYC VM this was written on, 2 threads got 35-39 GB/s at
+        # times and 63-68 at others (1 thread: 32-36), likely as the host
+        # put the two vCPUs on one core complex, sharing its link to memory,
+        # or on two. So the probe runs before and after the runs, and the
+        # better figure is the limit.
+        probe = build_bandwidth_probe(tmp)
+        probes = [measure_bandwidth(probe)]
+        progress(f"bandwidth: 1 thread {probes[0][0][1]:.1f} GB/s, 2 threads {probes[0][0][2]:.1f} GB/s")
+        prompt_text = find_prompt()
+
+        cells = [Cell(s, d, k, t) for s in SHAPES for d in DTYPES for k in ("decode", "prompt")
+                 for t in THREAD_COUNTS]
+        # The deadline leaves time for the second probe and the table.
+        scheduler = Scheduler(cells, START + BUDGET_SECONDS - 15, prompt_text)
+        scheduler.go()
+        probes.append(measure_bandwidth(probe))
+
+    cache_bytes = sum(p.stat().st_size for p in cache_dir().glob("*.bin"))
+    print_table(cells, probes, binary, gen_seconds, cache_bytes, scheduler.early_stops, rss_floor)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
