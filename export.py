@@ -4,6 +4,21 @@
     /usr/bin/python3 export.py [OUT] --tokenizer tokenizer.model
         SentencePiece model -> llama2.c's tokenizer.bin (OUT, default tokenizer.bin)
 
+    /usr/bin/python3 export.py OUT.gguf --meta-llama DIR   [options]
+    /usr/bin/python3 export.py OUT.gguf --hf DIR           [options]
+    /usr/bin/python3 export.py OUT.gguf --llama2c FILE.bin [options]
+        a Llama model -> a GGUF (version 3, little-endian) file of architecture
+        "llama", with the SentencePiece vocabulary embedded, as llama.cpp loads it.
+        options:
+          --type f32|f16|q8_0|q4_0  how matrices are stored (default f32; norms
+                                    are always F32; in q8_0/q4_0 a matrix whose
+                                    rows are not a multiple of 32 long is F16)
+          --tokenizer PATH          the tokenizer.model to embed (default: the
+                                    tokenizer.model beside the weights, or one
+                                    folder up for --meta-llama/--hf)
+          --context N               llama.context_length (default: from the model)
+          --name NAME               general.name (default: the folder's or file's name)
+
 The tokenizer.model file is a serialized protocol buffer (SentencePiece's
 ModelProto). It is read here directly, with a few lines of wire-format
 decoding, so no sentencepiece package is needed.
@@ -13,16 +28,56 @@ tokenizer.bin layout (little-endian), as llama2.c defines it:
     per token: float32 score, uint32 length, `length` bytes of UTF-8 text
 with SentencePiece's space symbol U+2581 written as ' ', <s> as "\\n<s>\\n",
 </s> as "\\n</s>\\n", and every other piece (<0xNN> byte pieces included) as is.
+
+GGUF export: inputs
+    --meta-llama DIR  params.json and consolidated.NN.pth (model-parallel shards,
+                      merged here). Needs PyTorch to unpickle. torch 1.13 cannot
+                      memory-map .pth files, so all shards are loaded at once:
+                      that takes about the checkpoint's size in RAM (7B: 13.5 GB,
+                      13B: 26 GB, 70B: 138 GB, all bf16), plus one merged tensor.
+                      Each tensor is freed as soon as it has been written.
+    --hf DIR          config.json and model*.safetensors (read here, memory-mapped:
+                      F32, F16, BF16) or pytorch_model*.bin (PyTorch, loaded whole).
+                      q_proj/k_proj rows are put back from Hugging Face's
+                      rotate-half order into Meta's interleaved-pair order.
+    --llama2c FILE    llama2.c checkpoints: the legacy layout, version 1 (fp32)
+                      and version 2 (int8 with per-group scales, dequantized
+                      here to float32 exactly as runq.c multiplies them out).
+
+GGUF export: output
+    Tensors are named and shaped as llama.cpp names them (token_embd.weight,
+    blk.N.attn_q.weight, ..., output.weight). output.weight is left out when the
+    classifier is tied to the token embedding (llama.cpp then reuses
+    token_embd). With --type q8_0/q4_0 every matrix is quantized, token_embd and
+    output included (as llama.cpp's converter does for q8_0), in blocks of 32
+    along a row, by the definitions of llama.cpp's reference quantizers
+    (quantize_row_q8_0_ref, quantize_row_q4_0_ref). The file is written tensor
+    by tensor to OUT.tmpPID and renamed to OUT at the end; on any error the
+    temporary file is removed and one line is printed on stderr.
 """
 
 import argparse
+import glob
+import json
 import os
 import struct
 import sys
 
+import numpy as np
+
+_progress_line_open = False  # a progress bar without its newline is on stderr
+
+
+def one_line(text):
+    return " ".join(str(text).split())
+
 
 def fail(message):
     """One line on stderr naming what was wrong, and a non-zero exit."""
+    global _progress_line_open
+    if _progress_line_open:
+        sys.stderr.write("\n")
+        _progress_line_open = False
     print(f"export.py: {message}", file=sys.stderr)
     sys.exit(1)
 
@@ -151,17 +206,833 @@ def export_tokenizer(model_path, out_path):
 
 
 # -----------------------------------------------------------------------------
+# GGUF export
+
+class ExportError(Exception):
+    """Bad input: reported as one line on stderr, with exit status 1."""
+
+
+# GGUF metadata value types (GGUF specification, gguf_metadata_value_type).
+GGUF_UINT32, GGUF_INT32, GGUF_FLOAT32, GGUF_BOOL, GGUF_STRING, GGUF_ARRAY = 4, 5, 6, 7, 8, 9
+GGUF_FORMATS = {GGUF_UINT32: "<I", GGUF_INT32: "<i", GGUF_FLOAT32: "<f", GGUF_BOOL: "<?"}
+GGUF_DTYPES = {GGUF_UINT32: "<u4", GGUF_INT32: "<i4", GGUF_FLOAT32: "<f4"}
+
+# ggml tensor types, and each one's (values per block, bytes per block).
+GGML_F32, GGML_F16, GGML_Q4_0, GGML_Q8_0 = 0, 1, 2, 8
+GGML_BLOCKS = {GGML_F32: (1, 4), GGML_F16: (1, 2), GGML_Q4_0: (32, 18), GGML_Q8_0: (32, 34)}
+GGML_NAMES = {GGML_F32: "F32", GGML_F16: "F16", GGML_Q4_0: "Q4_0", GGML_Q8_0: "Q8_0"}
+
+# --type -> (general.file_type as llama.cpp numbers it (LLAMA_FTYPE_*), type of the matrices)
+OUTPUT_TYPES = {"f32": (0, GGML_F32), "f16": (1, GGML_F16), "q4_0": (2, GGML_Q4_0), "q8_0": (7, GGML_Q8_0)}
+
+ALIGNMENT = 32
+GGUF_VERSION = 3
+QUANTIZATION_VERSION = 2  # general.quantization_version, as llama.cpp's converter writes it
+
+
+def gguf_string(text):
+    b = text.encode("utf-8")
+    return struct.pack("<Q", len(b)) + b
+
+
+def gguf_kv(key, vtype, value, element_type=None):
+    """One metadata key/value pair, encoded."""
+    out = [gguf_string(key), struct.pack("<I", vtype)]
+    if vtype == GGUF_STRING:
+        out.append(gguf_string(value))
+    elif vtype == GGUF_ARRAY:
+        out.append(struct.pack("<IQ", element_type, len(value)))
+        if element_type == GGUF_STRING:
+            out.extend(gguf_string(v) for v in value)
+        else:
+            out.append(np.asarray(value, dtype=GGUF_DTYPES[element_type]).tobytes())
+    else:
+        out.append(struct.pack(GGUF_FORMATS[vtype], value))
+    return b"".join(out)
+
+
+def align(n):
+    return (n + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
+
+
+# --- Quantization, following llama.cpp's reference quantizers (ggml-quants.c).
+# Arithmetic is float32, as there; d is stored as float16 (round to nearest even).
+
+def quantize_q8_0(x):
+    """Q8_0: blocks of 32 values along a row; block = float16 d, 32 int8 q.
+    d = max|x| / 127, q = roundf(x * (1/d)) (halves away from zero)."""
+    b = x.reshape(-1, 32)
+    amax = np.abs(b).max(axis=1)
+    d = amax / np.float32(127)
+    with np.errstate(divide="ignore"):
+        inv = np.where(d != 0, np.float32(1) / d, np.float32(0)).astype(np.float32)
+    v = (b * inv[:, None]).astype(np.float64)  # the float32 products, exactly
+    q = np.sign(v) * np.floor(np.abs(v) + 0.5)  # roundf; exact in float64
+    out = np.empty(len(b), dtype=np.dtype([("d", "<f2"), ("q", "i1", 32)]))
+    out["d"] = d.astype(np.float16)
+    out["q"] = q.astype(np.int8)
+    return out.tobytes()
+
+
+def quantize_q4_0(x):
+    """Q4_0: blocks of 32; block = float16 d, 16 bytes. d = m / -8 where m is the
+    value of largest magnitude (the first such, sign kept); q = min(15,
+    trunc(x * (1/d) + 8.5)); byte j holds q[j] (low nibble) and q[j+16] (high)."""
+    b = x.reshape(-1, 32)
+    a = np.abs(b)
+    first = np.argmax(a, axis=1)
+    m = b[np.arange(len(b)), first]
+    m = np.where(a.max(axis=1) > 0, m, np.float32(0))  # an all-zero block keeps max = +0
+    d = m / np.float32(-8)
+    with np.errstate(divide="ignore"):
+        inv = np.where(d != 0, np.float32(1) / d, np.float32(0)).astype(np.float32)
+    v = b * inv[:, None] + np.float32(8.5)
+    q = np.minimum(15, v.astype(np.int32)).astype(np.uint8)  # astype truncates toward zero
+    out = np.empty(len(b), dtype=np.dtype([("d", "<f2"), ("qs", "u1", 16)]))
+    out["d"] = d.astype(np.float16)
+    out["qs"] = q[:, :16] | (q[:, 16:] << 4)
+    return out.tobytes()
+
+
+def encode(x, ggml_type):
+    """float32 values (whole rows) -> the bytes GGUF stores for them."""
+    if ggml_type == GGML_F32:
+        return x.astype("<f4", copy=False).tobytes()
+    if ggml_type == GGML_F16:
+        return x.astype("<f2").tobytes()
+    if ggml_type == GGML_Q8_0:
+        return quantize_q8_0(x)
+    return quantize_q4_0(x)
+
+
+def storage_type(shape, matrix_type):
+    """1-D tensors (norms) stay F32; a matrix whose rows can't be cut in blocks
+    of 32 is stored F16 instead of a quantized type."""
+    if len(shape) == 1 or matrix_type == GGML_F32:
+        return GGML_F32
+    block, _ = GGML_BLOCKS[matrix_type]
+    return matrix_type if shape[-1] % block == 0 else GGML_F16
+
+
+def tensor_nbytes(shape, ggml_type):
+    block, size = GGML_BLOCKS[ggml_type]
+    return int(np.prod(shape, dtype=np.int64)) // block * size
+
+
+# --- The model: configuration and tensors, whatever the source.
+
+class Model:
+    """cfg: dict with dim, hidden_dim, n_layers, n_heads, n_kv_heads, head_size,
+    vocab_size, context, norm_eps, rope_theta. tensors: GGUF name -> (shape,
+    loader, label), where loader() returns the values (any float dtype) and
+    label names the source tensor in messages. tied: no output.weight."""
+
+    def __init__(self, cfg, tensors, tied, name, tokenizer_dirs):
+        self.cfg, self.tensors, self.tied, self.name = cfg, tensors, tied, name
+        self.tokenizer_dirs = tokenizer_dirs
+
+
+def layer_names(i):
+    return [f"blk.{i}.attn_norm.weight", f"blk.{i}.attn_q.weight", f"blk.{i}.attn_k.weight",
+            f"blk.{i}.attn_v.weight", f"blk.{i}.attn_output.weight", f"blk.{i}.ffn_norm.weight",
+            f"blk.{i}.ffn_gate.weight", f"blk.{i}.ffn_down.weight", f"blk.{i}.ffn_up.weight"]
+
+
+def expected_shapes(cfg, tied):
+    """GGUF name -> numpy shape (rows, cols), in the order they are written."""
+    dim, hidden, hs = cfg["dim"], cfg["hidden_dim"], cfg["head_size"]
+    q, kv, vocab = cfg["n_heads"] * hs, cfg["n_kv_heads"] * hs, cfg["vocab_size"]
+    shapes = {"token_embd.weight": (vocab, dim)}
+    for i in range(cfg["n_layers"]):
+        for name, shape in zip(layer_names(i), [(dim,), (q, dim), (kv, dim), (kv, dim), (dim, q), (dim,),
+                                                (hidden, dim), (dim, hidden), (hidden, dim)]):
+            shapes[name] = shape
+    shapes["output_norm.weight"] = (dim,)
+    if not tied:
+        shapes["output.weight"] = (vocab, dim)
+    return shapes
+
+
+def check_config(cfg, where):
+    for key in ("dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "head_size", "vocab_size", "context"):
+        v = cfg.get(key)
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0 or v >= 1 << 32:
+            raise ExportError(f"{where}: {key} = {v!r}, expected a positive integer")
+    if cfg["n_heads"] % cfg["n_kv_heads"]:
+        raise ExportError(f"{where}: n_heads {cfg['n_heads']} is not a multiple of n_kv_heads {cfg['n_kv_heads']}")
+    if cfg["head_size"] % 2:
+        raise ExportError(f"{where}: head size {cfg['head_size']} is odd; RoPE rotates pairs")
+    for key in ("norm_eps", "rope_theta"):
+        v = cfg.get(key)
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
+            raise ExportError(f"{where}: {key} = {v!r}, expected a positive number")
+
+
+def int_field(d, key, where, default=None):
+    v = d.get(key, default)
+    if v is None:
+        raise ExportError(f"{where} has no {key}")
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise ExportError(f"{where}: {key} = {v!r}, expected an integer")
+    return v
+
+
+def read_json(path):
+    try:
+        with open(path, "rb") as f:
+            value = json.loads(f.read().decode("utf-8"))
+    except OSError as e:
+        raise ExportError(f"cannot read {path}: {e.strerror}")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ExportError(f"{path} is not valid JSON: {one_line(e)}")
+    if not isinstance(value, dict):
+        raise ExportError(f"{path} does not hold a JSON object")
+    return value
+
+
+def require_dir(folder, flag):
+    if not os.path.exists(folder):
+        raise ExportError(f"{flag} {folder}: no such folder")
+    if not os.path.isdir(folder):
+        raise ExportError(f"{flag} {folder}: not a folder")
+
+
+def folder_name(path):
+    return os.path.basename(os.path.normpath(os.path.abspath(path)))
+
+
+# --- PyTorch files (Meta's .pth, Hugging Face's pytorch_model*.bin)
+
+def import_torch():
+    try:
+        import torch
+    except ImportError:
+        raise ExportError("reading .pth/.bin checkpoints needs PyTorch (Debian: apt-get install python3-torch)")
+    return torch
+
+
+def torch_load(path):
+    torch = import_torch()
+    try:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except TypeError:  # torch older than 1.13 has no weights_only
+            state = torch.load(path, map_location="cpu")
+    except Exception as e:
+        raise ExportError(f"cannot load {path}: {one_line(e)}")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ExportError(f"{path} does not hold a state dict of tensors")
+    return state
+
+
+def torch_to_numpy(t):
+    torch = import_torch()
+    if t.dtype not in (torch.float32, torch.float16):
+        t = t.to(torch.float32)  # bfloat16 and others: numpy has no bfloat16
+    return t.detach().contiguous().numpy()
+
+
+# --- --meta-llama DIR
+
+META_SPLIT = {  # Meta name -> dimension the model-parallel shards split it along (None: replicated)
+    "tok_embeddings.weight": 1, "norm.weight": None, "output.weight": 0,
+    "attention_norm.weight": None, "ffn_norm.weight": None,
+    "attention.wq.weight": 0, "attention.wk.weight": 0, "attention.wv.weight": 0, "attention.wo.weight": 1,
+    "feed_forward.w1.weight": 0, "feed_forward.w2.weight": 1, "feed_forward.w3.weight": 0,
+}
+META_LAYER = {"attn_norm": "attention_norm.weight", "attn_q": "attention.wq.weight",
+              "attn_k": "attention.wk.weight", "attn_v": "attention.wv.weight",
+              "attn_output": "attention.wo.weight", "ffn_norm": "ffn_norm.weight",
+              "ffn_gate": "feed_forward.w1.weight", "ffn_down": "feed_forward.w2.weight",
+              "ffn_up": "feed_forward.w3.weight"}
+
+
+def load_meta(folder, context):
+    require_dir(folder, "--meta-llama")
+    params_path = os.path.join(folder, "params.json")
+    if not os.path.isfile(params_path):
+        hint = "; it has config.json: use --hf" if os.path.isfile(os.path.join(folder, "config.json")) else ""
+        raise ExportError(f"{folder} has no params.json: not a Meta Llama checkpoint folder{hint}")
+    params = read_json(params_path)
+    shards = sorted(glob.glob(os.path.join(glob.escape(folder), "consolidated.*.pth")))
+    if not shards:
+        raise ExportError(f"{folder} has no consolidated.*.pth weight files")
+    sizes = sum(os.path.getsize(p) for p in shards)
+    if sys.stderr.isatty() and sizes > 1 << 30:
+        print(f"export.py: loading {len(shards)} shard(s), {sizes / 2**30:.1f} GiB, into memory", file=sys.stderr)
+    states = [torch_load(p) for p in shards]
+    torch = import_torch()
+
+    def parts(key):
+        split = META_SPLIT[key.split(".", 2)[2] if key.startswith("layers.") else key]
+        ts = []
+        for p, s in zip(shards, states):
+            if key not in s:
+                raise ExportError(f"{p} has no tensor {key}")
+            ts.append(s[key])
+        return ts, split
+
+    def merged_shape(key):
+        ts, split = parts(key)
+        shape = list(ts[0].shape)
+        if split is not None and len(ts) > 1:
+            for t in ts[1:]:
+                other = list(t.shape)
+                if len(other) != len(shape) or split >= len(shape) or any(
+                        a != b for j, (a, b) in enumerate(zip(shape, other)) if j != split):
+                    raise ExportError(f"{key}: shards have shapes {list(ts[0].shape)} and {other}, "
+                                      f"which do not join along dimension {split}")
+                shape[split] += other[split]
+        return tuple(shape)
+
+    def merged(key):
+        ts, split = parts(key)
+        return ts[0] if split is None or len(ts) == 1 else torch.cat(ts, dim=split)
+
+    def loader(key):
+        def load():
+            a = torch_to_numpy(merged(key))
+            for s in states:  # free the shards' copies as we go
+                s.pop(key, None)
+            return a
+        return load
+
+    where = params_path
+    emb_shape = merged_shape("tok_embeddings.weight")
+    w1_shape = merged_shape("layers.0.feed_forward.w1.weight")
+    if len(emb_shape) != 2 or len(w1_shape) != 2:
+        raise ExportError(f"{shards[0]}: tok_embeddings or w1 is not a matrix")
+    dim = int_field(params, "dim", where)
+    n_heads = int_field(params, "n_heads", where)
+    vocab = params.get("vocab_size", -1)
+    if vocab is None or vocab == -1:
+        vocab = emb_shape[0]
+    cfg = {
+        "dim": dim, "n_layers": int_field(params, "n_layers", where), "n_heads": n_heads,
+        "n_kv_heads": params.get("n_kv_heads") or n_heads,
+        "head_size": dim // n_heads if n_heads > 0 and dim % n_heads == 0 else -1,
+        "vocab_size": vocab, "hidden_dim": w1_shape[0],
+        "norm_eps": params.get("norm_eps", 1e-5), "rope_theta": params.get("rope_theta", 10000.0),
+        "context": context or params.get("max_seq_len", 4096),
+    }
+    if n_heads > 0 and dim % n_heads:
+        raise ExportError(f"{where}: dim {dim} is not a multiple of n_heads {n_heads}")
+    check_config(cfg, where)
+    if any("output.weight" not in s for s in states):
+        tied = True
+    else:
+        emb, out = merged("tok_embeddings.weight"), merged("output.weight")
+        tied = emb.shape == out.shape and emb.dtype == out.dtype and bool(torch.equal(emb, out))
+        del emb, out
+        if tied:
+            for s in states:
+                s.pop("output.weight")
+    tensors = {}
+    for gguf, key in [("token_embd.weight", "tok_embeddings.weight"), ("output_norm.weight", "norm.weight")] + \
+            ([] if tied else [("output.weight", "output.weight")]):
+        tensors[gguf] = (merged_shape(key), loader(key), f"{key} in {folder}")
+    for i in range(cfg["n_layers"]):
+        for short, meta in META_LAYER.items():
+            key = f"layers.{i}.{meta}"
+            tensors[f"blk.{i}.{short}.weight"] = (merged_shape(key), loader(key), f"{key} in {folder}")
+    parent = os.path.dirname(os.path.abspath(folder))
+    return Model(cfg, tensors, tied, folder_name(folder), [folder, parent])
+
+
+# --- --hf DIR
+
+SAFETENSORS_DTYPES = {"F32": "<f4", "F16": "<f2", "BF16": "<u2"}
+
+
+def safetensors_index(path):
+    """name -> (shape, loader) for the tensors of one .safetensors file: an
+    8-byte little-endian header length, a JSON header {name: {dtype, shape,
+    data_offsets: [begin, end]}} (offsets from the end of the header), the data."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise ExportError(f"{path} is too short for a safetensors file")
+        (n,) = struct.unpack("<Q", head)
+        if n > size - 8 or n > 1 << 30:
+            raise ExportError(f"{path}: header length {n} does not fit the file; not a safetensors file")
+        try:
+            header = json.loads(f.read(n).decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ExportError(f"{path}: bad safetensors header: {one_line(e)}")
+    if not isinstance(header, dict):
+        raise ExportError(f"{path}: bad safetensors header")
+    base = 8 + n
+    index = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape, (begin, end) = info["dtype"], tuple(int(s) for s in info["shape"]), info["data_offsets"]
+        except (KeyError, TypeError, ValueError):
+            raise ExportError(f"{path}: bad safetensors entry for {name}")
+
+        def load(dtype=dtype, shape=shape, begin=begin, name=name):
+            if dtype not in SAFETENSORS_DTYPES:
+                raise ExportError(f"{path}: {name} is {dtype}; only F32, F16 and BF16 are supported")
+            a = np.memmap(path, dtype=SAFETENSORS_DTYPES[dtype], mode="r", offset=base + begin, shape=shape)
+            if dtype == "BF16":  # the top half of a float32
+                a = (a.astype(np.uint32) << 16).view(np.float32)
+            return a
+
+        if dtype in SAFETENSORS_DTYPES:
+            nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(SAFETENSORS_DTYPES[dtype]).itemsize
+            if not (0 <= begin <= end <= size - base) or end - begin != nbytes:
+                raise ExportError(f"{path}: {name}'s data_offsets {[begin, end]} do not fit its shape or the file")
+        index[name] = (shape, load)
+    return index
+
+
+def unpermute_rows(w, n_heads):
+    """Undoes Hugging Face's q_proj/k_proj row order. HF's converter made
+    w_hf = w.view(n_heads, hs//2, 2, in).transpose(1, 2).reshape(out, in);
+    so w = w_hf.view(n_heads, 2, hs//2, in).transpose(1, 2).reshape(out, in)."""
+    rows, cols = w.shape
+    return np.ascontiguousarray(w.reshape(n_heads, 2, rows // n_heads // 2, cols).swapaxes(1, 2).reshape(rows, cols))
+
+
+HF_LAYER = {"attn_norm": "input_layernorm.weight", "attn_q": "self_attn.q_proj.weight",
+            "attn_k": "self_attn.k_proj.weight", "attn_v": "self_attn.v_proj.weight",
+            "attn_output": "self_attn.o_proj.weight", "ffn_norm": "post_attention_layernorm.weight",
+            "ffn_gate": "mlp.gate_proj.weight", "ffn_down": "mlp.down_proj.weight", "ffn_up": "mlp.up_proj.weight"}
+
+
+def load_hf(folder, context):
+    require_dir(folder, "--hf")
+    config_path = os.path.join(folder, "config.json")
+    if not os.path.isfile(config_path):
+        hint = "; it has params.json: use --meta-llama" if os.path.isfile(os.path.join(folder, "params.json")) else ""
+        raise ExportError(f"{folder} has no config.json: not a Hugging Face model folder{hint}")
+    config = read_json(config_path)
+    if config.get("rope_scaling"):
+        raise ExportError(f"{config_path}: rope_scaling {one_line(json.dumps(config['rope_scaling']))} is not supported")
+    where = config_path
+    dim = int_field(config, "hidden_size", where)
+    n_heads = int_field(config, "num_attention_heads", where)
+    head_size = config.get("head_dim") or (dim // n_heads if n_heads > 0 and dim % n_heads == 0 else None)
+    if head_size is None:
+        raise ExportError(f"{where}: hidden_size {dim} is not a multiple of num_attention_heads {n_heads}")
+    cfg = {
+        "dim": dim, "hidden_dim": int_field(config, "intermediate_size", where),
+        "n_layers": int_field(config, "num_hidden_layers", where), "n_heads": n_heads,
+        "n_kv_heads": config.get("num_key_value_heads") or n_heads, "head_size": head_size,
+        "vocab_size": int_field(config, "vocab_size", where),
+        "norm_eps": config.get("rms_norm_eps", 1e-6), "rope_theta": config.get("rope_theta", 10000.0),
+        "context": context or config.get("max_position_embeddings", 2048),
+    }
+    check_config(cfg, where)
+
+    entries = {}  # HF name -> (shape, loader, file)
+    torch_tensors = {}  # HF name -> tensor, for pytorch_model*.bin
+    files = sorted(glob.glob(os.path.join(glob.escape(folder), "*.safetensors")))
+    if files:
+        for path in files:
+            for name, (shape, load) in safetensors_index(path).items():
+                if name in entries:
+                    raise ExportError(f"{name} is in both {entries[name][2]} and {path}")
+                entries[name] = (shape, load, path)
+    else:
+        files = sorted(glob.glob(os.path.join(glob.escape(folder), "pytorch_model*.bin")))
+        if not files:
+            raise ExportError(f"{folder} has neither *.safetensors nor pytorch_model*.bin weight files")
+        for path in files:
+            for name, t in torch_load(path).items():
+                if name in entries:
+                    raise ExportError(f"{name} is in both {entries[name][2]} and {path}")
+                torch_tensors[name] = t
+                # pop: the tensor is freed once written
+                entries[name] = (tuple(t.shape), (lambda name=name: torch_to_numpy(torch_tensors.pop(name))), path)
+
+    def entry(name, transform=None):
+        if name not in entries:
+            raise ExportError(f"{folder}: no tensor {name} in its weight files (not a Llama model?)")
+        shape, load, path = entries[name]
+        if transform is not None:
+            load = (lambda load=load: transform(load()))
+        return shape, load, f"{name} in {path}"
+
+    tied = bool(config.get("tie_word_embeddings", False)) or "lm_head.weight" not in entries
+    emb_name = "model.embed_tokens.weight"
+    if not tied and emb_name in entries and entries["lm_head.weight"][0] == entries[emb_name][0]:
+        # stored twice but equal: tie them (llama.cpp reuses token_embd)
+        if torch_tensors:
+            tied = bool(import_torch().equal(torch_tensors["lm_head.weight"], torch_tensors[emb_name]))
+        else:
+            tied = same_values(entries["lm_head.weight"][1](), entries[emb_name][1]())
+        if tied and torch_tensors:
+            del torch_tensors["lm_head.weight"]
+    tensors = {"token_embd.weight": entry("model.embed_tokens.weight"), "output_norm.weight": entry("model.norm.weight")}
+    if not tied:
+        tensors["output.weight"] = entry("lm_head.weight")
+    for i in range(cfg["n_layers"]):
+        for short, hf in HF_LAYER.items():
+            transform = None
+            if short == "attn_q":
+                transform = (lambda w: unpermute_rows(w, cfg["n_heads"]))
+            elif short == "attn_k":
+                transform = (lambda w: unpermute_rows(w, cfg["n_kv_heads"]))
+            tensors[f"blk.{i}.{short}.weight"] = entry(f"model.layers.{i}.{hf}", transform)
+    parent = os.path.dirname(os.path.abspath(folder))
+    return Model(cfg, tensors, tied, folder_name(folder), [folder, parent])
+
+
+def same_values(a, b):
+    """Whether two (memory-mapped) matrices hold the same values, compared a slice at a time."""
+    if a.shape != b.shape:
+        return False
+    step = max(1, (1 << 22) // max(1, a[0].size))
+    return all(np.array_equal(a[r:r + step], b[r:r + step]) for r in range(0, len(a), step))
+
+
+# --- --llama2c FILE
+
+LLAMA2C_MAGIC = 0x616B3432  # "ak42" read as a little-endian uint32
+
+
+def load_llama2c(path, context):
+    if not os.path.exists(path):
+        raise ExportError(f"--llama2c {path}: no such file")
+    if not os.path.isfile(path):
+        raise ExportError(f"--llama2c {path}: not a file")
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(256)
+    if len(head) >= 8 and struct.unpack_from("<I", head)[0] == LLAMA2C_MAGIC:
+        version = struct.unpack_from("<i", head, 4)[0]
+        if version not in (1, 2):
+            raise ExportError(f"{path}: llama2.c checkpoint version {version}; only the legacy layout and versions 1 and 2 are known")
+        if len(head) < 256:
+            raise ExportError(f"{path}: {size} bytes is too short for a version {version} header (256 bytes)")
+        dim, hidden, n_layers, n_heads, n_kv_heads, vocab, seq_len = struct.unpack_from("<7i", head, 8)
+        shared = head[36]
+        if shared > 1:
+            raise ExportError(f"{path}: header has shared_classifier = {shared}, expected 0 or 1")
+        group_size = struct.unpack_from("<i", head, 37)[0] if version == 2 else 0
+        offset = 256
+    else:
+        version = 0
+        if len(head) < 28:
+            raise ExportError(f"{path}: {size} bytes is too short for a llama2.c checkpoint")
+        dim, hidden, n_layers, n_heads, n_kv_heads, vocab, seq_len = struct.unpack_from("<7i", head)
+        shared, vocab = vocab > 0, abs(vocab)  # negative vocab_size: a separate classifier at the end
+        offset = 28
+    cfg = {"dim": dim, "hidden_dim": hidden, "n_layers": n_layers, "n_heads": n_heads, "n_kv_heads": n_kv_heads,
+           "head_size": dim // n_heads if n_heads > 0 else 0, "vocab_size": vocab,
+           "context": context or seq_len, "norm_eps": 1e-5, "rope_theta": 10000.0}
+    layout = "legacy" if version == 0 else f"version {version}"
+    where = f"{path} (llama2.c {layout} header)"
+    try:
+        check_config(cfg, where)
+        if dim % n_heads:
+            raise ExportError(f"{where}: dim {dim} is not a multiple of n_heads {n_heads}")
+        if seq_len <= 0:
+            raise ExportError(f"{where}: seq_len = {seq_len}")
+    except ExportError as e:
+        raise ExportError(f"{e} (is this a llama2.c checkpoint?)")
+    hs, L = cfg["head_size"], n_layers
+    kv_dim = n_kv_heads * hs
+    shapes = {"tok": (vocab, dim), "wq": (dim, dim), "wk": (kv_dim, dim), "wv": (kv_dim, dim), "wo": (dim, dim),
+              "w1": (hidden, dim), "w2": (dim, hidden), "w3": (hidden, dim), "wcls": (vocab, dim)}
+    if version == 2:
+        if group_size <= 0:
+            raise ExportError(f"{where}: group_size = {group_size}")
+        for k, (r, c) in shapes.items():
+            if (r * c) % group_size:
+                raise ExportError(f"{where}: group_size {group_size} does not divide the {k} matrix ({r}x{c})")
+
+    regions = []  # (key, kind, shape, byte offset): kind "f32" or "q8"
+
+    def take(key, shape, kind="f32"):
+        nonlocal offset
+        n = int(np.prod(shape, dtype=np.int64))
+        regions.append((key, kind, shape, offset))
+        offset += n * 4 if kind == "f32" else n + n // group_size * 4
+
+    def take_matrices(key, layers):
+        kind = "q8" if version == 2 else "f32"
+        if layers is None:
+            take(key, shapes[key], kind)
+        elif version == 2:  # each layer's matrix quantized on its own: int8 values, then scales
+            for i in range(layers):
+                take(f"{key}.{i}", shapes[key], kind)
+        else:
+            take(key, (layers,) + shapes[key])
+
+    if version == 0:
+        take_matrices("tok", None)
+        take("rms_att", (L, dim))
+        for k in ("wq", "wk", "wv", "wo"):
+            take_matrices(k, L)
+        take("rms_ffn", (L, dim))
+        for k in ("w1", "w2", "w3"):
+            take_matrices(k, L)
+        take("rms_final", (dim,))
+        take("rope_tables", (seq_len * hs,))  # freq_cis_real and freq_cis_imag, seq_len * hs/2 each: unused
+    else:
+        take("rms_att", (L, dim))
+        take("rms_ffn", (L, dim))
+        take("rms_final", (dim,))
+        take_matrices("tok", None)
+        for k in ("wq", "wk", "wv", "wo", "w1", "w2", "w3"):
+            take_matrices(k, L)
+    if not shared:
+        take_matrices("wcls", None)
+    if offset != size:
+        raise ExportError(f"{path}: {size} bytes, but its header (llama2.c {layout}: dim {dim}, hidden_dim "
+                          f"{hidden}, n_layers {L}, n_heads {n_heads}, n_kv_heads {n_kv_heads}, vocab_size {vocab}"
+                          f"{', group_size %d' % group_size if version == 2 else ''}) implies {offset}")
+
+    data = np.memmap(path, dtype=np.uint8, mode="r")
+    region = {key: (kind, shape, off) for key, kind, shape, off in regions}
+
+    def array(key, layer=None):
+        if version == 2 and layer is not None and not key.startswith("rms"):
+            key, layer = f"{key}.{layer}", None  # version 2 keeps each layer's matrix apart
+        kind, shape, off = region[key]
+        n = int(np.prod(shape, dtype=np.int64))
+        if kind == "q8":
+            q = np.frombuffer(data, dtype=np.int8, count=n, offset=off)
+            s = np.frombuffer(data, dtype="<f4", count=n // group_size, offset=off + n)
+            return (q.reshape(-1, group_size) * s[:, None]).reshape(shape)  # float32, as runq.c computes q * s
+        a = np.frombuffer(data, dtype="<f4", count=n, offset=off).reshape(shape)
+        return a if layer is None else a[layer]
+
+    label = path
+    tensors = {"token_embd.weight": (shapes["tok"], lambda: array("tok"), label),
+               "output_norm.weight": ((dim,), lambda: array("rms_final"), label)}
+    if not shared:
+        tensors["output.weight"] = (shapes["wcls"], lambda: array("wcls"), label)
+    per_layer = {"attn_norm": ("rms_att", (dim,)), "attn_q": ("wq", None), "attn_k": ("wk", None),
+                 "attn_v": ("wv", None), "attn_output": ("wo", None), "ffn_norm": ("rms_ffn", (dim,)),
+                 "ffn_gate": ("w1", None), "ffn_down": ("w2", None), "ffn_up": ("w3", None)}
+    for i in range(L):
+        for short, (key, shape) in per_layer.items():
+            tensors[f"blk.{i}.{short}.weight"] = (shape or shapes[key], (lambda key=key, i=i: array(key, i)), label)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return Model(cfg, tensors, bool(shared), stem, [os.path.dirname(os.path.abspath(path))])
+
+
+# --- Tokenizer
+
+def find_tokenizer(explicit, model, flag):
+    if explicit:
+        path = os.path.join(explicit, "tokenizer.model") if os.path.isdir(explicit) else explicit
+        if not os.path.isfile(path):
+            raise ExportError(f"--tokenizer {explicit}: no such file")
+        return path
+    for d in model.tokenizer_dirs:
+        path = os.path.join(d, "tokenizer.model")
+        if os.path.isfile(path):
+            return path
+    where = " or ".join(model.tokenizer_dirs)
+    raise ExportError(f"no tokenizer.model in {where}: give --tokenizer PATH (a SentencePiece .model) for {flag}")
+
+
+def tokenizer_metadata(path, vocab_size):
+    """The tokenizer.ggml.* keys: SentencePiece pieces as they are (with U+2581),
+    scores, and piece types (NORMAL=1, UNKNOWN=2, CONTROL=3, USER_DEFINED=4,
+    UNUSED=5, BYTE=6, as sentencepiece_model.proto numbers them)."""
+    pieces, bos_id, eos_id, unk_id = load_sentencepiece(path)
+    if len(pieces) > vocab_size:
+        raise ExportError(f"{path} has {len(pieces)} pieces, but the model's vocabulary has {vocab_size} rows: "
+                          "give --tokenizer the model's own tokenizer.model")
+    tokens = [p[0] for p in pieces]
+    scores = [p[1] for p in pieces]
+    types = [p[2] for p in pieces]
+    for i in range(len(pieces), vocab_size):  # embedding rows past the tokenizer: unused
+        tokens.append(f"[PAD{i}]")
+        scores.append(-10000.0)
+        types.append(UNUSED)
+    kvs = [gguf_kv("tokenizer.ggml.model", GGUF_STRING, "llama"),
+           gguf_kv("tokenizer.ggml.tokens", GGUF_ARRAY, tokens, GGUF_STRING),
+           gguf_kv("tokenizer.ggml.scores", GGUF_ARRAY, scores, GGUF_FLOAT32),
+           gguf_kv("tokenizer.ggml.token_type", GGUF_ARRAY, types, GGUF_INT32)]
+    for key, i in (("bos_token_id", bos_id), ("eos_token_id", eos_id), ("unknown_token_id", unk_id)):
+        if 0 <= i < vocab_size:
+            kvs.append(gguf_kv(f"tokenizer.ggml.{key}", GGUF_UINT32, i))
+    kvs.append(gguf_kv("tokenizer.ggml.add_bos_token", GGUF_BOOL, True))
+    kvs.append(gguf_kv("tokenizer.ggml.add_eos_token", GGUF_BOOL, False))
+    return kvs, len(pieces)
+
+
+# --- Writing
+
+class Progress:
+    """A progress bar on stderr, when stderr is a terminal."""
+
+    def __init__(self, total):
+        self.total, self.done = max(total, 1), 0
+        self.shown = sys.stderr.isatty()
+
+    def update(self, nbytes, name):
+        global _progress_line_open
+        self.done += nbytes
+        if self.shown:
+            frac = self.done / self.total
+            bar = "#" * int(frac * 30)
+            sys.stderr.write(f"\rexport.py: [{bar:<30}] {frac * 100:3.0f}% {name[:40]:<40}")
+            sys.stderr.flush()
+            _progress_line_open = True
+
+    def close(self):
+        global _progress_line_open
+        if _progress_line_open:
+            sys.stderr.write("\n")
+            _progress_line_open = False
+
+
+def write_tensor(f, a, ggml_type, progress, name):
+    a = np.asarray(a)
+    if a.ndim == 1:
+        data = encode(a.astype(np.float32), ggml_type)
+        f.write(data)
+        progress.update(len(data), name)
+        return
+    rows, cols = a.shape
+    step = max(1, (1 << 20) // cols)  # about a million values at a time
+    for r in range(0, rows, step):
+        data = encode(np.ascontiguousarray(a[r:r + step], dtype=np.float32), ggml_type)
+        f.write(data)
+        progress.update(len(data), name)
+
+
+def export_gguf(out_path, model, tokenizer_path, out_type):
+    file_type, matrix_type = OUTPUT_TYPES[out_type]
+    cfg = model.cfg
+    shapes = expected_shapes(cfg, model.tied)
+    for name in list(model.tensors):
+        if name not in shapes:
+            raise ExportError(f"internal: unexpected tensor {name}")
+    plan = []
+    for name, want in shapes.items():
+        if name not in model.tensors:
+            raise ExportError(f"the checkpoint has no tensor for {name}")
+        shape, load, label = model.tensors[name]
+        if tuple(shape) != want:
+            raise ExportError(f"{label} has shape {list(shape)}, but the configuration implies {list(want)}")
+        plan.append((name, want, load, label, storage_type(want, matrix_type)))
+
+    tok_kvs, n_pieces = tokenizer_metadata(tokenizer_path, cfg["vocab_size"])
+    kvs = [gguf_kv("general.architecture", GGUF_STRING, "llama"),
+           gguf_kv("general.name", GGUF_STRING, model.name),
+           gguf_kv("general.alignment", GGUF_UINT32, ALIGNMENT),
+           gguf_kv("general.file_type", GGUF_UINT32, file_type),
+           gguf_kv("general.quantization_version", GGUF_UINT32, QUANTIZATION_VERSION),
+           gguf_kv("llama.vocab_size", GGUF_UINT32, cfg["vocab_size"]),
+           gguf_kv("llama.context_length", GGUF_UINT32, cfg["context"]),
+           gguf_kv("llama.embedding_length", GGUF_UINT32, cfg["dim"]),
+           gguf_kv("llama.block_count", GGUF_UINT32, cfg["n_layers"]),
+           gguf_kv("llama.feed_forward_length", GGUF_UINT32, cfg["hidden_dim"]),
+           gguf_kv("llama.rope.dimension_count", GGUF_UINT32, cfg["head_size"]),
+           gguf_kv("llama.attention.head_count", GGUF_UINT32, cfg["n_heads"]),
+           gguf_kv("llama.attention.head_count_kv", GGUF_UINT32, cfg["n_kv_heads"]),
+           gguf_kv("llama.attention.layer_norm_rms_epsilon", GGUF_FLOAT32, cfg["norm_eps"]),
+           gguf_kv("llama.rope.freq_base", GGUF_FLOAT32, cfg["rope_theta"])] + tok_kvs
+
+    infos, offset = [], 0
+    for name, shape, _, _, ggml_type in plan:
+        ne = shape[::-1]  # GGUF lists the fastest-varying dimension first
+        infos.append(gguf_string(name) + struct.pack(f"<I{len(ne)}QIQ", len(ne), *ne, ggml_type, offset))
+        offset = align(offset + tensor_nbytes(shape, ggml_type))
+    header = b"".join([b"GGUF", struct.pack("<IQQ", GGUF_VERSION, len(plan), len(kvs))] + kvs + infos)
+    data_start = align(len(header))
+    total = data_start + offset
+
+    tmp = f"{out_path}.tmp{os.getpid()}"
+    progress = Progress(offset)
+    renamed = False
+    try:
+        try:
+            f = open(tmp, "wb")
+        except OSError as e:
+            raise ExportError(f"cannot write {out_path}: {e.strerror}")
+        with f:
+            f.write(header + bytes(data_start - len(header)))
+            for name, shape, load, label, ggml_type in plan:
+                a = load()
+                if tuple(a.shape) != shape:
+                    raise ExportError(f"{label} has shape {list(a.shape)}, expected {list(shape)}")
+                write_tensor(f, a, ggml_type, progress, name)
+                del a
+                f.write(bytes(align(f.tell()) - f.tell()))
+            if f.tell() != total:
+                raise ExportError(f"internal: wrote {f.tell()} bytes, planned {total}")
+        progress.close()
+        os.replace(tmp, out_path)
+        renamed = True
+    finally:
+        if not renamed:
+            progress.close()
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+    counts = {}
+    for _, _, _, _, t in plan:
+        counts[GGML_NAMES[t]] = counts.get(GGML_NAMES[t], 0) + 1
+    kinds = ", ".join(f"{n} {k}" for k, n in counts.items())
+    print(f"wrote {out_path}: {len(plan)} tensors ({kinds}), {n_pieces} tokens, {total / 2**20:.1f} MiB",
+          file=sys.stderr)
+
+
+# -----------------------------------------------------------------------------
 # Command line
 
+def run(args, parser):
+    sources = [(flag, value) for flag, value in (("--meta-llama", args.meta_llama), ("--hf", args.hf),
+                                                 ("--llama2c", args.llama2c)) if value]
+    if len(sources) > 1:
+        parser.error("give only one of --meta-llama, --hf and --llama2c")
+    if not sources:
+        if args.type or args.context or args.name:
+            parser.error("--type, --context and --name need a model: --meta-llama, --hf or --llama2c")
+        if args.tokenizer:
+            export_tokenizer(args.tokenizer, args.out or "tokenizer.bin")
+            return
+        parser.error("nothing to export: give --meta-llama DIR, --hf DIR, --llama2c FILE, or --tokenizer MODEL")
+    if not args.out:
+        parser.error("give the output file: export.py OUT.gguf " + sources[0][0] + " ...")
+    if args.context is not None and not 0 < args.context < 1 << 32:
+        parser.error(f"--context {args.context}: expected a positive number")
+    flag, value = sources[0]
+    loader = {"--meta-llama": load_meta, "--hf": load_hf, "--llama2c": load_llama2c}[flag]
+    model = loader(value, args.context)
+    if args.name:
+        model.name = args.name
+    tokenizer = find_tokenizer(args.tokenizer, model, flag)
+    export_gguf(args.out, model, tokenizer, args.type or "f32")
+
+
 def main():
-    parser = argparse.ArgumentParser(description="Write files for run.c.")
-    parser.add_argument("out", nargs="?", help="output file (default: tokenizer.bin for --tokenizer)")
-    parser.add_argument("--tokenizer", metavar="MODEL", help="SentencePiece tokenizer.model to convert to tokenizer.bin")
+    parser = argparse.ArgumentParser(description="Write files for run.c: llama2.c's tokenizer.bin, or a GGUF model.")
+    parser.add_argument("out", nargs="?", help="output file (default: tokenizer.bin for --tokenizer alone)")
+    parser.add_argument("--tokenizer", metavar="MODEL",
+                        help="SentencePiece tokenizer.model: alone, converted to tokenizer.bin; "
+                             "with a model, the vocabulary embedded in the GGUF")
+    parser.add_argument("--meta-llama", metavar="DIR", help="Meta checkpoint folder (params.json, consolidated.*.pth)")
+    parser.add_argument("--hf", metavar="DIR", help="Hugging Face folder (config.json, *.safetensors or pytorch_model*.bin)")
+    parser.add_argument("--llama2c", metavar="FILE", help="llama2.c checkpoint (legacy, version 1 or 2)")
+    parser.add_argument("--type", choices=sorted(OUTPUT_TYPES), help="storage of the matrices (default f32)")
+    parser.add_argument("--context", type=int, metavar="N", help="llama.context_length to record")
+    parser.add_argument("--name", help="general.name to record")
     args = parser.parse_args()
-    if args.tokenizer:
-        export_tokenizer(args.tokenizer, args.out or "tokenizer.bin")
-    else:
-        parser.error("nothing to export: give --tokenizer MODEL")
+    try:
+        run(args, parser)
+    except ExportError as e:
+        fail(one_line(e))
+    except MemoryError:
+        fail("out of memory")
+    except OSError as e:
+        fail(one_line(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}"))
+    except KeyboardInterrupt:
+        fail("interrupted")
+    except Exception as e:  # anything unforeseen still gets one line, not a traceback
+        fail(one_line(f"unexpected {type(e).__name__}: {e}"))
 
 
 if __name__ == "__main__":

@@ -462,7 +462,10 @@ static void quantize(int8_t *q, float *scale, const float *x, int n, int gs) {
     for (int g = 0; g < n / gs; g++) {
         const float *xg = x + (size_t)g * gs;
         float amax = 0.0f;
-        for (int i = 0; i < gs; i++) amax = fmaxf(amax, fabsf(xg[i]));
+        for (int i = 0; i < gs; i++) {
+            float a = fabsf(xg[i]);
+            if (a > amax) amax = a; // not fmaxf: that is a libm call without -ffast-math
+        }
         float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
         scale[g] = amax / 127.0f;
         for (int i = 0; i < gs; i++) q[(size_t)g * gs + i] = (int8_t)lrintf(xg[i] * inv);
