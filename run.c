@@ -89,19 +89,30 @@ typedef struct {
 
 // How a weight matrix's numbers are stored.
 typedef enum {
-    WEIGHT_F32, // float32
-    WEIGHT_Q8,  // int8, with one float32 scale per group of group_size values: w = q * scale
+    WEIGHT_F32,  // float32
+    WEIGHT_Q8,   // int8, with one float32 scale per group of group_size values: w = q * scale (llama2.c)
+    WEIGHT_F16,  // IEEE half precision (GGUF)
+    WEIGHT_BF16, // bfloat16: the top 16 bits of a float32 (GGUF)
+    WEIGHT_Q8_0, // blocks of 32 int8 values with a float16 scale each (GGUF)
+    WEIGHT_Q4_0, // blocks of 32 4-bit values with a float16 scale each (GGUF)
 } WeightType;
+
+// GGUF's quantized blocks: 32 consecutive values of a row share one float16
+// scale d. Q8_0 stores them as int8; Q4_0 as 4-bit values offset by 8, value j
+// in the low nibble of byte j and value j + 16 in its high nibble.
+#define QBLOCK 32
+#define Q8_0_BYTES 34 // 2 (d) + 32
+#define Q4_0_BYTES 18 // 2 (d) + 16
 
 // A weight matrix (rows, cols), row-major: row i holds the weights of output
 // i, so a matrix-vector product reads each row once, front to back.
 typedef struct {
     WeightType type;
     int rows, cols;
-    const float *f32;    // F32: (rows, cols)
-    const int8_t *q;     // Q8: (rows, cols)
-    const float *scale;  // Q8: (rows, cols / group_size)
-    int group_size;      // Q8: divides cols, so groups never straddle rows
+    const void *data;    // the values, row_bytes per row: (rows, cols) in the storage type
+    const float *scale;  // Q8 only: (rows, cols / group_size), separate from the values
+    int group_size;      // Q8, Q8_0, Q4_0: values sharing one scale; divides cols, so groups never straddle rows
+    size_t row_bytes;
 } Matrix;
 
 typedef struct {
@@ -143,10 +154,23 @@ typedef struct {
     float *rope_sin;    // (n_ctx, head_size / 2)
 } State;
 
+// The tokenizer a GGUF file carries, read out of it (n == 0: none).
+typedef struct {
+    int n;
+    const char **piece;  // (n) each piece's text, in the file
+    size_t *piece_len;   // (n)
+    float *score;        // (n)
+    int32_t *type;       // (n) SentencePiece piece types
+    int bos_id, eos_id, unk_id;
+} GGUFVocab;
+
 typedef struct {
     Config config;
     Weights weights;
     State state;
+    GGUFVocab vocab;           // GGUF files only
+    const char *chat_template; // GGUF files only, when present (not NUL-terminated)
+    size_t chat_template_len;
     int int8;        // some weights are int8: matmul inputs are quantized too
     const char *path;
     void *map;       // the checkpoint file, read-only: read into memory or memory-mapped
@@ -212,12 +236,12 @@ static const void *take(Cursor *c, uint64_t bytes) {
 static const float *take_floats(Cursor *c, uint64_t n) { return take(c, n * sizeof(float)); }
 
 static Matrix take_matrix(Cursor *c, WeightType type, int rows, int cols, int group_size) {
-    Matrix m = {type, rows, cols, NULL, NULL, NULL, group_size};
+    Matrix m = {type, rows, cols, NULL, NULL, group_size, (size_t)cols * (type == WEIGHT_F32 ? sizeof(float) : 1)};
     uint64_t n = (uint64_t)rows * cols;
     if (type == WEIGHT_F32) {
-        m.f32 = take_floats(c, n);
+        m.data = take_floats(c, n);
     } else {
-        m.q = take(c, n);
+        m.data = take(c, n);
         m.scale = take_floats(c, n / group_size);
     }
     return m;
@@ -250,6 +274,372 @@ static void memory_map_weights(Weights *w, const Config *c, Cursor *cur, int ver
         take_floats(cur, (uint64_t)c->seq_len * c->head_size); // RoPE cos and sin tables: recomputed instead
     }
     w->classifier = c->shared_classifier ? w->token_embedding : take_matrix(cur, type, c->vocab_size, dim, gs);
+}
+
+// ----------------------------------------------------------------------------
+// Loading GGUF
+//
+// GGUF is llama.cpp's format (versions 2 and 3, little-endian):
+//   "GGUF", uint32 version, uint64 tensor count, uint64 key/value count;
+//   the key/values: a string key, a uint32 value type, the value;
+//   the tensor infos: a string name, uint32 dimensions, uint64 extent of each
+//   (the first is the row length), uint32 storage type, uint64 offset;
+//   then, at the next multiple of general.alignment (32 if absent), the data.
+// A string is a uint64 length and that many bytes. Every read below is checked
+// against the end of the file; every tensor's extent against its data.
+
+#define GGUF_MAGIC 0x46554747u // "GGUF" read as a little-endian uint32
+
+enum { GGUF_U8, GGUF_I8, GGUF_U16, GGUF_I16, GGUF_U32, GGUF_I32, GGUF_F32, GGUF_BOOL, GGUF_STRING, GGUF_ARRAY,
+       GGUF_U64, GGUF_I64, GGUF_F64, GGUF_TYPES };
+enum { GGML_F32 = 0, GGML_F16 = 1, GGML_Q4_0 = 2, GGML_Q8_0 = 8, GGML_BF16 = 30 };
+
+// ggml's names for its storage types, to name the ones this program does not run.
+static const char *ggml_type_name(uint32_t type) {
+    static const char *names[] = {"F32",  "F16",   "Q4_0",   "Q4_1",  "Q4_2", "Q4_3",  "Q5_0",  "Q5_1",
+                                  "Q8_0", "Q8_1",  "Q2_K",   "Q3_K",  "Q4_K", "Q5_K",  "Q6_K",  "Q8_K",
+                                  "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS",
+                                  "I8",   "I16",   "I32",    "I64",   "F64",  "IQ1_M", "BF16"};
+    return type < sizeof(names) / sizeof(names[0]) ? names[type] : "unknown";
+}
+
+typedef struct {
+    const unsigned char *base, *p, *end;
+    const char *path;
+} GGUFReader;
+
+static const unsigned char *gguf_take(GGUFReader *r, uint64_t n, const char *what) {
+    if (n > (uint64_t)(r->end - r->p))
+        fatal("%s: GGUF file cut short: %s at byte %zu needs %llu bytes, %zu are left", r->path, what,
+              (size_t)(r->p - r->base), (unsigned long long)n, (size_t)(r->end - r->p));
+    const unsigned char *p = r->p;
+    r->p += n;
+    return p;
+}
+
+static uint32_t gguf_u32(GGUFReader *r, const char *what) { return read_u32le(gguf_take(r, 4, what)); }
+static uint64_t gguf_u64(GGUFReader *r, const char *what) {
+    const unsigned char *p = gguf_take(r, 8, what);
+    return (uint64_t)read_u32le(p) | (uint64_t)read_u32le(p + 4) << 32;
+}
+
+typedef struct {
+    const char *s;
+    size_t len;
+} GGUFString;
+
+static GGUFString gguf_string(GGUFReader *r, const char *what) {
+    uint64_t len = gguf_u64(r, what);
+    GGUFString s = {(const char *)gguf_take(r, len, what), (size_t)len};
+    return s;
+}
+
+static int string_is(GGUFString s, const char *text) { return s.len == strlen(text) && memcmp(s.s, text, s.len) == 0; }
+
+// Bytes of one value of a fixed-size type; 0 for strings and arrays.
+static int gguf_scalar_bytes(uint32_t type) {
+    static const int bytes[GGUF_TYPES] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+    return type < GGUF_TYPES ? bytes[type] : 0;
+}
+
+static void gguf_skip(GGUFReader *r, uint32_t type, int depth) {
+    if (type >= GGUF_TYPES) fatal("%s: GGUF value of unknown type %u", r->path, type);
+    if (type == GGUF_STRING) {
+        gguf_string(r, "a string value");
+    } else if (type == GGUF_ARRAY) {
+        uint32_t elem = gguf_u32(r, "an array's type");
+        uint64_t count = gguf_u64(r, "an array's length");
+        if (depth > 4) fatal("%s: GGUF arrays nested too deep", r->path);
+        if (gguf_scalar_bytes(elem)) {
+            if (count > (uint64_t)(r->end - r->p) / gguf_scalar_bytes(elem))
+                fatal("%s: GGUF array of %llu values runs past the end of the file", r->path, (unsigned long long)count);
+            gguf_take(r, count * gguf_scalar_bytes(elem), "an array");
+        } else {
+            for (uint64_t i = 0; i < count; i++) gguf_skip(r, elem, depth + 1);
+        }
+    } else {
+        gguf_take(r, gguf_scalar_bytes(type), "a value");
+    }
+}
+
+// A metadata value that must be a whole number, of whichever integer type.
+static int64_t gguf_int(GGUFReader *r, uint32_t type, GGUFString key) {
+    const unsigned char *p;
+    switch (type) {
+    case GGUF_U8: return *gguf_take(r, 1, "a value");
+    case GGUF_I8: return (int8_t)*gguf_take(r, 1, "a value");
+    case GGUF_U16: p = gguf_take(r, 2, "a value"); return p[0] | p[1] << 8;
+    case GGUF_I16: p = gguf_take(r, 2, "a value"); return (int16_t)(p[0] | p[1] << 8);
+    case GGUF_U32: return gguf_u32(r, "a value");
+    case GGUF_I32: return (int32_t)gguf_u32(r, "a value");
+    case GGUF_U64: return (int64_t)gguf_u64(r, "a value");
+    case GGUF_I64: return (int64_t)gguf_u64(r, "a value");
+    }
+    fatal("%s: GGUF key %.*s has value type %u, expected an integer", r->path, (int)key.len, key.s, type);
+    return 0;
+}
+
+static float gguf_float(GGUFReader *r, uint32_t type, GGUFString key) {
+    if (type == GGUF_F32) {
+        uint32_t bits = gguf_u32(r, "a value");
+        float f;
+        memcpy(&f, &bits, 4);
+        return f;
+    }
+    if (type == GGUF_F64) {
+        uint64_t bits = gguf_u64(r, "a value");
+        double d;
+        memcpy(&d, &bits, 8);
+        return (float)d;
+    }
+    fatal("%s: GGUF key %.*s has value type %u, expected a float", r->path, (int)key.len, key.s, type);
+    return 0.0f;
+}
+
+// The start of an array of `want` elements, with its length in *count.
+static const unsigned char *gguf_array(GGUFReader *r, uint32_t type, GGUFString key, uint32_t want, uint64_t *count) {
+    if (type != GGUF_ARRAY) fatal("%s: GGUF key %.*s is not an array", r->path, (int)key.len, key.s);
+    uint32_t elem = gguf_u32(r, "an array's type");
+    if (elem != want) fatal("%s: GGUF key %.*s holds values of type %u, expected %u", r->path, (int)key.len, key.s, elem, want);
+    const unsigned char *start = r->p;
+    r->p -= 4;
+    gguf_skip(r, GGUF_ARRAY, 0); // checks that it all lies inside the file
+    *count = read_u32le(start) | (uint64_t)read_u32le(start + 4) << 32;
+    return start + 8;
+}
+
+typedef struct {
+    GGUFString name;
+    uint32_t n_dims, type;
+    uint64_t dims[4];
+    uint64_t offset;
+} GGUFTensor;
+
+static const char *gguf_piece(void *vocab, int i, size_t *len) {
+    GGUFVocab *v = vocab;
+    *len = v->piece_len[i];
+    return v->piece[i];
+}
+
+static const GGUFTensor *find_tensor(const GGUFTensor *tensors, uint64_t n, const char *name) {
+    for (uint64_t i = 0; i < n; i++)
+        if (string_is(tensors[i].name, name)) return &tensors[i];
+    return NULL;
+}
+
+// Bytes one row of a tensor takes in its storage type; 0 if the type is not one we run.
+static size_t gguf_row_bytes(uint32_t type, uint64_t cols) {
+    switch (type) {
+    case GGML_F32: return cols * 4;
+    case GGML_F16: case GGML_BF16: return cols * 2;
+    case GGML_Q8_0: return cols % QBLOCK ? 0 : cols / QBLOCK * Q8_0_BYTES;
+    case GGML_Q4_0: return cols % QBLOCK ? 0 : cols / QBLOCK * Q4_0_BYTES;
+    }
+    return 0;
+}
+
+// A tensor that must exist with exactly this shape; cols is the row length.
+static const unsigned char *gguf_tensor_data(const GGUFTensor *t, const char *name, int rows, int cols,
+                                             const unsigned char *data, uint64_t data_size, const char *path) {
+    if (!t) fatal("%s: GGUF file has no tensor %s", path, name);
+    int vector = rows == 1;
+    if (t->n_dims != (vector ? 1u : 2u) || t->dims[0] != (uint64_t)cols || (!vector && t->dims[1] != (uint64_t)rows))
+        fatal("%s: tensor %s has shape [%llu, %llu], expected [%d, %d] from the metadata", path, name,
+              (unsigned long long)t->dims[0], (unsigned long long)(t->n_dims > 1 ? t->dims[1] : 1), cols, rows);
+    size_t row_bytes = gguf_row_bytes(t->type, cols);
+    if (row_bytes == 0)
+        fatal("%s: tensor %s has type %s, supported: F32, F16, BF16, Q8_0, Q4_0%s", path, name,
+              ggml_type_name(t->type), (t->type == GGML_Q8_0 || t->type == GGML_Q4_0) ? " (with rows a multiple of 32)" : "");
+    if (t->offset > data_size || (uint64_t)rows * row_bytes > data_size - t->offset)
+        fatal("%s: tensor %s (%llu bytes at offset %llu) runs past the end of the file", path, name,
+              (unsigned long long)((uint64_t)rows * row_bytes), (unsigned long long)t->offset);
+    return data + t->offset;
+}
+
+static Matrix gguf_matrix(const GGUFTensor *tensors, uint64_t n, const char *name, int rows, int cols,
+                          const unsigned char *data, uint64_t data_size, const char *path) {
+    const GGUFTensor *t = find_tensor(tensors, n, name);
+    Matrix m = {WEIGHT_F32, rows, cols, gguf_tensor_data(t, name, rows, cols, data, data_size, path), NULL, 0,
+                gguf_row_bytes(t->type, cols)};
+    static const WeightType types[] = {[GGML_F32] = WEIGHT_F32, [GGML_F16] = WEIGHT_F16, [GGML_Q4_0] = WEIGHT_Q4_0,
+                                       [GGML_Q8_0] = WEIGHT_Q8_0, [GGML_BF16] = WEIGHT_BF16};
+    m.type = types[t->type];
+    if (m.type == WEIGHT_Q8_0 || m.type == WEIGHT_Q4_0) m.group_size = QBLOCK;
+    return m;
+}
+
+static const float *gguf_vector(const GGUFTensor *tensors, uint64_t n, const char *name, int len,
+                                const unsigned char *data, uint64_t data_size, const char *path) {
+    const GGUFTensor *t = find_tensor(tensors, n, name);
+    const unsigned char *p = gguf_tensor_data(t, name, 1, len, data, data_size, path);
+    if (t->type != GGML_F32)
+        fatal("%s: tensor %s has type %s, expected F32 for a norm weight", path, name, ggml_type_name(t->type));
+    return (const float *)p;
+}
+
+// Reads a GGUF file's metadata, tensor table and vocabulary, and points the
+// weights at their tensors, in place.
+static void open_gguf(Model *m, const unsigned char *bytes, size_t size, const char *path) {
+    GGUFReader r = {bytes, bytes, bytes + size, path};
+    Config *c = &m->config;
+    gguf_u32(&r, "the magic");
+    uint32_t version = gguf_u32(&r, "the version");
+    if (version != 2 && version != 3)
+        fatal("%s: GGUF version %u%s; this program reads versions 2 and 3", path, version,
+              version > 0xFFFF ? " (a big-endian file?)" : "");
+    uint64_t n_tensors = gguf_u64(&r, "the tensor count"), n_kv = gguf_u64(&r, "the key/value count");
+    // Each tensor info takes 24 bytes at least: a bound that stops absurd counts before any allocation.
+    if (n_tensors > size / 24 || n_kv > size / 12)
+        fatal("%s: GGUF header claims %llu tensors and %llu keys, more than the file can hold", path,
+              (unsigned long long)n_tensors, (unsigned long long)n_kv);
+
+    int64_t dim = 0, hidden = 0, layers = 0, heads = 0, kv_heads = 0, context = 0, rope_dims = -1;
+    uint64_t alignment = 32;
+    float rope_theta = 10000.0f, norm_eps = 1e-5f;
+    GGUFString arch = {NULL, 0}, tokenizer_model = {NULL, 0};
+    GGUFVocab *v = &m->vocab;
+    const unsigned char *tokens = NULL, *scores = NULL, *types = NULL;
+    uint64_t n_tokens = 0, n_scores = 0, n_types = 0;
+    v->bos_id = 1, v->eos_id = 2, v->unk_id = 0;
+    for (uint64_t i = 0; i < n_kv; i++) {
+        GGUFString key = gguf_string(&r, "a metadata key");
+        uint32_t type = gguf_u32(&r, "a value type");
+        if (string_is(key, "general.architecture") && type == GGUF_STRING) arch = gguf_string(&r, "a value");
+        else if (string_is(key, "general.alignment")) alignment = (uint64_t)gguf_int(&r, type, key);
+        else if (string_is(key, "llama.embedding_length")) dim = gguf_int(&r, type, key);
+        else if (string_is(key, "llama.feed_forward_length")) hidden = gguf_int(&r, type, key);
+        else if (string_is(key, "llama.block_count")) layers = gguf_int(&r, type, key);
+        else if (string_is(key, "llama.attention.head_count")) heads = gguf_int(&r, type, key);
+        else if (string_is(key, "llama.attention.head_count_kv")) kv_heads = gguf_int(&r, type, key);
+        else if (string_is(key, "llama.context_length")) context = gguf_int(&r, type, key);
+        else if (string_is(key, "llama.rope.dimension_count")) rope_dims = gguf_int(&r, type, key);
+        else if (string_is(key, "llama.rope.freq_base")) rope_theta = gguf_float(&r, type, key);
+        else if (string_is(key, "llama.attention.layer_norm_rms_epsilon")) norm_eps = gguf_float(&r, type, key);
+        else if (string_is(key, "tokenizer.ggml.model") && type == GGUF_STRING) tokenizer_model = gguf_string(&r, "a value");
+        else if (string_is(key, "tokenizer.ggml.tokens")) tokens = gguf_array(&r, type, key, GGUF_STRING, &n_tokens);
+        else if (string_is(key, "tokenizer.ggml.scores")) scores = gguf_array(&r, type, key, GGUF_F32, &n_scores);
+        else if (string_is(key, "tokenizer.ggml.token_type")) types = gguf_array(&r, type, key, GGUF_I32, &n_types);
+        else if (string_is(key, "tokenizer.ggml.bos_token_id")) v->bos_id = (int)gguf_int(&r, type, key);
+        else if (string_is(key, "tokenizer.ggml.eos_token_id")) v->eos_id = (int)gguf_int(&r, type, key);
+        else if (string_is(key, "tokenizer.ggml.unknown_token_id")) v->unk_id = (int)gguf_int(&r, type, key);
+        else if (string_is(key, "tokenizer.chat_template") && type == GGUF_STRING) {
+            GGUFString t = gguf_string(&r, "a value"); // kept for chat mode
+            m->chat_template = t.s, m->chat_template_len = t.len;
+        } else gguf_skip(&r, type, 0);
+    }
+    if (!string_is(arch, "llama"))
+        fatal("%s: GGUF architecture '%.*s'; this program runs 'llama' models", path, (int)arch.len,
+              arch.s ? arch.s : "");
+    struct { const char *key; int64_t value, max; } need[] = {
+        {"llama.embedding_length", dim, 1 << 16},  {"llama.feed_forward_length", hidden, 1 << 18},
+        {"llama.block_count", layers, 1 << 10},     {"llama.attention.head_count", heads, 1 << 10},
+        {"llama.context_length", context, 1 << 22},
+    };
+    for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++)
+        if (need[i].value <= 0 || need[i].value > need[i].max)
+            fatal("%s: GGUF key %s is %s%lld, expected 1..%lld", path, need[i].key, need[i].value ? "" : "missing or ",
+                  (long long)need[i].value, (long long)need[i].max);
+    if (alignment == 0 || alignment % 8 != 0 || alignment > (1 << 20))
+        fatal("%s: general.alignment is %llu, expected a multiple of 8", path, (unsigned long long)alignment);
+
+    GGUFTensor *tensors = xmalloc((n_tensors ? n_tensors : 1) * sizeof(GGUFTensor), "the tensor table");
+    for (uint64_t i = 0; i < n_tensors; i++) {
+        GGUFTensor *t = &tensors[i];
+        t->name = gguf_string(&r, "a tensor name");
+        t->n_dims = gguf_u32(&r, "a tensor's dimensions");
+        if (t->n_dims < 1 || t->n_dims > 4)
+            fatal("%s: tensor %.*s has %u dimensions, expected 1 to 4", path, (int)t->name.len, t->name.s, t->n_dims);
+        for (uint32_t d = 0; d < t->n_dims; d++) t->dims[d] = gguf_u64(&r, "a tensor's extent");
+        t->type = gguf_u32(&r, "a tensor's type");
+        t->offset = gguf_u64(&r, "a tensor's offset");
+    }
+    uint64_t data_start = ((uint64_t)(r.p - bytes) + alignment - 1) / alignment * alignment;
+    if (data_start > size) fatal("%s: GGUF file ends before its tensor data begins", path);
+    const unsigned char *data = bytes + data_start;
+    uint64_t data_size = size - data_start;
+
+    // The shapes come from the metadata and the embedding's row count.
+    const GGUFTensor *embedding = find_tensor(tensors, n_tensors, "token_embd.weight");
+    if (!embedding || embedding->n_dims != 2) fatal("%s: GGUF file has no 2-D tensor token_embd.weight", path);
+    c->dim = (int)dim, c->hidden_dim = (int)hidden, c->n_layers = (int)layers, c->n_heads = (int)heads;
+    c->n_kv_heads = kv_heads > 0 ? (int)kv_heads : (int)heads; // absent: no grouped-query attention
+    c->vocab_size = embedding->dims[1] <= (1 << 22) ? (int)embedding->dims[1] : -1;
+    c->seq_len = (int)context;
+    check_config(c, path);
+    c->head_size = c->dim / c->n_heads;
+    c->kv_dim = c->n_kv_heads * c->head_size;
+    c->rope_theta = rope_theta;
+    c->norm_eps = norm_eps;
+    if (rope_dims >= 0 && rope_dims != c->head_size)
+        fatal("%s: llama.rope.dimension_count is %lld but heads are %d wide; partial rotation is not supported", path,
+              (long long)rope_dims, c->head_size);
+    if (!(rope_theta > 0.0f) || !(norm_eps > 0.0f) || !isfinite(rope_theta) || !isfinite(norm_eps))
+        fatal("%s: llama.rope.freq_base %g or layer_norm_rms_epsilon %g is not a positive number", path, rope_theta, norm_eps);
+
+    Weights *w = &m->weights;
+    w->layers = xmalloc(c->n_layers * sizeof(Layer), "the layer table");
+    char name[64];
+#define MATRIX(NAME, ROWS, COLS) gguf_matrix(tensors, n_tensors, NAME, ROWS, COLS, data, data_size, path)
+#define VECTOR(NAME, LEN) gguf_vector(tensors, n_tensors, NAME, LEN, data, data_size, path)
+    w->token_embedding = MATRIX("token_embd.weight", c->vocab_size, c->dim);
+    for (int l = 0; l < c->n_layers; l++) {
+        Layer *L = &w->layers[l];
+#define LAYER(FIELD) (snprintf(name, sizeof(name), "blk.%d.%s.weight", l, FIELD), name)
+        L->rms_att = VECTOR(LAYER("attn_norm"), c->dim);
+        L->wq = MATRIX(LAYER("attn_q"), c->dim, c->dim);
+        L->wk = MATRIX(LAYER("attn_k"), c->kv_dim, c->dim);
+        L->wv = MATRIX(LAYER("attn_v"), c->kv_dim, c->dim);
+        L->wo = MATRIX(LAYER("attn_output"), c->dim, c->dim);
+        L->rms_ffn = VECTOR(LAYER("ffn_norm"), c->dim);
+        L->w1 = MATRIX(LAYER("ffn_gate"), c->hidden_dim, c->dim);
+        L->w2 = MATRIX(LAYER("ffn_down"), c->dim, c->hidden_dim);
+        L->w3 = MATRIX(LAYER("ffn_up"), c->hidden_dim, c->dim);
+#undef LAYER
+    }
+    w->rms_final = VECTOR("output_norm.weight", c->dim);
+    c->shared_classifier = find_tensor(tensors, n_tensors, "output.weight") == NULL; // absent: tied to the embedding
+    w->classifier = c->shared_classifier ? w->token_embedding : MATRIX("output.weight", c->vocab_size, c->dim);
+#undef MATRIX
+#undef VECTOR
+    free(tensors);
+
+    // Block-quantized weights take their input quantized in blocks of 32 too.
+    for (int l = 0; l < c->n_layers && !m->int8; l++) {
+        const Matrix *all[] = {&w->layers[l].wq, &w->layers[l].wk, &w->layers[l].wv, &w->layers[l].wo,
+                               &w->layers[l].w1, &w->layers[l].w2, &w->layers[l].w3, &w->classifier};
+        for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+            if (all[i]->type == WEIGHT_Q8_0 || all[i]->type == WEIGHT_Q4_0) m->int8 = 1;
+    }
+    if (m->int8) {
+        c->group_size = QBLOCK;
+        if (c->dim % QBLOCK || c->hidden_dim % QBLOCK)
+            fatal("%s: quantized tensors need dim %d and hidden_dim %d to be multiples of 32", path, c->dim, c->hidden_dim);
+    }
+
+    // The vocabulary, when the file has a SentencePiece one.
+    if (tokens && string_is(tokenizer_model, "llama")) {
+        if (n_tokens != (uint64_t)c->vocab_size || (scores && n_scores != n_tokens) || (types && n_types != n_tokens))
+            fatal("%s: GGUF vocabulary has %llu tokens, %llu scores and %llu types for a model of %d", path,
+                  (unsigned long long)n_tokens, (unsigned long long)n_scores, (unsigned long long)n_types, c->vocab_size);
+        v->n = c->vocab_size;
+        v->piece = xmalloc(v->n * sizeof(char *), "the vocabulary");
+        v->piece_len = xmalloc(v->n * sizeof(size_t), "the vocabulary");
+        v->score = xmalloc(v->n * sizeof(float), "the vocabulary");
+        v->type = xmalloc(v->n * sizeof(int32_t), "the vocabulary");
+        GGUFReader tr = {bytes, tokens, bytes + size, path};
+        for (int i = 0; i < v->n; i++) {
+            GGUFString s = gguf_string(&tr, "a token");
+            v->piece[i] = s.s, v->piece_len[i] = s.len;
+            if (scores) memcpy(&v->score[i], scores + 4 * (size_t)i, 4);
+            v->type[i] = types ? (int32_t)read_u32le(types + 4 * (size_t)i) : PIECE_NORMAL;
+        }
+        if (v->bos_id < 0 || v->bos_id >= v->n || v->eos_id < 0 || v->eos_id >= v->n || v->unk_id < 0 || v->unk_id >= v->n)
+            fatal("%s: GGUF special token ids (bos %d, eos %d, unknown %d) lie outside the vocabulary of %d", path,
+                  v->bos_id, v->eos_id, v->unk_id, v->n);
+    } else if (tokens) {
+        fprintf(stderr, "run: %s: its tokenizer is of type '%.*s', not SentencePiece's; give one with -z\n", path,
+                (int)tokenizer_model.len, tokenizer_model.s ? tokenizer_model.s : "");
+    }
 }
 
 // How the weights get into memory.
@@ -308,8 +698,10 @@ static void open_checkpoint(Model *m, const char *path, WeightsLoad load) {
     int version = 0;
     const unsigned char *params = bytes;
     size_t header_bytes = 28;
-    if (memcmp(bytes, "GGUF", 4) == 0)
-        fatal("%s: is a GGUF file; this build reads llama2.c checkpoints (legacy, version 1 and 2) only", path);
+    if (read_u32le(bytes) == GGUF_MAGIC) {
+        open_gguf(m, bytes, size, path);
+        return;
+    }
     if (read_u32le(bytes) == CHECKPOINT_MAGIC) {
         if (size < V1_HEADER_BYTES) fatal("%s: %zu bytes is too short for a version 1/2 header (256 bytes)", path, size);
         version = read_i32le(bytes + 4);
@@ -420,6 +812,7 @@ static void build_model(Model *m, const char *path, WeightsLoad load, int n_ctx,
 
 static void free_model(Model *m) {
     free_state(&m->state);
+    free(m->vocab.piece), free(m->vocab.piece_len), free(m->vocab.score), free(m->vocab.type);
     free(m->weights.layers);
     munmap(m->map, m->map_size);
 }
@@ -472,15 +865,6 @@ static void quantize(int8_t *q, float *scale, const float *x, int n, int gs) {
     }
 }
 
-// One row of a matrix as floats: how a token's embedding is looked up.
-static void matrix_row(float *out, const Matrix *m, int row) {
-    size_t n = m->cols, start = (size_t)row * n;
-    if (m->type == WEIGHT_F32) {
-        memcpy(out, m->f32 + start, n * sizeof(float));
-    } else {
-        for (size_t j = 0; j < n; j++) out[j] = m->q[start + j] * m->scale[(start + j) / m->group_size];
-    }
-}
 
 // The matrix-product kernels compute, for `rows` rows of w and `tokens`
 // input vectors x,
@@ -534,7 +918,116 @@ static void q8_rows_scalar(float *out, size_t out_stride, const int8_t *wq, cons
     }
 }
 
-// SIMD versions of the two matrix-product kernels. Each works on a tile of R
+// 16-bit floats. IEEE half (F16): 1 sign, 5 exponent, 10 mantissa bits.
+// bfloat16 (BF16): the top half of a float32, so widening it is a shift.
+static float f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exponent = (h >> 10) & 0x1F, mantissa = h & 0x3FF, bits;
+    float f;
+    if (exponent == 0x1F) { // infinity or NaN
+        bits = sign | 0x7F800000u | mantissa << 13;
+    } else if (exponent != 0) { // normal: rebias the exponent from 15 to 127
+        bits = sign | (exponent + 112) << 23 | mantissa << 13;
+    } else { // zero or subnormal: mantissa * 2^-24, exact in float32
+        f = mantissa * (1.0f / 16777216.0f);
+        memcpy(&bits, &f, 4);
+        bits |= sign;
+    }
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static float bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static uint16_t load_u16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+
+static int q4_0_value(const uint8_t *block, int j) {
+    const uint8_t *qs = block + 2;
+    return (j < 16 ? qs[j] & 15 : qs[j - 16] >> 4) - 8;
+}
+
+// F16 and BF16 weights: like F32Rows, with w in 16-bit floats.
+typedef void HalfRows(float *out, size_t out_stride, const uint16_t *w, size_t w_stride, const float *x,
+                      size_t x_stride, int n, int rows, int tokens);
+// Q8_0 and Q4_0 weights: each row is n / 32 blocks, rows row_bytes apart; x
+// is quantized in groups of 32, like Q8Rows' x.
+typedef void BlockRows(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes, const int8_t *xq,
+                       const float *xs, size_t x_stride, int n, int rows, int tokens);
+
+#define HALF_ROWS_SCALAR(NAME, TO_F32)                                                                                 \
+    static void NAME(float *out, size_t os, const uint16_t *w, size_t ws, const float *x, size_t xs, int n, int rows, \
+                     int tokens) {                                                                                     \
+        for (int r = 0; r < rows; r++)                                                                                 \
+            for (int t = 0; t < tokens; t++) {                                                                         \
+                float sum = 0.0f;                                                                                      \
+                for (int j = 0; j < n; j++) sum += TO_F32(w[r * ws + j]) * x[t * xs + j];                              \
+                out[t * os + r] = sum;                                                                                 \
+            }                                                                                                          \
+    }
+HALF_ROWS_SCALAR(f16_rows_scalar, f16_to_f32)
+HALF_ROWS_SCALAR(bf16_rows_scalar, bf16_to_f32)
+
+static void q8_0_rows_scalar(float *out, size_t os, const uint8_t *w, size_t row_bytes, const int8_t *xq,
+                             const float *xs, size_t x_stride, int n, int rows, int tokens) {
+    for (int r = 0; r < rows; r++)
+        for (int t = 0; t < tokens; t++) {
+            float sum = 0.0f;
+            for (int b = 0; b < n / QBLOCK; b++) {
+                const uint8_t *block = w + r * row_bytes + b * Q8_0_BYTES;
+                const int8_t *q = (const int8_t *)(block + 2), *x = xq + t * x_stride + b * QBLOCK;
+                int32_t dot = 0;
+                for (int j = 0; j < QBLOCK; j++) dot += q[j] * x[j];
+                sum += (float)dot * (f16_to_f32(load_u16(block)) * xs[t * (x_stride / QBLOCK) + b]);
+            }
+            out[t * os + r] = sum;
+        }
+}
+
+static void q4_0_rows_scalar(float *out, size_t os, const uint8_t *w, size_t row_bytes, const int8_t *xq,
+                             const float *xs, size_t x_stride, int n, int rows, int tokens) {
+    for (int r = 0; r < rows; r++)
+        for (int t = 0; t < tokens; t++) {
+            float sum = 0.0f;
+            for (int b = 0; b < n / QBLOCK; b++) {
+                const uint8_t *block = w + r * row_bytes + b * Q4_0_BYTES;
+                const int8_t *x = xq + t * x_stride + b * QBLOCK;
+                int32_t dot = 0;
+                for (int j = 0; j < QBLOCK; j++) dot += q4_0_value(block, j) * x[j];
+                sum += (float)dot * (f16_to_f32(load_u16(block)) * xs[t * (x_stride / QBLOCK) + b]);
+            }
+            out[t * os + r] = sum;
+        }
+}
+
+// One row of a matrix as floats: how a token's embedding is looked up.
+static void matrix_row(float *out, const Matrix *m, int row) {
+    size_t n = m->cols;
+    const unsigned char *p = (const unsigned char *)m->data + (size_t)row * m->row_bytes;
+    for (size_t j = 0; j < n; j++) {
+        switch (m->type) {
+        case WEIGHT_F32: memcpy(&out[j], p + 4 * j, 4); break;
+        case WEIGHT_Q8: out[j] = (int8_t)p[j] * m->scale[((size_t)row * n + j) / m->group_size]; break;
+        case WEIGHT_F16: out[j] = f16_to_f32(load_u16(p + 2 * j)); break;
+        case WEIGHT_BF16: out[j] = bf16_to_f32(load_u16(p + 2 * j)); break;
+        case WEIGHT_Q8_0: {
+            const uint8_t *block = p + j / QBLOCK * Q8_0_BYTES;
+            out[j] = (int8_t)block[2 + j % QBLOCK] * f16_to_f32(load_u16(block));
+            break;
+        }
+        case WEIGHT_Q4_0: {
+            const uint8_t *block = p + j / QBLOCK * Q4_0_BYTES;
+            out[j] = q4_0_value(block, (int)(j % QBLOCK)) * f16_to_f32(load_u16(block));
+            break;
+        }
+        }
+    }
+}
+
+// SIMD versions of the matrix-product kernels. Each works on a tile of R
 // rows by TT tokens at a time: the R rows' loads are shared by TT tokens and
 // the TT tokens' loads by R rows, with R*TT accumulators in registers. While
 // generating there is one token, and a tile of 4 rows streams the weights;
@@ -546,8 +1039,8 @@ static void q8_rows_scalar(float *out, size_t out_stride, const int8_t *wq, cons
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
-#define AVX2 __attribute__((target("avx2,fma")))
-#define AVX512 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+#define AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 #define INLINE inline __attribute__((always_inline))
 
 // Lanes of the last, partial chunk of n floats: mask bits for AVX-512, a
@@ -844,6 +1337,113 @@ AVX2 static void weighted_rows_avx2(float *out, const float *a, const float *v, 
     }
 }
 
+// GGUF's storage types. Each (row, token) dot product runs on its own, rows
+// outermost: a row is read from memory once and stays in L1 for every token.
+// 16-bit floats widen to float32 in registers (F16C's vcvtph2ps for F16, a
+// shift for BF16); Q8_0 and Q4_0 blocks take the int8 path of the Q8 kernels.
+AVX512 static INLINE __m512 load16_f16_avx512(const uint16_t *p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
+AVX512 static INLINE __m512 load16_bf16_avx512(const uint16_t *p) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+}
+
+#define HALF_ROWS_AVX512(NAME, LOAD16, TO_F32)                                                                         \
+    AVX512 static void NAME(float *out, size_t os, const uint16_t *w, size_t ws, const float *x, size_t xs, int n,    \
+                            int rows, int tokens) {                                                                    \
+        for (int r = 0; r < rows; r++)                                                                                 \
+            for (int t = 0; t < tokens; t++) {                                                                         \
+                const uint16_t *wr = w + r * ws;                                                                       \
+                const float *xt = x + t * xs;                                                                          \
+                __m512 acc = _mm512_setzero_ps();                                                                      \
+                int j = 0;                                                                                             \
+                for (; j + 16 <= n; j += 16) acc = _mm512_fmadd_ps(LOAD16(wr + j), _mm512_loadu_ps(xt + j), acc);     \
+                float sum = _mm512_reduce_add_ps(acc);                                                                 \
+                for (; j < n; j++) sum += TO_F32(wr[j]) * xt[j];                                                       \
+                out[t * os + r] = sum;                                                                                 \
+            }                                                                                                          \
+    }
+HALF_ROWS_AVX512(f16_rows_avx512, load16_f16_avx512, f16_to_f32)
+HALF_ROWS_AVX512(bf16_rows_avx512, load16_bf16_avx512, bf16_to_f32)
+
+// The 32 values of a Q4_0 block as int8 in [-8, 7], in order.
+AVX2 static INLINE __m256i unpack_q4_0(const uint8_t *block) {
+    __m128i packed = _mm_loadu_si128((const __m128i *)(block + 2)), low4 = _mm_set1_epi8(15);
+    __m128i lo = _mm_and_si128(packed, low4), hi = _mm_and_si128(_mm_srli_epi16(packed, 4), low4);
+    return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
+}
+AVX2 static INLINE __m256i load_q8_0(const uint8_t *block) {
+    return _mm256_loadu_si256((const __m256i *)(block + 2));
+}
+
+#define BLOCK_ROWS_AVX512(NAME, BYTES, LOAD)                                                                           \
+    AVX512 static void NAME(float *out, size_t os, const uint8_t *w, size_t row_bytes, const int8_t *xq,               \
+                            const float *xs, size_t x_stride, int n, int rows, int tokens) {                           \
+        for (int r = 0; r < rows; r++)                                                                                 \
+            for (int t = 0; t < tokens; t++) {                                                                         \
+                const int8_t *xt = xq + t * x_stride;                                                                  \
+                const float *xst = xs + t * (x_stride / QBLOCK);                                                       \
+                __m256 acc = _mm256_setzero_ps();                                                                      \
+                for (int b = 0; b < n / QBLOCK; b++) {                                                                 \
+                    const uint8_t *block = w + r * row_bytes + b * BYTES;                                              \
+                    __m256i wv = LOAD(block), xv = _mm256_loadu_si256((const __m256i *)(xt + b * QBLOCK));            \
+                    __m256i xsigned = _mm256_mask_sub_epi8(xv, _mm256_movepi8_mask(wv), _mm256_setzero_si256(), xv);   \
+                    __m256i isum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(wv), xsigned);          \
+                    float scale = _cvtsh_ss(load_u16(block)) * xst[b];                                                 \
+                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(scale), acc);                       \
+                }                                                                                                      \
+                out[t * os + r] = hsum256(acc);                                                                        \
+            }                                                                                                          \
+    }
+BLOCK_ROWS_AVX512(q8_0_rows_avx512, Q8_0_BYTES, load_q8_0)
+BLOCK_ROWS_AVX512(q4_0_rows_avx512, Q4_0_BYTES, unpack_q4_0)
+
+AVX2 static INLINE __m256 load8_f16_avx2(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+AVX2 static INLINE __m256 load8_bf16_avx2(const uint16_t *p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+
+#define HALF_ROWS_AVX2(NAME, LOAD8, TO_F32)                                                                            \
+    AVX2 static void NAME(float *out, size_t os, const uint16_t *w, size_t ws, const float *x, size_t xs, int n,      \
+                          int rows, int tokens) {                                                                      \
+        for (int r = 0; r < rows; r++)                                                                                 \
+            for (int t = 0; t < tokens; t++) {                                                                         \
+                const uint16_t *wr = w + r * ws;                                                                       \
+                const float *xt = x + t * xs;                                                                          \
+                __m256 acc = _mm256_setzero_ps();                                                                      \
+                int j = 0;                                                                                             \
+                for (; j + 8 <= n; j += 8) acc = _mm256_fmadd_ps(LOAD8(wr + j), _mm256_loadu_ps(xt + j), acc);        \
+                float sum = hsum256(acc);                                                                              \
+                for (; j < n; j++) sum += TO_F32(wr[j]) * xt[j];                                                       \
+                out[t * os + r] = sum;                                                                                 \
+            }                                                                                                          \
+    }
+HALF_ROWS_AVX2(f16_rows_avx2, load8_f16_avx2, f16_to_f32)
+HALF_ROWS_AVX2(bf16_rows_avx2, load8_bf16_avx2, bf16_to_f32)
+
+#define BLOCK_ROWS_AVX2(NAME, BYTES, LOAD)                                                                             \
+    AVX2 static void NAME(float *out, size_t os, const uint8_t *w, size_t row_bytes, const int8_t *xq,                 \
+                          const float *xs, size_t x_stride, int n, int rows, int tokens) {                             \
+        const __m256i ones = _mm256_set1_epi16(1);                                                                     \
+        for (int r = 0; r < rows; r++)                                                                                 \
+            for (int t = 0; t < tokens; t++) {                                                                         \
+                const int8_t *xt = xq + t * x_stride;                                                                  \
+                const float *xst = xs + t * (x_stride / QBLOCK);                                                       \
+                __m256 acc = _mm256_setzero_ps();                                                                      \
+                for (int b = 0; b < n / QBLOCK; b++) {                                                                 \
+                    const uint8_t *block = w + r * row_bytes + b * BYTES;                                              \
+                    __m256i wv = LOAD(block), xv = _mm256_loadu_si256((const __m256i *)(xt + b * QBLOCK));            \
+                    __m256i pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(wv), _mm256_sign_epi8(xv, wv));               \
+                    __m256i isum = _mm256_madd_epi16(pairs, ones);                                                     \
+                    float scale = _cvtsh_ss(load_u16(block)) * xst[b];                                                 \
+                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(scale), acc);                       \
+                }                                                                                                      \
+                out[t * os + r] = hsum256(acc);                                                                        \
+            }                                                                                                          \
+    }
+BLOCK_ROWS_AVX2(q8_0_rows_avx2, Q8_0_BYTES, load_q8_0)
+BLOCK_ROWS_AVX2(q4_0_rows_avx2, Q4_0_BYTES, unpack_q4_0)
+
 static int has_avx512(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -852,7 +1452,7 @@ static int has_avx512(void) {
 }
 static int has_avx2(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); // every AVX2 CPU has F16C too
 }
 #endif // x86-64
 
@@ -940,6 +1540,63 @@ static INLINE int32x4_t dot32_widening(int32x4_t acc, const int8_t *w, const int
 NEON_Q8_ROWS(q8_rows_neon_sdot, DOTPROD, dot32_sdot)
 NEON_Q8_ROWS(q8_rows_neon, , dot32_widening)
 
+// GGUF's storage types on NEON: 16-bit floats widened 4 at a time, blocks
+// through the same 32-value int8 dot products as the Q8 kernels.
+static INLINE float32x4_t load4_f16_neon(const uint16_t *p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
+static INLINE float32x4_t load4_bf16_neon(const uint16_t *p) { return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16)); }
+
+#define HALF_ROWS_NEON(NAME, LOAD4, TO_F32)                                                                            \
+    static void NAME(float *out, size_t os, const uint16_t *w, size_t ws, const float *x, size_t xs, int n, int rows, \
+                     int tokens) {                                                                                     \
+        for (int r = 0; r < rows; r++)                                                                                 \
+            for (int t = 0; t < tokens; t++) {                                                                         \
+                const uint16_t *wr = w + r * ws;                                                                       \
+                const float *xt = x + t * xs;                                                                          \
+                float32x4_t acc = vdupq_n_f32(0.0f);                                                                   \
+                int j = 0;                                                                                             \
+                for (; j + 4 <= n; j += 4) acc = vfmaq_f32(acc, LOAD4(wr + j), vld1q_f32(xt + j));                     \
+                float sum = vaddvq_f32(acc);                                                                           \
+                for (; j < n; j++) sum += TO_F32(wr[j]) * xt[j];                                                       \
+                out[t * os + r] = sum;                                                                                 \
+            }                                                                                                          \
+    }
+HALF_ROWS_NEON(f16_rows_neon, load4_f16_neon, f16_to_f32)
+HALF_ROWS_NEON(bf16_rows_neon, load4_bf16_neon, bf16_to_f32)
+
+// A block's 32 values as int8, into buf: Q8_0 has them as they are, Q4_0 unpacked.
+static INLINE const int8_t *values_q8_0(const uint8_t *block, int8_t *buf) {
+    (void)buf;
+    return (const int8_t *)(block + 2);
+}
+static INLINE const int8_t *values_q4_0(const uint8_t *block, int8_t *buf) {
+    uint8x16_t packed = vld1q_u8(block + 2);
+    int8x16_t eight = vdupq_n_s8(8);
+    vst1q_s8(buf, vsubq_s8(vreinterpretq_s8_u8(vandq_u8(packed, vdupq_n_u8(15))), eight));
+    vst1q_s8(buf + 16, vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(packed, 4)), eight));
+    return buf;
+}
+
+#define BLOCK_ROWS_NEON(NAME, ATTR, BYTES, VALUES, DOT)                                                                \
+    ATTR static void NAME(float *out, size_t os, const uint8_t *w, size_t row_bytes, const int8_t *xq,                 \
+                          const float *xs, size_t x_stride, int n, int rows, int tokens) {                             \
+        int8_t buf[QBLOCK];                                                                                            \
+        for (int r = 0; r < rows; r++)                                                                                 \
+            for (int t = 0; t < tokens; t++) {                                                                         \
+                float32x4_t acc = vdupq_n_f32(0.0f);                                                                   \
+                for (int b = 0; b < n / QBLOCK; b++) {                                                                 \
+                    const uint8_t *block = w + r * row_bytes + b * BYTES;                                              \
+                    int32x4_t isum = DOT(vdupq_n_s32(0), VALUES(block, buf), xq + t * x_stride + b * QBLOCK);          \
+                    float scale = f16_to_f32(load_u16(block)) * xs[t * (x_stride / QBLOCK) + b];                       \
+                    acc = vfmaq_n_f32(acc, vcvtq_f32_s32(isum), scale);                                                \
+                }                                                                                                      \
+                out[t * os + r] = vaddvq_f32(acc);                                                                     \
+            }                                                                                                          \
+    }
+BLOCK_ROWS_NEON(q8_0_rows_neon_sdot, DOTPROD, Q8_0_BYTES, values_q8_0, dot32_sdot)
+BLOCK_ROWS_NEON(q4_0_rows_neon_sdot, DOTPROD, Q4_0_BYTES, values_q4_0, dot32_sdot)
+BLOCK_ROWS_NEON(q8_0_rows_neon, , Q8_0_BYTES, values_q8_0, dot32_widening)
+BLOCK_ROWS_NEON(q4_0_rows_neon, , Q4_0_BYTES, values_q4_0, dot32_widening)
+
 static void weighted_rows_neon(float *out, const float *a, const float *v, size_t vs, int n, int rows) {
     int i0 = 0;
     for (; i0 + 16 <= n; i0 += 16) {
@@ -974,22 +1631,30 @@ typedef struct {
     F32Rows *f32_rows;
     Q8Rows *q8_rows;
     WeightedRows *weighted_rows;
+    HalfRows *f16_rows, *bf16_rows;
+    BlockRows *q8_0_rows, *q4_0_rows;
 } KernelSet;
 
 // Most capable first; select_kernels() takes the first this CPU supports.
 static const KernelSet kernel_sets[] = {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    {"avx512", has_avx512, f32_rows_avx512, q8_rows_avx512, weighted_rows_avx512},
-    {"avx2", has_avx2, f32_rows_avx2, q8_rows_avx2, weighted_rows_avx2},
+    {"avx512", has_avx512, f32_rows_avx512, q8_rows_avx512, weighted_rows_avx512, f16_rows_avx512, bf16_rows_avx512,
+     q8_0_rows_avx512, q4_0_rows_avx512},
+    {"avx2", has_avx2, f32_rows_avx2, q8_rows_avx2, weighted_rows_avx2, f16_rows_avx2, bf16_rows_avx2, q8_0_rows_avx2,
+     q4_0_rows_avx2},
 #endif
 #if defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
-    {"neon-sdot", has_sdot, f32_rows_neon, q8_rows_neon_sdot, weighted_rows_neon},
-    {"neon", has_neon, f32_rows_neon, q8_rows_neon, weighted_rows_neon},
+    {"neon-sdot", has_sdot, f32_rows_neon, q8_rows_neon_sdot, weighted_rows_neon, f16_rows_neon, bf16_rows_neon,
+     q8_0_rows_neon_sdot, q4_0_rows_neon_sdot},
+    {"neon", has_neon, f32_rows_neon, q8_rows_neon, weighted_rows_neon, f16_rows_neon, bf16_rows_neon, q8_0_rows_neon,
+     q4_0_rows_neon},
 #endif
-    {"scalar", always, f32_rows_scalar, q8_rows_scalar, weighted_rows_scalar},
+    {"scalar", always, f32_rows_scalar, q8_rows_scalar, weighted_rows_scalar, f16_rows_scalar, bf16_rows_scalar,
+     q8_0_rows_scalar, q4_0_rows_scalar},
 };
 
-static KernelSet kernels = {"scalar", always, f32_rows_scalar, q8_rows_scalar, weighted_rows_scalar};
+static KernelSet kernels = {"scalar",         always,           f32_rows_scalar,  q8_rows_scalar, weighted_rows_scalar,
+                            f16_rows_scalar, bf16_rows_scalar, q8_0_rows_scalar, q4_0_rows_scalar};
 
 // Picks the kernels once at start-up. RUN_KERNELS=name forces a set (for
 // comparing them); an unknown or unsupported name is an error.
@@ -1038,11 +1703,28 @@ static void matmul(float *out, const Input *in, const Matrix *w) {
 #pragma omp parallel for schedule(static)
     for (b = 0; b < n_blocks; b++) {
         int r0 = b * MATMUL_ROW_BLOCK, rows = d - r0 < MATMUL_ROW_BLOCK ? d - r0 : MATMUL_ROW_BLOCK;
-        if (w->type == WEIGHT_F32)
-            kernels.f32_rows(out + r0, d, w->f32 + (size_t)r0 * n, n, in->f, n, n, rows, in->tokens);
-        else
-            kernels.q8_rows(out + r0, d, w->q + (size_t)r0 * n, w->scale + (size_t)r0 * (n / w->group_size), n,
+        const unsigned char *rows_data = (const unsigned char *)w->data + (size_t)r0 * w->row_bytes;
+        switch (w->type) {
+        case WEIGHT_F32:
+            kernels.f32_rows(out + r0, d, (const float *)rows_data, n, in->f, n, n, rows, in->tokens);
+            break;
+        case WEIGHT_Q8:
+            kernels.q8_rows(out + r0, d, (const int8_t *)rows_data, w->scale + (size_t)r0 * (n / w->group_size), n,
                             in->q, in->scale, n, n, w->group_size, rows, in->tokens);
+            break;
+        case WEIGHT_F16:
+            kernels.f16_rows(out + r0, d, (const uint16_t *)rows_data, n, in->f, n, n, rows, in->tokens);
+            break;
+        case WEIGHT_BF16:
+            kernels.bf16_rows(out + r0, d, (const uint16_t *)rows_data, n, in->f, n, n, rows, in->tokens);
+            break;
+        case WEIGHT_Q8_0:
+            kernels.q8_0_rows(out + r0, d, rows_data, w->row_bytes, in->q, in->scale, n, n, rows, in->tokens);
+            break;
+        case WEIGHT_Q4_0:
+            kernels.q4_0_rows(out + r0, d, rows_data, w->row_bytes, in->q, in->scale, n, n, rows, in->tokens);
+            break;
+        }
     }
 }
 
@@ -1679,8 +2361,6 @@ int main(int argc, char **argv) {
     }
     int tokenize_only = strcmp(mode, "tokenize") == 0;
     if (!checkpoint && !tokenize_only) usage_error("no checkpoint given");
-    char *default_path = tokenizer_path ? NULL : default_tokenizer_path(argv[0]);
-    if (!tokenizer_path) tokenizer_path = default_path;
 
     // The prompt: -i, or stdin when asked for or when stdin is a pipe or file.
     Text input = {0};
@@ -1692,19 +2372,33 @@ int main(int argc, char **argv) {
         text_append_str(&input, prompt ? prompt : "");
     }
 
+    // The model, unless only tokenizing. The cache only needs the positions
+    // this run can reach; chat and perplexity use the whole context.
+    Model model;
+    int have_model = checkpoint != NULL;
+    int whole_context = strcmp(mode, "chat") == 0 || strcmp(mode, "ppl") == 0;
+    if (have_model) // tokenizing needs only the file's vocabulary: map it, do not read it
+        build_model(&model, checkpoint, tokenize_only ? WEIGHTS_MAP : load, whole_context ? 0 : steps, PROMPT_BLOCK);
+
+    // The tokenizer: -z, else the one a GGUF file carries, else tokenizer.bin beside this program.
     Tokenizer tokenizer;
-    build_tokenizer(&tokenizer, tokenizer_path);
+    char *default_path = NULL;
+    if (!tokenizer_path && have_model && model.vocab.n > 0) {
+        GGUFVocab *v = &model.vocab;
+        build_tokenizer_from_vocab(&tokenizer, v->n, gguf_piece, v, v->score, v->type, v->unk_id, v->bos_id,
+                                   v->eos_id, checkpoint);
+        tokenizer_path = checkpoint;
+    } else {
+        if (!tokenizer_path) tokenizer_path = default_path = default_tokenizer_path(argv[0]);
+        build_tokenizer(&tokenizer, tokenizer_path);
+    }
+    if (have_model && tokenizer.vocab_size != model.config.vocab_size)
+        fatal("%s has %d tokens but %s expects %d; give the model's own tokenizer with -z", tokenizer_path,
+              tokenizer.vocab_size, checkpoint, model.config.vocab_size);
+
     if (tokenize_only) {
         tokenize(&tokenizer, input.data, input.len, stdout);
     } else {
-        Model model;
-        // The cache only needs the positions this run can reach; chat and
-        // perplexity use the whole context.
-        int whole_context = strcmp(mode, "chat") == 0 || strcmp(mode, "ppl") == 0;
-        build_model(&model, checkpoint, load, whole_context ? 0 : steps, PROMPT_BLOCK);
-        if (tokenizer.vocab_size != model.config.vocab_size)
-            fatal("%s has %d tokens but %s expects %d; give the model's own tokenizer with -z", tokenizer_path,
-                  tokenizer.vocab_size, checkpoint, model.config.vocab_size);
         if (seed == 0) seed = (unsigned long long)time(NULL);
         Sampler sampler;
         build_sampler(&sampler, model.config.vocab_size, temperature, topp, topk, seed);
@@ -1728,8 +2422,8 @@ int main(int argc, char **argv) {
             chat(&model, &tokenizer, &sampler, system, prompt ? input.data : NULL, steps, stdout);
         }
         free_sampler(&sampler);
-        free_model(&model);
     }
+    if (have_model) free_model(&model);
     free_tokenizer(&tokenizer);
     free(input.data);
     free(default_path);

@@ -13,6 +13,7 @@
    run, loudly; when CI=true that counts as a failure, so CI cannot pass
    without them. */
 
+#define _GNU_SOURCE // memmem
 #define TESTING
 #include "run.c"
 
@@ -77,10 +78,11 @@ static char *print_ids(const Tokenizer *t, const int *ids, int n, size_t *len) {
     return buf;
 }
 
-static void test_tokenizer_cases(void) {
-    Tokenizer t;
-    build_tokenizer(&t, "tokenizer.bin");
-    check("tokenizer-load", t.vocab_size == 32000 && t.byte_token[0] == 3 && t.byte_token[255] == 258,
+static void tokenizer_cases(const Tokenizer *tok, const char *prefix) {
+    Tokenizer t = *tok;
+    char id[128];
+    snprintf(id, sizeof(id), "%s-load", prefix);
+    check(id, t.vocab_size == 32000 && t.byte_token[0] == 3 && t.byte_token[255] == 258 && t.bos_id == 1 && t.eos_id == 2,
           "vocab %d, <0x00> at %d", t.vocab_size, t.byte_token[0]);
     FILE *f = fopen("tests/tokenizer_cases.tsv", "r");
     check("tokenizer-cases-file", f != NULL, "cannot open tests/tokenizer_cases.tsv");
@@ -105,8 +107,7 @@ static void test_tokenizer_cases(void) {
         int n;
         int *ids = encode(&t, input, in_len, 1, 0, &n);
         int same = n == n_expected && memcmp(ids, expected, n * sizeof(int)) == 0;
-        char id[128];
-        snprintf(id, sizeof(id), "tokenizer-encode-%s", name);
+        snprintf(id, sizeof(id), "%s-encode-%s", prefix, name);
         int first_diff = 0;
         while (first_diff < n && first_diff < n_expected && ids[first_diff] == expected[first_diff]) first_diff++;
         check(id, same, "%d ids, SentencePiece %d; first difference at %d (%d vs %d)", n, n_expected, first_diff,
@@ -114,7 +115,7 @@ static void test_tokenizer_cases(void) {
 
         size_t text_len;
         char *text = print_ids(&t, expected, n_expected, &text_len);
-        snprintf(id, sizeof(id), "tokenizer-decode-%s", name);
+        snprintf(id, sizeof(id), "%s-decode-%s", prefix, name);
         check(id, text_len == expected_len && memcmp(text, expected_text, text_len) == 0,
               "printed %zu bytes, SentencePiece decodes to %zu", text_len, expected_len);
         free(text), free(ids), free(input), free(expected_text), free(expected);
@@ -122,8 +123,28 @@ static void test_tokenizer_cases(void) {
     }
     free(line);
     fclose(f);
-    check("tokenizer-cases-count", n_cases >= 40, "only %d cases in tests/tokenizer_cases.tsv", n_cases);
+    snprintf(id, sizeof(id), "%s-cases-count", prefix);
+    check(id, n_cases >= 40, "only %d cases in tests/tokenizer_cases.tsv", n_cases);
+}
+
+static void test_tokenizer_cases(void) {
+    Tokenizer t;
+    build_tokenizer(&t, "tokenizer.bin");
+    tokenizer_cases(&t, "tokenizer");
     free_tokenizer(&t);
+}
+
+// The same cases with the vocabulary a GGUF file carries (Meta's tokenizer,
+// with SentencePiece's piece types instead of llama2.c's conventions).
+static void test_tokenizer_gguf(void) {
+    Model m;
+    build_model(&m, model_path("llama-2-tiny-random.gguf"), WEIGHTS_MAP, 16, 1);
+    Tokenizer t;
+    GGUFVocab *v = &m.vocab;
+    build_tokenizer_from_vocab(&t, v->n, gguf_piece, v, v->score, v->type, v->unk_id, v->bos_id, v->eos_id, "gguf");
+    tokenizer_cases(&t, "tokenizer-gguf");
+    free_tokenizer(&t);
+    free_model(&m);
 }
 
 // Byte pieces that arrive split must still print as whole characters, and a
@@ -283,6 +304,9 @@ static void test_forward(void) {
     write_version1(model_path("llama-2-tiny-random.bin"), "/tmp/test_all_v1.bin");
     test_logits("forward-version1-unshared-logits", "/tmp/test_all_v1.bin", "tests/logits_tiny_random.txt");
     remove("/tmp/test_all_v1.bin");
+    // llama.cpp's GGUF files of the same models: F32, and F16 whose values are the .bin's exactly.
+    test_logits("forward-gguf-stories260K-logits", model_path("stories260K.gguf"), "tests/logits_stories260K.txt");
+    test_logits("forward-gguf-tiny-random-f16-logits", model_path("llama-2-tiny-random.gguf"), "tests/logits_tiny_random.txt");
 }
 
 // ----------------------------------------------------------------------------
@@ -443,11 +467,64 @@ static void test_kernels(void) {
         }
         snprintf(id, sizeof(id), "kernels-%s-weighted-vs-scalar", ks->name);
         check(id, worst_weighted <= 2.0f, "error %g x rows x 1e-6", worst_weighted);
+        // GGUF's storage types: 16-bit floats and Q8_0 / Q4_0 blocks, random bits in each.
+        float worst_half = 0.0f, worst_block = 0.0f;
+        for (size_t c = 0; c < sizeof(sizes) / sizeof(sizes[0]); c++) {
+            int rows = sizes[c][0], tokens = sizes[c][1], n = sizes[c][2], nb = (n + 31) / 32 * 32;
+            size_t ws = n + 3, xs = nb + 32, os = rows + 2, row_bytes = nb / 32 * Q8_0_BYTES + 6;
+            uint16_t *wh = malloc(rows * ws * 2);
+            float *x = malloc(tokens * xs * sizeof(float)), *want = calloc(tokens * os, 4), *got = calloc(tokens * os, 4);
+            uint8_t *wb = malloc(rows * row_bytes);
+            int8_t *xq = malloc(tokens * xs);
+            float *xsc = malloc(tokens * xs / 32 * sizeof(float));
+            for (size_t i = 0; i < tokens * xs; i++) x[i] = test_random(&rng), xq[i] = (int8_t)(random_u32(&rng) % 255 - 127);
+            for (size_t i = 0; i < tokens * xs / 32; i++) xsc[i] = random_f32(&rng) * 0.01f;
+            for (int kind = 0; kind < 2; kind++) { // F16 then BF16: finite values of either sign around 1
+                for (size_t i = 0; i < rows * ws; i++)
+                    wh[i] = (uint16_t)(kind == 0 ? 0x3000 + random_u32(&rng) % 0x1800 : 0x3E00 + random_u32(&rng) % 0x180) |
+                            (random_u32(&rng) & 1) << 15;
+                (kind == 0 ? f16_rows_scalar : bf16_rows_scalar)(want, os, wh, ws, x, xs, n, rows, tokens);
+                (kind == 0 ? ks->f16_rows : ks->bf16_rows)(got, os, wh, ws, x, xs, n, rows, tokens);
+                for (int i = 0; i < tokens; i++)
+                    for (int r = 0; r < rows; r++)
+                        worst_half = fmaxf(worst_half, fabsf(got[i * os + r] - want[i * os + r]) / (sqrtf((float)n) * 1e-5f));
+            }
+            for (int kind = 0; kind < 2; kind++) { // Q8_0 then Q4_0: random bytes, scales of 1/64..1/32
+                size_t block_bytes = kind == 0 ? Q8_0_BYTES : Q4_0_BYTES;
+                for (size_t i = 0; i < rows * row_bytes; i++) wb[i] = (uint8_t)random_u32(&rng);
+                for (int r = 0; r < rows; r++)
+                    for (int b = 0; b < nb / 32; b++) {
+                        uint8_t *block = wb + r * row_bytes + b * block_bytes;
+                        uint16_t d = 0x2400 + random_u32(&rng) % 0x400;
+                        block[0] = d & 0xFF, block[1] = d >> 8;
+                        if (kind == 0)
+                            for (int j = 2; j < 34; j++) block[j] = block[j] == 0x80 ? 0x81 : block[j]; // no -128
+                    }
+                (kind == 0 ? q8_0_rows_scalar : q4_0_rows_scalar)(want, os, wb, row_bytes, xq, xsc, xs, nb, rows, tokens);
+                (kind == 0 ? ks->q8_0_rows : ks->q4_0_rows)(got, os, wb, row_bytes, xq, xsc, xs, nb, rows, tokens);
+                for (int i = 0; i < tokens; i++)
+                    for (int r = 0; r < rows; r++)
+                        worst_block = fmaxf(worst_block, fabsf(got[i * os + r] - want[i * os + r]) / (nb / 32 * 1e-6f));
+            }
+            free(wh), free(x), free(want), free(got), free(wb), free(xq), free(xsc);
+        }
+        snprintf(id, sizeof(id), "kernels-%s-f16-bf16-vs-scalar", ks->name);
+        check(id, worst_half <= 4.0f, "error %g x sqrt(n) x 1e-5", worst_half);
+        snprintf(id, sizeof(id), "kernels-%s-q8_0-q4_0-vs-scalar", ks->name);
+        check(id, worst_block <= 4.0f, "error %g x blocks x 1e-6", worst_block);
         snprintf(id, sizeof(id), "kernels-%s-f32-vs-scalar", ks->name);
         check(id, worst_f32 <= 4.0f, "error %g x sqrt(n) x 1e-6", worst_f32);
         snprintf(id, sizeof(id), "kernels-%s-q8-vs-scalar", ks->name);
         check(id, worst_q8 <= 4.0f, "error %g", worst_q8);
     }
+
+    // Half precision: exact values at the edges of the format.
+    struct { uint16_t bits; float value; } halves[] = {{0x3C00, 1.0f}, {0xC000, -2.0f}, {0x7BFF, 65504.0f},
+        {0x0001, 5.9604645e-8f}, {0x03FF, 6.0975552e-5f}, {0x0400, 6.1035156e-5f}, {0x8000, -0.0f}, {0x3555, 0.33325195f}};
+    int halves_ok = 1;
+    for (size_t i = 0; i < sizeof(halves) / sizeof(halves[0]); i++) halves_ok &= f16_to_f32(halves[i].bits) == halves[i].value;
+    check("kernels-f16-to-f32", halves_ok && isinf(f16_to_f32(0x7C00)) && isnan(f16_to_f32(0x7E00)) &&
+          bf16_to_f32(0x3F80) == 1.0f && bf16_to_f32(0xC2F7) == -123.5f, NULL);
 
     // The int8 activations: quantize and back stays within half a step of each group's scale.
     float x[96];
@@ -594,8 +671,10 @@ static void check_refused(const char *id, const char *args, int want_status, con
 }
 
 static void test_cli(void) {
-    char args[8192];
-    const char *m260 = model_path("stories260K.bin"), *tok512 = model_path("tok512.bin");
+    char args[16384];
+    char m260[1024], tok512[1024]; // copies: model_path's buffers are reused
+    snprintf(m260, sizeof(m260), "%s", model_path("stories260K.bin"));
+    snprintf(tok512, sizeof(tok512), "%s", model_path("tok512.bin"));
 
     RunResult r = run_cmd("-m tokenize -z tokenizer.bin -i \"Hello world\"");
     check("cli-tokenize", r.status == 0 && r.out && strcmp(r.out, "1 15043 3186\n") == 0, "got '%s'", r.out);
@@ -698,6 +777,43 @@ static void test_cli(void) {
     check_refused("cli-int8-group-size-refused", args, 1, "group size 64 does not fit");
     remove("/tmp/test_all_gs.bin");
 
+    // GGUF: the same greedy story as the .bin, with the tokenizer from the file (no -z).
+    snprintf(args, sizeof(args), "%s -t 0 -n 200", model_path("stories260K.gguf"));
+    r = run_cmd(args);
+    check("cli-gguf-greedy-published", r.status == 0 && r.out && strcmp(r.out, greedy_story_200) == 0, "got '%s'", r.out);
+    free_run(&r);
+    snprintf(args, sizeof(args), "%s -t 0 -n 200 -l map", model_path("stories260K.gguf"));
+    r = run_cmd(args);
+    check("cli-gguf-mapped", r.status == 0 && r.out && strcmp(r.out, greedy_story_200) == 0, "got '%s'", r.out);
+    free_run(&r);
+    snprintf(args, sizeof(args), "%s -m tokenize -i \"Hello world\"", model_path("llama-2-tiny-random.gguf"));
+    r = run_cmd(args);
+    check("cli-gguf-tokenize", r.status == 0 && r.out && strcmp(r.out, "1 15043 3186\n") == 0, "got '%s'", r.out);
+    free_run(&r);
+
+    // GGUF files this program must refuse by name: a Q4_K tensor, another architecture, a cut-off file.
+    whole = read_file_text(model_path("stories260K.gguf"), &len);
+    char *gguf = malloc(len);
+    const char *tensor = "blk.0.attn_q.weight", *arch_key = "general.architecture";
+    char *at = memmem(whole, len, tensor, strlen(tensor));
+    memcpy(gguf, whole, len);
+    uint32_t q4_k = 12; // after the name: uint32 dimensions, two uint64 extents, then the uint32 type
+    memcpy(gguf + (at - whole) + strlen(tensor) + 4 + 16, &q4_k, 4);
+    f = fopen("/tmp/test_all.gguf", "wb"), fwrite(gguf, 1, len, f), fclose(f);
+    check_refused("cli-gguf-unsupported-type", "/tmp/test_all.gguf", 1,
+                  "tensor blk.0.attn_q.weight has type Q4_K, supported: F32, F16, BF16, Q8_0, Q4_0");
+    memcpy(gguf, whole, len);
+    at = memmem(gguf, len, arch_key, strlen(arch_key)); // then uint32 type 8, uint64 length 5, "llama"
+    memcpy(at + strlen(arch_key) + 4 + 8, "mamba", 5);
+    f = fopen("/tmp/test_all.gguf", "wb"), fwrite(gguf, 1, len, f), fclose(f);
+    check_refused("cli-gguf-other-architecture", "/tmp/test_all.gguf", 1, "architecture 'mamba'");
+    f = fopen("/tmp/test_all.gguf", "wb"), fwrite(whole, 1, 5000, f), fclose(f);
+    check_refused("cli-gguf-truncated", "/tmp/test_all.gguf", 1, "GGUF file cut short");
+    f = fopen("/tmp/test_all.gguf", "wb"), fwrite(whole, 1, len - 1000, f), fclose(f);
+    check_refused("cli-gguf-truncated-data", "/tmp/test_all.gguf", 1, "runs past the end of the file");
+    remove("/tmp/test_all.gguf");
+    free(gguf), free(whole);
+
     // A prompt longer than the context: stories260K holds 512 positions.
     f = fopen("/tmp/test_all_long.prompt", "w");
     for (int i = 0; i < 300; i++) fputs("Lily and Tom ", f);
@@ -739,13 +855,14 @@ int main(void) {
     test_sampler();
     test_kernels();
 
-    const char *needed[] = {"stories260K.bin", "stories260K_q80_gs4.bin", "tok512.bin", "tok512.model",
-                            "tokenizer.bin", "llama-2-tiny-random.bin"};
+    const char *needed[] = {"stories260K.bin", "stories260K_q80_gs4.bin", "stories260K.gguf", "tok512.bin",
+                            "tok512.model", "tokenizer.bin", "llama-2-tiny-random.bin", "llama-2-tiny-random.gguf"};
     int have_models = 1;
     for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++) have_models &= file_exists(model_path(needed[i]));
     if (have_models) {
         test_export();
         test_forward();
+        test_tokenizer_gguf();
         test_perplexity();
         test_generate();
         test_cli();

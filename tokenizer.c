@@ -102,10 +102,56 @@ static unsigned char *read_whole_file(const char *path, size_t *size) {
     return data;
 }
 
+// SentencePiece's piece types, as GGUF files record them (tokenizer.ggml.token_type).
+enum { PIECE_NORMAL = 1, PIECE_UNKNOWN = 2, PIECE_CONTROL = 3, PIECE_USER_DEFINED = 4, PIECE_UNUSED = 5, PIECE_BYTE = 6 };
+
+// Finds the byte pieces and builds the lookup of mergeable pieces, once every
+// piece is in place. types (one per token) says which pieces text may become:
+// normal and user-defined ones, as in SentencePiece. Without types (llama2.c's
+// tokenizer.bin has none), <unk>, <s>, </s> and the <0xNN> pieces are left out.
+static void index_tokenizer(Tokenizer *t, const int32_t *types, const char *path) {
+    int n = t->vocab_size;
+    for (int b = 0; b < 256; b++) t->byte_token[b] = -1;
+    for (int i = 0; i < n; i++) {
+        int b = parse_byte_piece(t->piece[i], t->piece_len[i]);
+        if (types && types[i] != PIECE_BYTE) b = -1;
+        t->byte_value[i] = (int16_t)b;
+        if (b >= 0 && t->byte_token[b] < 0) t->byte_token[b] = i;
+    }
+    // Hash table of mergeable pieces, at most half full so probes stay short.
+    size_t cap = 1;
+    while (cap < 2 * (size_t)n) cap <<= 1;
+    t->lookup = malloc(cap * sizeof(int));
+    if (!t->lookup) fatal("out of memory loading %s", path);
+    memset(t->lookup, 0xff, cap * sizeof(int)); // every slot -1
+    t->lookup_mask = cap - 1;
+    for (int i = 0; i < n; i++) {
+        int mergeable = types ? types[i] == PIECE_NORMAL || types[i] == PIECE_USER_DEFINED
+                              : i != t->unk_id && i != t->bos_id && i != t->eos_id && t->byte_value[i] < 0;
+        if (!mergeable) continue;
+        if (t->piece_len[i] > t->max_piece_len) t->max_piece_len = t->piece_len[i];
+        if (lookup_piece(t, t->piece[i], t->piece_len[i]) >= 0) continue; // a duplicate: the first id wins
+        size_t slot = hash_bytes(t->piece[i], t->piece_len[i]) & t->lookup_mask;
+        while (t->lookup[slot] >= 0) slot = (slot + 1) & t->lookup_mask;
+        t->lookup[slot] = i;
+    }
+}
+
+static void alloc_tokenizer(Tokenizer *t, int n, size_t text_bytes, const char *path) {
+    memset(t, 0, sizeof(*t));
+    t->vocab_size = n;
+    t->piece = malloc(n * sizeof(char *));
+    t->piece_len = malloc(n * sizeof(int));
+    t->score = malloc(n * sizeof(float));
+    t->byte_value = malloc(n * sizeof(int16_t));
+    t->text_storage = malloc(text_bytes);
+    if (!t->piece || !t->piece_len || !t->score || !t->byte_value || !t->text_storage)
+        fatal("out of memory loading %s", path);
+}
+
 // Loads tokenizer.bin. The file does not store its number of tokens, so the
 // whole file is walked and the count checked by the caller against the model.
 static void build_tokenizer(Tokenizer *t, const char *path) {
-    memset(t, 0, sizeof(*t));
     size_t size;
     unsigned char *data = read_whole_file(path, &size);
     if (size < 4) fatal("%s: %zu bytes is too short for a tokenizer file (llama2.c tokenizer.bin format)", path, size);
@@ -123,17 +169,9 @@ static void build_tokenizer(Tokenizer *t, const char *path) {
     if (n_tokens < 3 || n_tokens > (1 << 24))
         fatal("%s: holds %zu tokens, expected between 3 and %d", path, n_tokens, 1 << 24);
 
-    int n = (int)n_tokens;
-    t->vocab_size = n;
-    t->piece = malloc(n * sizeof(char *));
-    t->piece_len = malloc(n * sizeof(int));
-    t->score = malloc(n * sizeof(float));
-    t->byte_value = malloc(n * sizeof(int16_t));
-    t->text_storage = malloc(text_bytes);
-    if (!t->piece || !t->piece_len || !t->score || !t->byte_value || !t->text_storage)
-        fatal("out of memory loading %s", path);
-
     // Second pass: copy the pieces out.
+    int n = (int)n_tokens;
+    alloc_tokenizer(t, n, text_bytes, path);
     char *text = t->text_storage;
     size_t off = 4;
     for (int i = 0; i < n; i++) {
@@ -147,31 +185,40 @@ static void build_tokenizer(Tokenizer *t, const char *path) {
         off += 8 + len;
     }
     free(data);
-
     // llama2.c's convention, as in Meta's tokenizer: 0 <unk>, 1 <s>, 2 </s>.
     t->unk_id = 0, t->bos_id = 1, t->eos_id = 2;
-    for (int b = 0; b < 256; b++) t->byte_token[b] = -1;
-    for (int i = 0; i < n; i++) {
-        int b = parse_byte_piece(t->piece[i], t->piece_len[i]);
-        t->byte_value[i] = (int16_t)b;
-        if (b >= 0 && t->byte_token[b] < 0) t->byte_token[b] = i;
-    }
+    index_tokenizer(t, NULL, path);
+}
 
-    // Hash table of mergeable pieces, at most half full so probes stay short.
-    size_t cap = 1;
-    while (cap < 2 * (size_t)n) cap <<= 1;
-    t->lookup = malloc(cap * sizeof(int));
-    if (!t->lookup) fatal("out of memory loading %s", path);
-    memset(t->lookup, 0xff, cap * sizeof(int)); // every slot -1
-    t->lookup_mask = cap - 1;
+// Builds a tokenizer from a vocabulary as GGUF files hold it: SentencePiece's
+// pieces with U+2581 for a space (written ' ' here), scores and types.
+// piece_text(i, &len) gives piece i's bytes.
+static void build_tokenizer_from_vocab(Tokenizer *t, int n, const char *(*piece_text)(void *, int, size_t *),
+                                       void *ctx, const float *scores, const int32_t *types, int unk_id, int bos_id,
+                                       int eos_id, const char *path) {
+    size_t text_bytes = 0;
     for (int i = 0; i < n; i++) {
-        if (i == t->unk_id || i == t->bos_id || i == t->eos_id || t->byte_value[i] >= 0) continue;
-        if (t->piece_len[i] > t->max_piece_len) t->max_piece_len = t->piece_len[i];
-        if (lookup_piece(t, t->piece[i], t->piece_len[i]) >= 0) continue; // a duplicate: the first id wins
-        size_t slot = hash_bytes(t->piece[i], t->piece_len[i]) & t->lookup_mask;
-        while (t->lookup[slot] >= 0) slot = (slot + 1) & t->lookup_mask;
-        t->lookup[slot] = i;
+        size_t len;
+        piece_text(ctx, i, &len);
+        text_bytes += len + 1;
     }
+    alloc_tokenizer(t, n, text_bytes, path);
+    char *text = t->text_storage;
+    for (int i = 0; i < n; i++) {
+        size_t len, out = 0;
+        const char *s = piece_text(ctx, i, &len);
+        for (size_t k = 0; k < len; k++) { // U+2581 (3 bytes) becomes ' ' (1 byte): never longer
+            if (k + 3 <= len && memcmp(s + k, "\xE2\x96\x81", 3) == 0) text[out++] = ' ', k += 2;
+            else text[out++] = s[k];
+        }
+        text[out] = '\0';
+        t->piece[i] = text;
+        t->piece_len[i] = (int)out;
+        t->score[i] = scores ? scores[i] : 0.0f;
+        text += out + 1;
+    }
+    t->unk_id = unk_id, t->bos_id = bos_id, t->eos_id = eos_id;
+    index_tokenizer(t, types, path);
 }
 
 static void free_tokenizer(Tokenizer *t) {
