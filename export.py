@@ -976,8 +976,9 @@ def export_gguf(out_path, model, tokenizer_path, out_type):
     for _, _, _, _, t in plan:
         counts[GGML_NAMES[t]] = counts.get(GGML_NAMES[t], 0) + 1
     kinds = ", ".join(f"{n} {k}" for k, n in counts.items())
-    print(f"wrote {out_path}: {len(plan)} tensors ({kinds}), {n_pieces} tokens, {total / 2**20:.1f} MiB",
-          file=sys.stderr)
+    padded = cfg["vocab_size"] - n_pieces
+    tokens = f"{n_pieces} tokens" + (f" + {padded} unused padding rows" if padded else "")
+    print(f"wrote {out_path}: {len(plan)} tensors ({kinds}), {tokens}, {total / 2**20:.1f} MiB", file=sys.stderr)
 
 
 # -----------------------------------------------------------------------------

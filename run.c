@@ -610,11 +610,7 @@ static void open_gguf(Model *m, const unsigned char *bytes, size_t size, const c
         for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
             if (all[i]->type == WEIGHT_Q8_0 || all[i]->type == WEIGHT_Q4_0) m->int8 = 1;
     }
-    if (m->int8) {
-        c->group_size = QBLOCK;
-        if (c->dim % QBLOCK || c->hidden_dim % QBLOCK)
-            fatal("%s: quantized tensors need dim %d and hidden_dim %d to be multiples of 32", path, c->dim, c->hidden_dim);
-    }
+    if (m->int8) c->group_size = QBLOCK; // a block tensor's rows are whole blocks: gguf_row_bytes checked
 
     // The vocabulary, when the file has a SentencePiece one.
     if (tokens && string_is(tokenizer_model, "llama")) {
@@ -1682,7 +1678,9 @@ typedef struct {
 
 static Input prepare_input(Model *m, const float *x, int tokens, int n) {
     Input in = {x, NULL, NULL, tokens, n};
-    if (m->int8) {
+    // An input whose width is not whole groups feeds no int8 matrix (GGUF
+    // exports keep such matrices in F16).
+    if (m->int8 && n % m->config.group_size == 0) {
         int gs = m->config.group_size;
         for (int t = 0; t < tokens; t++)
             quantize(m->state.xq + (size_t)t * n, m->state.xq_scale + (size_t)t * (n / gs), x + (size_t)t * n, n, gs);

@@ -192,6 +192,31 @@ static void test_export(void) {
           "export.py on tok512.model (status %d) differs from llama2.c's tok512.bin", status);
     free(ours), free(theirs);
     remove("/tmp/test_all_tok512.bin");
+
+    // export.py's GGUF writer, tested in Python (tests/test_export.py) against llama.cpp's own
+    // stories260K.gguf and a reader written from the spec; each of its checks counts here.
+    snprintf(cmd, sizeof(cmd), "%s tests/test_export.py %s > /tmp/test_all_export.txt 2>&1", python, models_dir);
+    status = system(cmd);
+    FILE *f = fopen("/tmp/test_all_export.txt", "r");
+    char line[4096], id[256];
+    int n_lines = 0, ci = getenv("CI") && strcmp(getenv("CI"), "true") == 0;
+    while (f && fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\n")] = '\0';
+        char *rest = strchr(line, ' ');
+        if (!rest) continue;
+        char *why = strstr(rest, ": ");
+        snprintf(id, sizeof(id), "export-py-%.*s", (int)(why ? why - rest - 1 : (long)strlen(rest + 1)), rest + 1);
+        if (strncmp(line, "ok ", 3) == 0) check(id, 1, NULL), n_lines++;
+        else if (strncmp(line, "FAIL ", 5) == 0) check(id, 0, "%s", why ? why + 2 : ""), n_lines++;
+        else if (strncmp(line, "skip ", 5) == 0) { // only without PyTorch; CI installs it, so there a skip fails
+            if (ci) check(id, 0, "skipped under CI: %s", why ? why + 2 : "");
+            else printf("SKIP %s: %s\n", id, why ? why + 2 : "");
+            n_lines++;
+        }
+    }
+    if (f) fclose(f);
+    check("export-py-suite", status == 0 && n_lines >= 25, "tests/test_export.py exited %d after %d checks", status, n_lines);
+    remove("/tmp/test_all_export.txt");
 }
 
 // ----------------------------------------------------------------------------
@@ -790,6 +815,37 @@ static void test_cli(void) {
     r = run_cmd(args);
     check("cli-gguf-tokenize", r.status == 0 && r.out && strcmp(r.out, "1 15043 3186\n") == 0, "got '%s'", r.out);
     free_run(&r);
+
+    // export.py's GGUF files of the Hugging Face and Meta checkpoints: f32 and f16 give the
+    // published greedy story; q8_0 and q4_0 run, with perplexity close to f32's.
+    struct { const char *id, *source, *type; double max_ppl_ratio; } exports[] = {
+        {"cli-export-hf-f32-greedy", "--hf %s/stories260K-hf", "f32", 0.0},
+        {"cli-export-meta-f32-greedy", "--meta-llama %s/stories260K-meta", "f32", 0.0},
+        {"cli-export-hf-f16-greedy", "--hf %s/stories260K-hf", "f16", 0.0},
+        {"cli-export-meta-f16-greedy", "--meta-llama %s/stories260K-meta", "f16", 0.0},
+        {"cli-export-hf-q8_0-ppl", "--hf %s/stories260K-hf", "q8_0", 1.01},  // measured +0.31%
+        {"cli-export-hf-q4_0-ppl", "--hf %s/stories260K-hf", "q4_0", 1.06},  // measured +3.6%
+    };
+    for (size_t i = 0; i < sizeof(exports) / sizeof(exports[0]); i++) {
+        char source[2048], cmd[4096];
+        snprintf(source, sizeof(source), exports[i].source, models_dir);
+        snprintf(cmd, sizeof(cmd), "%s export.py /tmp/test_all_export.gguf %s --type %s 2>/dev/null",
+                 getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3", source, exports[i].type);
+        int exported = system(cmd) == 0;
+        if (exports[i].max_ppl_ratio == 0.0) {
+            r = run_cmd("/tmp/test_all_export.gguf -t 0 -n 200");
+            check(exports[i].id, exported && r.status == 0 && r.out && strcmp(r.out, greedy_story_200) == 0,
+                  "exported %d, got '%s'", exported, r.out);
+        } else {
+            r = run_cmd("/tmp/test_all_export.gguf -m ppl < tests/story.txt");
+            double p = 0.0;
+            if (r.status == 0 && r.out) sscanf(r.out, "perplexity %lf", &p);
+            check(exports[i].id, exported && p > 1.0 && p / ppl[0] < exports[i].max_ppl_ratio,
+                  "exported %d, perplexity %.4f against fp32 %.4f", exported, p, ppl[0]);
+        }
+        free_run(&r);
+    }
+    remove("/tmp/test_all_export.gguf");
 
     // GGUF files this program must refuse by name: a Q4_K tensor, another architecture, a cut-off file.
     whole = read_file_text(model_path("stories260K.gguf"), &len);
