@@ -39,6 +39,7 @@ tokenizer: export.py
 # Regenerate the committed test references (needs python3-numpy and python3-sentencepiece).
 references:
 	$(PYTHON) tests/make_tokenizer_cases.py $(MODELS)/tokenizer.model
+	$(PYTHON) tests/make_chat_cases.py $(MODELS)/tokenizer.model
 	$(PYTHON) tests/reference_forward.py $(MODELS)
 
 # Debug build with AddressSanitizer and UndefinedBehaviorSanitizer, and the tests under it.

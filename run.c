@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -172,6 +173,7 @@ typedef struct {
     const char *chat_template; // GGUF files only, when present (not NUL-terminated)
     size_t chat_template_len;
     int int8;        // some weights are int8: matmul inputs are quantized too
+    long n_forwarded; // tokens run through the model so far
     const char *path;
     void *map;       // the checkpoint file, read-only: read into memory or memory-mapped
     size_t map_size;
@@ -1784,6 +1786,7 @@ static float *forward(Model *m, const int *tokens, int n_tokens, int pos, int al
     State *s = &m->state;
     int dim = c->dim, kv_dim = c->kv_dim, hidden = c->hidden_dim, head_size = c->head_size, T = n_tokens;
     int heads_per_kv = c->n_heads / c->n_kv_heads; // query heads sharing one key/value head
+    m->n_forwarded += T;
 
     // The residual stream starts as each token's embedding.
     for (int t = 0; t < T; t++) matrix_row(s->x + (size_t)t * dim, &w->token_embedding, tokens[t]);
@@ -2015,17 +2018,24 @@ typedef struct {
     double prompt_seconds, generate_seconds;
 } GenerateStats;
 
+// Stop strings (--stop): text that ends generation where it appears.
+typedef struct {
+    const char **text;
+    int n;
+} Stops;
+
 // Runs the prompt through the model, then samples until steps positions are
-// used, the model emits <s> or </s>, or the context is full. With echo, the
-// prompt is printed first, as llama2.c does; without, only the continuation.
+// used, the model emits <s> or </s>, a stop string appears, or the context is
+// full. With echo, the prompt is printed first, as llama2.c does; without,
+// only the continuation.
 static GenerateStats generate(Model *m, const Tokenizer *t, Sampler *sampler, const char *prompt,
-                              size_t prompt_len, int steps, int echo, FILE *out) {
+                              size_t prompt_len, int steps, int echo, const Stops *stops, FILE *out) {
     int n_prompt;
     int *prompt_tokens = encode(t, prompt, prompt_len, 1, 0, &n_prompt);
     if (steps <= 0 || steps > m->state.n_ctx) steps = m->state.n_ctx;
     check_prompt_fits(n_prompt, m->config.seq_len, "the prompt");
     GenerateStats stats = {n_prompt, 0, 0.0, 0.0};
-    Printer printer = {out, {0}, 0};
+    Printer printer = make_printer(out, NULL, 0); // stop strings apply to the continuation only
 
     // The prompt, in blocks; only its last token's logits are kept. A prompt
     // longer than steps is cut there (llama2.c echoes one token more).
@@ -2033,10 +2043,12 @@ static GenerateStats generate(Model *m, const Tokenizer *t, Sampler *sampler, co
     float *logits = feed_tokens(m, prompt_tokens, n_prompt < steps ? n_prompt : steps, 0);
     if (echo)
         for (int i = 1; i < n_prompt && i <= steps; i++) print_token(&printer, t, prompt_tokens[i - 1], prompt_tokens[i]);
+    print_flush(&printer);
     double prompt_done = seconds_now();
     stats.prompt_seconds = prompt_done - start;
 
     // Then one token at a time: sample, print, feed it back.
+    printer = make_printer(out, (const char *const *)stops->text, stops->n);
     if (n_prompt <= steps) {
         int token = prompt_tokens[n_prompt - 1];
         for (int pos = n_prompt - 1;;) {
@@ -2044,7 +2056,7 @@ static GenerateStats generate(Model *m, const Tokenizer *t, Sampler *sampler, co
             if (next == t->bos_id || next == t->eos_id) break;
             print_token(&printer, t, token, next);
             stats.n_generated++;
-            if (++pos >= steps) break;
+            if (printer.stopped || ++pos >= steps) break;
             logits = forward(m, &next, 1, pos, 0);
             token = next;
         }
@@ -2149,93 +2161,174 @@ static void drop_final_newline(Text *s) {
     if (s->len > 0 && s->data[s->len - 1] == '\r') s->data[--s->len] = '\0';
 }
 
-// Chat with a Llama 2 Chat model, in Meta's format. Each user turn is
-//     <s>[INST] {user} [/INST]
-// with the system prompt folded into the first as "<<SYS>>\n{system}\n<</SYS>>\n\n";
-// the model's reply follows and ends with </s>. Only each new turn's tokens go
-// through the model: the KV cache keeps the conversation so far. The turns
-// come from -i and then stdin, one per line; the chat ends cleanly at the end
-// of input or when the context is full.
-static void chat(Model *m, const Tokenizer *t, Sampler *sampler, const char *system, const char *first_turn,
-                 int steps, FILE *out) {
-    int interactive = isatty(STDIN_FILENO);
-    if (steps <= 0 || steps > m->state.n_ctx) steps = m->state.n_ctx;
-    int pos = 0, turn = 0;
+// Chat with a Llama 2 Chat model, in Meta's format (facebookresearch/llama's
+// chat_completion): each user turn is the text
+//     [INST] {user} [/INST]
+// encoded with <s> before it, the system prompt folded into the first turn as
+// "<<SYS>>\n{system}\n<</SYS>>\n\n{user}", the turn's content stripped of
+// outer whitespace. The model's reply follows and ends with </s>. <s> and
+// </s> are token ids, never text.
+
+static const char *const B_INST = "[INST] ", *const E_INST = " [/INST]";
+static const char *const B_SYS = "<<SYS>>\n", *const E_SYS = "\n<</SYS>>\n\n";
+
+// "[INST] {content} [/INST]" for a user turn; the first carries the system prompt.
+static Text user_turn_text(const char *system, const char *user, size_t user_len, int first) {
+    Text content = {0}, turn = {0};
+    text_append(&content, "", 0);
+    if (first && system && system[0]) {
+        text_append_str(&content, B_SYS);
+        text_append_str(&content, system);
+        text_append_str(&content, E_SYS);
+    }
+    text_append(&content, user, user_len);
+    text_strip(&content);
+    text_append_str(&turn, B_INST);
+    text_append(&turn, content.data, content.len);
+    text_append_str(&turn, E_INST);
+    free(content.data);
+    return turn;
+}
+
+// The ids Meta's chat_completion gives a whole dialog: messages alternate
+// user, assistant, ..., user. Each finished exchange is encoded as the text
+// "[INST] {user} [/INST] {reply} " between <s> and </s>; the open turn as
+// "[INST] {user} [/INST]" after <s>. (A live chat feeds the reply's own
+// tokens instead of re-encoding its text; tests hold this to SentencePiece.)
+static int *encode_dialog(const Tokenizer *t, const char *system, const char *const *messages, int n_messages,
+                          int *n_tokens) {
+    int *all = NULL, n_all = 0;
+    for (int i = 0; i < n_messages; i += 2) {
+        Text turn = user_turn_text(system, messages[i], strlen(messages[i]), i == 0);
+        int finished = i + 1 < n_messages;
+        if (finished) {
+            Text reply = {0};
+            text_append_str(&reply, messages[i + 1]);
+            text_strip(&reply);
+            text_append_str(&turn, " ");
+            text_append(&turn, reply.data, reply.len);
+            text_append_str(&turn, " ");
+            free(reply.data);
+        }
+        int n;
+        int *ids = encode(t, turn.data, turn.len, 1, finished, &n);
+        all = realloc(all, (n_all + n) * sizeof(int));
+        if (!all) fatal("out of memory encoding a dialog");
+        memcpy(all + n_all, ids, n * sizeof(int));
+        n_all += n;
+        free(ids), free(turn.data);
+    }
+    *n_tokens = n_all;
+    return all;
+}
+
+typedef struct {
+    const char *system;     // -y, or NULL
+    const char *first_turn; // -i, or NULL
+    int reply_limit;        // -r: tokens in one reply at most; 0: half the context still free
+    Stops stops;            // --stop
+    int interactive;        // a person at a terminal: prompts on stderr, Ctrl-C ends a reply
+} ChatOptions;
+
+typedef struct {
+    int turns;          // user turns answered
+    int positions;      // positions of the context the conversation filled
+    long forwarded;     // tokens that went through the model: equal to positions, as none is read twice
+} ChatStats;
+
+// Set by Ctrl-C during a reply: the reply ends, the chat goes on.
+static volatile sig_atomic_t interrupted;
+static void on_interrupt(int signal) {
+    (void)signal;
+    interrupted = 1;
+}
+
+// Runs the conversation: turns from options->first_turn and then one per line
+// of `in`, replies streamed to `out`, a line after each. Each turn appends
+// only its own tokens: the KV cache keeps the conversation so far. It ends at
+// the end of input, or when the context cannot hold another turn.
+static ChatStats chat(Model *m, const Tokenizer *t, Sampler *sampler, const ChatOptions *o, FILE *in, FILE *out) {
+    ChatStats stats = {0, 0, 0};
+    long forwarded_before = m->n_forwarded;
+    int n_ctx = m->state.n_ctx, pos = 0;
+    int carry[2], n_carry = 0; // tokens that close the last reply, fed with the next turn
     char *line = NULL;
     size_t line_cap = 0;
-    for (;; turn++) {
+    for (int first = 1;; first = 0) {
         Text user = {0};
-        if (turn == 0 && first_turn) {
-            text_append_str(&user, first_turn);
+        if (first && o->first_turn) {
+            text_append_str(&user, o->first_turn);
         } else {
-            if (interactive) fputs("User: ", stderr), fflush(stderr);
-            ssize_t n = getline(&line, &line_cap, stdin);
-            if (n < 0) {
+            if (o->interactive) fputs("> ", stderr), fflush(stderr);
+            ssize_t n = getline(&line, &line_cap, in);
+            if (n < 0) { // end of input: the chat is over
+                if (o->interactive) fputc('\n', stderr);
                 free(user.data);
-                break; // end of input: the chat is over
+                break;
             }
             text_append(&user, line, n);
         }
         text_strip(&user);
-        if (user.len == 0) {
+        if (user.len == 0) { // an empty line is not a turn
             free(user.data);
-            continue; // an empty line is not a turn
+            continue;
         }
-
-        Text prompt = {0};
-        text_append_str(&prompt, "[INST] ");
-        if (turn == 0 && system && system[0]) {
-            Text sys = {0};
-            text_append_str(&sys, system);
-            text_strip(&sys);
-            text_append_str(&prompt, "<<SYS>>\n");
-            text_append(&prompt, sys.data, sys.len);
-            text_append_str(&prompt, "\n<</SYS>>\n\n");
-            free(sys.data);
-        }
-        text_append(&prompt, user.data, user.len);
-        text_append_str(&prompt, " [/INST]");
-        int n_tokens;
-        int *tokens = encode(t, prompt.data, prompt.len, 1, 0, &n_tokens);
-        free(prompt.data);
+        const char *message = user.data;
+        int n_turn;
+        int *turn_tokens = encode_dialog(t, stats.turns == 0 ? o->system : NULL, &message, 1, &n_turn);
         free(user.data);
-        if (pos + n_tokens >= steps) {
-            fprintf(stderr, "run: the conversation has used %d of %d positions; this turn needs %d more. "
-                            "Chat ended.\n", pos, steps, n_tokens + 1);
-            free(tokens);
+        if (pos + n_carry + n_turn + 1 > n_ctx) { // the turn and at least one token of reply
+            fprintf(stderr, "run: the conversation fills %d of its %d positions and the next turn needs %d more; "
+                            "chat ended\n", pos, n_ctx, n_carry + n_turn + 1);
+            free(turn_tokens);
             break;
         }
+        // The last reply's closing tokens and this turn go through the model together.
+        int *feed = xmalloc((n_carry + n_turn) * sizeof(int), "a chat turn");
+        memcpy(feed, carry, n_carry * sizeof(int));
+        memcpy(feed + n_carry, turn_tokens, n_turn * sizeof(int));
+        float *logits = feed_tokens(m, feed, n_carry + n_turn, pos);
+        pos += n_carry + n_turn;
+        free(feed), free(turn_tokens);
+        n_carry = 0;
 
-        // The user's turn: through the model, nothing printed.
-        float *logits = feed_tokens(m, tokens, n_tokens, pos);
-        pos += n_tokens;
-        free(tokens);
-
-        // The reply: sampled until </s>, streamed as it comes.
-        if (interactive) fputs("Assistant: ", stderr), fflush(stderr);
-        Printer printer = {out, {0}, 0};
-        int prev = t->bos_id; // so the reply's first piece drops its leading space
-        for (;;) {
+        // The reply, streamed, until </s>, the reply limit, a stop string or Ctrl-C. Without -r,
+        // a reply takes at most half the context still free, so that later turns have room.
+        int limit = o->reply_limit ? o->reply_limit : (n_ctx - pos) / 2;
+        struct sigaction interrupt = {0}, previous;
+        interrupt.sa_handler = on_interrupt; // no SA_RESTART: Ctrl-C must not wait for anything
+        interrupted = 0;
+        if (o->interactive) sigaction(SIGINT, &interrupt, &previous);
+        Printer printer = make_printer(out, (const char *const *)o->stops.text, o->stops.n);
+        int prev = t->bos_id; // so the reply's first piece drops its leading space, as after <s>
+        for (int n_reply = 0;;) {
             int next = sample(sampler, logits);
-            if (next == t->eos_id || next == t->bos_id) {
-                if (pos < steps) forward(m, &t->eos_id, 1, pos++, 0); // </s> closes the turn in the cache
-                break;
-            }
+            if (next == t->eos_id || next == t->bos_id) break;
             print_token(&printer, t, prev, next);
             fflush(out);
             prev = next;
-            if (pos >= steps) break;
+            n_reply++;
+            if (printer.stopped || interrupted || n_reply >= limit || pos >= n_ctx - 1) {
+                carry[n_carry++] = next; // sampled but not yet in the cache
+                break;
+            }
             logits = forward(m, &next, 1, pos++, 0);
         }
+        carry[n_carry++] = t->eos_id; // every exchange ends with </s>
+        if (o->interactive) sigaction(SIGINT, &previous, NULL);
         print_flush(&printer);
         fputc('\n', out);
         fflush(out);
-        if (pos >= steps) {
-            fprintf(stderr, "run: the conversation filled its %d positions. Chat ended.\n", steps);
+        stats.turns++;
+        if (pos + n_carry >= n_ctx) {
+            fprintf(stderr, "run: the conversation filled its %d positions; chat ended\n", n_ctx);
             break;
         }
     }
     free(line);
+    stats.positions = pos;
+    stats.forwarded = m->n_forwarded - forwarded_before;
+    return stats;
 }
 
 // ----------------------------------------------------------------------------
@@ -2258,9 +2351,14 @@ static void usage(FILE *f) {
           "  -m <mode>   generate, chat, tokenize, or ppl: the perplexity of the text of -i or stdin\n"
           "              (default generate)\n"
           "  -y <text>   system prompt in chat mode\n"
+          "  -r <int>    chat: tokens in one reply at most; 0: half of the context still free (default 0)\n"
+          "  --stop <text>  end the continuation or reply where this text appears, without printing it\n"
+          "              (repeatable)\n"
           "  -l <how>    how weights reach memory: 'read' into memory on huge pages where possible\n"
           "              (fastest), or 'map' the file (zero copy, shared between processes) (default read)\n"
           "  -h          print this help\n"
+          "Chat (-m chat): turns come from -i and then stdin, one per line; the chat ends at the end of\n"
+          "input or when the context (-n positions, default the model's) is full, with status 0.\n"
           "Exit status: 0 on success, 1 when a file or the text is unusable, 2 for a bad command line.\n",
           f);
 }
@@ -2318,7 +2416,8 @@ int main(int argc, char **argv) {
     // Defaults; the usage text above documents each.
     const char *checkpoint = NULL, *tokenizer_path = NULL, *prompt = NULL, *system = NULL, *mode = "generate";
     float temperature = 1.0f, topp = 0.9f;
-    int topk = 0, steps = 256, echo = 1;
+    int topk = 0, steps = 256, echo = 1, reply_limit = 0, steps_given = 0;
+    Stops stops = {xmalloc(argc * sizeof(char *), "the stop strings"), 0};
     WeightsLoad load = WEIGHTS_READ;
     unsigned long long seed = 0;
 
@@ -2328,12 +2427,18 @@ int main(int argc, char **argv) {
             usage(stdout);
             return 0;
         }
+        if (strcmp(arg, "--stop") == 0) {
+            if (i + 1 >= argc) usage_error("option --stop needs a value");
+            if (argv[i + 1][0] == '\0') usage_error("--stop wants a non-empty text");
+            stops.text[stops.n++] = argv[++i];
+            continue;
+        }
         if (arg[0] != '-' || arg[1] == '\0') {
             if (checkpoint) usage_error("one checkpoint expected, got '%s' and '%s'", checkpoint, arg);
             checkpoint = arg;
             continue;
         }
-        if (strlen(arg) != 2 || !strchr("tpksniezmyl", arg[1])) usage_error("unknown option '%s'", arg);
+        if (strlen(arg) != 2 || !strchr("tpksniezmylr", arg[1])) usage_error("unknown option '%s'", arg);
         if (i + 1 >= argc) usage_error("option %s needs a value", arg);
         const char *value = argv[++i];
         switch (arg[1]) {
@@ -2341,7 +2446,8 @@ int main(int argc, char **argv) {
         case 'p': topp = parse_float(arg, value, 0.0f, 1.0f); break;
         case 'k': topk = (int)parse_int(arg, value, 0, INT_MAX); break;
         case 's': seed = (unsigned long long)parse_int(arg, value, 0, LLONG_MAX); break;
-        case 'n': steps = (int)parse_int(arg, value, 0, INT_MAX); break;
+        case 'n': steps = (int)parse_int(arg, value, 0, INT_MAX), steps_given = 1; break;
+        case 'r': reply_limit = (int)parse_int(arg, value, 0, INT_MAX); break;
         case 'e': echo = (int)parse_int(arg, value, 0, 1); break;
         case 'i': prompt = value; break;
         case 'z': tokenizer_path = value; break;
@@ -2374,9 +2480,11 @@ int main(int argc, char **argv) {
     // this run can reach; chat and perplexity use the whole context.
     Model model;
     int have_model = checkpoint != NULL;
-    int whole_context = strcmp(mode, "chat") == 0 || strcmp(mode, "ppl") == 0;
+    // A chat uses -n positions when given, else the model's whole context.
+    int is_chat = strcmp(mode, "chat") == 0;
+    int n_ctx = strcmp(mode, "ppl") == 0 || (is_chat && !steps_given) ? 0 : steps;
     if (have_model) // tokenizing needs only the file's vocabulary: map it, do not read it
-        build_model(&model, checkpoint, tokenize_only ? WEIGHTS_MAP : load, whole_context ? 0 : steps, PROMPT_BLOCK);
+        build_model(&model, checkpoint, tokenize_only ? WEIGHTS_MAP : load, n_ctx, PROMPT_BLOCK);
 
     // The tokenizer: -z, else the one a GGUF file carries, else tokenizer.bin beside this program.
     Tokenizer tokenizer;
@@ -2401,7 +2509,7 @@ int main(int argc, char **argv) {
         Sampler sampler;
         build_sampler(&sampler, model.config.vocab_size, temperature, topp, topk, seed);
         if (strcmp(mode, "generate") == 0) {
-            GenerateStats st = generate(&model, &tokenizer, &sampler, input.data, input.len, steps, echo, stdout);
+            GenerateStats st = generate(&model, &tokenizer, &sampler, input.data, input.len, steps, echo, &stops, stdout);
             // Timings go to stderr, so that stdout is only the text.
             fprintf(stderr, "run: prompt %d tokens in %.3f s (%.1f tok/s), generated %d tokens in %.3f s (%.1f tok/s)\n",
                     st.n_prompt, st.prompt_seconds, st.n_prompt / st.prompt_seconds, st.n_generated,
@@ -2417,7 +2525,11 @@ int main(int argc, char **argv) {
             fprintf(stderr, "run: %d tokens in %.3f s (%.1f tok/s)\n", p.n_predicted + 1, seconds_now() - start,
                     (p.n_predicted + 1) / (seconds_now() - start));
         } else {
-            chat(&model, &tokenizer, &sampler, system, prompt ? input.data : NULL, steps, stdout);
+            if (model.chat_template && find_bytes(model.chat_template, model.chat_template_len, "[INST]", 6) < 0)
+                fprintf(stderr, "run: %s's chat template is not Llama 2's; chatting in Llama 2's format anyway\n",
+                        checkpoint);
+            ChatOptions options = {system, prompt ? input.data : NULL, reply_limit, stops, isatty(STDIN_FILENO)};
+            chat(&model, &tokenizer, &sampler, &options, stdin, stdout);
         }
         free_sampler(&sampler);
     }
@@ -2425,6 +2537,7 @@ int main(int argc, char **argv) {
     free_tokenizer(&tokenizer);
     free(input.data);
     free(default_path);
+    free(stops.text);
     if (fflush(stdout) != 0 || ferror(stdout)) fatal("cannot write to standard output");
     return 0;
 }

@@ -71,7 +71,7 @@ static size_t unhex(const char *hex, char *out) {
 static char *print_ids(const Tokenizer *t, const int *ids, int n, size_t *len) {
     char *buf = NULL;
     FILE *f = open_memstream(&buf, len);
-    Printer p = {f, {0}, 0};
+    Printer p = make_printer(f, NULL, 0);
     for (int i = 1; i < n; i++) print_token(&p, t, ids[i - 1], ids[i]);
     print_flush(&p);
     fclose(f);
@@ -365,7 +365,8 @@ static char *generate_with(const char *checkpoint, int block, const char *prompt
     char *buf = NULL;
     size_t len;
     FILE *f = open_memstream(&buf, &len);
-    generate(&m, &t, &s, prompt, strlen(prompt), steps, echo, f);
+    Stops no_stops = {NULL, 0};
+    generate(&m, &t, &s, prompt, strlen(prompt), steps, echo, &no_stops, f);
     fclose(f);
     free_sampler(&s), free_tokenizer(&t), free_model(&m);
     return buf;
@@ -416,6 +417,92 @@ static void test_generate(void) {
     check("generate-int8-matches-fp32", strcmp(a, b) == 0 && strncmp(a, greedy_story_200, 200) == 0,
           "\nfp32: %s\nint8: %s", a, b);
     free(a), free(b);
+}
+
+// ----------------------------------------------------------------------------
+// Chat: Meta's template against SentencePiece (tests/chat_template_ids.txt),
+// and scripted conversations on stories260K
+
+static void test_chat_template(void) {
+    Tokenizer t;
+    build_tokenizer(&t, "tokenizer.bin");
+    FILE *f = fopen("tests/chat_template_ids.txt", "r");
+    check("chat-template-file", f != NULL, "cannot open tests/chat_template_ids.txt");
+    if (!f) return;
+    char *line = NULL, name[128] = "", *system = NULL, *messages[16];
+    size_t cap = 0;
+    int n_messages = 0, n_dialogs = 0;
+    while (getline(&line, &cap, f) > 0) {
+        line[strcspn(line, "\n")] = '\0';
+        if (strncmp(line, "dialog ", 7) == 0) {
+            snprintf(name, sizeof(name), "%s", line + 7);
+        } else if (strncmp(line, "system ", 7) == 0) {
+            system = NULL;
+            if (strcmp(line + 7, "-") != 0) system = calloc(strlen(line) / 2 + 1, 1), unhex(line + 7, system);
+        } else if (strncmp(line, "message ", 8) == 0 && n_messages < 16) {
+            messages[n_messages] = calloc(strlen(line) / 2 + 1, 1);
+            unhex(line + 8, messages[n_messages++]);
+        } else if (strncmp(line, "ids ", 4) == 0) {
+            int want[4096], n_want = 0, n;
+            for (char *tok = strtok(line + 4, " "); tok && n_want < 4096; tok = strtok(NULL, " ")) want[n_want++] = atoi(tok);
+            int *ids = encode_dialog(&t, system, (const char *const *)messages, n_messages, &n);
+            char id[160];
+            snprintf(id, sizeof(id), "chat-template-%s", name);
+            int first_diff = 0;
+            while (first_diff < n && first_diff < n_want && ids[first_diff] == want[first_diff]) first_diff++;
+            check(id, n == n_want && first_diff == n, "%d ids, Meta's %d; first difference at %d", n, n_want, first_diff);
+            free(ids), free(system);
+            for (int i = 0; i < n_messages; i++) free(messages[i]);
+            system = NULL, n_messages = 0, n_dialogs++;
+        }
+    }
+    free(line);
+    fclose(f);
+    check("chat-template-dialogs", n_dialogs == 4, "%d dialogs", n_dialogs);
+    free_tokenizer(&t);
+}
+
+// A scripted chat on stories260K: turns from a string, replies into a buffer.
+static ChatStats scripted_chat(const char *turns, int n_ctx, int reply_limit, const char *stop, char **output) {
+    Model m;
+    Tokenizer t;
+    Sampler s;
+    build_model(&m, model_path("stories260K.bin"), WEIGHTS_READ, n_ctx, PROMPT_BLOCK);
+    build_tokenizer(&t, model_path("tok512.bin"));
+    build_sampler(&s, m.config.vocab_size, 0.0f, 0.9f, 0, 1);
+    const char *stops[1] = {stop};
+    ChatOptions o = {"You are a storyteller.", NULL, reply_limit, {(const char **)stops, stop ? 1 : 0}, 0};
+    FILE *in = fmemopen((void *)turns, strlen(turns), "r");
+    size_t len;
+    FILE *out = open_memstream(output, &len);
+    ChatStats stats = chat(&m, &t, &s, &o, in, out);
+    fclose(in), fclose(out);
+    free_sampler(&s), free_tokenizer(&t), free_model(&m);
+    return stats;
+}
+
+static void test_chat(void) {
+    char *out;
+    ChatStats st = scripted_chat("Tell me a story.\nWhat happened next?\n", 400, 0, NULL, &out);
+    int lines = 0;
+    for (char *p = out; *p; p++) lines += *p == '\n';
+    check("chat-two-turns", st.turns == 2 && lines >= 2 && st.positions > 40, "%d turns, %d positions, %d lines",
+          st.turns, st.positions, lines);
+    // Each turn adds only its own tokens: nothing already in the cache goes through the model again.
+    check("chat-keeps-the-cache", st.forwarded == st.positions, "%ld tokens forwarded for %d positions", st.forwarded,
+          st.positions);
+    free(out);
+
+    st = scripted_chat("Tell me a story.\nWhat happened next?\n", 512, 60, "bird", &out);
+    check("chat-stop-string", st.turns == 2 && !strstr(out, "bird") && st.forwarded == st.positions,
+          "%d turns, output '%s'", st.turns, out);
+    free(out);
+
+    // A context too small for the whole conversation: it ends cleanly, replies intact.
+    st = scripted_chat("One.\nTwo.\nThree.\nFour.\nFive.\nSix.\n", 96, 8, NULL, &out);
+    check("chat-context-full-ends-cleanly", st.turns >= 2 && st.turns < 6 && st.positions <= 96 &&
+          st.forwarded == st.positions, "%d turns in %d positions", st.turns, st.positions);
+    free(out);
 }
 
 // ----------------------------------------------------------------------------
@@ -756,6 +843,21 @@ static void test_cli(void) {
     check("cli-ppl-int8-within-1pct-of-fp32", ppl[0] > 1.0 && ppl[0] < 10.0 && fabs(ppl[1] / ppl[0] - 1.0) < 0.01,
           "fp32 %.4f, int8 %.4f", ppl[0], ppl[1]);
 
+    // Chat from a script: two lines in, two replies out, status 0.
+    snprintf(args, sizeof(args), "%s -z %s -m chat -t 0 -n 400 < tests/chat_turns.txt", m260, tok512);
+    r = run_cmd(args);
+    int reply_lines = 0;
+    for (size_t i = 0; r.out && i < r.out_len; i++) reply_lines += r.out[i] == '\n';
+    check("cli-chat-script", r.status == 0 && reply_lines >= 2 && r.out && !strstr(r.out, "INST"),
+          "status %d, %d lines: %s", r.status, reply_lines, r.out);
+    free_run(&r);
+    // --stop in generate mode: the text ends before the stop string, which is not printed.
+    snprintf(args, sizeof(args), "%s -z %s -t 0 -n 200 --stop Lily --stop \"red ball\"", m260, tok512);
+    r = run_cmd(args);
+    check("cli-generate-stop", r.status == 0 && r.out && strcmp(r.out, "Once upon a time, there was a little girl named \n") == 0,
+          "got '%s'", r.out);
+    free_run(&r);
+
     r = run_cmd("-h");
     int all_flags = r.out != NULL;
     for (const char *flag = "tpksniezmylh"; all_flags && *flag; flag++) {
@@ -919,6 +1021,8 @@ int main(void) {
         test_export();
         test_forward();
         test_tokenizer_gguf();
+        test_chat_template();
+        test_chat();
         test_perplexity();
         test_generate();
         test_cli();

@@ -434,11 +434,69 @@ static const char *decode(const Tokenizer *t, int prev, int token, int *len) {
 // (a stray continuation byte, a character cut short) print as U+FFFD each,
 // as SentencePiece's decoder does. Control bytes other than whitespace are not
 // printed: a sampled one could otherwise drive the terminal.
+//
+// Stop strings end the text where they appear, and are not printed: text
+// that could be the start of one is held back until it is known not to be.
 typedef struct {
     FILE *out;
-    unsigned char pending[4];
+    unsigned char pending[4]; // bytes of a character not yet complete
     int n_pending;
+    const char *const *stops; // (n_stops) NUL-terminated
+    int n_stops;
+    char *held;               // text that may begin a stop string
+    size_t n_held, held_cap;
+    int stopped;              // a stop string appeared: nothing more is printed
 } Printer;
+
+static Printer make_printer(FILE *out, const char *const *stops, int n_stops) {
+    Printer p = {out, {0}, 0, stops, n_stops, NULL, 0, 0, 0};
+    return p;
+}
+
+// Where needle first occurs in hay, or -1.
+static long find_bytes(const char *hay, size_t n, const char *needle, size_t m) {
+    for (size_t i = 0; m <= n && i <= n - m; i++)
+        if (memcmp(hay + i, needle, m) == 0) return (long)i;
+    return -1;
+}
+
+static void emit(Printer *p, const char *s, size_t n) {
+    if (p->stopped) return;
+    if (p->n_stops == 0) {
+        fwrite(s, 1, n, p->out);
+        return;
+    }
+    if (p->n_held + n > p->held_cap) {
+        p->held_cap = (p->n_held + n) * 2;
+        p->held = realloc(p->held, p->held_cap);
+        if (!p->held) fatal("out of memory printing text");
+    }
+    memcpy(p->held + p->n_held, s, n);
+    p->n_held += n;
+    long first = -1; // the earliest stop string in the held text ends it there
+    for (int i = 0; i < p->n_stops; i++) {
+        long at = find_bytes(p->held, p->n_held, p->stops[i], strlen(p->stops[i]));
+        if (at >= 0 && (first < 0 || at < first)) first = at;
+    }
+    if (first >= 0) {
+        fwrite(p->held, 1, first, p->out);
+        p->n_held = 0;
+        p->stopped = 1;
+        return;
+    }
+    size_t keep = 0; // the longest tail of the held text that begins a stop string
+    for (int i = 0; i < p->n_stops; i++) {
+        size_t len = strlen(p->stops[i]);
+        for (size_t k = len - 1 < p->n_held ? len - 1 : p->n_held; k > keep; k--)
+            if (memcmp(p->held + p->n_held - k, p->stops[i], k) == 0) {
+                keep = k;
+                break;
+            }
+    }
+    fwrite(p->held, 1, p->n_held - keep, p->out);
+    memmove(p->held, p->held + p->n_held - keep, keep);
+    p->n_held = keep;
+}
 
 static void put_text(Printer *p, const char *s, size_t n) {
     if (n == 1) {
@@ -446,7 +504,7 @@ static void put_text(Printer *p, const char *s, size_t n) {
         int control = (c < 0x20 && !(c >= '\t' && c <= '\r')) || c == 0x7F;
         if (control) return;
     }
-    fwrite(s, 1, n, p->out);
+    emit(p, s, n);
 }
 
 // Prints the complete characters at the front of pending, and U+FFFD for each
@@ -475,8 +533,12 @@ static void print_token(Printer *p, const Tokenizer *t, int prev, int token) {
     put_text(p, s, len);
 }
 
-// Ends the text: bytes still waiting for the rest of a character print as U+FFFD.
+// Ends the text: bytes still waiting for the rest of a character print as
+// U+FFFD, and text held for a stop string that never came is printed.
 static void print_flush(Printer *p) {
     drain_pending(p, 1);
+    if (!p->stopped) fwrite(p->held, 1, p->n_held, p->out);
+    free(p->held);
+    p->held = NULL, p->n_held = p->held_cap = 0;
     fflush(p->out);
 }
