@@ -39,6 +39,11 @@
 // Errors: one way out for anything a user's file, flag or text gets wrong.
 // The message names what was wrong and what was expected, on one line.
 
+#ifdef FUZZING
+#include <setjmp.h>
+static jmp_buf fuzz_escape; // the fuzz/ harnesses return here instead of exiting
+#endif
+
 static void fatal(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -47,6 +52,9 @@ static void fatal(const char *fmt, ...) {
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
+#ifdef FUZZING
+    longjmp(fuzz_escape, 1);
+#endif
     exit(EXIT_FAILURE);
 }
 
@@ -673,25 +681,11 @@ static void *read_into_memory(int fd, size_t size, size_t *mapped, const char *p
     return p;
 }
 
-static void open_checkpoint(Model *m, const char *path, WeightsLoad load) {
-    memset(m, 0, sizeof(*m));
-    m->path = path;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) fatal("cannot open checkpoint %s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) fatal("%s: not a regular file", path);
-    size_t size = (size_t)st.st_size;
+// Reads a checkpoint's header from bytes (size of them) and points every
+// weight at its place there: llama2.c's layouts or GGUF. The file is untrusted:
+// nothing is read before it is known to lie inside.
+static void read_checkpoint(Model *m, const unsigned char *bytes, size_t size, const char *path) {
     if (size < 28) fatal("%s: %zu bytes is too short for a checkpoint header (28 bytes at least)", path, size);
-    if (load == WEIGHTS_READ) {
-        m->map = read_into_memory(fd, size, &m->map_size, path);
-    } else {
-        m->map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (m->map == MAP_FAILED) fatal("cannot map %s: %s", path, strerror(errno));
-        m->map_size = size;
-    }
-    close(fd); // a mapping keeps the file open
-    const unsigned char *bytes = m->map;
-
     Config *c = &m->config;
     int version = 0;
     const unsigned char *params = bytes;
@@ -750,6 +744,26 @@ static void open_checkpoint(Model *m, const char *path, WeightsLoad load) {
               (unsigned long long)measure.offset, size);
     Cursor map = {bytes, header_bytes};
     memory_map_weights(&m->weights, c, &map, version);
+}
+
+static void open_checkpoint(Model *m, const char *path, WeightsLoad load) {
+    memset(m, 0, sizeof(*m));
+    m->path = path;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) fatal("cannot open checkpoint %s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) fatal("%s: not a regular file", path);
+    size_t size = (size_t)st.st_size;
+    if (size < 28) fatal("%s: %zu bytes is too short for a checkpoint header (28 bytes at least)", path, size);
+    if (load == WEIGHTS_READ) {
+        m->map = read_into_memory(fd, size, &m->map_size, path);
+    } else {
+        m->map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (m->map == MAP_FAILED) fatal("cannot map %s: %s", path, strerror(errno));
+        m->map_size = size;
+    }
+    close(fd); // a mapping keeps the file open
+    read_checkpoint(m, m->map, size, path);
 }
 
 // Tokens per forward call while reading a prompt. Each weight matrix is read
@@ -2056,6 +2070,8 @@ static GenerateStats generate(Model *m, const Tokenizer *t, Sampler *sampler, co
             if (next == t->bos_id || next == t->eos_id) break;
             print_token(&printer, t, token, next);
             stats.n_generated++;
+            // Stream each token as it comes; a reader gone away (a closed pipe) ends the run.
+            if (fflush(out) != 0 || ferror(out)) break;
             if (printer.stopped || ++pos >= steps) break;
             logits = forward(m, &next, 1, pos, 0);
             token = next;
@@ -2305,8 +2321,8 @@ static ChatStats chat(Model *m, const Tokenizer *t, Sampler *sampler, const Chat
             int next = sample(sampler, logits);
             if (next == t->eos_id || next == t->bos_id) break;
             print_token(&printer, t, prev, next);
-            fflush(out);
             prev = next;
+            if (fflush(out) != 0 || ferror(out)) interrupted = 1; // no one is reading: end the reply
             n_reply++;
             if (printer.stopped || interrupted || n_reply >= limit || pos >= n_ctx - 1) {
                 carry[n_carry++] = next; // sampled but not yet in the cache
@@ -2320,6 +2336,7 @@ static ChatStats chat(Model *m, const Tokenizer *t, Sampler *sampler, const Chat
         fputc('\n', out);
         fflush(out);
         stats.turns++;
+        if (ferror(out)) break; // and the chat
         if (pos + n_carry >= n_ctx) {
             fprintf(stderr, "run: the conversation filled its %d positions; chat ended\n", n_ctx);
             break;
@@ -2425,6 +2442,7 @@ int main(int argc, char **argv) {
         const char *arg = argv[i];
         if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
             usage(stdout);
+            free(stops.text);
             return 0;
         }
         if (strcmp(arg, "--stop") == 0) {
@@ -2468,8 +2486,10 @@ int main(int argc, char **argv) {
 
     // The prompt: -i, or stdin when asked for or when stdin is a pipe or file.
     Text input = {0};
-    int from_stdin = prompt ? strcmp(prompt, "-") == 0 : !isatty(STDIN_FILENO) && strcmp(mode, "chat") != 0;
-    if (from_stdin) {
+    // A closed stdin (./run model.bin <&-) is an empty prompt, not an error.
+    int stdin_open = fcntl(STDIN_FILENO, F_GETFD) != -1;
+    int from_stdin = prompt ? strcmp(prompt, "-") == 0 : stdin_open && !isatty(STDIN_FILENO) && strcmp(mode, "chat") != 0;
+    if (from_stdin && stdin_open) {
         input = read_all(stdin, "standard input");
         drop_final_newline(&input);
     } else {
@@ -2538,7 +2558,10 @@ int main(int argc, char **argv) {
     free(input.data);
     free(default_path);
     free(stops.text);
-    if (fflush(stdout) != 0 || ferror(stdout)) fatal("cannot write to standard output");
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        if (errno == EPIPE) return 1; // the reader left early (SIGPIPE ignored): nothing to say
+        fatal("cannot write to standard output: %s", strerror(errno));
+    }
     return 0;
 }
 #endif

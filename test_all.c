@@ -758,7 +758,9 @@ typedef struct {
 
 static RunResult run_cmd(const char *args) {
     char cmd[16384];
-    snprintf(cmd, sizeof(cmd), "./run %s > /tmp/test_all.out 2> /tmp/test_all.err", args);
+    // RUN_BINARY: test another build (make test-sanitize points it at a sanitized one).
+    const char *binary = getenv("RUN_BINARY") ? getenv("RUN_BINARY") : "./run";
+    snprintf(cmd, sizeof(cmd), "%s %s > /tmp/test_all.out 2> /tmp/test_all.err", binary, args);
     int status = system(cmd);
     RunResult r;
     r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -1002,6 +1004,180 @@ static void test_cli(void) {
 }
 
 // ----------------------------------------------------------------------------
+// Hostile input: files cut short, mutated or random, bad tokenizers, bad flags,
+// odd text, a closed pipe. Each must end with one line on stderr and status
+// 1 (2 for the command line), or run normally; never crash, hang or print
+// garbage. make test-sanitize runs this under ASan and UBSan.
+
+static void write_file(const char *path, const void *data, size_t len) {
+    FILE *f = fopen(path, "wb");
+    fwrite(data, 1, len, f);
+    fclose(f);
+}
+
+// Runs args on a file; returns 1 if it either succeeded or was refused with one line.
+static int survives(const char *args, int *refused) {
+    RunResult r = run_cmd(args);
+    int ok = (r.status == 0) || (r.status == 1 && r.err_lines == 1 && r.out_len == 0);
+    *refused += r.status == 1;
+    if (!ok) printf("     %s: status %d, %d stderr lines: %.300s\n", args, r.status, r.err_lines, r.err ? r.err : "");
+    free_run(&r);
+    return ok;
+}
+
+static void test_hostile(void) {
+    char args[4096], tok512[1024], m260[1024];
+    snprintf(tok512, sizeof(tok512), "%s", model_path("tok512.bin"));
+    snprintf(m260, sizeof(m260), "%s", model_path("stories260K.bin"));
+    const char *file = "/tmp/test_all_hostile.bin";
+    uint64_t rng = 2024;
+
+    // Checkpoints of every layout, cut at many lengths.
+    const char *models[] = {"stories260K.bin", "stories260K_q80_gs4.bin", "stories260K.gguf", "llama-2-tiny-random.gguf"};
+    for (size_t k = 0; k < sizeof(models) / sizeof(models[0]); k++) {
+        size_t len = 0;
+        char *whole = read_file_text(model_path(models[k]), &len);
+        size_t cuts[] = {0, 1, 4, 27, 28, 37, 255, 256, 257, 1000, 4096, 20000, len / 2, len - 4, len - 1};
+        int all = 1, refused = 0;
+        snprintf(args, sizeof(args), "%s -z %s -n 4", file, strstr(models[k], "gguf") ? "tokenizer.bin" : tok512);
+        if (strstr(models[k], "gguf")) snprintf(args, sizeof(args), "%s -n 4", file);
+        for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) write_file(file, whole, cuts[i]), all &= survives(args, &refused);
+        char id[128];
+        snprintf(id, sizeof(id), "hostile-truncated-%s", models[k]);
+        check(id, all && refused == (int)(sizeof(cuts) / sizeof(cuts[0])), "%d of %zu refused", refused,
+              sizeof(cuts) / sizeof(cuts[0]));
+
+        // Random bytes over the header and the first tensor infos: 120 mutants each.
+        all = 1, refused = 0;
+        char *mutant = malloc(len);
+        size_t region = len < 4096 ? len : 4096;
+        for (int i = 0; i < 120; i++) {
+            memcpy(mutant, whole, len);
+            int n_flips = 1 + random_u32(&rng) % 4;
+            for (int f = 0; f < n_flips; f++) {
+                size_t at = random_u32(&rng) % region;
+                unsigned char v = (unsigned char)random_u32(&rng);
+                if (i % 3 == 0) v = i % 2 ? 0xFF : 0x00; // extremes: 0 and all ones
+                mutant[at] = (char)v;
+            }
+            write_file(file, mutant, len);
+            all &= survives(args, &refused);
+        }
+        snprintf(id, sizeof(id), "hostile-mutated-%s", models[k]);
+        check(id, all, "%d of 120 refused, some crashed or misbehaved (above)", refused);
+        free(mutant), free(whole);
+    }
+
+    // Each header field of the legacy file set to extremes: all refused.
+    size_t len;
+    char *whole = read_file_text(m260, &len);
+    int32_t extremes[] = {0, -1, 1, 3, INT32_MAX, INT32_MIN, 1 << 20, 65537};
+    int all = 1, refused = 0, tried = 0;
+    for (int field = 0; field < 7; field++)
+        for (size_t e = 0; e < sizeof(extremes) / sizeof(extremes[0]); e++) {
+            int32_t original;
+            memcpy(&original, whole + 4 * field, 4);
+            if (extremes[e] == original || (field == 5 && extremes[e] == -original)) continue;
+            memcpy(whole + 4 * field, &extremes[e], 4);
+            write_file(file, whole, len);
+            snprintf(args, sizeof(args), "%s -z %s -n 4", file, tok512);
+            all &= survives(args, &refused), tried++;
+            memcpy(whole + 4 * field, &original, 4);
+        }
+    check("hostile-header-fields", all && refused == tried, "%d of %d refused", refused, tried);
+    free(whole);
+
+    // Random files of assorted sizes, with and without each magic number.
+    all = 1, refused = 0;
+    for (int i = 0; i < 40; i++) {
+        size_t n = 1 + random_u32(&rng) % 5000;
+        unsigned char *bytes = malloc(n + 8);
+        for (size_t j = 0; j < n; j++) bytes[j] = (unsigned char)random_u32(&rng);
+        if (i % 4 == 1 && n >= 4) memcpy(bytes, "GGUF", 4);
+        if (i % 4 == 2 && n >= 4) memcpy(bytes, "\x32\x34\x6b\x61", 4); // "ak42" as little-endian uint32
+        write_file(file, bytes, n);
+        snprintf(args, sizeof(args), "%s -z %s -n 4", file, tok512);
+        all &= survives(args, &refused);
+        free(bytes);
+    }
+    check("hostile-random-files", all && refused == 40, "%d of 40 refused", refused);
+
+    // Tokenizer files: cut, mutated lengths, random; never a crash.
+    whole = read_file_text(tok512, &len);
+    all = 1, refused = 0;
+    for (int i = 0; i < 60; i++) {
+        size_t n = i < 20 ? random_u32(&rng) % len : len;
+        char *copy = malloc(len);
+        memcpy(copy, whole, len);
+        if (i >= 20) for (int f = 0; f < 3; f++) copy[random_u32(&rng) % len] = (char)random_u32(&rng);
+        write_file(file, copy, n);
+        snprintf(args, sizeof(args), "%s -z %s -n 8 -i \"Lily and Tom\"", m260, file);
+        all &= survives(args, &refused);
+        free(copy);
+    }
+    check("hostile-tokenizer-files", all && refused >= 20, "%d of 60 refused", refused);
+    free(whole);
+    remove(file);
+
+    // Text: invalid UTF-8 and control bytes in the prompt, an empty prompt, a closed stdin.
+    static const char hostile_text[] = "Lily \xff\xfe and \xe4\xbd Tom\x01\x1b[31m went";
+    write_file("/tmp/test_all_text", hostile_text, sizeof(hostile_text) - 1);
+    snprintf(args, sizeof(args), "%s -z %s -t 0 -n 40 -i - < /tmp/test_all_text", m260, tok512);
+    RunResult r = run_cmd(args);
+    int valid = r.out != NULL;
+    for (size_t i = 0; valid && i < r.out_len;) {
+        int cl = utf8_char_len((const unsigned char *)r.out + i, r.out_len - i);
+        valid = cl > 0 && !((unsigned char)r.out[i] < 0x20 && !strchr("\t\n\r", r.out[i]));
+        i += cl ? cl : 1;
+    }
+    check("hostile-invalid-utf8-prompt", r.status == 0 && valid, "status %d, output valid UTF-8 without controls: %d",
+          r.status, valid);
+    free_run(&r);
+    remove("/tmp/test_all_text");
+    snprintf(args, sizeof(args), "%s -z %s -t 0 -n 20 -i \"\"", m260, tok512);
+    r = run_cmd(args);
+    check("hostile-empty-prompt", r.status == 0 && r.out && strncmp(r.out, "Once upon a time", 16) == 0, NULL);
+    free_run(&r);
+    snprintf(args, sizeof(args), "%s -z %s -t 0 -n 20 <&-", m260, tok512);
+    r = run_cmd(args);
+    check("hostile-closed-stdin", r.status == 0 && r.out && strncmp(r.out, "Once upon a time", 16) == 0, "status %d", r.status);
+    free_run(&r);
+
+    // A closed pipe: the run stops (SIGPIPE, or status 1 where SIGPIPE is ignored), it does not finish its 512 tokens.
+    const char *binary = getenv("RUN_BINARY") ? getenv("RUN_BINARY") : "./run";
+    char cmd[4096];
+    for (int ignore = 0; ignore < 2; ignore++) {
+        // The producer runs in a subshell that records its status: a pipeline's status is the consumer's.
+        snprintf(cmd, sizeof(cmd), "sh -c '%s (%s %s -z %s -n 512 2>/tmp/test_all.err; echo $? > /tmp/test_all.status) "
+                 "| head -c 20 > /dev/null'; exit $(cat /tmp/test_all.status)",
+                 ignore ? "trap \"\" PIPE;" : "", binary, m260, tok512);
+        int status = system(cmd);
+        status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        size_t err_len = 0;
+        char *err = read_file_text("/tmp/test_all.err", &err_len);
+        char id[64];
+        snprintf(id, sizeof(id), ignore ? "hostile-closed-pipe-sigpipe-ignored" : "hostile-closed-pipe");
+        // 141: killed by SIGPIPE (128 + 13); 1: saw EPIPE and stopped; 0 would mean it ran to the end
+        check(id, (status == 141 || status == 1) && (!err || !strstr(err, "rror")), "status %d, stderr %s", status, err);
+        free(err);
+    }
+    remove("/tmp/test_all.status");
+
+    // Flags: every malformed value is a usage error.
+    const char *bad[] = {"-t \"\"", "-n \"\"", "-s -1", "-k -1", "-p nan", "-t inf", "-t 1e99", "-r -1", "--stop \"\"",
+                         "-i", "-z", "-n 99999999999", "-e 2", "-l", "--stop", "-x 1", "-tt 1", "--temperature 1"};
+    all = 1;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(args, sizeof(args), "%s -z %s %s", m260, tok512, bad[i]);
+        RunResult b = run_cmd(args);
+        if (!(b.status == 2 && b.out_len == 0 && b.err && strncmp(b.err, "run: ", 5) == 0))
+            printf("     flag %s: status %d\n", bad[i], b.status), all = 0;
+        free_run(&b);
+    }
+    check("hostile-flags", all, NULL);
+}
+
+// ----------------------------------------------------------------------------
 
 int main(void) {
     select_kernels();
@@ -1026,6 +1202,7 @@ int main(void) {
         test_perplexity();
         test_generate();
         test_cli();
+        test_hostile();
     } else {
         printf("\n*** MODELS NOT FOUND in %s: the export, forward, generate and command-line tests were NOT RUN.\n"
                "*** Point MODELS= at a directory with stories260K.bin, tok512.bin, tok512.model, tokenizer.bin\n"

@@ -151,9 +151,17 @@ static void alloc_tokenizer(Tokenizer *t, int n, size_t text_bytes, const char *
 
 // Loads tokenizer.bin. The file does not store its number of tokens, so the
 // whole file is walked and the count checked by the caller against the model.
+static void parse_tokenizer(Tokenizer *t, const unsigned char *data, size_t size, const char *path);
+
 static void build_tokenizer(Tokenizer *t, const char *path) {
     size_t size;
     unsigned char *data = read_whole_file(path, &size);
+    parse_tokenizer(t, data, size, path);
+    free(data);
+}
+
+// Reads tokenizer.bin's bytes (size of them). Every length is checked against the bytes left.
+static void parse_tokenizer(Tokenizer *t, const unsigned char *data, size_t size, const char *path) {
     if (size < 4) fatal("%s: %zu bytes is too short for a tokenizer file (llama2.c tokenizer.bin format)", path, size);
 
     // First pass: count the entries and check that each lies inside the file.
@@ -184,7 +192,6 @@ static void build_tokenizer(Tokenizer *t, const char *path) {
         text += len + 1;
         off += 8 + len;
     }
-    free(data);
     // llama2.c's convention, as in Meta's tokenizer: 0 <unk>, 1 <s>, 2 </s>.
     t->unk_id = 0, t->bos_id = 1, t->eos_id = 2;
     index_tokenizer(t, NULL, path);
@@ -537,7 +544,7 @@ static void print_token(Printer *p, const Tokenizer *t, int prev, int token) {
 // U+FFFD, and text held for a stop string that never came is printed.
 static void print_flush(Printer *p) {
     drain_pending(p, 1);
-    if (!p->stopped) fwrite(p->held, 1, p->n_held, p->out);
+    if (!p->stopped && p->n_held > 0) fwrite(p->held, 1, p->n_held, p->out);
     free(p->held);
     p->held = NULL, p->n_held = p->held_cap = 0;
     fflush(p->out);
