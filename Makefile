@@ -52,6 +52,31 @@ test-sanitize:
 	ASAN_OPTIONS=exitcode=99:detect_leaks=1 UBSAN_OPTIONS=exitcode=98:print_stacktrace=1 \
 		RUN_BINARY=./run-sanitize MODELS=$(MODELS) PYTHON=$(PYTHON) ./test_all-sanitize
 
+# Fuzzing with libFuzzer (needs clang and Debian's libclang-rt-14-dev): the checkpoint loader,
+# the GGUF parser and the tokenizer, FUZZ_SECONDS each, under ASan and UBSan. Seeds are made
+# from ../shared/models in fuzz/build (not kept); inputs that once crashed live in
+# tests/fuzz-regressions/ and are replayed by make test. Leak checks are off: a refused file
+# ends in fatal(), which exits in the real program, and the harness cannot free what it left.
+FUZZ_SECONDS ?= 60
+FUZZ_CC ?= clang
+FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Wno-unknown-pragmas
+fuzz:
+	mkdir -p fuzz/build
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o fuzz/build/fuzz_checkpoint fuzz/fuzz_checkpoint.c -lm
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o fuzz/build/fuzz_gguf fuzz/fuzz_gguf.c -lm
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o fuzz/build/fuzz_tokenizer fuzz/fuzz_tokenizer.c -lm
+	rm -rf fuzz/build/seeds && $(PYTHON) fuzz/make_seeds.py $(MODELS) fuzz/build/seeds
+	for h in checkpoint gguf tokenizer; do \
+		mkdir -p fuzz/build/corpus-$$h tests/fuzz-regressions/$$h; \
+		ASAN_OPTIONS=detect_leaks=0 ./fuzz/build/fuzz_$$h -max_total_time=$(FUZZ_SECONDS) -max_len=1300000 \
+			-close_fd_mask=2 -artifact_prefix=tests/fuzz-regressions/$$h/ -print_final_stats=1 \
+			fuzz/build/corpus-$$h fuzz/build/seeds/$$h tests/fuzz-regressions/$$h > fuzz/build/$$h.log 2>&1; \
+		status=$$?; \
+		grep -E "^(Done|stat::number_of_executed_units|stat::peak_rss|==.*ERROR|SUMMARY)" fuzz/build/$$h.log | \
+			sed "s/^/fuzz_$$h: /"; \
+		[ $$status -eq 0 ] || { echo "fuzz_$$h found a crash: see fuzz/build/$$h.log and tests/fuzz-regressions/$$h/"; exit 1; }; \
+	done
+
 # Benchmark: random-weight checkpoints of four shapes in fp32 and int8 (written once to
 # $BENCH_CACHE, default ~/.cache/run-bench, about 6.4 GB), this machine's memory bandwidth,
 # and decode and prompt speed with 1 and 2 threads, as one table; under 10 minutes.
@@ -72,8 +97,9 @@ help:
 	@echo "make test-sanitize  the tests, hostile inputs included, under ASan and UBSan"
 	@echo "make tokenizer  regenerate tokenizer.bin with export.py"
 	@echo "make references regenerate the tests' SentencePiece ids and NumPy logits"
+	@echo "make fuzz       libFuzzer on the loaders and the tokenizer, FUZZ_SECONDS=$(FUZZ_SECONDS) each"
 	@echo "make bench      benchmark ./run: 4 model shapes, fp32 and int8, 1 and 2 threads"
 	@echo "make bench-clean delete the benchmark's cached checkpoints"
 	@echo "make clean      remove the binaries"
 
-.PHONY: test test-cross test-sanitize tokenizer references bench bench-clean clean help
+.PHONY: test test-cross test-sanitize fuzz tokenizer references bench bench-clean clean help

@@ -450,8 +450,13 @@ static size_t gguf_row_bytes(uint32_t type, uint64_t cols) {
 
 // A tensor that must exist with exactly this shape; cols is the row length.
 static const unsigned char *gguf_tensor_data(const GGUFTensor *t, const char *name, int rows, int cols,
-                                             const unsigned char *data, uint64_t data_size, const char *path) {
+                                             const unsigned char *data, uint64_t data_size, uint64_t alignment,
+                                             const char *path) {
     if (!t) fatal("%s: GGUF file has no tensor %s", path, name);
+    // Offsets are multiples of the alignment (the format says so), which keeps every float aligned.
+    if (t->offset % alignment != 0)
+        fatal("%s: tensor %s at offset %llu, not a multiple of the file's alignment %llu", path, name,
+              (unsigned long long)t->offset, (unsigned long long)alignment);
     int vector = rows == 1;
     if (t->n_dims != (vector ? 1u : 2u) || t->dims[0] != (uint64_t)cols || (!vector && t->dims[1] != (uint64_t)rows))
         fatal("%s: tensor %s has shape [%llu, %llu], expected [%d, %d] from the metadata", path, name,
@@ -467,9 +472,9 @@ static const unsigned char *gguf_tensor_data(const GGUFTensor *t, const char *na
 }
 
 static Matrix gguf_matrix(const GGUFTensor *tensors, uint64_t n, const char *name, int rows, int cols,
-                          const unsigned char *data, uint64_t data_size, const char *path) {
+                          const unsigned char *data, uint64_t data_size, uint64_t alignment, const char *path) {
     const GGUFTensor *t = find_tensor(tensors, n, name);
-    Matrix m = {WEIGHT_F32, rows, cols, gguf_tensor_data(t, name, rows, cols, data, data_size, path), NULL, 0,
+    Matrix m = {WEIGHT_F32, rows, cols, gguf_tensor_data(t, name, rows, cols, data, data_size, alignment, path), NULL, 0,
                 gguf_row_bytes(t->type, cols)};
     static const WeightType types[] = {[GGML_F32] = WEIGHT_F32, [GGML_F16] = WEIGHT_F16, [GGML_Q4_0] = WEIGHT_Q4_0,
                                        [GGML_Q8_0] = WEIGHT_Q8_0, [GGML_BF16] = WEIGHT_BF16};
@@ -479,9 +484,9 @@ static Matrix gguf_matrix(const GGUFTensor *tensors, uint64_t n, const char *nam
 }
 
 static const float *gguf_vector(const GGUFTensor *tensors, uint64_t n, const char *name, int len,
-                                const unsigned char *data, uint64_t data_size, const char *path) {
+                                const unsigned char *data, uint64_t data_size, uint64_t alignment, const char *path) {
     const GGUFTensor *t = find_tensor(tensors, n, name);
-    const unsigned char *p = gguf_tensor_data(t, name, 1, len, data, data_size, path);
+    const unsigned char *p = gguf_tensor_data(t, name, 1, len, data, data_size, alignment, path);
     if (t->type != GGML_F32)
         fatal("%s: tensor %s has type %s, expected F32 for a norm weight", path, name, ggml_type_name(t->type));
     return (const float *)p;
@@ -589,8 +594,8 @@ static void open_gguf(Model *m, const unsigned char *bytes, size_t size, const c
     Weights *w = &m->weights;
     w->layers = xmalloc(c->n_layers * sizeof(Layer), "the layer table");
     char name[64];
-#define MATRIX(NAME, ROWS, COLS) gguf_matrix(tensors, n_tensors, NAME, ROWS, COLS, data, data_size, path)
-#define VECTOR(NAME, LEN) gguf_vector(tensors, n_tensors, NAME, LEN, data, data_size, path)
+#define MATRIX(NAME, ROWS, COLS) gguf_matrix(tensors, n_tensors, NAME, ROWS, COLS, data, data_size, alignment, path)
+#define VECTOR(NAME, LEN) gguf_vector(tensors, n_tensors, NAME, LEN, data, data_size, alignment, path)
     w->token_embedding = MATRIX("token_embd.weight", c->vocab_size, c->dim);
     for (int l = 0; l < c->n_layers; l++) {
         Layer *L = &w->layers[l];
@@ -1038,6 +1043,134 @@ static void matrix_row(float *out, const Matrix *m, int row) {
         }
     }
 }
+
+static int always(void) { return 1; }
+
+typedef struct {
+    const char *name;
+    int (*supported)(void);
+    F32Rows *f32_rows;
+    Q8Rows *q8_rows;
+    WeightedRows *weighted_rows;
+    HalfRows *f16_rows, *bf16_rows;
+    BlockRows *q8_0_rows, *q4_0_rows;
+} KernelSet;
+
+// The kernels in use: the scalar ones until select_kernels() picks the best
+// set this CPU runs (its SIMD versions follow the plain kernels below).
+static KernelSet kernels = {"scalar",         always,           f32_rows_scalar,  q8_rows_scalar, weighted_rows_scalar,
+                            f16_rows_scalar, bf16_rows_scalar, q8_0_rows_scalar, q4_0_rows_scalar};
+
+
+// A matmul's input: tokens vectors of n floats and, when the weights are int8,
+// the same vectors quantized (made by prepare_input).
+typedef struct {
+    const float *f;      // (tokens, n)
+    const int8_t *q;     // (tokens, n)
+    const float *scale;  // (tokens, n / group_size)
+    int tokens, n;
+} Input;
+
+static Input prepare_input(Model *m, const float *x, int tokens, int n) {
+    Input in = {x, NULL, NULL, tokens, n};
+    // An input whose width is not whole groups feeds no int8 matrix (GGUF
+    // exports keep such matrices in F16).
+    if (m->int8 && n % m->config.group_size == 0) {
+        int gs = m->config.group_size;
+        for (int t = 0; t < tokens; t++)
+            quantize(m->state.xq + (size_t)t * n, m->state.xq_scale + (size_t)t * (n / gs), x + (size_t)t * n, n, gs);
+        in.q = m->state.xq, in.scale = m->state.xq_scale;
+    }
+    return in;
+}
+
+// Rows per unit of parallel work: enough that a thread's share of a matrix is
+// a few long contiguous runs, which the hardware prefetcher streams well.
+#define MATMUL_ROW_BLOCK 16
+
+// out (tokens, w.rows) = in (tokens, w.cols) @ w^T: every weight is read once
+// per call, whatever the number of tokens. Threads take blocks of rows.
+static void matmul(float *out, const Input *in, const Matrix *w) {
+    int n = w->cols, d = w->rows, n_blocks = (d + MATMUL_ROW_BLOCK - 1) / MATMUL_ROW_BLOCK;
+    int b;
+#pragma omp parallel for schedule(static)
+    for (b = 0; b < n_blocks; b++) {
+        int r0 = b * MATMUL_ROW_BLOCK, rows = d - r0 < MATMUL_ROW_BLOCK ? d - r0 : MATMUL_ROW_BLOCK;
+        const unsigned char *rows_data = (const unsigned char *)w->data + (size_t)r0 * w->row_bytes;
+        switch (w->type) {
+        case WEIGHT_F32:
+            kernels.f32_rows(out + r0, d, (const float *)rows_data, n, in->f, n, n, rows, in->tokens);
+            break;
+        case WEIGHT_Q8:
+            kernels.q8_rows(out + r0, d, (const int8_t *)rows_data, w->scale + (size_t)r0 * (n / w->group_size), n,
+                            in->q, in->scale, n, n, w->group_size, rows, in->tokens);
+            break;
+        case WEIGHT_F16:
+            kernels.f16_rows(out + r0, d, (const uint16_t *)rows_data, n, in->f, n, n, rows, in->tokens);
+            break;
+        case WEIGHT_BF16:
+            kernels.bf16_rows(out + r0, d, (const uint16_t *)rows_data, n, in->f, n, n, rows, in->tokens);
+            break;
+        case WEIGHT_Q8_0:
+            kernels.q8_0_rows(out + r0, d, rows_data, w->row_bytes, in->q, in->scale, n, n, rows, in->tokens);
+            break;
+        case WEIGHT_Q4_0:
+            kernels.q4_0_rows(out + r0, d, rows_data, w->row_bytes, in->q, in->scale, n, n, rows, in->tokens);
+            break;
+        }
+    }
+}
+
+// RoPE: rotate each adjacent pair (v[2i], v[2i+1]) of every head by the angle
+// for this position, so that the dot product of a query and a key depends on
+// how far apart they are.
+static void rope(float *v, int n, int head_size, const float *cos_pos, const float *sin_pos) {
+    for (int i = 0; i < n; i += 2) {
+        int pair = (i % head_size) / 2;
+        float c = cos_pos[pair], s = sin_pos[pair];
+        float v0 = v[i], v1 = v[i + 1];
+        v[i] = v0 * c - v1 * s;
+        v[i + 1] = v0 * s + v1 * c;
+    }
+}
+
+// One head's attention for a block of T queries at positions pos..pos+T-1:
+// score each query against the keys of positions 0..its own (causal), softmax
+// the scores, and sum the values weighted by them. All T queries are scored
+// against all pos+T keys as one matrix product, and each query then uses only
+// its causal part. keys and values point at this head's slice of position 0,
+// positions kv_dim floats apart; queries and outputs are `stride` apart.
+// scores has room for T * (pos + T) floats.
+static void attention(float *out, const float *q, size_t stride, const float *keys, const float *values,
+                      float *scores, int pos, int T, int head_size, int kv_dim) {
+    int n_keys = pos + T;
+    kernels.f32_rows(scores, n_keys, keys, kv_dim, q, stride, head_size, n_keys, T);
+    float scale = 1.0f / sqrtf((float)head_size); // keeps scores ~unit variance
+    for (int t = 0; t < T; t++) {
+        float *s = scores + (size_t)t * n_keys;
+        int visible = pos + t + 1;
+        for (int k = 0; k < visible; k++) s[k] *= scale;
+        softmax(s, visible);
+        kernels.weighted_rows(out + t * stride, s, values, kv_dim, head_size, visible);
+    }
+}
+
+// SwiGLU: gate through SiLU (x * sigmoid(x)), times the up projection.
+static void swiglu(float *gate, const float *up, int n) {
+    for (int i = 0; i < n; i++) {
+        float g = gate[i];
+        g *= 1.0f / (1.0f + expf(-g));
+        gate[i] = g * up[i];
+    }
+}
+
+// ----------------------------------------------------------------------------
+// Kernels, fast: SIMD versions of the matrix products
+//
+// Everything above is the definition; what follows computes the same sums
+// with SIMD instructions, each version held to its scalar twin by test_all.c.
+// One binary carries them all: select_kernels() asks the CPU at start-up which
+// it can run, so the same program works on any x86-64 or ARM64 machine.
 
 // SIMD versions of the matrix-product kernels. Each works on a tile of R
 // rows by TT tokens at a time: the R rows' loads are shared by TT tokens and
@@ -1635,18 +1768,6 @@ static int has_sdot(void) {
 }
 #endif // ARM64
 
-static int always(void) { return 1; }
-
-typedef struct {
-    const char *name;
-    int (*supported)(void);
-    F32Rows *f32_rows;
-    Q8Rows *q8_rows;
-    WeightedRows *weighted_rows;
-    HalfRows *f16_rows, *bf16_rows;
-    BlockRows *q8_0_rows, *q4_0_rows;
-} KernelSet;
-
 // Most capable first; select_kernels() takes the first this CPU supports.
 static const KernelSet kernel_sets[] = {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -1665,9 +1786,6 @@ static const KernelSet kernel_sets[] = {
      q8_0_rows_scalar, q4_0_rows_scalar},
 };
 
-static KernelSet kernels = {"scalar",         always,           f32_rows_scalar,  q8_rows_scalar, weighted_rows_scalar,
-                            f16_rows_scalar, bf16_rows_scalar, q8_0_rows_scalar, q4_0_rows_scalar};
-
 // Picks the kernels once at start-up. RUN_KERNELS=name forces a set (for
 // comparing them); an unknown or unsupported name is an error.
 static void select_kernels(void) {
@@ -1681,108 +1799,6 @@ static void select_kernels(void) {
         }
     }
     fatal("RUN_KERNELS=%s: no such kernel set (try avx512, avx2, neon-sdot, neon or scalar)", want);
-}
-
-// A matmul's input: tokens vectors of n floats and, when the weights are int8,
-// the same vectors quantized (made by prepare_input).
-typedef struct {
-    const float *f;      // (tokens, n)
-    const int8_t *q;     // (tokens, n)
-    const float *scale;  // (tokens, n / group_size)
-    int tokens, n;
-} Input;
-
-static Input prepare_input(Model *m, const float *x, int tokens, int n) {
-    Input in = {x, NULL, NULL, tokens, n};
-    // An input whose width is not whole groups feeds no int8 matrix (GGUF
-    // exports keep such matrices in F16).
-    if (m->int8 && n % m->config.group_size == 0) {
-        int gs = m->config.group_size;
-        for (int t = 0; t < tokens; t++)
-            quantize(m->state.xq + (size_t)t * n, m->state.xq_scale + (size_t)t * (n / gs), x + (size_t)t * n, n, gs);
-        in.q = m->state.xq, in.scale = m->state.xq_scale;
-    }
-    return in;
-}
-
-// Rows per unit of parallel work: enough that a thread's share of a matrix is
-// a few long contiguous runs, which the hardware prefetcher streams well.
-#define MATMUL_ROW_BLOCK 16
-
-// out (tokens, w.rows) = in (tokens, w.cols) @ w^T: every weight is read once
-// per call, whatever the number of tokens. Threads take blocks of rows.
-static void matmul(float *out, const Input *in, const Matrix *w) {
-    int n = w->cols, d = w->rows, n_blocks = (d + MATMUL_ROW_BLOCK - 1) / MATMUL_ROW_BLOCK;
-    int b;
-#pragma omp parallel for schedule(static)
-    for (b = 0; b < n_blocks; b++) {
-        int r0 = b * MATMUL_ROW_BLOCK, rows = d - r0 < MATMUL_ROW_BLOCK ? d - r0 : MATMUL_ROW_BLOCK;
-        const unsigned char *rows_data = (const unsigned char *)w->data + (size_t)r0 * w->row_bytes;
-        switch (w->type) {
-        case WEIGHT_F32:
-            kernels.f32_rows(out + r0, d, (const float *)rows_data, n, in->f, n, n, rows, in->tokens);
-            break;
-        case WEIGHT_Q8:
-            kernels.q8_rows(out + r0, d, (const int8_t *)rows_data, w->scale + (size_t)r0 * (n / w->group_size), n,
-                            in->q, in->scale, n, n, w->group_size, rows, in->tokens);
-            break;
-        case WEIGHT_F16:
-            kernels.f16_rows(out + r0, d, (const uint16_t *)rows_data, n, in->f, n, n, rows, in->tokens);
-            break;
-        case WEIGHT_BF16:
-            kernels.bf16_rows(out + r0, d, (const uint16_t *)rows_data, n, in->f, n, n, rows, in->tokens);
-            break;
-        case WEIGHT_Q8_0:
-            kernels.q8_0_rows(out + r0, d, rows_data, w->row_bytes, in->q, in->scale, n, n, rows, in->tokens);
-            break;
-        case WEIGHT_Q4_0:
-            kernels.q4_0_rows(out + r0, d, rows_data, w->row_bytes, in->q, in->scale, n, n, rows, in->tokens);
-            break;
-        }
-    }
-}
-
-// RoPE: rotate each adjacent pair (v[2i], v[2i+1]) of every head by the angle
-// for this position, so that the dot product of a query and a key depends on
-// how far apart they are.
-static void rope(float *v, int n, int head_size, const float *cos_pos, const float *sin_pos) {
-    for (int i = 0; i < n; i += 2) {
-        int pair = (i % head_size) / 2;
-        float c = cos_pos[pair], s = sin_pos[pair];
-        float v0 = v[i], v1 = v[i + 1];
-        v[i] = v0 * c - v1 * s;
-        v[i + 1] = v0 * s + v1 * c;
-    }
-}
-
-// One head's attention for a block of T queries at positions pos..pos+T-1:
-// score each query against the keys of positions 0..its own (causal), softmax
-// the scores, and sum the values weighted by them. All T queries are scored
-// against all pos+T keys as one matrix product, and each query then uses only
-// its causal part. keys and values point at this head's slice of position 0,
-// positions kv_dim floats apart; queries and outputs are `stride` apart.
-// scores has room for T * (pos + T) floats.
-static void attention(float *out, const float *q, size_t stride, const float *keys, const float *values,
-                      float *scores, int pos, int T, int head_size, int kv_dim) {
-    int n_keys = pos + T;
-    kernels.f32_rows(scores, n_keys, keys, kv_dim, q, stride, head_size, n_keys, T);
-    float scale = 1.0f / sqrtf((float)head_size); // keeps scores ~unit variance
-    for (int t = 0; t < T; t++) {
-        float *s = scores + (size_t)t * n_keys;
-        int visible = pos + t + 1;
-        for (int k = 0; k < visible; k++) s[k] *= scale;
-        softmax(s, visible);
-        kernels.weighted_rows(out + t * stride, s, values, kv_dim, head_size, visible);
-    }
-}
-
-// SwiGLU: gate through SiLU (x * sigmoid(x)), times the up projection.
-static void swiglu(float *gate, const float *up, int n) {
-    for (int i = 0; i < n; i++) {
-        float g = gate[i];
-        g *= 1.0f / (1.0f + expf(-g));
-        gate[i] = g * up[i];
-    }
 }
 
 // ----------------------------------------------------------------------------

@@ -17,6 +17,7 @@
 #define TESTING
 #include "run.c"
 
+#include <dirent.h>
 #include <sys/wait.h>
 
 static int n_passed, n_failed;
@@ -1162,6 +1163,45 @@ static void test_hostile(void) {
         free(err);
     }
     remove("/tmp/test_all.status");
+
+    // Inputs that once crashed a fuzz harness (tests/fuzz-regressions/, see its README).
+    const char *harnesses[] = {"checkpoint", "gguf", "tokenizer"};
+    int replayed = 0;
+    all = 1, refused = 0;
+    for (int h = 0; h < 3; h++) {
+        char dir[256];
+        snprintf(dir, sizeof(dir), "tests/fuzz-regressions/%s", harnesses[h]);
+        DIR *d = opendir(dir);
+        for (struct dirent *e; d && (e = readdir(d));) {
+            if (e->d_name[0] == '.') continue;
+            char path[1024];
+            snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+            snprintf(args, sizeof(args), "%s -z %s -n 4", path, tok512);
+            if (h == 1) { // as fuzz_gguf reads it: with the GGUF magic forced
+                size_t n = 0;
+                char *input = read_file_text(path, &n);
+                if (n >= 4) memcpy(input, "GGUF", 4);
+                write_file(file, input, n);
+                snprintf(args, sizeof(args), "%s -n 4", file);
+                free(input);
+            }
+            if (h == 2) { // as fuzz_tokenizer reads it: a leading 0 byte marks a tokenizer file, else text
+                size_t n = 0;
+                char *input = read_file_text(path, &n);
+                if (n > 0 && input[0] == 0) {
+                    write_file(file, input + 1, n - 1);
+                    snprintf(args, sizeof(args), "-m tokenize -z %s -i \"Once upon a time\"", file);
+                } else {
+                    snprintf(args, sizeof(args), "-m tokenize -z tokenizer.bin < %s", path);
+                }
+                free(input);
+            }
+            all &= survives(args, &refused), replayed++;
+        }
+        if (d) closedir(d);
+    }
+    check("hostile-fuzz-regressions", all, "%d inputs replayed", replayed);
+    remove(file);
 
     // Flags: every malformed value is a usage error.
     const char *bad[] = {"-t \"\"", "-n \"\"", "-s -1", "-k -1", "-p nan", "-t inf", "-t 1e99", "-r -1", "--stop \"\"",
