@@ -25,11 +25,11 @@ test: run test_all
 # Needs Debian's gcc-aarch64-linux-gnu, libc6-dev-arm64-cross and qemu-user.
 test-cross: run test_all
 	aarch64-linux-gnu-gcc $(CFLAGS) -Wno-unused-function -Wno-unknown-pragmas -o test_all_arm64 test_all.c -lm
-	QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64 -cpu max ./test_all_arm64 | tail -1 | grep -q ' 0 failed' || \
-		{ QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64 -cpu max ./test_all_arm64 | grep -v '^ok'; exit 1; }
-	QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64 -cpu cortex-a72 ./test_all_arm64 | tail -1 | grep -q ' 0 failed'
-	qemu-x86_64 -cpu Nehalem ./test_all | tail -1 | grep -q ' 0 failed'
-	qemu-x86_64 -cpu Haswell ./test_all | tail -1 | grep -q ' 0 failed'
+	QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64 -cpu max ./test_all_arm64 --in-process | tail -1 | grep -q ' 0 failed' || \
+		{ QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64 -cpu max ./test_all_arm64 --in-process | grep -v '^ok'; exit 1; }
+	QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64 -cpu cortex-a72 ./test_all_arm64 --in-process | tail -1 | grep -q ' 0 failed'
+	qemu-x86_64 -cpu Nehalem ./test_all --in-process | tail -1 | grep -q ' 0 failed'
+	qemu-x86_64 -cpu Haswell ./test_all --in-process | tail -1 | grep -q ' 0 failed'
 	@echo "test-cross: arm64 (sdot, no sdot), x86-64 (no AVX, AVX2 only): all passed"
 
 # Regenerate the committed tokenizer.bin from Meta's tokenizer.model.
