@@ -447,13 +447,20 @@ META_LAYER = {"attn_norm": "attention_norm.weight", "attn_q": "attention.wq.weig
               "ffn_up": "feed_forward.w3.weight"}
 
 
+def read_folder_config(folder, flag, name, what, other_name, other_flag):
+    """The JSON config a checkpoint folder must hold, with a hint when the folder
+    is of the other kind. Returns (path, parsed JSON)."""
+    require_dir(folder, flag)
+    path = os.path.join(folder, name)
+    if not os.path.isfile(path):
+        hint = f"; it has {other_name}: use {other_flag}" if os.path.isfile(os.path.join(folder, other_name)) else ""
+        raise ExportError(f"{folder} has no {name}: not a {what} folder{hint}")
+    return path, read_json(path)
+
+
 def load_meta(folder, context):
-    require_dir(folder, "--meta-llama")
-    params_path = os.path.join(folder, "params.json")
-    if not os.path.isfile(params_path):
-        hint = "; it has config.json: use --hf" if os.path.isfile(os.path.join(folder, "config.json")) else ""
-        raise ExportError(f"{folder} has no params.json: not a Meta Llama checkpoint folder{hint}")
-    params = read_json(params_path)
+    params_path, params = read_folder_config(folder, "--meta-llama", "params.json", "Meta Llama checkpoint",
+                                             "config.json", "--hf")
     shards = sorted(glob.glob(os.path.join(glob.escape(folder), "consolidated.*.pth")))
     if not shards:
         raise ExportError(f"{folder} has no consolidated.*.pth weight files")
@@ -603,12 +610,8 @@ HF_LAYER = {"attn_norm": "input_layernorm.weight", "attn_q": "self_attn.q_proj.w
 
 
 def load_hf(folder, context):
-    require_dir(folder, "--hf")
-    config_path = os.path.join(folder, "config.json")
-    if not os.path.isfile(config_path):
-        hint = "; it has params.json: use --meta-llama" if os.path.isfile(os.path.join(folder, "params.json")) else ""
-        raise ExportError(f"{folder} has no config.json: not a Hugging Face model folder{hint}")
-    config = read_json(config_path)
+    config_path, config = read_folder_config(folder, "--hf", "config.json", "Hugging Face model", "params.json",
+                                             "--meta-llama")
     if config.get("rope_scaling"):
         raise ExportError(f"{config_path}: rope_scaling {one_line(json.dumps(config['rope_scaling']))} is not supported")
     where = config_path

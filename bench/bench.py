@@ -750,7 +750,7 @@ class Scheduler:
         early (its rate is then over fewer tokens). run may count the token
         sampled after the prompt's last position as generated, or not."""
         n_prompt, n_gen = r.stats[0], r.stats[3]
-        want_prompt = 1 if cell.kind == "decode" else PROMPT_TOKENS
+        want_prompt = 2 if cell.kind == "decode" else PROMPT_TOKENS  # decode: BOS and "Once"
         steps = cell.shape.decode_steps if cell.kind == "decode" else PROMPT_STEPS
         if n_prompt != want_prompt or n_gen < steps - want_prompt:
             progress(f"    warning: {cell.label()}: prompt {n_prompt} and generated {n_gen} tokens; "
