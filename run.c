@@ -1,22 +1,28 @@
 /* run.c: Llama 2 inference on a CPU, in one C file (plus tokenizer.c).
 
-   What it is: a command-line program that memory-maps a Llama 2 checkpoint,
-   turns a prompt into token ids, runs the transformer one position at a time
-   and streams the generated text to stdout. It is meant to be read top to
-   bottom: data structures, loading, kernels, the forward pass, sampling, the
-   generate and chat loops, the command line.
+   What it is: a command-line program that loads a Llama 2 checkpoint, turns
+   a prompt into token ids exactly as SentencePiece does, runs the transformer
+   (a prompt in blocks of tokens, then one token at a time) and streams the
+   generated text to stdout. It also chats in Meta's format and measures
+   perplexity. It is meant to be read top to bottom: data structures,
+   loading, kernels, the forward pass, sampling, the generate and chat loops,
+   the command line.
 
    What it is not: a training program, a server, or a general tensor library.
-   It needs only libc and libm; OpenMP, when the compiler has it, spreads the
-   matrix-vector products over cores and is otherwise ignored.
+   It needs only libc and libm. OpenMP, when the compiler has it, spreads the
+   matrix products over cores and is otherwise ignored; SIMD kernels (AVX-512,
+   AVX2, NEON) sit beside the plain C ones that define them, chosen at start-up.
 
-   It reads llama2.c's fp32 checkpoints (the legacy layout of the tinyllamas
-   stories*.bin files, and version 1 "ak42" files) and llama2.c's tokenizer.bin.
+   It reads llama2.c's checkpoints (the legacy layout of the tinyllamas
+   stories*.bin files, version 1 fp32 and version 2 int8 "ak42" files) with
+   llama2.c's tokenizer.bin, and GGUF files (llama architecture; F32, F16,
+   BF16, Q8_0, Q4_0) with the tokenizer they carry.
 
    Build and run:
        make
        ./run stories15M.bin -i "Once upon a time"
        echo "Once upon a time" | ./run stories15M.bin -e 0
+       ./run llama-2-7b-chat.gguf -m chat
        ./run -h                         (every flag, with its default)        */
 
 #include <ctype.h>
@@ -2029,7 +2035,7 @@ static double seconds_now(void) {
 
 static void check_prompt_fits(int n_tokens, int n_ctx, const char *what) {
     if (n_tokens > n_ctx)
-        fatal("%s is %d tokens, longer than the %d positions of context (see -n)", what, n_tokens, n_ctx);
+        fatal("%s is %d tokens, longer than the model's context of %d positions", what, n_tokens, n_ctx);
 }
 
 // Runs n tokens through the model from position pos, in blocks of up to

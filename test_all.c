@@ -980,7 +980,7 @@ static void test_cli(void) {
     for (int i = 0; i < 300; i++) fputs("Lily and Tom ", f);
     fclose(f);
     snprintf(args, sizeof(args), "%s -z %s -n 0 -i - < /tmp/test_all_long.prompt", m260, tok512);
-    check_refused("cli-prompt-too-long", args, 1, "longer than the 512 positions");
+    check_refused("cli-prompt-too-long", args, 1, "longer than the model's context of 512 positions");
     remove("/tmp/test_all_long.prompt");
 
     // Bad flags: exit status 2, with the usage.
