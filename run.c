@@ -809,9 +809,9 @@ static void build_state(State *s, const Config *c, int n_ctx, int max_tokens, in
     s->rope_sin = xmalloc(n_ctx * half * sizeof(float), "RoPE tables");
     // Pair i of a head turns by pos * theta^(-2i/head_size): fast for the first
     // pairs, slow for the last, so positions are told apart at every scale.
-    for (int pos = 0; pos < n_ctx; pos++) {
-        for (size_t i = 0; i < half; i++) {
-            float freq = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)c->head_size);
+    for (size_t i = 0; i < half; i++) {
+        float freq = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)c->head_size);
+        for (int pos = 0; pos < n_ctx; pos++) {
             float angle = pos * freq;
             s->rope_cos[pos * half + i] = cosf(angle);
             s->rope_sin[pos * half + i] = sinf(angle);
@@ -1030,9 +1030,13 @@ static void q4_0_rows_scalar(float *out, size_t os, const uint8_t *w, size_t row
 static void matrix_row(float *out, const Matrix *m, int row) {
     size_t n = m->cols;
     const unsigned char *p = (const unsigned char *)m->data + (size_t)row * m->row_bytes;
+    if (m->type == WEIGHT_F32) {
+        memcpy(out, p, n * sizeof(float));
+        return;
+    }
     for (size_t j = 0; j < n; j++) {
         switch (m->type) {
-        case WEIGHT_F32: memcpy(&out[j], p + 4 * j, 4); break;
+        case WEIGHT_F32: break; // copied whole above
         case WEIGHT_Q8: out[j] = (int8_t)p[j] * m->scale[((size_t)row * n + j) / m->group_size]; break;
         case WEIGHT_F16: out[j] = f16_to_f32(load_u16(p + 2 * j)); break;
         case WEIGHT_BF16: out[j] = bf16_to_f32(load_u16(p + 2 * j)); break;
