@@ -161,12 +161,15 @@ typedef struct {
     float *hb, *hb2;    // (max_tokens, hidden_dim) feed-forward gate and up
     int8_t *xq;         // (max_tokens, max(dim, hidden_dim)) a matmul's input in int8, for int8 weights
     float *xq_scale;    // (max_tokens, max(dim, hidden_dim) / group_size)
+    int32_t *xq_sum;    // (max_tokens, max(dim, hidden_dim) / group_size) each group's sum of int8 values
     float *scores;      // (threads, max_tokens, n_ctx) attention scores: a block per thread
     float *logits;      // (max_tokens, vocab_size)
     float *key_cache;   // (n_layers, n_ctx, kv_dim)
     float *value_cache; // (n_layers, n_ctx, kv_dim)
     float *rope_cos;    // (n_ctx, head_size / 2) RoPE rotation of each pair at each position
     float *rope_sin;    // (n_ctx, head_size / 2)
+    void *arena;        // where hb, hb2, scores, logits and the KV cache live (see build_state)
+    size_t arena_size;
 } State;
 
 // The tokenizer a GGUF file carries, read out of it (n == 0: none).
@@ -669,12 +672,15 @@ typedef enum {
 // through 4 KB pages spends much of each token on TLB misses: a 1.1B model
 // decodes at ~5.5 tok/s mapped and ~11 tok/s from 2 MB pages on the machine
 // this was measured on. So by default the file is read into anonymous memory
-// aligned to 2 MB and advised to use huge pages. Returns it read-only.
+// aligned to 2 MB and advised to use huge pages.
 #define HUGE_PAGE (2u << 20)
-static void *read_into_memory(int fd, size_t size, size_t *mapped, const char *path) {
+
+// Zeroed memory of size bytes on 2 MB pages where the OS allows; *mapped gets
+// the length to munmap. Untouched pages cost nothing.
+static void *map_huge(size_t size, size_t *mapped, const char *what) {
     size_t len = (size + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
     unsigned char *region = mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (region == MAP_FAILED) fatal("out of memory: %s needs %zu bytes", path, size);
+    if (region == MAP_FAILED) fatal("out of memory: %s needs %zu bytes", what, size);
     // Keep the 2 MB-aligned part; give back the rest.
     unsigned char *p = (unsigned char *)(((uintptr_t)region + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
     if (p > region) munmap(region, p - region);
@@ -682,13 +688,19 @@ static void *read_into_memory(int fd, size_t size, size_t *mapped, const char *p
 #ifdef MADV_HUGEPAGE
     madvise(p, len, MADV_HUGEPAGE); // a hint: without transparent huge pages this is plain memory
 #endif
+    *mapped = len;
+    return p;
+}
+
+// Returns the file's bytes, read-only.
+static void *read_into_memory(int fd, size_t size, size_t *mapped, const char *path) {
+    unsigned char *p = map_huge(size, mapped, path);
     for (size_t done = 0; done < size;) {
         ssize_t n = pread(fd, p + done, size - done < (1u << 30) ? size - done : (1u << 30), (off_t)done);
         if (n <= 0) fatal("cannot read %s: %s", path, n < 0 ? strerror(errno) : "file shrank while reading");
         done += n;
     }
-    mprotect(p, len, PROT_READ);
-    *mapped = len;
+    mprotect(p, *mapped, PROT_READ);
     return p;
 }
 
@@ -784,6 +796,17 @@ static void open_checkpoint(Model *m, const char *path, WeightsLoad load) {
 // (64 x 5632 floats = 1.4 MB for a 1.1B model) already spill out of L2.
 #define PROMPT_BLOCK 64
 
+// The state's big arrays (the KV cache, logits, attention scores, the
+// feed-forward activations) share one region on 2 MB pages. Their pages are
+// first touched while reading the prompt, and in a virtual machine each 4 KB
+// page fault costs ~20 us: from 4 KB pages, a 110M model's first 256-token
+// prompt spent ~40% of its time faulting.
+static float *carve(State *s, size_t *used, size_t n_floats) {
+    float *p = (float *)((unsigned char *)s->arena + *used);
+    *used += (n_floats * sizeof(float) + 63) / 64 * 64; // each array on its own cache lines
+    return p;
+}
+
 // Allocates the activations for max_tokens tokens and a KV cache for n_ctx positions.
 static void build_state(State *s, const Config *c, int n_ctx, int max_tokens, int int8) {
     size_t dim = c->dim, hidden = c->hidden_dim, T = max_tokens;
@@ -795,16 +818,21 @@ static void build_state(State *s, const Config *c, int n_ctx, int max_tokens, in
     s->xb = xmalloc(T * dim * sizeof(float), "activations");
     s->xb2 = xmalloc(T * dim * sizeof(float), "activations");
     s->q = xmalloc(T * dim * sizeof(float), "activations");
-    s->hb = xmalloc(T * hidden * sizeof(float), "activations");
-    s->hb2 = xmalloc(T * hidden * sizeof(float), "activations");
+    size_t n_scores = (size_t)max_threads() * T * n_ctx, n_logits = T * c->vocab_size;
+    size_t big = 2 * (T * hidden + cache) + n_scores + n_logits + 6 * 16; // 16 floats = 64 bytes of padding each
+    s->arena = map_huge(big * sizeof(float), &s->arena_size, "the KV cache and activations");
+    size_t used = 0;
+    s->hb = carve(s, &used, T * hidden);
+    s->hb2 = carve(s, &used, T * hidden);
     if (int8) {
         s->xq = xmalloc(T * widest, "activations");
         s->xq_scale = xmalloc(T * (widest / c->group_size) * sizeof(float), "activations");
+        s->xq_sum = xmalloc(T * (widest / c->group_size) * sizeof(int32_t), "activations");
     }
-    s->scores = xmalloc((size_t)max_threads() * T * n_ctx * sizeof(float), "attention scores");
-    s->logits = xmalloc(T * c->vocab_size * sizeof(float), "logits");
-    s->key_cache = xmalloc(cache * sizeof(float), "the KV cache");
-    s->value_cache = xmalloc(cache * sizeof(float), "the KV cache");
+    s->scores = carve(s, &used, n_scores);
+    s->logits = carve(s, &used, n_logits);
+    s->key_cache = carve(s, &used, cache);
+    s->value_cache = carve(s, &used, cache);
     s->rope_cos = xmalloc(n_ctx * half * sizeof(float), "RoPE tables");
     s->rope_sin = xmalloc(n_ctx * half * sizeof(float), "RoPE tables");
     // Pair i of a head turns by pos * theta^(-2i/head_size): fast for the first
@@ -820,8 +848,8 @@ static void build_state(State *s, const Config *c, int n_ctx, int max_tokens, in
 }
 
 static void free_state(State *s) {
-    free(s->x), free(s->xb), free(s->xb2), free(s->q), free(s->hb), free(s->hb2), free(s->xq), free(s->xq_scale);
-    free(s->scores), free(s->logits), free(s->key_cache), free(s->value_cache);
+    free(s->x), free(s->xb), free(s->xb2), free(s->q), free(s->xq), free(s->xq_scale), free(s->xq_sum);
+    munmap(s->arena, s->arena_size);
     free(s->rope_cos), free(s->rope_sin);
 }
 
@@ -874,7 +902,9 @@ static void softmax(float *x, int n) {
 
 // Quantizes x (n) to int8 in groups of gs: each group gets the scale that
 // maps its largest magnitude to 127, so x ~= q * scale. Rounds to nearest even.
-static void quantize(int8_t *q, float *scale, const float *x, int n, int gs) {
+// Also keeps each group's sum of q, which the prompt kernels need (see
+// q8_panel_tile_avx512).
+static void quantize(int8_t *q, float *scale, int32_t *sum, const float *x, int n, int gs) {
     for (int g = 0; g < n / gs; g++) {
         const float *xg = x + (size_t)g * gs;
         float amax = 0.0f;
@@ -884,7 +914,12 @@ static void quantize(int8_t *q, float *scale, const float *x, int n, int gs) {
         }
         float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
         scale[g] = amax / 127.0f;
-        for (int i = 0; i < gs; i++) q[(size_t)g * gs + i] = (int8_t)lrintf(xg[i] * inv);
+        int32_t total = 0;
+        for (int i = 0; i < gs; i++) {
+            q[(size_t)g * gs + i] = (int8_t)lrintf(xg[i] * inv);
+            total += q[(size_t)g * gs + i];
+        }
+        sum[g] = total;
     }
 }
 
@@ -897,9 +932,11 @@ typedef void F32Rows(float *out, size_t out_stride, const float *w, size_t w_str
                      size_t x_stride, int n, int rows, int tokens);
 // The int8 kind: w and x in int8 with a scale per group of gs (w_stride and
 // x_stride count values, multiples of gs). Each group's integer dot product is
-// exact; only its scaling and the sum over groups are in float.
+// exact; only its scaling and the sum over groups are in float. xsum holds
+// each group's sum of x values (x_stride / gs per token), as quantize() makes it.
 typedef void Q8Rows(float *out, size_t out_stride, const int8_t *wq, const float *ws, size_t w_stride,
-                    const int8_t *xq, const float *xs, size_t x_stride, int n, int gs, int rows, int tokens);
+                    const int8_t *xq, const float *xs, const int32_t *xsum, size_t x_stride, int n, int gs, int rows,
+                    int tokens);
 
 // Attention's last step: a weighted sum of rows (values).
 //     out[i] = sum over r < rows of a[r] * v[r * v_stride + i],  i < n
@@ -924,8 +961,9 @@ static void f32_rows_scalar(float *out, size_t out_stride, const float *w, size_
 }
 
 static void q8_rows_scalar(float *out, size_t out_stride, const int8_t *wq, const float *ws, size_t w_stride,
-                           const int8_t *xq, const float *xs, size_t x_stride, int n, int gs, int rows,
-                           int tokens) {
+                           const int8_t *xq, const float *xs, const int32_t *xsum, size_t x_stride, int n, int gs,
+                           int rows, int tokens) {
+    (void)xsum; // a shortcut for the SIMD kernels only
     for (int t = 0; t < tokens; t++) {
         for (int r = 0; r < rows; r++) {
             const int8_t *wr = wq + r * w_stride, *xt = xq + t * x_stride;
@@ -1078,18 +1116,23 @@ typedef struct {
     const float *f;      // (tokens, n)
     const int8_t *q;     // (tokens, n)
     const float *scale;  // (tokens, n / group_size)
+    const int32_t *sum;  // (tokens, n / group_size) each group's sum of q
     int tokens, n;
 } Input;
 
 static Input prepare_input(Model *m, const float *x, int tokens, int n) {
-    Input in = {x, NULL, NULL, tokens, n};
+    Input in = {x, NULL, NULL, NULL, tokens, n};
     // An input whose width is not whole groups feeds no int8 matrix (GGUF
     // exports keep such matrices in F16).
     if (m->int8 && n % m->config.group_size == 0) {
-        int gs = m->config.group_size;
-        for (int t = 0; t < tokens; t++)
-            quantize(m->state.xq + (size_t)t * n, m->state.xq_scale + (size_t)t * (n / gs), x + (size_t)t * n, n, gs);
-        in.q = m->state.xq, in.scale = m->state.xq_scale;
+        int gs = m->config.group_size, t;
+        State *s = &m->state;
+#pragma omp parallel for if (tokens > 1)
+        for (t = 0; t < tokens; t++) {
+            size_t groups = (size_t)t * (n / gs);
+            quantize(s->xq + (size_t)t * n, s->xq_scale + groups, s->xq_sum + groups, x + (size_t)t * n, n, gs);
+        }
+        in.q = s->xq, in.scale = s->xq_scale, in.sum = s->xq_sum;
     }
     return in;
 }
@@ -1113,7 +1156,7 @@ static void matmul(float *out, const Input *in, const Matrix *w) {
             break;
         case WEIGHT_Q8:
             kernels.q8_rows(out + r0, d, (const int8_t *)rows_data, w->scale + (size_t)r0 * (n / w->group_size), n,
-                            in->q, in->scale, n, n, w->group_size, rows, in->tokens);
+                            in->q, in->scale, in->sum, n, n, w->group_size, rows, in->tokens);
             break;
         case WEIGHT_F16:
             kernels.f16_rows(out + r0, d, (const uint16_t *)rows_data, n, in->f, n, n, rows, in->tokens);
@@ -1291,6 +1334,137 @@ AVX512 static INLINE void q8_tile_avx512(float *out, size_t os, const int8_t *wq
         }
 }
 
+// Prompt blocks in int8: the broadcast form. The kernel above sums along a
+// row inside each register and must add its lanes up at the end; here each
+// 32-bit lane of a register belongs to a different row instead. A "panel"
+// holds 16 rows side by side, 4 consecutive weights of each row per 64-byte
+// line, and one vpdpbusd multiplies such a line by 4 activations of one token
+// broadcast to every lane: 16 rows move on by 4 values, and no lanes are ever
+// added across. Packing rows into a panel costs a transpose, paid once per
+// block of rows and reused by every token of the prompt block.
+//
+// vpdpbusd takes its broadcast operand as signed bytes, so the activations
+// stay signed and the weights become unsigned: w + 128 (the top bit flipped).
+// That adds 128 * (sum of the group's activations) to each group's sum, and
+// the sum starts at minus that instead of zero (quantize() keeps the sums).
+// acc + vpdpbusd(u8, the 4 signed bytes at s8 in every lane). GCC 12 copies
+// the intrinsic's accumulator to a fresh register and back at every use, and
+// loads the broadcast separately: a third of this kernel's time. Written out,
+// the instruction keeps each sum in one register and reads the 4 bytes itself.
+AVX512 static INLINE __m512i dpbusd512_broadcast(__m512i acc, __m512i u8, const int8_t *s8) {
+#if defined(__GNUC__) && !defined(__clang__)
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u8), "m"(*(const int32_t *)s8));
+    return acc;
+#else
+    int32_t four;
+    memcpy(&four, s8, 4);
+    return _mm512_dpbusd_epi32(acc, u8, _mm512_set1_epi32(four));
+#endif
+}
+
+#define PANEL_ROWS 16      // one row per 32-bit lane of a zmm
+#define PANEL_VALUES 1024  // values of each row packed at once: a 16 KB panel, half of L1
+
+// panel[(j / 4) * 64 + r * 4 + j % 4] = w[r * ws + j] + 128 (as uint8) for
+// j < len; rows from `rows` to 16 hold w = 0. len is a multiple of 32.
+AVX512 static void pack_q8_panel_avx512(uint8_t *panel, const int8_t *w, size_t ws, int rows, int len) {
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    for (int j = 0; j < len; j += 64) {
+        __mmask64 m = len - j >= 64 ? ~(__mmask64)0 : 0xFFFFFFFFull; // the last step may hold 32 values
+        __m512i v[16], u[16];
+        for (int r = 0; r < 16; r++)
+            v[r] = _mm512_xor_si512(r < rows ? _mm512_maskz_loadu_epi8(m, w + r * ws + j) : _mm512_setzero_si512(), flip);
+        // A 16 x 16 transpose of 4-byte words, in 4 rounds of shuffles: within
+        // each 128-bit lane, words of row pairs, then of row quads; then whole
+        // 128-bit lanes between the four quads.
+        for (int r = 0; r < 16; r += 2) {
+            u[r] = _mm512_unpacklo_epi32(v[r], v[r + 1]);
+            u[r + 1] = _mm512_unpackhi_epi32(v[r], v[r + 1]);
+        }
+        for (int q = 0; q < 4; q++) { // v[4q + i]: rows 4q..4q+3, word 4L + i of each 128-bit lane L
+            v[4 * q + 0] = _mm512_unpacklo_epi64(u[4 * q], u[4 * q + 2]);
+            v[4 * q + 1] = _mm512_unpackhi_epi64(u[4 * q], u[4 * q + 2]);
+            v[4 * q + 2] = _mm512_unpacklo_epi64(u[4 * q + 1], u[4 * q + 3]);
+            v[4 * q + 3] = _mm512_unpackhi_epi64(u[4 * q + 1], u[4 * q + 3]);
+        }
+        uint8_t *dst = panel + (size_t)j * 16;
+        for (int i = 0; i < 4; i++) {
+            __m512i a = _mm512_shuffle_i32x4(v[i], v[4 + i], 0x44), b = _mm512_shuffle_i32x4(v[i], v[4 + i], 0xEE);
+            __m512i c = _mm512_shuffle_i32x4(v[8 + i], v[12 + i], 0x44), d = _mm512_shuffle_i32x4(v[8 + i], v[12 + i], 0xEE);
+            _mm512_store_si512(dst + (0 + i) * 64, _mm512_shuffle_i32x4(a, c, 0x88));
+            _mm512_store_si512(dst + (4 + i) * 64, _mm512_shuffle_i32x4(a, c, 0xDD));
+            _mm512_store_si512(dst + (8 + i) * 64, _mm512_shuffle_i32x4(b, d, 0x88));
+            _mm512_store_si512(dst + (12 + i) * 64, _mm512_shuffle_i32x4(b, d, 0xDD));
+        }
+    }
+}
+
+// TT tokens against one panel of `groups` groups: out (TT tokens, 16 rows)
+// gets the panel's share of the sums, added to what is there unless `first`.
+// x, xsc and xsum start at the panel's first value (group) of the first token.
+// Unless NULL, `prefetch` is the next panel's first row, rows ws apart: it is
+// fetched into L1 a group at a time, spread through the work, so the next
+// packing finds it there instead of waiting for DRAM 16 rows at a time.
+AVX512 static INLINE void q8_panel_tile_avx512(float *out, size_t os, __mmask16 row_mask, const uint8_t *panel,
+                                               const float *wsc, const int8_t *x, const float *xsc,
+                                               const int32_t *xsum, size_t xs, int groups, int gs, int first,
+                                               const int8_t *prefetch, size_t ws, const int TT) {
+    size_t xss = xs / gs;
+    __m512 acc[8];
+    for (int t = 0; t < TT; t++) acc[t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(row_mask, out + t * os);
+    for (int g = 0; g < groups; g++) {
+        __m512i isum[8];
+        for (int t = 0; t < TT; t++) isum[t] = _mm512_set1_epi32(-128 * xsum[t * xss + g]);
+        if (prefetch)
+            for (int r = 0; r < PANEL_ROWS; r++) _mm_prefetch((const char *)(prefetch + r * ws + g * gs), _MM_HINT_T0);
+        const uint8_t *line = panel + (size_t)g * gs * 16;
+        const int8_t *xg = x + (size_t)g * gs;
+        for (int k = 0; k < gs; k += 4) {
+            __m512i wv = _mm512_load_si512(line + k * 16);
+            for (int t = 0; t < TT; t++) isum[t] = dpbusd512_broadcast(isum[t], wv, xg + t * xs + k);
+        }
+        __m512 wscale = _mm512_load_ps(wsc + g * 16);
+        for (int t = 0; t < TT; t++)
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(wscale, _mm512_set1_ps(xsc[t * xss + g])), acc[t]);
+    }
+    for (int t = 0; t < TT; t++) _mm512_mask_storeu_ps(out + t * os, row_mask, acc[t]);
+}
+
+AVX512 static void q8_rows_panel_avx512(float *out, size_t os, const int8_t *wq, const float *wsc, size_t ws,
+                                        const int8_t *xq, const float *xsc, const int32_t *xsum, size_t xs, int n,
+                                        int gs, int rows, int tokens) {
+    _Alignas(64) uint8_t panel[PANEL_ROWS * PANEL_VALUES];
+    _Alignas(64) float panel_scale[PANEL_ROWS * (PANEL_VALUES / 32)];
+    int chunk = PANEL_VALUES / gs * gs;
+    size_t wss = ws / gs, xss = xs / gs;
+    for (int r0 = 0; r0 < rows; r0 += PANEL_ROWS) {
+        int nr = rows - r0 < PANEL_ROWS ? rows - r0 : PANEL_ROWS;
+        __mmask16 row_mask = nr == PANEL_ROWS ? 0xFFFF : tail_mask16(nr);
+        for (int j0 = 0; j0 < n; j0 += chunk) {
+            int len = n - j0 < chunk ? n - j0 : chunk, groups = len / gs, g0 = j0 / gs;
+            pack_q8_panel_avx512(panel, wq + r0 * ws + j0, ws, nr, len);
+            // What the next panel packs: the rest of these rows, or the next
+            // rows (maybe the next call's). The first tile fetches it.
+            const int8_t *next = j0 + chunk < n ? wq + r0 * ws + j0 + chunk : wq + (r0 + PANEL_ROWS) * ws;
+            for (int g = 0; g < groups; g++)
+                for (int r = 0; r < PANEL_ROWS; r++) panel_scale[g * PANEL_ROWS + r] = r < nr ? wsc[(r0 + r) * wss + g0 + g] : 0.0f;
+            float *o = out + r0;
+            const int8_t *x = xq + j0;
+            const float *xsc0 = xsc + g0;
+            const int32_t *xsum0 = xsum + g0;
+            int t = 0, first = j0 == 0;
+#define PANEL_TILE(TT)                                                                                                 \
+    q8_panel_tile_avx512(o + t * os, os, row_mask, panel, panel_scale, x + t * xs, xsc0 + t * xss, xsum0 + t * xss, xs, \
+                         groups, gs, first, t == 0 ? next : NULL, ws, TT)
+            for (; t + 8 <= tokens; t += 8) PANEL_TILE(8);
+            if (tokens - t >= 4) PANEL_TILE(4), t += 4;
+            if (tokens - t >= 2) PANEL_TILE(2), t += 2;
+            if (tokens - t >= 1) PANEL_TILE(1), t += 1;
+#undef PANEL_TILE
+        }
+    }
+}
+
 // One row by one token, 64 bytes a step: how int8 weights stream while
 // generating. A single sequential stream per thread is what the hardware
 // prefetcher follows best: interleaving 4 rows 768 bytes apart halved the
@@ -1327,13 +1501,18 @@ AVX512 static void q8_row_avx512(float *out, const int8_t *w, const float *wsc, 
 }
 
 AVX512 static void q8_rows_avx512(float *out, size_t os, const int8_t *wq, const float *wsc, size_t ws,
-                                  const int8_t *xq, const float *xsc, size_t xs, int n, int gs, int rows, int tokens) {
+                                  const int8_t *xq, const float *xsc, const int32_t *xsum, size_t xs, int n, int gs,
+                                  int rows, int tokens) {
     if (gs % 32 != 0) {
-        q8_rows_scalar(out, os, wq, wsc, ws, xq, xsc, xs, n, gs, rows, tokens);
+        q8_rows_scalar(out, os, wq, wsc, ws, xq, xsc, xsum, xs, n, gs, rows, tokens);
         return;
     }
     if (tokens == 1 && (gs == 32 || gs % 64 == 0)) {
         for (int r = 0; r < rows; r++) q8_row_avx512(out + r, wq + r * ws, wsc + r * (ws / gs), xq, xsc, n, gs);
+        return;
+    }
+    if (tokens >= 4 && gs <= PANEL_VALUES) {
+        q8_rows_panel_avx512(out, os, wq, wsc, ws, xq, xsc, xsum, xs, n, gs, rows, tokens);
         return;
     }
     size_t wss = ws / gs, xss = xs / gs; // scale strides
@@ -1440,9 +1619,9 @@ AVX2 static INLINE void q8_tile_avx2(float *out, size_t os, const int8_t *wq, co
 }
 
 AVX2 static void q8_rows_avx2(float *out, size_t os, const int8_t *wq, const float *wsc, size_t ws, const int8_t *xq,
-                              const float *xsc, size_t xs, int n, int gs, int rows, int tokens) {
+                              const float *xsc, const int32_t *xsum, size_t xs, int n, int gs, int rows, int tokens) {
     if (gs % 32 != 0) {
-        q8_rows_scalar(out, os, wq, wsc, ws, xq, xsc, xs, n, gs, rows, tokens);
+        q8_rows_scalar(out, os, wq, wsc, ws, xq, xsc, xsum, xs, n, gs, rows, tokens);
         return;
     }
     size_t wss = ws / gs, xss = xs / gs;
@@ -1674,9 +1853,9 @@ static INLINE int32x4_t dot32_widening(int32x4_t acc, const int8_t *w, const int
 // One generic int8 row kernel, instantiated with either dot product.
 #define NEON_Q8_ROWS(NAME, ATTR, DOT)                                                                                  \
     ATTR static void NAME(float *out, size_t os, const int8_t *wq, const float *wsc, size_t ws, const int8_t *xq,     \
-                          const float *xsc, size_t xs, int n, int gs, int rows, int tokens) {                         \
+                          const float *xsc, const int32_t *xsum, size_t xs, int n, int gs, int rows, int tokens) {    \
         if (gs % 32 != 0) {                                                                                            \
-            q8_rows_scalar(out, os, wq, wsc, ws, xq, xsc, xs, n, gs, rows, tokens);                                    \
+            q8_rows_scalar(out, os, wq, wsc, ws, xq, xsc, xsum, xs, n, gs, rows, tokens);                                    \
             return;                                                                                                    \
         }                                                                                                              \
         for (int t = 0; t < tokens; t++)                                                                               \

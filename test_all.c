@@ -515,7 +515,7 @@ static float test_random(uint64_t *rng) { return random_f32(rng) * 2.0f - 1.0f; 
 static void test_kernels(void) {
     uint64_t rng = 99;
     int sizes[][3] = {{1, 1, 1},   {5, 3, 7},    {17, 13, 16}, {4, 6, 64},  {8, 12, 96}, {9, 7, 288},
-                      {37, 5, 172}, {16, 32, 768}, {3, 1, 2048}, {33, 4, 100},
+                      {37, 5, 172}, {16, 32, 768}, {3, 1, 2048}, {33, 4, 100}, {18, 9, 1500},
                       {6, 1, 288}, {7, 1, 100}, {2, 1, 32}};                // one token: the generation kernels
     size_t n_sets = sizeof(kernel_sets) / sizeof(kernel_sets[0]);
     for (size_t k = 0; k < n_sets; k++) {
@@ -552,15 +552,17 @@ static void test_kernels(void) {
                 wq[0] = -128; // a weight may be -128; activations never are
                 for (size_t i = 0; i < rows * qws / gs; i++) wsc[i] = random_f32(&rng) * 0.01f;
                 for (size_t i = 0; i < tokens * qxs / gs; i++) xsc[i] = random_f32(&rng) * 0.01f;
-                q8_rows_scalar(want, os, wq, wsc, qws, xq, xsc, qxs, nq, gs, rows, tokens);
-                ks->q8_rows(got, os, wq, wsc, qws, xq, xsc, qxs, nq, gs, rows, tokens);
+                int32_t *xsum = calloc(tokens * qxs / gs, sizeof(int32_t));
+                for (size_t i = 0; i < tokens * qxs; i++) xsum[i / gs] += xq[i];
+                q8_rows_scalar(want, os, wq, wsc, qws, xq, xsc, xsum, qxs, nq, gs, rows, tokens);
+                ks->q8_rows(got, os, wq, wsc, qws, xq, xsc, xsum, qxs, nq, gs, rows, tokens);
                 for (int t = 0; t < tokens; t++)
                     for (int r = 0; r < rows; r++) {
                         float mag = 1e-4f * 127 * 127 * (nq / gs); // the size of a typical term times groups
                         float err = fabsf(got[t * os + r] - want[t * os + r]) / (mag * 1e-6f);
                         if (!(err <= worst_q8)) worst_q8 = err;
                     }
-                free(wq), free(xq), free(wsc), free(xsc);
+                free(wq), free(xq), free(wsc), free(xsc), free(xsum);
             }
             free(w), free(x), free(want), free(got);
         }
@@ -643,11 +645,18 @@ static void test_kernels(void) {
     float x[96];
     int8_t q[96];
     float scale[3];
+    int32_t sum[3], sum_ok = 1;
     for (int i = 0; i < 96; i++) x[i] = test_random(&rng) * (i < 32 ? 0.0f : i < 64 ? 1.0f : 100.0f);
-    quantize(q, scale, x, 96, 32);
+    quantize(q, scale, sum, x, 96, 32);
     float worst = 0.0f;
     for (int i = 0; i < 96; i++) { float e = fabsf(q[i] * scale[i / 32] - x[i]) / (scale[i / 32] + 1e-30f); if (e > worst) worst = e; }
-    check("kernels-quantize-roundtrip", worst <= 0.5f && scale[0] == 0.0f && q[0] == 0, "worst %g steps", worst);
+    for (int g = 0; g < 3; g++) {
+        int32_t total = 0;
+        for (int i = 0; i < 32; i++) total += q[g * 32 + i];
+        sum_ok &= total == sum[g];
+    }
+    check("kernels-quantize-roundtrip", worst <= 0.5f && scale[0] == 0.0f && q[0] == 0 && sum_ok, "worst %g steps, sums %s",
+          worst, sum_ok ? "right" : "wrong");
 }
 
 // ----------------------------------------------------------------------------
