@@ -1273,8 +1273,109 @@ AVX512 static INLINE void f32_tile_avx512(float *out, size_t os, const float *w,
         for (int t = 0; t < TT; t++) out[t * os + r] = _mm512_reduce_add_ps(acc[r][t]);
 }
 
+// Prompt blocks: the broadcast form. The tile kernel above sums along a row
+// inside each register and must add its lanes up at the end; here each 32-bit
+// lane of a register belongs to a different row instead. A "panel" holds 16
+// rows side by side, the same column of each per 64-byte line, and one FMA
+// multiplies a line by one activation of one token, broadcast to every lane:
+// 16 rows move on by one value and no lanes are ever added across. Packing
+// rows into a panel is a transpose, paid once per block of rows and reused by
+// every token of the prompt block. Each sum still runs over j in order, but
+// in other roundings than the one-token kernel's: prompt and generation agree
+// to float32 precision, not to the bit.
+#define PANEL_ROWS 16   // one row per 32-bit lane of a zmm
+#define PANEL_FLOATS 256 // values of each row packed at once: a 16 KB panel, half of L1
+
+// A 16 x 16 transpose of 4-byte words: v[r] holds word c of row r at lane c;
+// dst + 64 c gets column c, row r at lane r. Four rounds of shuffles: within
+// each 128-bit lane, words of row pairs, then of row quads; then whole 128-bit
+// lanes between the four quads.
+AVX512 static INLINE void transpose16_store(void *dst, __m512i v[16]) {
+    __m512i u[16];
+    for (int r = 0; r < 16; r += 2) {
+        u[r] = _mm512_unpacklo_epi32(v[r], v[r + 1]);
+        u[r + 1] = _mm512_unpackhi_epi32(v[r], v[r + 1]);
+    }
+    for (int q = 0; q < 4; q++) { // v[4q + i]: rows 4q..4q+3, word 4L + i of each 128-bit lane L
+        v[4 * q + 0] = _mm512_unpacklo_epi64(u[4 * q], u[4 * q + 2]);
+        v[4 * q + 1] = _mm512_unpackhi_epi64(u[4 * q], u[4 * q + 2]);
+        v[4 * q + 2] = _mm512_unpacklo_epi64(u[4 * q + 1], u[4 * q + 3]);
+        v[4 * q + 3] = _mm512_unpackhi_epi64(u[4 * q + 1], u[4 * q + 3]);
+    }
+    __m512i *out = dst;
+    for (int i = 0; i < 4; i++) {
+        __m512i a = _mm512_shuffle_i32x4(v[i], v[4 + i], 0x44), b = _mm512_shuffle_i32x4(v[i], v[4 + i], 0xEE);
+        __m512i c = _mm512_shuffle_i32x4(v[8 + i], v[12 + i], 0x44), d = _mm512_shuffle_i32x4(v[8 + i], v[12 + i], 0xEE);
+        _mm512_store_si512(out + 0 + i, _mm512_shuffle_i32x4(a, c, 0x88));
+        _mm512_store_si512(out + 4 + i, _mm512_shuffle_i32x4(a, c, 0xDD));
+        _mm512_store_si512(out + 8 + i, _mm512_shuffle_i32x4(b, d, 0x88));
+        _mm512_store_si512(out + 12 + i, _mm512_shuffle_i32x4(b, d, 0xDD));
+    }
+}
+
+// panel[j * 16 + r] = w[r * ws + j] for j < len; rows from `rows` to 16 hold 0.
+AVX512 static void pack_f32_panel_avx512(float *panel, const float *w, size_t ws, int rows, int len) {
+    for (int j = 0; j < len; j += 16) {
+        __mmask16 m = len - j >= 16 ? 0xFFFF : tail_mask16(len - j);
+        __m512i v[16];
+        for (int r = 0; r < 16; r++)
+            v[r] = r < rows ? _mm512_castps_si512(_mm512_maskz_loadu_ps(m, w + r * ws + j)) : _mm512_setzero_si512();
+        transpose16_store(panel + (size_t)j * 16, v);
+    }
+}
+
+// TT tokens against one panel of len values: out (TT tokens, 16 rows) gets the
+// panel's share of the sums, added to what is there unless `first`. x starts
+// at the panel's first value of the first token. Unless NULL, `prefetch` is
+// the next panel's first row, rows ws apart: it is fetched into L1 a line of
+// each row at a time, spread through the work, so that the next packing finds
+// it there instead of waiting for DRAM 16 rows at a time.
+AVX512 static INLINE void f32_panel_tile_avx512(float *out, size_t os, __mmask16 row_mask, const float *panel,
+                                                const float *x, size_t xs, int len, int first, const float *prefetch,
+                                                size_t ws, const int TT) {
+    __m512 acc[12];
+    for (int t = 0; t < TT; t++) acc[t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(row_mask, out + t * os);
+    for (int j = 0; j < len; j++) {
+        if (prefetch && j % 16 == 0)
+            for (int r = 0; r < PANEL_ROWS; r++) _mm_prefetch((const char *)(prefetch + r * ws + j), _MM_HINT_T0);
+        __m512 wv = _mm512_load_ps(panel + (size_t)j * 16);
+        for (int t = 0; t < TT; t++) acc[t] = _mm512_fmadd_ps(wv, _mm512_set1_ps(x[t * xs + j]), acc[t]);
+    }
+    for (int t = 0; t < TT; t++) _mm512_mask_storeu_ps(out + t * os, row_mask, acc[t]);
+}
+
+AVX512 static void f32_rows_panel_avx512(float *out, size_t os, const float *w, size_t ws, const float *x, size_t xs,
+                                         int n, int rows, int tokens) {
+    _Alignas(64) float panel[PANEL_ROWS * PANEL_FLOATS];
+    for (int r0 = 0; r0 < rows; r0 += PANEL_ROWS) {
+        int nr = rows - r0 < PANEL_ROWS ? rows - r0 : PANEL_ROWS;
+        __mmask16 row_mask = nr == PANEL_ROWS ? 0xFFFF : tail_mask16(nr);
+        for (int j0 = 0; j0 < n; j0 += PANEL_FLOATS) {
+            int len = n - j0 < PANEL_FLOATS ? n - j0 : PANEL_FLOATS;
+            pack_f32_panel_avx512(panel, w + r0 * ws + j0, ws, nr, len);
+            // What the next panel packs: the rest of these rows, or the next
+            // rows (maybe the next call's). The first tile fetches it.
+            const float *next = j0 + PANEL_FLOATS < n ? w + r0 * ws + j0 + PANEL_FLOATS : w + (r0 + PANEL_ROWS) * ws;
+            float *o = out + r0;
+            int t = 0, first = j0 == 0;
+#define PANEL_TILE(TT)                                                                                                 \
+    f32_panel_tile_avx512(o + t * os, os, row_mask, panel, x + t * xs + j0, xs, len, first, t == 0 ? next : NULL, ws, TT)
+            for (; t + 12 <= tokens; t += 12) PANEL_TILE(12);
+            if (tokens - t >= 8) PANEL_TILE(8), t += 8;
+            if (tokens - t >= 4) PANEL_TILE(4), t += 4;
+            if (tokens - t >= 2) PANEL_TILE(2), t += 2;
+            if (tokens - t >= 1) PANEL_TILE(1), t += 1;
+#undef PANEL_TILE
+        }
+    }
+}
+
 AVX512 static void f32_rows_avx512(float *out, size_t os, const float *w, size_t ws, const float *x, size_t xs,
                                    int n, int rows, int tokens) {
+    if (tokens >= 4) {
+        f32_rows_panel_avx512(out, os, w, ws, x, xs, n, rows, tokens);
+        return;
+    }
     int r = 0;
     for (; r + 4 <= rows; r += 4) {
         // With several tokens, the first token tile also pulls the next 4
@@ -1334,19 +1435,15 @@ AVX512 static INLINE void q8_tile_avx512(float *out, size_t os, const int8_t *wq
         }
 }
 
-// Prompt blocks in int8: the broadcast form. The kernel above sums along a
-// row inside each register and must add its lanes up at the end; here each
-// 32-bit lane of a register belongs to a different row instead. A "panel"
-// holds 16 rows side by side, 4 consecutive weights of each row per 64-byte
-// line, and one vpdpbusd multiplies such a line by 4 activations of one token
-// broadcast to every lane: 16 rows move on by 4 values, and no lanes are ever
-// added across. Packing rows into a panel costs a transpose, paid once per
-// block of rows and reused by every token of the prompt block.
+// Prompt blocks in int8: the broadcast form again (see the float32 panels
+// above), with 4 consecutive int8 weights of each row per 32-bit lane: one
+// vpdpbusd multiplies 16 rows by 4 activations of one token, broadcast.
 //
 // vpdpbusd takes its broadcast operand as signed bytes, so the activations
 // stay signed and the weights become unsigned: w + 128 (the top bit flipped).
 // That adds 128 * (sum of the group's activations) to each group's sum, and
 // the sum starts at minus that instead of zero (quantize() keeps the sums).
+//
 // acc + vpdpbusd(u8, the 4 signed bytes at s8 in every lane). GCC 12 copies
 // the intrinsic's accumulator to a fresh register and back at every use, and
 // loads the broadcast separately: a third of this kernel's time. Written out,
@@ -1362,8 +1459,7 @@ AVX512 static INLINE __m512i dpbusd512_broadcast(__m512i acc, __m512i u8, const 
 #endif
 }
 
-#define PANEL_ROWS 16      // one row per 32-bit lane of a zmm
-#define PANEL_VALUES 1024  // values of each row packed at once: a 16 KB panel, half of L1
+#define PANEL_VALUES 1024 // int8 values of each row packed at once: a 16 KB panel
 
 // panel[(j / 4) * 64 + r * 4 + j % 4] = w[r * ws + j] + 128 (as uint8) for
 // j < len; rows from `rows` to 16 hold w = 0. len is a multiple of 32.
@@ -1371,31 +1467,10 @@ AVX512 static void pack_q8_panel_avx512(uint8_t *panel, const int8_t *w, size_t 
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     for (int j = 0; j < len; j += 64) {
         __mmask64 m = len - j >= 64 ? ~(__mmask64)0 : 0xFFFFFFFFull; // the last step may hold 32 values
-        __m512i v[16], u[16];
+        __m512i v[16];
         for (int r = 0; r < 16; r++)
             v[r] = _mm512_xor_si512(r < rows ? _mm512_maskz_loadu_epi8(m, w + r * ws + j) : _mm512_setzero_si512(), flip);
-        // A 16 x 16 transpose of 4-byte words, in 4 rounds of shuffles: within
-        // each 128-bit lane, words of row pairs, then of row quads; then whole
-        // 128-bit lanes between the four quads.
-        for (int r = 0; r < 16; r += 2) {
-            u[r] = _mm512_unpacklo_epi32(v[r], v[r + 1]);
-            u[r + 1] = _mm512_unpackhi_epi32(v[r], v[r + 1]);
-        }
-        for (int q = 0; q < 4; q++) { // v[4q + i]: rows 4q..4q+3, word 4L + i of each 128-bit lane L
-            v[4 * q + 0] = _mm512_unpacklo_epi64(u[4 * q], u[4 * q + 2]);
-            v[4 * q + 1] = _mm512_unpackhi_epi64(u[4 * q], u[4 * q + 2]);
-            v[4 * q + 2] = _mm512_unpacklo_epi64(u[4 * q + 1], u[4 * q + 3]);
-            v[4 * q + 3] = _mm512_unpackhi_epi64(u[4 * q + 1], u[4 * q + 3]);
-        }
-        uint8_t *dst = panel + (size_t)j * 16;
-        for (int i = 0; i < 4; i++) {
-            __m512i a = _mm512_shuffle_i32x4(v[i], v[4 + i], 0x44), b = _mm512_shuffle_i32x4(v[i], v[4 + i], 0xEE);
-            __m512i c = _mm512_shuffle_i32x4(v[8 + i], v[12 + i], 0x44), d = _mm512_shuffle_i32x4(v[8 + i], v[12 + i], 0xEE);
-            _mm512_store_si512(dst + (0 + i) * 64, _mm512_shuffle_i32x4(a, c, 0x88));
-            _mm512_store_si512(dst + (4 + i) * 64, _mm512_shuffle_i32x4(a, c, 0xDD));
-            _mm512_store_si512(dst + (8 + i) * 64, _mm512_shuffle_i32x4(b, d, 0x88));
-            _mm512_store_si512(dst + (12 + i) * 64, _mm512_shuffle_i32x4(b, d, 0xDD));
-        }
+        transpose16_store(panel + (size_t)j * 16, v);
     }
 }
 
