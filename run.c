@@ -1229,11 +1229,10 @@ static void swiglu(float *gate, const float *up, int n) {
 // rows by TT tokens at a time: the R rows' loads are shared by TT tokens and
 // the TT tokens' loads by R rows, with R*TT accumulators in registers. While
 // generating there is one token, and a tile of 4 rows streams the weights;
-// while reading a prompt, a tile of 4 rows stays in L1 while it meets every
-// token of the block. Each (row, token) sum is accumulated in the same lane
-// order whatever the tile, so prompt and generation agree to the last bit.
-// The int8 kernels need group sizes that are multiples of 32 (llama2.c's
-// export uses 64, GGUF 32); others take the scalar kernel.
+// while reading a prompt, a tile of rows stays in L1 while it meets every
+// token of the block (on AVX-512, as the "panels" below). The int8 kernels
+// need group sizes that are multiples of 32 (llama2.c's export uses 64, GGUF
+// 32); others take the scalar kernel.
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
