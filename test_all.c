@@ -541,8 +541,8 @@ static void test_kernels(void) {
                     float err = fabsf(got[t * os + r] - want[t * os + r]) / (sqrtf((float)n) * 1e-6f + 1e-30f);
                     if (!(err <= worst_f32)) worst_f32 = err;
                 }
-            // int8 with group sizes 32, 64 and the rest (scalar fallback): rows are whole groups
-            for (int gs = 32; gs <= 128; gs *= 2) {
+            // int8 with group sizes 32, 64, 96 and 128: rows are whole groups
+            for (int gs = 32; gs <= 128; gs += 32) {
                 int nq = (n + gs - 1) / gs * gs;
                 size_t qws = nq * 2, qxs = nq * 3;
                 int8_t *wq = malloc(rows * qws), *xq = malloc(tokens * qxs);
