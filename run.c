@@ -797,10 +797,12 @@ static void open_checkpoint(Model *m, const char *path, WeightsLoad load) {
 #define PROMPT_BLOCK 64
 
 // The state's big arrays (the KV cache, logits, attention scores, the
-// feed-forward activations) share one region on 2 MB pages. Their pages are
-// first touched while reading the prompt, and in a virtual machine each 4 KB
-// page fault costs ~20 us: from 4 KB pages, a 110M model's first 256-token
-// prompt spent ~40% of its time faulting.
+// feed-forward activations) share one region on 2 MB pages, touched once
+// when it is made, as llama.cpp clears its KV cache. Left to be faulted in
+// while reading the prompt, its pages cost a 110M model's first 256-token
+// prompt ~40% of its time on 4 KB pages, and a 15M model's 5-100 ms on 2 MB
+// pages (in a virtual machine, where a fault is slow). The cache holds n_ctx
+// positions: -n, or the model's whole context only for a chat without -n.
 static float *carve(State *s, size_t *used, size_t n_floats) {
     float *p = (float *)((unsigned char *)s->arena + *used);
     *used += (n_floats * sizeof(float) + 63) / 64 * 64; // each array on its own cache lines
@@ -833,6 +835,7 @@ static void build_state(State *s, const Config *c, int n_ctx, int max_tokens, in
     s->logits = carve(s, &used, n_logits);
     s->key_cache = carve(s, &used, cache);
     s->value_cache = carve(s, &used, cache);
+    memset(s->arena, 0, used);
     s->rope_cos = xmalloc(n_ctx * half * sizeof(float), "RoPE tables");
     s->rope_sin = xmalloc(n_ctx * half * sizeof(float), "RoPE tables");
     // Pair i of a head turns by pos * theta^(-2i/head_size): fast for the first
