@@ -2049,10 +2049,12 @@ static void select_kernels(void) {
 // n_tokens tokens (at most max_tokens) at positions pos, pos+1, ... go through
 // the model together: each weight matrix is read once for all of them, which
 // is what makes reading a prompt fast. Token t attends to positions 0..pos+t
-// only. Returns the logits (vocab_size) of the last token, or with all_logits
-// those of every token (n_tokens, vocab_size).
+// only. Returns the logits the caller asks for: none (NULL), the last
+// token's (vocab_size), or every token's (n_tokens, vocab_size). Only the
+// last block of a prompt needs any, and the classifier is the largest matrix.
+typedef enum { LOGITS_NONE, LOGITS_LAST, LOGITS_ALL } Logits;
 
-static float *forward(Model *m, const int *tokens, int n_tokens, int pos, int all_logits) {
+static float *forward(Model *m, const int *tokens, int n_tokens, int pos, Logits logits) {
     const Config *c = &m->config;
     const Weights *w = &m->weights;
     State *s = &m->state;
@@ -2106,7 +2108,8 @@ static float *forward(Model *m, const int *tokens, int n_tokens, int pos, int al
     }
 
     // The classifier: for every token, or only the last one, whose logits choose what comes next.
-    int first = all_logits ? 0 : T - 1;
+    if (logits == LOGITS_NONE) return NULL;
+    int first = logits == LOGITS_ALL ? 0 : T - 1;
     for (int t = first; t < T; t++)
         rmsnorm(s->x + (size_t)t * dim, s->x + (size_t)t * dim, w->rms_final, dim, c->norm_eps);
     Input in = prepare_input(m, s->x + (size_t)first * dim, T - first, dim);
@@ -2277,7 +2280,7 @@ static float *feed_tokens(Model *m, const int *tokens, int n, int pos) {
     float *logits = NULL;
     for (int i = 0; i < n; i += m->state.max_tokens) {
         int block = n - i < m->state.max_tokens ? n - i : m->state.max_tokens;
-        logits = forward(m, tokens + i, block, pos + i, 0);
+        logits = forward(m, tokens + i, block, pos + i, i + block == n ? LOGITS_LAST : LOGITS_NONE);
     }
     return logits;
 }
@@ -2328,7 +2331,7 @@ static GenerateStats generate(Model *m, const Tokenizer *t, Sampler *sampler, co
             // Stream each token as it comes; a reader gone away (a closed pipe) ends the run.
             if (fflush(out) != 0 || ferror(out)) break;
             if (printer.stopped || ++pos >= steps) break;
-            logits = forward(m, &next, 1, pos, 0);
+            logits = forward(m, &next, 1, pos, LOGITS_LAST);
             token = next;
         }
     }
@@ -2358,7 +2361,7 @@ static Perplexity perplexity(Model *m, const int *tokens, int n) {
         int end = start + window < n ? start + window : n;
         for (int i = start; i < end; i += m->state.max_tokens) {
             int block = end - i < m->state.max_tokens ? end - i : m->state.max_tokens;
-            float *logits = forward(m, tokens + i, block, i - start, 1);
+            float *logits = forward(m, tokens + i, block, i - start, LOGITS_ALL);
             for (int b = 0; b < block && i + b + 1 < end; b++) {
                 // -log softmax(logits)[next] = log(sum exp(logits)) - logits[next]
                 const float *l = logits + (size_t)b * vocab;
@@ -2583,7 +2586,7 @@ static ChatStats chat(Model *m, const Tokenizer *t, Sampler *sampler, const Chat
                 carry[n_carry++] = next; // sampled but not yet in the cache
                 break;
             }
-            logits = forward(m, &next, 1, pos++, 0);
+            logits = forward(m, &next, 1, pos++, LOGITS_LAST);
         }
         carry[n_carry++] = t->eos_id; // every exchange ends with </s>
         if (o->interactive) sigaction(SIGINT, &previous, NULL);

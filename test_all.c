@@ -245,7 +245,7 @@ static float max_logit_error(Model *m, const char *expected_file, int *n_checked
             err = INFINITY;
             break;
         }
-        while (pos_done < pos) pos_done++, forward(m, &tokens[pos_done], 1, pos_done, 0);
+        while (pos_done < pos) pos_done++, forward(m, &tokens[pos_done], 1, pos_done, LOGITS_LAST);
         float diff = fabsf(m->state.logits[id] - (float)want);
         if (!(diff <= err)) err = diff; // NaN counts as the worst
         (*n_checked)++;
