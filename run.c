@@ -1097,6 +1097,8 @@ static void matrix_row(float *out, const Matrix *m, int row) {
 
 static int always(void) { return 1; }
 
+static void swiglu(float *gate, const float *up, int n); // with attention, below
+
 typedef struct {
     const char *name;
     int (*supported)(void);
@@ -1105,12 +1107,17 @@ typedef struct {
     WeightedRows *weighted_rows;
     HalfRows *f16_rows, *bf16_rows;
     BlockRows *q8_0_rows, *q4_0_rows;
+    // the steps between the matrix products
+    void (*rmsnorm)(float *out, const float *x, const float *weight, int n, float eps);
+    void (*softmax)(float *x, int n);
+    void (*swiglu)(float *gate, const float *up, int n);
 } KernelSet;
 
 // The kernels in use: the scalar ones until select_kernels() picks the best
 // set this CPU runs (its SIMD versions follow the plain kernels below).
 static KernelSet kernels = {"scalar",         always,           f32_rows_scalar,  q8_rows_scalar, weighted_rows_scalar,
-                            f16_rows_scalar, bf16_rows_scalar, q8_0_rows_scalar, q4_0_rows_scalar};
+                            f16_rows_scalar, bf16_rows_scalar, q8_0_rows_scalar, q4_0_rows_scalar, rmsnorm,
+                            softmax,         swiglu};
 
 
 // A matmul's input: tokens vectors of n floats and, when the weights are int8,
@@ -1225,7 +1232,7 @@ static void attention(float *out, const float *q, size_t stride, const float *ke
         float *s = scores + (size_t)t * n_keys;
         int visible = pos + t + 1;
         for (int k = 0; k < visible; k++) s[k] *= scale;
-        softmax(s, visible);
+        kernels.softmax(s, visible);
         kernels.weighted_rows(out + t * stride, s, values, kv_dim, head_size, visible);
     }
 }
@@ -1710,6 +1717,64 @@ AVX512 static void weighted_rows_avx512(float *out, const float *a, const float 
     }
 }
 
+// The steps between the matrix products, 16 floats at a time. expf: e^x =
+// 2^k e^r with k = round(x / ln 2) and |r| <= ln 2 / 2, where the Taylor
+// polynomial of degree 7 is within 6e-9 of e^r, and vscalefps multiplies by
+// 2^k, overflowing to inf and underflowing to 0 as expf does.
+AVX512 static INLINE __m512 exp_avx512(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(89.0f)); // e^x is 0 or inf beyond
+    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x); // ln 2 in two parts: k * the first is exact
+    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040);
+    const float taylor[] = {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
+    for (int i = 0; i < 7; i++) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(taylor[i]));
+    return _mm512_scalef_ps(p, k);
+}
+
+AVX512 static void rmsnorm_avx512(float *out, const float *x, const float *weight, int n, float eps) {
+    __m512 ss = _mm512_setzero_ps();
+    for (int i = 0; i < n; i += 16) {
+        __m512 v = _mm512_maskz_loadu_ps(n - i >= 16 ? 0xFFFF : tail_mask16(n - i), x + i);
+        ss = _mm512_fmadd_ps(v, v, ss);
+    }
+    __m512 scale = _mm512_set1_ps(1.0f / sqrtf(_mm512_reduce_add_ps(ss) / n + eps));
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? 0xFFFF : tail_mask16(n - i);
+        __m512 v = _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m, x + i));
+        _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, weight + i), v));
+    }
+}
+
+AVX512 static void softmax_avx512(float *x, int n) {
+    __m512 max = _mm512_set1_ps(-INFINITY), sum = _mm512_setzero_ps();
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? 0xFFFF : tail_mask16(n - i);
+        max = _mm512_max_ps(max, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), m, x + i));
+    }
+    max = _mm512_set1_ps(_mm512_reduce_max_ps(max));
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? 0xFFFF : tail_mask16(n - i);
+        __m512 e = exp_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), max));
+        _mm512_mask_storeu_ps(x + i, m, e);
+        sum = _mm512_mask_add_ps(sum, m, sum, e);
+    }
+    __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? 0xFFFF : tail_mask16(n - i);
+        _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv));
+    }
+}
+
+AVX512 static void swiglu_avx512(float *gate, const float *up, int n) {
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? 0xFFFF : tail_mask16(n - i);
+        __m512 g = _mm512_maskz_loadu_ps(m, gate + i);
+        __m512 silu = _mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), g))));
+        _mm512_mask_storeu_ps(gate + i, m, _mm512_mul_ps(silu, _mm512_maskz_loadu_ps(m, up + i)));
+    }
+}
+
 AVX2 static void weighted_rows_avx2(float *out, const float *a, const float *v, size_t vs, int n, int rows) {
     for (int i0 = 0; i0 < n; i0 += 32) {
         __m256i m[4];
@@ -1721,6 +1786,62 @@ AVX2 static void weighted_rows_avx2(float *out, const float *a, const float *v, 
                 acc[k] = _mm256_fmadd_ps(ar, _mm256_maskload_ps(v + r * vs + i0 + 8 * k, m[k]), acc[k]);
         }
         for (int k = 0; k < 4; k++) _mm256_maskstore_ps(out + i0 + 8 * k, m[k], acc[k]);
+    }
+}
+
+// The steps between the matrix products, 8 floats at a time; expf as for
+// AVX-512, 2^k made from its exponent bits (x clamped so that k stays in
+// the normal range: e^x saturates at 2e38 and 1e-38, where expf gives inf
+// and 0; neither changes a softmax or a SiLU).
+AVX2 static INLINE __m256 exp_avx2(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.0f));
+    __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040);
+    const float taylor[] = {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
+    for (int i = 0; i < 7; i++) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(taylor[i]));
+    __m256i two_k = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(two_k));
+}
+
+AVX2 static void rmsnorm_avx2(float *out, const float *x, const float *weight, int n, float eps) {
+    __m256 ss = _mm256_setzero_ps();
+    for (int i = 0; i < n; i += 8) {
+        __m256 v = _mm256_maskload_ps(x + i, tail_mask8(n - i));
+        ss = _mm256_fmadd_ps(v, v, ss);
+    }
+    __m256 scale = _mm256_set1_ps(1.0f / sqrtf(hsum256(ss) / n + eps));
+    for (int i = 0; i < n; i += 8) {
+        __m256i m = tail_mask8(n - i);
+        __m256 v = _mm256_mul_ps(scale, _mm256_maskload_ps(x + i, m));
+        _mm256_maskstore_ps(out + i, m, _mm256_mul_ps(_mm256_maskload_ps(weight + i, m), v));
+    }
+}
+
+AVX2 static void softmax_avx2(float *x, int n) {
+    float max = x[0];
+    for (int i = 1; i < n; i++) max = x[i] > max ? x[i] : max;
+    __m256 sum = _mm256_setzero_ps(), vmax = _mm256_set1_ps(max);
+    for (int i = 0; i < n; i += 8) {
+        __m256i m = tail_mask8(n - i);
+        __m256 e = _mm256_and_ps(exp_avx2(_mm256_sub_ps(_mm256_maskload_ps(x + i, m), vmax)), _mm256_castsi256_ps(m));
+        _mm256_maskstore_ps(x + i, m, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    __m256 inv = _mm256_set1_ps(1.0f / hsum256(sum));
+    for (int i = 0; i < n; i += 8) {
+        __m256i m = tail_mask8(n - i);
+        _mm256_maskstore_ps(x + i, m, _mm256_mul_ps(_mm256_maskload_ps(x + i, m), inv));
+    }
+}
+
+AVX2 static void swiglu_avx2(float *gate, const float *up, int n) {
+    for (int i = 0; i < n; i += 8) {
+        __m256i m = tail_mask8(n - i);
+        __m256 g = _mm256_maskload_ps(gate + i, m);
+        __m256 silu = _mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), g))));
+        _mm256_maskstore_ps(gate + i, m, _mm256_mul_ps(silu, _mm256_maskload_ps(up + i, m)));
     }
 }
 
@@ -2000,6 +2121,58 @@ static void weighted_rows_neon(float *out, const float *a, const float *v, size_
     }
 }
 
+// The steps between the matrix products, 4 floats at a time; expf as for
+// AVX2.
+static INLINE float32x4_t exp_neon(float32x4_t x) {
+    x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-87.3f)), vdupq_n_f32(88.0f));
+    float32x4_t k = vrndnq_f32(vmulq_n_f32(x, 1.44269504f));
+    float32x4_t r = vfmsq_n_f32(x, k, 0.693359375f);
+    r = vfmsq_n_f32(r, k, -2.12194440e-4f);
+    float32x4_t p = vdupq_n_f32(1.0f / 5040);
+    const float taylor[] = {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
+    for (int i = 0; i < 7; i++) p = vfmaq_f32(vdupq_n_f32(taylor[i]), p, r);
+    int32x4_t two_k = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(k), vdupq_n_s32(127)), 23);
+    return vmulq_f32(p, vreinterpretq_f32_s32(two_k));
+}
+
+static void rmsnorm_neon(float *out, const float *x, const float *weight, int n, float eps) {
+    float32x4_t ss = vdupq_n_f32(0.0f);
+    int i = 0;
+    for (; i + 4 <= n; i += 4) ss = vfmaq_f32(ss, vld1q_f32(x + i), vld1q_f32(x + i));
+    float sum = vaddvq_f32(ss);
+    for (int j = i; j < n; j++) sum += x[j] * x[j];
+    float scale = 1.0f / sqrtf(sum / n + eps);
+    for (i = 0; i + 4 <= n; i += 4) vst1q_f32(out + i, vmulq_f32(vld1q_f32(weight + i), vmulq_n_f32(vld1q_f32(x + i), scale)));
+    for (; i < n; i++) out[i] = weight[i] * (scale * x[i]);
+}
+
+static void softmax_neon(float *x, int n) {
+    float max = x[0];
+    for (int i = 1; i < n; i++) max = x[i] > max ? x[i] : max;
+    float32x4_t vsum = vdupq_n_f32(0.0f);
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t e = exp_neon(vsubq_f32(vld1q_f32(x + i), vdupq_n_f32(max)));
+        vst1q_f32(x + i, e);
+        vsum = vaddq_f32(vsum, e);
+    }
+    float sum = vaddvq_f32(vsum);
+    for (; i < n; i++) sum += x[i] = expf(x[i] - max);
+    float inv = 1.0f / sum;
+    for (i = 0; i + 4 <= n; i += 4) vst1q_f32(x + i, vmulq_n_f32(vld1q_f32(x + i), inv));
+    for (; i < n; i++) x[i] *= inv;
+}
+
+static void swiglu_neon(float *gate, const float *up, int n) {
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t g = vld1q_f32(gate + i);
+        float32x4_t silu = vdivq_f32(g, vaddq_f32(vdupq_n_f32(1.0f), exp_neon(vnegq_f32(g))));
+        vst1q_f32(gate + i, vmulq_f32(silu, vld1q_f32(up + i)));
+    }
+    swiglu(gate + i, up + i, n - i); // the last few
+}
+
 static int has_neon(void) { return 1; }
 static int has_sdot(void) {
 #ifdef HWCAP_ASIMDDP
@@ -2014,18 +2187,18 @@ static int has_sdot(void) {
 static const KernelSet kernel_sets[] = {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     {"avx512", has_avx512, f32_rows_avx512, q8_rows_avx512, weighted_rows_avx512, f16_rows_avx512, bf16_rows_avx512,
-     q8_0_rows_avx512, q4_0_rows_avx512},
+     q8_0_rows_avx512, q4_0_rows_avx512, rmsnorm_avx512, softmax_avx512, swiglu_avx512},
     {"avx2", has_avx2, f32_rows_avx2, q8_rows_avx2, weighted_rows_avx2, f16_rows_avx2, bf16_rows_avx2, q8_0_rows_avx2,
-     q4_0_rows_avx2},
+     q4_0_rows_avx2, rmsnorm_avx2, softmax_avx2, swiglu_avx2},
 #endif
 #if defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
     {"neon-sdot", has_sdot, f32_rows_neon, q8_rows_neon_sdot, weighted_rows_neon, f16_rows_neon, bf16_rows_neon,
-     q8_0_rows_neon_sdot, q4_0_rows_neon_sdot},
+     q8_0_rows_neon_sdot, q4_0_rows_neon_sdot, rmsnorm_neon, softmax_neon, swiglu_neon},
     {"neon", has_neon, f32_rows_neon, q8_rows_neon, weighted_rows_neon, f16_rows_neon, bf16_rows_neon, q8_0_rows_neon,
-     q4_0_rows_neon},
+     q4_0_rows_neon, rmsnorm_neon, softmax_neon, swiglu_neon},
 #endif
     {"scalar", always, f32_rows_scalar, q8_rows_scalar, weighted_rows_scalar, f16_rows_scalar, bf16_rows_scalar,
-     q8_0_rows_scalar, q4_0_rows_scalar},
+     q8_0_rows_scalar, q4_0_rows_scalar, rmsnorm, softmax, swiglu},
 };
 
 // Picks the kernels once at start-up. RUN_KERNELS=name forces a set (for
@@ -2073,7 +2246,7 @@ static float *forward(Model *m, const int *tokens, int n_tokens, int pos, Logits
         float *value_layer = s->value_cache + (size_t)l * s->n_ctx * kv_dim;
         float *k = key_layer + (size_t)pos * kv_dim, *v = value_layer + (size_t)pos * kv_dim;
         for (int t = 0; t < T; t++)
-            rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, layer->rms_att, dim, c->norm_eps);
+            kernels.rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, layer->rms_att, dim, c->norm_eps);
         Input in = prepare_input(m, s->xb, T, dim);
         matmuls(3, (float *[]){s->q, k, v}, &in, (const Matrix *[]){&layer->wq, &layer->wk, &layer->wv});
         for (int t = 0; t < T; t++) {
@@ -2098,10 +2271,10 @@ static float *forward(Model *m, const int *tokens, int n_tokens, int pos, Logits
 
         // Feed-forward block: w2 (SiLU(w1 x) * w3 x).
         for (int t = 0; t < T; t++)
-            rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, layer->rms_ffn, dim, c->norm_eps);
+            kernels.rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, layer->rms_ffn, dim, c->norm_eps);
         in = prepare_input(m, s->xb, T, dim);
         matmuls(2, (float *[]){s->hb, s->hb2}, &in, (const Matrix *[]){&layer->w1, &layer->w3});
-        swiglu(s->hb, s->hb2, T * hidden);
+        kernels.swiglu(s->hb, s->hb2, T * hidden);
         in = prepare_input(m, s->hb, T, hidden);
         matmul(s->xb, &in, &layer->w2);
         for (size_t i = 0; i < (size_t)T * dim; i++) s->x[i] += s->xb[i];
@@ -2111,7 +2284,7 @@ static float *forward(Model *m, const int *tokens, int n_tokens, int pos, Logits
     if (logits == LOGITS_NONE) return NULL;
     int first = logits == LOGITS_ALL ? 0 : T - 1;
     for (int t = first; t < T; t++)
-        rmsnorm(s->x + (size_t)t * dim, s->x + (size_t)t * dim, w->rms_final, dim, c->norm_eps);
+        kernels.rmsnorm(s->x + (size_t)t * dim, s->x + (size_t)t * dim, w->rms_final, dim, c->norm_eps);
     Input in = prepare_input(m, s->x + (size_t)first * dim, T - first, dim);
     matmul(s->logits, &in, &w->classifier);
     return s->logits;

@@ -582,6 +582,30 @@ static void test_kernels(void) {
         }
         snprintf(id, sizeof(id), "kernels-%s-weighted-vs-scalar", ks->name);
         check(id, worst_weighted <= 2.0f, "error %g x rows x 1e-6", worst_weighted);
+        // The steps between the products, over lengths with and without tails and
+        // values wide enough to reach exp's limits (SiLU of -100, softmax of 0 and -200).
+        float worst_norm = 0.0f, worst_softmax = 0.0f, worst_swiglu = 0.0f;
+        for (int n = 1; n <= 1100; n = n * 3 + 2) {
+            float *x = malloc(n * sizeof(float)), *wt = malloc(n * sizeof(float)), *up = malloc(n * sizeof(float));
+            float *want = malloc(n * sizeof(float)), *got = malloc(n * sizeof(float));
+            for (int i = 0; i < n; i++) x[i] = test_random(&rng) * (i % 7 == 3 ? 100.0f : 5.0f), wt[i] = test_random(&rng), up[i] = test_random(&rng);
+            if (n > 2) x[1] = -100.0f, x[2] = 100.0f;
+            rmsnorm(want, x, wt, n, 1e-5f);
+            ks->rmsnorm(got, x, wt, n, 1e-5f);
+            for (int i = 0; i < n; i++) worst_norm = fmaxf(worst_norm, fabsf(got[i] - want[i]) / (fabsf(want[i]) + 1e-6f));
+            memcpy(want, x, n * sizeof(float)), memcpy(got, x, n * sizeof(float));
+            softmax(want, n);
+            ks->softmax(got, n);
+            for (int i = 0; i < n; i++) worst_softmax = fmaxf(worst_softmax, fabsf(got[i] - want[i]) / (want[i] + 1e-30f));
+            memcpy(want, x, n * sizeof(float)), memcpy(got, x, n * sizeof(float));
+            swiglu(want, up, n);
+            ks->swiglu(got, up, n);
+            for (int i = 0; i < n; i++) worst_swiglu = fmaxf(worst_swiglu, fabsf(got[i] - want[i]) / (fabsf(want[i]) + 1e-30f));
+            free(x), free(wt), free(up), free(want), free(got);
+        }
+        snprintf(id, sizeof(id), "kernels-%s-rmsnorm-softmax-swiglu-vs-scalar", ks->name);
+        check(id, worst_norm <= 2e-6f && worst_softmax <= 2e-6f && worst_swiglu <= 2e-6f,
+              "relative errors: rmsnorm %g, softmax %g, swiglu %g", worst_norm, worst_softmax, worst_swiglu);
         // GGUF's storage types: 16-bit floats and Q8_0 / Q4_0 blocks, random bits in each.
         float worst_half = 0.0f, worst_block = 0.0f;
         for (size_t c = 0; c < sizeof(sizes) / sizeof(sizes[0]); c++) {
