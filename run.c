@@ -2420,7 +2420,7 @@ static int sample(Sampler *s, float *logits) {
     int n = s->vocab_size;
     if (s->temperature == 0.0f) return argmax(logits, n);
     for (int i = 0; i < n; i++) logits[i] /= s->temperature;
-    softmax(logits, n);
+    softmax(logits, n); // the scalar one: llama2.c's probabilities to the bit, so a seed picks its tokens
     float coin = random_f32(&s->rng_state);
     if (s->topk == 0 && (s->topp <= 0.0f || s->topp >= 1.0f)) return sample_from_all(logits, n, coin);
     float mass;
