@@ -1020,7 +1020,7 @@ typedef void HalfRows(float *out, size_t out_stride, const uint16_t *w, size_t w
 // Q8_0 and Q4_0 weights: each row is n / 32 blocks, rows row_bytes apart; x
 // is quantized in groups of 32, like Q8Rows' x.
 typedef void BlockRows(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes, const int8_t *xq,
-                       const float *xs, size_t x_stride, int n, int rows, int tokens);
+                       const float *xs, const int32_t *xsum, size_t x_stride, int n, int rows, int tokens);
 
 #define HALF_ROWS_SCALAR(NAME, TO_F32)                                                                                 \
     static void NAME(float *out, size_t os, const uint16_t *w, size_t ws, const float *x, size_t xs, int n, int rows, \
@@ -1036,7 +1036,8 @@ HALF_ROWS_SCALAR(f16_rows_scalar, f16_to_f32)
 HALF_ROWS_SCALAR(bf16_rows_scalar, bf16_to_f32)
 
 static void q8_0_rows_scalar(float *out, size_t os, const uint8_t *w, size_t row_bytes, const int8_t *xq,
-                             const float *xs, size_t x_stride, int n, int rows, int tokens) {
+                             const float *xs, const int32_t *xsum, size_t x_stride, int n, int rows, int tokens) {
+    (void)xsum;
     for (int r = 0; r < rows; r++)
         for (int t = 0; t < tokens; t++) {
             float sum = 0.0f;
@@ -1052,7 +1053,8 @@ static void q8_0_rows_scalar(float *out, size_t os, const uint8_t *w, size_t row
 }
 
 static void q4_0_rows_scalar(float *out, size_t os, const uint8_t *w, size_t row_bytes, const int8_t *xq,
-                             const float *xs, size_t x_stride, int n, int rows, int tokens) {
+                             const float *xs, const int32_t *xsum, size_t x_stride, int n, int rows, int tokens) {
+    (void)xsum;
     for (int r = 0; r < rows; r++)
         for (int t = 0; t < tokens; t++) {
             float sum = 0.0f;
@@ -1172,10 +1174,10 @@ static void matmul_block(float *out, const Input *in, const Matrix *w, int b) {
         kernels.bf16_rows(out + r0, d, (const uint16_t *)rows_data, n, in->f, n, n, rows, in->tokens);
         break;
     case WEIGHT_Q8_0:
-        kernels.q8_0_rows(out + r0, d, rows_data, w->row_bytes, in->q, in->scale, n, n, rows, in->tokens);
+        kernels.q8_0_rows(out + r0, d, rows_data, w->row_bytes, in->q, in->scale, in->sum, n, n, rows, in->tokens);
         break;
     case WEIGHT_Q4_0:
-        kernels.q4_0_rows(out + r0, d, rows_data, w->row_bytes, in->q, in->scale, n, n, rows, in->tokens);
+        kernels.q4_0_rows(out + r0, d, rows_data, w->row_bytes, in->q, in->scale, in->sum, n, n, rows, in->tokens);
         break;
     }
 }
@@ -1430,29 +1432,79 @@ AVX512 static INLINE __m512i dpbusd512_broadcast(__m512i acc, __m512i u8, const 
 
 #define PANEL_VALUES 1024 // int8 values of each row packed at once: a 16 KB panel
 
-// panel[(j / 4) * 64 + r * 4 + j % 4] = w[r * ws + j] + 128 (as uint8) for
-// j < len; rows from `rows` to 16 hold w = 0. len is a multiple of 32.
-AVX512 static void pack_q8_panel_avx512(uint8_t *panel, const int8_t *w, size_t ws, int rows, int len) {
+// The 32 values of a Q4_0 block as int8 in [-8, 7], in order.
+AVX2 static INLINE __m256i unpack_q4_0(const uint8_t *block) {
+    __m128i packed = _mm_loadu_si128((const __m128i *)(block + 2)), low4 = _mm_set1_epi8(15);
+    __m128i lo = _mm_and_si128(packed, low4), hi = _mm_and_si128(_mm_srli_epi16(packed, 4), low4);
+    return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
+}
+AVX2 static INLINE __m256i load_q8_0(const uint8_t *block) {
+    return _mm256_loadu_si256((const __m256i *)(block + 2));
+}
+
+// Where a panel's int8 rows come from: llama2.c's Q8 rows, their scales
+// apart, or GGUF's Q8_0 and Q4_0 blocks, 32 values after a float16 scale.
+typedef struct {
+    WeightType type;     // WEIGHT_Q8, WEIGHT_Q8_0 or WEIGHT_Q4_0
+    const uint8_t *data; // the first row
+    size_t row_bytes;
+    const float *scale;  // WEIGHT_Q8: scale_stride per row
+    size_t scale_stride;
+    int gs;              // values per scale: 32 for the blocks
+    size_t group_bytes;  // from one group of a row to the next
+} Int8Rows;
+
+// Where value j of row r is (for blocks, j is at the start of one).
+static const uint8_t *int8_at(const Int8Rows *w, int r, int j) {
+    return w->data + (size_t)r * w->row_bytes + (size_t)(j / w->gs) * w->group_bytes + j % w->gs;
+}
+
+// panel[(j / 4) * 64 + r * 4 + j % 4] = value j0 + j of row r0 + r, plus 128
+// (as uint8), for j < len, and panel_scale[g * 16 + r] = the scale of its
+// group g; rows from `rows` to 16 hold 0. len is a multiple of 32.
+AVX512 static void pack_int8_panel_avx512(uint8_t *panel, float *panel_scale, const Int8Rows *w, int r0, int rows,
+                                          int j0, int len) {
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     for (int j = 0; j < len; j += 64) {
-        __mmask64 m = len - j >= 64 ? ~(__mmask64)0 : 0xFFFFFFFFull; // the last step may hold 32 values
+        int two = len - j >= 64; // 64 values, or the last 32
         __m512i v[16];
-        for (int r = 0; r < 16; r++)
-            v[r] = _mm512_xor_si512(r < rows ? _mm512_maskz_loadu_epi8(m, w + r * ws + j) : _mm512_setzero_si512(), flip);
+        for (int r = 0; r < 16; r++) {
+            __m512i values = _mm512_setzero_si512();
+            const uint8_t *p = r < rows ? int8_at(w, r0 + r, j0 + j) : NULL;
+            if (p && w->type == WEIGHT_Q8) {
+                values = _mm512_maskz_loadu_epi8(two ? ~(__mmask64)0 : 0xFFFFFFFFull, p);
+            } else if (p) {
+                int q8_0 = w->type == WEIGHT_Q8_0;
+                __m256i lo = q8_0 ? load_q8_0(p) : unpack_q4_0(p), hi = _mm256_setzero_si256();
+                if (two) hi = q8_0 ? load_q8_0(p + w->group_bytes) : unpack_q4_0(p + w->group_bytes);
+                values = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+            }
+            v[r] = _mm512_xor_si512(values, flip);
+        }
         transpose16_store(panel + (size_t)j * 16, v);
     }
+    for (int g = 0; g < len / w->gs; g++)
+        for (int r = 0; r < PANEL_ROWS; r++) {
+            int group = j0 / w->gs + g;
+            float scale = 0.0f;
+            if (r < rows && w->type == WEIGHT_Q8) scale = w->scale[(size_t)(r0 + r) * w->scale_stride + group];
+            if (r < rows && w->type != WEIGHT_Q8) scale = _cvtsh_ss(load_u16(int8_at(w, r0 + r, group * w->gs)));
+            panel_scale[g * PANEL_ROWS + r] = scale;
+        }
 }
 
 // TT tokens against one panel of `groups` groups: out (TT tokens, 16 rows)
 // gets the panel's share of the sums, added to what is there unless `first`.
 // x, xsc and xsum start at the panel's first value (group) of the first token.
-// Unless NULL, `prefetch` is the next panel's first row, rows ws apart: it is
-// fetched into L1 a group at a time, spread through the work, so the next
-// packing finds it there instead of waiting for DRAM 16 rows at a time.
-AVX512 static INLINE void q8_panel_tile_avx512(float *out, size_t os, __mmask16 row_mask, const uint8_t *panel,
-                                               const float *wsc, const int8_t *x, const float *xsc,
-                                               const int32_t *xsum, size_t xs, int groups, int gs, int first,
-                                               const int8_t *prefetch, size_t ws, const int TT) {
+// Unless NULL, `prefetch` is the next panel's first row (row_bytes apart, a
+// group every group_bytes): it is fetched into L1 a group at a time, spread
+// through the work, so the next packing finds it there instead of waiting
+// for DRAM 16 rows at a time.
+AVX512 static INLINE void int8_panel_tile_avx512(float *out, size_t os, __mmask16 row_mask, const uint8_t *panel,
+                                                 const float *wsc, const int8_t *x, const float *xsc,
+                                                 const int32_t *xsum, size_t xs, int groups, int gs, int first,
+                                                 const uint8_t *prefetch, size_t row_bytes, size_t group_bytes,
+                                                 const int TT) {
     size_t xss = xs / gs;
     __m512 acc[8];
     for (int t = 0; t < TT; t++) acc[t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(row_mask, out + t * os);
@@ -1460,7 +1512,8 @@ AVX512 static INLINE void q8_panel_tile_avx512(float *out, size_t os, __mmask16 
         __m512i isum[8];
         for (int t = 0; t < TT; t++) isum[t] = _mm512_set1_epi32(-128 * xsum[t * xss + g]);
         if (prefetch)
-            for (int r = 0; r < PANEL_ROWS; r++) _mm_prefetch((const char *)(prefetch + r * ws + g * gs), _MM_HINT_T0);
+            for (int r = 0; r < PANEL_ROWS; r++)
+                _mm_prefetch((const char *)(prefetch + r * row_bytes + g * group_bytes), _MM_HINT_T0);
         const uint8_t *line = panel + (size_t)g * gs * 16;
         const int8_t *xg = x + (size_t)g * gs;
         for (int k = 0; k < gs; k += 4) {
@@ -1474,32 +1527,32 @@ AVX512 static INLINE void q8_panel_tile_avx512(float *out, size_t os, __mmask16 
     for (int t = 0; t < TT; t++) _mm512_mask_storeu_ps(out + t * os, row_mask, acc[t]);
 }
 
-AVX512 static void q8_rows_panel_avx512(float *out, size_t os, const int8_t *wq, const float *wsc, size_t ws,
-                                        const int8_t *xq, const float *xsc, const int32_t *xsum, size_t xs, int n,
-                                        int gs, int rows, int tokens) {
+// out (tokens, rows) = x (tokens, n) @ w^T, int8 panel by panel; w's group
+// size a multiple of 32, at most PANEL_VALUES.
+AVX512 static void int8_rows_panel_avx512(float *out, size_t os, const Int8Rows *w, const int8_t *xq,
+                                          const float *xsc, const int32_t *xsum, size_t xs, int n, int rows,
+                                          int tokens) {
     _Alignas(64) uint8_t panel[PANEL_ROWS * PANEL_VALUES];
     _Alignas(64) float panel_scale[PANEL_ROWS * (PANEL_VALUES / 32)];
-    int chunk = PANEL_VALUES / gs * gs;
-    size_t wss = ws / gs, xss = xs / gs;
+    int gs = w->gs, chunk = PANEL_VALUES / gs * gs;
+    size_t xss = xs / gs;
     for (int r0 = 0; r0 < rows; r0 += PANEL_ROWS) {
         int nr = rows - r0 < PANEL_ROWS ? rows - r0 : PANEL_ROWS;
         __mmask16 row_mask = nr == PANEL_ROWS ? 0xFFFF : tail_mask16(nr);
         for (int j0 = 0; j0 < n; j0 += chunk) {
             int len = n - j0 < chunk ? n - j0 : chunk, groups = len / gs, g0 = j0 / gs;
-            pack_q8_panel_avx512(panel, wq + r0 * ws + j0, ws, nr, len);
+            pack_int8_panel_avx512(panel, panel_scale, w, r0, nr, j0, len);
             // What the next panel packs: the rest of these rows, or the next
             // rows (maybe the next call's). The first tile fetches it.
-            const int8_t *next = j0 + chunk < n ? wq + r0 * ws + j0 + chunk : wq + (r0 + PANEL_ROWS) * ws;
-            for (int g = 0; g < groups; g++)
-                for (int r = 0; r < PANEL_ROWS; r++) panel_scale[g * PANEL_ROWS + r] = r < nr ? wsc[(r0 + r) * wss + g0 + g] : 0.0f;
+            const uint8_t *next = j0 + chunk < n ? int8_at(w, r0, j0 + chunk) : int8_at(w, r0 + PANEL_ROWS, 0);
             float *o = out + r0;
             const int8_t *x = xq + j0;
             const float *xsc0 = xsc + g0;
             const int32_t *xsum0 = xsum + g0;
             int t = 0, first = j0 == 0;
 #define PANEL_TILE(TT)                                                                                                 \
-    q8_panel_tile_avx512(o + t * os, os, row_mask, panel, panel_scale, x + t * xs, xsc0 + t * xss, xsum0 + t * xss, xs, \
-                         groups, gs, first, t == 0 ? next : NULL, ws, TT)
+    int8_panel_tile_avx512(o + t * os, os, row_mask, panel, panel_scale, x + t * xs, xsc0 + t * xss, xsum0 + t * xss,   \
+                           xs, groups, gs, first, t == 0 ? next : NULL, w->row_bytes, w->group_bytes, TT)
             for (; t + 8 <= tokens; t += 8) PANEL_TILE(8);
             if (tokens - t >= 4) PANEL_TILE(4), t += 4;
             if (tokens - t >= 2) PANEL_TILE(2), t += 2;
@@ -1579,7 +1632,8 @@ AVX512 static void q8_rows_avx512(float *out, size_t os, const int8_t *wq, const
                                   int rows, int tokens) {
     int row_kernel = gs == 32 || gs % 64 == 0, panel_kernel = gs % 32 == 0 && gs <= PANEL_VALUES;
     if (panel_kernel && (tokens >= 4 || !row_kernel)) {
-        q8_rows_panel_avx512(out, os, wq, wsc, ws, xq, xsc, xsum, xs, n, gs, rows, tokens);
+        Int8Rows w = {WEIGHT_Q8, (const uint8_t *)wq, ws, wsc, ws / gs, gs, gs};
+        int8_rows_panel_avx512(out, os, &w, xq, xsc, xsum, xs, n, rows, tokens);
     } else if (row_kernel) { // as for float32: a token or a few, row by row
         for (int t = 0; t < tokens; t++)
             for (int r = 0; r < rows; r++)
@@ -1874,19 +1928,14 @@ AVX512 static INLINE __m512 load16_bf16_avx512(const uint16_t *p) {
 HALF_ROWS_AVX512(f16_rows_avx512, load16_f16_avx512, f16_to_f32)
 HALF_ROWS_AVX512(bf16_rows_avx512, load16_bf16_avx512, bf16_to_f32)
 
-// The 32 values of a Q4_0 block as int8 in [-8, 7], in order.
-AVX2 static INLINE __m256i unpack_q4_0(const uint8_t *block) {
-    __m128i packed = _mm_loadu_si128((const __m128i *)(block + 2)), low4 = _mm_set1_epi8(15);
-    __m128i lo = _mm_and_si128(packed, low4), hi = _mm_and_si128(_mm_srli_epi16(packed, 4), low4);
-    return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
-}
-AVX2 static INLINE __m256i load_q8_0(const uint8_t *block) {
-    return _mm256_loadu_si256((const __m256i *)(block + 2));
-}
-
-#define BLOCK_ROWS_AVX512(NAME, BYTES, LOAD)                                                                           \
+#define BLOCK_ROWS_AVX512(NAME, TYPE, BYTES, LOAD)                                                                     \
     AVX512 static void NAME(float *out, size_t os, const uint8_t *w, size_t row_bytes, const int8_t *xq,               \
-                            const float *xs, size_t x_stride, int n, int rows, int tokens) {                           \
+                            const float *xs, const int32_t *xsum, size_t x_stride, int n, int rows, int tokens) {      \
+        if (tokens >= 4) { /* a prompt: in panels */                                                                   \
+            Int8Rows blocks = {TYPE, w, row_bytes, NULL, 0, QBLOCK, BYTES};                                            \
+            int8_rows_panel_avx512(out, os, &blocks, xq, xs, xsum, x_stride, n, rows, tokens);                         \
+            return;                                                                                                    \
+        }                                                                                                              \
         for (int r = 0; r < rows; r++)                                                                                 \
             for (int t = 0; t < tokens; t++) {                                                                         \
                 const int8_t *xt = xq + t * x_stride;                                                                  \
@@ -1903,8 +1952,8 @@ AVX2 static INLINE __m256i load_q8_0(const uint8_t *block) {
                 out[t * os + r] = hsum256(acc);                                                                        \
             }                                                                                                          \
     }
-BLOCK_ROWS_AVX512(q8_0_rows_avx512, Q8_0_BYTES, load_q8_0)
-BLOCK_ROWS_AVX512(q4_0_rows_avx512, Q4_0_BYTES, unpack_q4_0)
+BLOCK_ROWS_AVX512(q8_0_rows_avx512, WEIGHT_Q8_0, Q8_0_BYTES, load_q8_0)
+BLOCK_ROWS_AVX512(q4_0_rows_avx512, WEIGHT_Q4_0, Q4_0_BYTES, unpack_q4_0)
 
 AVX2 static INLINE __m256 load8_f16_avx2(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
 AVX2 static INLINE __m256 load8_bf16_avx2(const uint16_t *p) {
@@ -1931,7 +1980,8 @@ HALF_ROWS_AVX2(bf16_rows_avx2, load8_bf16_avx2, bf16_to_f32)
 
 #define BLOCK_ROWS_AVX2(NAME, BYTES, LOAD)                                                                             \
     AVX2 static void NAME(float *out, size_t os, const uint8_t *w, size_t row_bytes, const int8_t *xq,                 \
-                          const float *xs, size_t x_stride, int n, int rows, int tokens) {                             \
+                          const float *xs, const int32_t *xsum, size_t x_stride, int n, int rows, int tokens) {        \
+        (void)xsum;                                                                                                    \
         const __m256i ones = _mm256_set1_epi16(1);                                                                     \
         for (int r = 0; r < rows; r++)                                                                                 \
             for (int t = 0; t < tokens; t++) {                                                                         \
@@ -2086,7 +2136,8 @@ static INLINE const int8_t *values_q4_0(const uint8_t *block, int8_t *buf) {
 
 #define BLOCK_ROWS_NEON(NAME, ATTR, BYTES, VALUES, DOT)                                                                \
     ATTR static void NAME(float *out, size_t os, const uint8_t *w, size_t row_bytes, const int8_t *xq,                 \
-                          const float *xs, size_t x_stride, int n, int rows, int tokens) {                             \
+                          const float *xs, const int32_t *xsum, size_t x_stride, int n, int rows, int tokens) {        \
+        (void)xsum;                                                                                                    \
         int8_t buf[QBLOCK];                                                                                            \
         for (int r = 0; r < rows; r++)                                                                                 \
             for (int t = 0; t < tokens; t++) {                                                                         \

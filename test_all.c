@@ -618,6 +618,8 @@ static void test_kernels(void) {
             float *xsc = malloc(tokens * xs / 32 * sizeof(float));
             for (size_t i = 0; i < tokens * xs; i++) x[i] = test_random(&rng), xq[i] = (int8_t)(random_u32(&rng) % 255 - 127);
             for (size_t i = 0; i < tokens * xs / 32; i++) xsc[i] = random_f32(&rng) * 0.01f;
+            int32_t *xsum = calloc(tokens * xs / 32, sizeof(int32_t));
+            for (size_t i = 0; i < tokens * xs; i++) xsum[i / 32] += xq[i];
             for (int kind = 0; kind < 2; kind++) { // F16 then BF16: finite values of either sign around 1
                 for (size_t i = 0; i < rows * ws; i++)
                     wh[i] = (uint16_t)(kind == 0 ? 0x3000 + random_u32(&rng) % 0x1800 : 0x3E00 + random_u32(&rng) % 0x180) |
@@ -639,13 +641,13 @@ static void test_kernels(void) {
                         if (kind == 0)
                             for (int j = 2; j < 34; j++) block[j] = block[j] == 0x80 ? 0x81 : block[j]; // no -128
                     }
-                (kind == 0 ? q8_0_rows_scalar : q4_0_rows_scalar)(want, os, wb, row_bytes, xq, xsc, xs, nb, rows, tokens);
-                (kind == 0 ? ks->q8_0_rows : ks->q4_0_rows)(got, os, wb, row_bytes, xq, xsc, xs, nb, rows, tokens);
+                (kind == 0 ? q8_0_rows_scalar : q4_0_rows_scalar)(want, os, wb, row_bytes, xq, xsc, xsum, xs, nb, rows, tokens);
+                (kind == 0 ? ks->q8_0_rows : ks->q4_0_rows)(got, os, wb, row_bytes, xq, xsc, xsum, xs, nb, rows, tokens);
                 for (int i = 0; i < tokens; i++)
                     for (int r = 0; r < rows; r++)
                         worst_block = fmaxf(worst_block, fabsf(got[i * os + r] - want[i * os + r]) / (nb / 32 * 1e-6f));
             }
-            free(wh), free(x), free(want), free(got), free(wb), free(xq), free(xsc);
+            free(wh), free(x), free(want), free(got), free(wb), free(xq), free(xsc), free(xsum);
         }
         snprintf(id, sizeof(id), "kernels-%s-f16-bf16-vs-scalar", ks->name);
         check(id, worst_half <= 4.0f, "error %g x sqrt(n) x 1e-5", worst_half);
