@@ -1337,13 +1337,23 @@ AVX512 static INLINE void transpose16_store(void *dst, __m512i v[16]) {
     }
 }
 
-// panel[j * 16 + r] = w[r * ws + j] for j < len; rows from `rows` to 16 hold 0.
-AVX512 static void pack_f32_panel_avx512(float *panel, const float *w, size_t ws, int rows, int len) {
+// panel[j * 16 + r] = w[r * ws + j] as float32 for j < len; rows from `rows`
+// to 16 hold 0. w holds float32, or GGUF's float16 or bfloat16 (widened here,
+// once per block of tokens).
+AVX512 static void pack_float_panel_avx512(float *panel, WeightType type, const void *w, size_t ws, int rows, int len) {
     for (int j = 0; j < len; j += 16) {
         __mmask16 m = len - j >= 16 ? 0xFFFF : tail_mask16(len - j);
         __m512i v[16];
-        for (int r = 0; r < 16; r++)
-            v[r] = r < rows ? _mm512_castps_si512(_mm512_maskz_loadu_ps(m, w + r * ws + j)) : _mm512_setzero_si512();
+        for (int r = 0; r < 16; r++) {
+            v[r] = _mm512_setzero_si512();
+            if (r >= rows) continue;
+            if (type == WEIGHT_F32) {
+                v[r] = _mm512_castps_si512(_mm512_maskz_loadu_ps(m, (const float *)w + r * ws + j));
+            } else {
+                __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)w + r * ws + j);
+                v[r] = type == WEIGHT_BF16 ? _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16) : _mm512_castps_si512(_mm512_cvtph_ps(h));
+            }
+        }
         transpose16_store(panel + (size_t)j * 16, v);
     }
 }
@@ -1351,39 +1361,46 @@ AVX512 static void pack_f32_panel_avx512(float *panel, const float *w, size_t ws
 // TT tokens against one panel of len values: out (TT tokens, 16 rows) gets the
 // panel's share of the sums, added to what is there unless `first`. x starts
 // at the panel's first value of the first token. Unless NULL, `prefetch` is
-// the next panel's first row, rows ws apart: it is fetched into L1 a line of
-// each row at a time, spread through the work, so that the next packing finds
-// it there instead of waiting for DRAM 16 rows at a time.
+// the next panel's first row, rows row_bytes apart, values `size` bytes: it
+// is fetched into L1 a line of each row at a time, spread through the work,
+// so that the next packing finds it there instead of waiting for DRAM 16
+// rows at a time.
 AVX512 static INLINE void f32_panel_tile_avx512(float *out, size_t os, __mmask16 row_mask, const float *panel,
-                                                const float *x, size_t xs, int len, int first, const float *prefetch,
-                                                size_t ws, const int TT) {
+                                                const float *x, size_t xs, int len, int first, const char *prefetch,
+                                                size_t row_bytes, int size, const int TT) {
     __m512 acc[12];
     for (int t = 0; t < TT; t++) acc[t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(row_mask, out + t * os);
     for (int j = 0; j < len; j++) {
-        if (prefetch && j % 16 == 0)
-            for (int r = 0; r < PANEL_ROWS; r++) _mm_prefetch((const char *)(prefetch + r * ws + j), _MM_HINT_T0);
+        if (prefetch && j * size % 64 == 0)
+            for (int r = 0; r < PANEL_ROWS; r++) _mm_prefetch(prefetch + r * row_bytes + j * size, _MM_HINT_T0);
         __m512 wv = _mm512_load_ps(panel + (size_t)j * 16);
         for (int t = 0; t < TT; t++) acc[t] = _mm512_fmadd_ps(wv, _mm512_set1_ps(x[t * xs + j]), acc[t]);
     }
     for (int t = 0; t < TT; t++) _mm512_mask_storeu_ps(out + t * os, row_mask, acc[t]);
 }
 
-AVX512 static void f32_rows_panel_avx512(float *out, size_t os, const float *w, size_t ws, const float *x, size_t xs,
-                                         int n, int rows, int tokens) {
+// out (tokens, rows) = x (tokens, n) @ w^T panel by panel; w (rows, ws values
+// apart) is float32, float16 or bfloat16.
+AVX512 static void float_rows_panel_avx512(float *out, size_t os, WeightType type, const void *w, size_t ws,
+                                           const float *x, size_t xs, int n, int rows, int tokens) {
     _Alignas(64) float panel[PANEL_ROWS * PANEL_FLOATS];
+    int size = type == WEIGHT_F32 ? 4 : 2;
+    size_t row_bytes = ws * size;
     for (int r0 = 0; r0 < rows; r0 += PANEL_ROWS) {
         int nr = rows - r0 < PANEL_ROWS ? rows - r0 : PANEL_ROWS;
         __mmask16 row_mask = nr == PANEL_ROWS ? 0xFFFF : tail_mask16(nr);
         for (int j0 = 0; j0 < n; j0 += PANEL_FLOATS) {
             int len = n - j0 < PANEL_FLOATS ? n - j0 : PANEL_FLOATS;
-            pack_f32_panel_avx512(panel, w + r0 * ws + j0, ws, nr, len);
+            const char *rows_at = (const char *)w + r0 * row_bytes;
+            pack_float_panel_avx512(panel, type, rows_at + (size_t)j0 * size, ws, nr, len);
             // What the next panel packs: the rest of these rows, or the next
             // rows (maybe the next call's). The first tile fetches it.
-            const float *next = j0 + PANEL_FLOATS < n ? w + r0 * ws + j0 + PANEL_FLOATS : w + (r0 + PANEL_ROWS) * ws;
+            const char *next = j0 + PANEL_FLOATS < n ? rows_at + (size_t)(j0 + PANEL_FLOATS) * size : rows_at + PANEL_ROWS * row_bytes;
             float *o = out + r0;
             int t = 0, first = j0 == 0;
 #define PANEL_TILE(TT)                                                                                                 \
-    f32_panel_tile_avx512(o + t * os, os, row_mask, panel, x + t * xs + j0, xs, len, first, t == 0 ? next : NULL, ws, TT)
+    f32_panel_tile_avx512(o + t * os, os, row_mask, panel, x + t * xs + j0, xs, len, first, t == 0 ? next : NULL,        \
+                          row_bytes, size, TT)
             for (; t + 12 <= tokens; t += 12) PANEL_TILE(12);
             if (tokens - t >= 8) PANEL_TILE(8), t += 8;
             if (tokens - t >= 4) PANEL_TILE(4), t += 4;
@@ -1397,7 +1414,7 @@ AVX512 static void f32_rows_panel_avx512(float *out, size_t os, const float *w, 
 AVX512 static void f32_rows_avx512(float *out, size_t os, const float *w, size_t ws, const float *x, size_t xs,
                                    int n, int rows, int tokens) {
     if (tokens >= 4) {
-        f32_rows_panel_avx512(out, os, w, ws, x, xs, n, rows, tokens);
+        float_rows_panel_avx512(out, os, WEIGHT_F32, w, ws, x, xs, n, rows, tokens);
         return;
     }
     // A token or a few (a prompt's last block): row by row; a second token
@@ -1910,9 +1927,13 @@ AVX512 static INLINE __m512 load16_bf16_avx512(const uint16_t *p) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
 }
 
-#define HALF_ROWS_AVX512(NAME, LOAD16, TO_F32)                                                                         \
+#define HALF_ROWS_AVX512(NAME, TYPE, LOAD16, TO_F32)                                                                   \
     AVX512 static void NAME(float *out, size_t os, const uint16_t *w, size_t ws, const float *x, size_t xs, int n,    \
                             int rows, int tokens) {                                                                    \
+        if (tokens >= 4) { /* a prompt: in float32 panels */                                                           \
+            float_rows_panel_avx512(out, os, TYPE, w, ws, x, xs, n, rows, tokens);                                     \
+            return;                                                                                                    \
+        }                                                                                                              \
         for (int r = 0; r < rows; r++)                                                                                 \
             for (int t = 0; t < tokens; t++) {                                                                         \
                 const uint16_t *wr = w + r * ws;                                                                       \
@@ -1925,8 +1946,8 @@ AVX512 static INLINE __m512 load16_bf16_avx512(const uint16_t *p) {
                 out[t * os + r] = sum;                                                                                 \
             }                                                                                                          \
     }
-HALF_ROWS_AVX512(f16_rows_avx512, load16_f16_avx512, f16_to_f32)
-HALF_ROWS_AVX512(bf16_rows_avx512, load16_bf16_avx512, bf16_to_f32)
+HALF_ROWS_AVX512(f16_rows_avx512, WEIGHT_F16, load16_f16_avx512, f16_to_f32)
+HALF_ROWS_AVX512(bf16_rows_avx512, WEIGHT_BF16, load16_bf16_avx512, bf16_to_f32)
 
 #define BLOCK_ROWS_AVX512(NAME, TYPE, BYTES, LOAD)                                                                     \
     AVX512 static void NAME(float *out, size_t os, const uint8_t *w, size_t row_bytes, const int8_t *xq,               \
