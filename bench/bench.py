@@ -12,7 +12,7 @@
     (before the runs, and again after them);
  3. runs ./run on every checkpoint with 1 and with 2 OpenMP threads, for decode
     speed (empty prompt, greedy) and prompt speed (a 256-token prompt), the
-    median of up to 3 runs each, within a time budget;
+    median of up to 5 runs each, within a time budget;
  4. prints one table: speeds, peak memory, and decode speed as a share of
     the bandwidth limit (bytes of weights read per token / bytes per second).
 
@@ -65,7 +65,7 @@ BANDWIDTH_SOURCE = REPO / "bench" / "bandwidth.c"
 BUDGET_SECONDS = float(os.environ.get("BENCH_BUDGET") or 540)
 
 THREAD_COUNTS = (1, 2)
-REPEATS = 3             # runs per measurement; the median is reported
+REPEATS = 5             # runs per measurement; the median is reported (this VM varies by 20% from minute to minute)
 PROMPT_TOKENS = 256     # BOS + 255 tokens of text
 PROMPT_STEPS = PROMPT_TOKENS + 2  # -n: the prompt, then 2 generated tokens
 
