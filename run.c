@@ -676,7 +676,7 @@ typedef enum {
 #define HUGE_PAGE (2u << 20)
 
 // Zeroed memory of size bytes on 2 MB pages where the OS allows; *mapped gets
-// the length to munmap. Untouched pages cost nothing.
+// the length to munmap. Pages cost nothing until touched.
 static void *map_huge(size_t size, size_t *mapped, const char *what) {
     size_t len = (size + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
     unsigned char *region = mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -802,7 +802,12 @@ static void open_checkpoint(Model *m, const char *path, WeightsLoad load) {
 // while reading the prompt, its pages cost a 110M model's first 256-token
 // prompt ~40% of its time on 4 KB pages, and a 15M model's 5-100 ms on 2 MB
 // pages (in a virtual machine, where a fault is slow). The cache holds n_ctx
-// positions: -n, or the model's whole context only for a chat without -n.
+// positions: -n, or the model's whole context only for a chat without -n; a
+// cache larger than this is left to fault in as it fills (a 7B model's 4096
+// positions are 4 GB: zeroing them would take seconds and all that memory).
+#define TOUCHED_KV_BYTES (256u << 20)
+
+// Takes the next n_floats of the region, on their own cache lines.
 static float *carve(State *s, size_t *used, size_t n_floats) {
     float *p = (float *)((unsigned char *)s->arena + *used);
     *used += (n_floats * sizeof(float) + 63) / 64 * 64; // each array on its own cache lines
@@ -835,7 +840,8 @@ static void build_state(State *s, const Config *c, int n_ctx, int max_tokens, in
     s->logits = carve(s, &used, n_logits);
     s->key_cache = carve(s, &used, cache);
     s->value_cache = carve(s, &used, cache);
-    memset(s->arena, 0, used);
+    size_t kv_start = (size_t)((unsigned char *)s->key_cache - (unsigned char *)s->arena);
+    memset(s->arena, 0, used - kv_start <= TOUCHED_KV_BYTES ? used : kv_start);
     s->rope_cos = xmalloc(n_ctx * half * sizeof(float), "RoPE tables");
     s->rope_sin = xmalloc(n_ctx * half * sizeof(float), "RoPE tables");
     // Pair i of a head turns by pos * theta^(-2i/head_size): fast for the first
@@ -875,8 +881,9 @@ static void free_model(Model *m) {
 // Kernels: the few operations the forward pass is made of.
 //
 // Each is first written plainly, in scalar C: that version is the definition.
-// Matrix products, where nearly all the time goes, also have SIMD versions for
-// x86-64 (AVX2, AVX-512) and ARM64 (NEON) beside their scalar one; the best
+// They (the matrix products, where nearly all the time goes, and RMSNorm,
+// softmax and SwiGLU) also have SIMD versions for x86-64 (AVX2, AVX-512) and
+// ARM64 (NEON) beside their scalar one; the best
 // the CPU supports is picked once at start-up (select_kernels), so one binary
 // runs everywhere and tests hold each SIMD version to the scalar one.
 
@@ -906,7 +913,7 @@ static void softmax(float *x, int n) {
 // Quantizes x (n) to int8 in groups of gs: each group gets the scale that
 // maps its largest magnitude to 127, so x ~= q * scale. Rounds to nearest even.
 // Also keeps each group's sum of q, which the prompt kernels need (see
-// q8_panel_tile_avx512).
+// int8_panel_tile_avx512).
 static void quantize(int8_t *q, float *scale, int32_t *sum, const float *x, int n, int gs) {
     for (int g = 0; g < n / gs; g++) {
         const float *xg = x + (size_t)g * gs;
@@ -1190,6 +1197,7 @@ static void matmul_block(float *out, const Input *in, const Matrix *w, int b) {
 // with a small model those are a tenth of the time.
 static void matmuls(int count, float *const out[], const Input *in, const Matrix *const w[]) {
     int first_block[4], n_blocks = 0; // first_block[i]: where matrix i's blocks start in the list
+    if (count > 4) fatal("matmuls: %d products at once, at most 4", count); // a programming error
     for (int i = 0; i < count; i++) {
         first_block[i] = n_blocks;
         n_blocks += (w[i]->rows + MATMUL_ROW_BLOCK - 1) / MATMUL_ROW_BLOCK;
@@ -1249,7 +1257,7 @@ static void swiglu(float *gate, const float *up, int n) {
 }
 
 // ----------------------------------------------------------------------------
-// Kernels, fast: SIMD versions of the matrix products
+// Kernels, fast: SIMD versions of the kernels above
 //
 // Everything above is the definition; what follows computes the same sums
 // with SIMD instructions, each version held to its scalar twin by test_all.c.
@@ -1275,6 +1283,13 @@ static void swiglu(float *gate, const float *up, int n) {
 // Lanes of the last, partial chunk of n floats: mask bits for AVX-512, a
 // load mask vector (-1 in used lanes) for AVX2.
 static INLINE __mmask16 tail_mask16(int left) { return (__mmask16)((1u << left) - 1); }
+
+// Asks for the cache line at p + offset. A prefetch never faults, so the
+// kernels look ahead past the end of a matrix; C allows a pointer only up to
+// one past an array, so the address is made as an integer.
+static INLINE void prefetch(const void *p, size_t offset) {
+    _mm_prefetch((const char *)((uintptr_t)p + offset), _MM_HINT_T0);
+}
 
 // One row by one token: how float32 weights stream while generating. One
 // sequential stream per thread is what the hardware prefetcher follows best:
@@ -1308,12 +1323,12 @@ AVX512 static float f32_row_avx512(const float *w, const float *x, int n) {
 // in other roundings than the one-token kernel's: prompt and generation agree
 // to float32 precision, not to the bit.
 #define PANEL_ROWS 16   // one row per 32-bit lane of a zmm
-#define PANEL_FLOATS 256 // values of each row packed at once: a 16 KB panel, half of L1
+#define PANEL_FLOATS 256 // values of each row packed at once: a 16 KB panel, half of a 32 KB L1
 
 // A 16 x 16 transpose of 4-byte words: v[r] holds word c of row r at lane c;
 // dst + 64 c gets column c, row r at lane r. Four rounds of shuffles: within
 // each 128-bit lane, words of row pairs, then of row quads; then whole 128-bit
-// lanes between the four quads.
+// lanes between the four quads. v is used as scratch.
 AVX512 static INLINE void transpose16_store(void *dst, __m512i v[16]) {
     __m512i u[16];
     for (int r = 0; r < 16; r += 2) {
@@ -1359,6 +1374,8 @@ AVX512 static void pack_float_panel_avx512(float *panel, WeightType type, const 
 }
 
 // TT tokens against one panel of len values: out (TT tokens, 16 rows) gets the
+// (TT is a constant at each call: the function is inlined, and its loops over
+// tokens unroll into TT registers of sums.)
 // panel's share of the sums, added to what is there unless `first`. x starts
 // at the panel's first value of the first token. Unless NULL, `prefetch` is
 // the next panel's first row, rows row_bytes apart, values `size` bytes: it
@@ -1366,13 +1383,13 @@ AVX512 static void pack_float_panel_avx512(float *panel, WeightType type, const 
 // so that the next packing finds it there instead of waiting for DRAM 16
 // rows at a time.
 AVX512 static INLINE void f32_panel_tile_avx512(float *out, size_t os, __mmask16 row_mask, const float *panel,
-                                                const float *x, size_t xs, int len, int first, const char *prefetch,
+                                                const float *x, size_t xs, int len, int first, const void *next,
                                                 size_t row_bytes, int size, const int TT) {
     __m512 acc[12];
     for (int t = 0; t < TT; t++) acc[t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(row_mask, out + t * os);
     for (int j = 0; j < len; j++) {
-        if (prefetch && j * size % 64 == 0)
-            for (int r = 0; r < PANEL_ROWS; r++) _mm_prefetch(prefetch + r * row_bytes + j * size, _MM_HINT_T0);
+        if (next && j * size % 64 == 0)
+            for (int r = 0; r < PANEL_ROWS; r++) prefetch(next, r * row_bytes + (size_t)j * size);
         __m512 wv = _mm512_load_ps(panel + (size_t)j * 16);
         for (int t = 0; t < TT; t++) acc[t] = _mm512_fmadd_ps(wv, _mm512_set1_ps(x[t * xs + j]), acc[t]);
     }
@@ -1395,7 +1412,8 @@ AVX512 static void float_rows_panel_avx512(float *out, size_t os, WeightType typ
             pack_float_panel_avx512(panel, type, rows_at + (size_t)j0 * size, ws, nr, len);
             // What the next panel packs: the rest of these rows, or the next
             // rows (maybe the next call's). The first tile fetches it.
-            const char *next = j0 + PANEL_FLOATS < n ? rows_at + (size_t)(j0 + PANEL_FLOATS) * size : rows_at + PANEL_ROWS * row_bytes;
+            const void *next = (const void *)((uintptr_t)rows_at + (j0 + PANEL_FLOATS < n ? (size_t)(j0 + PANEL_FLOATS) * size
+                                                                                        : PANEL_ROWS * row_bytes));
             float *o = out + r0;
             int t = 0, first = j0 == 0;
 #define PANEL_TILE(TT)                                                                                                 \
@@ -1438,7 +1456,7 @@ AVX512 static void f32_rows_avx512(float *out, size_t os, const float *w, size_t
 // the instruction keeps each sum in one register and reads the 4 bytes itself.
 AVX512 static INLINE __m512i dpbusd512_broadcast(__m512i acc, __m512i u8, const int8_t *s8) {
 #if defined(__GNUC__) && !defined(__clang__)
-    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u8), "m"(*(const int32_t *)s8));
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u8), "m"(*(const char(*)[4])s8));
     return acc;
 #else
     int32_t four;
@@ -1478,7 +1496,8 @@ static const uint8_t *int8_at(const Int8Rows *w, int r, int j) {
 
 // panel[(j / 4) * 64 + r * 4 + j % 4] = value j0 + j of row r0 + r, plus 128
 // (as uint8), for j < len, and panel_scale[g * 16 + r] = the scale of its
-// group g; rows from `rows` to 16 hold 0. len is a multiple of 32.
+// group g; rows from `rows` to 16 hold weight 0 (byte 128) and scale 0. len
+// is a multiple of 32.
 AVX512 static void pack_int8_panel_avx512(uint8_t *panel, float *panel_scale, const Int8Rows *w, int r0, int rows,
                                           int j0, int len) {
     const __m512i flip = _mm512_set1_epi8((char)0x80);
@@ -1520,7 +1539,7 @@ AVX512 static void pack_int8_panel_avx512(uint8_t *panel, float *panel_scale, co
 AVX512 static INLINE void int8_panel_tile_avx512(float *out, size_t os, __mmask16 row_mask, const uint8_t *panel,
                                                  const float *wsc, const int8_t *x, const float *xsc,
                                                  const int32_t *xsum, size_t xs, int groups, int gs, int first,
-                                                 const uint8_t *prefetch, size_t row_bytes, size_t group_bytes,
+                                                 const void *next, size_t row_bytes, size_t group_bytes,
                                                  const int TT) {
     size_t xss = xs / gs;
     __m512 acc[8];
@@ -1528,9 +1547,8 @@ AVX512 static INLINE void int8_panel_tile_avx512(float *out, size_t os, __mmask1
     for (int g = 0; g < groups; g++) {
         __m512i isum[8];
         for (int t = 0; t < TT; t++) isum[t] = _mm512_set1_epi32(-128 * xsum[t * xss + g]);
-        if (prefetch)
-            for (int r = 0; r < PANEL_ROWS; r++)
-                _mm_prefetch((const char *)(prefetch + r * row_bytes + g * group_bytes), _MM_HINT_T0);
+        if (next)
+            for (int r = 0; r < PANEL_ROWS; r++) prefetch(next, r * row_bytes + g * group_bytes);
         const uint8_t *line = panel + (size_t)g * gs * 16;
         const int8_t *xg = x + (size_t)g * gs;
         for (int k = 0; k < gs; k += 4) {
@@ -1561,7 +1579,8 @@ AVX512 static void int8_rows_panel_avx512(float *out, size_t os, const Int8Rows 
             pack_int8_panel_avx512(panel, panel_scale, w, r0, nr, j0, len);
             // What the next panel packs: the rest of these rows, or the next
             // rows (maybe the next call's). The first tile fetches it.
-            const uint8_t *next = j0 + chunk < n ? int8_at(w, r0, j0 + chunk) : int8_at(w, r0 + PANEL_ROWS, 0);
+            const void *next = j0 + chunk < n ? (const void *)int8_at(w, r0, j0 + chunk)
+                                              : (const void *)((uintptr_t)w->data + (r0 + PANEL_ROWS) * w->row_bytes);
             float *o = out + r0;
             const int8_t *x = xq + j0;
             const float *xsc0 = xsc + g0;
@@ -1600,7 +1619,7 @@ AVX512 static void q8_row_avx512(float *out, const int8_t *w, const float *wsc, 
             int g = j / 32, whole = n - j >= 64;
             __mmask64 m = whole ? ~(__mmask64)0 : 0xFFFFFFFFull; // the last step may hold one group
             __m512i wv = _mm512_maskz_loadu_epi8(m, w + j), xv = _mm512_maskz_loadu_epi8(m, x + j);
-            _mm_prefetch((const char *)(w + j + PREFETCH_BYTES), _MM_HINT_T0);
+            prefetch(w, j + PREFETCH_BYTES);
             __m512i xsigned = _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(wv), zero, xv);
             __m512i isum = _mm512_dpbusd_epi32(zero, _mm512_abs_epi8(wv), xsigned);
             __m128 s = _mm_setr_ps(wsc[g] * xsc[g], whole ? wsc[g + 1] * xsc[g + 1] : 0.0f, 0.0f, 0.0f);
@@ -1611,8 +1630,7 @@ AVX512 static void q8_row_avx512(float *out, const int8_t *w, const float *wsc, 
         int g = 0;
         for (; g + 2 <= n / 64; g += 2) {
             const int8_t *wg = w + g * 64, *xg = x + g * 64;
-            _mm_prefetch((const char *)(wg + PREFETCH_BYTES), _MM_HINT_T0);
-            _mm_prefetch((const char *)(wg + PREFETCH_BYTES + 64), _MM_HINT_T0);
+            prefetch(wg, PREFETCH_BYTES), prefetch(wg, PREFETCH_BYTES + 64);
             __m512i w0 = _mm512_loadu_si512(wg), x0 = _mm512_loadu_si512(xg);
             __m512i w1 = _mm512_loadu_si512(wg + 64), x1 = _mm512_loadu_si512(xg + 64);
             x0 = _mm512_mask_sub_epi8(x0, _mm512_movepi8_mask(w0), zero, x0);
@@ -1634,7 +1652,7 @@ AVX512 static void q8_row_avx512(float *out, const int8_t *w, const float *wsc, 
             __m512i isum = zero;
             for (int j = g * gs; j < (g + 1) * gs; j += 64) {
                 __m512i wv = _mm512_loadu_si512(w + j), xv = _mm512_loadu_si512(x + j);
-                _mm_prefetch((const char *)(w + j + PREFETCH_BYTES), _MM_HINT_T0);
+                prefetch(w, j + PREFETCH_BYTES);
                 __m512i xsigned = _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(wv), zero, xv);
                 isum = _mm512_dpbusd_epi32(isum, _mm512_abs_epi8(wv), xsigned);
             }
@@ -1793,7 +1811,9 @@ AVX512 static void weighted_rows_avx512(float *out, const float *a, const float 
 // polynomial of degree 7 is within 6e-9 of e^r, and vscalefps multiplies by
 // 2^k, overflowing to inf and underflowing to 0 as expf does.
 AVX512 static INLINE __m512 exp_avx512(__m512 x) {
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(89.0f)); // e^x is 0 or inf beyond
+    // e^x is 0 or inf beyond; the constant first, as max and min return their
+    // second operand when one is NaN, and a NaN must stay one, as in expf
+    x = _mm512_min_ps(_mm512_set1_ps(89.0f), _mm512_max_ps(_mm512_set1_ps(-104.0f), x));
     __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x); // ln 2 in two parts: k * the first is exact
     r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
@@ -1865,7 +1885,7 @@ AVX2 static void weighted_rows_avx2(float *out, const float *a, const float *v, 
 // the normal range: e^x saturates at 2e38 and 1e-38, where expf gives inf
 // and 0; neither changes a softmax or a SiLU).
 AVX2 static INLINE __m256 exp_avx2(__m256 x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.0f));
+    x = _mm256_min_ps(_mm256_set1_ps(88.0f), _mm256_max_ps(_mm256_set1_ps(-87.3f), x)); // NaN stays NaN
     __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
     r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
@@ -1916,10 +1936,10 @@ AVX2 static void swiglu_avx2(float *gate, const float *up, int n) {
     }
 }
 
-// GGUF's storage types. Each (row, token) dot product runs on its own, rows
-// outermost: a row is read from memory once and stays in L1 for every token.
-// 16-bit floats widen to float32 in registers (F16C's vcvtph2ps for F16, a
-// shift for BF16); Q8_0 and Q4_0 blocks take the int8 path of the Q8 kernels.
+// GGUF's storage types, for a token or a few: each (row, token) dot product
+// runs on its own, a row at a time. 16-bit floats widen to float32 in registers (F16C's vcvtph2ps for F16, a
+// shift for BF16); Q8_0 and Q4_0 blocks, 32 values each, are multiplied as
+// the Q8 kernels do. Prompts (4 tokens or more) go through the panels above.
 AVX512 static INLINE __m512 load16_f16_avx512(const uint16_t *p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
 }

@@ -512,6 +512,22 @@ static void test_chat(void) {
 
 static float test_random(uint64_t *rng) { return random_f32(rng) * 2.0f - 1.0f; }
 
+// A kernel's output starts as NaN: a kernel that adds into it instead of
+// writing it, or skips an element, shows. Its padding columns (from `cols` to
+// the stride os) must still be NaN afterwards.
+static void poison(float *out, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = NAN;
+}
+static int padding_intact(const float *out, size_t os, int cols, int tokens) {
+    for (int t = 0; t < tokens; t++)
+        for (size_t c = cols; c < os; c++)
+            if (!isnan(out[t * os + c])) return 0;
+    return 1;
+}
+
+// The larger error, NaN the largest of all.
+static float worse(float worst, float err) { return isnan(worst) || err <= worst ? worst : err; }
+
 static void test_kernels(void) {
     uint64_t rng = 99;
     int sizes[][3] = {{1, 1, 1},   {5, 3, 7},    {17, 13, 16}, {4, 6, 64},  {8, 12, 96}, {9, 7, 288},
@@ -526,6 +542,7 @@ static void test_kernels(void) {
             continue;
         }
         float worst_f32 = 0.0f, worst_q8 = 0.0f;
+        int padding_ok = 1; // no matrix kernel wrote outside its rows
         for (size_t c = 0; c < sizeof(sizes) / sizeof(sizes[0]); c++) {
             int rows = sizes[c][0], tokens = sizes[c][1], n = sizes[c][2];
             size_t ws = n + 3, xs = n + 5, os = rows + 2; // strides wider than n: kernels must honour them
@@ -534,12 +551,13 @@ static void test_kernels(void) {
             for (size_t i = 0; i < rows * ws; i++) w[i] = test_random(&rng);
             for (size_t i = 0; i < tokens * xs; i++) x[i] = test_random(&rng);
             f32_rows_scalar(want, os, w, ws, x, xs, n, rows, tokens);
+            poison(got, tokens * os);
             ks->f32_rows(got, os, w, ws, x, xs, n, rows, tokens);
+            padding_ok &= padding_intact(got, os, rows, tokens);
             for (int t = 0; t < tokens; t++)
                 for (int r = 0; r < rows; r++) {
                     // float sums in another order: error grows like sqrt(n) ulps of the terms
-                    float err = fabsf(got[t * os + r] - want[t * os + r]) / (sqrtf((float)n) * 1e-6f + 1e-30f);
-                    if (!(err <= worst_f32)) worst_f32 = err;
+                    worst_f32 = worse(worst_f32, fabsf(got[t * os + r] - want[t * os + r]) / (sqrtf((float)n) * 1e-6f));
                 }
             // int8 with group sizes 32, 64, 96 and 128: rows are whole groups
             for (int gs = 32; gs <= 128; gs += 32) {
@@ -555,12 +573,13 @@ static void test_kernels(void) {
                 int32_t *xsum = calloc(tokens * qxs / gs, sizeof(int32_t));
                 for (size_t i = 0; i < tokens * qxs; i++) xsum[i / gs] += xq[i];
                 q8_rows_scalar(want, os, wq, wsc, qws, xq, xsc, xsum, qxs, nq, gs, rows, tokens);
+                poison(got, tokens * os);
                 ks->q8_rows(got, os, wq, wsc, qws, xq, xsc, xsum, qxs, nq, gs, rows, tokens);
+                padding_ok &= padding_intact(got, os, rows, tokens);
                 for (int t = 0; t < tokens; t++)
                     for (int r = 0; r < rows; r++) {
                         float mag = 1e-4f * 127 * 127 * (nq / gs); // the size of a typical term times groups
-                        float err = fabsf(got[t * os + r] - want[t * os + r]) / (mag * 1e-6f);
-                        if (!(err <= worst_q8)) worst_q8 = err;
+                        worst_q8 = worse(worst_q8, fabsf(got[t * os + r] - want[t * os + r]) / (mag * 1e-6f));
                     }
                 free(wq), free(xq), free(wsc), free(xsc), free(xsum);
             }
@@ -577,7 +596,7 @@ static void test_kernels(void) {
             for (size_t i = 0; i < rows * vs; i++) v[i] = test_random(&rng);
             weighted_rows_scalar(want, a, v, vs, n, rows);
             ks->weighted_rows(got, a, v, vs, n, rows);
-            for (int i = 0; i < n; i++) worst_weighted = fmaxf(worst_weighted, fabsf(got[i] - want[i]) / (rows * 1e-6f));
+            for (int i = 0; i < n; i++) worst_weighted = worse(worst_weighted, fabsf(got[i] - want[i]) / (rows * 1e-6f));
             free(a), free(v), free(want), free(got);
         }
         snprintf(id, sizeof(id), "kernels-%s-weighted-vs-scalar", ks->name);
@@ -592,17 +611,25 @@ static void test_kernels(void) {
             if (n > 2) x[1] = -100.0f, x[2] = 100.0f;
             rmsnorm(want, x, wt, n, 1e-5f);
             ks->rmsnorm(got, x, wt, n, 1e-5f);
-            for (int i = 0; i < n; i++) worst_norm = fmaxf(worst_norm, fabsf(got[i] - want[i]) / (fabsf(want[i]) + 1e-6f));
+            for (int i = 0; i < n; i++) worst_norm = worse(worst_norm, fabsf(got[i] - want[i]) / (fabsf(want[i]) + 1e-6f));
             memcpy(want, x, n * sizeof(float)), memcpy(got, x, n * sizeof(float));
             softmax(want, n);
             ks->softmax(got, n);
-            for (int i = 0; i < n; i++) worst_softmax = fmaxf(worst_softmax, fabsf(got[i] - want[i]) / (want[i] + 1e-30f));
+            for (int i = 0; i < n; i++) worst_softmax = worse(worst_softmax, fabsf(got[i] - want[i]) / (want[i] + 1e-30f));
             memcpy(want, x, n * sizeof(float)), memcpy(got, x, n * sizeof(float));
             swiglu(want, up, n);
             ks->swiglu(got, up, n);
-            for (int i = 0; i < n; i++) worst_swiglu = fmaxf(worst_swiglu, fabsf(got[i] - want[i]) / (fabsf(want[i]) + 1e-30f));
+            for (int i = 0; i < n; i++) worst_swiglu = worse(worst_swiglu, fabsf(got[i] - want[i]) / (fabsf(want[i]) + 1e-30f));
             free(x), free(wt), free(up), free(want), free(got);
         }
+        // A NaN in the scores stays visible, as with the scalar softmax: all NaN.
+        float with_nan[5] = {1.0f, NAN, 2.0f, 3.0f, 0.5f};
+        ks->softmax(with_nan, 5);
+        int all_nan = 1;
+        for (int i = 0; i < 5; i++) all_nan &= isnan(with_nan[i]);
+        snprintf(id, sizeof(id), "kernels-%s-softmax-keeps-nan", ks->name);
+        check(id, all_nan, "softmax of {1, NaN, 2, 3, 0.5}: %g %g %g %g %g", with_nan[0], with_nan[1], with_nan[2],
+              with_nan[3], with_nan[4]);
         snprintf(id, sizeof(id), "kernels-%s-rmsnorm-softmax-swiglu-vs-scalar", ks->name);
         check(id, worst_norm <= 2e-6f && worst_softmax <= 2e-6f && worst_swiglu <= 2e-6f,
               "relative errors: rmsnorm %g, softmax %g, swiglu %g", worst_norm, worst_softmax, worst_swiglu);
@@ -625,10 +652,12 @@ static void test_kernels(void) {
                     wh[i] = (uint16_t)(kind == 0 ? 0x3000 + random_u32(&rng) % 0x1800 : 0x3E00 + random_u32(&rng) % 0x180) |
                             (random_u32(&rng) & 1) << 15;
                 (kind == 0 ? f16_rows_scalar : bf16_rows_scalar)(want, os, wh, ws, x, xs, n, rows, tokens);
+                poison(got, tokens * os);
                 (kind == 0 ? ks->f16_rows : ks->bf16_rows)(got, os, wh, ws, x, xs, n, rows, tokens);
+                padding_ok &= padding_intact(got, os, rows, tokens);
                 for (int i = 0; i < tokens; i++)
                     for (int r = 0; r < rows; r++)
-                        worst_half = fmaxf(worst_half, fabsf(got[i * os + r] - want[i * os + r]) / (sqrtf((float)n) * 1e-5f));
+                        worst_half = worse(worst_half, fabsf(got[i * os + r] - want[i * os + r]) / (sqrtf((float)n) * 1e-5f));
             }
             for (int kind = 0; kind < 2; kind++) { // Q8_0 then Q4_0: random bytes, scales of 1/64..1/32
                 size_t block_bytes = kind == 0 ? Q8_0_BYTES : Q4_0_BYTES;
@@ -642,10 +671,12 @@ static void test_kernels(void) {
                             for (int j = 2; j < 34; j++) block[j] = block[j] == 0x80 ? 0x81 : block[j]; // no -128
                     }
                 (kind == 0 ? q8_0_rows_scalar : q4_0_rows_scalar)(want, os, wb, row_bytes, xq, xsc, xsum, xs, nb, rows, tokens);
+                poison(got, tokens * os);
                 (kind == 0 ? ks->q8_0_rows : ks->q4_0_rows)(got, os, wb, row_bytes, xq, xsc, xsum, xs, nb, rows, tokens);
+                padding_ok &= padding_intact(got, os, rows, tokens);
                 for (int i = 0; i < tokens; i++)
                     for (int r = 0; r < rows; r++)
-                        worst_block = fmaxf(worst_block, fabsf(got[i * os + r] - want[i * os + r]) / (nb / 32 * 1e-6f));
+                        worst_block = worse(worst_block, fabsf(got[i * os + r] - want[i * os + r]) / (nb / 32 * 1e-6f));
             }
             free(wh), free(x), free(want), free(got), free(wb), free(xq), free(xsc), free(xsum);
         }
@@ -657,6 +688,8 @@ static void test_kernels(void) {
         check(id, worst_f32 <= 4.0f, "error %g x sqrt(n) x 1e-6", worst_f32);
         snprintf(id, sizeof(id), "kernels-%s-q8-vs-scalar", ks->name);
         check(id, worst_q8 <= 4.0f, "error %g", worst_q8);
+        snprintf(id, sizeof(id), "kernels-%s-write-only-their-rows", ks->name);
+        check(id, padding_ok, NULL);
     }
 
     // Half precision: exact values at the edges of the format.
