@@ -1980,20 +1980,27 @@ HALF_ROWS_AVX512(bf16_rows_avx512, WEIGHT_BF16, load16_bf16_avx512, bf16_to_f32)
             int8_rows_panel_avx512(out, os, &blocks, xq, xs, xsum, x_stride, n, rows, tokens);                         \
             return;                                                                                                    \
         }                                                                                                              \
-        for (int r = 0; r < rows; r++)                                                                                 \
-            for (int t = 0; t < tokens; t++) {                                                                         \
+        const __m512i zero = _mm512_setzero_si512();                                                                   \
+        const __m512i halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);                      \
+        for (int t = 0; t < tokens; t++) /* two blocks a step, as q8_row_avx512 does groups of 32 */                  \
+            for (int r = 0; r < rows; r++) {                                                                           \
                 const int8_t *xt = xq + t * x_stride;                                                                  \
                 const float *xst = xs + t * (x_stride / QBLOCK);                                                       \
-                __m256 acc = _mm256_setzero_ps();                                                                      \
-                for (int b = 0; b < n / QBLOCK; b++) {                                                                 \
-                    const uint8_t *block = w + r * row_bytes + b * BYTES;                                              \
-                    __m256i wv = LOAD(block), xv = _mm256_loadu_si256((const __m256i *)(xt + b * QBLOCK));            \
-                    __m256i xsigned = _mm256_mask_sub_epi8(xv, _mm256_movepi8_mask(wv), _mm256_setzero_si256(), xv);   \
-                    __m256i isum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(wv), xsigned);          \
-                    float scale = _cvtsh_ss(load_u16(block)) * xst[b];                                                 \
-                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(scale), acc);                       \
+                const uint8_t *row = w + r * row_bytes;                                                                \
+                __m512 acc = _mm512_setzero_ps();                                                                      \
+                for (int b = 0; b < n / QBLOCK; b += 2) {                                                              \
+                    const uint8_t *block = row + b * BYTES;                                                            \
+                    int two = b + 1 < n / QBLOCK;                                                                      \
+                    __m256i hi = two ? LOAD(block + BYTES) : _mm256_setzero_si256();                                   \
+                    __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(LOAD(block)), hi, 1);                      \
+                    __m512i xv = _mm512_maskz_loadu_epi8(two ? ~(__mmask64)0 : 0xFFFFFFFFull, xt + b * QBLOCK);        \
+                    __m512i xsigned = _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(wv), zero, xv);                     \
+                    __m512i isum = _mm512_dpbusd_epi32(zero, _mm512_abs_epi8(wv), xsigned);                            \
+                    __m128 s = _mm_setr_ps(_cvtsh_ss(load_u16(block)) * xst[b],                                        \
+                                           two ? _cvtsh_ss(load_u16(block + BYTES)) * xst[b + 1] : 0.0f, 0.0f, 0.0f);  \
+                    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(s)), acc); \
                 }                                                                                                      \
-                out[t * os + r] = hsum256(acc);                                                                        \
+                out[t * os + r] = _mm512_reduce_add_ps(acc);                                                           \
             }                                                                                                          \
     }
 BLOCK_ROWS_AVX512(q8_0_rows_avx512, WEIGHT_Q8_0, Q8_0_BYTES, load_q8_0)
