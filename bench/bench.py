@@ -14,7 +14,9 @@
     speed (empty prompt, greedy) and prompt speed (a 256-token prompt), the
     median of up to 5 runs each, within a time budget;
  4. prints one table: speeds, peak memory, and decode speed as a share of
-    the bandwidth limit (bytes of weights read per token / bytes per second).
+    the bandwidth limit (bytes of weights read per token / bytes per second),
+    against the best probe and, for 2 threads, against a quick probe run just
+    before each decode run (the bandwidth of the moment).
 
 Everything it needs is in the Python standard library and NumPy.
 
@@ -485,6 +487,16 @@ def measure_bandwidth(exe):
     return best, "disturbed by other processes in all 3 tries: the best figures"
 
 
+def bandwidth_now(exe):
+    """A quick 2-thread probe (256 MiB, best of 3 passes, ~0.2 s), run just
+    before each 2-thread decode run: this VM's bandwidth drifts by up to 2x
+    within minutes, so the probes before and after all the runs may not be
+    what a run had. Returns GB/s, or None if the probe failed."""
+    child = run_child([str(exe), "256", "3", "2"], "stdout")
+    m = re.search(r"bandwidth: 2 threads ([\d.]+) GB/s", child.output)
+    return float(m.group(1)) if child.code == 0 and m else None
+
+
 # ----------------------------------------------------------------------------
 # The 256-token prompt
 
@@ -545,6 +557,7 @@ class RunResult:
     killed: bool = False          # by the timeout
     other_cpu: float = 0.0        # CPU seconds other processes used meanwhile
     disturbed: bool = False       # so much that the run's speed does not count
+    bandwidth: float = None       # 2-thread decode runs: GB/s of a probe just before (bandwidth_now)
 
     def message(self):
         """One line on a failure: why, and run's own last word on stderr."""
@@ -643,6 +656,13 @@ class Cell:
         rates = [r.rate(self.kind) for r in self.counted_runs()]
         return statistics.median(rates) if rates else None
 
+    def share_of_bandwidth_alongside(self):
+        """Median over the counted runs of the share of the bandwidth probed
+        just before each run that its decode speed used, or None."""
+        per_token = self.shape.bytes_read_per_token(self.dtype)
+        shares = [r.rate(self.kind) * per_token / (r.bandwidth * 1e9) for r in self.counted_runs() if r.bandwidth]
+        return statistics.median(shares) if shares else None
+
     def args(self, prompt_text):
         base = [str(run_binary), str(checkpoint_path(self.shape, self.dtype)), "-z", str(TOKENIZER), "-t", "0"]
         if self.kind == "decode":
@@ -684,8 +704,9 @@ def estimate(cell, cells):
 
 
 class Scheduler:
-    def __init__(self, cells, deadline, prompt_text):
+    def __init__(self, cells, deadline, prompt_text, probe):
         self.cells = cells
+        self.probe = probe
         self.deadline = deadline
         self.prompt_text = prompt_text
         self.errors_seen = set()
@@ -724,7 +745,9 @@ class Scheduler:
             self.warm.add(path)
         # No run goes on more than GRACE seconds past the deadline.
         budget_timeout = max(1.0, self.left() + GRACE)
+        bandwidth = bandwidth_now(self.probe) if cell.kind == "decode" and cell.threads == 2 else None
         r = run_once(cell.args(self.prompt_text), cell.threads, min(timeout, budget_timeout))
+        r.bandwidth = bandwidth
         if r.killed and not r.disturbed and budget_timeout <= timeout:
             why = f"stopped after {r.wall:.0f} s: the time budget ran out"
             if not cell.ok_runs():
@@ -795,7 +818,7 @@ def print_table(cells, probes, binary, gen_seconds, cache_bytes, early_stops, rs
     limit_gbs = bandwidth[2]
     by_key = {(c.shape.name, c.dtype, c.kind, c.threads): c for c in cells}
     header = ["model", "type", "file MB", "read MB/tok", "decode 1T", "decode 2T", "prompt 1T", "prompt 2T",
-              "peak RSS MB", "limit tok/s", "decode 2T % limit"]
+              "peak RSS MB", "limit tok/s", "decode 2T % limit", "% alongside"]
     rows = []
     for s in SHAPES:
         for d in DTYPES:
@@ -804,12 +827,14 @@ def print_table(cells, probes, binary, gen_seconds, cache_bytes, early_stops, rs
             per_token = s.bytes_read_per_token(d)
             limit = limit_gbs * 1e9 / per_token
             dec2 = by_key[(s.name, d, "decode", 2)].rate()
+            alongside = by_key[(s.name, d, "decode", 2)].share_of_bandwidth_alongside()
             rows.append([
                 s.name, d, f"{s.file_bytes(d) / 1e6:.1f}", f"{per_token / 1e6:.1f}",
                 *(fmt_rate(c) for c in mine),
                 ("<=" if rss and max(rss) <= rss_floor else "") + (f"{max(rss) * 1024 / 1e6:.0f}" if rss else "-"),
                 f"{limit:.1f}",
                 f"{100 * dec2 / limit:.0f}%" if dec2 else "-",
+                f"{100 * alongside:.0f}%" if alongside else "-",
             ])
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
 
@@ -838,6 +863,8 @@ def print_table(cells, probes, binary, gen_seconds, cache_bytes, early_stops, rs
     print("read MB/tok: every layer's matrices + classifier + norms, as stored (int8: values + float32 scales).")
     print(f"limit tok/s = {limit_gbs:.1f} GB/s (the 2-thread bandwidth) / read MB/tok. MB = 1e6 bytes; "
           f"peak RSS: the largest of the row's runs.")
+    print("% alongside: decode 2T's bytes per second as a share of a 2-thread probe (256 MiB, best of 3 passes)")
+    print("  run just before each run, the median over the runs: the same ratio, against the bandwidth of the moment.")
     if any(r[8].startswith("<=") for r in rows):
         print(f"<= peak RSS no larger than this script's own ({rss_floor * 1024 / 1e6:.0f} MB), "
               f"which a child's ru_maxrss includes: the true figure may be lower.")
@@ -911,7 +938,7 @@ def main():
         cells = [Cell(s, d, k, t) for s in SHAPES for d in DTYPES for k in ("decode", "prompt")
                  for t in THREAD_COUNTS]
         # The deadline leaves time for the second probe and the table.
-        scheduler = Scheduler(cells, START + BUDGET_SECONDS - 15, prompt_text)
+        scheduler = Scheduler(cells, START + BUDGET_SECONDS - 15, prompt_text, probe)
         scheduler.go()
         probes.append(measure_bandwidth(probe))
 
