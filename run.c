@@ -841,7 +841,15 @@ static void build_state(State *s, const Config *c, int n_ctx, int max_tokens, in
     s->key_cache = carve(s, &used, cache);
     s->value_cache = carve(s, &used, cache);
     size_t kv_start = (size_t)((unsigned char *)s->key_cache - (unsigned char *)s->arena);
-    memset(s->arena, 0, used - kv_start <= TOUCHED_KV_BYTES ? used : kv_start);
+    // In parallel, a 2 MB page each: faster, and it starts the threads (and
+    // wakes the CPUs they run on) before the prompt rather than during it.
+    size_t touched = used - kv_start <= TOUCHED_KV_BYTES ? used : kv_start;
+    long page;
+#pragma omp parallel for schedule(static)
+    for (page = 0; page < (long)((touched + HUGE_PAGE - 1) / HUGE_PAGE); page++) {
+        size_t start = (size_t)page * HUGE_PAGE, end = start + HUGE_PAGE < touched ? start + HUGE_PAGE : touched;
+        memset((unsigned char *)s->arena + start, 0, end - start);
+    }
     s->rope_cos = xmalloc(n_ctx * half * sizeof(float), "RoPE tables");
     s->rope_sin = xmalloc(n_ctx * half * sizeof(float), "RoPE tables");
     // Pair i of a head turns by pos * theta^(-2i/head_size): fast for the first
