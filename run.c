@@ -1029,6 +1029,12 @@ static int q4_0_value(const uint8_t *block, int j) {
     return (j < 16 ? qs[j] & 15 : qs[j - 16] >> 4) - 8;
 }
 
+// Value j (< 32) of a Q8_0 or Q4_0 block, before its scale; and a block's size.
+static int block_value(WeightType type, const uint8_t *block, int j) {
+    return type == WEIGHT_Q8_0 ? (int8_t)block[2 + j] : q4_0_value(block, j);
+}
+static size_t block_bytes(WeightType type) { return type == WEIGHT_Q8_0 ? Q8_0_BYTES : Q4_0_BYTES; }
+
 // F16 and BF16 weights: like F32Rows, with w in 16-bit floats.
 typedef void HalfRows(float *out, size_t out_stride, const uint16_t *w, size_t w_stride, const float *x,
                       size_t x_stride, int n, int rows, int tokens);
@@ -1050,38 +1056,34 @@ typedef void BlockRows(float *out, size_t out_stride, const uint8_t *w, size_t r
 HALF_ROWS_SCALAR(f16_rows_scalar, f16_to_f32)
 HALF_ROWS_SCALAR(bf16_rows_scalar, bf16_to_f32)
 
-static void q8_0_rows_scalar(float *out, size_t os, const uint8_t *w, size_t row_bytes, const int8_t *xq,
-                             const float *xs, const int32_t *xsum, size_t x_stride, int n, int rows, int tokens) {
-    (void)xsum;
+// Q8_0 and Q4_0: each block's integer dot product, times its scale and the
+// activations' group scale.
+static void blocks_rows_scalar(WeightType type, float *out, size_t os, const uint8_t *w, size_t row_bytes,
+                               const int8_t *xq, const float *xs, size_t x_stride, int n, int rows, int tokens) {
     for (int r = 0; r < rows; r++)
         for (int t = 0; t < tokens; t++) {
             float sum = 0.0f;
             for (int b = 0; b < n / QBLOCK; b++) {
-                const uint8_t *block = w + r * row_bytes + b * Q8_0_BYTES;
-                const int8_t *q = (const int8_t *)(block + 2), *x = xq + t * x_stride + b * QBLOCK;
+                const uint8_t *block = w + r * row_bytes + b * block_bytes(type);
+                const int8_t *x = xq + t * x_stride + b * QBLOCK;
                 int32_t dot = 0;
-                for (int j = 0; j < QBLOCK; j++) dot += q[j] * x[j];
+                for (int j = 0; j < QBLOCK; j++) dot += block_value(type, block, j) * x[j];
                 sum += (float)dot * (f16_to_f32(load_u16(block)) * xs[t * (x_stride / QBLOCK) + b]);
             }
             out[t * os + r] = sum;
         }
 }
 
+static void q8_0_rows_scalar(float *out, size_t os, const uint8_t *w, size_t row_bytes, const int8_t *xq,
+                             const float *xs, const int32_t *xsum, size_t x_stride, int n, int rows, int tokens) {
+    (void)xsum;
+    blocks_rows_scalar(WEIGHT_Q8_0, out, os, w, row_bytes, xq, xs, x_stride, n, rows, tokens);
+}
+
 static void q4_0_rows_scalar(float *out, size_t os, const uint8_t *w, size_t row_bytes, const int8_t *xq,
                              const float *xs, const int32_t *xsum, size_t x_stride, int n, int rows, int tokens) {
     (void)xsum;
-    for (int r = 0; r < rows; r++)
-        for (int t = 0; t < tokens; t++) {
-            float sum = 0.0f;
-            for (int b = 0; b < n / QBLOCK; b++) {
-                const uint8_t *block = w + r * row_bytes + b * Q4_0_BYTES;
-                const int8_t *x = xq + t * x_stride + b * QBLOCK;
-                int32_t dot = 0;
-                for (int j = 0; j < QBLOCK; j++) dot += q4_0_value(block, j) * x[j];
-                sum += (float)dot * (f16_to_f32(load_u16(block)) * xs[t * (x_stride / QBLOCK) + b]);
-            }
-            out[t * os + r] = sum;
-        }
+    blocks_rows_scalar(WEIGHT_Q4_0, out, os, w, row_bytes, xq, xs, x_stride, n, rows, tokens);
 }
 
 // One row of a matrix as floats: how a token's embedding is looked up.
@@ -1098,14 +1100,10 @@ static void matrix_row(float *out, const Matrix *m, int row) {
         case WEIGHT_Q8: out[j] = (int8_t)p[j] * m->scale[((size_t)row * n + j) / m->group_size]; break;
         case WEIGHT_F16: out[j] = f16_to_f32(load_u16(p + 2 * j)); break;
         case WEIGHT_BF16: out[j] = bf16_to_f32(load_u16(p + 2 * j)); break;
-        case WEIGHT_Q8_0: {
-            const uint8_t *block = p + j / QBLOCK * Q8_0_BYTES;
-            out[j] = (int8_t)block[2 + j % QBLOCK] * f16_to_f32(load_u16(block));
-            break;
-        }
+        case WEIGHT_Q8_0:
         case WEIGHT_Q4_0: {
-            const uint8_t *block = p + j / QBLOCK * Q4_0_BYTES;
-            out[j] = q4_0_value(block, (int)(j % QBLOCK)) * f16_to_f32(load_u16(block));
+            const uint8_t *block = p + j / QBLOCK * block_bytes(m->type);
+            out[j] = block_value(m->type, block, (int)(j % QBLOCK)) * f16_to_f32(load_u16(block));
             break;
         }
         }
