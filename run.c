@@ -70,8 +70,13 @@ static void *xmalloc(size_t n, const char *what) {
     return p;
 }
 
+static void *xrealloc(void *p, size_t n, const char *what) {
+    p = realloc(p, n ? n : 1);
+    if (!p) fatal("out of memory: %s needs %zu bytes", what, n);
+    return p;
+}
+
 // Threads: OpenMP when the compiler has it. Without it the pragmas below are
-// ignored and everything runs on one thread.
 #ifdef _OPENMP
 #include <omp.h>
 static int max_threads(void) { return omp_get_max_threads(); }
@@ -81,7 +86,11 @@ static int max_threads(void) { return 1; }
 static int thread_index(void) { return 0; }
 #endif
 
-#include "tokenizer.c"
+// Reads 4 bytes as a little-endian uint32: every file format here is little-endian.
+static uint32_t read_u32le(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static int32_t read_i32le(const unsigned char *p) { return (int32_t)read_u32le(p); }
 
 // ----------------------------------------------------------------------------
 // Data structures
@@ -173,6 +182,9 @@ typedef struct {
 } State;
 
 // The tokenizer a GGUF file carries, read out of it (n == 0: none).
+// SentencePiece's piece types, as GGUF files record them (tokenizer.ggml.token_type).
+enum { PIECE_NORMAL = 1, PIECE_UNKNOWN = 2, PIECE_CONTROL = 3, PIECE_USER_DEFINED = 4, PIECE_UNUSED = 5, PIECE_BYTE = 6 };
+
 typedef struct {
     int n;
     const char **piece;  // (n) each piece's text, in the file
@@ -216,7 +228,6 @@ typedef struct {
 #define CHECKPOINT_MAGIC 0x616b3432u // "ak42" read as a little-endian uint32
 #define V1_HEADER_BYTES 256
 
-static int32_t read_i32le(const unsigned char *p) { return (int32_t)read_u32le(p); }
 
 // Bounds far above any Llama 2 (70B: dim 8192, hidden 28672, 80 layers, 64
 // heads, 4096 positions) that keep every size below 2^63 in the math below.
@@ -295,414 +306,19 @@ static void memory_map_weights(Weights *w, const Config *c, Cursor *cur, int ver
     w->classifier = c->shared_classifier ? w->token_embedding : take_matrix(cur, type, c->vocab_size, dim, gs);
 }
 
-// ----------------------------------------------------------------------------
-// Loading GGUF
-//
-// GGUF is llama.cpp's format (versions 2 and 3, little-endian):
-//   "GGUF", uint32 version, uint64 tensor count, uint64 key/value count;
-//   the key/values: a string key, a uint32 value type, the value;
-//   the tensor infos: a string name, uint32 dimensions, uint64 extent of each
-//   (the first is the row length), uint32 storage type, uint64 offset;
-//   then, at the next multiple of general.alignment (32 if absent), the data.
-// A string is a uint64 length and that many bytes. Every read below is checked
-// against the end of the file; every tensor's extent against its data.
-
-#define GGUF_MAGIC 0x46554747u // "GGUF" read as a little-endian uint32
-
-enum { GGUF_U8, GGUF_I8, GGUF_U16, GGUF_I16, GGUF_U32, GGUF_I32, GGUF_F32, GGUF_BOOL, GGUF_STRING, GGUF_ARRAY,
-       GGUF_U64, GGUF_I64, GGUF_F64, GGUF_TYPES };
-enum { GGML_F32 = 0, GGML_F16 = 1, GGML_Q4_0 = 2, GGML_Q8_0 = 8, GGML_BF16 = 30 };
-
-// ggml's names for its storage types, to name the ones this program does not run.
-static const char *ggml_type_name(uint32_t type) {
-    static const char *names[] = {"F32",  "F16",   "Q4_0",   "Q4_1",  "Q4_2", "Q4_3",  "Q5_0",  "Q5_1",
-                                  "Q8_0", "Q8_1",  "Q2_K",   "Q3_K",  "Q4_K", "Q5_K",  "Q6_K",  "Q8_K",
-                                  "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS",
-                                  "I8",   "I16",   "I32",    "I64",   "F64",  "IQ1_M", "BF16"};
-    return type < sizeof(names) / sizeof(names[0]) ? names[type] : "unknown";
-}
-
-typedef struct {
-    const unsigned char *base, *p, *end;
-    const char *path;
-} GGUFReader;
-
-static const unsigned char *gguf_take(GGUFReader *r, uint64_t n, const char *what) {
-    if (n > (uint64_t)(r->end - r->p))
-        fatal("%s: GGUF file cut short: %s at byte %zu needs %llu bytes, %zu are left", r->path, what,
-              (size_t)(r->p - r->base), (unsigned long long)n, (size_t)(r->end - r->p));
-    const unsigned char *p = r->p;
-    r->p += n;
-    return p;
-}
-
-static uint32_t gguf_u32(GGUFReader *r, const char *what) { return read_u32le(gguf_take(r, 4, what)); }
-static uint64_t gguf_u64(GGUFReader *r, const char *what) {
-    const unsigned char *p = gguf_take(r, 8, what);
-    return (uint64_t)read_u32le(p) | (uint64_t)read_u32le(p + 4) << 32;
-}
-
-typedef struct {
-    const char *s;
-    size_t len;
-} GGUFString;
-
-static GGUFString gguf_string(GGUFReader *r, const char *what) {
-    uint64_t len = gguf_u64(r, what);
-    GGUFString s = {(const char *)gguf_take(r, len, what), (size_t)len};
-    return s;
-}
-
-static int string_is(GGUFString s, const char *text) { return s.len == strlen(text) && memcmp(s.s, text, s.len) == 0; }
-
-// Bytes of one value of a fixed-size type; 0 for strings and arrays.
-static int gguf_scalar_bytes(uint32_t type) {
-    static const int bytes[GGUF_TYPES] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
-    return type < GGUF_TYPES ? bytes[type] : 0;
-}
-
-static void gguf_skip(GGUFReader *r, uint32_t type, int depth) {
-    if (type >= GGUF_TYPES) fatal("%s: GGUF value of unknown type %u", r->path, type);
-    if (type == GGUF_STRING) {
-        gguf_string(r, "a string value");
-    } else if (type == GGUF_ARRAY) {
-        uint32_t elem = gguf_u32(r, "an array's type");
-        uint64_t count = gguf_u64(r, "an array's length");
-        if (depth > 4) fatal("%s: GGUF arrays nested too deep", r->path);
-        if (gguf_scalar_bytes(elem)) {
-            if (count > (uint64_t)(r->end - r->p) / gguf_scalar_bytes(elem))
-                fatal("%s: GGUF array of %llu values runs past the end of the file", r->path, (unsigned long long)count);
-            gguf_take(r, count * gguf_scalar_bytes(elem), "an array");
-        } else {
-            for (uint64_t i = 0; i < count; i++) gguf_skip(r, elem, depth + 1);
-        }
-    } else {
-        gguf_take(r, gguf_scalar_bytes(type), "a value");
-    }
-}
-
-// A metadata value that must be a whole number, of whichever integer type.
-static int64_t gguf_int(GGUFReader *r, uint32_t type, GGUFString key) {
-    const unsigned char *p;
-    switch (type) {
-    case GGUF_U8: return *gguf_take(r, 1, "a value");
-    case GGUF_I8: return (int8_t)*gguf_take(r, 1, "a value");
-    case GGUF_U16: p = gguf_take(r, 2, "a value"); return p[0] | p[1] << 8;
-    case GGUF_I16: p = gguf_take(r, 2, "a value"); return (int16_t)(p[0] | p[1] << 8);
-    case GGUF_U32: return gguf_u32(r, "a value");
-    case GGUF_I32: return (int32_t)gguf_u32(r, "a value");
-    case GGUF_U64: return (int64_t)gguf_u64(r, "a value");
-    case GGUF_I64: return (int64_t)gguf_u64(r, "a value");
-    }
-    fatal("%s: GGUF key %.*s has value type %u, expected an integer", r->path, (int)key.len, key.s, type);
-    return 0;
-}
-
-static float gguf_float(GGUFReader *r, uint32_t type, GGUFString key) {
-    if (type == GGUF_F32) {
-        uint32_t bits = gguf_u32(r, "a value");
-        float f;
-        memcpy(&f, &bits, 4);
-        return f;
-    }
-    if (type == GGUF_F64) {
-        uint64_t bits = gguf_u64(r, "a value");
-        double d;
-        memcpy(&d, &bits, 8);
-        return (float)d;
-    }
-    fatal("%s: GGUF key %.*s has value type %u, expected a float", r->path, (int)key.len, key.s, type);
-    return 0.0f;
-}
-
-// The start of an array of `want` elements, with its length in *count.
-static const unsigned char *gguf_array(GGUFReader *r, uint32_t type, GGUFString key, uint32_t want, uint64_t *count) {
-    if (type != GGUF_ARRAY) fatal("%s: GGUF key %.*s is not an array", r->path, (int)key.len, key.s);
-    uint32_t elem = gguf_u32(r, "an array's type");
-    if (elem != want) fatal("%s: GGUF key %.*s holds values of type %u, expected %u", r->path, (int)key.len, key.s, elem, want);
-    const unsigned char *start = r->p;
-    r->p -= 4;
-    gguf_skip(r, GGUF_ARRAY, 0); // checks that it all lies inside the file
-    *count = read_u32le(start) | (uint64_t)read_u32le(start + 4) << 32;
-    return start + 8;
-}
-
-typedef struct {
-    GGUFString name;
-    uint32_t n_dims, type;
-    uint64_t dims[4];
-    uint64_t offset;
-} GGUFTensor;
-
-static const char *gguf_piece(void *vocab, int i, size_t *len) {
-    GGUFVocab *v = vocab;
-    *len = v->piece_len[i];
-    return v->piece[i];
-}
-
-static const GGUFTensor *find_tensor(const GGUFTensor *tensors, uint64_t n, const char *name) {
-    for (uint64_t i = 0; i < n; i++)
-        if (string_is(tensors[i].name, name)) return &tensors[i];
-    return NULL;
-}
-
-// Bytes one row of a tensor takes in its storage type; 0 if the type is not one we run.
-static size_t gguf_row_bytes(uint32_t type, uint64_t cols) {
-    switch (type) {
-    case GGML_F32: return cols * 4;
-    case GGML_F16: case GGML_BF16: return cols * 2;
-    case GGML_Q8_0: return cols % QBLOCK ? 0 : cols / QBLOCK * Q8_0_BYTES;
-    case GGML_Q4_0: return cols % QBLOCK ? 0 : cols / QBLOCK * Q4_0_BYTES;
-    }
-    return 0;
-}
-
-// A tensor that must exist with exactly this shape; cols is the row length.
-static const unsigned char *gguf_tensor_data(const GGUFTensor *t, const char *name, int rows, int cols,
-                                             const unsigned char *data, uint64_t data_size, uint64_t alignment,
-                                             const char *path) {
-    if (!t) fatal("%s: GGUF file has no tensor %s", path, name);
-    // Offsets are multiples of the alignment (the format says so), which keeps every float aligned.
-    if (t->offset % alignment != 0)
-        fatal("%s: tensor %s at offset %llu, not a multiple of the file's alignment %llu", path, name,
-              (unsigned long long)t->offset, (unsigned long long)alignment);
-    int vector = rows == 1;
-    if (t->n_dims != (vector ? 1u : 2u) || t->dims[0] != (uint64_t)cols || (!vector && t->dims[1] != (uint64_t)rows))
-        fatal("%s: tensor %s has shape [%llu, %llu], expected [%d, %d] from the metadata", path, name,
-              (unsigned long long)t->dims[0], (unsigned long long)(t->n_dims > 1 ? t->dims[1] : 1), cols, rows);
-    size_t row_bytes = gguf_row_bytes(t->type, cols);
-    if (row_bytes == 0)
-        fatal("%s: tensor %s has type %s, supported: F32, F16, BF16, Q8_0, Q4_0%s", path, name,
-              ggml_type_name(t->type), (t->type == GGML_Q8_0 || t->type == GGML_Q4_0) ? " (with rows a multiple of 32)" : "");
-    if (t->offset > data_size || (uint64_t)rows * row_bytes > data_size - t->offset)
-        fatal("%s: tensor %s (%llu bytes at offset %llu) runs past the end of the file", path, name,
-              (unsigned long long)((uint64_t)rows * row_bytes), (unsigned long long)t->offset);
-    return data + t->offset;
-}
-
-static Matrix gguf_matrix(const GGUFTensor *tensors, uint64_t n, const char *name, int rows, int cols,
-                          const unsigned char *data, uint64_t data_size, uint64_t alignment, const char *path) {
-    const GGUFTensor *t = find_tensor(tensors, n, name);
-    Matrix m = {WEIGHT_F32, rows, cols, gguf_tensor_data(t, name, rows, cols, data, data_size, alignment, path), NULL, 0,
-                gguf_row_bytes(t->type, cols)};
-    static const WeightType types[] = {[GGML_F32] = WEIGHT_F32, [GGML_F16] = WEIGHT_F16, [GGML_Q4_0] = WEIGHT_Q4_0,
-                                       [GGML_Q8_0] = WEIGHT_Q8_0, [GGML_BF16] = WEIGHT_BF16};
-    m.type = types[t->type];
-    if (m.type == WEIGHT_Q8_0 || m.type == WEIGHT_Q4_0) m.group_size = QBLOCK;
-    return m;
-}
-
-static const float *gguf_vector(const GGUFTensor *tensors, uint64_t n, const char *name, int len,
-                                const unsigned char *data, uint64_t data_size, uint64_t alignment, const char *path) {
-    const GGUFTensor *t = find_tensor(tensors, n, name);
-    const unsigned char *p = gguf_tensor_data(t, name, 1, len, data, data_size, alignment, path);
-    if (t->type != GGML_F32)
-        fatal("%s: tensor %s has type %s, expected F32 for a norm weight", path, name, ggml_type_name(t->type));
-    return (const float *)p;
-}
-
-// Reads a GGUF file's metadata, tensor table and vocabulary, and points the
-// weights at their tensors, in place.
-static void open_gguf(Model *m, const unsigned char *bytes, size_t size, const char *path) {
-    GGUFReader r = {bytes, bytes, bytes + size, path};
-    Config *c = &m->config;
-    gguf_u32(&r, "the magic");
-    uint32_t version = gguf_u32(&r, "the version");
-    if (version != 2 && version != 3)
-        fatal("%s: GGUF version %u%s; this program reads versions 2 and 3", path, version,
-              version > 0xFFFF ? " (a big-endian file?)" : "");
-    uint64_t n_tensors = gguf_u64(&r, "the tensor count"), n_kv = gguf_u64(&r, "the key/value count");
-    // Each tensor info takes 24 bytes at least: a bound that stops absurd counts before any allocation.
-    if (n_tensors > size / 24 || n_kv > size / 12)
-        fatal("%s: GGUF header claims %llu tensors and %llu keys, more than the file can hold", path,
-              (unsigned long long)n_tensors, (unsigned long long)n_kv);
-
-    int64_t dim = 0, hidden = 0, layers = 0, heads = 0, kv_heads = 0, context = 0, rope_dims = -1;
-    uint64_t alignment = 32;
-    float rope_theta = 10000.0f, norm_eps = 1e-5f;
-    GGUFString arch = {NULL, 0}, tokenizer_model = {NULL, 0};
-    GGUFVocab *v = &m->vocab;
-    const unsigned char *tokens = NULL, *scores = NULL, *types = NULL;
-    uint64_t n_tokens = 0, n_scores = 0, n_types = 0;
-    v->bos_id = 1, v->eos_id = 2, v->unk_id = 0;
-    for (uint64_t i = 0; i < n_kv; i++) {
-        GGUFString key = gguf_string(&r, "a metadata key");
-        uint32_t type = gguf_u32(&r, "a value type");
-        if (string_is(key, "general.architecture") && type == GGUF_STRING) arch = gguf_string(&r, "a value");
-        else if (string_is(key, "general.alignment")) alignment = (uint64_t)gguf_int(&r, type, key);
-        else if (string_is(key, "llama.embedding_length")) dim = gguf_int(&r, type, key);
-        else if (string_is(key, "llama.feed_forward_length")) hidden = gguf_int(&r, type, key);
-        else if (string_is(key, "llama.block_count")) layers = gguf_int(&r, type, key);
-        else if (string_is(key, "llama.attention.head_count")) heads = gguf_int(&r, type, key);
-        else if (string_is(key, "llama.attention.head_count_kv")) kv_heads = gguf_int(&r, type, key);
-        else if (string_is(key, "llama.context_length")) context = gguf_int(&r, type, key);
-        else if (string_is(key, "llama.rope.dimension_count")) rope_dims = gguf_int(&r, type, key);
-        else if (string_is(key, "llama.rope.freq_base")) rope_theta = gguf_float(&r, type, key);
-        else if (string_is(key, "llama.attention.layer_norm_rms_epsilon")) norm_eps = gguf_float(&r, type, key);
-        else if (string_is(key, "tokenizer.ggml.model") && type == GGUF_STRING) tokenizer_model = gguf_string(&r, "a value");
-        else if (string_is(key, "tokenizer.ggml.tokens")) tokens = gguf_array(&r, type, key, GGUF_STRING, &n_tokens);
-        else if (string_is(key, "tokenizer.ggml.scores")) scores = gguf_array(&r, type, key, GGUF_F32, &n_scores);
-        else if (string_is(key, "tokenizer.ggml.token_type")) types = gguf_array(&r, type, key, GGUF_I32, &n_types);
-        else if (string_is(key, "tokenizer.ggml.bos_token_id")) v->bos_id = (int)gguf_int(&r, type, key);
-        else if (string_is(key, "tokenizer.ggml.eos_token_id")) v->eos_id = (int)gguf_int(&r, type, key);
-        else if (string_is(key, "tokenizer.ggml.unknown_token_id")) v->unk_id = (int)gguf_int(&r, type, key);
-        else if (string_is(key, "tokenizer.chat_template") && type == GGUF_STRING) {
-            GGUFString t = gguf_string(&r, "a value"); // kept for chat mode
-            m->chat_template = t.s, m->chat_template_len = t.len;
-        } else gguf_skip(&r, type, 0);
-    }
-    if (!string_is(arch, "llama"))
-        fatal("%s: GGUF architecture '%.*s'; this program runs 'llama' models", path, (int)arch.len,
-              arch.s ? arch.s : "");
-    struct { const char *key; int64_t value, max; } need[] = {
-        {"llama.embedding_length", dim, 1 << 16},  {"llama.feed_forward_length", hidden, 1 << 18},
-        {"llama.block_count", layers, 1 << 10},     {"llama.attention.head_count", heads, 1 << 10},
-        {"llama.context_length", context, 1 << 22},
-    };
-    for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++)
-        if (need[i].value <= 0 || need[i].value > need[i].max)
-            fatal("%s: GGUF key %s is %s%lld, expected 1..%lld", path, need[i].key, need[i].value ? "" : "missing or ",
-                  (long long)need[i].value, (long long)need[i].max);
-    if (alignment == 0 || alignment % 8 != 0 || alignment > (1 << 20))
-        fatal("%s: general.alignment is %llu, expected a multiple of 8", path, (unsigned long long)alignment);
-
-    GGUFTensor *tensors = xmalloc((n_tensors ? n_tensors : 1) * sizeof(GGUFTensor), "the tensor table");
-    for (uint64_t i = 0; i < n_tensors; i++) {
-        GGUFTensor *t = &tensors[i];
-        t->name = gguf_string(&r, "a tensor name");
-        t->n_dims = gguf_u32(&r, "a tensor's dimensions");
-        if (t->n_dims < 1 || t->n_dims > 4)
-            fatal("%s: tensor %.*s has %u dimensions, expected 1 to 4", path, (int)t->name.len, t->name.s, t->n_dims);
-        for (uint32_t d = 0; d < t->n_dims; d++) t->dims[d] = gguf_u64(&r, "a tensor's extent");
-        t->type = gguf_u32(&r, "a tensor's type");
-        t->offset = gguf_u64(&r, "a tensor's offset");
-    }
-    uint64_t data_start = ((uint64_t)(r.p - bytes) + alignment - 1) / alignment * alignment;
-    if (data_start > size) fatal("%s: GGUF file ends before its tensor data begins", path);
-    const unsigned char *data = bytes + data_start;
-    uint64_t data_size = size - data_start;
-
-    // The shapes come from the metadata and the embedding's row count.
-    const GGUFTensor *embedding = find_tensor(tensors, n_tensors, "token_embd.weight");
-    if (!embedding || embedding->n_dims != 2) fatal("%s: GGUF file has no 2-D tensor token_embd.weight", path);
-    c->dim = (int)dim, c->hidden_dim = (int)hidden, c->n_layers = (int)layers, c->n_heads = (int)heads;
-    c->n_kv_heads = kv_heads > 0 ? (int)kv_heads : (int)heads; // absent: no grouped-query attention
-    c->vocab_size = embedding->dims[1] <= (1 << 22) ? (int)embedding->dims[1] : -1;
-    c->seq_len = (int)context;
-    check_config(c, path);
-    c->head_size = c->dim / c->n_heads;
-    c->kv_dim = c->n_kv_heads * c->head_size;
-    c->rope_theta = rope_theta;
-    c->norm_eps = norm_eps;
-    if (rope_dims >= 0 && rope_dims != c->head_size)
-        fatal("%s: llama.rope.dimension_count is %lld but heads are %d wide; partial rotation is not supported", path,
-              (long long)rope_dims, c->head_size);
-    if (!(rope_theta > 0.0f) || !(norm_eps > 0.0f) || !isfinite(rope_theta) || !isfinite(norm_eps))
-        fatal("%s: llama.rope.freq_base %g or layer_norm_rms_epsilon %g is not a positive number", path, rope_theta, norm_eps);
-
-    Weights *w = &m->weights;
-    w->layers = xmalloc(c->n_layers * sizeof(Layer), "the layer table");
-    char name[64];
-#define MATRIX(NAME, ROWS, COLS) gguf_matrix(tensors, n_tensors, NAME, ROWS, COLS, data, data_size, alignment, path)
-#define VECTOR(NAME, LEN) gguf_vector(tensors, n_tensors, NAME, LEN, data, data_size, alignment, path)
-    w->token_embedding = MATRIX("token_embd.weight", c->vocab_size, c->dim);
-    for (int l = 0; l < c->n_layers; l++) {
-        Layer *L = &w->layers[l];
-#define LAYER(FIELD) (snprintf(name, sizeof(name), "blk.%d.%s.weight", l, FIELD), name)
-        L->rms_att = VECTOR(LAYER("attn_norm"), c->dim);
-        L->wq = MATRIX(LAYER("attn_q"), c->dim, c->dim);
-        L->wk = MATRIX(LAYER("attn_k"), c->kv_dim, c->dim);
-        L->wv = MATRIX(LAYER("attn_v"), c->kv_dim, c->dim);
-        L->wo = MATRIX(LAYER("attn_output"), c->dim, c->dim);
-        L->rms_ffn = VECTOR(LAYER("ffn_norm"), c->dim);
-        L->w1 = MATRIX(LAYER("ffn_gate"), c->hidden_dim, c->dim);
-        L->w2 = MATRIX(LAYER("ffn_down"), c->dim, c->hidden_dim);
-        L->w3 = MATRIX(LAYER("ffn_up"), c->hidden_dim, c->dim);
-#undef LAYER
-    }
-    w->rms_final = VECTOR("output_norm.weight", c->dim);
-    c->shared_classifier = find_tensor(tensors, n_tensors, "output.weight") == NULL; // absent: tied to the embedding
-    w->classifier = c->shared_classifier ? w->token_embedding : MATRIX("output.weight", c->vocab_size, c->dim);
-#undef MATRIX
-#undef VECTOR
-    free(tensors);
-
-    // Block-quantized weights take their input quantized in blocks of 32 too.
-    for (int l = 0; l < c->n_layers && !m->int8; l++) {
-        const Matrix *all[] = {&w->layers[l].wq, &w->layers[l].wk, &w->layers[l].wv, &w->layers[l].wo,
-                               &w->layers[l].w1, &w->layers[l].w2, &w->layers[l].w3, &w->classifier};
-        for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-            if (all[i]->type == WEIGHT_Q8_0 || all[i]->type == WEIGHT_Q4_0) m->int8 = 1;
-    }
-    if (m->int8) c->group_size = QBLOCK; // a block tensor's rows are whole blocks: gguf_row_bytes checked
-
-    // The vocabulary, when the file has a SentencePiece one.
-    if (tokens && string_is(tokenizer_model, "llama")) {
-        if (n_tokens != (uint64_t)c->vocab_size || (scores && n_scores != n_tokens) || (types && n_types != n_tokens))
-            fatal("%s: GGUF vocabulary has %llu tokens, %llu scores and %llu types for a model of %d", path,
-                  (unsigned long long)n_tokens, (unsigned long long)n_scores, (unsigned long long)n_types, c->vocab_size);
-        v->n = c->vocab_size;
-        v->piece = xmalloc(v->n * sizeof(char *), "the vocabulary");
-        v->piece_len = xmalloc(v->n * sizeof(size_t), "the vocabulary");
-        v->score = xmalloc(v->n * sizeof(float), "the vocabulary");
-        v->type = xmalloc(v->n * sizeof(int32_t), "the vocabulary");
-        GGUFReader tr = {bytes, tokens, bytes + size, path};
-        for (int i = 0; i < v->n; i++) {
-            GGUFString s = gguf_string(&tr, "a token");
-            v->piece[i] = s.s, v->piece_len[i] = s.len;
-            if (scores) memcpy(&v->score[i], scores + 4 * (size_t)i, 4);
-            v->type[i] = types ? (int32_t)read_u32le(types + 4 * (size_t)i) : PIECE_NORMAL;
-        }
-        if (v->bos_id < 0 || v->bos_id >= v->n || v->eos_id < 0 || v->eos_id >= v->n || v->unk_id < 0 || v->unk_id >= v->n)
-            fatal("%s: GGUF special token ids (bos %d, eos %d, unknown %d) lie outside the vocabulary of %d", path,
-                  v->bos_id, v->eos_id, v->unk_id, v->n);
-    } else if (tokens) {
-        fprintf(stderr, "run: %s: its tokenizer is of type '%.*s', not SentencePiece's; give one with -z\n", path,
-                (int)tokenizer_model.len, tokenizer_model.s ? tokenizer_model.s : "");
-    }
-}
-
 // How the weights get into memory.
 typedef enum {
     WEIGHTS_READ, // read into memory of our own, on 2 MB pages where the OS allows
     WEIGHTS_MAP,  // memory-map the file: zero copy, and pages shared with other processes
 } WeightsLoad;
 
-// A memory map of a file uses 4 KB pages, and streaming gigabytes of weights
-// through 4 KB pages spends much of each token on TLB misses: a 1.1B model
-// decodes at ~5.5 tok/s mapped and ~11 tok/s from 2 MB pages on the machine
-// this was measured on. So by default the file is read into anonymous memory
-// aligned to 2 MB and advised to use huge pages.
+// In "Memory on 2 MB pages", below.
 #define HUGE_PAGE (2u << 20)
-
-// Zeroed memory of size bytes on 2 MB pages where the OS allows; *mapped gets
-// the length to munmap. Pages cost nothing until touched.
-static void *map_huge(size_t size, size_t *mapped, const char *what) {
-    size_t len = (size + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
-    unsigned char *region = mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (region == MAP_FAILED) fatal("out of memory: %s needs %zu bytes", what, size);
-    // Keep the 2 MB-aligned part; give back the rest.
-    unsigned char *p = (unsigned char *)(((uintptr_t)region + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
-    if (p > region) munmap(region, p - region);
-    munmap(p + len, region + HUGE_PAGE - p);
-#ifdef MADV_HUGEPAGE
-    madvise(p, len, MADV_HUGEPAGE); // a hint: without transparent huge pages this is plain memory
-#endif
-    *mapped = len;
-    return p;
-}
-
-// Returns the file's bytes, read-only.
-static void *read_into_memory(int fd, size_t size, size_t *mapped, const char *path) {
-    unsigned char *p = map_huge(size, mapped, path);
-    for (size_t done = 0; done < size;) {
-        ssize_t n = pread(fd, p + done, size - done < (1u << 30) ? size - done : (1u << 30), (off_t)done);
-        if (n <= 0) fatal("cannot read %s: %s", path, n < 0 ? strerror(errno) : "file shrank while reading");
-        done += n;
-    }
-    mprotect(p, *mapped, PROT_READ);
-    return p;
-}
+static void *map_huge(size_t size, size_t *mapped, const char *what);
+static void *read_into_memory(int fd, size_t size, size_t *mapped, const char *path);
+// In "Other formats: GGUF", below.
+#define GGUF_MAGIC 0x46554747u // "GGUF" read as a little-endian uint32
+static void parse_gguf(Model *m, const unsigned char *bytes, size_t size, const char *path);
 
 // Reads a checkpoint's header from bytes (size of them) and points every
 // weight at its place there: llama2.c's layouts or GGUF. The file is untrusted:
@@ -714,7 +330,7 @@ static void read_checkpoint(Model *m, const unsigned char *bytes, size_t size, c
     const unsigned char *params = bytes;
     size_t header_bytes = 28;
     if (read_u32le(bytes) == GGUF_MAGIC) {
-        open_gguf(m, bytes, size, path);
+        parse_gguf(m, bytes, size, path);
         return;
     }
     if (read_u32le(bytes) == CHECKPOINT_MAGIC) {
@@ -918,6 +534,28 @@ static void softmax(float *x, int n) {
     for (int i = 0; i < n; i++) x[i] /= sum;
 }
 
+// SwiGLU: gate through SiLU (x * sigmoid(x)), times the up projection.
+static void swiglu(float *gate, const float *up, int n) {
+    for (int i = 0; i < n; i++) {
+        float g = gate[i];
+        g *= 1.0f / (1.0f + expf(-g));
+        gate[i] = g * up[i];
+    }
+}
+
+// RoPE: rotate each adjacent pair (v[2i], v[2i+1]) of every head by the angle
+// for this position, so that the dot product of a query and a key depends on
+// how far apart they are.
+static void rope(float *v, int n, int head_size, const float *cos_pos, const float *sin_pos) {
+    for (int i = 0; i < n; i += 2) {
+        int pair = (i % head_size) / 2;
+        float c = cos_pos[pair], s = sin_pos[pair];
+        float v0 = v[i], v1 = v[i + 1];
+        v[i] = v0 * c - v1 * s;
+        v[i + 1] = v0 * s + v1 * c;
+    }
+}
+
 // Quantizes x (n) to int8 in groups of gs: each group gets the scale that
 // maps its largest magnitude to 127, so x ~= q * scale. Rounds to nearest even.
 // Also keeps each group's sum of q, which the prompt kernels need (see
@@ -949,12 +587,13 @@ static void quantize(int8_t *q, float *scale, int32_t *sum, const float *x, int 
 typedef void F32Rows(float *out, size_t out_stride, const float *w, size_t w_stride, const float *x,
                      size_t x_stride, int n, int rows, int tokens);
 // The int8 kind: w and x in int8 with a scale per group of gs (w_stride and
-// x_stride count values, multiples of gs). Each group's integer dot product is
-// exact; only its scaling and the sum over groups are in float. xsum holds
-// each group's sum of x values (x_stride / gs per token), as quantize() makes it.
-typedef void Q8Rows(float *out, size_t out_stride, const int8_t *wq, const float *ws, size_t w_stride,
-                    const int8_t *xq, const float *xs, const int32_t *xsum, size_t x_stride, int n, int gs, int rows,
-                    int tokens);
+// x_stride count values, multiples of gs; w_scale and x_scale hold
+// w_stride / gs and x_stride / gs scales per row and per token). Each group's
+// integer dot product is exact; only its scaling and the sum over groups are
+// in float. x_sum holds each group's sum of x values, as quantize() makes it.
+typedef void Q8Rows(float *out, size_t out_stride, const int8_t *wq, const float *w_scale, size_t w_stride,
+                    const int8_t *xq, const float *x_scale, const int32_t *x_sum, size_t x_stride, int n, int gs,
+                    int rows, int tokens);
 
 // Attention's last step: a weighted sum of rows (values).
 //     out[i] = sum over r < rows of a[r] * v[r * v_stride + i],  i < n
@@ -978,19 +617,19 @@ static void f32_rows_scalar(float *out, size_t out_stride, const float *w, size_
     }
 }
 
-static void q8_rows_scalar(float *out, size_t out_stride, const int8_t *wq, const float *ws, size_t w_stride,
-                           const int8_t *xq, const float *xs, const int32_t *xsum, size_t x_stride, int n, int gs,
+static void q8_rows_scalar(float *out, size_t out_stride, const int8_t *wq, const float *w_scale, size_t w_stride,
+                           const int8_t *xq, const float *x_scale, const int32_t *x_sum, size_t x_stride, int n, int gs,
                            int rows, int tokens) {
-    (void)xsum; // a shortcut for the SIMD kernels only
+    (void)x_sum; // a shortcut for the SIMD kernels only
     for (int t = 0; t < tokens; t++) {
         for (int r = 0; r < rows; r++) {
             const int8_t *wr = wq + r * w_stride, *xt = xq + t * x_stride;
-            const float *wsr = ws + r * (w_stride / gs), *xst = xs + t * (x_stride / gs);
+            const float *wr_scale = w_scale + r * (w_stride / gs), *xt_scale = x_scale + t * (x_stride / gs);
             float sum = 0.0f;
             for (int g = 0; g < n / gs; g++) {
                 int32_t dot = 0;
                 for (int i = g * gs; i < (g + 1) * gs; i++) dot += wr[i] * xt[i];
-                sum += (float)dot * (wsr[g] * xst[g]);
+                sum += (float)dot * (wr_scale[g] * xt_scale[g]);
             }
             out[t * out_stride + r] = sum;
         }
@@ -1022,6 +661,9 @@ static float bf16_to_f32(uint16_t h) {
     return f;
 }
 
+// A 16-bit float of either kind (WEIGHT_F16 or WEIGHT_BF16).
+static float half_to_f32(uint16_t h, WeightType type) { return type == WEIGHT_F16 ? f16_to_f32(h) : bf16_to_f32(h); }
+
 static uint16_t load_u16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 
 static int q4_0_value(const uint8_t *block, int j) {
@@ -1041,25 +683,32 @@ typedef void HalfRows(float *out, size_t out_stride, const uint16_t *w, size_t w
 // Q8_0 and Q4_0 weights: each row is n / 32 blocks, rows row_bytes apart; x
 // is quantized in groups of 32, like Q8Rows' x.
 typedef void BlockRows(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes, const int8_t *xq,
-                       const float *xs, const int32_t *xsum, size_t x_stride, int n, int rows, int tokens);
+                       const float *x_scale, const int32_t *x_sum, size_t x_stride, int n, int rows, int tokens);
 
-#define HALF_ROWS_SCALAR(NAME, TO_F32)                                                                                 \
-    static void NAME(float *out, size_t os, const uint16_t *w, size_t ws, const float *x, size_t xs, int n, int rows, \
-                     int tokens) {                                                                                     \
-        for (int r = 0; r < rows; r++)                                                                                 \
-            for (int t = 0; t < tokens; t++) {                                                                         \
-                float sum = 0.0f;                                                                                      \
-                for (int j = 0; j < n; j++) sum += TO_F32(w[r * ws + j]) * x[t * xs + j];                              \
-                out[t * os + r] = sum;                                                                                 \
-            }                                                                                                          \
-    }
-HALF_ROWS_SCALAR(f16_rows_scalar, f16_to_f32)
-HALF_ROWS_SCALAR(bf16_rows_scalar, bf16_to_f32)
+static void half_rows_scalar(float *out, size_t out_stride, const uint16_t *w, size_t w_stride, const float *x,
+                             size_t x_stride, int n, int rows, int tokens, WeightType type) {
+    for (int r = 0; r < rows; r++)
+        for (int t = 0; t < tokens; t++) {
+            float sum = 0.0f;
+            for (int j = 0; j < n; j++) sum += half_to_f32(w[r * w_stride + j], type) * x[t * x_stride + j];
+            out[t * out_stride + r] = sum;
+        }
+}
+
+static void f16_rows_scalar(float *out, size_t out_stride, const uint16_t *w, size_t w_stride, const float *x,
+                            size_t x_stride, int n, int rows, int tokens) {
+    half_rows_scalar(out, out_stride, w, w_stride, x, x_stride, n, rows, tokens, WEIGHT_F16);
+}
+
+static void bf16_rows_scalar(float *out, size_t out_stride, const uint16_t *w, size_t w_stride, const float *x,
+                             size_t x_stride, int n, int rows, int tokens) {
+    half_rows_scalar(out, out_stride, w, w_stride, x, x_stride, n, rows, tokens, WEIGHT_BF16);
+}
 
 // Q8_0 and Q4_0: each block's integer dot product, times its scale and the
 // activations' group scale.
-static void blocks_rows_scalar(WeightType type, float *out, size_t os, const uint8_t *w, size_t row_bytes,
-                               const int8_t *xq, const float *xs, size_t x_stride, int n, int rows, int tokens) {
+static void blocks_rows_scalar(WeightType type, float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
+                               const int8_t *xq, const float *x_scale, size_t x_stride, int n, int rows, int tokens) {
     for (int r = 0; r < rows; r++)
         for (int t = 0; t < tokens; t++) {
             float sum = 0.0f;
@@ -1068,22 +717,22 @@ static void blocks_rows_scalar(WeightType type, float *out, size_t os, const uin
                 const int8_t *x = xq + t * x_stride + b * QBLOCK;
                 int32_t dot = 0;
                 for (int j = 0; j < QBLOCK; j++) dot += block_value(type, block, j) * x[j];
-                sum += (float)dot * (f16_to_f32(load_u16(block)) * xs[t * (x_stride / QBLOCK) + b]);
+                sum += (float)dot * (f16_to_f32(load_u16(block)) * x_scale[t * (x_stride / QBLOCK) + b]);
             }
-            out[t * os + r] = sum;
+            out[t * out_stride + r] = sum;
         }
 }
 
-static void q8_0_rows_scalar(float *out, size_t os, const uint8_t *w, size_t row_bytes, const int8_t *xq,
-                             const float *xs, const int32_t *xsum, size_t x_stride, int n, int rows, int tokens) {
-    (void)xsum;
-    blocks_rows_scalar(WEIGHT_Q8_0, out, os, w, row_bytes, xq, xs, x_stride, n, rows, tokens);
+static void q8_0_rows_scalar(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes, const int8_t *xq,
+                             const float *x_scale, const int32_t *x_sum, size_t x_stride, int n, int rows, int tokens) {
+    (void)x_sum;
+    blocks_rows_scalar(WEIGHT_Q8_0, out, out_stride, w, row_bytes, xq, x_scale, x_stride, n, rows, tokens);
 }
 
-static void q4_0_rows_scalar(float *out, size_t os, const uint8_t *w, size_t row_bytes, const int8_t *xq,
-                             const float *xs, const int32_t *xsum, size_t x_stride, int n, int rows, int tokens) {
-    (void)xsum;
-    blocks_rows_scalar(WEIGHT_Q4_0, out, os, w, row_bytes, xq, xs, x_stride, n, rows, tokens);
+static void q4_0_rows_scalar(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes, const int8_t *xq,
+                             const float *x_scale, const int32_t *x_sum, size_t x_stride, int n, int rows, int tokens) {
+    (void)x_sum;
+    blocks_rows_scalar(WEIGHT_Q4_0, out, out_stride, w, row_bytes, xq, x_scale, x_stride, n, rows, tokens);
 }
 
 // One row of a matrix as floats: how a token's embedding is looked up.
@@ -1112,7 +761,6 @@ static void matrix_row(float *out, const Matrix *m, int row) {
 
 static int always(void) { return 1; }
 
-static void swiglu(float *gate, const float *up, int n); // with attention, below
 
 typedef struct {
     const char *name;
@@ -1219,19 +867,6 @@ static void matmuls(int count, float *const out[], const Input *in, const Matrix
 
 static void matmul(float *out, const Input *in, const Matrix *w) { matmuls(1, &out, in, &w); }
 
-// RoPE: rotate each adjacent pair (v[2i], v[2i+1]) of every head by the angle
-// for this position, so that the dot product of a query and a key depends on
-// how far apart they are.
-static void rope(float *v, int n, int head_size, const float *cos_pos, const float *sin_pos) {
-    for (int i = 0; i < n; i += 2) {
-        int pair = (i % head_size) / 2;
-        float c = cos_pos[pair], s = sin_pos[pair];
-        float v0 = v[i], v1 = v[i + 1];
-        v[i] = v0 * c - v1 * s;
-        v[i + 1] = v0 * s + v1 * c;
-    }
-}
-
 // One head's attention for a block of T queries at positions pos..pos+T-1:
 // score each query against the keys of positions 0..its own (causal), softmax
 // the scores, and sum the values weighted by them. All T queries are scored
@@ -1251,1077 +886,6 @@ static void attention(float *out, const float *q, size_t stride, const float *ke
         kernels.softmax(s, visible);
         kernels.weighted_rows(out + t * stride, s, values, kv_dim, head_size, visible);
     }
-}
-
-// SwiGLU: gate through SiLU (x * sigmoid(x)), times the up projection.
-static void swiglu(float *gate, const float *up, int n) {
-    for (int i = 0; i < n; i++) {
-        float g = gate[i];
-        g *= 1.0f / (1.0f + expf(-g));
-        gate[i] = g * up[i];
-    }
-}
-
-// ----------------------------------------------------------------------------
-// Kernels, fast: SIMD versions of the kernels above
-//
-// Everything above is the definition; what follows computes the same sums
-// with SIMD instructions, each version held to its scalar twin by test_all.c.
-// One binary carries them all: select_kernels() asks the CPU at start-up which
-// it can run, so the same program works on any x86-64 or ARM64 machine.
-
-// SIMD versions of the matrix-product kernels. While generating there is one
-// token, and the weights stream through once: the kernels read them as fast
-// as memory delivers. While reading a prompt, a block of rows stays in cache
-// while it meets every token of the block, and the kernels are bound by
-// arithmetic: AVX-512 packs the rows into "panels" for that (below); AVX2 and
-// NEON work on tiles of R rows by TT tokens, the R rows' loads shared by TT
-// tokens and the TT tokens' loads by R rows, with R*TT sums in registers.
-// The int8 kernels need group sizes that are multiples of 32 (llama2.c's
-// export uses 64, GGUF 32); others take the scalar kernel.
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-#define AVX2 __attribute__((target("avx2,fma,f16c")))
-#define AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
-#define INLINE inline __attribute__((always_inline))
-
-// Lanes of the last, partial chunk of n floats: mask bits for AVX-512, a
-// load mask vector (-1 in used lanes) for AVX2.
-static INLINE __mmask16 tail_mask16(int left) { return (__mmask16)((1u << left) - 1); }
-
-// Asks for the cache line at p + offset. A prefetch never faults, so the
-// kernels look ahead past the end of a matrix; C allows a pointer only up to
-// one past an array, so the address is made as an integer.
-static INLINE void prefetch(const void *p, size_t offset) {
-    _mm_prefetch((const char *)((uintptr_t)p + offset), _MM_HINT_T0);
-}
-
-// One row by one token: how float32 weights stream while generating. One
-// sequential stream per thread is what the hardware prefetcher follows best:
-// with 2 threads it drew 59 GB/s where a tile of 4 rows drew 53 and a plain
-// sum of the same memory 63. Four accumulators keep four FMAs in flight.
-// llama2.c's files put the weights 28 bytes past a 64-byte boundary, and a
-// load across two cache lines costs two: the first few values of a row go
-// alone, so that the loads of the rest are aligned (42 GB/s became 60).
-AVX512 static float f32_row_avx512(const float *w, const float *x, int n) {
-    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-    int j = (int)((64 - ((uintptr_t)w & 63)) & 63) / 4; // values before a 64-byte boundary (w is 4-byte aligned)
-    if (j > n) j = n;
-    if (j > 0) acc[1] = _mm512_mul_ps(_mm512_maskz_loadu_ps(tail_mask16(j), w), _mm512_maskz_loadu_ps(tail_mask16(j), x));
-    for (; j + 64 <= n; j += 64)
-        for (int k = 0; k < 4; k++) acc[k] = _mm512_fmadd_ps(_mm512_loadu_ps(w + j + 16 * k), _mm512_loadu_ps(x + j + 16 * k), acc[k]);
-    for (; j < n; j += 16) {
-        __mmask16 m = n - j >= 16 ? 0xFFFF : tail_mask16(n - j);
-        acc[0] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, w + j), _mm512_maskz_loadu_ps(m, x + j), acc[0]);
-    }
-    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
-}
-
-// Prompt blocks: the broadcast form. The row kernel above sums along a row
-// inside each register and must add its lanes up at the end; here each 32-bit
-// lane of a register belongs to a different row instead. A "panel" holds 16
-// rows side by side, the same column of each per 64-byte line, and one FMA
-// multiplies a line by one activation of one token, broadcast to every lane:
-// 16 rows move on by one value and no lanes are ever added across. Packing
-// rows into a panel is a transpose, paid once per block of rows and reused by
-// every token of the prompt block. Each sum still runs over j in order, but
-// in other roundings than the one-token kernel's: prompt and generation agree
-// to float32 precision, not to the bit.
-#define PANEL_ROWS 16   // one row per 32-bit lane of a zmm
-#define PANEL_FLOATS 256 // values of each row packed at once: a 16 KB panel, half of a 32 KB L1
-
-// A 16 x 16 transpose of 4-byte words: v[r] holds word c of row r at lane c;
-// dst + 64 c gets column c, row r at lane r. Four rounds of shuffles: within
-// each 128-bit lane, words of row pairs, then of row quads; then whole 128-bit
-// lanes between the four quads. v is used as scratch.
-AVX512 static INLINE void transpose16_store(void *dst, __m512i v[16]) {
-    __m512i u[16];
-    for (int r = 0; r < 16; r += 2) {
-        u[r] = _mm512_unpacklo_epi32(v[r], v[r + 1]);
-        u[r + 1] = _mm512_unpackhi_epi32(v[r], v[r + 1]);
-    }
-    for (int q = 0; q < 4; q++) { // v[4q + i]: rows 4q..4q+3, word 4L + i of each 128-bit lane L
-        v[4 * q + 0] = _mm512_unpacklo_epi64(u[4 * q], u[4 * q + 2]);
-        v[4 * q + 1] = _mm512_unpackhi_epi64(u[4 * q], u[4 * q + 2]);
-        v[4 * q + 2] = _mm512_unpacklo_epi64(u[4 * q + 1], u[4 * q + 3]);
-        v[4 * q + 3] = _mm512_unpackhi_epi64(u[4 * q + 1], u[4 * q + 3]);
-    }
-    __m512i *out = dst;
-    for (int i = 0; i < 4; i++) {
-        __m512i a = _mm512_shuffle_i32x4(v[i], v[4 + i], 0x44), b = _mm512_shuffle_i32x4(v[i], v[4 + i], 0xEE);
-        __m512i c = _mm512_shuffle_i32x4(v[8 + i], v[12 + i], 0x44), d = _mm512_shuffle_i32x4(v[8 + i], v[12 + i], 0xEE);
-        _mm512_store_si512(out + 0 + i, _mm512_shuffle_i32x4(a, c, 0x88));
-        _mm512_store_si512(out + 4 + i, _mm512_shuffle_i32x4(a, c, 0xDD));
-        _mm512_store_si512(out + 8 + i, _mm512_shuffle_i32x4(b, d, 0x88));
-        _mm512_store_si512(out + 12 + i, _mm512_shuffle_i32x4(b, d, 0xDD));
-    }
-}
-
-// panel[j * 16 + r] = w[r * ws + j] as float32 for j < len; rows from `rows`
-// to 16 hold 0. w holds float32, or GGUF's float16 or bfloat16 (widened here,
-// once per block of tokens).
-AVX512 static void pack_float_panel_avx512(float *panel, WeightType type, const void *w, size_t ws, int rows, int len) {
-    for (int j = 0; j < len; j += 16) {
-        __mmask16 m = len - j >= 16 ? 0xFFFF : tail_mask16(len - j);
-        __m512i v[16];
-        for (int r = 0; r < 16; r++) {
-            v[r] = _mm512_setzero_si512();
-            if (r >= rows) continue;
-            if (type == WEIGHT_F32) {
-                v[r] = _mm512_castps_si512(_mm512_maskz_loadu_ps(m, (const float *)w + r * ws + j));
-            } else {
-                __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)w + r * ws + j);
-                v[r] = type == WEIGHT_BF16 ? _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16) : _mm512_castps_si512(_mm512_cvtph_ps(h));
-            }
-        }
-        transpose16_store(panel + (size_t)j * 16, v);
-    }
-}
-
-// TT tokens against one panel of len values: out (TT tokens, 16 rows) gets the
-// (TT is a constant at each call: the function is inlined, and its loops over
-// tokens unroll into TT registers of sums.)
-// panel's share of the sums, added to what is there unless `first`. x starts
-// at the panel's first value of the first token. Unless NULL, `prefetch` is
-// the next panel's first row, rows row_bytes apart, values `size` bytes: it
-// is fetched into L1 a line of each row at a time, spread through the work,
-// so that the next packing finds it there instead of waiting for DRAM 16
-// rows at a time.
-AVX512 static INLINE void f32_panel_tile_avx512(float *out, size_t os, __mmask16 row_mask, const float *panel,
-                                                const float *x, size_t xs, int len, int first, const void *next,
-                                                size_t row_bytes, int size, const int TT) {
-    __m512 acc[12];
-    for (int t = 0; t < TT; t++) acc[t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(row_mask, out + t * os);
-    for (int j = 0; j < len; j++) {
-        if (next && j * size % 64 == 0)
-            for (int r = 0; r < PANEL_ROWS; r++) prefetch(next, r * row_bytes + (size_t)j * size);
-        __m512 wv = _mm512_load_ps(panel + (size_t)j * 16);
-        for (int t = 0; t < TT; t++) acc[t] = _mm512_fmadd_ps(wv, _mm512_set1_ps(x[t * xs + j]), acc[t]);
-    }
-    for (int t = 0; t < TT; t++) _mm512_mask_storeu_ps(out + t * os, row_mask, acc[t]);
-}
-
-// out (tokens, rows) = x (tokens, n) @ w^T panel by panel; w (rows, ws values
-// apart) is float32, float16 or bfloat16.
-AVX512 static void float_rows_panel_avx512(float *out, size_t os, WeightType type, const void *w, size_t ws,
-                                           const float *x, size_t xs, int n, int rows, int tokens) {
-    _Alignas(64) float panel[PANEL_ROWS * PANEL_FLOATS];
-    int size = type == WEIGHT_F32 ? 4 : 2;
-    size_t row_bytes = ws * size;
-    for (int r0 = 0; r0 < rows; r0 += PANEL_ROWS) {
-        int nr = rows - r0 < PANEL_ROWS ? rows - r0 : PANEL_ROWS;
-        __mmask16 row_mask = nr == PANEL_ROWS ? 0xFFFF : tail_mask16(nr);
-        for (int j0 = 0; j0 < n; j0 += PANEL_FLOATS) {
-            int len = n - j0 < PANEL_FLOATS ? n - j0 : PANEL_FLOATS;
-            const char *rows_at = (const char *)w + r0 * row_bytes;
-            pack_float_panel_avx512(panel, type, rows_at + (size_t)j0 * size, ws, nr, len);
-            // What the next panel packs: the rest of these rows, or the next
-            // rows (maybe the next call's). The first tile fetches it.
-            const void *next = (const void *)((uintptr_t)rows_at + (j0 + PANEL_FLOATS < n ? (size_t)(j0 + PANEL_FLOATS) * size
-                                                                                        : PANEL_ROWS * row_bytes));
-            float *o = out + r0;
-            int t = 0, first = j0 == 0;
-#define PANEL_TILE(TT)                                                                                                 \
-    f32_panel_tile_avx512(o + t * os, os, row_mask, panel, x + t * xs + j0, xs, len, first, t == 0 ? next : NULL,        \
-                          row_bytes, size, TT)
-            for (; t + 12 <= tokens; t += 12) PANEL_TILE(12);
-            if (tokens - t >= 8) PANEL_TILE(8), t += 8;
-            if (tokens - t >= 4) PANEL_TILE(4), t += 4;
-            if (tokens - t >= 2) PANEL_TILE(2), t += 2;
-            if (tokens - t >= 1) PANEL_TILE(1), t += 1;
-#undef PANEL_TILE
-        }
-    }
-}
-
-AVX512 static void f32_rows_avx512(float *out, size_t os, const float *w, size_t ws, const float *x, size_t xs,
-                                   int n, int rows, int tokens) {
-    if (tokens >= 4) {
-        float_rows_panel_avx512(out, os, WEIGHT_F32, w, ws, x, xs, n, rows, tokens);
-        return;
-    }
-    // A token or a few (a prompt's last block): row by row; a second token
-    // finds the block's rows in cache.
-    for (int t = 0; t < tokens; t++)
-        for (int r = 0; r < rows; r++) out[t * os + r] = f32_row_avx512(w + r * ws, x + t * xs, n);
-}
-
-// Prompt blocks in int8: the broadcast form again (see the float32 panels
-// above), with 4 consecutive int8 weights of each row per 32-bit lane: one
-// vpdpbusd multiplies 16 rows by 4 activations of one token, broadcast.
-//
-// vpdpbusd takes its broadcast operand as signed bytes, so the activations
-// stay signed and the weights become unsigned: w + 128 (the top bit flipped).
-// That adds 128 * (sum of the group's activations) to each group's sum, and
-// the sum starts at minus that instead of zero (quantize() keeps the sums).
-//
-// acc + vpdpbusd(u8, the 4 signed bytes at s8 in every lane). GCC 12 copies
-// the intrinsic's accumulator to a fresh register and back at every use, and
-// loads the broadcast separately: a third of this kernel's time. Written out,
-// the instruction keeps each sum in one register and reads the 4 bytes itself.
-AVX512 static INLINE __m512i dpbusd512_broadcast(__m512i acc, __m512i u8, const int8_t *s8) {
-#if defined(__GNUC__) && !defined(__clang__)
-    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u8), "m"(*(const char(*)[4])s8));
-    return acc;
-#else
-    int32_t four;
-    memcpy(&four, s8, 4);
-    return _mm512_dpbusd_epi32(acc, u8, _mm512_set1_epi32(four));
-#endif
-}
-
-#define PANEL_VALUES 1024 // int8 values of each row packed at once: a 16 KB panel
-
-// The 32 values of a Q4_0 block as int8 in [-8, 7], in order.
-AVX2 static INLINE __m256i unpack_q4_0(const uint8_t *block) {
-    __m128i packed = _mm_loadu_si128((const __m128i *)(block + 2)), low4 = _mm_set1_epi8(15);
-    __m128i lo = _mm_and_si128(packed, low4), hi = _mm_and_si128(_mm_srli_epi16(packed, 4), low4);
-    return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
-}
-AVX2 static INLINE __m256i load_q8_0(const uint8_t *block) {
-    return _mm256_loadu_si256((const __m256i *)(block + 2));
-}
-
-// Where a panel's int8 rows come from: llama2.c's Q8 rows, their scales
-// apart, or GGUF's Q8_0 and Q4_0 blocks, 32 values after a float16 scale.
-typedef struct {
-    WeightType type;     // WEIGHT_Q8, WEIGHT_Q8_0 or WEIGHT_Q4_0
-    const uint8_t *data; // the first row
-    size_t row_bytes;
-    const float *scale;  // WEIGHT_Q8: scale_stride per row
-    size_t scale_stride;
-    int gs;              // values per scale: 32 for the blocks
-    size_t group_bytes;  // from one group of a row to the next
-} Int8Rows;
-
-// Where value j of row r is (for blocks, j is at the start of one).
-static const uint8_t *int8_at(const Int8Rows *w, int r, int j) {
-    return w->data + (size_t)r * w->row_bytes + (size_t)(j / w->gs) * w->group_bytes + j % w->gs;
-}
-
-// panel[(j / 4) * 64 + r * 4 + j % 4] = value j0 + j of row r0 + r, plus 128
-// (as uint8), for j < len, and panel_scale[g * 16 + r] = the scale of its
-// group g; rows from `rows` to 16 hold weight 0 (byte 128) and scale 0. len
-// is a multiple of 32.
-AVX512 static void pack_int8_panel_avx512(uint8_t *panel, float *panel_scale, const Int8Rows *w, int r0, int rows,
-                                          int j0, int len) {
-    const __m512i flip = _mm512_set1_epi8((char)0x80);
-    for (int j = 0; j < len; j += 64) {
-        int two = len - j >= 64; // 64 values, or the last 32
-        __m512i v[16];
-        for (int r = 0; r < 16; r++) {
-            __m512i values = _mm512_setzero_si512();
-            const uint8_t *p = r < rows ? int8_at(w, r0 + r, j0 + j) : NULL;
-            if (p && w->type == WEIGHT_Q8) {
-                values = _mm512_maskz_loadu_epi8(two ? ~(__mmask64)0 : 0xFFFFFFFFull, p);
-            } else if (p) {
-                int q8_0 = w->type == WEIGHT_Q8_0;
-                __m256i lo = q8_0 ? load_q8_0(p) : unpack_q4_0(p), hi = _mm256_setzero_si256();
-                if (two) hi = q8_0 ? load_q8_0(p + w->group_bytes) : unpack_q4_0(p + w->group_bytes);
-                values = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-            }
-            v[r] = _mm512_xor_si512(values, flip);
-        }
-        transpose16_store(panel + (size_t)j * 16, v);
-    }
-    for (int g = 0; g < len / w->gs; g++)
-        for (int r = 0; r < PANEL_ROWS; r++) {
-            int group = j0 / w->gs + g;
-            float scale = 0.0f;
-            if (r < rows && w->type == WEIGHT_Q8) scale = w->scale[(size_t)(r0 + r) * w->scale_stride + group];
-            if (r < rows && w->type != WEIGHT_Q8) scale = _cvtsh_ss(load_u16(int8_at(w, r0 + r, group * w->gs)));
-            panel_scale[g * PANEL_ROWS + r] = scale;
-        }
-}
-
-// TT tokens against one panel of `groups` groups: out (TT tokens, 16 rows)
-// gets the panel's share of the sums, added to what is there unless `first`.
-// x, xsc and xsum start at the panel's first value (group) of the first token.
-// Unless NULL, `prefetch` is the next panel's first row (row_bytes apart, a
-// group every group_bytes): it is fetched into L1 a group at a time, spread
-// through the work, so the next packing finds it there instead of waiting
-// for DRAM 16 rows at a time.
-AVX512 static INLINE void int8_panel_tile_avx512(float *out, size_t os, __mmask16 row_mask, const uint8_t *panel,
-                                                 const float *wsc, const int8_t *x, const float *xsc,
-                                                 const int32_t *xsum, size_t xs, int groups, int gs, int first,
-                                                 const void *next, size_t row_bytes, size_t group_bytes,
-                                                 const int TT) {
-    size_t xss = xs / gs;
-    __m512 acc[8];
-    for (int t = 0; t < TT; t++) acc[t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(row_mask, out + t * os);
-    for (int g = 0; g < groups; g++) {
-        __m512i isum[8];
-        for (int t = 0; t < TT; t++) isum[t] = _mm512_set1_epi32(-128 * xsum[t * xss + g]);
-        if (next)
-            for (int r = 0; r < PANEL_ROWS; r++) prefetch(next, r * row_bytes + g * group_bytes);
-        const uint8_t *line = panel + (size_t)g * gs * 16;
-        const int8_t *xg = x + (size_t)g * gs;
-        for (int k = 0; k < gs; k += 4) {
-            __m512i wv = _mm512_load_si512(line + k * 16);
-            for (int t = 0; t < TT; t++) isum[t] = dpbusd512_broadcast(isum[t], wv, xg + t * xs + k);
-        }
-        __m512 wscale = _mm512_load_ps(wsc + g * 16);
-        for (int t = 0; t < TT; t++)
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(wscale, _mm512_set1_ps(xsc[t * xss + g])), acc[t]);
-    }
-    for (int t = 0; t < TT; t++) _mm512_mask_storeu_ps(out + t * os, row_mask, acc[t]);
-}
-
-// out (tokens, rows) = x (tokens, n) @ w^T, int8 panel by panel; w's group
-// size a multiple of 32, at most PANEL_VALUES.
-AVX512 static void int8_rows_panel_avx512(float *out, size_t os, const Int8Rows *w, const int8_t *xq,
-                                          const float *xsc, const int32_t *xsum, size_t xs, int n, int rows,
-                                          int tokens) {
-    _Alignas(64) uint8_t panel[PANEL_ROWS * PANEL_VALUES];
-    _Alignas(64) float panel_scale[PANEL_ROWS * (PANEL_VALUES / 32)];
-    int gs = w->gs, chunk = PANEL_VALUES / gs * gs;
-    size_t xss = xs / gs;
-    for (int r0 = 0; r0 < rows; r0 += PANEL_ROWS) {
-        int nr = rows - r0 < PANEL_ROWS ? rows - r0 : PANEL_ROWS;
-        __mmask16 row_mask = nr == PANEL_ROWS ? 0xFFFF : tail_mask16(nr);
-        for (int j0 = 0; j0 < n; j0 += chunk) {
-            int len = n - j0 < chunk ? n - j0 : chunk, groups = len / gs, g0 = j0 / gs;
-            pack_int8_panel_avx512(panel, panel_scale, w, r0, nr, j0, len);
-            // What the next panel packs: the rest of these rows, or the next
-            // rows (maybe the next call's). The first tile fetches it.
-            const void *next = j0 + chunk < n ? (const void *)int8_at(w, r0, j0 + chunk)
-                                              : (const void *)((uintptr_t)w->data + (r0 + PANEL_ROWS) * w->row_bytes);
-            float *o = out + r0;
-            const int8_t *x = xq + j0;
-            const float *xsc0 = xsc + g0;
-            const int32_t *xsum0 = xsum + g0;
-            int t = 0, first = j0 == 0;
-#define PANEL_TILE(TT)                                                                                                 \
-    int8_panel_tile_avx512(o + t * os, os, row_mask, panel, panel_scale, x + t * xs, xsc0 + t * xss, xsum0 + t * xss,   \
-                           xs, groups, gs, first, t == 0 ? next : NULL, w->row_bytes, w->group_bytes, TT)
-            for (; t + 8 <= tokens; t += 8) PANEL_TILE(8);
-            if (tokens - t >= 4) PANEL_TILE(4), t += 4;
-            if (tokens - t >= 2) PANEL_TILE(2), t += 2;
-            if (tokens - t >= 1) PANEL_TILE(1), t += 1;
-#undef PANEL_TILE
-        }
-    }
-}
-
-// One row by one token, 64 bytes a step: how int8 weights stream while
-// generating. A single sequential stream per thread is what the hardware
-// prefetcher follows best: interleaving 4 rows 768 bytes apart halved the
-// bandwidth one core drew (11 GB/s against 22 measured). gs is 32 or a
-// multiple of 64; with 32, a step spans two groups, whose scales fill the
-// low and high halves of the scale vector.
-//
-// Software prefetch this far ahead of the row being read: with only the
-// hardware prefetcher, one core drew ~20 GB/s of int8 weights; with it, ~28.
-// The rows of a block are contiguous, so it runs on into the next rows.
-#define PREFETCH_BYTES 4096
-AVX512 static void q8_row_avx512(float *out, const int8_t *w, const float *wsc, const int8_t *x, const float *xsc,
-                                 int n, int gs) {
-    __m512 acc = _mm512_setzero_ps();
-    const __m512i zero = _mm512_setzero_si512();
-    if (gs == 32) {
-        const __m512i halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-        for (int j = 0; j < n; j += 64) {
-            int g = j / 32, whole = n - j >= 64;
-            __mmask64 m = whole ? ~(__mmask64)0 : 0xFFFFFFFFull; // the last step may hold one group
-            __m512i wv = _mm512_maskz_loadu_epi8(m, w + j), xv = _mm512_maskz_loadu_epi8(m, x + j);
-            prefetch(w, j + PREFETCH_BYTES);
-            __m512i xsigned = _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(wv), zero, xv);
-            __m512i isum = _mm512_dpbusd_epi32(zero, _mm512_abs_epi8(wv), xsigned);
-            __m128 s = _mm_setr_ps(wsc[g] * xsc[g], whole ? wsc[g + 1] * xsc[g + 1] : 0.0f, 0.0f, 0.0f);
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(s)), acc);
-        }
-    } else if (gs == 64) { // llama2.c's groups: two at a time, two chains of FMAs
-        __m512 acc2 = _mm512_setzero_ps();
-        int g = 0;
-        for (; g + 2 <= n / 64; g += 2) {
-            const int8_t *wg = w + g * 64, *xg = x + g * 64;
-            prefetch(wg, PREFETCH_BYTES), prefetch(wg, PREFETCH_BYTES + 64);
-            __m512i w0 = _mm512_loadu_si512(wg), x0 = _mm512_loadu_si512(xg);
-            __m512i w1 = _mm512_loadu_si512(wg + 64), x1 = _mm512_loadu_si512(xg + 64);
-            x0 = _mm512_mask_sub_epi8(x0, _mm512_movepi8_mask(w0), zero, x0);
-            x1 = _mm512_mask_sub_epi8(x1, _mm512_movepi8_mask(w1), zero, x1);
-            __m512i i0 = _mm512_dpbusd_epi32(zero, _mm512_abs_epi8(w0), x0);
-            __m512i i1 = _mm512_dpbusd_epi32(zero, _mm512_abs_epi8(w1), x1);
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0), _mm512_set1_ps(wsc[g] * xsc[g]), acc);
-            acc2 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i1), _mm512_set1_ps(wsc[g + 1] * xsc[g + 1]), acc2);
-        }
-        if (g < n / 64) {
-            __m512i w0 = _mm512_loadu_si512(w + g * 64), x0 = _mm512_loadu_si512(x + g * 64);
-            x0 = _mm512_mask_sub_epi8(x0, _mm512_movepi8_mask(w0), zero, x0);
-            __m512i i0 = _mm512_dpbusd_epi32(zero, _mm512_abs_epi8(w0), x0);
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0), _mm512_set1_ps(wsc[g] * xsc[g]), acc);
-        }
-        acc = _mm512_add_ps(acc, acc2);
-    } else {
-        for (int g = 0; g < n / gs; g++) {
-            __m512i isum = zero;
-            for (int j = g * gs; j < (g + 1) * gs; j += 64) {
-                __m512i wv = _mm512_loadu_si512(w + j), xv = _mm512_loadu_si512(x + j);
-                prefetch(w, j + PREFETCH_BYTES);
-                __m512i xsigned = _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(wv), zero, xv);
-                isum = _mm512_dpbusd_epi32(isum, _mm512_abs_epi8(wv), xsigned);
-            }
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(wsc[g] * xsc[g]), acc);
-        }
-    }
-    *out = _mm512_reduce_add_ps(acc);
-}
-
-AVX512 static void q8_rows_avx512(float *out, size_t os, const int8_t *wq, const float *wsc, size_t ws,
-                                  const int8_t *xq, const float *xsc, const int32_t *xsum, size_t xs, int n, int gs,
-                                  int rows, int tokens) {
-    int row_kernel = gs == 32 || gs % 64 == 0, panel_kernel = gs % 32 == 0 && gs <= PANEL_VALUES;
-    if (panel_kernel && (tokens >= 4 || !row_kernel)) {
-        Int8Rows w = {WEIGHT_Q8, (const uint8_t *)wq, ws, wsc, ws / gs, gs, gs};
-        int8_rows_panel_avx512(out, os, &w, xq, xsc, xsum, xs, n, rows, tokens);
-    } else if (row_kernel) { // as for float32: a token or a few, row by row
-        for (int t = 0; t < tokens; t++)
-            for (int r = 0; r < rows; r++)
-                q8_row_avx512(out + t * os + r, wq + r * ws, wsc + r * (ws / gs), xq + t * xs, xsc + t * (xs / gs), n, gs);
-    } else {
-        q8_rows_scalar(out, os, wq, wsc, ws, xq, xsc, xsum, xs, n, gs, rows, tokens);
-    }
-}
-
-// AVX2: 16 registers, so smaller tiles.
-AVX2 static INLINE __m256i tail_mask8(int left) {
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(left), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
-AVX2 static INLINE float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-AVX2 static INLINE void f32_tile_avx2(float *out, size_t os, const float *w, size_t ws, const float *x, size_t xs,
-                                      int n, const int R, const int TT) {
-    __m256 acc[4][2];
-    for (int r = 0; r < R; r++)
-        for (int t = 0; t < TT; t++) acc[r][t] = _mm256_setzero_ps();
-    int j = 0;
-    for (; j + 8 <= n; j += 8) {
-        __m256 xv[2];
-        for (int t = 0; t < TT; t++) xv[t] = _mm256_loadu_ps(x + t * xs + j);
-        for (int r = 0; r < R; r++) {
-            __m256 wv = _mm256_loadu_ps(w + r * ws + j);
-            for (int t = 0; t < TT; t++) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
-        }
-    }
-    if (j < n) { // the last chunk, short: masked loads read zeros past the end
-        __m256i m = tail_mask8(n - j);
-        __m256 xv[2];
-        for (int t = 0; t < TT; t++) xv[t] = _mm256_maskload_ps(x + t * xs + j, m);
-        for (int r = 0; r < R; r++) {
-            __m256 wv = _mm256_maskload_ps(w + r * ws + j, m);
-            for (int t = 0; t < TT; t++) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
-        }
-    }
-    for (int r = 0; r < R; r++)
-        for (int t = 0; t < TT; t++) out[t * os + r] = hsum256(acc[r][t]);
-}
-
-AVX2 static void f32_rows_avx2(float *out, size_t os, const float *w, size_t ws, const float *x, size_t xs, int n,
-                               int rows, int tokens) {
-    int r = 0;
-    for (; r + 4 <= rows; r += 4) {
-        int t = 0;
-        for (; t + 2 <= tokens; t += 2) f32_tile_avx2(out + t * os + r, os, w + r * ws, ws, x + t * xs, xs, n, 4, 2);
-        for (; t < tokens; t++) f32_tile_avx2(out + t * os + r, os, w + r * ws, ws, x + t * xs, xs, n, 4, 1);
-    }
-    for (; r < rows; r++)
-        for (int t = 0; t < tokens; t++) f32_tile_avx2(out + t * os + r, os, w + r * ws, ws, x + t * xs, xs, n, 1, 1);
-}
-
-// AVX2 has no vpdpbusd: vpmaddubsw multiplies |w| by signed x into 16-bit
-// pair sums (at most 2 * 128 * 127, so they cannot saturate), vpmaddwd adds
-// the pairs into 32 bits.
-AVX2 static INLINE void q8_tile_avx2(float *out, size_t os, const int8_t *wq, const float *wsc, size_t ws,
-                                     const int8_t *xq, const float *xsc, size_t xs, int n, int gs, const int R,
-                                     const int TT) {
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[4][2];
-    for (int r = 0; r < R; r++)
-        for (int t = 0; t < TT; t++) acc[r][t] = _mm256_setzero_ps();
-    for (int g = 0; g < n / gs; g++) {
-        __m256i isum[4][2];
-        for (int r = 0; r < R; r++)
-            for (int t = 0; t < TT; t++) isum[r][t] = _mm256_setzero_si256();
-        for (int j = g * gs; j < (g + 1) * gs; j += 32) {
-            __m256i xv[2];
-            for (int t = 0; t < TT; t++) xv[t] = _mm256_loadu_si256((const __m256i *)(xq + t * xs + j));
-            for (int r = 0; r < R; r++) {
-                __m256i wv = _mm256_loadu_si256((const __m256i *)(wq + r * ws + j));
-                __m256i wabs = _mm256_abs_epi8(wv);
-                for (int t = 0; t < TT; t++) {
-                    __m256i pairs = _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(xv[t], wv));
-                    isum[r][t] = _mm256_add_epi32(isum[r][t], _mm256_madd_epi16(pairs, ones));
-                }
-            }
-        }
-        __m256 xscale[2];
-        for (int t = 0; t < TT; t++) xscale[t] = _mm256_set1_ps(xsc[t * (xs / gs) + g]);
-        for (int r = 0; r < R; r++) {
-            __m256 wscale = _mm256_set1_ps(wsc[r * (ws / gs) + g]);
-            for (int t = 0; t < TT; t++)
-                acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(isum[r][t]), xscale[t]), wscale, acc[r][t]);
-        }
-    }
-    for (int r = 0; r < R; r++)
-        for (int t = 0; t < TT; t++) out[t * os + r] = hsum256(acc[r][t]);
-}
-
-AVX2 static void q8_rows_avx2(float *out, size_t os, const int8_t *wq, const float *wsc, size_t ws, const int8_t *xq,
-                              const float *xsc, const int32_t *xsum, size_t xs, int n, int gs, int rows, int tokens) {
-    if (gs % 32 != 0) {
-        q8_rows_scalar(out, os, wq, wsc, ws, xq, xsc, xsum, xs, n, gs, rows, tokens);
-        return;
-    }
-    size_t wss = ws / gs, xss = xs / gs;
-    int r = 0;
-    for (; r + 4 <= rows; r += 4) {
-        int t = 0;
-        for (; t + 2 <= tokens; t += 2)
-            q8_tile_avx2(out + t * os + r, os, wq + r * ws, wsc + r * wss, ws, xq + t * xs, xsc + t * xss, xs, n, gs, 4, 2);
-        for (; t < tokens; t++)
-            q8_tile_avx2(out + t * os + r, os, wq + r * ws, wsc + r * wss, ws, xq + t * xs, xsc + t * xss, xs, n, gs, 4, 1);
-    }
-    for (; r < rows; r++)
-        for (int t = 0; t < tokens; t++)
-            q8_tile_avx2(out + t * os + r, os, wq + r * ws, wsc + r * wss, ws, xq + t * xs, xsc + t * xss, xs, n, gs, 1, 1);
-}
-
-// 64 outputs (4 registers) at a time, every row added in order.
-AVX512 static void weighted_rows_avx512(float *out, const float *a, const float *v, size_t vs, int n, int rows) {
-    for (int i0 = 0; i0 < n; i0 += 64) {
-        __mmask16 m[4];
-        __m512 acc[4];
-        for (int k = 0; k < 4; k++) {
-            int left = n - i0 - 16 * k;
-            m[k] = left >= 16 ? 0xFFFF : left > 0 ? tail_mask16(left) : 0;
-            acc[k] = _mm512_setzero_ps();
-        }
-        for (int r = 0; r < rows; r++) {
-            __m512 ar = _mm512_set1_ps(a[r]);
-            for (int k = 0; k < 4; k++)
-                acc[k] = _mm512_fmadd_ps(ar, _mm512_maskz_loadu_ps(m[k], v + r * vs + i0 + 16 * k), acc[k]);
-        }
-        for (int k = 0; k < 4; k++) _mm512_mask_storeu_ps(out + i0 + 16 * k, m[k], acc[k]);
-    }
-}
-
-// The steps between the matrix products, 16 floats at a time. expf: e^x =
-// 2^k e^r with k = round(x / ln 2) and |r| <= ln 2 / 2, where the Taylor
-// polynomial of degree 7 is within 6e-9 of e^r, and vscalefps multiplies by
-// 2^k, overflowing to inf and underflowing to 0 as expf does.
-AVX512 static INLINE __m512 exp_avx512(__m512 x) {
-    // e^x is 0 or inf beyond; the constant first, as max and min return their
-    // second operand when one is NaN, and a NaN must stay one, as in expf
-    x = _mm512_min_ps(_mm512_set1_ps(89.0f), _mm512_max_ps(_mm512_set1_ps(-104.0f), x));
-    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x); // ln 2 in two parts: k * the first is exact
-    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 5040);
-    const float taylor[] = {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
-    for (int i = 0; i < 7; i++) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(taylor[i]));
-    return _mm512_scalef_ps(p, k);
-}
-
-AVX512 static void rmsnorm_avx512(float *out, const float *x, const float *weight, int n, float eps) {
-    __m512 ss = _mm512_setzero_ps();
-    for (int i = 0; i < n; i += 16) {
-        __m512 v = _mm512_maskz_loadu_ps(n - i >= 16 ? 0xFFFF : tail_mask16(n - i), x + i);
-        ss = _mm512_fmadd_ps(v, v, ss);
-    }
-    __m512 scale = _mm512_set1_ps(1.0f / sqrtf(_mm512_reduce_add_ps(ss) / n + eps));
-    for (int i = 0; i < n; i += 16) {
-        __mmask16 m = n - i >= 16 ? 0xFFFF : tail_mask16(n - i);
-        __m512 v = _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m, x + i));
-        _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, weight + i), v));
-    }
-}
-
-AVX512 static void softmax_avx512(float *x, int n) {
-    __m512 max = _mm512_set1_ps(-INFINITY), sum = _mm512_setzero_ps();
-    for (int i = 0; i < n; i += 16) {
-        __mmask16 m = n - i >= 16 ? 0xFFFF : tail_mask16(n - i);
-        max = _mm512_max_ps(max, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), m, x + i));
-    }
-    max = _mm512_set1_ps(_mm512_reduce_max_ps(max));
-    for (int i = 0; i < n; i += 16) {
-        __mmask16 m = n - i >= 16 ? 0xFFFF : tail_mask16(n - i);
-        __m512 e = exp_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), max));
-        _mm512_mask_storeu_ps(x + i, m, e);
-        sum = _mm512_mask_add_ps(sum, m, sum, e);
-    }
-    __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
-    for (int i = 0; i < n; i += 16) {
-        __mmask16 m = n - i >= 16 ? 0xFFFF : tail_mask16(n - i);
-        _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv));
-    }
-}
-
-AVX512 static void swiglu_avx512(float *gate, const float *up, int n) {
-    for (int i = 0; i < n; i += 16) {
-        __mmask16 m = n - i >= 16 ? 0xFFFF : tail_mask16(n - i);
-        __m512 g = _mm512_maskz_loadu_ps(m, gate + i);
-        __m512 silu = _mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), g))));
-        _mm512_mask_storeu_ps(gate + i, m, _mm512_mul_ps(silu, _mm512_maskz_loadu_ps(m, up + i)));
-    }
-}
-
-AVX2 static void weighted_rows_avx2(float *out, const float *a, const float *v, size_t vs, int n, int rows) {
-    for (int i0 = 0; i0 < n; i0 += 32) {
-        __m256i m[4];
-        __m256 acc[4];
-        for (int k = 0; k < 4; k++) m[k] = tail_mask8(n - i0 - 8 * k), acc[k] = _mm256_setzero_ps();
-        for (int r = 0; r < rows; r++) {
-            __m256 ar = _mm256_set1_ps(a[r]);
-            for (int k = 0; k < 4; k++)
-                acc[k] = _mm256_fmadd_ps(ar, _mm256_maskload_ps(v + r * vs + i0 + 8 * k, m[k]), acc[k]);
-        }
-        for (int k = 0; k < 4; k++) _mm256_maskstore_ps(out + i0 + 8 * k, m[k], acc[k]);
-    }
-}
-
-// The steps between the matrix products, 8 floats at a time; expf as for
-// AVX-512, 2^k made from its exponent bits (x clamped so that k stays in
-// the normal range: e^x saturates at 2e38 and 1e-38, where expf gives inf
-// and 0; neither changes a softmax or a SiLU).
-AVX2 static INLINE __m256 exp_avx2(__m256 x) {
-    x = _mm256_min_ps(_mm256_set1_ps(88.0f), _mm256_max_ps(_mm256_set1_ps(-87.3f), x)); // NaN stays NaN
-    __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.0f / 5040);
-    const float taylor[] = {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
-    for (int i = 0; i < 7; i++) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(taylor[i]));
-    __m256i two_k = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(two_k));
-}
-
-AVX2 static void rmsnorm_avx2(float *out, const float *x, const float *weight, int n, float eps) {
-    __m256 ss = _mm256_setzero_ps();
-    for (int i = 0; i < n; i += 8) {
-        __m256 v = _mm256_maskload_ps(x + i, tail_mask8(n - i));
-        ss = _mm256_fmadd_ps(v, v, ss);
-    }
-    __m256 scale = _mm256_set1_ps(1.0f / sqrtf(hsum256(ss) / n + eps));
-    for (int i = 0; i < n; i += 8) {
-        __m256i m = tail_mask8(n - i);
-        __m256 v = _mm256_mul_ps(scale, _mm256_maskload_ps(x + i, m));
-        _mm256_maskstore_ps(out + i, m, _mm256_mul_ps(_mm256_maskload_ps(weight + i, m), v));
-    }
-}
-
-AVX2 static void softmax_avx2(float *x, int n) {
-    float max = x[0];
-    for (int i = 1; i < n; i++) max = x[i] > max ? x[i] : max;
-    __m256 sum = _mm256_setzero_ps(), vmax = _mm256_set1_ps(max);
-    for (int i = 0; i < n; i += 8) {
-        __m256i m = tail_mask8(n - i);
-        __m256 e = _mm256_and_ps(exp_avx2(_mm256_sub_ps(_mm256_maskload_ps(x + i, m), vmax)), _mm256_castsi256_ps(m));
-        _mm256_maskstore_ps(x + i, m, e);
-        sum = _mm256_add_ps(sum, e);
-    }
-    __m256 inv = _mm256_set1_ps(1.0f / hsum256(sum));
-    for (int i = 0; i < n; i += 8) {
-        __m256i m = tail_mask8(n - i);
-        _mm256_maskstore_ps(x + i, m, _mm256_mul_ps(_mm256_maskload_ps(x + i, m), inv));
-    }
-}
-
-AVX2 static void swiglu_avx2(float *gate, const float *up, int n) {
-    for (int i = 0; i < n; i += 8) {
-        __m256i m = tail_mask8(n - i);
-        __m256 g = _mm256_maskload_ps(gate + i, m);
-        __m256 silu = _mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), g))));
-        _mm256_maskstore_ps(gate + i, m, _mm256_mul_ps(silu, _mm256_maskload_ps(up + i, m)));
-    }
-}
-
-// GGUF's storage types, for a token or a few: each (row, token) dot product
-// runs on its own, a row at a time. 16-bit floats widen to float32 in registers (F16C's vcvtph2ps for F16, a
-// shift for BF16); Q8_0 and Q4_0 blocks, 32 values each, are multiplied as
-// the Q8 kernels do. Prompts (4 tokens or more) go through the panels above.
-AVX512 static INLINE __m512 load16_f16_avx512(const uint16_t *p) {
-    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
-}
-AVX512 static INLINE __m512 load16_bf16_avx512(const uint16_t *p) {
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
-}
-
-#define HALF_ROWS_AVX512(NAME, TYPE, LOAD16, TO_F32)                                                                   \
-    AVX512 static void NAME(float *out, size_t os, const uint16_t *w, size_t ws, const float *x, size_t xs, int n,    \
-                            int rows, int tokens) {                                                                    \
-        if (tokens >= 4) { /* a prompt: in float32 panels */                                                           \
-            float_rows_panel_avx512(out, os, TYPE, w, ws, x, xs, n, rows, tokens);                                     \
-            return;                                                                                                    \
-        }                                                                                                              \
-        for (int t = 0; t < tokens; t++) /* as f32_row_avx512: a row at a time, four sums in flight */                 \
-            for (int r = 0; r < rows; r++) {                                                                           \
-                const uint16_t *wr = w + r * ws;                                                                       \
-                const float *xt = x + t * xs;                                                                          \
-                __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};  \
-                int j = 0;                                                                                             \
-                for (; j + 64 <= n; j += 64)                                                                           \
-                    for (int k = 0; k < 4; k++)                                                                        \
-                        acc[k] = _mm512_fmadd_ps(LOAD16(wr + j + 16 * k), _mm512_loadu_ps(xt + j + 16 * k), acc[k]);   \
-                for (; j + 16 <= n; j += 16) acc[0] = _mm512_fmadd_ps(LOAD16(wr + j), _mm512_loadu_ps(xt + j), acc[0]); \
-                float sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]))); \
-                for (; j < n; j++) sum += TO_F32(wr[j]) * xt[j];                                                       \
-                out[t * os + r] = sum;                                                                                 \
-            }                                                                                                          \
-    }
-HALF_ROWS_AVX512(f16_rows_avx512, WEIGHT_F16, load16_f16_avx512, f16_to_f32)
-HALF_ROWS_AVX512(bf16_rows_avx512, WEIGHT_BF16, load16_bf16_avx512, bf16_to_f32)
-
-#define BLOCK_ROWS_AVX512(NAME, TYPE, BYTES, LOAD)                                                                     \
-    AVX512 static void NAME(float *out, size_t os, const uint8_t *w, size_t row_bytes, const int8_t *xq,               \
-                            const float *xs, const int32_t *xsum, size_t x_stride, int n, int rows, int tokens) {      \
-        if (tokens >= 4) { /* a prompt: in panels */                                                                   \
-            Int8Rows blocks = {TYPE, w, row_bytes, NULL, 0, QBLOCK, BYTES};                                            \
-            int8_rows_panel_avx512(out, os, &blocks, xq, xs, xsum, x_stride, n, rows, tokens);                         \
-            return;                                                                                                    \
-        }                                                                                                              \
-        const __m512i zero = _mm512_setzero_si512();                                                                   \
-        const __m512i halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);                      \
-        for (int t = 0; t < tokens; t++) /* two blocks a step, as q8_row_avx512 does groups of 32 */                  \
-            for (int r = 0; r < rows; r++) {                                                                           \
-                const int8_t *xt = xq + t * x_stride;                                                                  \
-                const float *xst = xs + t * (x_stride / QBLOCK);                                                       \
-                const uint8_t *row = w + r * row_bytes;                                                                \
-                __m512 acc = _mm512_setzero_ps();                                                                      \
-                for (int b = 0; b < n / QBLOCK; b += 2) {                                                              \
-                    const uint8_t *block = row + b * BYTES;                                                            \
-                    int two = b + 1 < n / QBLOCK;                                                                      \
-                    __m256i hi = two ? LOAD(block + BYTES) : _mm256_setzero_si256();                                   \
-                    __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(LOAD(block)), hi, 1);                      \
-                    __m512i xv = _mm512_maskz_loadu_epi8(two ? ~(__mmask64)0 : 0xFFFFFFFFull, xt + b * QBLOCK);        \
-                    __m512i xsigned = _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(wv), zero, xv);                     \
-                    __m512i isum = _mm512_dpbusd_epi32(zero, _mm512_abs_epi8(wv), xsigned);                            \
-                    __m128 s = _mm_setr_ps(_cvtsh_ss(load_u16(block)) * xst[b],                                        \
-                                           two ? _cvtsh_ss(load_u16(block + BYTES)) * xst[b + 1] : 0.0f, 0.0f, 0.0f);  \
-                    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(s)), acc); \
-                }                                                                                                      \
-                out[t * os + r] = _mm512_reduce_add_ps(acc);                                                           \
-            }                                                                                                          \
-    }
-BLOCK_ROWS_AVX512(q8_0_rows_avx512, WEIGHT_Q8_0, Q8_0_BYTES, load_q8_0)
-BLOCK_ROWS_AVX512(q4_0_rows_avx512, WEIGHT_Q4_0, Q4_0_BYTES, unpack_q4_0)
-
-AVX2 static INLINE __m256 load8_f16_avx2(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
-AVX2 static INLINE __m256 load8_bf16_avx2(const uint16_t *p) {
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
-}
-
-#define HALF_ROWS_AVX2(NAME, LOAD8, TO_F32)                                                                            \
-    AVX2 static void NAME(float *out, size_t os, const uint16_t *w, size_t ws, const float *x, size_t xs, int n,      \
-                          int rows, int tokens) {                                                                      \
-        for (int r = 0; r < rows; r++)                                                                                 \
-            for (int t = 0; t < tokens; t++) {                                                                         \
-                const uint16_t *wr = w + r * ws;                                                                       \
-                const float *xt = x + t * xs;                                                                          \
-                __m256 acc = _mm256_setzero_ps();                                                                      \
-                int j = 0;                                                                                             \
-                for (; j + 8 <= n; j += 8) acc = _mm256_fmadd_ps(LOAD8(wr + j), _mm256_loadu_ps(xt + j), acc);        \
-                float sum = hsum256(acc);                                                                              \
-                for (; j < n; j++) sum += TO_F32(wr[j]) * xt[j];                                                       \
-                out[t * os + r] = sum;                                                                                 \
-            }                                                                                                          \
-    }
-HALF_ROWS_AVX2(f16_rows_avx2, load8_f16_avx2, f16_to_f32)
-HALF_ROWS_AVX2(bf16_rows_avx2, load8_bf16_avx2, bf16_to_f32)
-
-#define BLOCK_ROWS_AVX2(NAME, BYTES, LOAD)                                                                             \
-    AVX2 static void NAME(float *out, size_t os, const uint8_t *w, size_t row_bytes, const int8_t *xq,                 \
-                          const float *xs, const int32_t *xsum, size_t x_stride, int n, int rows, int tokens) {        \
-        (void)xsum;                                                                                                    \
-        const __m256i ones = _mm256_set1_epi16(1);                                                                     \
-        for (int r = 0; r < rows; r++)                                                                                 \
-            for (int t = 0; t < tokens; t++) {                                                                         \
-                const int8_t *xt = xq + t * x_stride;                                                                  \
-                const float *xst = xs + t * (x_stride / QBLOCK);                                                       \
-                __m256 acc = _mm256_setzero_ps();                                                                      \
-                for (int b = 0; b < n / QBLOCK; b++) {                                                                 \
-                    const uint8_t *block = w + r * row_bytes + b * BYTES;                                              \
-                    __m256i wv = LOAD(block), xv = _mm256_loadu_si256((const __m256i *)(xt + b * QBLOCK));            \
-                    __m256i pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(wv), _mm256_sign_epi8(xv, wv));               \
-                    __m256i isum = _mm256_madd_epi16(pairs, ones);                                                     \
-                    float scale = _cvtsh_ss(load_u16(block)) * xst[b];                                                 \
-                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(scale), acc);                       \
-                }                                                                                                      \
-                out[t * os + r] = hsum256(acc);                                                                        \
-            }                                                                                                          \
-    }
-BLOCK_ROWS_AVX2(q8_0_rows_avx2, Q8_0_BYTES, load_q8_0)
-BLOCK_ROWS_AVX2(q4_0_rows_avx2, Q4_0_BYTES, unpack_q4_0)
-
-static int has_avx512(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
-           __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-static int has_avx2(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); // every AVX2 CPU has F16C too
-}
-#endif // x86-64
-
-#if defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
-#include <arm_neon.h>
-#include <sys/auxv.h>
-#define INLINE inline __attribute__((always_inline))
-#define DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
-
-// NEON is part of every ARM64 CPU: no check needed. 4 floats a register,
-// 32 registers: tiles of 4 rows by 4 tokens.
-static INLINE void f32_tile_neon(float *out, size_t os, const float *w, size_t ws, const float *x, size_t xs, int n,
-                                 const int R, const int TT) {
-    float32x4_t acc[4][4];
-    for (int r = 0; r < R; r++)
-        for (int t = 0; t < TT; t++) acc[r][t] = vdupq_n_f32(0.0f);
-    int j = 0;
-    for (; j + 4 <= n; j += 4) {
-        float32x4_t xv[4];
-        for (int t = 0; t < TT; t++) xv[t] = vld1q_f32(x + t * xs + j);
-        for (int r = 0; r < R; r++) {
-            float32x4_t wv = vld1q_f32(w + r * ws + j);
-            for (int t = 0; t < TT; t++) acc[r][t] = vfmaq_f32(acc[r][t], wv, xv[t]);
-        }
-    }
-    for (int r = 0; r < R; r++)
-        for (int t = 0; t < TT; t++) {
-            float sum = vaddvq_f32(acc[r][t]);
-            for (int k = j; k < n; k++) sum += w[r * ws + k] * x[t * xs + k];
-            out[t * os + r] = sum;
-        }
-}
-
-static void f32_rows_neon(float *out, size_t os, const float *w, size_t ws, const float *x, size_t xs, int n,
-                          int rows, int tokens) {
-    int r = 0;
-    for (; r + 4 <= rows; r += 4) {
-        int t = 0;
-        for (; t + 4 <= tokens; t += 4) f32_tile_neon(out + t * os + r, os, w + r * ws, ws, x + t * xs, xs, n, 4, 4);
-        for (; t < tokens; t++) f32_tile_neon(out + t * os + r, os, w + r * ws, ws, x + t * xs, xs, n, 4, 1);
-    }
-    for (; r < rows; r++)
-        for (int t = 0; t < tokens; t++) f32_tile_neon(out + t * os + r, os, w + r * ws, ws, x + t * xs, xs, n, 1, 1);
-}
-
-// The int8 dot product of 32 values. With the dot-product extension (ARMv8.2
-// sdot) it is two instructions; without it, widening multiplies whose 16-bit
-// pair sums (at most 2 * 128 * 127) cannot overflow.
-DOTPROD static INLINE int32x4_t dot32_sdot(int32x4_t acc, const int8_t *w, const int8_t *x) {
-    acc = vdotq_s32(acc, vld1q_s8(w), vld1q_s8(x));
-    return vdotq_s32(acc, vld1q_s8(w + 16), vld1q_s8(x + 16));
-}
-
-static INLINE int32x4_t dot32_widening(int32x4_t acc, const int8_t *w, const int8_t *x) {
-    for (int h = 0; h < 32; h += 16) {
-        int8x16_t wv = vld1q_s8(w + h), xv = vld1q_s8(x + h);
-        int16x8_t p = vmull_s8(vget_low_s8(wv), vget_low_s8(xv));
-        p = vmlal_s8(p, vget_high_s8(wv), vget_high_s8(xv));
-        acc = vpadalq_s16(acc, p);
-    }
-    return acc;
-}
-
-// One generic int8 row kernel, instantiated with either dot product.
-#define NEON_Q8_ROWS(NAME, ATTR, DOT)                                                                                  \
-    ATTR static void NAME(float *out, size_t os, const int8_t *wq, const float *wsc, size_t ws, const int8_t *xq,     \
-                          const float *xsc, const int32_t *xsum, size_t xs, int n, int gs, int rows, int tokens) {    \
-        if (gs % 32 != 0) {                                                                                            \
-            q8_rows_scalar(out, os, wq, wsc, ws, xq, xsc, xsum, xs, n, gs, rows, tokens);                                    \
-            return;                                                                                                    \
-        }                                                                                                              \
-        for (int t = 0; t < tokens; t++)                                                                               \
-            for (int r = 0; r < rows; r++) {                                                                           \
-                const int8_t *w = wq + r * ws, *x = xq + t * xs;                                                       \
-                float32x4_t acc = vdupq_n_f32(0.0f);                                                                   \
-                for (int g = 0; g < n / gs; g++) {                                                                     \
-                    int32x4_t isum = vdupq_n_s32(0);                                                                   \
-                    for (int j = g * gs; j < (g + 1) * gs; j += 32) isum = DOT(isum, w + j, x + j);                    \
-                    float scale = wsc[r * (ws / gs) + g] * xsc[t * (xs / gs) + g];                                     \
-                    acc = vfmaq_n_f32(acc, vcvtq_f32_s32(isum), scale);                                                \
-                }                                                                                                      \
-                out[t * os + r] = vaddvq_f32(acc);                                                                     \
-            }                                                                                                          \
-    }
-NEON_Q8_ROWS(q8_rows_neon_sdot, DOTPROD, dot32_sdot)
-NEON_Q8_ROWS(q8_rows_neon, , dot32_widening)
-
-// GGUF's storage types on NEON: 16-bit floats widened 4 at a time, blocks
-// through the same 32-value int8 dot products as the Q8 kernels.
-static INLINE float32x4_t load4_f16_neon(const uint16_t *p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
-static INLINE float32x4_t load4_bf16_neon(const uint16_t *p) { return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16)); }
-
-#define HALF_ROWS_NEON(NAME, LOAD4, TO_F32)                                                                            \
-    static void NAME(float *out, size_t os, const uint16_t *w, size_t ws, const float *x, size_t xs, int n, int rows, \
-                     int tokens) {                                                                                     \
-        for (int r = 0; r < rows; r++)                                                                                 \
-            for (int t = 0; t < tokens; t++) {                                                                         \
-                const uint16_t *wr = w + r * ws;                                                                       \
-                const float *xt = x + t * xs;                                                                          \
-                float32x4_t acc = vdupq_n_f32(0.0f);                                                                   \
-                int j = 0;                                                                                             \
-                for (; j + 4 <= n; j += 4) acc = vfmaq_f32(acc, LOAD4(wr + j), vld1q_f32(xt + j));                     \
-                float sum = vaddvq_f32(acc);                                                                           \
-                for (; j < n; j++) sum += TO_F32(wr[j]) * xt[j];                                                       \
-                out[t * os + r] = sum;                                                                                 \
-            }                                                                                                          \
-    }
-HALF_ROWS_NEON(f16_rows_neon, load4_f16_neon, f16_to_f32)
-HALF_ROWS_NEON(bf16_rows_neon, load4_bf16_neon, bf16_to_f32)
-
-// A block's 32 values as int8, into buf: Q8_0 has them as they are, Q4_0 unpacked.
-static INLINE const int8_t *values_q8_0(const uint8_t *block, int8_t *buf) {
-    (void)buf;
-    return (const int8_t *)(block + 2);
-}
-static INLINE const int8_t *values_q4_0(const uint8_t *block, int8_t *buf) {
-    uint8x16_t packed = vld1q_u8(block + 2);
-    int8x16_t eight = vdupq_n_s8(8);
-    vst1q_s8(buf, vsubq_s8(vreinterpretq_s8_u8(vandq_u8(packed, vdupq_n_u8(15))), eight));
-    vst1q_s8(buf + 16, vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(packed, 4)), eight));
-    return buf;
-}
-
-#define BLOCK_ROWS_NEON(NAME, ATTR, BYTES, VALUES, DOT)                                                                \
-    ATTR static void NAME(float *out, size_t os, const uint8_t *w, size_t row_bytes, const int8_t *xq,                 \
-                          const float *xs, const int32_t *xsum, size_t x_stride, int n, int rows, int tokens) {        \
-        (void)xsum;                                                                                                    \
-        int8_t buf[QBLOCK];                                                                                            \
-        for (int r = 0; r < rows; r++)                                                                                 \
-            for (int t = 0; t < tokens; t++) {                                                                         \
-                float32x4_t acc = vdupq_n_f32(0.0f);                                                                   \
-                for (int b = 0; b < n / QBLOCK; b++) {                                                                 \
-                    const uint8_t *block = w + r * row_bytes + b * BYTES;                                              \
-                    int32x4_t isum = DOT(vdupq_n_s32(0), VALUES(block, buf), xq + t * x_stride + b * QBLOCK);          \
-                    float scale = f16_to_f32(load_u16(block)) * xs[t * (x_stride / QBLOCK) + b];                       \
-                    acc = vfmaq_n_f32(acc, vcvtq_f32_s32(isum), scale);                                                \
-                }                                                                                                      \
-                out[t * os + r] = vaddvq_f32(acc);                                                                     \
-            }                                                                                                          \
-    }
-BLOCK_ROWS_NEON(q8_0_rows_neon_sdot, DOTPROD, Q8_0_BYTES, values_q8_0, dot32_sdot)
-BLOCK_ROWS_NEON(q4_0_rows_neon_sdot, DOTPROD, Q4_0_BYTES, values_q4_0, dot32_sdot)
-BLOCK_ROWS_NEON(q8_0_rows_neon, , Q8_0_BYTES, values_q8_0, dot32_widening)
-BLOCK_ROWS_NEON(q4_0_rows_neon, , Q4_0_BYTES, values_q4_0, dot32_widening)
-
-static void weighted_rows_neon(float *out, const float *a, const float *v, size_t vs, int n, int rows) {
-    int i0 = 0;
-    for (; i0 + 16 <= n; i0 += 16) {
-        float32x4_t acc[4];
-        for (int k = 0; k < 4; k++) acc[k] = vdupq_n_f32(0.0f);
-        for (int r = 0; r < rows; r++)
-            for (int k = 0; k < 4; k++) acc[k] = vfmaq_n_f32(acc[k], vld1q_f32(v + r * vs + i0 + 4 * k), a[r]);
-        for (int k = 0; k < 4; k++) vst1q_f32(out + i0 + 4 * k, acc[k]);
-    }
-    for (; i0 < n; i0++) { // a head size that is not a multiple of 16
-        float sum = 0.0f;
-        for (int r = 0; r < rows; r++) sum += a[r] * v[r * vs + i0];
-        out[i0] = sum;
-    }
-}
-
-// The steps between the matrix products, 4 floats at a time; expf as for
-// AVX2.
-static INLINE float32x4_t exp_neon(float32x4_t x) {
-    x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-87.3f)), vdupq_n_f32(88.0f));
-    float32x4_t k = vrndnq_f32(vmulq_n_f32(x, 1.44269504f));
-    float32x4_t r = vfmsq_n_f32(x, k, 0.693359375f);
-    r = vfmsq_n_f32(r, k, -2.12194440e-4f);
-    float32x4_t p = vdupq_n_f32(1.0f / 5040);
-    const float taylor[] = {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
-    for (int i = 0; i < 7; i++) p = vfmaq_f32(vdupq_n_f32(taylor[i]), p, r);
-    int32x4_t two_k = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(k), vdupq_n_s32(127)), 23);
-    return vmulq_f32(p, vreinterpretq_f32_s32(two_k));
-}
-
-static void rmsnorm_neon(float *out, const float *x, const float *weight, int n, float eps) {
-    float32x4_t ss = vdupq_n_f32(0.0f);
-    int i = 0;
-    for (; i + 4 <= n; i += 4) ss = vfmaq_f32(ss, vld1q_f32(x + i), vld1q_f32(x + i));
-    float sum = vaddvq_f32(ss);
-    for (int j = i; j < n; j++) sum += x[j] * x[j];
-    float scale = 1.0f / sqrtf(sum / n + eps);
-    for (i = 0; i + 4 <= n; i += 4) vst1q_f32(out + i, vmulq_f32(vld1q_f32(weight + i), vmulq_n_f32(vld1q_f32(x + i), scale)));
-    for (; i < n; i++) out[i] = weight[i] * (scale * x[i]);
-}
-
-static void softmax_neon(float *x, int n) {
-    float max = x[0];
-    for (int i = 1; i < n; i++) max = x[i] > max ? x[i] : max;
-    float32x4_t vsum = vdupq_n_f32(0.0f);
-    int i = 0;
-    for (; i + 4 <= n; i += 4) {
-        float32x4_t e = exp_neon(vsubq_f32(vld1q_f32(x + i), vdupq_n_f32(max)));
-        vst1q_f32(x + i, e);
-        vsum = vaddq_f32(vsum, e);
-    }
-    float sum = vaddvq_f32(vsum);
-    for (; i < n; i++) sum += x[i] = expf(x[i] - max);
-    float inv = 1.0f / sum;
-    for (i = 0; i + 4 <= n; i += 4) vst1q_f32(x + i, vmulq_n_f32(vld1q_f32(x + i), inv));
-    for (; i < n; i++) x[i] *= inv;
-}
-
-static void swiglu_neon(float *gate, const float *up, int n) {
-    int i = 0;
-    for (; i + 4 <= n; i += 4) {
-        float32x4_t g = vld1q_f32(gate + i);
-        float32x4_t silu = vdivq_f32(g, vaddq_f32(vdupq_n_f32(1.0f), exp_neon(vnegq_f32(g))));
-        vst1q_f32(gate + i, vmulq_f32(silu, vld1q_f32(up + i)));
-    }
-    swiglu(gate + i, up + i, n - i); // the last few
-}
-
-static int has_neon(void) { return 1; }
-static int has_sdot(void) {
-#ifdef HWCAP_ASIMDDP
-    return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
-#else
-    return 0;
-#endif
-}
-#endif // ARM64
-
-// Most capable first; select_kernels() takes the first this CPU supports.
-static const KernelSet kernel_sets[] = {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    {"avx512", has_avx512, f32_rows_avx512, q8_rows_avx512, weighted_rows_avx512, f16_rows_avx512, bf16_rows_avx512,
-     q8_0_rows_avx512, q4_0_rows_avx512, rmsnorm_avx512, softmax_avx512, swiglu_avx512},
-    {"avx2", has_avx2, f32_rows_avx2, q8_rows_avx2, weighted_rows_avx2, f16_rows_avx2, bf16_rows_avx2, q8_0_rows_avx2,
-     q4_0_rows_avx2, rmsnorm_avx2, softmax_avx2, swiglu_avx2},
-#endif
-#if defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
-    {"neon-sdot", has_sdot, f32_rows_neon, q8_rows_neon_sdot, weighted_rows_neon, f16_rows_neon, bf16_rows_neon,
-     q8_0_rows_neon_sdot, q4_0_rows_neon_sdot, rmsnorm_neon, softmax_neon, swiglu_neon},
-    {"neon", has_neon, f32_rows_neon, q8_rows_neon, weighted_rows_neon, f16_rows_neon, bf16_rows_neon, q8_0_rows_neon,
-     q4_0_rows_neon, rmsnorm_neon, softmax_neon, swiglu_neon},
-#endif
-    {"scalar", always, f32_rows_scalar, q8_rows_scalar, weighted_rows_scalar, f16_rows_scalar, bf16_rows_scalar,
-     q8_0_rows_scalar, q4_0_rows_scalar, rmsnorm, softmax, swiglu},
-};
-
-// Picks the kernels once at start-up. RUN_KERNELS=name forces a set (for
-// comparing them); an unknown or unsupported name is an error.
-static void select_kernels(void) {
-    const char *want = getenv("RUN_KERNELS");
-    size_t n = sizeof(kernel_sets) / sizeof(kernel_sets[0]);
-    for (size_t i = 0; i < n; i++) {
-        if (want ? strcmp(want, kernel_sets[i].name) == 0 : kernel_sets[i].supported()) {
-            if (!kernel_sets[i].supported()) fatal("RUN_KERNELS=%s: this CPU does not support it", want);
-            kernels = kernel_sets[i];
-            return;
-        }
-    }
-    fatal("RUN_KERNELS=%s: no such kernel set (try avx512, avx2, neon-sdot, neon or scalar)", want);
 }
 
 // ----------------------------------------------------------------------------
@@ -2397,6 +961,8 @@ static float *forward(Model *m, const int *tokens, int n_tokens, int pos, Logits
     matmul(s->logits, &in, &w->classifier);
     return s->logits;
 }
+
+#include "tokenizer.c"
 
 // ----------------------------------------------------------------------------
 // Sampling: choose the next token from the logits.
@@ -2678,8 +1244,7 @@ typedef struct {
 static void text_append(Text *s, const char *p, size_t n) {
     if (s->len + n + 1 > s->cap) {
         s->cap = (s->len + n + 1) * 2;
-        s->data = realloc(s->data, s->cap);
-        if (!s->data) fatal("out of memory: text of %zu bytes", s->len + n);
+        s->data = xrealloc(s->data, s->cap, "a text");
     }
     memcpy(s->data + s->len, p, n);
     s->len += n;
@@ -2767,8 +1332,7 @@ static int *encode_dialog(const Tokenizer *t, const char *system, const char *co
         }
         int n;
         int *ids = encode(t, turn.data, turn.len, 1, finished, &n);
-        all = realloc(all, (n_all + n) * sizeof(int));
-        if (!all) fatal("out of memory encoding a dialog");
+        all = xrealloc(all, (n_all + n) * sizeof(int), "a dialog's tokens");
         memcpy(all + n_all, ids, n * sizeof(int));
         n_all += n;
         free(ids), free(turn.data);
@@ -2885,6 +1449,1621 @@ static ChatStats chat(Model *m, const Tokenizer *t, Sampler *sampler, const Chat
     stats.positions = pos;
     stats.forwarded = m->n_forwarded - forwarded_before;
     return stats;
+}
+
+// ----------------------------------------------------------------------------
+// Other formats: GGUF
+//
+// Loading GGUF
+//
+// GGUF is llama.cpp's format (versions 2 and 3, little-endian):
+//   "GGUF", uint32 version, uint64 tensor count, uint64 key/value count;
+//   the key/values: a string key, a uint32 value type, the value;
+//   the tensor infos: a string name, uint32 dimensions, uint64 extent of each
+//   (the first is the row length), uint32 storage type, uint64 offset;
+//   then, at the next multiple of general.alignment (32 if absent), the data.
+// A string is a uint64 length and that many bytes. Every read below is checked
+// against the end of the file; every tensor's extent against its data.
+
+
+enum { GGUF_U8, GGUF_I8, GGUF_U16, GGUF_I16, GGUF_U32, GGUF_I32, GGUF_F32, GGUF_BOOL, GGUF_STRING, GGUF_ARRAY,
+       GGUF_U64, GGUF_I64, GGUF_F64, GGUF_TYPES };
+enum { GGML_F32 = 0, GGML_F16 = 1, GGML_Q4_0 = 2, GGML_Q8_0 = 8, GGML_BF16 = 30 };
+
+// ggml's names for its storage types, to name the ones this program does not run.
+static const char *ggml_type_name(uint32_t type) {
+    static const char *names[] = {"F32",  "F16",   "Q4_0",   "Q4_1",  "Q4_2", "Q4_3",  "Q5_0",  "Q5_1",
+                                  "Q8_0", "Q8_1",  "Q2_K",   "Q3_K",  "Q4_K", "Q5_K",  "Q6_K",  "Q8_K",
+                                  "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS",
+                                  "I8",   "I16",   "I32",    "I64",   "F64",  "IQ1_M", "BF16"};
+    return type < sizeof(names) / sizeof(names[0]) ? names[type] : "unknown";
+}
+
+typedef struct {
+    const unsigned char *base, *p, *end;
+    const char *path;
+} GGUFReader;
+
+static const unsigned char *gguf_take(GGUFReader *r, uint64_t n, const char *what) {
+    if (n > (uint64_t)(r->end - r->p))
+        fatal("%s: GGUF file cut short: %s at byte %zu needs %llu bytes, %zu are left", r->path, what,
+              (size_t)(r->p - r->base), (unsigned long long)n, (size_t)(r->end - r->p));
+    const unsigned char *p = r->p;
+    r->p += n;
+    return p;
+}
+
+static uint32_t gguf_u32(GGUFReader *r, const char *what) { return read_u32le(gguf_take(r, 4, what)); }
+static uint64_t gguf_u64(GGUFReader *r, const char *what) {
+    const unsigned char *p = gguf_take(r, 8, what);
+    return (uint64_t)read_u32le(p) | (uint64_t)read_u32le(p + 4) << 32;
+}
+
+typedef struct {
+    const char *s;
+    size_t len;
+} GGUFString;
+
+static GGUFString gguf_string(GGUFReader *r, const char *what) {
+    uint64_t len = gguf_u64(r, what);
+    GGUFString s = {(const char *)gguf_take(r, len, what), (size_t)len};
+    return s;
+}
+
+static int string_is(GGUFString s, const char *text) { return s.len == strlen(text) && memcmp(s.s, text, s.len) == 0; }
+
+// Bytes of one value of a fixed-size type; 0 for strings and arrays.
+static int gguf_scalar_bytes(uint32_t type) {
+    static const int bytes[GGUF_TYPES] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+    return type < GGUF_TYPES ? bytes[type] : 0;
+}
+
+static void gguf_skip(GGUFReader *r, uint32_t type, int depth) {
+    if (type >= GGUF_TYPES) fatal("%s: GGUF value of unknown type %u", r->path, type);
+    if (type == GGUF_STRING) {
+        gguf_string(r, "a string value");
+    } else if (type == GGUF_ARRAY) {
+        uint32_t elem = gguf_u32(r, "an array's type");
+        uint64_t count = gguf_u64(r, "an array's length");
+        if (depth > 4) fatal("%s: GGUF arrays nested too deep", r->path);
+        if (gguf_scalar_bytes(elem)) {
+            if (count > (uint64_t)(r->end - r->p) / gguf_scalar_bytes(elem))
+                fatal("%s: GGUF array of %llu values runs past the end of the file", r->path, (unsigned long long)count);
+            gguf_take(r, count * gguf_scalar_bytes(elem), "an array");
+        } else {
+            for (uint64_t i = 0; i < count; i++) gguf_skip(r, elem, depth + 1);
+        }
+    } else {
+        gguf_take(r, gguf_scalar_bytes(type), "a value");
+    }
+}
+
+// A metadata value that must be a whole number, of whichever integer type.
+static int64_t gguf_int(GGUFReader *r, uint32_t type, GGUFString key) {
+    const unsigned char *p;
+    switch (type) {
+    case GGUF_U8: return *gguf_take(r, 1, "a value");
+    case GGUF_I8: return (int8_t)*gguf_take(r, 1, "a value");
+    case GGUF_U16: p = gguf_take(r, 2, "a value"); return p[0] | p[1] << 8;
+    case GGUF_I16: p = gguf_take(r, 2, "a value"); return (int16_t)(p[0] | p[1] << 8);
+    case GGUF_U32: return gguf_u32(r, "a value");
+    case GGUF_I32: return (int32_t)gguf_u32(r, "a value");
+    case GGUF_U64: return (int64_t)gguf_u64(r, "a value");
+    case GGUF_I64: return (int64_t)gguf_u64(r, "a value");
+    }
+    fatal("%s: GGUF key %.*s has value type %u, expected an integer", r->path, (int)key.len, key.s, type);
+    return 0;
+}
+
+static float gguf_float(GGUFReader *r, uint32_t type, GGUFString key) {
+    if (type == GGUF_F32) {
+        uint32_t bits = gguf_u32(r, "a value");
+        float f;
+        memcpy(&f, &bits, 4);
+        return f;
+    }
+    if (type == GGUF_F64) {
+        uint64_t bits = gguf_u64(r, "a value");
+        double d;
+        memcpy(&d, &bits, 8);
+        return (float)d;
+    }
+    fatal("%s: GGUF key %.*s has value type %u, expected a float", r->path, (int)key.len, key.s, type);
+    return 0.0f;
+}
+
+// The start of an array of `want` elements, with its length in *count.
+static const unsigned char *gguf_array(GGUFReader *r, uint32_t type, GGUFString key, uint32_t want, uint64_t *count) {
+    if (type != GGUF_ARRAY) fatal("%s: GGUF key %.*s is not an array", r->path, (int)key.len, key.s);
+    uint32_t elem = gguf_u32(r, "an array's type");
+    if (elem != want) fatal("%s: GGUF key %.*s holds values of type %u, expected %u", r->path, (int)key.len, key.s, elem, want);
+    const unsigned char *start = r->p;
+    r->p -= 4;
+    gguf_skip(r, GGUF_ARRAY, 0); // checks that it all lies inside the file
+    *count = read_u32le(start) | (uint64_t)read_u32le(start + 4) << 32;
+    return start + 8;
+}
+
+typedef struct {
+    GGUFString name;
+    uint32_t n_dims, type;
+    uint64_t dims[4];
+    uint64_t offset;
+} GGUFTensor;
+
+static const char *gguf_piece(void *vocab, int i, size_t *len) {
+    GGUFVocab *v = vocab;
+    *len = v->piece_len[i];
+    return v->piece[i];
+}
+
+static const GGUFTensor *find_tensor(const GGUFTensor *tensors, uint64_t n, const char *name) {
+    for (uint64_t i = 0; i < n; i++)
+        if (string_is(tensors[i].name, name)) return &tensors[i];
+    return NULL;
+}
+
+// Bytes one row of a tensor takes in its storage type; 0 if the type is not one we run.
+static size_t gguf_row_bytes(uint32_t type, uint64_t cols) {
+    switch (type) {
+    case GGML_F32: return cols * 4;
+    case GGML_F16: case GGML_BF16: return cols * 2;
+    case GGML_Q8_0: return cols % QBLOCK ? 0 : cols / QBLOCK * Q8_0_BYTES;
+    case GGML_Q4_0: return cols % QBLOCK ? 0 : cols / QBLOCK * Q4_0_BYTES;
+    }
+    return 0;
+}
+
+// A tensor that must exist with exactly this shape; cols is the row length.
+static const unsigned char *gguf_tensor_data(const GGUFTensor *t, const char *name, int rows, int cols,
+                                             const unsigned char *data, uint64_t data_size, uint64_t alignment,
+                                             const char *path) {
+    if (!t) fatal("%s: GGUF file has no tensor %s", path, name);
+    // Offsets are multiples of the alignment (the format says so), which keeps every float aligned.
+    if (t->offset % alignment != 0)
+        fatal("%s: tensor %s at offset %llu, not a multiple of the file's alignment %llu", path, name,
+              (unsigned long long)t->offset, (unsigned long long)alignment);
+    int vector = rows == 1;
+    if (t->n_dims != (vector ? 1u : 2u) || t->dims[0] != (uint64_t)cols || (!vector && t->dims[1] != (uint64_t)rows))
+        fatal("%s: tensor %s has shape [%llu, %llu], expected [%d, %d] from the metadata", path, name,
+              (unsigned long long)t->dims[0], (unsigned long long)(t->n_dims > 1 ? t->dims[1] : 1), cols, rows);
+    size_t row_bytes = gguf_row_bytes(t->type, cols);
+    if (row_bytes == 0)
+        fatal("%s: tensor %s has type %s, supported: F32, F16, BF16, Q8_0, Q4_0%s", path, name,
+              ggml_type_name(t->type), (t->type == GGML_Q8_0 || t->type == GGML_Q4_0) ? " (with rows a multiple of 32)" : "");
+    if (t->offset > data_size || (uint64_t)rows * row_bytes > data_size - t->offset)
+        fatal("%s: tensor %s (%llu bytes at offset %llu) runs past the end of the file", path, name,
+              (unsigned long long)((uint64_t)rows * row_bytes), (unsigned long long)t->offset);
+    return data + t->offset;
+}
+
+static Matrix gguf_matrix(const GGUFTensor *tensors, uint64_t n, const char *name, int rows, int cols,
+                          const unsigned char *data, uint64_t data_size, uint64_t alignment, const char *path) {
+    const GGUFTensor *t = find_tensor(tensors, n, name);
+    Matrix m = {WEIGHT_F32, rows, cols, gguf_tensor_data(t, name, rows, cols, data, data_size, alignment, path), NULL, 0,
+                gguf_row_bytes(t->type, cols)};
+    static const WeightType types[] = {[GGML_F32] = WEIGHT_F32, [GGML_F16] = WEIGHT_F16, [GGML_Q4_0] = WEIGHT_Q4_0,
+                                       [GGML_Q8_0] = WEIGHT_Q8_0, [GGML_BF16] = WEIGHT_BF16};
+    m.type = types[t->type];
+    if (m.type == WEIGHT_Q8_0 || m.type == WEIGHT_Q4_0) m.group_size = QBLOCK;
+    return m;
+}
+
+static const float *gguf_vector(const GGUFTensor *tensors, uint64_t n, const char *name, int len,
+                                const unsigned char *data, uint64_t data_size, uint64_t alignment, const char *path) {
+    const GGUFTensor *t = find_tensor(tensors, n, name);
+    const unsigned char *p = gguf_tensor_data(t, name, 1, len, data, data_size, alignment, path);
+    if (t->type != GGML_F32)
+        fatal("%s: tensor %s has type %s, expected F32 for a norm weight", path, name, ggml_type_name(t->type));
+    return (const float *)p;
+}
+
+// Reads a GGUF file's metadata, tensor table and vocabulary, and points the
+// weights at their tensors, in place.
+static void parse_gguf(Model *m, const unsigned char *bytes, size_t size, const char *path) {
+    GGUFReader r = {bytes, bytes, bytes + size, path};
+    Config *c = &m->config;
+    gguf_u32(&r, "the magic");
+    uint32_t version = gguf_u32(&r, "the version");
+    if (version != 2 && version != 3)
+        fatal("%s: GGUF version %u%s; this program reads versions 2 and 3", path, version,
+              version > 0xFFFF ? " (a big-endian file?)" : "");
+    uint64_t n_tensors = gguf_u64(&r, "the tensor count"), n_kv = gguf_u64(&r, "the key/value count");
+    // Each tensor info takes 24 bytes at least: a bound that stops absurd counts before any allocation.
+    if (n_tensors > size / 24 || n_kv > size / 12)
+        fatal("%s: GGUF header claims %llu tensors and %llu keys, more than the file can hold", path,
+              (unsigned long long)n_tensors, (unsigned long long)n_kv);
+
+    int64_t dim = 0, hidden = 0, layers = 0, heads = 0, kv_heads = 0, context = 0, rope_dims = -1;
+    uint64_t alignment = 32;
+    float rope_theta = 10000.0f, norm_eps = 1e-5f;
+    GGUFString arch = {NULL, 0}, tokenizer_model = {NULL, 0};
+    GGUFVocab *v = &m->vocab;
+    const unsigned char *tokens = NULL, *scores = NULL, *types = NULL;
+    uint64_t n_tokens = 0, n_scores = 0, n_types = 0;
+    v->bos_id = 1, v->eos_id = 2, v->unk_id = 0;
+    for (uint64_t i = 0; i < n_kv; i++) {
+        GGUFString key = gguf_string(&r, "a metadata key");
+        uint32_t type = gguf_u32(&r, "a value type");
+        if (string_is(key, "general.architecture") && type == GGUF_STRING) arch = gguf_string(&r, "a value");
+        else if (string_is(key, "general.alignment")) alignment = (uint64_t)gguf_int(&r, type, key);
+        else if (string_is(key, "llama.embedding_length")) dim = gguf_int(&r, type, key);
+        else if (string_is(key, "llama.feed_forward_length")) hidden = gguf_int(&r, type, key);
+        else if (string_is(key, "llama.block_count")) layers = gguf_int(&r, type, key);
+        else if (string_is(key, "llama.attention.head_count")) heads = gguf_int(&r, type, key);
+        else if (string_is(key, "llama.attention.head_count_kv")) kv_heads = gguf_int(&r, type, key);
+        else if (string_is(key, "llama.context_length")) context = gguf_int(&r, type, key);
+        else if (string_is(key, "llama.rope.dimension_count")) rope_dims = gguf_int(&r, type, key);
+        else if (string_is(key, "llama.rope.freq_base")) rope_theta = gguf_float(&r, type, key);
+        else if (string_is(key, "llama.attention.layer_norm_rms_epsilon")) norm_eps = gguf_float(&r, type, key);
+        else if (string_is(key, "tokenizer.ggml.model") && type == GGUF_STRING) tokenizer_model = gguf_string(&r, "a value");
+        else if (string_is(key, "tokenizer.ggml.tokens")) tokens = gguf_array(&r, type, key, GGUF_STRING, &n_tokens);
+        else if (string_is(key, "tokenizer.ggml.scores")) scores = gguf_array(&r, type, key, GGUF_F32, &n_scores);
+        else if (string_is(key, "tokenizer.ggml.token_type")) types = gguf_array(&r, type, key, GGUF_I32, &n_types);
+        else if (string_is(key, "tokenizer.ggml.bos_token_id")) v->bos_id = (int)gguf_int(&r, type, key);
+        else if (string_is(key, "tokenizer.ggml.eos_token_id")) v->eos_id = (int)gguf_int(&r, type, key);
+        else if (string_is(key, "tokenizer.ggml.unknown_token_id")) v->unk_id = (int)gguf_int(&r, type, key);
+        else if (string_is(key, "tokenizer.chat_template") && type == GGUF_STRING) {
+            GGUFString t = gguf_string(&r, "a value"); // kept for chat mode
+            m->chat_template = t.s, m->chat_template_len = t.len;
+        } else gguf_skip(&r, type, 0);
+    }
+    if (!string_is(arch, "llama"))
+        fatal("%s: GGUF architecture '%.*s'; this program runs 'llama' models", path, (int)arch.len,
+              arch.s ? arch.s : "");
+    struct { const char *key; int64_t value, max; } need[] = {
+        {"llama.embedding_length", dim, 1 << 16},  {"llama.feed_forward_length", hidden, 1 << 18},
+        {"llama.block_count", layers, 1 << 10},     {"llama.attention.head_count", heads, 1 << 10},
+        {"llama.context_length", context, 1 << 22},
+    };
+    for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++)
+        if (need[i].value <= 0 || need[i].value > need[i].max)
+            fatal("%s: GGUF key %s is %s%lld, expected 1..%lld", path, need[i].key, need[i].value ? "" : "missing or ",
+                  (long long)need[i].value, (long long)need[i].max);
+    if (alignment == 0 || alignment % 8 != 0 || alignment > (1 << 20))
+        fatal("%s: general.alignment is %llu, expected a multiple of 8", path, (unsigned long long)alignment);
+
+    GGUFTensor *tensors = xmalloc((n_tensors ? n_tensors : 1) * sizeof(GGUFTensor), "the tensor table");
+    for (uint64_t i = 0; i < n_tensors; i++) {
+        GGUFTensor *t = &tensors[i];
+        t->name = gguf_string(&r, "a tensor name");
+        t->n_dims = gguf_u32(&r, "a tensor's dimensions");
+        if (t->n_dims < 1 || t->n_dims > 4)
+            fatal("%s: tensor %.*s has %u dimensions, expected 1 to 4", path, (int)t->name.len, t->name.s, t->n_dims);
+        for (uint32_t d = 0; d < t->n_dims; d++) t->dims[d] = gguf_u64(&r, "a tensor's extent");
+        t->type = gguf_u32(&r, "a tensor's type");
+        t->offset = gguf_u64(&r, "a tensor's offset");
+    }
+    uint64_t data_start = ((uint64_t)(r.p - bytes) + alignment - 1) / alignment * alignment;
+    if (data_start > size) fatal("%s: GGUF file ends before its tensor data begins", path);
+    const unsigned char *data = bytes + data_start;
+    uint64_t data_size = size - data_start;
+
+    // The shapes come from the metadata and the embedding's row count.
+    const GGUFTensor *embedding = find_tensor(tensors, n_tensors, "token_embd.weight");
+    if (!embedding || embedding->n_dims != 2) fatal("%s: GGUF file has no 2-D tensor token_embd.weight", path);
+    c->dim = (int)dim, c->hidden_dim = (int)hidden, c->n_layers = (int)layers, c->n_heads = (int)heads;
+    c->n_kv_heads = kv_heads > 0 ? (int)kv_heads : (int)heads; // absent: no grouped-query attention
+    c->vocab_size = embedding->dims[1] <= (1 << 22) ? (int)embedding->dims[1] : -1;
+    c->seq_len = (int)context;
+    check_config(c, path);
+    c->head_size = c->dim / c->n_heads;
+    c->kv_dim = c->n_kv_heads * c->head_size;
+    c->rope_theta = rope_theta;
+    c->norm_eps = norm_eps;
+    if (rope_dims >= 0 && rope_dims != c->head_size)
+        fatal("%s: llama.rope.dimension_count is %lld but heads are %d wide; partial rotation is not supported", path,
+              (long long)rope_dims, c->head_size);
+    if (!(rope_theta > 0.0f) || !(norm_eps > 0.0f) || !isfinite(rope_theta) || !isfinite(norm_eps))
+        fatal("%s: llama.rope.freq_base %g or layer_norm_rms_epsilon %g is not a positive number", path, rope_theta, norm_eps);
+
+    Weights *w = &m->weights;
+    w->layers = xmalloc(c->n_layers * sizeof(Layer), "the layer table");
+    char name[64];
+#define MATRIX(NAME, ROWS, COLS) gguf_matrix(tensors, n_tensors, NAME, ROWS, COLS, data, data_size, alignment, path)
+#define VECTOR(NAME, LEN) gguf_vector(tensors, n_tensors, NAME, LEN, data, data_size, alignment, path)
+    w->token_embedding = MATRIX("token_embd.weight", c->vocab_size, c->dim);
+    for (int l = 0; l < c->n_layers; l++) {
+        Layer *L = &w->layers[l];
+#define LAYER(FIELD) (snprintf(name, sizeof(name), "blk.%d.%s.weight", l, FIELD), name)
+        L->rms_att = VECTOR(LAYER("attn_norm"), c->dim);
+        L->wq = MATRIX(LAYER("attn_q"), c->dim, c->dim);
+        L->wk = MATRIX(LAYER("attn_k"), c->kv_dim, c->dim);
+        L->wv = MATRIX(LAYER("attn_v"), c->kv_dim, c->dim);
+        L->wo = MATRIX(LAYER("attn_output"), c->dim, c->dim);
+        L->rms_ffn = VECTOR(LAYER("ffn_norm"), c->dim);
+        L->w1 = MATRIX(LAYER("ffn_gate"), c->hidden_dim, c->dim);
+        L->w2 = MATRIX(LAYER("ffn_down"), c->dim, c->hidden_dim);
+        L->w3 = MATRIX(LAYER("ffn_up"), c->hidden_dim, c->dim);
+#undef LAYER
+    }
+    w->rms_final = VECTOR("output_norm.weight", c->dim);
+    c->shared_classifier = find_tensor(tensors, n_tensors, "output.weight") == NULL; // absent: tied to the embedding
+    w->classifier = c->shared_classifier ? w->token_embedding : MATRIX("output.weight", c->vocab_size, c->dim);
+#undef MATRIX
+#undef VECTOR
+    free(tensors);
+
+    // Block-quantized weights take their input quantized in blocks of 32 too.
+    for (int l = 0; l < c->n_layers && !m->int8; l++) {
+        const Matrix *all[] = {&w->layers[l].wq, &w->layers[l].wk, &w->layers[l].wv, &w->layers[l].wo,
+                               &w->layers[l].w1, &w->layers[l].w2, &w->layers[l].w3, &w->classifier};
+        for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+            if (all[i]->type == WEIGHT_Q8_0 || all[i]->type == WEIGHT_Q4_0) m->int8 = 1;
+    }
+    if (m->int8) c->group_size = QBLOCK; // a block tensor's rows are whole blocks: gguf_row_bytes checked
+
+    // The vocabulary, when the file has a SentencePiece one.
+    if (tokens && string_is(tokenizer_model, "llama")) {
+        if (n_tokens != (uint64_t)c->vocab_size || (scores && n_scores != n_tokens) || (types && n_types != n_tokens))
+            fatal("%s: GGUF vocabulary has %llu tokens, %llu scores and %llu types for a model of %d", path,
+                  (unsigned long long)n_tokens, (unsigned long long)n_scores, (unsigned long long)n_types, c->vocab_size);
+        v->n = c->vocab_size;
+        v->piece = xmalloc(v->n * sizeof(char *), "the vocabulary");
+        v->piece_len = xmalloc(v->n * sizeof(size_t), "the vocabulary");
+        v->score = xmalloc(v->n * sizeof(float), "the vocabulary");
+        v->type = xmalloc(v->n * sizeof(int32_t), "the vocabulary");
+        GGUFReader tr = {bytes, tokens, bytes + size, path};
+        for (int i = 0; i < v->n; i++) {
+            GGUFString s = gguf_string(&tr, "a token");
+            v->piece[i] = s.s, v->piece_len[i] = s.len;
+            if (scores) memcpy(&v->score[i], scores + 4 * (size_t)i, 4);
+            v->type[i] = types ? (int32_t)read_u32le(types + 4 * (size_t)i) : PIECE_NORMAL;
+        }
+        if (v->bos_id < 0 || v->bos_id >= v->n || v->eos_id < 0 || v->eos_id >= v->n || v->unk_id < 0 || v->unk_id >= v->n)
+            fatal("%s: GGUF special token ids (bos %d, eos %d, unknown %d) lie outside the vocabulary of %d", path,
+                  v->bos_id, v->eos_id, v->unk_id, v->n);
+    } else if (tokens) {
+        fprintf(stderr, "run: %s: its tokenizer is of type '%.*s', not SentencePiece's; give one with -z\n", path,
+                (int)tokenizer_model.len, tokenizer_model.s ? tokenizer_model.s : "");
+    }
+}
+
+// ----------------------------------------------------------------------------
+// Memory on 2 MB pages
+//
+// A memory map of a file uses 4 KB pages, and streaming gigabytes of weights
+// through 4 KB pages spends much of each token on TLB misses: a 1.1B model
+// decodes at ~5.5 tok/s mapped and ~11 tok/s from 2 MB pages on the machine
+// this was measured on. So by default the file is read into anonymous memory
+// aligned to 2 MB and advised to use huge pages.
+
+// Zeroed memory of size bytes on 2 MB pages where the OS allows; *mapped gets
+// the length to munmap. Pages cost nothing until touched.
+static void *map_huge(size_t size, size_t *mapped, const char *what) {
+    size_t len = (size + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    unsigned char *region = mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (region == MAP_FAILED) fatal("out of memory: %s needs %zu bytes", what, size);
+    // Keep the 2 MB-aligned part; give back the rest.
+    unsigned char *p = (unsigned char *)(((uintptr_t)region + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    if (p > region) munmap(region, p - region);
+    munmap(p + len, region + HUGE_PAGE - p);
+#ifdef MADV_HUGEPAGE
+    madvise(p, len, MADV_HUGEPAGE); // a hint: without transparent huge pages this is plain memory
+#endif
+    *mapped = len;
+    return p;
+}
+
+// Returns the file's bytes, read-only.
+static void *read_into_memory(int fd, size_t size, size_t *mapped, const char *path) {
+    unsigned char *p = map_huge(size, mapped, path);
+    for (size_t done = 0; done < size;) {
+        ssize_t n = pread(fd, p + done, size - done < (1u << 30) ? size - done : (1u << 30), (off_t)done);
+        if (n <= 0) fatal("cannot read %s: %s", path, n < 0 ? strerror(errno) : "file shrank while reading");
+        done += n;
+    }
+    mprotect(p, *mapped, PROT_READ);
+    return p;
+}
+
+
+// ============================================================================
+// Fast kernels
+//
+// The program above is complete: with only the plain kernels it runs every
+// model correctly, just slower. What follows computes the same sums with
+// SIMD instructions, one instruction set at a time (AVX-512, then AVX2, then
+// NEON), and each fast kernel names the plain kernel it must equal; test_all.c
+// holds every one of them to it. One binary carries them all: select_kernels()
+// (at the end) asks the CPU at start-up which set it can run, so the same
+// program works on any x86-64 or ARM64 machine.
+//
+// The matrix products are where the time goes. While generating there is one
+// token, and the weights stream through once: the kernels read them as fast
+// as memory delivers, one row at a time. While reading a prompt, a block of
+// rows stays in cache while it meets every token of the block, and the
+// kernels are bound by arithmetic: AVX-512 packs the rows into "panels" for
+// that; AVX2 and NEON work on tiles of R rows by TT tokens, the R rows' loads
+// shared by TT tokens and the TT tokens' loads by R rows, with R * TT sums in
+// registers. The int8 kernels need group sizes that are multiples of 32
+// (llama2.c's export uses 64, GGUF 32); others take the plain kernel.
+//
+// Figures behind the choices made here (bandwidths, speeds) were measured on
+// one machine; bench/NOTES.md keeps them with the machine's name.
+
+// expf, for the SIMD softmax and SwiGLU, the same way on every instruction
+// set: e^x = 2^k e^r with k = round(x log2 e) and r = x - k ln 2, so that
+// |r| <= ln 2 / 2, where the Taylor polynomial of e^r of degree 7 is within
+// 6e-9 of it. ln 2 is split in two parts so that k times the first is exact.
+#define EXP_LOG2E 1.44269504f
+#define EXP_LN2_HI 0.693359375f     // ln 2 to 9 significant bits
+#define EXP_LN2_LO -2.12194440e-4f  // ln 2 - EXP_LN2_HI
+static const float exp_taylor[8] = {1.0f / 5040, 1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+#define AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define INLINE inline __attribute__((always_inline))
+
+// Asks for the cache line at p + offset. A prefetch never faults, so the
+// kernels look ahead past the end of a matrix; C allows a pointer only up to
+// one past an array, so the address is made as an integer.
+static INLINE void prefetch(const void *p, size_t offset) {
+    _mm_prefetch((const char *)((uintptr_t)p + offset), _MM_HINT_T0);
+}
+
+// The 32 values of a GGUF block as int8, in order (AVX2 instructions, which
+// every AVX-512 CPU has too): Q8_0's as they are, Q4_0's unpacked to [-8, 7].
+// Each equals block_value() for j = 0..31.
+AVX2 static INLINE __m256i load_q8_0(const uint8_t *block) {
+    return _mm256_loadu_si256((const __m256i *)(block + 2));
+}
+AVX2 static INLINE __m256i unpack_q4_0(const uint8_t *block) {
+    __m128i packed = _mm_loadu_si128((const __m128i *)(block + 2)), low4 = _mm_set1_epi8(15);
+    __m128i lo = _mm_and_si128(packed, low4), hi = _mm_and_si128(_mm_srli_epi16(packed, 4), low4);
+    return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
+}
+AVX2 static INLINE __m256i block_values(const uint8_t *block, WeightType type) {
+    return type == WEIGHT_Q8_0 ? load_q8_0(block) : unpack_q4_0(block);
+}
+
+// ----------------------------------------------------------------------------
+// Fast kernels: AVX-512 (with VNNI): 16 floats or 64 bytes a register, 32 registers
+
+// The lanes of a chunk of 16 floats with `left` values still to go: all of
+// them, or the first `left` of the last, partial chunk (none if left <= 0).
+AVX512 static INLINE __mmask16 chunk_mask16(int left) {
+    return left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
+}
+
+// acc + the dot products of the signed bytes of w and x, 4 bytes a 32-bit
+// lane. vpdpbusd multiplies unsigned bytes by signed ones, so each w * x is
+// taken as |w| * (x with w's sign): exact for every w, -128 included (|-128|
+// is 128 as an unsigned byte), and for every x but -128, which quantize()
+// never makes.
+AVX512 static INLINE __m512i dot_i8_avx512(__m512i acc, __m512i w, __m512i x) {
+    __m512i x_signed = _mm512_mask_sub_epi8(x, _mm512_movepi8_mask(w), _mm512_setzero_si512(), x);
+    return _mm512_dpbusd_epi32(acc, _mm512_abs_epi8(w), x_signed);
+}
+
+// A step of 64 int8 values spans two groups of 32: their scales, lo in the
+// low 8 lanes and hi in the high 8, to multiply the step's 16 lane sums.
+AVX512 static INLINE __m512 two_group_scales(float lo, float hi) {
+    const __m512i halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    return _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(_mm_setr_ps(lo, hi, 0.0f, 0.0f)));
+}
+
+// Prompt blocks of at least this many tokens go through the panels below;
+// fewer (generation, or a prompt's short last block) go row by row, as
+// packing a panel costs more than a token or two gains from it.
+#define PANEL_MIN_TOKENS 4
+
+// Runs TILE(t, TT) over `tokens` tokens in tiles of TT tokens starting at t,
+// each TT a constant so that a tile's loops unroll into TT registers of sums:
+// tiles of LARGEST while they fit, then at most one each of 8, 4, 2 and 1.
+#define FOR_EACH_TOKEN_TILE(tokens, LARGEST, TILE)                                                                     \
+    do {                                                                                                               \
+        int t_ = 0;                                                                                                    \
+        for (; t_ + (LARGEST) <= (tokens); t_ += (LARGEST)) TILE(t_, LARGEST);                                         \
+        if ((LARGEST) > 8 && (tokens) - t_ >= 8) TILE(t_, 8), t_ += 8;                                                 \
+        if ((tokens) - t_ >= 4) TILE(t_, 4), t_ += 4;                                                                  \
+        if ((tokens) - t_ >= 2) TILE(t_, 2), t_ += 2;                                                                  \
+        if ((tokens) - t_ >= 1) TILE(t_, 1), t_ += 1;                                                                  \
+    } while (0)
+
+// --- float32 weights: f32_rows_avx512 = f32_rows_scalar
+
+// One row by one token: how float32 weights stream while generating. One
+// sequential stream per thread is what the hardware prefetcher follows best
+// (better than tiles of 4 rows), and four accumulators keep four FMAs in
+// flight. llama2.c's files put the weights 28 bytes past a 64-byte boundary,
+// and a load across two cache lines costs two: the first few values of a row
+// go alone, so that the loads of the rest are aligned.
+AVX512 static float f32_row_avx512(const float *w, const float *x, int n) {
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    int j = (int)((64 - ((uintptr_t)w & 63)) & 63) / 4; // values before a 64-byte boundary (w is 4-byte aligned)
+    if (j > n) j = n;
+    if (j > 0) acc[1] = _mm512_mul_ps(_mm512_maskz_loadu_ps(chunk_mask16(j), w), _mm512_maskz_loadu_ps(chunk_mask16(j), x));
+    for (; j + 64 <= n; j += 64)
+        for (int k = 0; k < 4; k++)
+            acc[k] = _mm512_fmadd_ps(_mm512_loadu_ps(w + j + 16 * k), _mm512_loadu_ps(x + j + 16 * k), acc[k]);
+    for (; j < n; j += 16) {
+        __mmask16 m = chunk_mask16(n - j);
+        acc[0] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, w + j), _mm512_maskz_loadu_ps(m, x + j), acc[0]);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+}
+
+// Prompt blocks: the broadcast form. The row kernel above sums along a row
+// inside each register and must add its lanes up at the end; here each 32-bit
+// lane of a register belongs to a different row instead. A "panel" holds 16
+// rows side by side, the same column of each per 64-byte line, and one FMA
+// multiplies a line by one activation of one token, broadcast to every lane:
+// 16 rows move on by one value and no lanes are ever added across. Packing
+// rows into a panel is a transpose, paid once per block of rows and reused by
+// every token of the prompt block. Each sum still runs over j in order, but
+// in other roundings than the one-token kernel's: prompt and generation agree
+// to float32 precision, not to the bit.
+#define PANEL_ROWS 16    // one row per 32-bit lane of a zmm
+#define PANEL_FLOATS 256 // values of each row packed at once: a 16 KB panel, half of a 32 KB L1
+
+// A 16 x 16 transpose of 4-byte words: v[r] holds word c of row r at lane c;
+// dst + 64 c gets column c, row r at lane r. Four rounds of shuffles: within
+// each 128-bit lane, words of row pairs, then of row quads; then whole 128-bit
+// lanes between the four quads. v is used as scratch.
+AVX512 static INLINE void transpose16_store(void *dst, __m512i v[16]) {
+    __m512i u[16];
+    for (int r = 0; r < 16; r += 2) {
+        u[r] = _mm512_unpacklo_epi32(v[r], v[r + 1]);
+        u[r + 1] = _mm512_unpackhi_epi32(v[r], v[r + 1]);
+    }
+    for (int q = 0; q < 4; q++) { // v[4q + i]: rows 4q..4q+3, word 4L + i of each 128-bit lane L
+        v[4 * q + 0] = _mm512_unpacklo_epi64(u[4 * q], u[4 * q + 2]);
+        v[4 * q + 1] = _mm512_unpackhi_epi64(u[4 * q], u[4 * q + 2]);
+        v[4 * q + 2] = _mm512_unpacklo_epi64(u[4 * q + 1], u[4 * q + 3]);
+        v[4 * q + 3] = _mm512_unpackhi_epi64(u[4 * q + 1], u[4 * q + 3]);
+    }
+    __m512i *out = dst;
+    for (int i = 0; i < 4; i++) {
+        __m512i a = _mm512_shuffle_i32x4(v[i], v[4 + i], 0x44), b = _mm512_shuffle_i32x4(v[i], v[4 + i], 0xEE);
+        __m512i c = _mm512_shuffle_i32x4(v[8 + i], v[12 + i], 0x44), d = _mm512_shuffle_i32x4(v[8 + i], v[12 + i], 0xEE);
+        _mm512_store_si512(out + 0 + i, _mm512_shuffle_i32x4(a, c, 0x88));
+        _mm512_store_si512(out + 4 + i, _mm512_shuffle_i32x4(a, c, 0xDD));
+        _mm512_store_si512(out + 8 + i, _mm512_shuffle_i32x4(b, d, 0x88));
+        _mm512_store_si512(out + 12 + i, _mm512_shuffle_i32x4(b, d, 0xDD));
+    }
+}
+
+// panel[j * 16 + r] = w[r * w_stride + j] as float32 for j < len; rows from
+// `rows` to 16 hold 0. w holds float32, or GGUF's float16 or bfloat16
+// (widened here, once per block of tokens).
+AVX512 static void pack_float_panel_avx512(float *panel, WeightType type, const void *w, size_t w_stride, int rows,
+                                           int len) {
+    for (int j = 0; j < len; j += 16) {
+        __mmask16 m = chunk_mask16(len - j);
+        __m512i v[16];
+        for (int r = 0; r < 16; r++) {
+            v[r] = _mm512_setzero_si512();
+            if (r >= rows) continue;
+            if (type == WEIGHT_F32) {
+                v[r] = _mm512_castps_si512(_mm512_maskz_loadu_ps(m, (const float *)w + r * w_stride + j));
+            } else {
+                __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)w + r * w_stride + j);
+                v[r] = type == WEIGHT_BF16 ? _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)
+                                           : _mm512_castps_si512(_mm512_cvtph_ps(h));
+            }
+        }
+        transpose16_store(panel + (size_t)j * 16, v);
+    }
+}
+
+// TT tokens against one panel of len values: out (TT tokens, 16 rows) gets
+// the panel's share of the sums, added to what is there unless `first`. x
+// starts at the panel's first value of the first token. Unless NULL, `next`
+// is the next panel's first row, rows row_bytes apart, values `size` bytes:
+// it is fetched into L1 a line of each row at a time, spread through the
+// work, so that the next packing finds it there instead of waiting for DRAM
+// 16 rows at a time.
+AVX512 static INLINE void f32_panel_tile_avx512(float *out, size_t out_stride, __mmask16 row_mask, const float *panel,
+                                                const float *x, size_t x_stride, int len, int first, const void *next,
+                                                size_t row_bytes, int size, const int TT) {
+    __m512 acc[12];
+    for (int t = 0; t < TT; t++)
+        acc[t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(row_mask, out + t * out_stride);
+    for (int j = 0; j < len; j++) {
+        if (next && j * size % 64 == 0)
+            for (int r = 0; r < PANEL_ROWS; r++) prefetch(next, r * row_bytes + (size_t)j * size);
+        __m512 wv = _mm512_load_ps(panel + (size_t)j * 16);
+        for (int t = 0; t < TT; t++) acc[t] = _mm512_fmadd_ps(wv, _mm512_set1_ps(x[t * x_stride + j]), acc[t]);
+    }
+    for (int t = 0; t < TT; t++) _mm512_mask_storeu_ps(out + t * out_stride, row_mask, acc[t]);
+}
+
+// out (tokens, rows) = x (tokens, n) @ w^T panel by panel; w (rows, w_stride
+// values apart) is float32, float16 or bfloat16.
+AVX512 static void float_rows_panel_avx512(float *out, size_t out_stride, WeightType type, const void *w,
+                                           size_t w_stride, const float *x, size_t x_stride, int n, int rows,
+                                           int tokens) {
+    _Alignas(64) float panel[PANEL_ROWS * PANEL_FLOATS];
+    int size = type == WEIGHT_F32 ? 4 : 2;
+    size_t row_bytes = w_stride * size;
+    for (int r0 = 0; r0 < rows; r0 += PANEL_ROWS) {
+        int nr = rows - r0 < PANEL_ROWS ? rows - r0 : PANEL_ROWS;
+        __mmask16 row_mask = chunk_mask16(nr);
+        for (int j0 = 0; j0 < n; j0 += PANEL_FLOATS) {
+            int len = n - j0 < PANEL_FLOATS ? n - j0 : PANEL_FLOATS;
+            const char *rows_at = (const char *)w + r0 * row_bytes;
+            pack_float_panel_avx512(panel, type, rows_at + (size_t)j0 * size, w_stride, nr, len);
+            // What the next panel packs: the rest of these rows, or the next
+            // rows (maybe the next call's). The first tile fetches it.
+            size_t ahead = j0 + PANEL_FLOATS < n ? (size_t)(j0 + PANEL_FLOATS) * size : PANEL_ROWS * row_bytes;
+            const void *next = (const void *)((uintptr_t)rows_at + ahead);
+            int first = j0 == 0;
+#define F32_TILE(t, TT)                                                                                                \
+    f32_panel_tile_avx512(out + r0 + (t) * out_stride, out_stride, row_mask, panel, x + (t) * x_stride + j0, x_stride, \
+                          len, first, (t) == 0 ? next : NULL, row_bytes, size, TT)
+            FOR_EACH_TOKEN_TILE(tokens, 12, F32_TILE);
+#undef F32_TILE
+        }
+    }
+}
+
+AVX512 static void f32_rows_avx512(float *out, size_t out_stride, const float *w, size_t w_stride, const float *x,
+                                   size_t x_stride, int n, int rows, int tokens) {
+    if (tokens >= PANEL_MIN_TOKENS) {
+        float_rows_panel_avx512(out, out_stride, WEIGHT_F32, w, w_stride, x, x_stride, n, rows, tokens);
+        return;
+    }
+    // A token or a few: row by row; a second token finds the rows in cache.
+    for (int t = 0; t < tokens; t++)
+        for (int r = 0; r < rows; r++) out[t * out_stride + r] = f32_row_avx512(w + r * w_stride, x + t * x_stride, n);
+}
+
+// --- F16 and BF16 weights: f16_rows_avx512 = f16_rows_scalar, bf16_rows_avx512 = bf16_rows_scalar
+
+// 16 values of a row of 16-bit floats, widened: F16C's vcvtph2ps for F16, a
+// shift for BF16.
+AVX512 static INLINE __m512 load16_half(const uint16_t *p, WeightType type) {
+    __m256i h = _mm256_loadu_si256((const __m256i *)p);
+    return type == WEIGHT_F16 ? _mm512_cvtph_ps(h) : _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+// A prompt goes through the float32 panels, widened as they are packed; a
+// token or a few as f32_row_avx512 does, a row at a time with four sums in
+// flight. type is a constant at each call.
+AVX512 static INLINE void half_rows_avx512(float *out, size_t out_stride, const uint16_t *w, size_t w_stride,
+                                           const float *x, size_t x_stride, int n, int rows, int tokens,
+                                           const WeightType type) {
+    if (tokens >= PANEL_MIN_TOKENS) {
+        float_rows_panel_avx512(out, out_stride, type, w, w_stride, x, x_stride, n, rows, tokens);
+        return;
+    }
+    for (int t = 0; t < tokens; t++)
+        for (int r = 0; r < rows; r++) {
+            const uint16_t *wr = w + r * w_stride;
+            const float *xt = x + t * x_stride;
+            __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+            int j = 0;
+            for (; j + 64 <= n; j += 64)
+                for (int k = 0; k < 4; k++)
+                    acc[k] = _mm512_fmadd_ps(load16_half(wr + j + 16 * k, type), _mm512_loadu_ps(xt + j + 16 * k), acc[k]);
+            for (; j + 16 <= n; j += 16) acc[0] = _mm512_fmadd_ps(load16_half(wr + j, type), _mm512_loadu_ps(xt + j), acc[0]);
+            float sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+            for (; j < n; j++) sum += half_to_f32(wr[j], type) * xt[j];
+            out[t * out_stride + r] = sum;
+        }
+}
+
+AVX512 static void f16_rows_avx512(float *out, size_t out_stride, const uint16_t *w, size_t w_stride, const float *x,
+                                   size_t x_stride, int n, int rows, int tokens) {
+    half_rows_avx512(out, out_stride, w, w_stride, x, x_stride, n, rows, tokens, WEIGHT_F16);
+}
+
+AVX512 static void bf16_rows_avx512(float *out, size_t out_stride, const uint16_t *w, size_t w_stride, const float *x,
+                                    size_t x_stride, int n, int rows, int tokens) {
+    half_rows_avx512(out, out_stride, w, w_stride, x, x_stride, n, rows, tokens, WEIGHT_BF16);
+}
+
+// --- int8 weights: q8_rows_avx512 = q8_rows_scalar; GGUF blocks:
+// --- q8_0_rows_avx512 = q8_0_rows_scalar, q4_0_rows_avx512 = q4_0_rows_scalar
+
+// Prompt blocks in int8: the broadcast form again (see the float32 panels
+// above), with 4 consecutive int8 weights of each row per 32-bit lane: one
+// vpdpbusd multiplies 16 rows by 4 activations of one token, broadcast.
+//
+// Here the broadcast operand is the activations, which vpdpbusd takes as
+// signed bytes, so they stay signed and the weights become unsigned instead
+// of using dot_i8_avx512's sign trick: w + 128 (the top bit flipped). That
+// adds 128 * (the sum of the group's activations) to each group's sum, and
+// the sum starts at minus that instead of zero (quantize() keeps the sums).
+//
+// acc + vpdpbusd(u8, the 4 signed bytes at s8 in every lane). GCC 12 copies
+// the intrinsic's accumulator to a fresh register and back at every use, and
+// loads the broadcast separately: a third of this kernel's time. Written out,
+// the instruction keeps each sum in one register and reads the 4 bytes itself.
+AVX512 static INLINE __m512i dpbusd512_broadcast(__m512i acc, __m512i u8, const int8_t *s8) {
+#if defined(__GNUC__) && !defined(__clang__)
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u8), "m"(*(const char(*)[4])s8));
+    return acc;
+#else
+    int32_t four;
+    memcpy(&four, s8, 4);
+    return _mm512_dpbusd_epi32(acc, u8, _mm512_set1_epi32(four));
+#endif
+}
+
+#define PANEL_VALUES 1024 // int8 values of each row packed at once: a 16 KB panel
+
+// Where a panel's int8 rows come from: llama2.c's Q8 rows, their scales
+// apart, or GGUF's Q8_0 and Q4_0 blocks, 32 values after a float16 scale.
+typedef struct {
+    WeightType type;     // WEIGHT_Q8, WEIGHT_Q8_0 or WEIGHT_Q4_0
+    const uint8_t *data; // the first row
+    size_t row_bytes;
+    const float *scale;  // WEIGHT_Q8: scale_stride per row
+    size_t scale_stride;
+    int gs;              // values per scale: 32 for the blocks
+    size_t group_bytes;  // from one group of a row to the next
+} Int8Rows;
+
+// Where value j of row r is (for blocks, j is at the start of one).
+static const uint8_t *int8_at(const Int8Rows *w, int r, int j) {
+    return w->data + (size_t)r * w->row_bytes + (size_t)(j / w->gs) * w->group_bytes + j % w->gs;
+}
+
+// panel[(j / 4) * 64 + r * 4 + j % 4] = value j0 + j of row r0 + r, plus 128
+// (as uint8), for j < len, and panel_scale[g * 16 + r] = the scale of its
+// group g; rows from `rows` to 16 hold weight 0 (byte 128) and scale 0. len
+// is a multiple of 32.
+AVX512 static void pack_int8_panel_avx512(uint8_t *panel, float *panel_scale, const Int8Rows *w, int r0, int rows,
+                                          int j0, int len) {
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    for (int j = 0; j < len; j += 64) {
+        int two = len - j >= 64; // 64 values, or the last 32
+        __m512i v[16];
+        for (int r = 0; r < 16; r++) {
+            __m512i values = _mm512_setzero_si512();
+            const uint8_t *p = r < rows ? int8_at(w, r0 + r, j0 + j) : NULL;
+            if (p && w->type == WEIGHT_Q8) {
+                values = _mm512_maskz_loadu_epi8(two ? ~(__mmask64)0 : 0xFFFFFFFFull, p);
+            } else if (p) {
+                __m256i lo = block_values(p, w->type), hi = _mm256_setzero_si256();
+                if (two) hi = block_values(p + w->group_bytes, w->type);
+                values = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+            }
+            v[r] = _mm512_xor_si512(values, flip);
+        }
+        transpose16_store(panel + (size_t)j * 16, v);
+    }
+    for (int g = 0; g < len / w->gs; g++)
+        for (int r = 0; r < PANEL_ROWS; r++) {
+            int group = j0 / w->gs + g;
+            float scale = 0.0f;
+            if (r < rows && w->type == WEIGHT_Q8) scale = w->scale[(size_t)(r0 + r) * w->scale_stride + group];
+            if (r < rows && w->type != WEIGHT_Q8) scale = _cvtsh_ss(load_u16(int8_at(w, r0 + r, group * w->gs)));
+            panel_scale[g * PANEL_ROWS + r] = scale;
+        }
+}
+
+// TT tokens against one panel of `groups` groups: out (TT tokens, 16 rows)
+// gets the panel's share of the sums, added to what is there unless `first`.
+// x, x_scale and x_sum start at the panel's first value (group) of the first
+// token. Unless NULL, `next` is the next panel's first row (row_bytes apart,
+// a group every group_bytes): it is fetched into L1 a group at a time, spread
+// through the work, so the next packing finds it there instead of waiting for
+// DRAM 16 rows at a time.
+AVX512 static INLINE void int8_panel_tile_avx512(float *out, size_t out_stride, __mmask16 row_mask,
+                                                 const uint8_t *panel, const float *w_scale, const int8_t *x,
+                                                 const float *x_scale, const int32_t *x_sum, size_t x_stride,
+                                                 int groups, int gs, int first, const void *next, size_t row_bytes,
+                                                 size_t group_bytes, const int TT) {
+    size_t x_groups = x_stride / gs;
+    __m512 acc[8];
+    for (int t = 0; t < TT; t++)
+        acc[t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(row_mask, out + t * out_stride);
+    for (int g = 0; g < groups; g++) {
+        __m512i isum[8];
+        for (int t = 0; t < TT; t++) isum[t] = _mm512_set1_epi32(-128 * x_sum[t * x_groups + g]);
+        if (next)
+            for (int r = 0; r < PANEL_ROWS; r++) prefetch(next, r * row_bytes + g * group_bytes);
+        const uint8_t *line = panel + (size_t)g * gs * 16;
+        const int8_t *xg = x + (size_t)g * gs;
+        for (int k = 0; k < gs; k += 4) {
+            __m512i wv = _mm512_load_si512(line + k * 16);
+            for (int t = 0; t < TT; t++) isum[t] = dpbusd512_broadcast(isum[t], wv, xg + t * x_stride + k);
+        }
+        __m512 wscale = _mm512_load_ps(w_scale + g * 16);
+        for (int t = 0; t < TT; t++)
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]),
+                                     _mm512_mul_ps(wscale, _mm512_set1_ps(x_scale[t * x_groups + g])), acc[t]);
+    }
+    for (int t = 0; t < TT; t++) _mm512_mask_storeu_ps(out + t * out_stride, row_mask, acc[t]);
+}
+
+// out (tokens, rows) = x (tokens, n) @ w^T, int8 panel by panel; w's group
+// size a multiple of 32, at most PANEL_VALUES.
+AVX512 static void int8_rows_panel_avx512(float *out, size_t out_stride, const Int8Rows *w, const int8_t *xq,
+                                          const float *x_scale, const int32_t *x_sum, size_t x_stride, int n,
+                                          int rows, int tokens) {
+    _Alignas(64) uint8_t panel[PANEL_ROWS * PANEL_VALUES];
+    _Alignas(64) float panel_scale[PANEL_ROWS * (PANEL_VALUES / 32)];
+    int gs = w->gs, chunk = PANEL_VALUES / gs * gs;
+    size_t x_groups = x_stride / gs;
+    for (int r0 = 0; r0 < rows; r0 += PANEL_ROWS) {
+        int nr = rows - r0 < PANEL_ROWS ? rows - r0 : PANEL_ROWS;
+        __mmask16 row_mask = chunk_mask16(nr);
+        for (int j0 = 0; j0 < n; j0 += chunk) {
+            int len = n - j0 < chunk ? n - j0 : chunk, groups = len / gs, g0 = j0 / gs;
+            pack_int8_panel_avx512(panel, panel_scale, w, r0, nr, j0, len);
+            // What the next panel packs: the rest of these rows, or the next
+            // rows (maybe the next call's). The first tile fetches it.
+            const void *next = j0 + chunk < n ? (const void *)int8_at(w, r0, j0 + chunk)
+                                              : (const void *)((uintptr_t)w->data + (r0 + PANEL_ROWS) * w->row_bytes);
+            int first = j0 == 0;
+#define INT8_TILE(t, TT)                                                                                               \
+    int8_panel_tile_avx512(out + r0 + (t) * out_stride, out_stride, row_mask, panel, panel_scale,                      \
+                           xq + j0 + (t) * x_stride, x_scale + g0 + (t) * x_groups, x_sum + g0 + (t) * x_groups,       \
+                           x_stride, groups, gs, first, (t) == 0 ? next : NULL, w->row_bytes, w->group_bytes, TT)
+            FOR_EACH_TOKEN_TILE(tokens, 8, INT8_TILE);
+#undef INT8_TILE
+        }
+    }
+}
+
+// One row by one token, 64 bytes a step: how int8 weights stream while
+// generating. A single sequential stream per thread is what the hardware
+// prefetcher follows best (interleaving 4 rows halved what one core drew).
+// gs is 32 or a multiple of 64; with 32, a step spans two groups.
+//
+// Software prefetch this far ahead of the row being read: the hardware
+// prefetcher alone left int8 weights well short of what float32 ones draw.
+// The rows of a block are contiguous, so it runs on into the next rows.
+#define PREFETCH_BYTES 4096
+AVX512 static void q8_row_avx512(float *out, const int8_t *w, const float *w_scale, const int8_t *x,
+                                 const float *x_scale, int n, int gs) {
+    __m512 acc = _mm512_setzero_ps();
+    const __m512i zero = _mm512_setzero_si512();
+    if (gs == 32) {
+        for (int j = 0; j < n; j += 64) {
+            int g = j / 32, whole = n - j >= 64;
+            __mmask64 m = whole ? ~(__mmask64)0 : 0xFFFFFFFFull; // the last step may hold one group
+            __m512i wv = _mm512_maskz_loadu_epi8(m, w + j), xv = _mm512_maskz_loadu_epi8(m, x + j);
+            prefetch(w, j + PREFETCH_BYTES);
+            __m512i isum = dot_i8_avx512(zero, wv, xv);
+            __m512 scales = two_group_scales(w_scale[g] * x_scale[g], whole ? w_scale[g + 1] * x_scale[g + 1] : 0.0f);
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), scales, acc);
+        }
+    } else if (gs == 64) { // llama2.c's groups: two at a time, two chains of FMAs
+        __m512 acc2 = _mm512_setzero_ps();
+        int g = 0;
+        for (; g + 2 <= n / 64; g += 2) {
+            const int8_t *wg = w + g * 64, *xg = x + g * 64;
+            prefetch(wg, PREFETCH_BYTES), prefetch(wg, PREFETCH_BYTES + 64);
+            __m512i i0 = dot_i8_avx512(zero, _mm512_loadu_si512(wg), _mm512_loadu_si512(xg));
+            __m512i i1 = dot_i8_avx512(zero, _mm512_loadu_si512(wg + 64), _mm512_loadu_si512(xg + 64));
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0), _mm512_set1_ps(w_scale[g] * x_scale[g]), acc);
+            acc2 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i1), _mm512_set1_ps(w_scale[g + 1] * x_scale[g + 1]), acc2);
+        }
+        if (g < n / 64) {
+            __m512i i0 = dot_i8_avx512(zero, _mm512_loadu_si512(w + g * 64), _mm512_loadu_si512(x + g * 64));
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0), _mm512_set1_ps(w_scale[g] * x_scale[g]), acc);
+        }
+        acc = _mm512_add_ps(acc, acc2);
+    } else {
+        for (int g = 0; g < n / gs; g++) {
+            __m512i isum = zero;
+            for (int j = g * gs; j < (g + 1) * gs; j += 64) {
+                prefetch(w, j + PREFETCH_BYTES);
+                isum = dot_i8_avx512(isum, _mm512_loadu_si512(w + j), _mm512_loadu_si512(x + j));
+            }
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(w_scale[g] * x_scale[g]), acc);
+        }
+    }
+    *out = _mm512_reduce_add_ps(acc);
+}
+
+AVX512 static void q8_rows_avx512(float *out, size_t out_stride, const int8_t *wq, const float *w_scale,
+                                  size_t w_stride, const int8_t *xq, const float *x_scale, const int32_t *x_sum,
+                                  size_t x_stride, int n, int gs, int rows, int tokens) {
+    int row_kernel = gs == 32 || gs % 64 == 0, panel_kernel = gs % 32 == 0 && gs <= PANEL_VALUES;
+    size_t w_groups = w_stride / gs, x_groups = x_stride / gs;
+    if (panel_kernel && (tokens >= PANEL_MIN_TOKENS || !row_kernel)) {
+        Int8Rows w = {WEIGHT_Q8, (const uint8_t *)wq, w_stride, w_scale, w_groups, gs, gs};
+        int8_rows_panel_avx512(out, out_stride, &w, xq, x_scale, x_sum, x_stride, n, rows, tokens);
+    } else if (row_kernel) { // as for float32: a token or a few, row by row
+        for (int t = 0; t < tokens; t++)
+            for (int r = 0; r < rows; r++)
+                q8_row_avx512(out + t * out_stride + r, wq + r * w_stride, w_scale + r * w_groups, xq + t * x_stride,
+                              x_scale + t * x_groups, n, gs);
+    } else {
+        q8_rows_scalar(out, out_stride, wq, w_scale, w_stride, xq, x_scale, x_sum, x_stride, n, gs, rows, tokens);
+    }
+}
+
+// GGUF's Q8_0 and Q4_0 blocks: a prompt through the int8 panels (unpacked as
+// they are packed), a token or a few as q8_row_avx512 does groups of 32, two
+// blocks a step. type is a constant at each call.
+AVX512 static INLINE void block_rows_avx512(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
+                                            const int8_t *xq, const float *x_scale, const int32_t *x_sum,
+                                            size_t x_stride, int n, int rows, int tokens, const WeightType type) {
+    size_t bytes = block_bytes(type);
+    if (tokens >= PANEL_MIN_TOKENS) {
+        Int8Rows blocks = {type, w, row_bytes, NULL, 0, QBLOCK, bytes};
+        int8_rows_panel_avx512(out, out_stride, &blocks, xq, x_scale, x_sum, x_stride, n, rows, tokens);
+        return;
+    }
+    const __m512i zero = _mm512_setzero_si512();
+    for (int t = 0; t < tokens; t++)
+        for (int r = 0; r < rows; r++) {
+            const int8_t *xt = xq + t * x_stride;
+            const float *x_scale_t = x_scale + t * (x_stride / QBLOCK);
+            const uint8_t *row = w + r * row_bytes;
+            __m512 acc = _mm512_setzero_ps();
+            for (int b = 0; b < n / QBLOCK; b += 2) {
+                const uint8_t *block = row + b * bytes;
+                int two = b + 1 < n / QBLOCK;
+                __m256i hi = two ? block_values(block + bytes, type) : _mm256_setzero_si256();
+                __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(block_values(block, type)), hi, 1);
+                __m512i xv = _mm512_maskz_loadu_epi8(two ? ~(__mmask64)0 : 0xFFFFFFFFull, xt + b * QBLOCK);
+                __m512i isum = dot_i8_avx512(zero, wv, xv);
+                __m512 scales = two_group_scales(_cvtsh_ss(load_u16(block)) * x_scale_t[b],
+                                                 two ? _cvtsh_ss(load_u16(block + bytes)) * x_scale_t[b + 1] : 0.0f);
+                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), scales, acc);
+            }
+            out[t * out_stride + r] = _mm512_reduce_add_ps(acc);
+        }
+}
+
+AVX512 static void q8_0_rows_avx512(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
+                                    const int8_t *xq, const float *x_scale, const int32_t *x_sum, size_t x_stride,
+                                    int n, int rows, int tokens) {
+    block_rows_avx512(out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_stride, n, rows, tokens, WEIGHT_Q8_0);
+}
+
+AVX512 static void q4_0_rows_avx512(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
+                                    const int8_t *xq, const float *x_scale, const int32_t *x_sum, size_t x_stride,
+                                    int n, int rows, int tokens) {
+    block_rows_avx512(out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_stride, n, rows, tokens, WEIGHT_Q4_0);
+}
+
+// --- Attention's weighted sum: weighted_rows_avx512 = weighted_rows_scalar
+
+// 64 outputs (4 registers) at a time, every row added in order.
+AVX512 static void weighted_rows_avx512(float *out, const float *a, const float *v, size_t v_stride, int n, int rows) {
+    for (int i0 = 0; i0 < n; i0 += 64) {
+        __mmask16 m[4];
+        __m512 acc[4];
+        for (int k = 0; k < 4; k++) m[k] = chunk_mask16(n - i0 - 16 * k), acc[k] = _mm512_setzero_ps();
+        for (int r = 0; r < rows; r++) {
+            __m512 ar = _mm512_set1_ps(a[r]);
+            for (int k = 0; k < 4; k++)
+                acc[k] = _mm512_fmadd_ps(ar, _mm512_maskz_loadu_ps(m[k], v + r * v_stride + i0 + 16 * k), acc[k]);
+        }
+        for (int k = 0; k < 4; k++) _mm512_mask_storeu_ps(out + i0 + 16 * k, m[k], acc[k]);
+    }
+}
+
+// --- The steps between the products, 16 floats at a time:
+// --- rmsnorm_avx512 = rmsnorm, softmax_avx512 = softmax, swiglu_avx512 = swiglu
+
+// e^x (see exp_taylor); vscalefps multiplies by 2^k, overflowing to inf and
+// underflowing to 0 as expf does.
+AVX512 static INLINE __m512 exp_avx512(__m512 x) {
+    // e^x is 0 or inf beyond; the constant first, as max and min return their
+    // second operand when one is NaN, and a NaN must stay one, as in expf
+    x = _mm512_min_ps(_mm512_set1_ps(89.0f), _mm512_max_ps(_mm512_set1_ps(-104.0f), x));
+    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(EXP_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(EXP_LN2_HI), x);
+    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(EXP_LN2_LO), r);
+    __m512 p = _mm512_set1_ps(exp_taylor[0]);
+    for (int i = 1; i < 8; i++) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(exp_taylor[i]));
+    return _mm512_scalef_ps(p, k);
+}
+
+AVX512 static void rmsnorm_avx512(float *out, const float *x, const float *weight, int n, float eps) {
+    __m512 ss = _mm512_setzero_ps();
+    for (int i = 0; i < n; i += 16) {
+        __m512 v = _mm512_maskz_loadu_ps(chunk_mask16(n - i), x + i);
+        ss = _mm512_fmadd_ps(v, v, ss);
+    }
+    __m512 scale = _mm512_set1_ps(1.0f / sqrtf(_mm512_reduce_add_ps(ss) / n + eps));
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 m = chunk_mask16(n - i);
+        __m512 v = _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m, x + i));
+        _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, weight + i), v));
+    }
+}
+
+AVX512 static void softmax_avx512(float *x, int n) {
+    __m512 max = _mm512_set1_ps(-INFINITY), sum = _mm512_setzero_ps();
+    for (int i = 0; i < n; i += 16)
+        max = _mm512_max_ps(max, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), chunk_mask16(n - i), x + i));
+    max = _mm512_set1_ps(_mm512_reduce_max_ps(max));
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 m = chunk_mask16(n - i);
+        __m512 e = exp_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), max));
+        _mm512_mask_storeu_ps(x + i, m, e);
+        sum = _mm512_mask_add_ps(sum, m, sum, e);
+    }
+    __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 m = chunk_mask16(n - i);
+        _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv));
+    }
+}
+
+AVX512 static void swiglu_avx512(float *gate, const float *up, int n) {
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 m = chunk_mask16(n - i);
+        __m512 g = _mm512_maskz_loadu_ps(m, gate + i);
+        __m512 silu = _mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), g))));
+        _mm512_mask_storeu_ps(gate + i, m, _mm512_mul_ps(silu, _mm512_maskz_loadu_ps(m, up + i)));
+    }
+}
+
+static int has_avx512(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
+           __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+// ----------------------------------------------------------------------------
+// Fast kernels: AVX2 (with FMA and F16C): 8 floats or 32 bytes a register, 16 registers
+
+// The lanes of a chunk of 8 floats with `left` values still to go, as a load
+// mask (-1 in the lanes used): all of them, or the first `left` of the last,
+// partial chunk.
+AVX2 static INLINE __m256i chunk_mask8(int left) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(left), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+AVX2 static INLINE float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// The dot products of the signed bytes of w and x, as 8 sums of 4 products.
+// AVX2 has no vpdpbusd; vpmaddubsw multiplies unsigned bytes by signed ones
+// into 16-bit sums of pairs, so each w * x is taken as |w| * (x with w's
+// sign), as dot_i8_avx512 does; a pair sum is at most 2 * 128 * 127, so it
+// cannot saturate, and vpmaddwd adds the pairs into 32 bits.
+AVX2 static INLINE __m256i dot_i8_avx2(__m256i w, __m256i x) {
+    __m256i pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w));
+    return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+}
+
+// --- float32 weights: f32_rows_avx2 = f32_rows_scalar
+
+AVX2 static INLINE void f32_tile_avx2(float *out, size_t out_stride, const float *w, size_t w_stride, const float *x,
+                                      size_t x_stride, int n, const int R, const int TT) {
+    __m256 acc[4][2];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < TT; t++) acc[r][t] = _mm256_setzero_ps();
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 xv[2];
+        for (int t = 0; t < TT; t++) xv[t] = _mm256_loadu_ps(x + t * x_stride + j);
+        for (int r = 0; r < R; r++) {
+            __m256 wv = _mm256_loadu_ps(w + r * w_stride + j);
+            for (int t = 0; t < TT; t++) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
+        }
+    }
+    if (j < n) { // the last chunk, short: masked loads read zeros past the end
+        __m256i m = chunk_mask8(n - j);
+        __m256 xv[2];
+        for (int t = 0; t < TT; t++) xv[t] = _mm256_maskload_ps(x + t * x_stride + j, m);
+        for (int r = 0; r < R; r++) {
+            __m256 wv = _mm256_maskload_ps(w + r * w_stride + j, m);
+            for (int t = 0; t < TT; t++) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < TT; t++) out[t * out_stride + r] = hsum256(acc[r][t]);
+}
+
+// Tiles of 4 rows by 2 tokens, then what is left one by one.
+AVX2 static void f32_rows_avx2(float *out, size_t out_stride, const float *w, size_t w_stride, const float *x,
+                               size_t x_stride, int n, int rows, int tokens) {
+    int r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        const float *wr = w + r * w_stride;
+        int t = 0;
+        for (; t + 2 <= tokens; t += 2) f32_tile_avx2(out + t * out_stride + r, out_stride, wr, w_stride, x + t * x_stride, x_stride, n, 4, 2);
+        for (; t < tokens; t++) f32_tile_avx2(out + t * out_stride + r, out_stride, wr, w_stride, x + t * x_stride, x_stride, n, 4, 1);
+    }
+    for (; r < rows; r++)
+        for (int t = 0; t < tokens; t++)
+            f32_tile_avx2(out + t * out_stride + r, out_stride, w + r * w_stride, w_stride, x + t * x_stride, x_stride, n, 1, 1);
+}
+
+// --- F16 and BF16 weights: f16_rows_avx2 = f16_rows_scalar, bf16_rows_avx2 = bf16_rows_scalar
+
+// 8 values of a row of 16-bit floats, widened: F16C's vcvtph2ps for F16, a
+// shift for BF16.
+AVX2 static INLINE __m256 load8_half(const uint16_t *p, WeightType type) {
+    __m128i h = _mm_loadu_si128((const __m128i *)p);
+    return type == WEIGHT_F16 ? _mm256_cvtph_ps(h) : _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+// A row by a token at a time; type is a constant at each call.
+AVX2 static INLINE void half_rows_avx2(float *out, size_t out_stride, const uint16_t *w, size_t w_stride,
+                                       const float *x, size_t x_stride, int n, int rows, int tokens,
+                                       const WeightType type) {
+    for (int r = 0; r < rows; r++)
+        for (int t = 0; t < tokens; t++) {
+            const uint16_t *wr = w + r * w_stride;
+            const float *xt = x + t * x_stride;
+            __m256 acc = _mm256_setzero_ps();
+            int j = 0;
+            for (; j + 8 <= n; j += 8) acc = _mm256_fmadd_ps(load8_half(wr + j, type), _mm256_loadu_ps(xt + j), acc);
+            float sum = hsum256(acc);
+            for (; j < n; j++) sum += half_to_f32(wr[j], type) * xt[j];
+            out[t * out_stride + r] = sum;
+        }
+}
+
+AVX2 static void f16_rows_avx2(float *out, size_t out_stride, const uint16_t *w, size_t w_stride, const float *x,
+                               size_t x_stride, int n, int rows, int tokens) {
+    half_rows_avx2(out, out_stride, w, w_stride, x, x_stride, n, rows, tokens, WEIGHT_F16);
+}
+
+AVX2 static void bf16_rows_avx2(float *out, size_t out_stride, const uint16_t *w, size_t w_stride, const float *x,
+                                size_t x_stride, int n, int rows, int tokens) {
+    half_rows_avx2(out, out_stride, w, w_stride, x, x_stride, n, rows, tokens, WEIGHT_BF16);
+}
+
+// --- int8 weights: q8_rows_avx2 = q8_rows_scalar; GGUF blocks:
+// --- q8_0_rows_avx2 = q8_0_rows_scalar, q4_0_rows_avx2 = q4_0_rows_scalar
+
+AVX2 static INLINE void q8_tile_avx2(float *out, size_t out_stride, const int8_t *wq, const float *w_scale,
+                                     size_t w_stride, const int8_t *xq, const float *x_scale, size_t x_stride, int n,
+                                     int gs, const int R, const int TT) {
+    __m256 acc[4][2];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < TT; t++) acc[r][t] = _mm256_setzero_ps();
+    for (int g = 0; g < n / gs; g++) {
+        __m256i isum[4][2];
+        for (int r = 0; r < R; r++)
+            for (int t = 0; t < TT; t++) isum[r][t] = _mm256_setzero_si256();
+        for (int j = g * gs; j < (g + 1) * gs; j += 32) {
+            __m256i xv[2];
+            for (int t = 0; t < TT; t++) xv[t] = _mm256_loadu_si256((const __m256i *)(xq + t * x_stride + j));
+            for (int r = 0; r < R; r++) {
+                __m256i wv = _mm256_loadu_si256((const __m256i *)(wq + r * w_stride + j));
+                for (int t = 0; t < TT; t++) isum[r][t] = _mm256_add_epi32(isum[r][t], dot_i8_avx2(wv, xv[t]));
+            }
+        }
+        __m256 xscale[2];
+        for (int t = 0; t < TT; t++) xscale[t] = _mm256_set1_ps(x_scale[t * (x_stride / gs) + g]);
+        for (int r = 0; r < R; r++) {
+            __m256 wscale = _mm256_set1_ps(w_scale[r * (w_stride / gs) + g]);
+            for (int t = 0; t < TT; t++)
+                acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(isum[r][t]), xscale[t]), wscale, acc[r][t]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < TT; t++) out[t * out_stride + r] = hsum256(acc[r][t]);
+}
+
+// Tiles of 4 rows by 2 tokens, then what is left one by one.
+AVX2 static void q8_rows_avx2(float *out, size_t out_stride, const int8_t *wq, const float *w_scale, size_t w_stride,
+                              const int8_t *xq, const float *x_scale, const int32_t *x_sum, size_t x_stride, int n,
+                              int gs, int rows, int tokens) {
+    if (gs % 32 != 0) {
+        q8_rows_scalar(out, out_stride, wq, w_scale, w_stride, xq, x_scale, x_sum, x_stride, n, gs, rows, tokens);
+        return;
+    }
+    size_t w_groups = w_stride / gs, x_groups = x_stride / gs;
+    int r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        const int8_t *wr = wq + r * w_stride;
+        const float *wr_scale = w_scale + r * w_groups;
+        int t = 0;
+        for (; t + 2 <= tokens; t += 2)
+            q8_tile_avx2(out + t * out_stride + r, out_stride, wr, wr_scale, w_stride, xq + t * x_stride,
+                         x_scale + t * x_groups, x_stride, n, gs, 4, 2);
+        for (; t < tokens; t++)
+            q8_tile_avx2(out + t * out_stride + r, out_stride, wr, wr_scale, w_stride, xq + t * x_stride,
+                         x_scale + t * x_groups, x_stride, n, gs, 4, 1);
+    }
+    for (; r < rows; r++)
+        for (int t = 0; t < tokens; t++)
+            q8_tile_avx2(out + t * out_stride + r, out_stride, wq + r * w_stride, w_scale + r * w_groups, w_stride,
+                         xq + t * x_stride, x_scale + t * x_groups, x_stride, n, gs, 1, 1);
+}
+
+// A row by a token at a time, a block a step; type is a constant at each call.
+AVX2 static INLINE void block_rows_avx2(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
+                                        const int8_t *xq, const float *x_scale, size_t x_stride, int n, int rows,
+                                        int tokens, const WeightType type) {
+    size_t bytes = block_bytes(type);
+    for (int r = 0; r < rows; r++)
+        for (int t = 0; t < tokens; t++) {
+            const int8_t *xt = xq + t * x_stride;
+            const float *x_scale_t = x_scale + t * (x_stride / QBLOCK);
+            __m256 acc = _mm256_setzero_ps();
+            for (int b = 0; b < n / QBLOCK; b++) {
+                const uint8_t *block = w + r * row_bytes + b * bytes;
+                __m256i isum = dot_i8_avx2(block_values(block, type), _mm256_loadu_si256((const __m256i *)(xt + b * QBLOCK)));
+                float scale = _cvtsh_ss(load_u16(block)) * x_scale_t[b];
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(scale), acc);
+            }
+            out[t * out_stride + r] = hsum256(acc);
+        }
+}
+
+AVX2 static void q8_0_rows_avx2(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes, const int8_t *xq,
+                                const float *x_scale, const int32_t *x_sum, size_t x_stride, int n, int rows,
+                                int tokens) {
+    (void)x_sum;
+    block_rows_avx2(out, out_stride, w, row_bytes, xq, x_scale, x_stride, n, rows, tokens, WEIGHT_Q8_0);
+}
+
+AVX2 static void q4_0_rows_avx2(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes, const int8_t *xq,
+                                const float *x_scale, const int32_t *x_sum, size_t x_stride, int n, int rows,
+                                int tokens) {
+    (void)x_sum;
+    block_rows_avx2(out, out_stride, w, row_bytes, xq, x_scale, x_stride, n, rows, tokens, WEIGHT_Q4_0);
+}
+
+// --- Attention's weighted sum: weighted_rows_avx2 = weighted_rows_scalar
+
+// 32 outputs (4 registers) at a time, every row added in order.
+AVX2 static void weighted_rows_avx2(float *out, const float *a, const float *v, size_t v_stride, int n, int rows) {
+    for (int i0 = 0; i0 < n; i0 += 32) {
+        __m256i m[4];
+        __m256 acc[4];
+        for (int k = 0; k < 4; k++) m[k] = chunk_mask8(n - i0 - 8 * k), acc[k] = _mm256_setzero_ps();
+        for (int r = 0; r < rows; r++) {
+            __m256 ar = _mm256_set1_ps(a[r]);
+            for (int k = 0; k < 4; k++)
+                acc[k] = _mm256_fmadd_ps(ar, _mm256_maskload_ps(v + r * v_stride + i0 + 8 * k, m[k]), acc[k]);
+        }
+        for (int k = 0; k < 4; k++) _mm256_maskstore_ps(out + i0 + 8 * k, m[k], acc[k]);
+    }
+}
+
+// --- The steps between the products, 8 floats at a time:
+// --- rmsnorm_avx2 = rmsnorm, softmax_avx2 = softmax, swiglu_avx2 = swiglu
+
+// e^x (see exp_taylor), 2^k made from its exponent bits. x is clamped so that
+// k stays in the normal range: e^x saturates at 2e38 and 1e-38, where expf
+// gives inf and 0; neither changes a softmax or a SiLU.
+AVX2 static INLINE __m256 exp_avx2(__m256 x) {
+    x = _mm256_min_ps(_mm256_set1_ps(88.0f), _mm256_max_ps(_mm256_set1_ps(-87.3f), x)); // NaN stays NaN
+    __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(EXP_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(EXP_LN2_HI), x);
+    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(EXP_LN2_LO), r);
+    __m256 p = _mm256_set1_ps(exp_taylor[0]);
+    for (int i = 1; i < 8; i++) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(exp_taylor[i]));
+    __m256i two_k = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(two_k));
+}
+
+AVX2 static void rmsnorm_avx2(float *out, const float *x, const float *weight, int n, float eps) {
+    __m256 ss = _mm256_setzero_ps();
+    for (int i = 0; i < n; i += 8) {
+        __m256 v = _mm256_maskload_ps(x + i, chunk_mask8(n - i));
+        ss = _mm256_fmadd_ps(v, v, ss);
+    }
+    __m256 scale = _mm256_set1_ps(1.0f / sqrtf(hsum256(ss) / n + eps));
+    for (int i = 0; i < n; i += 8) {
+        __m256i m = chunk_mask8(n - i);
+        __m256 v = _mm256_mul_ps(scale, _mm256_maskload_ps(x + i, m));
+        _mm256_maskstore_ps(out + i, m, _mm256_mul_ps(_mm256_maskload_ps(weight + i, m), v));
+    }
+}
+
+AVX2 static void softmax_avx2(float *x, int n) {
+    float max = x[0];
+    for (int i = 1; i < n; i++) max = x[i] > max ? x[i] : max;
+    __m256 sum = _mm256_setzero_ps(), vmax = _mm256_set1_ps(max);
+    for (int i = 0; i < n; i += 8) {
+        __m256i m = chunk_mask8(n - i);
+        __m256 e = _mm256_and_ps(exp_avx2(_mm256_sub_ps(_mm256_maskload_ps(x + i, m), vmax)), _mm256_castsi256_ps(m));
+        _mm256_maskstore_ps(x + i, m, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    __m256 inv = _mm256_set1_ps(1.0f / hsum256(sum));
+    for (int i = 0; i < n; i += 8) {
+        __m256i m = chunk_mask8(n - i);
+        _mm256_maskstore_ps(x + i, m, _mm256_mul_ps(_mm256_maskload_ps(x + i, m), inv));
+    }
+}
+
+AVX2 static void swiglu_avx2(float *gate, const float *up, int n) {
+    for (int i = 0; i < n; i += 8) {
+        __m256i m = chunk_mask8(n - i);
+        __m256 g = _mm256_maskload_ps(gate + i, m);
+        __m256 silu = _mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), g))));
+        _mm256_maskstore_ps(gate + i, m, _mm256_mul_ps(silu, _mm256_maskload_ps(up + i, m)));
+    }
+}
+
+static int has_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); // every AVX2 CPU has F16C too
+}
+#endif // x86-64
+
+// ----------------------------------------------------------------------------
+// Fast kernels: NEON (ARM64; sdot where the CPU has it): 4 floats or 16 bytes a register, 32 registers
+
+#if defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
+#include <arm_neon.h>
+#include <sys/auxv.h>
+#define INLINE inline __attribute__((always_inline))
+#define DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
+
+// The dot product of 32 signed bytes of w and x, as 4 sums, added to acc.
+// With the dot-product extension (ARMv8.2 sdot) it is two instructions;
+// without it, widening multiplies whose 16-bit pair sums (at most
+// 2 * 128 * 127) cannot overflow.
+DOTPROD static INLINE int32x4_t dot32_sdot(int32x4_t acc, const int8_t *w, const int8_t *x) {
+    acc = vdotq_s32(acc, vld1q_s8(w), vld1q_s8(x));
+    return vdotq_s32(acc, vld1q_s8(w + 16), vld1q_s8(x + 16));
+}
+
+static INLINE int32x4_t dot32_widening(int32x4_t acc, const int8_t *w, const int8_t *x) {
+    for (int h = 0; h < 32; h += 16) {
+        int8x16_t wv = vld1q_s8(w + h), xv = vld1q_s8(x + h);
+        int16x8_t p = vmull_s8(vget_low_s8(wv), vget_low_s8(xv));
+        p = vmlal_s8(p, vget_high_s8(wv), vget_high_s8(xv));
+        acc = vpadalq_s16(acc, p);
+    }
+    return acc;
+}
+
+// --- float32 weights: f32_rows_neon = f32_rows_scalar
+
+// Tiles of R rows by TT tokens, R * TT sums in registers.
+static INLINE void f32_tile_neon(float *out, size_t out_stride, const float *w, size_t w_stride, const float *x,
+                                 size_t x_stride, int n, const int R, const int TT) {
+    float32x4_t acc[4][4];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < TT; t++) acc[r][t] = vdupq_n_f32(0.0f);
+    int j = 0;
+    for (; j + 4 <= n; j += 4) {
+        float32x4_t xv[4];
+        for (int t = 0; t < TT; t++) xv[t] = vld1q_f32(x + t * x_stride + j);
+        for (int r = 0; r < R; r++) {
+            float32x4_t wv = vld1q_f32(w + r * w_stride + j);
+            for (int t = 0; t < TT; t++) acc[r][t] = vfmaq_f32(acc[r][t], wv, xv[t]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < TT; t++) {
+            float sum = vaddvq_f32(acc[r][t]);
+            for (int k = j; k < n; k++) sum += w[r * w_stride + k] * x[t * x_stride + k];
+            out[t * out_stride + r] = sum;
+        }
+}
+
+// Tiles of 4 rows by 4 tokens, then what is left one by one.
+static void f32_rows_neon(float *out, size_t out_stride, const float *w, size_t w_stride, const float *x,
+                          size_t x_stride, int n, int rows, int tokens) {
+    int r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        const float *wr = w + r * w_stride;
+        int t = 0;
+        for (; t + 4 <= tokens; t += 4) f32_tile_neon(out + t * out_stride + r, out_stride, wr, w_stride, x + t * x_stride, x_stride, n, 4, 4);
+        for (; t < tokens; t++) f32_tile_neon(out + t * out_stride + r, out_stride, wr, w_stride, x + t * x_stride, x_stride, n, 4, 1);
+    }
+    for (; r < rows; r++)
+        for (int t = 0; t < tokens; t++)
+            f32_tile_neon(out + t * out_stride + r, out_stride, w + r * w_stride, w_stride, x + t * x_stride, x_stride, n, 1, 1);
+}
+
+// --- F16 and BF16 weights: f16_rows_neon = f16_rows_scalar, bf16_rows_neon = bf16_rows_scalar
+
+// 4 values of a row of 16-bit floats, widened.
+static INLINE float32x4_t load4_half(const uint16_t *p, WeightType type) {
+    return type == WEIGHT_F16 ? vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)))
+                              : vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16));
+}
+
+// A row by a token at a time; type is a constant at each call.
+static INLINE void half_rows_neon(float *out, size_t out_stride, const uint16_t *w, size_t w_stride, const float *x,
+                                  size_t x_stride, int n, int rows, int tokens, const WeightType type) {
+    for (int r = 0; r < rows; r++)
+        for (int t = 0; t < tokens; t++) {
+            const uint16_t *wr = w + r * w_stride;
+            const float *xt = x + t * x_stride;
+            float32x4_t acc = vdupq_n_f32(0.0f);
+            int j = 0;
+            for (; j + 4 <= n; j += 4) acc = vfmaq_f32(acc, load4_half(wr + j, type), vld1q_f32(xt + j));
+            float sum = vaddvq_f32(acc);
+            for (; j < n; j++) sum += half_to_f32(wr[j], type) * xt[j];
+            out[t * out_stride + r] = sum;
+        }
+}
+
+static void f16_rows_neon(float *out, size_t out_stride, const uint16_t *w, size_t w_stride, const float *x,
+                          size_t x_stride, int n, int rows, int tokens) {
+    half_rows_neon(out, out_stride, w, w_stride, x, x_stride, n, rows, tokens, WEIGHT_F16);
+}
+
+static void bf16_rows_neon(float *out, size_t out_stride, const uint16_t *w, size_t w_stride, const float *x,
+                           size_t x_stride, int n, int rows, int tokens) {
+    half_rows_neon(out, out_stride, w, w_stride, x, x_stride, n, rows, tokens, WEIGHT_BF16);
+}
+
+// --- int8 weights: q8_rows_neon and q8_rows_neon_sdot = q8_rows_scalar; GGUF blocks:
+// --- q8_0_rows_neon(_sdot) = q8_0_rows_scalar, q4_0_rows_neon(_sdot) = q4_0_rows_scalar
+//
+// Each comes twice, with sdot and without. These two families stay macros: the
+// sdot version must carry the dot-product target attribute on the function
+// itself, and an always-inline helper shared by both could not call dot32_sdot.
+
+// A row by a token at a time, a group a step.
+#define NEON_Q8_ROWS(NAME, ATTR, DOT)                                                                                  \
+    ATTR static void NAME(float *out, size_t out_stride, const int8_t *wq, const float *w_scale, size_t w_stride,     \
+                          const int8_t *xq, const float *x_scale, const int32_t *x_sum, size_t x_stride, int n,       \
+                          int gs, int rows, int tokens) {                                                              \
+        if (gs % 32 != 0) {                                                                                            \
+            q8_rows_scalar(out, out_stride, wq, w_scale, w_stride, xq, x_scale, x_sum, x_stride, n, gs, rows, tokens); \
+            return;                                                                                                    \
+        }                                                                                                              \
+        for (int t = 0; t < tokens; t++)                                                                               \
+            for (int r = 0; r < rows; r++) {                                                                           \
+                const int8_t *w = wq + r * w_stride, *x = xq + t * x_stride;                                           \
+                float32x4_t acc = vdupq_n_f32(0.0f);                                                                   \
+                for (int g = 0; g < n / gs; g++) {                                                                     \
+                    int32x4_t isum = vdupq_n_s32(0);                                                                   \
+                    for (int j = g * gs; j < (g + 1) * gs; j += 32) isum = DOT(isum, w + j, x + j);                    \
+                    float scale = w_scale[r * (w_stride / gs) + g] * x_scale[t * (x_stride / gs) + g];                 \
+                    acc = vfmaq_n_f32(acc, vcvtq_f32_s32(isum), scale);                                                \
+                }                                                                                                      \
+                out[t * out_stride + r] = vaddvq_f32(acc);                                                             \
+            }                                                                                                          \
+    }
+NEON_Q8_ROWS(q8_rows_neon_sdot, DOTPROD, dot32_sdot)
+NEON_Q8_ROWS(q8_rows_neon, , dot32_widening)
+
+// A block's 32 values as int8, into buf: Q8_0 has them as they are, Q4_0 unpacked.
+static INLINE const int8_t *block_values_neon(const uint8_t *block, int8_t *buf, WeightType type) {
+    if (type == WEIGHT_Q8_0) return (const int8_t *)(block + 2);
+    uint8x16_t packed = vld1q_u8(block + 2);
+    int8x16_t eight = vdupq_n_s8(8);
+    vst1q_s8(buf, vsubq_s8(vreinterpretq_s8_u8(vandq_u8(packed, vdupq_n_u8(15))), eight));
+    vst1q_s8(buf + 16, vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(packed, 4)), eight));
+    return buf;
+}
+
+// A row by a token at a time, a block a step.
+#define BLOCK_ROWS_NEON(NAME, ATTR, TYPE, DOT)                                                                         \
+    ATTR static void NAME(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes, const int8_t *xq,         \
+                          const float *x_scale, const int32_t *x_sum, size_t x_stride, int n, int rows, int tokens) {  \
+        (void)x_sum;                                                                                                   \
+        int8_t buf[QBLOCK];                                                                                            \
+        for (int r = 0; r < rows; r++)                                                                                 \
+            for (int t = 0; t < tokens; t++) {                                                                         \
+                float32x4_t acc = vdupq_n_f32(0.0f);                                                                   \
+                for (int b = 0; b < n / QBLOCK; b++) {                                                                 \
+                    const uint8_t *block = w + r * row_bytes + b * block_bytes(TYPE);                                  \
+                    int32x4_t isum = DOT(vdupq_n_s32(0), block_values_neon(block, buf, TYPE), xq + t * x_stride + b * QBLOCK); \
+                    float scale = f16_to_f32(load_u16(block)) * x_scale[t * (x_stride / QBLOCK) + b];                  \
+                    acc = vfmaq_n_f32(acc, vcvtq_f32_s32(isum), scale);                                                \
+                }                                                                                                      \
+                out[t * out_stride + r] = vaddvq_f32(acc);                                                             \
+            }                                                                                                          \
+    }
+BLOCK_ROWS_NEON(q8_0_rows_neon_sdot, DOTPROD, WEIGHT_Q8_0, dot32_sdot)
+BLOCK_ROWS_NEON(q4_0_rows_neon_sdot, DOTPROD, WEIGHT_Q4_0, dot32_sdot)
+BLOCK_ROWS_NEON(q8_0_rows_neon, , WEIGHT_Q8_0, dot32_widening)
+BLOCK_ROWS_NEON(q4_0_rows_neon, , WEIGHT_Q4_0, dot32_widening)
+
+// --- Attention's weighted sum: weighted_rows_neon = weighted_rows_scalar
+
+// 16 outputs (4 registers) at a time, every row added in order.
+static void weighted_rows_neon(float *out, const float *a, const float *v, size_t v_stride, int n, int rows) {
+    int i0 = 0;
+    for (; i0 + 16 <= n; i0 += 16) {
+        float32x4_t acc[4];
+        for (int k = 0; k < 4; k++) acc[k] = vdupq_n_f32(0.0f);
+        for (int r = 0; r < rows; r++)
+            for (int k = 0; k < 4; k++) acc[k] = vfmaq_n_f32(acc[k], vld1q_f32(v + r * v_stride + i0 + 4 * k), a[r]);
+        for (int k = 0; k < 4; k++) vst1q_f32(out + i0 + 4 * k, acc[k]);
+    }
+    for (; i0 < n; i0++) { // a head size that is not a multiple of 16
+        float sum = 0.0f;
+        for (int r = 0; r < rows; r++) sum += a[r] * v[r * v_stride + i0];
+        out[i0] = sum;
+    }
+}
+
+// --- The steps between the products, 4 floats at a time:
+// --- rmsnorm_neon = rmsnorm, softmax_neon = softmax, swiglu_neon = swiglu
+
+// e^x (see exp_taylor), 2^k made from its exponent bits, as exp_avx2 does.
+static INLINE float32x4_t exp_neon(float32x4_t x) {
+    x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-87.3f)), vdupq_n_f32(88.0f));
+    float32x4_t k = vrndnq_f32(vmulq_n_f32(x, EXP_LOG2E));
+    float32x4_t r = vfmsq_n_f32(x, k, EXP_LN2_HI);
+    r = vfmsq_n_f32(r, k, EXP_LN2_LO);
+    float32x4_t p = vdupq_n_f32(exp_taylor[0]);
+    for (int i = 1; i < 8; i++) p = vfmaq_f32(vdupq_n_f32(exp_taylor[i]), p, r);
+    int32x4_t two_k = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(k), vdupq_n_s32(127)), 23);
+    return vmulq_f32(p, vreinterpretq_f32_s32(two_k));
+}
+
+static void rmsnorm_neon(float *out, const float *x, const float *weight, int n, float eps) {
+    float32x4_t ss = vdupq_n_f32(0.0f);
+    int i = 0;
+    for (; i + 4 <= n; i += 4) ss = vfmaq_f32(ss, vld1q_f32(x + i), vld1q_f32(x + i));
+    float sum = vaddvq_f32(ss);
+    for (int j = i; j < n; j++) sum += x[j] * x[j];
+    float scale = 1.0f / sqrtf(sum / n + eps);
+    for (i = 0; i + 4 <= n; i += 4) vst1q_f32(out + i, vmulq_f32(vld1q_f32(weight + i), vmulq_n_f32(vld1q_f32(x + i), scale)));
+    for (; i < n; i++) out[i] = weight[i] * (scale * x[i]);
+}
+
+static void softmax_neon(float *x, int n) {
+    float max = x[0];
+    for (int i = 1; i < n; i++) max = x[i] > max ? x[i] : max;
+    float32x4_t vsum = vdupq_n_f32(0.0f);
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t e = exp_neon(vsubq_f32(vld1q_f32(x + i), vdupq_n_f32(max)));
+        vst1q_f32(x + i, e);
+        vsum = vaddq_f32(vsum, e);
+    }
+    float sum = vaddvq_f32(vsum);
+    for (; i < n; i++) sum += x[i] = expf(x[i] - max);
+    float inv = 1.0f / sum;
+    for (i = 0; i + 4 <= n; i += 4) vst1q_f32(x + i, vmulq_n_f32(vld1q_f32(x + i), inv));
+    for (; i < n; i++) x[i] *= inv;
+}
+
+static void swiglu_neon(float *gate, const float *up, int n) {
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t g = vld1q_f32(gate + i);
+        float32x4_t silu = vdivq_f32(g, vaddq_f32(vdupq_n_f32(1.0f), exp_neon(vnegq_f32(g))));
+        vst1q_f32(gate + i, vmulq_f32(silu, vld1q_f32(up + i)));
+    }
+    swiglu(gate + i, up + i, n - i); // the last few
+}
+
+static int has_neon(void) { return 1; } // part of every ARM64 CPU
+static int has_sdot(void) {
+#ifdef HWCAP_ASIMDDP
+    return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#else
+    return 0;
+#endif
+}
+#endif // ARM64
+
+// ----------------------------------------------------------------------------
+// The kernel table, and choosing a set at start-up
+
+// Most capable first; select_kernels() takes the first this CPU supports.
+static const KernelSet kernel_sets[] = {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    {"avx512", has_avx512, f32_rows_avx512, q8_rows_avx512, weighted_rows_avx512, f16_rows_avx512, bf16_rows_avx512,
+     q8_0_rows_avx512, q4_0_rows_avx512, rmsnorm_avx512, softmax_avx512, swiglu_avx512},
+    {"avx2", has_avx2, f32_rows_avx2, q8_rows_avx2, weighted_rows_avx2, f16_rows_avx2, bf16_rows_avx2, q8_0_rows_avx2,
+     q4_0_rows_avx2, rmsnorm_avx2, softmax_avx2, swiglu_avx2},
+#endif
+#if defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
+    {"neon-sdot", has_sdot, f32_rows_neon, q8_rows_neon_sdot, weighted_rows_neon, f16_rows_neon, bf16_rows_neon,
+     q8_0_rows_neon_sdot, q4_0_rows_neon_sdot, rmsnorm_neon, softmax_neon, swiglu_neon},
+    {"neon", has_neon, f32_rows_neon, q8_rows_neon, weighted_rows_neon, f16_rows_neon, bf16_rows_neon, q8_0_rows_neon,
+     q4_0_rows_neon, rmsnorm_neon, softmax_neon, swiglu_neon},
+#endif
+    {"scalar", always, f32_rows_scalar, q8_rows_scalar, weighted_rows_scalar, f16_rows_scalar, bf16_rows_scalar,
+     q8_0_rows_scalar, q4_0_rows_scalar, rmsnorm, softmax, swiglu},
+};
+
+// Picks the kernels once at start-up. RUN_KERNELS=name forces a set (for
+// comparing them); an unknown or unsupported name is an error.
+static void select_kernels(void) {
+    const char *want = getenv("RUN_KERNELS");
+    size_t n = sizeof(kernel_sets) / sizeof(kernel_sets[0]);
+    for (size_t i = 0; i < n; i++) {
+        if (want ? strcmp(want, kernel_sets[i].name) == 0 : kernel_sets[i].supported()) {
+            if (!kernel_sets[i].supported()) fatal("RUN_KERNELS=%s: this CPU does not support it", want);
+            kernels = kernel_sets[i];
+            return;
+        }
+    }
+    fatal("RUN_KERNELS=%s: no such kernel set (try avx512, avx2, neon-sdot, neon or scalar)", want);
 }
 
 // ----------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 /* tokenizer.c: text <-> token ids for Llama 2, as SentencePiece does it.
 
-   This file is part of run.c (run.c includes it; it is not compiled on its
-   own) and uses run.c's fatal() for every error in a user's file.
+   This file is part of run.c (run.c includes it after the forward pass; it is
+   not compiled on its own) and uses run.c's helpers: fatal() for every error
+   in a user's file, xmalloc() and xrealloc(), read_u32le() and the piece
+   types (PIECE_NORMAL, ...) that GGUF files record.
 
    The model never sees text, only ids of "pieces" from a fixed vocabulary.
    Encoding follows SentencePiece's BPE exactly, because the model was trained
@@ -50,8 +52,6 @@ typedef struct {
 // ----------------------------------------------------------------------------
 // Loading
 
-static void fatal(const char *fmt, ...);
-
 // FNV-1a: simple, and good enough for a table kept at most half full.
 static uint32_t hash_bytes(const char *s, size_t n) {
     uint32_t h = 2166136261u;
@@ -78,32 +78,22 @@ static int parse_byte_piece(const char *s, int n) {
     return (int)(hi - hex) * 16 + (int)(lo - hex);
 }
 
-static uint32_t read_u32le(const unsigned char *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 // Reads a whole file into memory; the caller frees it.
 static unsigned char *read_whole_file(const char *path, size_t *size) {
     FILE *f = fopen(path, "rb");
     if (!f) fatal("cannot open %s: %s", path, strerror(errno));
     size_t cap = 1 << 16, n = 0;
-    unsigned char *data = malloc(cap);
-    if (!data) fatal("out of memory reading %s", path);
+    unsigned char *data = xmalloc(cap, path);
     for (;;) {
         n += fread(data + n, 1, cap - n, f);
         if (n < cap) break;
-        unsigned char *grown = realloc(data, cap *= 2);
-        if (!grown) fatal("out of memory reading %s", path);
-        data = grown;
+        data = xrealloc(data, cap *= 2, path);
     }
     if (ferror(f)) fatal("cannot read %s: %s", path, strerror(errno));
     fclose(f);
     *size = n;
     return data;
 }
-
-// SentencePiece's piece types, as GGUF files record them (tokenizer.ggml.token_type).
-enum { PIECE_NORMAL = 1, PIECE_UNKNOWN = 2, PIECE_CONTROL = 3, PIECE_USER_DEFINED = 4, PIECE_UNUSED = 5, PIECE_BYTE = 6 };
 
 // Finds the byte pieces and builds the lookup of mergeable pieces, once every
 // piece is in place. types (one per token) says which pieces text may become:
@@ -121,8 +111,7 @@ static void index_tokenizer(Tokenizer *t, const int32_t *types, const char *path
     // Hash table of mergeable pieces, at most half full so probes stay short.
     size_t cap = 1;
     while (cap < 2 * (size_t)n) cap <<= 1;
-    t->lookup = malloc(cap * sizeof(int));
-    if (!t->lookup) fatal("out of memory loading %s", path);
+    t->lookup = xmalloc(cap * sizeof(int), path);
     memset(t->lookup, 0xff, cap * sizeof(int)); // every slot -1
     t->lookup_mask = cap - 1;
     for (int i = 0; i < n; i++) {
@@ -140,13 +129,11 @@ static void index_tokenizer(Tokenizer *t, const int32_t *types, const char *path
 static void alloc_tokenizer(Tokenizer *t, int n, size_t text_bytes, const char *path) {
     memset(t, 0, sizeof(*t));
     t->vocab_size = n;
-    t->piece = malloc(n * sizeof(char *));
-    t->piece_len = malloc(n * sizeof(int));
-    t->score = malloc(n * sizeof(float));
-    t->byte_value = malloc(n * sizeof(int16_t));
-    t->text_storage = malloc(text_bytes);
-    if (!t->piece || !t->piece_len || !t->score || !t->byte_value || !t->text_storage)
-        fatal("out of memory loading %s", path);
+    t->piece = xmalloc(n * sizeof(char *), path);
+    t->piece_len = xmalloc(n * sizeof(int), path);
+    t->score = xmalloc(n * sizeof(float), path);
+    t->byte_value = xmalloc(n * sizeof(int16_t), path);
+    t->text_storage = xmalloc(text_bytes, path);
 }
 
 // Loads tokenizer.bin. The file does not store its number of tokens, so the
@@ -285,8 +272,7 @@ static const char meta_space[] = "\xE2\x96\x81";       // U+2581, SentencePiece'
 // Step 1. Returns a new buffer: ' ' prepended, U+2581 written as ' ' (this
 // vocabulary's spelling of it), each invalid byte replaced by U+FFFD.
 static char *normalize(const char *text, size_t len, size_t *out_len) {
-    char *out = malloc(3 * len + 2); // worst case: every byte becomes U+FFFD
-    if (!out) fatal("out of memory encoding %zu bytes of text", len);
+    char *out = xmalloc(3 * len + 2, "the text to encode"); // worst case: every byte becomes U+FFFD
     size_t n = 0;
     if (len > 0) out[n++] = ' ';
     for (size_t i = 0; i < len;) {
@@ -331,8 +317,7 @@ typedef struct {
 static void queue_push(MergeQueue *q, MergeCandidate c) {
     if (q->n == q->cap) {
         q->cap = q->cap ? 2 * q->cap : 64;
-        q->items = realloc(q->items, q->cap * sizeof(MergeCandidate));
-        if (!q->items) fatal("out of memory encoding text");
+        q->items = xrealloc(q->items, q->cap * sizeof(MergeCandidate), "the text to encode");
     }
     int i = q->n++;
     while (i > 0 && merge_before(&c, &q->items[(i - 1) / 2])) {
@@ -374,8 +359,7 @@ static int *encode(const Tokenizer *t, const char *text, size_t len, int bos, in
     if (norm_len > (size_t)INT32_MAX / 2) fatal("text of %zu bytes is too long to encode", len);
 
     // Step 2: one symbol per character.
-    Symbol *sym = malloc((norm_len + 1) * sizeof(Symbol));
-    if (!sym) fatal("out of memory encoding %zu bytes of text", len);
+    Symbol *sym = xmalloc((norm_len + 1) * sizeof(Symbol), "the text to encode");
     int n_sym = 0;
     for (size_t i = 0; i < norm_len; n_sym++) {
         int cl = utf8_char_len((const unsigned char *)norm + i, norm_len - i); // valid after normalize
@@ -402,8 +386,7 @@ static int *encode(const Tokenizer *t, const char *text, size_t len, int bos, in
     free(queue.items);
 
     // Step 4: emit ids; a symbol that is not a piece becomes bytes.
-    int *tokens = malloc((norm_len + 2) * sizeof(int)); // at most one id per byte, plus <s> and </s>
-    if (!tokens) fatal("out of memory encoding %zu bytes of text", len);
+    int *tokens = xmalloc((norm_len + 2) * sizeof(int), "the text to encode"); // one id per byte at most, plus <s> and </s>
     int n = 0;
     if (bos) tokens[n++] = t->bos_id;
     for (int i = n_sym > 0 ? 0 : -1; i >= 0; i = sym[i].next) {
@@ -475,8 +458,7 @@ static void emit(Printer *p, const char *s, size_t n) {
     }
     if (p->n_held + n > p->held_cap) {
         p->held_cap = (p->n_held + n) * 2;
-        p->held = realloc(p->held, p->held_cap);
-        if (!p->held) fatal("out of memory printing text");
+        p->held = xrealloc(p->held, p->held_cap, "the text being printed");
     }
     memcpy(p->held + p->n_held, s, n);
     p->n_held += n;
