@@ -50,18 +50,31 @@
 static jmp_buf fuzz_escape; // the fuzz/ harnesses return here instead of exiting
 #endif
 
-static void fatal(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
+// "run: " and the message, one line on stderr, after whatever stdout holds.
+static void report(const char *fmt, va_list ap) {
     fflush(stdout);
     fputs("run: ", stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
+}
+
+static void fatal(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    report(fmt, ap);
     va_end(ap);
 #ifdef FUZZING
     longjmp(fuzz_escape, 1);
 #endif
     exit(EXIT_FAILURE);
+}
+
+// A problem the run goes on past, said the same way.
+static void warn(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    report(fmt, ap);
+    va_end(ap);
 }
 
 static void *xmalloc(size_t n, const char *what) {
@@ -1132,6 +1145,46 @@ static float *feed_tokens(Model *m, const int *tokens, int n, int pos) {
     return logits;
 }
 
+// Set by Ctrl-C during a chat's reply: the reply ends, the chat goes on.
+static volatile sig_atomic_t interrupted;
+static void on_interrupt(int signal) {
+    (void)signal;
+    interrupted = 1;
+}
+
+// How a run of sampled tokens ended.
+typedef struct {
+    int n_printed; // tokens sampled and printed
+    int unfed;     // the last of them, when it was printed but not run through the model; else -1
+    int pos;       // the position after the last token run through the model
+} Stream;
+
+// The loop at the heart of generate and chat: sample the next token from the
+// logits, print it, run it through the model at position pos for the next
+// logits, and again; until the model ends the text (</s>, or <s>), max_new
+// tokens are printed, the next would take position `end`, a stop string
+// appears, Ctrl-C, or no one reads the output any more. prev is the token
+// before the first (after <s>, a piece drops its leading space).
+static Stream stream_tokens(Model *m, const Tokenizer *t, Sampler *sampler, Printer *printer, float *logits,
+                            int prev, int pos, int end, int max_new) {
+    Stream st = {0, -1, pos};
+    for (;;) {
+        int next = sample(sampler, logits);
+        if (next == t->bos_id || next == t->eos_id) break;
+        print_token(printer, t, prev, next);
+        st.n_printed++;
+        // Each token is streamed as it comes; a reader gone away (a closed pipe) ends the run.
+        int reader_gone = fflush(printer->out) != 0 || ferror(printer->out);
+        if (reader_gone || printer->stopped || interrupted || st.n_printed >= max_new || st.pos >= end) {
+            st.unfed = next;
+            break;
+        }
+        logits = forward(m, &next, 1, st.pos++, LOGITS_LAST);
+        prev = next;
+    }
+    return st;
+}
+
 typedef struct {
     int n_prompt, n_generated;
     double prompt_seconds, generate_seconds;
@@ -1168,20 +1221,9 @@ static GenerateStats generate(Model *m, const Tokenizer *t, Sampler *sampler, co
 
     // Then one token at a time: sample, print, feed it back.
     printer = make_printer(out, (const char *const *)stops->text, stops->n);
-    if (n_prompt <= steps) {
-        int token = prompt_tokens[n_prompt - 1];
-        for (int pos = n_prompt - 1;;) {
-            int next = sample(sampler, logits);
-            if (next == t->bos_id || next == t->eos_id) break;
-            print_token(&printer, t, token, next);
-            stats.n_generated++;
-            // Stream each token as it comes; a reader gone away (a closed pipe) ends the run.
-            if (fflush(out) != 0 || ferror(out)) break;
-            if (printer.stopped || ++pos >= steps) break;
-            logits = forward(m, &next, 1, pos, LOGITS_LAST);
-            token = next;
-        }
-    }
+    if (n_prompt <= steps)
+        stats.n_generated =
+            stream_tokens(m, t, sampler, &printer, logits, prompt_tokens[n_prompt - 1], n_prompt, steps, INT_MAX).n_printed;
     print_flush(&printer);
     fputc('\n', out);
     fflush(out);
@@ -1355,13 +1397,6 @@ typedef struct {
     long forwarded;     // tokens that went through the model: equal to positions, as none is read twice
 } ChatStats;
 
-// Set by Ctrl-C during a reply: the reply ends, the chat goes on.
-static volatile sig_atomic_t interrupted;
-static void on_interrupt(int signal) {
-    (void)signal;
-    interrupted = 1;
-}
-
 // Runs the conversation: turns from options->first_turn and then one per line
 // of `in`, replies streamed to `out`, a line after each. Each turn appends
 // only its own tokens: the KV cache keeps the conversation so far. It ends at
@@ -1397,8 +1432,8 @@ static ChatStats chat(Model *m, const Tokenizer *t, Sampler *sampler, const Chat
         int *turn_tokens = encode_dialog(t, stats.turns == 0 ? o->system : NULL, &message, 1, &n_turn);
         free(user.data);
         if (pos + n_carry + n_turn + 1 > n_ctx) { // the turn and at least one token of reply
-            fprintf(stderr, "run: the conversation fills %d of its %d positions and the next turn needs %d more; "
-                            "chat ended\n", pos, n_ctx, n_carry + n_turn + 1);
+            warn("the conversation fills %d of its %d positions and the next turn needs %d more; chat ended", pos,
+                 n_ctx, n_carry + n_turn + 1);
             free(turn_tokens);
             break;
         }
@@ -1419,21 +1454,12 @@ static ChatStats chat(Model *m, const Tokenizer *t, Sampler *sampler, const Chat
         interrupted = 0;
         if (o->interactive) sigaction(SIGINT, &interrupt, &previous);
         Printer printer = make_printer(out, (const char *const *)o->stops.text, o->stops.n);
-        int prev = t->bos_id; // so the reply's first piece drops its leading space, as after <s>
-        for (int n_reply = 0;;) {
-            int next = sample(sampler, logits);
-            if (next == t->eos_id || next == t->bos_id) break;
-            print_token(&printer, t, prev, next);
-            prev = next;
-            if (fflush(out) != 0 || ferror(out)) interrupted = 1; // no one is reading: end the reply
-            n_reply++;
-            if (printer.stopped || interrupted || n_reply >= limit || pos >= n_ctx - 1) {
-                carry[n_carry++] = next; // sampled but not yet in the cache
-                break;
-            }
-            logits = forward(m, &next, 1, pos++, LOGITS_LAST);
-        }
-        carry[n_carry++] = t->eos_id; // every exchange ends with </s>
+        // After <s>, so that the reply's first piece drops its leading space. The last
+        // position stays free for the </s> that closes the exchange.
+        Stream reply = stream_tokens(m, t, sampler, &printer, logits, t->bos_id, pos, n_ctx - 1, limit);
+        pos = reply.pos;
+        if (reply.unfed >= 0) carry[n_carry++] = reply.unfed; // sampled but not yet in the cache
+        carry[n_carry++] = t->eos_id;                         // every exchange ends with </s>
         if (o->interactive) sigaction(SIGINT, &previous, NULL);
         print_flush(&printer);
         fputc('\n', out);
@@ -1441,7 +1467,7 @@ static ChatStats chat(Model *m, const Tokenizer *t, Sampler *sampler, const Chat
         stats.turns++;
         if (ferror(out)) break; // and the chat
         if (pos + n_carry >= n_ctx) {
-            fprintf(stderr, "run: the conversation filled its %d positions; chat ended\n", n_ctx);
+            warn("the conversation filled its %d positions; chat ended", n_ctx);
             break;
         }
     }
@@ -1591,15 +1617,25 @@ typedef struct {
     uint64_t offset;
 } GGUFTensor;
 
+// The tensor table and the data it points into.
+typedef struct {
+    GGUFTensor *tensor;        // (n)
+    uint64_t n;
+    const unsigned char *data; // the tensor data: every offset counts from here
+    uint64_t data_size;
+    uint64_t alignment;
+    const char *path;
+} GGUFTensors;
+
 static const char *gguf_piece(void *vocab, int i, size_t *len) {
     GGUFVocab *v = vocab;
     *len = v->piece_len[i];
     return v->piece[i];
 }
 
-static const GGUFTensor *find_tensor(const GGUFTensor *tensors, uint64_t n, const char *name) {
-    for (uint64_t i = 0; i < n; i++)
-        if (string_is(tensors[i].name, name)) return &tensors[i];
+static const GGUFTensor *find_tensor(const GGUFTensors *tt, const char *name) {
+    for (uint64_t i = 0; i < tt->n; i++)
+        if (string_is(tt->tensor[i].name, name)) return &tt->tensor[i];
     return NULL;
 }
 
@@ -1614,15 +1650,16 @@ static size_t gguf_row_bytes(uint32_t type, uint64_t cols) {
     return 0;
 }
 
-// A tensor that must exist with exactly this shape; cols is the row length.
-static const unsigned char *gguf_tensor_data(const GGUFTensor *t, const char *name, int rows, int cols,
-                                             const unsigned char *data, uint64_t data_size, uint64_t alignment,
-                                             const char *path) {
+// The tensor `name`, which must exist with exactly this shape (cols is the
+// row length; rows 1 means a vector) and lie inside the file.
+static const GGUFTensor *gguf_tensor(const GGUFTensors *tt, const char *name, int rows, int cols) {
+    const GGUFTensor *t = find_tensor(tt, name);
+    const char *path = tt->path;
     if (!t) fatal("%s: GGUF file has no tensor %s", path, name);
     // Offsets are multiples of the alignment (the format says so), which keeps every float aligned.
-    if (t->offset % alignment != 0)
+    if (t->offset % tt->alignment != 0)
         fatal("%s: tensor %s at offset %llu, not a multiple of the file's alignment %llu", path, name,
-              (unsigned long long)t->offset, (unsigned long long)alignment);
+              (unsigned long long)t->offset, (unsigned long long)tt->alignment);
     int vector = rows == 1;
     if (t->n_dims != (vector ? 1u : 2u) || t->dims[0] != (uint64_t)cols || (!vector && t->dims[1] != (uint64_t)rows))
         fatal("%s: tensor %s has shape [%llu, %llu], expected [%d, %d] from the metadata", path, name,
@@ -1631,38 +1668,194 @@ static const unsigned char *gguf_tensor_data(const GGUFTensor *t, const char *na
     if (row_bytes == 0)
         fatal("%s: tensor %s has type %s, supported: F32, F16, BF16, Q8_0, Q4_0%s", path, name,
               ggml_type_name(t->type), (t->type == GGML_Q8_0 || t->type == GGML_Q4_0) ? " (with rows a multiple of 32)" : "");
-    if (t->offset > data_size || (uint64_t)rows * row_bytes > data_size - t->offset)
+    if (t->offset > tt->data_size || (uint64_t)rows * row_bytes > tt->data_size - t->offset)
         fatal("%s: tensor %s (%llu bytes at offset %llu) runs past the end of the file", path, name,
               (unsigned long long)((uint64_t)rows * row_bytes), (unsigned long long)t->offset);
-    return data + t->offset;
+    return t;
 }
 
-static Matrix gguf_matrix(const GGUFTensor *tensors, uint64_t n, const char *name, int rows, int cols,
-                          const unsigned char *data, uint64_t data_size, uint64_t alignment, const char *path) {
-    const GGUFTensor *t = find_tensor(tensors, n, name);
-    Matrix m = {WEIGHT_F32, rows, cols, gguf_tensor_data(t, name, rows, cols, data, data_size, alignment, path), NULL, 0,
-                gguf_row_bytes(t->type, cols)};
+static Matrix gguf_matrix(const GGUFTensors *tt, const char *name, int rows, int cols) {
     static const WeightType types[] = {[GGML_F32] = WEIGHT_F32, [GGML_F16] = WEIGHT_F16, [GGML_Q4_0] = WEIGHT_Q4_0,
                                        [GGML_Q8_0] = WEIGHT_Q8_0, [GGML_BF16] = WEIGHT_BF16};
-    m.type = types[t->type];
+    const GGUFTensor *t = gguf_tensor(tt, name, rows, cols);
+    Matrix m = {types[t->type], rows, cols, tt->data + t->offset, NULL, 0, gguf_row_bytes(t->type, cols)};
     if (m.type == WEIGHT_Q8_0 || m.type == WEIGHT_Q4_0) m.group_size = QBLOCK;
     return m;
 }
 
-static const float *gguf_vector(const GGUFTensor *tensors, uint64_t n, const char *name, int len,
-                                const unsigned char *data, uint64_t data_size, uint64_t alignment, const char *path) {
-    const GGUFTensor *t = find_tensor(tensors, n, name);
-    const unsigned char *p = gguf_tensor_data(t, name, 1, len, data, data_size, alignment, path);
+static const float *gguf_vector(const GGUFTensors *tt, const char *name, int len) {
+    const GGUFTensor *t = gguf_tensor(tt, name, 1, len);
     if (t->type != GGML_F32)
-        fatal("%s: tensor %s has type %s, expected F32 for a norm weight", path, name, ggml_type_name(t->type));
-    return (const float *)p;
+        fatal("%s: tensor %s has type %s, expected F32 for a norm weight", tt->path, name, ggml_type_name(t->type));
+    return (const float *)(tt->data + t->offset);
 }
 
-// Reads a GGUF file's metadata, tensor table and vocabulary, and points the
-// weights at their tensors, in place.
+// What the key/value section says, for this program.
+typedef struct {
+    GGUFString architecture, tokenizer_model;
+    int64_t dim, hidden, layers, heads, kv_heads, context, rope_dims; // 0 (rope_dims -1): absent
+    uint64_t alignment;
+    float rope_theta, norm_eps;
+    const unsigned char *tokens, *scores, *types; // the vocabulary's arrays, where present
+    uint64_t n_tokens, n_scores, n_types;
+    int64_t bos_id, eos_id, unk_id;
+    GGUFString chat_template;
+} GGUFMetadata;
+
+// Reads the n_kv keys and values; keys this program does not use are skipped.
+static GGUFMetadata read_gguf_metadata(GGUFReader *r, uint64_t n_kv) {
+    GGUFMetadata md = {{NULL, 0}, {NULL, 0}, 0, 0, 0, 0, 0, 0, -1, 32, 10000.0f, 1e-5f, NULL, NULL, NULL, 0, 0, 0,
+                       1, 2, 0, {NULL, 0}};
+    for (uint64_t i = 0; i < n_kv; i++) {
+        GGUFString key = gguf_string(r, "a metadata key");
+        uint32_t type = gguf_u32(r, "a value type");
+        if (string_is(key, "general.architecture") && type == GGUF_STRING) md.architecture = gguf_string(r, "a value");
+        else if (string_is(key, "general.alignment")) md.alignment = (uint64_t)gguf_int(r, type, key);
+        else if (string_is(key, "llama.embedding_length")) md.dim = gguf_int(r, type, key);
+        else if (string_is(key, "llama.feed_forward_length")) md.hidden = gguf_int(r, type, key);
+        else if (string_is(key, "llama.block_count")) md.layers = gguf_int(r, type, key);
+        else if (string_is(key, "llama.attention.head_count")) md.heads = gguf_int(r, type, key);
+        else if (string_is(key, "llama.attention.head_count_kv")) md.kv_heads = gguf_int(r, type, key);
+        else if (string_is(key, "llama.context_length")) md.context = gguf_int(r, type, key);
+        else if (string_is(key, "llama.rope.dimension_count")) md.rope_dims = gguf_int(r, type, key);
+        else if (string_is(key, "llama.rope.freq_base")) md.rope_theta = gguf_float(r, type, key);
+        else if (string_is(key, "llama.attention.layer_norm_rms_epsilon")) md.norm_eps = gguf_float(r, type, key);
+        else if (string_is(key, "tokenizer.ggml.model") && type == GGUF_STRING) md.tokenizer_model = gguf_string(r, "a value");
+        else if (string_is(key, "tokenizer.ggml.tokens")) md.tokens = gguf_array(r, type, key, GGUF_STRING, &md.n_tokens);
+        else if (string_is(key, "tokenizer.ggml.scores")) md.scores = gguf_array(r, type, key, GGUF_F32, &md.n_scores);
+        else if (string_is(key, "tokenizer.ggml.token_type")) md.types = gguf_array(r, type, key, GGUF_I32, &md.n_types);
+        else if (string_is(key, "tokenizer.ggml.bos_token_id")) md.bos_id = gguf_int(r, type, key);
+        else if (string_is(key, "tokenizer.ggml.eos_token_id")) md.eos_id = gguf_int(r, type, key);
+        else if (string_is(key, "tokenizer.ggml.unknown_token_id")) md.unk_id = gguf_int(r, type, key);
+        else if (string_is(key, "tokenizer.chat_template") && type == GGUF_STRING) md.chat_template = gguf_string(r, "a value");
+        else gguf_skip(r, type, 0);
+    }
+    return md;
+}
+
+// The model's sizes, from the metadata and the embedding's row count, checked.
+static void gguf_config(Config *c, const GGUFMetadata *md, const GGUFTensors *tt) {
+    const char *path = tt->path;
+    if (!string_is(md->architecture, "llama"))
+        fatal("%s: GGUF architecture '%.*s'; this program runs 'llama' models", path, (int)md->architecture.len,
+              md->architecture.s ? md->architecture.s : "");
+    struct { const char *key; int64_t value, max; } need[] = {
+        {"llama.embedding_length", md->dim, 1 << 16},  {"llama.feed_forward_length", md->hidden, 1 << 18},
+        {"llama.block_count", md->layers, 1 << 10},     {"llama.attention.head_count", md->heads, 1 << 10},
+        {"llama.context_length", md->context, 1 << 22},
+    };
+    for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++)
+        if (need[i].value <= 0 || need[i].value > need[i].max)
+            fatal("%s: GGUF key %s is %s%lld, expected 1..%lld", path, need[i].key, need[i].value ? "" : "missing or ",
+                  (long long)need[i].value, (long long)need[i].max);
+    const GGUFTensor *embedding = find_tensor(tt, "token_embd.weight");
+    if (!embedding || embedding->n_dims != 2) fatal("%s: GGUF file has no 2-D tensor token_embd.weight", path);
+    c->dim = (int)md->dim, c->hidden_dim = (int)md->hidden, c->n_layers = (int)md->layers;
+    c->n_heads = (int)md->heads;
+    c->n_kv_heads = md->kv_heads > 0 ? (int)md->kv_heads : (int)md->heads; // absent: no grouped-query attention
+    c->vocab_size = embedding->dims[1] <= (1 << 22) ? (int)embedding->dims[1] : -1;
+    c->seq_len = (int)md->context;
+    check_config(c, path);
+    c->head_size = c->dim / c->n_heads;
+    c->kv_dim = c->n_kv_heads * c->head_size;
+    c->rope_theta = md->rope_theta;
+    c->norm_eps = md->norm_eps;
+    if (md->rope_dims >= 0 && md->rope_dims != c->head_size)
+        fatal("%s: llama.rope.dimension_count is %lld but heads are %d wide; partial rotation is not supported", path,
+              (long long)md->rope_dims, c->head_size);
+    if (!(c->rope_theta > 0.0f) || !(c->norm_eps > 0.0f) || !isfinite(c->rope_theta) || !isfinite(c->norm_eps))
+        fatal("%s: llama.rope.freq_base %g or layer_norm_rms_epsilon %g is not a positive number", path, c->rope_theta,
+              c->norm_eps);
+}
+
+// The tensor table: n entries, each a name, its extents, type and offset.
+static GGUFTensor *read_tensor_table(GGUFReader *r, uint64_t n) {
+    GGUFTensor *tensors = xmalloc((n ? n : 1) * sizeof(GGUFTensor), "the tensor table");
+    for (uint64_t i = 0; i < n; i++) {
+        GGUFTensor *t = &tensors[i];
+        t->name = gguf_string(r, "a tensor name");
+        t->n_dims = gguf_u32(r, "a tensor's dimensions");
+        if (t->n_dims < 1 || t->n_dims > 4)
+            fatal("%s: tensor %.*s has %u dimensions, expected 1 to 4", r->path, (int)t->name.len, t->name.s, t->n_dims);
+        for (uint32_t d = 0; d < t->n_dims; d++) t->dims[d] = gguf_u64(r, "a tensor's extent");
+        t->type = gguf_u32(r, "a tensor's type");
+        t->offset = gguf_u64(r, "a tensor's offset");
+    }
+    return tensors;
+}
+
+// Points every weight at its tensor, by llama.cpp's names for them.
+static void point_weights_at_tensors(Weights *w, Config *c, const GGUFTensors *tt) {
+    w->layers = xmalloc(c->n_layers * sizeof(Layer), "the layer table");
+    w->token_embedding = gguf_matrix(tt, "token_embd.weight", c->vocab_size, c->dim);
+    for (int l = 0; l < c->n_layers; l++) {
+        Layer *L = &w->layers[l];
+        char name[64];
+#define LAYER(FIELD) (snprintf(name, sizeof(name), "blk.%d.%s.weight", l, FIELD), name)
+        L->rms_att = gguf_vector(tt, LAYER("attn_norm"), c->dim);
+        L->wq = gguf_matrix(tt, LAYER("attn_q"), c->dim, c->dim);
+        L->wk = gguf_matrix(tt, LAYER("attn_k"), c->kv_dim, c->dim);
+        L->wv = gguf_matrix(tt, LAYER("attn_v"), c->kv_dim, c->dim);
+        L->wo = gguf_matrix(tt, LAYER("attn_output"), c->dim, c->dim);
+        L->rms_ffn = gguf_vector(tt, LAYER("ffn_norm"), c->dim);
+        L->w1 = gguf_matrix(tt, LAYER("ffn_gate"), c->hidden_dim, c->dim);
+        L->w2 = gguf_matrix(tt, LAYER("ffn_down"), c->dim, c->hidden_dim);
+        L->w3 = gguf_matrix(tt, LAYER("ffn_up"), c->hidden_dim, c->dim);
+#undef LAYER
+    }
+    w->rms_final = gguf_vector(tt, "output_norm.weight", c->dim);
+    c->shared_classifier = find_tensor(tt, "output.weight") == NULL; // absent: tied to the embedding
+    w->classifier = c->shared_classifier ? w->token_embedding : gguf_matrix(tt, "output.weight", c->vocab_size, c->dim);
+}
+
+// Block-quantized weights take their input quantized in blocks of 32 too.
+static int has_block_weights(const Weights *w, const Config *c) {
+    for (int l = 0; l < c->n_layers; l++) {
+        const Matrix *all[] = {&w->layers[l].wq, &w->layers[l].wk, &w->layers[l].wv, &w->layers[l].wo,
+                               &w->layers[l].w1, &w->layers[l].w2, &w->layers[l].w3, &w->classifier};
+        for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+            if (all[i]->type == WEIGHT_Q8_0 || all[i]->type == WEIGHT_Q4_0) return 1;
+    }
+    return 0;
+}
+
+// The vocabulary, when the file has a SentencePiece one (n stays 0 otherwise).
+static void read_gguf_vocabulary(GGUFVocab *v, const GGUFMetadata *md, int vocab_size, const unsigned char *bytes,
+                                 size_t size, const char *path) {
+    if (!md->tokens) return;
+    if (!string_is(md->tokenizer_model, "llama")) {
+        warn("%s: its tokenizer is of type '%.*s', not SentencePiece's; give one with -z", path,
+             (int)md->tokenizer_model.len, md->tokenizer_model.s ? md->tokenizer_model.s : "");
+        return;
+    }
+    if (md->n_tokens != (uint64_t)vocab_size || (md->scores && md->n_scores != md->n_tokens) ||
+        (md->types && md->n_types != md->n_tokens))
+        fatal("%s: GGUF vocabulary has %llu tokens, %llu scores and %llu types for a model of %d", path,
+              (unsigned long long)md->n_tokens, (unsigned long long)md->n_scores, (unsigned long long)md->n_types,
+              vocab_size);
+    if (md->bos_id < 0 || md->bos_id >= vocab_size || md->eos_id < 0 || md->eos_id >= vocab_size || md->unk_id < 0 ||
+        md->unk_id >= vocab_size)
+        fatal("%s: GGUF special token ids (bos %lld, eos %lld, unknown %lld) lie outside the vocabulary of %d", path,
+              (long long)md->bos_id, (long long)md->eos_id, (long long)md->unk_id, vocab_size);
+    v->n = vocab_size;
+    v->bos_id = (int)md->bos_id, v->eos_id = (int)md->eos_id, v->unk_id = (int)md->unk_id;
+    v->piece = xmalloc(v->n * sizeof(char *), "the vocabulary");
+    v->piece_len = xmalloc(v->n * sizeof(size_t), "the vocabulary");
+    v->score = xmalloc(v->n * sizeof(float), "the vocabulary");
+    v->type = xmalloc(v->n * sizeof(int32_t), "the vocabulary");
+    GGUFReader tr = {bytes, md->tokens, bytes + size, path};
+    for (int i = 0; i < v->n; i++) {
+        GGUFString s = gguf_string(&tr, "a token");
+        v->piece[i] = s.s, v->piece_len[i] = s.len;
+        if (md->scores) memcpy(&v->score[i], md->scores + 4 * (size_t)i, 4);
+        v->type[i] = md->types ? (int32_t)read_u32le(md->types + 4 * (size_t)i) : PIECE_NORMAL;
+    }
+}
+
+// Reads a GGUF file's header, metadata, tensor table and vocabulary, from
+// bytes already in memory, and points the weights at their tensors there.
 static void parse_gguf(Model *m, const unsigned char *bytes, size_t size, const char *path) {
     GGUFReader r = {bytes, bytes, bytes + size, path};
-    Config *c = &m->config;
     gguf_u32(&r, "the magic");
     uint32_t version = gguf_u32(&r, "the version");
     if (version != 2 && version != 3)
@@ -1674,149 +1867,22 @@ static void parse_gguf(Model *m, const unsigned char *bytes, size_t size, const 
         fatal("%s: GGUF header claims %llu tensors and %llu keys, more than the file can hold", path,
               (unsigned long long)n_tensors, (unsigned long long)n_kv);
 
-    int64_t dim = 0, hidden = 0, layers = 0, heads = 0, kv_heads = 0, context = 0, rope_dims = -1;
-    uint64_t alignment = 32;
-    float rope_theta = 10000.0f, norm_eps = 1e-5f;
-    GGUFString arch = {NULL, 0}, tokenizer_model = {NULL, 0};
-    GGUFVocab *v = &m->vocab;
-    const unsigned char *tokens = NULL, *scores = NULL, *types = NULL;
-    uint64_t n_tokens = 0, n_scores = 0, n_types = 0;
-    v->bos_id = 1, v->eos_id = 2, v->unk_id = 0;
-    for (uint64_t i = 0; i < n_kv; i++) {
-        GGUFString key = gguf_string(&r, "a metadata key");
-        uint32_t type = gguf_u32(&r, "a value type");
-        if (string_is(key, "general.architecture") && type == GGUF_STRING) arch = gguf_string(&r, "a value");
-        else if (string_is(key, "general.alignment")) alignment = (uint64_t)gguf_int(&r, type, key);
-        else if (string_is(key, "llama.embedding_length")) dim = gguf_int(&r, type, key);
-        else if (string_is(key, "llama.feed_forward_length")) hidden = gguf_int(&r, type, key);
-        else if (string_is(key, "llama.block_count")) layers = gguf_int(&r, type, key);
-        else if (string_is(key, "llama.attention.head_count")) heads = gguf_int(&r, type, key);
-        else if (string_is(key, "llama.attention.head_count_kv")) kv_heads = gguf_int(&r, type, key);
-        else if (string_is(key, "llama.context_length")) context = gguf_int(&r, type, key);
-        else if (string_is(key, "llama.rope.dimension_count")) rope_dims = gguf_int(&r, type, key);
-        else if (string_is(key, "llama.rope.freq_base")) rope_theta = gguf_float(&r, type, key);
-        else if (string_is(key, "llama.attention.layer_norm_rms_epsilon")) norm_eps = gguf_float(&r, type, key);
-        else if (string_is(key, "tokenizer.ggml.model") && type == GGUF_STRING) tokenizer_model = gguf_string(&r, "a value");
-        else if (string_is(key, "tokenizer.ggml.tokens")) tokens = gguf_array(&r, type, key, GGUF_STRING, &n_tokens);
-        else if (string_is(key, "tokenizer.ggml.scores")) scores = gguf_array(&r, type, key, GGUF_F32, &n_scores);
-        else if (string_is(key, "tokenizer.ggml.token_type")) types = gguf_array(&r, type, key, GGUF_I32, &n_types);
-        else if (string_is(key, "tokenizer.ggml.bos_token_id")) v->bos_id = (int)gguf_int(&r, type, key);
-        else if (string_is(key, "tokenizer.ggml.eos_token_id")) v->eos_id = (int)gguf_int(&r, type, key);
-        else if (string_is(key, "tokenizer.ggml.unknown_token_id")) v->unk_id = (int)gguf_int(&r, type, key);
-        else if (string_is(key, "tokenizer.chat_template") && type == GGUF_STRING) {
-            GGUFString t = gguf_string(&r, "a value"); // kept for chat mode
-            m->chat_template = t.s, m->chat_template_len = t.len;
-        } else gguf_skip(&r, type, 0);
-    }
-    if (!string_is(arch, "llama"))
-        fatal("%s: GGUF architecture '%.*s'; this program runs 'llama' models", path, (int)arch.len,
-              arch.s ? arch.s : "");
-    struct { const char *key; int64_t value, max; } need[] = {
-        {"llama.embedding_length", dim, 1 << 16},  {"llama.feed_forward_length", hidden, 1 << 18},
-        {"llama.block_count", layers, 1 << 10},     {"llama.attention.head_count", heads, 1 << 10},
-        {"llama.context_length", context, 1 << 22},
-    };
-    for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++)
-        if (need[i].value <= 0 || need[i].value > need[i].max)
-            fatal("%s: GGUF key %s is %s%lld, expected 1..%lld", path, need[i].key, need[i].value ? "" : "missing or ",
-                  (long long)need[i].value, (long long)need[i].max);
-    if (alignment == 0 || alignment % 8 != 0 || alignment > (1 << 20))
-        fatal("%s: general.alignment is %llu, expected a multiple of 8", path, (unsigned long long)alignment);
-
-    GGUFTensor *tensors = xmalloc((n_tensors ? n_tensors : 1) * sizeof(GGUFTensor), "the tensor table");
-    for (uint64_t i = 0; i < n_tensors; i++) {
-        GGUFTensor *t = &tensors[i];
-        t->name = gguf_string(&r, "a tensor name");
-        t->n_dims = gguf_u32(&r, "a tensor's dimensions");
-        if (t->n_dims < 1 || t->n_dims > 4)
-            fatal("%s: tensor %.*s has %u dimensions, expected 1 to 4", path, (int)t->name.len, t->name.s, t->n_dims);
-        for (uint32_t d = 0; d < t->n_dims; d++) t->dims[d] = gguf_u64(&r, "a tensor's extent");
-        t->type = gguf_u32(&r, "a tensor's type");
-        t->offset = gguf_u64(&r, "a tensor's offset");
-    }
-    uint64_t data_start = ((uint64_t)(r.p - bytes) + alignment - 1) / alignment * alignment;
+    GGUFMetadata md = read_gguf_metadata(&r, n_kv);
+    if (md.alignment == 0 || md.alignment % 8 != 0 || md.alignment > (1 << 20))
+        fatal("%s: general.alignment is %llu, expected a multiple of 8", path, (unsigned long long)md.alignment);
+    GGUFTensors tt = {read_tensor_table(&r, n_tensors), n_tensors, NULL, 0, md.alignment, path};
+    uint64_t data_start = ((uint64_t)(r.p - bytes) + md.alignment - 1) / md.alignment * md.alignment;
     if (data_start > size) fatal("%s: GGUF file ends before its tensor data begins", path);
-    const unsigned char *data = bytes + data_start;
-    uint64_t data_size = size - data_start;
+    tt.data = bytes + data_start, tt.data_size = size - data_start;
 
-    // The shapes come from the metadata and the embedding's row count.
-    const GGUFTensor *embedding = find_tensor(tensors, n_tensors, "token_embd.weight");
-    if (!embedding || embedding->n_dims != 2) fatal("%s: GGUF file has no 2-D tensor token_embd.weight", path);
-    c->dim = (int)dim, c->hidden_dim = (int)hidden, c->n_layers = (int)layers, c->n_heads = (int)heads;
-    c->n_kv_heads = kv_heads > 0 ? (int)kv_heads : (int)heads; // absent: no grouped-query attention
-    c->vocab_size = embedding->dims[1] <= (1 << 22) ? (int)embedding->dims[1] : -1;
-    c->seq_len = (int)context;
-    check_config(c, path);
-    c->head_size = c->dim / c->n_heads;
-    c->kv_dim = c->n_kv_heads * c->head_size;
-    c->rope_theta = rope_theta;
-    c->norm_eps = norm_eps;
-    if (rope_dims >= 0 && rope_dims != c->head_size)
-        fatal("%s: llama.rope.dimension_count is %lld but heads are %d wide; partial rotation is not supported", path,
-              (long long)rope_dims, c->head_size);
-    if (!(rope_theta > 0.0f) || !(norm_eps > 0.0f) || !isfinite(rope_theta) || !isfinite(norm_eps))
-        fatal("%s: llama.rope.freq_base %g or layer_norm_rms_epsilon %g is not a positive number", path, rope_theta, norm_eps);
-
-    Weights *w = &m->weights;
-    w->layers = xmalloc(c->n_layers * sizeof(Layer), "the layer table");
-    char name[64];
-#define MATRIX(NAME, ROWS, COLS) gguf_matrix(tensors, n_tensors, NAME, ROWS, COLS, data, data_size, alignment, path)
-#define VECTOR(NAME, LEN) gguf_vector(tensors, n_tensors, NAME, LEN, data, data_size, alignment, path)
-    w->token_embedding = MATRIX("token_embd.weight", c->vocab_size, c->dim);
-    for (int l = 0; l < c->n_layers; l++) {
-        Layer *L = &w->layers[l];
-#define LAYER(FIELD) (snprintf(name, sizeof(name), "blk.%d.%s.weight", l, FIELD), name)
-        L->rms_att = VECTOR(LAYER("attn_norm"), c->dim);
-        L->wq = MATRIX(LAYER("attn_q"), c->dim, c->dim);
-        L->wk = MATRIX(LAYER("attn_k"), c->kv_dim, c->dim);
-        L->wv = MATRIX(LAYER("attn_v"), c->kv_dim, c->dim);
-        L->wo = MATRIX(LAYER("attn_output"), c->dim, c->dim);
-        L->rms_ffn = VECTOR(LAYER("ffn_norm"), c->dim);
-        L->w1 = MATRIX(LAYER("ffn_gate"), c->hidden_dim, c->dim);
-        L->w2 = MATRIX(LAYER("ffn_down"), c->dim, c->hidden_dim);
-        L->w3 = MATRIX(LAYER("ffn_up"), c->hidden_dim, c->dim);
-#undef LAYER
-    }
-    w->rms_final = VECTOR("output_norm.weight", c->dim);
-    c->shared_classifier = find_tensor(tensors, n_tensors, "output.weight") == NULL; // absent: tied to the embedding
-    w->classifier = c->shared_classifier ? w->token_embedding : MATRIX("output.weight", c->vocab_size, c->dim);
-#undef MATRIX
-#undef VECTOR
-    free(tensors);
-
-    // Block-quantized weights take their input quantized in blocks of 32 too.
-    for (int l = 0; l < c->n_layers && !m->int8; l++) {
-        const Matrix *all[] = {&w->layers[l].wq, &w->layers[l].wk, &w->layers[l].wv, &w->layers[l].wo,
-                               &w->layers[l].w1, &w->layers[l].w2, &w->layers[l].w3, &w->classifier};
-        for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-            if (all[i]->type == WEIGHT_Q8_0 || all[i]->type == WEIGHT_Q4_0) m->int8 = 1;
-    }
+    Config *c = &m->config;
+    gguf_config(c, &md, &tt);
+    point_weights_at_tensors(&m->weights, c, &tt);
+    free(tt.tensor);
+    m->int8 = has_block_weights(&m->weights, c);
     if (m->int8) c->group_size = QBLOCK; // a block tensor's rows are whole blocks: gguf_row_bytes checked
-
-    // The vocabulary, when the file has a SentencePiece one.
-    if (tokens && string_is(tokenizer_model, "llama")) {
-        if (n_tokens != (uint64_t)c->vocab_size || (scores && n_scores != n_tokens) || (types && n_types != n_tokens))
-            fatal("%s: GGUF vocabulary has %llu tokens, %llu scores and %llu types for a model of %d", path,
-                  (unsigned long long)n_tokens, (unsigned long long)n_scores, (unsigned long long)n_types, c->vocab_size);
-        v->n = c->vocab_size;
-        v->piece = xmalloc(v->n * sizeof(char *), "the vocabulary");
-        v->piece_len = xmalloc(v->n * sizeof(size_t), "the vocabulary");
-        v->score = xmalloc(v->n * sizeof(float), "the vocabulary");
-        v->type = xmalloc(v->n * sizeof(int32_t), "the vocabulary");
-        GGUFReader tr = {bytes, tokens, bytes + size, path};
-        for (int i = 0; i < v->n; i++) {
-            GGUFString s = gguf_string(&tr, "a token");
-            v->piece[i] = s.s, v->piece_len[i] = s.len;
-            if (scores) memcpy(&v->score[i], scores + 4 * (size_t)i, 4);
-            v->type[i] = types ? (int32_t)read_u32le(types + 4 * (size_t)i) : PIECE_NORMAL;
-        }
-        if (v->bos_id < 0 || v->bos_id >= v->n || v->eos_id < 0 || v->eos_id >= v->n || v->unk_id < 0 || v->unk_id >= v->n)
-            fatal("%s: GGUF special token ids (bos %d, eos %d, unknown %d) lie outside the vocabulary of %d", path,
-                  v->bos_id, v->eos_id, v->unk_id, v->n);
-    } else if (tokens) {
-        fprintf(stderr, "run: %s: its tokenizer is of type '%.*s', not SentencePiece's; give one with -z\n", path,
-                (int)tokenizer_model.len, tokenizer_model.s ? tokenizer_model.s : "");
-    }
+    m->chat_template = md.chat_template.s, m->chat_template_len = md.chat_template.len; // kept for chat mode
+    read_gguf_vocabulary(&m->vocab, &md, c->vocab_size, bytes, size, path);
 }
 
 // ----------------------------------------------------------------------------
