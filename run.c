@@ -3211,137 +3211,170 @@ static char *default_tokenizer_path(const char *argv0) {
     return path;
 }
 
-#ifndef TESTING
-int main(int argc, char **argv) {
-    select_kernels();
-    // Defaults; the usage text above documents each.
-    const char *checkpoint = NULL, *tokenizer_path = NULL, *prompt = NULL, *system = NULL, *mode = "generate";
-    float temperature = 1.0f, topp = 0.9f;
-    int topk = 0, steps = 256, echo = 1, reply_limit = 0, steps_given = 0;
-    Stops stops = {xmalloc(argc * sizeof(char *), "the stop strings"), 0};
-    WeightsLoad load = WEIGHTS_READ;
-    unsigned long long seed = 0;
+// What the command line asks for.
+typedef enum { MODE_GENERATE, MODE_CHAT, MODE_TOKENIZE, MODE_PPL } Mode;
+static const char *const mode_names[] = {"generate", "chat", "tokenize", "ppl"};
 
+typedef struct {
+    const char *checkpoint, *tokenizer_path, *prompt, *system; // NULL when not given
+    Mode mode;
+    float temperature, topp;
+    int topk, steps, steps_given, echo, reply_limit;
+    unsigned long long seed;
+    Stops stops;
+    WeightsLoad load;
+} Options;
+
+// Parses the command line strictly: a bad flag or value is a usage error (status 2).
+static Options parse_options(int argc, char **argv) {
+    // Defaults; the usage text above documents each.
+    Options o = {NULL, NULL, NULL, NULL, MODE_GENERATE, 1.0f, 0.9f, 0, 256, 0, 1, 0, 0,
+                 {xmalloc(argc * sizeof(char *), "the stop strings"), 0}, WEIGHTS_READ};
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
             usage(stdout);
-            free(stops.text);
-            return 0;
+            exit(0);
         }
         if (strcmp(arg, "--stop") == 0) {
             if (i + 1 >= argc) usage_error("option --stop needs a value");
             if (argv[i + 1][0] == '\0') usage_error("--stop wants a non-empty text");
-            stops.text[stops.n++] = argv[++i];
+            o.stops.text[o.stops.n++] = argv[++i];
             continue;
         }
         if (arg[0] != '-' || arg[1] == '\0') {
-            if (checkpoint) usage_error("one checkpoint expected, got '%s' and '%s'", checkpoint, arg);
-            checkpoint = arg;
+            if (o.checkpoint) usage_error("one checkpoint expected, got '%s' and '%s'", o.checkpoint, arg);
+            o.checkpoint = arg;
             continue;
         }
         if (strlen(arg) != 2 || !strchr("tpksniezmylr", arg[1])) usage_error("unknown option '%s'", arg);
         if (i + 1 >= argc) usage_error("option %s needs a value", arg);
         const char *value = argv[++i];
         switch (arg[1]) {
-        case 't': temperature = parse_float(arg, value, 0.0f, 1e6f); break;
-        case 'p': topp = parse_float(arg, value, 0.0f, 1.0f); break;
-        case 'k': topk = (int)parse_int(arg, value, 0, INT_MAX); break;
-        case 's': seed = (unsigned long long)parse_int(arg, value, 0, LLONG_MAX); break;
-        case 'n': steps = (int)parse_int(arg, value, 0, INT_MAX), steps_given = 1; break;
-        case 'r': reply_limit = (int)parse_int(arg, value, 0, INT_MAX); break;
-        case 'e': echo = (int)parse_int(arg, value, 0, 1); break;
-        case 'i': prompt = value; break;
-        case 'z': tokenizer_path = value; break;
-        case 'y': system = value; break;
+        case 't': o.temperature = parse_float(arg, value, 0.0f, 1e6f); break;
+        case 'p': o.topp = parse_float(arg, value, 0.0f, 1.0f); break;
+        case 'k': o.topk = (int)parse_int(arg, value, 0, INT_MAX); break;
+        case 's': o.seed = (unsigned long long)parse_int(arg, value, 0, LLONG_MAX); break;
+        case 'n': o.steps = (int)parse_int(arg, value, 0, INT_MAX), o.steps_given = 1; break;
+        case 'r': o.reply_limit = (int)parse_int(arg, value, 0, INT_MAX); break;
+        case 'e': o.echo = (int)parse_int(arg, value, 0, 1); break;
+        case 'i': o.prompt = value; break;
+        case 'z': o.tokenizer_path = value; break;
+        case 'y': o.system = value; break;
         case 'l':
             if (strcmp(value, "read") && strcmp(value, "map")) usage_error("-l wants read or map, got '%s'", value);
-            load = strcmp(value, "map") == 0 ? WEIGHTS_MAP : WEIGHTS_READ;
+            o.load = strcmp(value, "map") == 0 ? WEIGHTS_MAP : WEIGHTS_READ;
             break;
-        case 'm':
-            if (strcmp(value, "generate") && strcmp(value, "chat") && strcmp(value, "tokenize") && strcmp(value, "ppl"))
+        case 'm': {
+            size_t k = 0;
+            while (k < sizeof(mode_names) / sizeof(mode_names[0]) && strcmp(value, mode_names[k]) != 0) k++;
+            if (k == sizeof(mode_names) / sizeof(mode_names[0]))
                 usage_error("-m wants generate, chat, tokenize or ppl, got '%s'", value);
-            mode = value;
+            o.mode = (Mode)k;
             break;
         }
+        }
     }
-    int tokenize_only = strcmp(mode, "tokenize") == 0;
-    if (!checkpoint && !tokenize_only) usage_error("no checkpoint given");
+    if (!o.checkpoint && o.mode != MODE_TOKENIZE) usage_error("no checkpoint given");
+    return o;
+}
 
-    // The prompt: -i, or stdin when asked for or when stdin is a pipe or file.
+// The text to work on: -i, or stdin when asked for (-i -) or when stdin is a
+// pipe or a file (not in chat, whose turns come from stdin line by line).
+static Text read_input(const Options *o) {
     Text input = {0};
     // A closed stdin (./run model.bin <&-) is an empty prompt, not an error.
     int stdin_open = fcntl(STDIN_FILENO, F_GETFD) != -1;
-    int from_stdin = prompt ? strcmp(prompt, "-") == 0 : stdin_open && !isatty(STDIN_FILENO) && strcmp(mode, "chat") != 0;
+    int from_stdin = o->prompt ? strcmp(o->prompt, "-") == 0 : stdin_open && !isatty(STDIN_FILENO) && o->mode != MODE_CHAT;
     if (from_stdin && stdin_open) {
         input = read_all(stdin, "standard input");
         drop_final_newline(&input);
     } else {
-        text_append_str(&input, prompt ? prompt : "");
+        text_append_str(&input, o->prompt ? o->prompt : "");
     }
+    return input;
+}
 
-    // The model, unless only tokenizing. The cache only needs the positions
-    // this run can reach; chat and perplexity use the whole context.
-    Model model;
-    int have_model = checkpoint != NULL;
-    // A chat uses -n positions when given, else the model's whole context.
-    int is_chat = strcmp(mode, "chat") == 0;
-    int n_ctx = strcmp(mode, "ppl") == 0 || (is_chat && !steps_given) ? 0 : steps;
-    if (have_model) // tokenizing needs only the file's vocabulary: map it, do not read it
-        build_model(&model, checkpoint, tokenize_only ? WEIGHTS_MAP : load, n_ctx, PROMPT_BLOCK);
-
-    // The tokenizer: -z, else the one a GGUF file carries, else tokenizer.bin beside this program.
-    Tokenizer tokenizer;
+// The tokenizer: -z, else the one a GGUF file carries, else tokenizer.bin
+// beside this program. It must fit the model's vocabulary.
+static void load_tokenizer(Tokenizer *t, const Options *o, const Model *model, const char *argv0) {
+    const char *path = o->tokenizer_path;
     char *default_path = NULL;
-    if (!tokenizer_path && have_model && model.vocab.n > 0) {
-        GGUFVocab *v = &model.vocab;
-        build_tokenizer_from_vocab(&tokenizer, v->n, gguf_piece, v, v->score, v->type, v->unk_id, v->bos_id,
-                                   v->eos_id, checkpoint);
-        tokenizer_path = checkpoint;
+    if (!path && model && model->vocab.n > 0) {
+        const GGUFVocab *v = &model->vocab;
+        build_tokenizer_from_vocab(t, v->n, gguf_piece, (void *)v, v->score, v->type, v->unk_id, v->bos_id, v->eos_id,
+                                   o->checkpoint);
+        path = o->checkpoint;
     } else {
-        if (!tokenizer_path) tokenizer_path = default_path = default_tokenizer_path(argv[0]);
-        build_tokenizer(&tokenizer, tokenizer_path);
+        if (!path) path = default_path = default_tokenizer_path(argv0);
+        build_tokenizer(t, path);
     }
-    if (have_model && tokenizer.vocab_size != model.config.vocab_size)
-        fatal("%s has %d tokens but %s expects %d; give the model's own tokenizer with -z", tokenizer_path,
-              tokenizer.vocab_size, checkpoint, model.config.vocab_size);
+    if (model && t->vocab_size != model->config.vocab_size)
+        fatal("%s has %d tokens but %s expects %d; give the model's own tokenizer with -z", path, t->vocab_size,
+              o->checkpoint, model->config.vocab_size);
+    free(default_path);
+}
 
-    if (tokenize_only) {
+static void run_generate(Model *m, const Tokenizer *t, Sampler *sampler, const Options *o, const Text *input) {
+    GenerateStats st = generate(m, t, sampler, input->data, input->len, o->steps, o->echo, &o->stops, stdout);
+    // Timings go to stderr, so that stdout is only the text.
+    fprintf(stderr, "run: prompt %d tokens in %.3f s (%.1f tok/s), generated %d tokens in %.3f s (%.1f tok/s)\n",
+            st.n_prompt, st.prompt_seconds, st.n_prompt / st.prompt_seconds, st.n_generated, st.generate_seconds,
+            st.n_generated / st.generate_seconds);
+}
+
+static void run_perplexity(Model *m, const Tokenizer *t, const Text *input) {
+    double start = seconds_now();
+    int n;
+    int *tokens = encode(t, input->data, input->len, 1, 0, &n);
+    if (n < 2) fatal("perplexity needs text of at least one token");
+    Perplexity p = perplexity(m, tokens, n);
+    free(tokens);
+    printf("perplexity %.4f, mean NLL %.4f nats over %d tokens\n", p.perplexity, p.mean_nll, p.n_predicted);
+    double seconds = seconds_now() - start;
+    fprintf(stderr, "run: %d tokens in %.3f s (%.1f tok/s)\n", p.n_predicted + 1, seconds, (p.n_predicted + 1) / seconds);
+}
+
+static void run_chat(Model *m, const Tokenizer *t, Sampler *sampler, const Options *o, const Text *input) {
+    if (m->chat_template && find_bytes(m->chat_template, m->chat_template_len, "[INST]", 6) < 0)
+        warn("%s's chat template is not Llama 2's; chatting in Llama 2's format anyway", o->checkpoint);
+    ChatOptions options = {o->system, o->prompt ? input->data : NULL, o->reply_limit, o->stops, isatty(STDIN_FILENO)};
+    chat(m, t, sampler, &options, stdin, stdout);
+}
+
+#ifndef TESTING
+int main(int argc, char **argv) {
+    select_kernels();
+    Options o = parse_options(argc, argv);
+    Text input = read_input(&o);
+
+    // The model, unless only tokenizing. The cache holds only the positions
+    // this run can reach: -n, or the whole context for perplexity and for a
+    // chat without -n. Tokenizing needs only the file's vocabulary: mapped, not read.
+    Model model, *m = NULL;
+    if (o.checkpoint) {
+        int n_ctx = o.mode == MODE_PPL || (o.mode == MODE_CHAT && !o.steps_given) ? 0 : o.steps;
+        build_model(&model, o.checkpoint, o.mode == MODE_TOKENIZE ? WEIGHTS_MAP : o.load, n_ctx, PROMPT_BLOCK);
+        m = &model;
+    }
+    Tokenizer tokenizer;
+    load_tokenizer(&tokenizer, &o, m, argv[0]);
+
+    if (o.mode == MODE_TOKENIZE) {
         tokenize(&tokenizer, input.data, input.len, stdout);
     } else {
-        if (seed == 0) seed = (unsigned long long)time(NULL);
         Sampler sampler;
-        build_sampler(&sampler, model.config.vocab_size, temperature, topp, topk, seed);
-        if (strcmp(mode, "generate") == 0) {
-            GenerateStats st = generate(&model, &tokenizer, &sampler, input.data, input.len, steps, echo, &stops, stdout);
-            // Timings go to stderr, so that stdout is only the text.
-            fprintf(stderr, "run: prompt %d tokens in %.3f s (%.1f tok/s), generated %d tokens in %.3f s (%.1f tok/s)\n",
-                    st.n_prompt, st.prompt_seconds, st.n_prompt / st.prompt_seconds, st.n_generated,
-                    st.generate_seconds, st.n_generated / st.generate_seconds);
-        } else if (strcmp(mode, "ppl") == 0) {
-            double start = seconds_now();
-            int n;
-            int *tokens = encode(&tokenizer, input.data, input.len, 1, 0, &n);
-            if (n < 2) fatal("perplexity needs text of at least one token");
-            Perplexity p = perplexity(&model, tokens, n);
-            free(tokens);
-            printf("perplexity %.4f, mean NLL %.4f nats over %d tokens\n", p.perplexity, p.mean_nll, p.n_predicted);
-            fprintf(stderr, "run: %d tokens in %.3f s (%.1f tok/s)\n", p.n_predicted + 1, seconds_now() - start,
-                    (p.n_predicted + 1) / (seconds_now() - start));
-        } else {
-            if (model.chat_template && find_bytes(model.chat_template, model.chat_template_len, "[INST]", 6) < 0)
-                fprintf(stderr, "run: %s's chat template is not Llama 2's; chatting in Llama 2's format anyway\n",
-                        checkpoint);
-            ChatOptions options = {system, prompt ? input.data : NULL, reply_limit, stops, isatty(STDIN_FILENO)};
-            chat(&model, &tokenizer, &sampler, &options, stdin, stdout);
-        }
+        build_sampler(&sampler, m->config.vocab_size, o.temperature, o.topp, o.topk,
+                      o.seed ? o.seed : (unsigned long long)time(NULL));
+        if (o.mode == MODE_GENERATE) run_generate(m, &tokenizer, &sampler, &o, &input);
+        if (o.mode == MODE_PPL) run_perplexity(m, &tokenizer, &input);
+        if (o.mode == MODE_CHAT) run_chat(m, &tokenizer, &sampler, &o, &input);
         free_sampler(&sampler);
     }
-    if (have_model) free_model(&model);
+    if (m) free_model(m);
     free_tokenizer(&tokenizer);
     free(input.data);
-    free(default_path);
-    free(stops.text);
+    free(o.stops.text);
     if (fflush(stdout) != 0 || ferror(stdout)) {
         if (errno == EPIPE) return 1; // the reader left early (SIGPIPE ignored): nothing to say
         fatal("cannot write to standard output: %s", strerror(errno));
