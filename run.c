@@ -1,29 +1,43 @@
-/* run.c: Llama 2 inference on a CPU, in one C file (plus tokenizer.c).
+/* run.c: Llama 2 inference on a CPU, in one C file (plus tokenizer.c, which
+   it includes).
 
-   What it is: a command-line program that loads a Llama 2 checkpoint, turns
-   a prompt into token ids exactly as SentencePiece does, runs the transformer
+   What it is: a command-line program that loads a Llama 2 model, turns a
+   prompt into token ids exactly as SentencePiece does, runs the transformer
    (a prompt in blocks of tokens, then one token at a time) and streams the
    generated text to stdout. It also chats in Meta's format and measures
-   perplexity. It is meant to be read top to bottom: data structures,
-   loading, kernels, the forward pass, sampling, the generate and chat loops,
-   the command line.
+   perplexity. It reads llama2.c's checkpoints (the tinyllamas stories*.bin
+   files, version 1 fp32 and version 2 int8 files) with llama2.c's
+   tokenizer.bin, and GGUF files (llama architecture; F32, F16, BF16, Q8_0,
+   Q4_0) with the tokenizer they carry.
 
    What it is not: a training program, a server, or a general tensor library.
-   It needs only libc and libm. OpenMP, when the compiler has it, spreads the
-   matrix products over cores and is otherwise ignored; SIMD kernels (AVX-512,
-   AVX2, NEON) sit beside the plain C ones that define them, chosen at start-up.
-
-   It reads llama2.c's checkpoints (the legacy layout of the tinyllamas
-   stories*.bin files, version 1 fp32 and version 2 int8 "ak42" files) with
-   llama2.c's tokenizer.bin, and GGUF files (llama architecture; F32, F16,
-   BF16, Q8_0, Q4_0) with the tokenizer they carry.
+   It needs only libc and libm; OpenMP, when the compiler has it, spreads the
+   matrix products over cores.
 
    Build and run:
-       make
+       cc -O3 run.c -lm -o run       (or make: adds OpenMP and warnings)
        ./run stories15M.bin -i "Once upon a time"
        echo "Once upon a time" | ./run stories15M.bin -e 0
        ./run llama-2-7b-chat.gguf -m chat
-       ./run -h                         (every flag, with its default)        */
+       ./run -h                      (every flag, with its default)
+
+   How to read it: top to bottom, the first part is the whole program in
+   plain C; the second holds what a first reading may skip. Each section
+   opens with a banner; search for its title.
+       Errors and helpers
+       Data structures
+       Loading llama2.c checkpoints, and the state
+       The plain kernels, and their dispatch
+       The forward pass
+       The tokenizer                            (tokenizer.c)
+       Sampling
+       The loops: generate, perplexity, chat, tokenize
+     -- what a first reading may skip --
+       Other formats: GGUF
+       Memory on 2 MB pages
+       Fast kernels                             (AVX-512, AVX2, NEON: the same
+                                                 sums as the plain kernels, faster)
+       Command line                                                           */
 
 #include <ctype.h>
 #include <errno.h>
@@ -41,7 +55,9 @@
 #include <time.h>
 #include <unistd.h>
 
-// ----------------------------------------------------------------------------
+// ============================================================================
+// Errors and helpers
+//
 // Errors: one way out for anything a user's file, flag or text gets wrong.
 // The message names what was wrong and what was expected, on one line.
 
@@ -90,6 +106,7 @@ static void *xrealloc(void *p, size_t n, const char *what) {
 }
 
 // Threads: OpenMP when the compiler has it. Without it the pragmas below are
+// ignored and everything runs on one thread.
 #ifdef _OPENMP
 #include <omp.h>
 static int max_threads(void) { return omp_get_max_threads(); }
@@ -105,7 +122,7 @@ static uint32_t read_u32le(const unsigned char *p) {
 }
 static int32_t read_i32le(const unsigned char *p) { return (int32_t)read_u32le(p); }
 
-// ----------------------------------------------------------------------------
+// ============================================================================
 // Data structures
 
 typedef struct {
@@ -194,10 +211,10 @@ typedef struct {
     size_t arena_size;
 } State;
 
-// The tokenizer a GGUF file carries, read out of it (n == 0: none).
 // SentencePiece's piece types, as GGUF files record them (tokenizer.ggml.token_type).
 enum { PIECE_NORMAL = 1, PIECE_UNKNOWN = 2, PIECE_CONTROL = 3, PIECE_USER_DEFINED = 4, PIECE_UNUSED = 5, PIECE_BYTE = 6 };
 
+// The tokenizer a GGUF file carries, read out of it (n == 0: none).
 typedef struct {
     int n;
     const char **piece;  // (n) each piece's text, in the file
@@ -221,8 +238,8 @@ typedef struct {
     size_t map_size;
 } Model;
 
-// ----------------------------------------------------------------------------
-// Loading
+// ============================================================================
+// Loading llama2.c checkpoints, and the state
 //
 // A checkpoint is a header and then raw arrays, little-endian. llama2.c's
 // export.py writes three layouts:
@@ -419,21 +436,21 @@ static void open_checkpoint(Model *m, const char *path, WeightsLoad load) {
 }
 
 // Tokens per forward call while reading a prompt. Each weight matrix is read
-// from memory once per block instead of once per token. Measured on 110M and
-// 1.1B shapes (AVX-512, 2 threads), blocks of 64 read prompts ~15% faster
-// than blocks of 32; larger ones gained nothing more, as a block's activations
-// (64 x 5632 floats = 1.4 MB for a 1.1B model) already spill out of L2.
+// from memory once per block instead of once per token. 64 read prompts
+// faster than 32, and larger blocks gained nothing more: a block's
+// activations (64 x 5632 floats = 1.4 MB for a 1.1B model) already spill out
+// of L2 (bench/NOTES.md has the figures).
 #define PROMPT_BLOCK 64
 
 // The state's big arrays (the KV cache, logits, attention scores, the
 // feed-forward activations) share one region on 2 MB pages, touched once
-// when it is made, as llama.cpp clears its KV cache. Left to be faulted in
-// while reading the prompt, its pages cost a 110M model's first 256-token
-// prompt ~40% of its time on 4 KB pages, and a 15M model's 5-100 ms on 2 MB
-// pages (in a virtual machine, where a fault is slow). The cache holds n_ctx
-// positions: -n, or the model's whole context only for a chat without -n; a
-// cache larger than this is left to fault in as it fills (a 7B model's 4096
-// positions are 4 GB: zeroing them would take seconds and all that memory).
+// when it is made, as llama.cpp clears its KV cache: left to be faulted in
+// while reading the prompt, its pages cost a large share of a small model's
+// first prompt (a page fault is slow in a virtual machine; bench/NOTES.md).
+// The cache holds n_ctx positions: -n, or the model's whole context only for
+// a chat without -n; a cache larger than this is left to fault in as it
+// fills (a 7B model's 4096 positions are 4 GB: zeroing them would take
+// seconds and all that memory).
 #define TOUCHED_KV_BYTES (256u << 20)
 
 // Takes the next n_floats of the region, on their own cache lines.
@@ -514,15 +531,15 @@ static void free_model(Model *m) {
     munmap(m->map, m->map_size);
 }
 
-// ----------------------------------------------------------------------------
-// Kernels: the few operations the forward pass is made of.
+// ============================================================================
+// The plain kernels, and their dispatch
 //
-// Each is first written plainly, in scalar C: that version is the definition.
-// They (the matrix products, where nearly all the time goes, and RMSNorm,
-// softmax and SwiGLU) also have SIMD versions for x86-64 (AVX2, AVX-512) and
-// ARM64 (NEON) beside their scalar one; the best
-// the CPU supports is picked once at start-up (select_kernels), so one binary
-// runs everywhere and tests hold each SIMD version to the scalar one.
+// The few operations the forward pass is made of, written plainly in scalar
+// C: each is the definition of what it computes. The ones where the time goes
+// (the matrix products, RMSNorm, softmax, SwiGLU) are called through a table
+// of kernels, `kernels`, which holds these plain ones until select_kernels()
+// swaps in SIMD versions the CPU runs (see "Fast kernels", near the end);
+// the tests hold every SIMD version to its plain one here.
 
 // RMSNorm: scale x to unit root-mean-square, then by a learned weight per channel.
 static void rmsnorm(float *out, const float *x, const float *weight, int n, float eps) {
@@ -772,9 +789,8 @@ static void matrix_row(float *out, const Matrix *m, int row) {
     }
 }
 
-static int always(void) { return 1; }
-
-
+// The dispatch: one set of kernels, every one of a kind. The forward pass
+// calls them through `kernels` below; "Fast kernels" holds the other sets.
 typedef struct {
     const char *name;
     int (*supported)(void);
@@ -789,12 +805,13 @@ typedef struct {
     void (*swiglu)(float *gate, const float *up, int n);
 } KernelSet;
 
-// The kernels in use: the scalar ones until select_kernels() picks the best
-// set this CPU runs (its SIMD versions follow the plain kernels below).
+static int always(void) { return 1; }
+
+// The kernels in use: the plain ones until select_kernels() picks the best
+// set this CPU runs.
 static KernelSet kernels = {"scalar",         always,           f32_rows_scalar,  q8_rows_scalar, weighted_rows_scalar,
                             f16_rows_scalar, bf16_rows_scalar, q8_0_rows_scalar, q4_0_rows_scalar, rmsnorm,
                             softmax,         swiglu};
-
 
 // A matmul's input: tokens vectors of n floats and, when the weights are int8,
 // the same vectors quantized (made by prepare_input).
@@ -861,7 +878,8 @@ static void matmul_block(float *out, const Input *in, const Matrix *w, int b) {
 // read once per call, whatever the number of tokens. Threads take blocks of
 // rows of all the matrices as one list, so the count products cost one
 // start and one wait of the threads, not count of them: while generating
-// with a small model those are a tenth of the time.
+// with a small model, starting and waiting for threads is a large share of
+// the time.
 static void matmuls(int count, float *const out[], const Input *in, const Matrix *const w[]) {
     int first_block[4], n_blocks = 0; // first_block[i]: where matrix i's blocks start in the list
     if (count > 4) fatal("matmuls: %d products at once, at most 4", count); // a programming error
@@ -901,8 +919,10 @@ static void attention(float *out, const float *q, size_t stride, const float *ke
     }
 }
 
-// ----------------------------------------------------------------------------
-// The forward pass: tokens in, logits for the token after each out.
+// ============================================================================
+// The forward pass
+//
+// Tokens in, logits for the token after each out.
 //
 // n_tokens tokens (at most max_tokens) at positions pos, pos+1, ... go through
 // the model together: each weight matrix is read once for all of them, which
@@ -975,10 +995,18 @@ static float *forward(Model *m, const int *tokens, int n_tokens, int pos, Logits
     return s->logits;
 }
 
+// ============================================================================
+// The tokenizer
+//
+// Text to token ids and back, exactly as SentencePiece does it: tokenizer.c,
+// included here whole. Its opening comment explains the algorithm.
+
 #include "tokenizer.c"
 
-// ----------------------------------------------------------------------------
-// Sampling: choose the next token from the logits.
+// ============================================================================
+// Sampling
+//
+// Choose the next token from the logits.
 //
 // The random numbers and the top-p rule are llama2.c's, so that the same seed
 // and flags choose the same tokens in both programs.
@@ -1120,8 +1148,8 @@ static int sample(Sampler *s, float *logits) {
     return s->chosen[n_chosen - 1].index;
 }
 
-// ----------------------------------------------------------------------------
-// Generate, tokenize and chat loops
+// ============================================================================
+// The loops: generate, perplexity, chat, tokenize
 
 static double seconds_now(void) {
     struct timespec ts;
@@ -1477,7 +1505,14 @@ static ChatStats chat(Model *m, const Tokenizer *t, Sampler *sampler, const Chat
     return stats;
 }
 
-// ----------------------------------------------------------------------------
+// ============================================================================
+// ============================================================================
+// What a first reading may skip: the program above is complete. What follows
+// reads GGUF files, puts memory on 2 MB pages, computes the kernels faster
+// with SIMD instructions, and parses the command line.
+// ============================================================================
+
+// ============================================================================
 // Other formats: GGUF
 //
 // Loading GGUF
@@ -1885,14 +1920,14 @@ static void parse_gguf(Model *m, const unsigned char *bytes, size_t size, const 
     read_gguf_vocabulary(&m->vocab, &md, c->vocab_size, bytes, size, path);
 }
 
-// ----------------------------------------------------------------------------
+// ============================================================================
 // Memory on 2 MB pages
 //
 // A memory map of a file uses 4 KB pages, and streaming gigabytes of weights
 // through 4 KB pages spends much of each token on TLB misses: a 1.1B model
-// decodes at ~5.5 tok/s mapped and ~11 tok/s from 2 MB pages on the machine
-// this was measured on. So by default the file is read into anonymous memory
-// aligned to 2 MB and advised to use huge pages.
+// decoded about half as fast mapped as from 2 MB pages (bench/NOTES.md). So
+// by default the file is read into anonymous memory aligned to 2 MB and
+// advised to use huge pages.
 
 // Zeroed memory of size bytes on 2 MB pages where the OS allows; *mapped gets
 // the length to munmap. Pages cost nothing until touched.
@@ -1911,11 +1946,12 @@ static void *map_huge(size_t size, size_t *mapped, const char *what) {
     return p;
 }
 
-// Returns the file's bytes, read-only.
+// Reads a whole file into memory on 2 MB pages; returns its bytes, read-only.
 static void *read_into_memory(int fd, size_t size, size_t *mapped, const char *path) {
     unsigned char *p = map_huge(size, mapped, path);
     for (size_t done = 0; done < size;) {
-        ssize_t n = pread(fd, p + done, size - done < (1u << 30) ? size - done : (1u << 30), (off_t)done);
+        size_t chunk = size - done < (1u << 30) ? size - done : (1u << 30); // Linux reads at most ~2 GB a call
+        ssize_t n = pread(fd, p + done, chunk, (off_t)done);
         if (n <= 0) fatal("cannot read %s: %s", path, n < 0 ? strerror(errno) : "file shrank while reading");
         done += n;
     }
@@ -2237,8 +2273,9 @@ AVX512 static void bf16_rows_avx512(float *out, size_t out_stride, const uint16_
 //
 // acc + vpdpbusd(u8, the 4 signed bytes at s8 in every lane). GCC 12 copies
 // the intrinsic's accumulator to a fresh register and back at every use, and
-// loads the broadcast separately: a third of this kernel's time. Written out,
-// the instruction keeps each sum in one register and reads the 4 bytes itself.
+// loads the broadcast separately, which cost much of this kernel's time
+// (bench/NOTES.md). Written out, the instruction keeps each sum in one
+// register and reads the 4 bytes itself.
 AVX512 static INLINE __m512i dpbusd512_broadcast(__m512i acc, __m512i u8, const int8_t *s8) {
 #if defined(__GNUC__) && !defined(__clang__)
     __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u8), "m"(*(const char(*)[4])s8));
@@ -3097,7 +3134,7 @@ static int has_sdot(void) {
 #endif // ARM64
 
 // ----------------------------------------------------------------------------
-// The kernel table, and choosing a set at start-up
+// Fast kernels: the table, and choosing a set at start-up
 
 // Most capable first; select_kernels() takes the first this CPU supports.
 static const KernelSet kernel_sets[] = {
@@ -3132,7 +3169,7 @@ static void select_kernels(void) {
     fatal("RUN_KERNELS=%s: no such kernel set (try avx512, avx2, neon-sdot, neon or scalar)", want);
 }
 
-// ----------------------------------------------------------------------------
+// ============================================================================
 // Command line
 
 static void usage(FILE *f) {
