@@ -5,7 +5,8 @@ CFLAGS ?= -O3 -Wall -Wextra
 # OpenMP when the compiler has it; without it the pragmas are ignored and run is single-threaded.
 OPENMP := $(shell printf 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo -fopenmp)
 PYTHON ?= /usr/bin/python3
-MODELS ?= ../shared/models
+# The small models the tests use, kept in the repository (see models/README.md).
+MODELS ?= models
 
 # The program: portable (no -march), so the binary runs on any machine of this architecture.
 run: run.c tokenizer.c
@@ -54,7 +55,7 @@ test-sanitize:
 
 # Fuzzing with libFuzzer (needs clang and Debian's libclang-rt-14-dev): the checkpoint loader,
 # the GGUF parser and the tokenizer, FUZZ_SECONDS each, under ASan and UBSan. Seeds are made
-# from ../shared/models in fuzz/build (not kept); inputs that once crashed live in
+# from $(MODELS) in fuzz/build (not kept); inputs that once crashed live in
 # tests/fuzz-regressions/ and are replayed by make test. Leak checks are off: a refused file
 # ends in fatal(), which exits in the real program, and the harness cannot free what it left.
 FUZZ_SECONDS ?= 60

@@ -48,7 +48,7 @@ def meta_dialog_ids(sp, system, messages):
 
 
 def main():
-    model = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "shared", "models", "tokenizer.model")
+    model = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "models", "tokenizer.model")
     sp = spm.SentencePieceProcessor(model_file=model)
     lines = ["# made by tests/make_chat_cases.py with SentencePiece %s on the Llama 2 tokenizer" % spm.__version__]
     for name, system, messages in DIALOGS:

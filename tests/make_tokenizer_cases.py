@@ -74,7 +74,7 @@ def keep_printable(data):
 
 
 def main():
-    model = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "shared", "models", "tokenizer.model")
+    model = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "models", "tokenizer.model")
     sp = spm.SentencePieceProcessor(model_file=model)
     out_path = os.path.join(HERE, "tokenizer_cases.tsv")
     with open(out_path, "w") as f:

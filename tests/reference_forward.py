@@ -5,7 +5,7 @@ writes expected logits for two models:
 
     /usr/bin/python3 tests/reference_forward.py [MODELS_DIR] [--selfcheck]
 
-MODELS_DIR defaults to ../shared/models next to the repository root.
+MODELS_DIR defaults to the repository's models/ folder.
 Outputs: tests/logits_stories260K.txt and tests/logits_tiny_random.txt.
 --selfcheck also greedy-decodes 30 tokens from stories260K and checks the text.
 
@@ -18,7 +18,7 @@ import sys
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_MODELS = os.path.join(HERE, "..", "..", "shared", "models")
+DEFAULT_MODELS = os.path.join(HERE, "..", "models")
 
 
 def load_checkpoint(path):

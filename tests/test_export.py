@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """tests/test_export.py: checks export.py's GGUF output (and its tokenizer.bin output).
 
-    /usr/bin/python3 tests/test_export.py [MODELS_DIR]     (default: ../shared/models from the repo root)
+    /usr/bin/python3 tests/test_export.py [MODELS_DIR]     (default: the repository's models/ folder)
 
 Prints `ok <id>`, `FAIL <id>: why` or `skip <id>: why` per check, `# ...` notes,
 and ends with `N passed, N failed[, N skipped]`; the exit status is 1 if any
@@ -35,7 +35,7 @@ from gguf_read import (ARRAY, BOOL, FLOAT32, INT32, STRING, UINT32, GGML_F16, GG
 
 PYTHON = sys.executable or "/usr/bin/python3"
 EXPORT = os.path.join(ROOT, "export.py")
-MODELS = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "..", "shared", "models"))
+MODELS = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "models"))
 TMP = tempfile.mkdtemp(prefix="test_export.")
 
 try:
