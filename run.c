@@ -147,16 +147,34 @@ typedef enum {
     WEIGHT_Q8,   // int8, with one float32 scale per group of group_size values: w = q * scale (llama2.c)
     WEIGHT_F16,  // IEEE half precision (GGUF)
     WEIGHT_BF16, // bfloat16: the top 16 bits of a float32 (GGUF)
-    WEIGHT_Q8_0, // blocks of 32 int8 values with a float16 scale each (GGUF)
-    WEIGHT_Q4_0, // blocks of 32 4-bit values with a float16 scale each (GGUF)
+    // GGUF's block types: a row is a run of blocks of 32 values, or of 256
+    // (the K-quants and IQ4_XS); decode_block() gives each one's layout.
+    WEIGHT_Q8_0,   // int8 values, a float16 scale per 32
+    WEIGHT_Q4_0,   // 4-bit values, a float16 scale per 32
+    WEIGHT_Q4_1,   // 4-bit values, a float16 scale and minimum per 32
+    WEIGHT_Q5_0,   // 5-bit values, a float16 scale per 32
+    WEIGHT_Q5_1,   // 5-bit values, a float16 scale and minimum per 32
+    WEIGHT_IQ4_NL, // 4-bit indices into a fixed table of 16 levels, a float16 scale per 32
+    WEIGHT_Q2_K,   // 2-bit values, a 4-bit scale and minimum per 16, two float16 scales per 256
+    WEIGHT_Q3_K,   // 3-bit values, a 6-bit scale per 16, a float16 scale per 256
+    WEIGHT_Q4_K,   // 4-bit values, a 6-bit scale and minimum per 32, two float16 scales per 256
+    WEIGHT_Q5_K,   // 5-bit values, a 6-bit scale and minimum per 32, two float16 scales per 256
+    WEIGHT_Q6_K,   // 6-bit values, an 8-bit scale per 16, a float16 scale per 256
+    WEIGHT_IQ4_XS, // as IQ4_NL, with a 6-bit scale per 32 and a float16 scale per 256
+    WEIGHT_TYPES
 } WeightType;
 
-// GGUF's quantized blocks: 32 consecutive values of a row share one float16
-// scale d. Q8_0 stores them as int8; Q4_0 as 4-bit values offset by 8, value j
-// in the low nibble of byte j and value j + 16 in its high nibble.
+// Values and bytes in one block of each GGUF block type.
+static const struct { int values, bytes; } block_shape[WEIGHT_TYPES] = {
+    [WEIGHT_Q8_0] = {32, 34},   [WEIGHT_Q4_0] = {32, 18},   [WEIGHT_Q4_1] = {32, 20},  [WEIGHT_Q5_0] = {32, 22},
+    [WEIGHT_Q5_1] = {32, 24},   [WEIGHT_IQ4_NL] = {32, 18}, [WEIGHT_Q2_K] = {256, 84}, [WEIGHT_Q3_K] = {256, 110},
+    [WEIGHT_Q4_K] = {256, 144}, [WEIGHT_Q5_K] = {256, 176}, [WEIGHT_Q6_K] = {256, 210}, [WEIGHT_IQ4_XS] = {256, 136},
+};
+static int is_block_type(WeightType type) { return type >= WEIGHT_Q8_0; }
+
+// A block type's input is quantized too, in groups of QBLOCK values, each with
+// its own scale: every block type's sub-blocks (16 or 32 values) fit in one.
 #define QBLOCK 32
-#define Q8_0_BYTES 34 // 2 (d) + 32
-#define Q4_0_BYTES 18 // 2 (d) + 16
 
 // A weight matrix (rows, cols), row-major: row i holds the weights of output
 // i, so a matrix-vector product reads each row once, front to back.
@@ -696,24 +714,157 @@ static float half_to_f32(uint16_t h, WeightType type) { return type == WEIGHT_F1
 
 static uint16_t load_u16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 
-static int q4_0_value(const uint8_t *block, int j) {
-    const uint8_t *qs = block + 2;
-    return (j < 16 ? qs[j] & 15 : qs[j - 16] >> 4) - 8;
+static uint32_t load_u32(const uint8_t *p) { return read_u32le(p); }
+
+// GGUF's block types, decoded. Every one of them stores a block's values as
+// small integers q with, for each run of 16 values, a scale and an offset
+// (the format's minimum, or 0):
+//     w[j] = scale[j / 16] * q[j] + offset[j / 16]
+// The scales themselves are often quantized: small integers times one float16
+// scale for the whole block of 256 (the K-quants' "super-block").
+typedef struct {
+    int8_t q[256];                 // (values of the block)
+    float scale[16], offset[16];   // (values / 16)
+} Block;
+
+// IQ4_NL and IQ4_XS: a 4-bit index picks one of these 16 levels, spaced
+// unevenly, closer together near zero, where most weights are.
+static const int8_t iq4_levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+// Scale and minimum k (0..7) of a Q4_K or Q5_K block, 6 bits each, packed in
+// 12 bytes: those of 0..3 in the low 6 bits of bytes 0..3 and 4..7; those of
+// 4..7 in the nibbles of bytes 8..11, with their top 2 bits in the top 2 bits
+// of bytes 0..3 (scales) and 4..7 (minimums).
+static void k_scale_min(const uint8_t *s, int k, int *scale, int *min) {
+    if (k < 4) {
+        *scale = s[k] & 63, *min = s[k + 4] & 63;
+    } else {
+        *scale = (s[k + 4] & 15) | (s[k - 4] >> 6) << 4;
+        *min = (s[k + 4] >> 4) | (s[k] >> 6) << 4;
+    }
 }
 
-// Value j (< 32) of a Q8_0 or Q4_0 block, before its scale; and a block's size.
-static int block_value(WeightType type, const uint8_t *block, int j) {
-    return type == WEIGHT_Q8_0 ? (int8_t)block[2 + j] : q4_0_value(block, j);
+// The layouts, byte by byte (d, m, dmin: float16; a K-quant's 256 values run
+// in chunks of 32 or 64 whose bits share bytes, as each case says):
+static void decode_block(WeightType type, const uint8_t *b, Block *out) {
+    float d = f16_to_f32(load_u16(b));
+    for (int k = 0; k < 16; k++) out->scale[k] = d, out->offset[k] = 0.0f;
+    switch (type) {
+    case WEIGHT_Q8_0: // d, then 32 int8
+        for (int j = 0; j < 32; j++) out->q[j] = (int8_t)b[2 + j];
+        break;
+    case WEIGHT_Q4_0:   // d, then 16 bytes: value j in the low nibble of byte j, value j + 16 in its high nibble
+    case WEIGHT_IQ4_NL: // the same, each nibble an index into iq4_levels
+        for (int j = 0; j < 16; j++) {
+            int lo = b[2 + j] & 15, hi = b[2 + j] >> 4;
+            out->q[j] = (int8_t)(type == WEIGHT_Q4_0 ? lo - 8 : iq4_levels[lo]);
+            out->q[j + 16] = (int8_t)(type == WEIGHT_Q4_0 ? hi - 8 : iq4_levels[hi]);
+        }
+        break;
+    case WEIGHT_Q4_1: // d, m, then nibbles as Q4_0's: w = d q + m
+        for (int j = 0; j < 16; j++) out->q[j] = b[4 + j] & 15, out->q[j + 16] = b[4 + j] >> 4;
+        for (int k = 0; k < 2; k++) out->offset[k] = f16_to_f32(load_u16(b + 2));
+        break;
+    case WEIGHT_Q5_0:   // d, 32 high bits (bit j: value j's 5th bit), then nibbles as Q4_0's; q - 16
+    case WEIGHT_Q5_1: { // d, m, the high bits, the nibbles; w = d q + m
+        int one = type == WEIGHT_Q5_1, center = one ? 0 : 16;
+        uint32_t high = load_u32(b + 2 + 2 * one);
+        const uint8_t *low = b + 6 + 2 * one;
+        for (int j = 0; j < 16; j++) {
+            out->q[j] = (int8_t)(((low[j] & 15) | ((high >> j) & 1) << 4) - center);
+            out->q[j + 16] = (int8_t)(((low[j] >> 4) | ((high >> (j + 16)) & 1) << 4) - center);
+        }
+        if (one)
+            for (int k = 0; k < 2; k++) out->offset[k] = f16_to_f32(load_u16(b + 2));
+        break;
+    }
+    case WEIGHT_Q2_K: { // 16 scale bytes (scale low nibble, minimum high), 64 bytes of 2-bit values, d, dmin
+        const uint8_t *qs = b + 16;
+        d = f16_to_f32(load_u16(b + 80));
+        float dmin = f16_to_f32(load_u16(b + 82));
+        // each 128 values: 32 bytes, value 32 i + l in bits 2i..2i+1 of byte l
+        for (int h = 0; h < 2; h++)
+            for (int i = 0; i < 4; i++)
+                for (int l = 0; l < 32; l++) out->q[128 * h + 32 * i + l] = (qs[32 * h + l] >> (2 * i)) & 3;
+        for (int k = 0; k < 16; k++) out->scale[k] = d * (b[k] & 15), out->offset[k] = -dmin * (b[k] >> 4);
+        break;
+    }
+    case WEIGHT_Q3_K: { // 32 bytes of high bits, 64 of 2-bit values, 12 of 6-bit scales, d; q - 4 when the high bit is 0
+        const uint8_t *high = b, *qs = b + 32, *s = b + 96;
+        d = f16_to_f32(load_u16(b + 108));
+        // the 2-bit values as Q2_K's; value 32 i + l of half h has its high bit in bit 4 h + i of byte l
+        for (int h = 0; h < 2; h++)
+            for (int i = 0; i < 4; i++)
+                for (int l = 0; l < 32; l++)
+                    out->q[128 * h + 32 * i + l] =
+                        (int8_t)(((qs[32 * h + l] >> (2 * i)) & 3) - ((high[l] >> (4 * h + i)) & 1 ? 0 : 4));
+        // scale k: low 4 bits in the nibbles of bytes 0..7 (k < 8: low nibble of byte k; else high of k - 8),
+        // top 2 bits in bits 2 (k / 4)..+1 of byte 8 + k % 4; stored + 32
+        for (int k = 0; k < 16; k++) {
+            int low4 = k < 8 ? s[k] & 15 : s[k - 8] >> 4, top2 = (s[8 + k % 4] >> (2 * (k / 4))) & 3;
+            out->scale[k] = d * ((low4 | top2 << 4) - 32);
+        }
+        break;
+    }
+    case WEIGHT_Q4_K:   // d, dmin, 12 bytes of 6-bit scales and minimums, 128 bytes of nibbles; w = d sc q - dmin m
+    case WEIGHT_Q5_K: { // d, dmin, the scales, 32 bytes of 5th bits, the nibbles
+        int five = type == WEIGHT_Q5_K;
+        const uint8_t *high = b + 16, *qs = b + 16 + 32 * five;
+        float dmin = f16_to_f32(load_u16(b + 2));
+        // each 64 values: 32 bytes, value l in the low nibble of byte l and value 32 + l in its high
+        // nibble; for chunk c of 64, their 5th bits are bits 2 c and 2 c + 1 of high[l]
+        for (int c = 0; c < 4; c++)
+            for (int l = 0; l < 32; l++) {
+                int lo = qs[32 * c + l] & 15, hi = qs[32 * c + l] >> 4;
+                if (five) lo |= ((high[l] >> (2 * c)) & 1) << 4, hi |= ((high[l] >> (2 * c + 1)) & 1) << 4;
+                out->q[64 * c + l] = (int8_t)lo, out->q[64 * c + 32 + l] = (int8_t)hi;
+            }
+        for (int k = 0; k < 16; k++) { // a scale and minimum per 32 values
+            int sc, mn;
+            k_scale_min(b + 4, k / 2, &sc, &mn);
+            out->scale[k] = d * sc, out->offset[k] = -dmin * mn;
+        }
+        break;
+    }
+    case WEIGHT_Q6_K: { // 128 bytes of low nibbles, 64 of 2-bit highs, 16 int8 scales, d; q - 32
+        const uint8_t *ql = b, *qh = b + 128;
+        d = f16_to_f32(load_u16(b + 208));
+        // each 128 values: 64 low bytes and 32 high; for l < 32, values l, 32 + l, 64 + l, 96 + l take
+        // the low nibbles of ql[l], ql[32 + l], then their high nibbles, and bits 0-1, 2-3, 4-5, 6-7 of qh[l]
+        for (int h = 0; h < 2; h++)
+            for (int l = 0; l < 32; l++)
+                for (int i = 0; i < 4; i++) {
+                    int low = ql[64 * h + l + 32 * (i & 1)] >> (4 * (i >> 1)) & 15, top = (qh[32 * h + l] >> (2 * i)) & 3;
+                    out->q[128 * h + 32 * i + l] = (int8_t)((low | top << 4) - 32);
+                }
+        for (int k = 0; k < 16; k++) out->scale[k] = d * (int8_t)b[192 + k];
+        break;
+    }
+    case WEIGHT_IQ4_XS: { // d, 16 bits of scale tops, 4 bytes of scale nibbles, 128 bytes of nibbles as IQ4_NL's per 32
+        uint16_t tops = load_u16(b + 2);
+        for (int s = 0; s < 8; s++) { // sub-block s of 32: scale nibble s of bytes 4..7, top bits 2 s..2 s + 1
+            int scale = ((b[4 + s / 2] >> (4 * (s % 2))) & 15) | ((tops >> (2 * s)) & 3) << 4;
+            const uint8_t *qs = b + 8 + 16 * s;
+            for (int j = 0; j < 16; j++)
+                out->q[32 * s + j] = iq4_levels[qs[j] & 15], out->q[32 * s + 16 + j] = iq4_levels[qs[j] >> 4];
+            out->scale[2 * s] = out->scale[2 * s + 1] = d * (scale - 32);
+        }
+        break;
+    }
+    default: fatal("decode_block: %d is not a block type", (int)type); // a programming error
+    }
 }
-static size_t block_bytes(WeightType type) { return type == WEIGHT_Q8_0 ? Q8_0_BYTES : Q4_0_BYTES; }
+
+static size_t block_bytes(WeightType type) { return (size_t)block_shape[type].bytes; }
 
 // F16 and BF16 weights: like F32Rows, with w in 16-bit floats.
 typedef void HalfRows(float *out, size_t out_stride, const uint16_t *w, size_t w_stride, const float *x,
                       size_t x_stride, int n, int rows, int tokens);
-// Q8_0 and Q4_0 weights: each row is n / 32 blocks, rows row_bytes apart; x
-// is quantized in groups of 32, like Q8Rows' x.
-typedef void BlockRows(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes, const int8_t *xq,
-                       const float *x_scale, const int32_t *x_sum, size_t x_stride, int n, int rows, int tokens);
+// GGUF's block types: each row is n / values blocks, rows row_bytes apart;
+// x is quantized in groups of QBLOCK, like Q8Rows' x.
+typedef void BlockRows(WeightType type, float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
+                       const int8_t *xq, const float *x_scale, const int32_t *x_sum, size_t x_stride, int n, int rows,
+                       int tokens);
 
 static void half_rows_scalar(float *out, size_t out_stride, const uint16_t *w, size_t w_stride, const float *x,
                              size_t x_stride, int n, int rows, int tokens, WeightType type) {
@@ -735,39 +886,38 @@ static void bf16_rows_scalar(float *out, size_t out_stride, const uint16_t *w, s
     half_rows_scalar(out, out_stride, w, w_stride, x, x_stride, n, rows, tokens, WEIGHT_BF16);
 }
 
-// Q8_0 and Q4_0: each block's integer dot product, times its scale and the
-// activations' group scale.
+// A block at a time, decoded once for every token: each run of 16 values an
+// integer dot product with the input's int8 values, times its scale, plus the
+// offset times the input's sum, all times the input group's scale.
 static void blocks_rows_scalar(WeightType type, float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
-                               const int8_t *xq, const float *x_scale, size_t x_stride, int n, int rows, int tokens) {
-    for (int r = 0; r < rows; r++)
-        for (int t = 0; t < tokens; t++) {
-            float sum = 0.0f;
-            for (int b = 0; b < n / QBLOCK; b++) {
-                const uint8_t *block = w + r * row_bytes + b * block_bytes(type);
-                const int8_t *x = xq + t * x_stride + b * QBLOCK;
-                int32_t dot = 0;
-                for (int j = 0; j < QBLOCK; j++) dot += block_value(type, block, j) * x[j];
-                sum += (float)dot * (f16_to_f32(load_u16(block)) * x_scale[t * (x_stride / QBLOCK) + b]);
+                               const int8_t *xq, const float *x_scale, const int32_t *x_sum, size_t x_stride, int n,
+                               int rows, int tokens) {
+    (void)x_sum; // a shortcut for the SIMD kernels only
+    int values = block_shape[type].values;
+    Block block;
+    for (int r = 0; r < rows; r++) {
+        for (int t = 0; t < tokens; t++) out[t * out_stride + r] = 0.0f;
+        for (int b = 0; b < n / values; b++) {
+            decode_block(type, w + r * row_bytes + b * block_bytes(type), &block);
+            for (int t = 0; t < tokens; t++) {
+                const int8_t *x = xq + t * x_stride + b * values;
+                const float *xs = x_scale + t * (x_stride / QBLOCK) + b * (values / QBLOCK);
+                float sum = 0.0f;
+                for (int k = 0; k < values / 16; k++) {
+                    int32_t dot = 0, total = 0;
+                    for (int j = 16 * k; j < 16 * k + 16; j++) dot += block.q[j] * x[j], total += x[j];
+                    sum += (block.scale[k] * dot + block.offset[k] * total) * xs[k / 2];
+                }
+                out[t * out_stride + r] += sum;
             }
-            out[t * out_stride + r] = sum;
         }
-}
-
-static void q8_0_rows_scalar(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes, const int8_t *xq,
-                             const float *x_scale, const int32_t *x_sum, size_t x_stride, int n, int rows, int tokens) {
-    (void)x_sum;
-    blocks_rows_scalar(WEIGHT_Q8_0, out, out_stride, w, row_bytes, xq, x_scale, x_stride, n, rows, tokens);
-}
-
-static void q4_0_rows_scalar(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes, const int8_t *xq,
-                             const float *x_scale, const int32_t *x_sum, size_t x_stride, int n, int rows, int tokens) {
-    (void)x_sum;
-    blocks_rows_scalar(WEIGHT_Q4_0, out, out_stride, w, row_bytes, xq, x_scale, x_stride, n, rows, tokens);
+    }
 }
 
 // One row of a matrix as floats: how a token's embedding is looked up.
 static void matrix_row(float *out, const Matrix *m, int row) {
     size_t n = m->cols;
+    Block block;
     const unsigned char *p = (const unsigned char *)m->data + (size_t)row * m->row_bytes;
     if (m->type == WEIGHT_F32) {
         memcpy(out, p, n * sizeof(float));
@@ -779,11 +929,10 @@ static void matrix_row(float *out, const Matrix *m, int row) {
         case WEIGHT_Q8: out[j] = (int8_t)p[j] * m->scale[((size_t)row * n + j) / m->group_size]; break;
         case WEIGHT_F16: out[j] = f16_to_f32(load_u16(p + 2 * j)); break;
         case WEIGHT_BF16: out[j] = bf16_to_f32(load_u16(p + 2 * j)); break;
-        case WEIGHT_Q8_0:
-        case WEIGHT_Q4_0: {
-            const uint8_t *block = p + j / QBLOCK * block_bytes(m->type);
-            out[j] = block_value(m->type, block, (int)(j % QBLOCK)) * f16_to_f32(load_u16(block));
-            break;
+        default: { // a block type: decoded a block at a time
+            int values = block_shape[m->type].values, k = (int)(j % values);
+            if (k == 0) decode_block(m->type, p + j / values * block_bytes(m->type), &block);
+            out[j] = block.scale[k / 16] * block.q[k] + block.offset[k / 16];
         }
         }
     }
@@ -798,7 +947,7 @@ typedef struct {
     Q8Rows *q8_rows;
     WeightedRows *weighted_rows;
     HalfRows *f16_rows, *bf16_rows;
-    BlockRows *q8_0_rows, *q4_0_rows;
+    BlockRows *block_rows;
     // the steps between the matrix products
     void (*rmsnorm)(float *out, const float *x, const float *weight, int n, float eps);
     void (*softmax)(float *x, int n);
@@ -809,9 +958,9 @@ static int always(void) { return 1; }
 
 // The kernels in use: the plain ones until select_kernels() picks the best
 // set this CPU runs.
-static KernelSet kernels = {"scalar",         always,           f32_rows_scalar,  q8_rows_scalar, weighted_rows_scalar,
-                            f16_rows_scalar, bf16_rows_scalar, q8_0_rows_scalar, q4_0_rows_scalar, rmsnorm,
-                            softmax,         swiglu};
+static KernelSet kernels = {"scalar",        always,           f32_rows_scalar,    q8_rows_scalar, weighted_rows_scalar,
+                            f16_rows_scalar, bf16_rows_scalar, blocks_rows_scalar, rmsnorm,        softmax,
+                            swiglu};
 
 // A matmul's input: tokens vectors of n floats and, when the weights are int8,
 // the same vectors quantized (made by prepare_input).
@@ -864,11 +1013,9 @@ static void matmul_block(float *out, const Input *in, const Matrix *w, int b) {
     case WEIGHT_BF16:
         kernels.bf16_rows(out + r0, d, (const uint16_t *)rows_data, n, in->f, n, n, rows, in->tokens);
         break;
-    case WEIGHT_Q8_0:
-        kernels.q8_0_rows(out + r0, d, rows_data, w->row_bytes, in->q, in->scale, in->sum, n, n, rows, in->tokens);
-        break;
-    case WEIGHT_Q4_0:
-        kernels.q4_0_rows(out + r0, d, rows_data, w->row_bytes, in->q, in->scale, in->sum, n, n, rows, in->tokens);
+    default: // a GGUF block type
+        kernels.block_rows(w->type, out + r0, d, rows_data, w->row_bytes, in->q, in->scale, in->sum, n, n, rows,
+                           in->tokens);
         break;
     }
 }
@@ -1529,7 +1676,24 @@ static ChatStats chat(Model *m, const Tokenizer *t, Sampler *sampler, const Chat
 
 enum { GGUF_U8, GGUF_I8, GGUF_U16, GGUF_I16, GGUF_U32, GGUF_I32, GGUF_F32, GGUF_BOOL, GGUF_STRING, GGUF_ARRAY,
        GGUF_U64, GGUF_I64, GGUF_F64, GGUF_TYPES };
-enum { GGML_F32 = 0, GGML_F16 = 1, GGML_Q4_0 = 2, GGML_Q8_0 = 8, GGML_BF16 = 30 };
+enum { GGML_F32 = 0, GGML_F16 = 1, GGML_BF16 = 30 };
+
+// ggml's ids of the block types this program runs (0, WEIGHT_F32: not one);
+// others are refused by name.
+static const WeightType ggml_block_types[] = {[2] = WEIGHT_Q4_0,   [3] = WEIGHT_Q4_1,    [6] = WEIGHT_Q5_0,
+                                              [7] = WEIGHT_Q5_1,   [8] = WEIGHT_Q8_0,    [10] = WEIGHT_Q2_K,
+                                              [11] = WEIGHT_Q3_K,  [12] = WEIGHT_Q4_K,   [13] = WEIGHT_Q5_K,
+                                              [14] = WEIGHT_Q6_K,  [20] = WEIGHT_IQ4_NL, [23] = WEIGHT_IQ4_XS};
+
+// The WeightType of a ggml type id, or WEIGHT_TYPES for one this program does not run.
+static WeightType weight_type(uint32_t ggml_type) {
+    if (ggml_type == GGML_F32) return WEIGHT_F32;
+    if (ggml_type == GGML_F16) return WEIGHT_F16;
+    if (ggml_type == GGML_BF16) return WEIGHT_BF16;
+    if (ggml_type < sizeof(ggml_block_types) / sizeof(ggml_block_types[0]) && ggml_block_types[ggml_type] != 0)
+        return ggml_block_types[ggml_type];
+    return WEIGHT_TYPES;
+}
 
 // ggml's names for its storage types, to name the ones this program does not run.
 static const char *ggml_type_name(uint32_t type) {
@@ -1675,14 +1839,12 @@ static const GGUFTensor *find_tensor(const GGUFTensors *tt, const char *name) {
 }
 
 // Bytes one row of a tensor takes in its storage type; 0 if the type is not one we run.
-static size_t gguf_row_bytes(uint32_t type, uint64_t cols) {
-    switch (type) {
-    case GGML_F32: return cols * 4;
-    case GGML_F16: case GGML_BF16: return cols * 2;
-    case GGML_Q8_0: return cols % QBLOCK ? 0 : cols / QBLOCK * Q8_0_BYTES;
-    case GGML_Q4_0: return cols % QBLOCK ? 0 : cols / QBLOCK * Q4_0_BYTES;
-    }
-    return 0;
+static size_t gguf_row_bytes(uint32_t ggml_type, uint64_t cols) {
+    WeightType type = weight_type(ggml_type);
+    if (type == WEIGHT_F32) return cols * 4;
+    if (type == WEIGHT_F16 || type == WEIGHT_BF16) return cols * 2;
+    if (type == WEIGHT_TYPES || cols % block_shape[type].values != 0) return 0;
+    return cols / block_shape[type].values * block_shape[type].bytes;
 }
 
 // The tensor `name`, which must exist with exactly this shape (cols is the
@@ -1700,9 +1862,12 @@ static const GGUFTensor *gguf_tensor(const GGUFTensors *tt, const char *name, in
         fatal("%s: tensor %s has shape [%llu, %llu], expected [%d, %d] from the metadata", path, name,
               (unsigned long long)t->dims[0], (unsigned long long)(t->n_dims > 1 ? t->dims[1] : 1), cols, rows);
     size_t row_bytes = gguf_row_bytes(t->type, cols);
+    if (row_bytes == 0 && weight_type(t->type) != WEIGHT_TYPES)
+        fatal("%s: tensor %s has type %s, whose blocks of %d do not divide its rows of %d", path, name,
+              ggml_type_name(t->type), block_shape[weight_type(t->type)].values, cols);
     if (row_bytes == 0)
-        fatal("%s: tensor %s has type %s, supported: F32, F16, BF16, Q8_0, Q4_0%s", path, name,
-              ggml_type_name(t->type), (t->type == GGML_Q8_0 || t->type == GGML_Q4_0) ? " (with rows a multiple of 32)" : "");
+        fatal("%s: tensor %s has type %s, supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, "
+              "Q5_K, Q6_K, IQ4_NL, IQ4_XS", path, name, ggml_type_name(t->type));
     if (t->offset > tt->data_size || (uint64_t)rows * row_bytes > tt->data_size - t->offset)
         fatal("%s: tensor %s (%llu bytes at offset %llu) runs past the end of the file", path, name,
               (unsigned long long)((uint64_t)rows * row_bytes), (unsigned long long)t->offset);
@@ -1710,11 +1875,9 @@ static const GGUFTensor *gguf_tensor(const GGUFTensors *tt, const char *name, in
 }
 
 static Matrix gguf_matrix(const GGUFTensors *tt, const char *name, int rows, int cols) {
-    static const WeightType types[] = {[GGML_F32] = WEIGHT_F32, [GGML_F16] = WEIGHT_F16, [GGML_Q4_0] = WEIGHT_Q4_0,
-                                       [GGML_Q8_0] = WEIGHT_Q8_0, [GGML_BF16] = WEIGHT_BF16};
     const GGUFTensor *t = gguf_tensor(tt, name, rows, cols);
-    Matrix m = {types[t->type], rows, cols, tt->data + t->offset, NULL, 0, gguf_row_bytes(t->type, cols)};
-    if (m.type == WEIGHT_Q8_0 || m.type == WEIGHT_Q4_0) m.group_size = QBLOCK;
+    Matrix m = {weight_type(t->type), rows, cols, tt->data + t->offset, NULL, 0, gguf_row_bytes(t->type, cols)};
+    if (is_block_type(m.type)) m.group_size = QBLOCK;
     return m;
 }
 
@@ -1849,7 +2012,7 @@ static int has_block_weights(const Weights *w, const Config *c) {
         const Matrix *all[] = {&w->layers[l].wq, &w->layers[l].wk, &w->layers[l].wv, &w->layers[l].wo,
                                &w->layers[l].w1, &w->layers[l].w2, &w->layers[l].w3, &w->classifier};
         for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-            if (all[i]->type == WEIGHT_Q8_0 || all[i]->type == WEIGHT_Q4_0) return 1;
+            if (is_block_type(all[i]->type)) return 1;
     }
     return 0;
 }
@@ -2478,9 +2641,9 @@ AVX512 static void q8_rows_avx512(float *out, size_t out_stride, const int8_t *w
 // GGUF's Q8_0 and Q4_0 blocks: a prompt through the int8 panels (unpacked as
 // they are packed), a token or a few as q8_row_avx512 does groups of 32, two
 // blocks a step. type is a constant at each call.
-AVX512 static INLINE void block_rows_avx512(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
-                                            const int8_t *xq, const float *x_scale, const int32_t *x_sum,
-                                            size_t x_stride, int n, int rows, int tokens, const WeightType type) {
+AVX512 static INLINE void q8_0_q4_0_rows_avx512(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
+                                                const int8_t *xq, const float *x_scale, const int32_t *x_sum,
+                                                size_t x_stride, int n, int rows, int tokens, const WeightType type) {
     size_t bytes = block_bytes(type);
     if (tokens >= PANEL_MIN_TOKENS) {
         Int8Rows blocks = {type, w, row_bytes, NULL, 0, QBLOCK, bytes};
@@ -2509,16 +2672,19 @@ AVX512 static INLINE void block_rows_avx512(float *out, size_t out_stride, const
         }
 }
 
-AVX512 static void q8_0_rows_avx512(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
-                                    const int8_t *xq, const float *x_scale, const int32_t *x_sum, size_t x_stride,
-                                    int n, int rows, int tokens) {
-    block_rows_avx512(out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_stride, n, rows, tokens, WEIGHT_Q8_0);
-}
-
-AVX512 static void q4_0_rows_avx512(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
-                                    const int8_t *xq, const float *x_scale, const int32_t *x_sum, size_t x_stride,
-                                    int n, int rows, int tokens) {
-    block_rows_avx512(out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_stride, n, rows, tokens, WEIGHT_Q4_0);
+// Every block type, each through its own kernel.
+AVX512 static void block_rows_avx512(WeightType type, float *out, size_t out_stride, const uint8_t *w,
+                                     size_t row_bytes, const int8_t *xq, const float *x_scale, const int32_t *x_sum,
+                                     size_t x_stride, int n, int rows, int tokens) {
+    switch (type) {
+    case WEIGHT_Q8_0:
+        q8_0_q4_0_rows_avx512(out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_stride, n, rows, tokens, WEIGHT_Q8_0);
+        break;
+    case WEIGHT_Q4_0:
+        q8_0_q4_0_rows_avx512(out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_stride, n, rows, tokens, WEIGHT_Q4_0);
+        break;
+    default: blocks_rows_scalar(type, out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_stride, n, rows, tokens);
+    }
 }
 
 // --- Attention's weighted sum: weighted_rows_avx512 = weighted_rows_scalar
@@ -2771,9 +2937,9 @@ AVX2 static void q8_rows_avx2(float *out, size_t out_stride, const int8_t *wq, c
 }
 
 // A row by a token at a time, a block a step; type is a constant at each call.
-AVX2 static INLINE void block_rows_avx2(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
-                                        const int8_t *xq, const float *x_scale, size_t x_stride, int n, int rows,
-                                        int tokens, const WeightType type) {
+AVX2 static INLINE void q8_0_q4_0_rows_avx2(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
+                                            const int8_t *xq, const float *x_scale, size_t x_stride, int n, int rows,
+                                            int tokens, const WeightType type) {
     size_t bytes = block_bytes(type);
     for (int r = 0; r < rows; r++)
         for (int t = 0; t < tokens; t++) {
@@ -2790,18 +2956,15 @@ AVX2 static INLINE void block_rows_avx2(float *out, size_t out_stride, const uin
         }
 }
 
-AVX2 static void q8_0_rows_avx2(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes, const int8_t *xq,
-                                const float *x_scale, const int32_t *x_sum, size_t x_stride, int n, int rows,
-                                int tokens) {
-    (void)x_sum;
-    block_rows_avx2(out, out_stride, w, row_bytes, xq, x_scale, x_stride, n, rows, tokens, WEIGHT_Q8_0);
-}
-
-AVX2 static void q4_0_rows_avx2(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes, const int8_t *xq,
-                                const float *x_scale, const int32_t *x_sum, size_t x_stride, int n, int rows,
-                                int tokens) {
-    (void)x_sum;
-    block_rows_avx2(out, out_stride, w, row_bytes, xq, x_scale, x_stride, n, rows, tokens, WEIGHT_Q4_0);
+// Every block type, each through its own kernel.
+AVX2 static void block_rows_avx2(WeightType type, float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
+                                 const int8_t *xq, const float *x_scale, const int32_t *x_sum, size_t x_stride, int n,
+                                 int rows, int tokens) {
+    switch (type) {
+    case WEIGHT_Q8_0: q8_0_q4_0_rows_avx2(out, out_stride, w, row_bytes, xq, x_scale, x_stride, n, rows, tokens, WEIGHT_Q8_0); break;
+    case WEIGHT_Q4_0: q8_0_q4_0_rows_avx2(out, out_stride, w, row_bytes, xq, x_scale, x_stride, n, rows, tokens, WEIGHT_Q4_0); break;
+    default: blocks_rows_scalar(type, out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_stride, n, rows, tokens);
+    }
 }
 
 // --- Attention's weighted sum: weighted_rows_avx2 = weighted_rows_scalar
@@ -3030,9 +3193,10 @@ static INLINE const int8_t *block_values_neon(const uint8_t *block, int8_t *buf,
 
 // A row by a token at a time, a block a step.
 #define BLOCK_ROWS_NEON(NAME, ATTR, TYPE, DOT)                                                                         \
-    ATTR static void NAME(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes, const int8_t *xq,         \
-                          const float *x_scale, const int32_t *x_sum, size_t x_stride, int n, int rows, int tokens) {  \
-        (void)x_sum;                                                                                                   \
+    ATTR static void NAME(WeightType type, float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,       \
+                          const int8_t *xq, const float *x_scale, const int32_t *x_sum, size_t x_stride, int n,       \
+                          int rows, int tokens) {                                                                      \
+        (void)type, (void)x_sum;                                                                                       \
         int8_t buf[QBLOCK];                                                                                            \
         for (int r = 0; r < rows; r++)                                                                                 \
             for (int t = 0; t < tokens; t++) {                                                                         \
@@ -3050,6 +3214,23 @@ BLOCK_ROWS_NEON(q8_0_rows_neon_sdot, DOTPROD, WEIGHT_Q8_0, dot32_sdot)
 BLOCK_ROWS_NEON(q4_0_rows_neon_sdot, DOTPROD, WEIGHT_Q4_0, dot32_sdot)
 BLOCK_ROWS_NEON(q8_0_rows_neon, , WEIGHT_Q8_0, dot32_widening)
 BLOCK_ROWS_NEON(q4_0_rows_neon, , WEIGHT_Q4_0, dot32_widening)
+
+// Every block type, each through its own kernel.
+static void block_rows_neon(WeightType type, float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
+                            const int8_t *xq, const float *x_scale, const int32_t *x_sum, size_t x_stride, int n,
+                            int rows, int tokens) {
+    BlockRows *kernel = type == WEIGHT_Q8_0 ? q8_0_rows_neon : type == WEIGHT_Q4_0 ? q4_0_rows_neon : blocks_rows_scalar;
+    kernel(type, out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_stride, n, rows, tokens);
+}
+
+static void block_rows_neon_sdot(WeightType type, float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
+                                 const int8_t *xq, const float *x_scale, const int32_t *x_sum, size_t x_stride, int n,
+                                 int rows, int tokens) {
+    BlockRows *kernel = type == WEIGHT_Q8_0   ? q8_0_rows_neon_sdot
+                        : type == WEIGHT_Q4_0 ? q4_0_rows_neon_sdot
+                                              : blocks_rows_scalar;
+    kernel(type, out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_stride, n, rows, tokens);
+}
 
 // --- Attention's weighted sum: weighted_rows_neon = weighted_rows_scalar
 
@@ -3140,18 +3321,18 @@ static int has_sdot(void) {
 static const KernelSet kernel_sets[] = {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     {"avx512", has_avx512, f32_rows_avx512, q8_rows_avx512, weighted_rows_avx512, f16_rows_avx512, bf16_rows_avx512,
-     q8_0_rows_avx512, q4_0_rows_avx512, rmsnorm_avx512, softmax_avx512, swiglu_avx512},
-    {"avx2", has_avx2, f32_rows_avx2, q8_rows_avx2, weighted_rows_avx2, f16_rows_avx2, bf16_rows_avx2, q8_0_rows_avx2,
-     q4_0_rows_avx2, rmsnorm_avx2, softmax_avx2, swiglu_avx2},
+     block_rows_avx512, rmsnorm_avx512, softmax_avx512, swiglu_avx512},
+    {"avx2", has_avx2, f32_rows_avx2, q8_rows_avx2, weighted_rows_avx2, f16_rows_avx2, bf16_rows_avx2, block_rows_avx2,
+     rmsnorm_avx2, softmax_avx2, swiglu_avx2},
 #endif
 #if defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
     {"neon-sdot", has_sdot, f32_rows_neon, q8_rows_neon_sdot, weighted_rows_neon, f16_rows_neon, bf16_rows_neon,
-     q8_0_rows_neon_sdot, q4_0_rows_neon_sdot, rmsnorm_neon, softmax_neon, swiglu_neon},
-    {"neon", has_neon, f32_rows_neon, q8_rows_neon, weighted_rows_neon, f16_rows_neon, bf16_rows_neon, q8_0_rows_neon,
-     q4_0_rows_neon, rmsnorm_neon, softmax_neon, swiglu_neon},
+     block_rows_neon_sdot, rmsnorm_neon, softmax_neon, swiglu_neon},
+    {"neon", has_neon, f32_rows_neon, q8_rows_neon, weighted_rows_neon, f16_rows_neon, bf16_rows_neon, block_rows_neon,
+     rmsnorm_neon, softmax_neon, swiglu_neon},
 #endif
     {"scalar", always, f32_rows_scalar, q8_rows_scalar, weighted_rows_scalar, f16_rows_scalar, bf16_rows_scalar,
-     q8_0_rows_scalar, q4_0_rows_scalar, rmsnorm, softmax, swiglu},
+     blocks_rows_scalar, rmsnorm, softmax, swiglu},
 };
 
 // Picks the kernels once at start-up. RUN_KERNELS=name forces a set (for
