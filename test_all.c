@@ -637,7 +637,7 @@ static void test_kernels(void) {
         float worst_half = 0.0f, worst_block = 0.0f;
         for (size_t c = 0; c < sizeof(sizes) / sizeof(sizes[0]); c++) {
             int rows = sizes[c][0], tokens = sizes[c][1], n = sizes[c][2], nb = (n + 31) / 32 * 32;
-            size_t ws = n + 3, xs = nb + 32, os = rows + 2, row_bytes = nb / 32 * Q8_0_BYTES + 6;
+            size_t ws = n + 3, xs = nb + 32, os = rows + 2, row_bytes = nb / 32 * block_bytes(WEIGHT_Q8_0) + 6;
             uint16_t *wh = malloc(rows * ws * 2);
             float *x = malloc(tokens * xs * sizeof(float)), *want = calloc(tokens * os, 4), *got = calloc(tokens * os, 4);
             uint8_t *wb = malloc(rows * row_bytes);
@@ -660,19 +660,20 @@ static void test_kernels(void) {
                         worst_half = worse(worst_half, fabsf(got[i * os + r] - want[i * os + r]) / (sqrtf((float)n) * 1e-5f));
             }
             for (int kind = 0; kind < 2; kind++) { // Q8_0 then Q4_0: random bytes, scales of 1/64..1/32
-                size_t block_bytes = kind == 0 ? Q8_0_BYTES : Q4_0_BYTES;
+                WeightType type = kind == 0 ? WEIGHT_Q8_0 : WEIGHT_Q4_0;
+                size_t block_size = block_bytes(type);
                 for (size_t i = 0; i < rows * row_bytes; i++) wb[i] = (uint8_t)random_u32(&rng);
                 for (int r = 0; r < rows; r++)
                     for (int b = 0; b < nb / 32; b++) {
-                        uint8_t *block = wb + r * row_bytes + b * block_bytes;
+                        uint8_t *block = wb + r * row_bytes + b * block_size;
                         uint16_t d = 0x2400 + random_u32(&rng) % 0x400;
                         block[0] = d & 0xFF, block[1] = d >> 8;
                         if (kind == 0)
                             for (int j = 2; j < 34; j++) block[j] = block[j] == 0x80 ? 0x81 : block[j]; // no -128
                     }
-                (kind == 0 ? q8_0_rows_scalar : q4_0_rows_scalar)(want, os, wb, row_bytes, xq, xsc, xsum, xs, nb, rows, tokens);
+                blocks_rows_scalar(type, want, os, wb, row_bytes, xq, xsc, xsum, xs, nb, rows, tokens);
                 poison(got, tokens * os);
-                (kind == 0 ? ks->q8_0_rows : ks->q4_0_rows)(got, os, wb, row_bytes, xq, xsc, xsum, xs, nb, rows, tokens);
+                ks->block_rows(type, got, os, wb, row_bytes, xq, xsc, xsum, xs, nb, rows, tokens);
                 padding_ok &= padding_intact(got, os, rows, tokens);
                 for (int i = 0; i < tokens; i++)
                     for (int r = 0; r < rows; r++)
@@ -1020,17 +1021,22 @@ static void test_cli(void) {
     }
     remove("/tmp/test_all_export.gguf");
 
-    // GGUF files this program must refuse by name: a Q4_K tensor, another architecture, a cut-off file.
+    // GGUF files this program must refuse by name: an IQ2_XXS tensor (a type it does not run), a Q4_K
+    // tensor whose rows are not whole blocks of 256, another architecture, a cut-off file.
     whole = read_file_text(model_path("stories260K.gguf"), &len);
     char *gguf = malloc(len);
     const char *tensor = "blk.0.attn_q.weight", *arch_key = "general.architecture";
     char *at = memmem(whole, len, tensor, strlen(tensor));
     memcpy(gguf, whole, len);
-    uint32_t q4_k = 12; // after the name: uint32 dimensions, two uint64 extents, then the uint32 type
-    memcpy(gguf + (at - whole) + strlen(tensor) + 4 + 16, &q4_k, 4);
+    uint32_t iq2_xxs = 16, q4_k = 12; // after the name: uint32 dimensions, two uint64 extents, then the uint32 type
+    memcpy(gguf + (at - whole) + strlen(tensor) + 4 + 16, &iq2_xxs, 4);
     f = fopen("/tmp/test_all.gguf", "wb"), fwrite(gguf, 1, len, f), fclose(f);
     check_refused("cli-gguf-unsupported-type", "/tmp/test_all.gguf", 1,
-                  "tensor blk.0.attn_q.weight has type Q4_K, supported: F32, F16, BF16, Q8_0, Q4_0");
+                  "tensor blk.0.attn_q.weight has type IQ2_XXS, supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1");
+    memcpy(gguf + (at - whole) + strlen(tensor) + 4 + 16, &q4_k, 4);
+    f = fopen("/tmp/test_all.gguf", "wb"), fwrite(gguf, 1, len, f), fclose(f);
+    check_refused("cli-gguf-block-does-not-divide-row", "/tmp/test_all.gguf", 1,
+                  "tensor blk.0.attn_q.weight has type Q4_K, whose blocks of 256 do not divide its rows of 64");
     memcpy(gguf, whole, len);
     at = memmem(gguf, len, arch_key, strlen(arch_key)); // then uint32 type 8, uint64 length 5, "llama"
     memcpy(at + strlen(arch_key) + 4 + 8, "mamba", 5);
