@@ -171,6 +171,9 @@ static const struct { int values, bytes; } block_shape[WEIGHT_TYPES] = {
     [WEIGHT_Q4_K] = {256, 144}, [WEIGHT_Q5_K] = {256, 176}, [WEIGHT_Q6_K] = {256, 210}, [WEIGHT_IQ4_XS] = {256, 136},
 };
 static int is_block_type(WeightType type) { return type >= WEIGHT_Q8_0; }
+static const char *const weight_type_names[WEIGHT_TYPES] = {
+    "F32", "Q8 (llama2.c)", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL", "Q2_K", "Q3_K", "Q4_K", "Q5_K",
+    "Q6_K", "IQ4_XS"};
 
 // A block type's input is quantized too, in groups of QBLOCK values, each with
 // its own scale: every block type's sub-blocks (16 or 32 values) fit in one.
@@ -219,6 +222,7 @@ typedef struct {
     int8_t *xq;         // (max_tokens, max(dim, hidden_dim)) a matmul's input in int8, for int8 weights
     float *xq_scale;    // (max_tokens, max(dim, hidden_dim) / group_size)
     int32_t *xq_sum;    // (max_tokens, max(dim, hidden_dim) / group_size) each group's sum of int8 values
+    int32_t *xq_sum16;  // (max_tokens, max(dim, hidden_dim) / 16) each 16's sum, for GGUF's block types
     float *scores;      // (threads, max_tokens, n_ctx) attention scores: a block per thread
     float *logits;      // (max_tokens, vocab_size)
     float *key_cache;   // (n_layers, n_ctx, kv_dim)
@@ -499,6 +503,7 @@ static void build_state(State *s, const Config *c, int n_ctx, int max_tokens, in
         s->xq = xmalloc(T * widest, "activations");
         s->xq_scale = xmalloc(T * (widest / c->group_size) * sizeof(float), "activations");
         s->xq_sum = xmalloc(T * (widest / c->group_size) * sizeof(int32_t), "activations");
+        s->xq_sum16 = xmalloc(T * (widest / 16 + 1) * sizeof(int32_t), "activations");
     }
     s->scores = carve(s, &used, n_scores);
     s->logits = carve(s, &used, n_logits);
@@ -529,7 +534,7 @@ static void build_state(State *s, const Config *c, int n_ctx, int max_tokens, in
 }
 
 static void free_state(State *s) {
-    free(s->x), free(s->xb), free(s->xb2), free(s->q), free(s->xq), free(s->xq_scale), free(s->xq_sum);
+    free(s->x), free(s->xb), free(s->xb2), free(s->q), free(s->xq), free(s->xq_scale), free(s->xq_sum), free(s->xq_sum16);
     munmap(s->arena, s->arena_size);
     free(s->rope_cos), free(s->rope_sin);
 }
@@ -606,9 +611,9 @@ static void rope(float *v, int n, int head_size, const float *cos_pos, const flo
 
 // Quantizes x (n) to int8 in groups of gs: each group gets the scale that
 // maps its largest magnitude to 127, so x ~= q * scale. Rounds to nearest even.
-// Also keeps each group's sum of q, which the prompt kernels need (see
-// int8_panel_tile_avx512).
-static void quantize(int8_t *q, float *scale, int32_t *sum, const float *x, int n, int gs) {
+// Also keeps each group's sum of q, and unless sum16 is NULL each 16's sum
+// (gs a multiple of 16), which the SIMD kernels need: see block_rows_avx512.
+static void quantize(int8_t *q, float *scale, int32_t *sum, int32_t *sum16, const float *x, int n, int gs) {
     for (int g = 0; g < n / gs; g++) {
         const float *xg = x + (size_t)g * gs;
         float amax = 0.0f;
@@ -625,8 +630,11 @@ static void quantize(int8_t *q, float *scale, int32_t *sum, const float *x, int 
         }
         sum[g] = total;
     }
+    for (int k = 0; sum16 && k < n / 16; k++) {
+        sum16[k] = 0;
+        for (int i = 16 * k; i < 16 * k + 16; i++) sum16[k] += q[i];
+    }
 }
-
 
 // The matrix-product kernels compute, for `rows` rows of w and `tokens`
 // input vectors x,
@@ -861,10 +869,11 @@ static size_t block_bytes(WeightType type) { return (size_t)block_shape[type].by
 typedef void HalfRows(float *out, size_t out_stride, const uint16_t *w, size_t w_stride, const float *x,
                       size_t x_stride, int n, int rows, int tokens);
 // GGUF's block types: each row is n / values blocks, rows row_bytes apart;
-// x is quantized in groups of QBLOCK, like Q8Rows' x.
+// x is quantized in groups of QBLOCK, like Q8Rows' x, and x_sum16 holds each
+// 16 values' sum (x_stride / 16 per token).
 typedef void BlockRows(WeightType type, float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
-                       const int8_t *xq, const float *x_scale, const int32_t *x_sum, size_t x_stride, int n, int rows,
-                       int tokens);
+                       const int8_t *xq, const float *x_scale, const int32_t *x_sum, const int32_t *x_sum16,
+                       size_t x_stride, int n, int rows, int tokens);
 
 static void half_rows_scalar(float *out, size_t out_stride, const uint16_t *w, size_t w_stride, const float *x,
                              size_t x_stride, int n, int rows, int tokens, WeightType type) {
@@ -890,9 +899,9 @@ static void bf16_rows_scalar(float *out, size_t out_stride, const uint16_t *w, s
 // integer dot product with the input's int8 values, times its scale, plus the
 // offset times the input's sum, all times the input group's scale.
 static void blocks_rows_scalar(WeightType type, float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
-                               const int8_t *xq, const float *x_scale, const int32_t *x_sum, size_t x_stride, int n,
-                               int rows, int tokens) {
-    (void)x_sum; // a shortcut for the SIMD kernels only
+                               const int8_t *xq, const float *x_scale, const int32_t *x_sum, const int32_t *x_sum16,
+                               size_t x_stride, int n, int rows, int tokens) {
+    (void)x_sum, (void)x_sum16; // shortcuts for the SIMD kernels only
     int values = block_shape[type].values;
     Block block;
     for (int r = 0; r < rows; r++) {
@@ -969,11 +978,12 @@ typedef struct {
     const int8_t *q;     // (tokens, n)
     const float *scale;  // (tokens, n / group_size)
     const int32_t *sum;  // (tokens, n / group_size) each group's sum of q
+    const int32_t *sum16; // (tokens, n / 16) each 16's sum of q (GGUF's block types only)
     int tokens, n;
 } Input;
 
 static Input prepare_input(Model *m, const float *x, int tokens, int n) {
-    Input in = {x, NULL, NULL, NULL, tokens, n};
+    Input in = {x, NULL, NULL, NULL, NULL, tokens, n};
     // An input whose width is not whole groups feeds no int8 matrix (GGUF
     // exports keep such matrices in F16).
     if (m->int8 && n % m->config.group_size == 0) {
@@ -982,9 +992,10 @@ static Input prepare_input(Model *m, const float *x, int tokens, int n) {
 #pragma omp parallel for if (tokens > 1)
         for (t = 0; t < tokens; t++) {
             size_t groups = (size_t)t * (n / gs);
-            quantize(s->xq + (size_t)t * n, s->xq_scale + groups, s->xq_sum + groups, x + (size_t)t * n, n, gs);
+            int32_t *sum16 = gs % 16 == 0 ? s->xq_sum16 + (size_t)t * (n / 16) : NULL;
+            quantize(s->xq + (size_t)t * n, s->xq_scale + groups, s->xq_sum + groups, sum16, x + (size_t)t * n, n, gs);
         }
-        in.q = s->xq, in.scale = s->xq_scale, in.sum = s->xq_sum;
+        in.q = s->xq, in.scale = s->xq_scale, in.sum = s->xq_sum, in.sum16 = s->xq_sum16;
     }
     return in;
 }
@@ -1014,8 +1025,8 @@ static void matmul_block(float *out, const Input *in, const Matrix *w, int b) {
         kernels.bf16_rows(out + r0, d, (const uint16_t *)rows_data, n, in->f, n, n, rows, in->tokens);
         break;
     default: // a GGUF block type
-        kernels.block_rows(w->type, out + r0, d, rows_data, w->row_bytes, in->q, in->scale, in->sum, n, n, rows,
-                           in->tokens);
+        kernels.block_rows(w->type, out + r0, d, rows_data, w->row_bytes, in->q, in->scale, in->sum, in->sum16, n, n,
+                           rows, in->tokens);
         break;
     }
 }
@@ -2675,7 +2686,7 @@ AVX512 static INLINE void q8_0_q4_0_rows_avx512(float *out, size_t out_stride, c
 // Every block type, each through its own kernel.
 AVX512 static void block_rows_avx512(WeightType type, float *out, size_t out_stride, const uint8_t *w,
                                      size_t row_bytes, const int8_t *xq, const float *x_scale, const int32_t *x_sum,
-                                     size_t x_stride, int n, int rows, int tokens) {
+                                     const int32_t *x_sum16, size_t x_stride, int n, int rows, int tokens) {
     switch (type) {
     case WEIGHT_Q8_0:
         q8_0_q4_0_rows_avx512(out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_stride, n, rows, tokens, WEIGHT_Q8_0);
@@ -2683,7 +2694,7 @@ AVX512 static void block_rows_avx512(WeightType type, float *out, size_t out_str
     case WEIGHT_Q4_0:
         q8_0_q4_0_rows_avx512(out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_stride, n, rows, tokens, WEIGHT_Q4_0);
         break;
-    default: blocks_rows_scalar(type, out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_stride, n, rows, tokens);
+    default: blocks_rows_scalar(type, out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_sum16, x_stride, n, rows, tokens);
     }
 }
 
@@ -2958,12 +2969,12 @@ AVX2 static INLINE void q8_0_q4_0_rows_avx2(float *out, size_t out_stride, const
 
 // Every block type, each through its own kernel.
 AVX2 static void block_rows_avx2(WeightType type, float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
-                                 const int8_t *xq, const float *x_scale, const int32_t *x_sum, size_t x_stride, int n,
-                                 int rows, int tokens) {
+                                 const int8_t *xq, const float *x_scale, const int32_t *x_sum,
+                                 const int32_t *x_sum16, size_t x_stride, int n, int rows, int tokens) {
     switch (type) {
     case WEIGHT_Q8_0: q8_0_q4_0_rows_avx2(out, out_stride, w, row_bytes, xq, x_scale, x_stride, n, rows, tokens, WEIGHT_Q8_0); break;
     case WEIGHT_Q4_0: q8_0_q4_0_rows_avx2(out, out_stride, w, row_bytes, xq, x_scale, x_stride, n, rows, tokens, WEIGHT_Q4_0); break;
-    default: blocks_rows_scalar(type, out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_stride, n, rows, tokens);
+    default: blocks_rows_scalar(type, out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_sum16, x_stride, n, rows, tokens);
     }
 }
 
@@ -3194,9 +3205,9 @@ static INLINE const int8_t *block_values_neon(const uint8_t *block, int8_t *buf,
 // A row by a token at a time, a block a step.
 #define BLOCK_ROWS_NEON(NAME, ATTR, TYPE, DOT)                                                                         \
     ATTR static void NAME(WeightType type, float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,       \
-                          const int8_t *xq, const float *x_scale, const int32_t *x_sum, size_t x_stride, int n,       \
-                          int rows, int tokens) {                                                                      \
-        (void)type, (void)x_sum;                                                                                       \
+                          const int8_t *xq, const float *x_scale, const int32_t *x_sum, const int32_t *x_sum16,       \
+                          size_t x_stride, int n, int rows, int tokens) {                                              \
+        (void)type, (void)x_sum, (void)x_sum16;                                                                        \
         int8_t buf[QBLOCK];                                                                                            \
         for (int r = 0; r < rows; r++)                                                                                 \
             for (int t = 0; t < tokens; t++) {                                                                         \
@@ -3217,19 +3228,19 @@ BLOCK_ROWS_NEON(q4_0_rows_neon, , WEIGHT_Q4_0, dot32_widening)
 
 // Every block type, each through its own kernel.
 static void block_rows_neon(WeightType type, float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
-                            const int8_t *xq, const float *x_scale, const int32_t *x_sum, size_t x_stride, int n,
-                            int rows, int tokens) {
+                            const int8_t *xq, const float *x_scale, const int32_t *x_sum, const int32_t *x_sum16,
+                            size_t x_stride, int n, int rows, int tokens) {
     BlockRows *kernel = type == WEIGHT_Q8_0 ? q8_0_rows_neon : type == WEIGHT_Q4_0 ? q4_0_rows_neon : blocks_rows_scalar;
-    kernel(type, out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_stride, n, rows, tokens);
+    kernel(type, out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_sum16, x_stride, n, rows, tokens);
 }
 
 static void block_rows_neon_sdot(WeightType type, float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
-                                 const int8_t *xq, const float *x_scale, const int32_t *x_sum, size_t x_stride, int n,
-                                 int rows, int tokens) {
+                                 const int8_t *xq, const float *x_scale, const int32_t *x_sum,
+                                 const int32_t *x_sum16, size_t x_stride, int n, int rows, int tokens) {
     BlockRows *kernel = type == WEIGHT_Q8_0   ? q8_0_rows_neon_sdot
                         : type == WEIGHT_Q4_0 ? q4_0_rows_neon_sdot
                                               : blocks_rows_scalar;
-    kernel(type, out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_stride, n, rows, tokens);
+    kernel(type, out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_sum16, x_stride, n, rows, tokens);
 }
 
 // --- Attention's weighted sum: weighted_rows_neon = weighted_rows_scalar

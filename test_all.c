@@ -528,6 +528,67 @@ static int padding_intact(const float *out, size_t os, int cols, int tokens) {
 // The larger error, NaN the largest of all.
 static float worse(float worst, float err) { return isnan(worst) || err <= worst ? worst : err; }
 
+// GGUF's block types: random bytes in every block, its float16 scales set to
+// small positive values (random bits could make them NaN or infinite). Each
+// kernel set's block_rows is held to the plain one, relative to the sum of
+// the magnitudes of the terms (decoded with the plain decode_block).
+static void random_blocks(WeightType type, uint8_t *w, int rows, size_t row_bytes, uint64_t *rng) {
+    int halves[WEIGHT_TYPES][2] = {[WEIGHT_Q8_0] = {0, -1},  [WEIGHT_Q4_0] = {0, -1}, [WEIGHT_Q4_1] = {0, 2},
+                                   [WEIGHT_Q5_0] = {0, -1},  [WEIGHT_Q5_1] = {0, 2},  [WEIGHT_IQ4_NL] = {0, -1},
+                                   [WEIGHT_Q2_K] = {80, 82}, [WEIGHT_Q3_K] = {108, -1}, [WEIGHT_Q4_K] = {0, 2},
+                                   [WEIGHT_Q5_K] = {0, 2},   [WEIGHT_Q6_K] = {208, -1}, [WEIGHT_IQ4_XS] = {0, -1}};
+    for (size_t i = 0; i < rows * row_bytes; i++) w[i] = (uint8_t)random_u32(rng);
+    for (int r = 0; r < rows; r++)
+        for (size_t b = r * row_bytes; b + block_bytes(type) <= (r + 1) * row_bytes; b += block_bytes(type))
+            for (int h = 0; h < 2; h++)
+                if (halves[type][h] >= 0) {
+                    uint16_t d = 0x2400 + random_u32(rng) % 0x400; // 1/64 .. 1/32
+                    w[b + halves[type][h]] = d & 0xFF, w[b + halves[type][h] + 1] = d >> 8;
+                }
+}
+
+static void test_block_kernels(const KernelSet *ks, uint64_t *rng, int *padding_ok) {
+    int sizes[][3] = {{1, 1, 256}, {5, 3, 512}, {17, 13, 256}, {4, 6, 768}, {9, 7, 1024}, {33, 4, 256},
+                      {18, 9, 1536}, {6, 1, 2048}, {7, 1, 256}, {2, 1, 512}, {16, 64, 512}};
+    for (int type = WEIGHT_Q8_0; type < WEIGHT_TYPES; type++) {
+        float worst = 0.0f;
+        for (size_t c = 0; c < sizeof(sizes) / sizeof(sizes[0]); c++) {
+            int rows = sizes[c][0], tokens = sizes[c][1], n = sizes[c][2], values = block_shape[type].values;
+            size_t xs = n + 64, os = rows + 2, row_bytes = n / values * block_bytes(type) + 6;
+            uint8_t *w = malloc(rows * row_bytes);
+            int8_t *xq = malloc(tokens * xs);
+            float *xsc = malloc(tokens * xs / 32 * sizeof(float)), *want = malloc(tokens * os * 4), *got = malloc(tokens * os * 4);
+            int32_t *xsum = calloc(tokens * xs / 32, sizeof(int32_t)), *xsum16 = calloc(tokens * xs / 16, sizeof(int32_t));
+            random_blocks(type, w, rows, row_bytes, rng);
+            for (size_t i = 0; i < tokens * xs; i++) xq[i] = (int8_t)(random_u32(rng) % 255 - 127);
+            for (size_t i = 0; i < tokens * xs / 32; i++) xsc[i] = random_f32(rng) * 0.01f;
+            for (size_t i = 0; i < tokens * xs; i++) xsum[i / 32] += xq[i], xsum16[i / 16] += xq[i];
+            poison(want, tokens * os), poison(got, tokens * os);
+            blocks_rows_scalar(type, want, os, w, row_bytes, xq, xsc, xsum, xsum16, xs, n, rows, tokens);
+            ks->block_rows(type, got, os, w, row_bytes, xq, xsc, xsum, xsum16, xs, n, rows, tokens);
+            *padding_ok &= padding_intact(got, os, rows, tokens);
+            for (int r = 0; r < rows; r++)
+                for (int t = 0; t < tokens; t++) {
+                    double magnitude = 0.0; // the sum of |w x| over the row
+                    Block block;
+                    for (int b = 0; b < n / values; b++) {
+                        decode_block(type, w + r * row_bytes + b * block_bytes(type), &block);
+                        for (int j = 0; j < values; j++) {
+                            int at = b * values + j;
+                            magnitude += fabs((double)(block.scale[j / 16] * block.q[j] + block.offset[j / 16]) *
+                                              xq[t * xs + at] * xsc[t * (xs / 32) + at / 32]);
+                        }
+                    }
+                    worst = worse(worst, fabsf(got[t * os + r] - want[t * os + r]) / (float)(magnitude * 1e-6 + 1e-30));
+                }
+            free(w), free(xq), free(xsc), free(want), free(got), free(xsum), free(xsum16);
+        }
+        char id[96];
+        snprintf(id, sizeof(id), "kernels-%s-block-%s-vs-scalar", ks->name, weight_type_names[type]);
+        check(id, worst <= 4.0f, "error %g x 1e-6 of the sum of |w x|", worst);
+    }
+}
+
 static void test_kernels(void) {
     uint64_t rng = 99;
     int sizes[][3] = {{1, 1, 1},   {5, 3, 7},    {17, 13, 16}, {4, 6, 64},  {8, 12, 96}, {9, 7, 288},
@@ -633,20 +694,14 @@ static void test_kernels(void) {
         snprintf(id, sizeof(id), "kernels-%s-rmsnorm-softmax-swiglu-vs-scalar", ks->name);
         check(id, worst_norm <= 2e-6f && worst_softmax <= 2e-6f && worst_swiglu <= 2e-6f,
               "relative errors: rmsnorm %g, softmax %g, swiglu %g", worst_norm, worst_softmax, worst_swiglu);
-        // GGUF's storage types: 16-bit floats and Q8_0 / Q4_0 blocks, random bits in each.
-        float worst_half = 0.0f, worst_block = 0.0f;
+        // GGUF's 16-bit floats, random bits in each.
+        float worst_half = 0.0f;
         for (size_t c = 0; c < sizeof(sizes) / sizeof(sizes[0]); c++) {
             int rows = sizes[c][0], tokens = sizes[c][1], n = sizes[c][2], nb = (n + 31) / 32 * 32;
-            size_t ws = n + 3, xs = nb + 32, os = rows + 2, row_bytes = nb / 32 * block_bytes(WEIGHT_Q8_0) + 6;
+            size_t ws = n + 3, xs = nb + 32, os = rows + 2;
             uint16_t *wh = malloc(rows * ws * 2);
             float *x = malloc(tokens * xs * sizeof(float)), *want = calloc(tokens * os, 4), *got = calloc(tokens * os, 4);
-            uint8_t *wb = malloc(rows * row_bytes);
-            int8_t *xq = malloc(tokens * xs);
-            float *xsc = malloc(tokens * xs / 32 * sizeof(float));
-            for (size_t i = 0; i < tokens * xs; i++) x[i] = test_random(&rng), xq[i] = (int8_t)(random_u32(&rng) % 255 - 127);
-            for (size_t i = 0; i < tokens * xs / 32; i++) xsc[i] = random_f32(&rng) * 0.01f;
-            int32_t *xsum = calloc(tokens * xs / 32, sizeof(int32_t));
-            for (size_t i = 0; i < tokens * xs; i++) xsum[i / 32] += xq[i];
+            for (size_t i = 0; i < tokens * xs; i++) x[i] = test_random(&rng);
             for (int kind = 0; kind < 2; kind++) { // F16 then BF16: finite values of either sign around 1
                 for (size_t i = 0; i < rows * ws; i++)
                     wh[i] = (uint16_t)(kind == 0 ? 0x3000 + random_u32(&rng) % 0x1800 : 0x3E00 + random_u32(&rng) % 0x180) |
@@ -659,32 +714,11 @@ static void test_kernels(void) {
                     for (int r = 0; r < rows; r++)
                         worst_half = worse(worst_half, fabsf(got[i * os + r] - want[i * os + r]) / (sqrtf((float)n) * 1e-5f));
             }
-            for (int kind = 0; kind < 2; kind++) { // Q8_0 then Q4_0: random bytes, scales of 1/64..1/32
-                WeightType type = kind == 0 ? WEIGHT_Q8_0 : WEIGHT_Q4_0;
-                size_t block_size = block_bytes(type);
-                for (size_t i = 0; i < rows * row_bytes; i++) wb[i] = (uint8_t)random_u32(&rng);
-                for (int r = 0; r < rows; r++)
-                    for (int b = 0; b < nb / 32; b++) {
-                        uint8_t *block = wb + r * row_bytes + b * block_size;
-                        uint16_t d = 0x2400 + random_u32(&rng) % 0x400;
-                        block[0] = d & 0xFF, block[1] = d >> 8;
-                        if (kind == 0)
-                            for (int j = 2; j < 34; j++) block[j] = block[j] == 0x80 ? 0x81 : block[j]; // no -128
-                    }
-                blocks_rows_scalar(type, want, os, wb, row_bytes, xq, xsc, xsum, xs, nb, rows, tokens);
-                poison(got, tokens * os);
-                ks->block_rows(type, got, os, wb, row_bytes, xq, xsc, xsum, xs, nb, rows, tokens);
-                padding_ok &= padding_intact(got, os, rows, tokens);
-                for (int i = 0; i < tokens; i++)
-                    for (int r = 0; r < rows; r++)
-                        worst_block = worse(worst_block, fabsf(got[i * os + r] - want[i * os + r]) / (nb / 32 * 1e-6f));
-            }
-            free(wh), free(x), free(want), free(got), free(wb), free(xq), free(xsc), free(xsum);
+            free(wh), free(x), free(want), free(got);
         }
         snprintf(id, sizeof(id), "kernels-%s-f16-bf16-vs-scalar", ks->name);
         check(id, worst_half <= 4.0f, "error %g x sqrt(n) x 1e-5", worst_half);
-        snprintf(id, sizeof(id), "kernels-%s-q8_0-q4_0-vs-scalar", ks->name);
-        check(id, worst_block <= 4.0f, "error %g x blocks x 1e-6", worst_block);
+        test_block_kernels(ks, &rng, &padding_ok);
         snprintf(id, sizeof(id), "kernels-%s-f32-vs-scalar", ks->name);
         check(id, worst_f32 <= 4.0f, "error %g x sqrt(n) x 1e-6", worst_f32);
         snprintf(id, sizeof(id), "kernels-%s-q8-vs-scalar", ks->name);
@@ -707,7 +741,8 @@ static void test_kernels(void) {
     float scale[3];
     int32_t sum[3], sum_ok = 1;
     for (int i = 0; i < 96; i++) x[i] = test_random(&rng) * (i < 32 ? 0.0f : i < 64 ? 1.0f : 100.0f);
-    quantize(q, scale, sum, x, 96, 32);
+    int32_t sum16[6];
+    quantize(q, scale, sum, sum16, x, 96, 32);
     float worst = 0.0f;
     for (int i = 0; i < 96; i++) { float e = fabsf(q[i] * scale[i / 32] - x[i]) / (scale[i / 32] + 1e-30f); if (e > worst) worst = e; }
     for (int g = 0; g < 3; g++) {
