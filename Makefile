@@ -42,6 +42,7 @@ references:
 	$(PYTHON) tests/make_tokenizer_cases.py $(MODELS)/tokenizer.model
 	$(PYTHON) tests/make_chat_cases.py $(MODELS)/tokenizer.model
 	$(PYTHON) tests/reference_forward.py $(MODELS)
+	$(PYTHON) tests/reference_gguf.py $(MODELS)
 
 # The whole suite, hostile inputs included, against a build with AddressSanitizer and
 # UndefinedBehaviorSanitizer; any report fails the run (the sanitizers' exit codes differ

@@ -19,6 +19,8 @@ import sys
 
 import numpy as np
 
+import gguf_quants
+
 # Metadata value types.
 UINT8, INT8, UINT16, INT16, UINT32, INT32, FLOAT32, BOOL, STRING, ARRAY, UINT64, INT64, FLOAT64 = range(13)
 SCALAR_FORMATS = {UINT8: "<B", INT8: "<b", UINT16: "<H", INT16: "<h", UINT32: "<I", INT32: "<i",
@@ -30,9 +32,10 @@ TYPE_NAMES = {UINT8: "uint8", INT8: "int8", UINT16: "uint16", INT16: "int16", UI
               UINT64: "uint64", INT64: "int64", FLOAT64: "float64"}
 
 # ggml tensor types this reader can turn into numbers: type -> (name, block size, bytes per block).
+# The decoders live in gguf_quants.py (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+# Q2_K..Q6_K, IQ4_NL, IQ4_XS).
 GGML_F32, GGML_F16, GGML_Q4_0, GGML_Q8_0, GGML_BF16 = 0, 1, 2, 8, 30
-GGML_TYPES = {GGML_F32: ("F32", 1, 4), GGML_F16: ("F16", 1, 2), GGML_Q4_0: ("Q4_0", 32, 18),
-              GGML_Q8_0: ("Q8_0", 32, 34), GGML_BF16: ("BF16", 1, 2)}
+GGML_TYPES = {t: (name, block, size) for t, (name, block, size, _) in gguf_quants.TYPES.items()}
 
 
 class GGUFError(Exception):
@@ -146,37 +149,14 @@ class GGUFFile:
 
     def array(self, name):
         """The tensor as float32 numpy array in numpy order (quantized types dequantized)."""
+        return self.array64(name).astype(np.float32)
+
+    def array64(self, name):
+        """The tensor as float64 numpy array in numpy order: the exact values it encodes."""
         t = self.tensors[name]
-        raw = self.raw(name)
-        if t.type == GGML_F32:
-            a = np.frombuffer(raw, dtype="<f4")
-        elif t.type == GGML_F16:
-            a = np.frombuffer(raw, dtype="<f2").astype(np.float32)
-        elif t.type == GGML_BF16:
-            a = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
-        elif t.type == GGML_Q8_0:
-            a = dequantize_q8_0(raw)
-        elif t.type == GGML_Q4_0:
-            a = dequantize_q4_0(raw)
-        else:
+        if t.type not in GGML_TYPES:
             raise GGUFError(f"{t.name}: cannot read {t.type_name}")
-        return a.reshape(t.shape)
-
-
-def dequantize_q8_0(raw):
-    """Q8_0 block: float16 d, then 32 int8 q; value = q * d."""
-    blocks = np.frombuffer(raw, dtype=np.dtype([("d", "<f2"), ("q", "i1", 32)]))
-    return (blocks["q"].astype(np.float32) * blocks["d"].astype(np.float32)[:, None]).reshape(-1)
-
-
-def dequantize_q4_0(raw):
-    """Q4_0 block: float16 d, then 16 bytes; byte j holds element j (low nibble)
-    and element j+16 (high nibble); value = (nibble - 8) * d."""
-    blocks = np.frombuffer(raw, dtype=np.dtype([("d", "<f2"), ("qs", "u1", 16)]))
-    lo = (blocks["qs"] & 0x0F).astype(np.int8) - 8
-    hi = (blocks["qs"] >> 4).astype(np.int8) - 8
-    q = np.concatenate([lo, hi], axis=1).astype(np.float32)
-    return (q * blocks["d"].astype(np.float32)[:, None]).reshape(-1)
+        return gguf_quants.dequantize(self.raw(name), t.type).reshape(t.shape)
 
 
 def describe(g):
