@@ -264,6 +264,31 @@ static void test_logits(const char *id, const char *checkpoint, const char *expe
     free_model(&m);
 }
 
+// GGUF's block types: llama.cpp's own quantizations of one model (the widened
+// stories260K, models/stories260K-wide/) against tests/reference_gguf.py,
+// which dequantizes each type from its format description into a float64
+// forward pass. run quantizes each matrix's input to int8 in groups of 32,
+// which moves these logits (up to 20) by as much as 0.25 (measured with the
+// plain kernels); a misread block moves them by whole units.
+static const char *const wide1_files[] = {"Q4_0-pure", "Q4_1-pure", "Q5_0-pure", "Q5_1-pure", "IQ4_NL-pure",
+                                          "Q2_K-pure", "Q2_K",      "Q3_K_S-pure", "Q3_K_M", "Q4_K_S-pure",
+                                          "Q4_K_M",    "Q5_K_S-pure", "Q5_K_M", "Q6_K",    "IQ4_XS-pure"};
+
+static void test_wide1_logits(void) {
+    for (size_t i = 0; i < sizeof(wide1_files) / sizeof(wide1_files[0]); i++) {
+        char gguf[256], expected[256], id[128];
+        snprintf(gguf, sizeof(gguf), "stories260K-wide/wide1-%s.gguf", wide1_files[i]);
+        snprintf(expected, sizeof(expected), "tests/logits_wide1/wide1-%s.txt", wide1_files[i]);
+        snprintf(id, sizeof(id), "forward-wide1-%s-logits", wide1_files[i]);
+        Model m;
+        build_model(&m, model_path(gguf), WEIGHTS_MAP, 64, 1);
+        int n;
+        float err = max_logit_error(&m, expected, &n);
+        check(id, err <= 0.4f, "max |logit - reference| = %g over %d logits (%s)", err, n, expected);
+        free_model(&m);
+    }
+}
+
 // Rewrites a legacy checkpoint in version 1 layout (norms first, no RoPE
 // tables, 256-byte header), with the test's own reading of the format.
 static void write_version1(const char *legacy, const char *out) {
@@ -333,6 +358,7 @@ static void test_forward(void) {
     // llama.cpp's GGUF files of the same models: F32, and F16 whose values are the .bin's exactly.
     test_logits("forward-gguf-stories260K-logits", model_path("stories260K.gguf"), "tests/logits_stories260K.txt");
     test_logits("forward-gguf-tiny-random-f16-logits", model_path("llama-2-tiny-random.gguf"), "tests/logits_tiny_random.txt");
+    test_wide1_logits();
 }
 
 // ----------------------------------------------------------------------------
