@@ -86,7 +86,8 @@ static void tokenizer_cases(const Tokenizer *tok, const char *prefix) {
     check(id, t.vocab_size == 32000 && t.byte_token[0] == 3 && t.byte_token[255] == 258 && t.bos_id == 1 && t.eos_id == 2,
           "vocab %d, <0x00> at %d", t.vocab_size, t.byte_token[0]);
     FILE *f = fopen("tests/tokenizer_cases.tsv", "r");
-    check("tokenizer-cases-file", f != NULL, "cannot open tests/tokenizer_cases.tsv");
+    snprintf(id, sizeof(id), "%s-cases-file", prefix);
+    check(id, f != NULL, "cannot open tests/tokenizer_cases.tsv");
     if (!f) return;
     char *line = NULL;
     size_t cap = 0;
