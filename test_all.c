@@ -46,6 +46,40 @@ static char *model_path(const char *name) {
 
 static int file_exists(const char *path) { return access(path, R_OK) == 0; }
 
+// Every file a test writes lives in one private folder, made by mkdtemp at
+// start and removed at exit, so two runs at once do not clobber each other.
+static char tmp_dir[512];
+
+static char *tmp_path(const char *name) {
+    static char buf[8][1024];
+    static int next;
+    char *p = buf[next++ % 8];
+    snprintf(p, sizeof(buf[0]), "%s/%s", tmp_dir, name);
+    return p;
+}
+
+static void remove_tmp_dir(void) { // best effort: the files left in it, then the folder
+    DIR *d = opendir(tmp_dir);
+    for (struct dirent *e; d && (e = readdir(d));)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) remove(tmp_path(e->d_name));
+    if (d) closedir(d);
+    rmdir(tmp_dir);
+}
+
+// Under $TMPDIR when its name is short and safe to paste into a shell command, else /tmp.
+static void make_tmp_dir(void) {
+    const char *base = getenv("TMPDIR");
+    if (!base || !*base || strlen(base) > 400 ||
+        base[strspn(base, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/._-")])
+        base = "/tmp";
+    snprintf(tmp_dir, sizeof(tmp_dir), "%s/test_all.XXXXXX", base);
+    if (!mkdtemp(tmp_dir)) {
+        fprintf(stderr, "test_all: cannot make a temporary folder %s: %s\n", tmp_dir, strerror(errno));
+        exit(1);
+    }
+    atexit(remove_tmp_dir); // also when a test ends in fatal()
+}
+
 static char *read_file_text(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
@@ -185,21 +219,21 @@ static void test_export(void) {
 
     const char *python = getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3";
     char cmd[8192];
-    snprintf(cmd, sizeof(cmd), "%s export.py /tmp/test_all_tok512.bin --tokenizer %s 2>/dev/null", python,
+    snprintf(cmd, sizeof(cmd), "%s export.py %s --tokenizer %s 2>/dev/null", python, tmp_path("tok512.bin"),
              model_path("tok512.model"));
     int status = system(cmd);
-    ours = read_file_text("/tmp/test_all_tok512.bin", &a_len);
+    ours = read_file_text(tmp_path("tok512.bin"), &a_len);
     theirs = read_file_text(model_path("tok512.bin"), &b_len);
     check("export-tokenizer-tok512", status == 0 && ours && theirs && a_len == b_len && memcmp(ours, theirs, a_len) == 0,
           "export.py on tok512.model (status %d) differs from llama2.c's tok512.bin", status);
     free(ours), free(theirs);
-    remove("/tmp/test_all_tok512.bin");
+    remove(tmp_path("tok512.bin"));
 
     // export.py's GGUF writer, tested in Python (tests/test_export.py) against llama.cpp's own
     // stories260K.gguf and a reader written from the spec; each of its checks counts here.
-    snprintf(cmd, sizeof(cmd), "%s tests/test_export.py %s > /tmp/test_all_export.txt 2>&1", python, models_dir);
+    snprintf(cmd, sizeof(cmd), "%s tests/test_export.py %s > %s 2>&1", python, models_dir, tmp_path("test_export.txt"));
     status = system(cmd);
-    FILE *f = fopen("/tmp/test_all_export.txt", "r");
+    FILE *f = fopen(tmp_path("test_export.txt"), "r");
     char line[4096], id[256];
     int n_lines = 0, ci = getenv("CI") && strcmp(getenv("CI"), "true") == 0;
     while (f && fgets(line, sizeof(line), f)) {
@@ -218,7 +252,7 @@ static void test_export(void) {
     }
     if (f) fclose(f);
     check("export-py-suite", status == 0 && n_lines >= 25, "tests/test_export.py exited %d after %d checks", status, n_lines);
-    remove("/tmp/test_all_export.txt");
+    remove(tmp_path("test_export.txt"));
 }
 
 // ----------------------------------------------------------------------------
@@ -326,11 +360,13 @@ static void test_perplexity(void) {
 static void test_forward(void) {
     test_logits("forward-stories260K-logits", model_path("stories260K.bin"), "tests/logits_stories260K.txt");
     test_logits("forward-tiny-random-logits", model_path("llama-2-tiny-random.bin"), "tests/logits_tiny_random.txt");
-    write_version1(model_path("stories260K.bin"), "/tmp/test_all_v1.bin");
-    test_logits("forward-version1-shared-logits", "/tmp/test_all_v1.bin", "tests/logits_stories260K.txt");
-    write_version1(model_path("llama-2-tiny-random.bin"), "/tmp/test_all_v1.bin");
-    test_logits("forward-version1-unshared-logits", "/tmp/test_all_v1.bin", "tests/logits_tiny_random.txt");
-    remove("/tmp/test_all_v1.bin");
+    char v1[1024];
+    snprintf(v1, sizeof(v1), "%s", tmp_path("v1.bin"));
+    write_version1(model_path("stories260K.bin"), v1);
+    test_logits("forward-version1-shared-logits", v1, "tests/logits_stories260K.txt");
+    write_version1(model_path("llama-2-tiny-random.bin"), v1);
+    test_logits("forward-version1-unshared-logits", v1, "tests/logits_tiny_random.txt");
+    remove(v1);
     // llama.cpp's GGUF files of the same models: F32, and F16 whose values are the .bin's exactly.
     test_logits("forward-gguf-stories260K-logits", model_path("stories260K.gguf"), "tests/logits_stories260K.txt");
     test_logits("forward-gguf-tiny-random-f16-logits", model_path("llama-2-tiny-random.gguf"), "tests/logits_tiny_random.txt");
@@ -852,13 +888,13 @@ static RunResult run_cmd(const char *args) {
     char cmd[16384];
     // RUN_BINARY: test another build (make test-sanitize points it at a sanitized one).
     const char *binary = getenv("RUN_BINARY") ? getenv("RUN_BINARY") : "./run";
-    snprintf(cmd, sizeof(cmd), "%s %s > /tmp/test_all.out 2> /tmp/test_all.err", binary, args);
+    snprintf(cmd, sizeof(cmd), "%s %s > %s 2> %s", binary, args, tmp_path("run.out"), tmp_path("run.err"));
     int status = system(cmd);
     RunResult r;
     r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    r.out = read_file_text("/tmp/test_all.out", &r.out_len);
+    r.out = read_file_text(tmp_path("run.out"), &r.out_len);
     size_t err_len = 0;
-    r.err = read_file_text("/tmp/test_all.err", &err_len);
+    r.err = read_file_text(tmp_path("run.err"), &err_len);
     r.err_lines = 0;
     for (size_t i = 0; i < err_len; i++) r.err_lines += r.err[i] == '\n';
     return r;
@@ -899,23 +935,23 @@ static void test_cli(void) {
     check("cli-weights-mapped", r.status == 0 && r.out && strcmp(r.out, greedy_story_200) == 0, "got '%s'", r.out);
     free_run(&r);
 
-    snprintf(args, sizeof(args), "%s -z %s -t 0 -n 64 < /tmp/test_all.prompt", m260, tok512);
-    FILE *f = fopen("/tmp/test_all.prompt", "w");
+    snprintf(args, sizeof(args), "%s -z %s -t 0 -n 64 < %s", m260, tok512, tmp_path("prompt.txt"));
+    FILE *f = fopen(tmp_path("prompt.txt"), "w");
     fputs("Lily and Tom went to the\n", f);
     fclose(f);
     r = run_cmd(args);
     check("cli-prompt-from-stdin", r.status == 0 && r.out && strncmp(r.out, "Lily and Tom went to the ", 25) == 0 &&
                                        r.out_len > 40, "got '%s'", r.out);
     free_run(&r);
-    snprintf(args, sizeof(args), "%s -z %s -t 0 -n 64 -e 0 < /tmp/test_all.prompt", m260, tok512);
+    snprintf(args, sizeof(args), "%s -z %s -t 0 -n 64 -e 0 < %s", m260, tok512, tmp_path("prompt.txt"));
     r = run_cmd(args);
     check("cli-continuation-only", r.status == 0 && r.out && strncmp(r.out, " park.", 6) == 0, "got '%s'", r.out);
     free_run(&r);
-    snprintf(args, sizeof(args), "%s -z %s -t 0 -n 64 -i - < /tmp/test_all.prompt", m260, tok512);
+    snprintf(args, sizeof(args), "%s -z %s -t 0 -n 64 -i - < %s", m260, tok512, tmp_path("prompt.txt"));
     r = run_cmd(args);
     check("cli-prompt-dash", r.status == 0 && r.out && strncmp(r.out, "Lily and Tom went to the ", 25) == 0, NULL);
     free_run(&r);
-    remove("/tmp/test_all.prompt");
+    remove(tmp_path("prompt.txt"));
 
     // The acceptance's UTF-8: byte-fallback characters echo whole.
     snprintf(args, sizeof(args), "%s -z tokenizer.bin -t 0 -n 48 -i \"café 饕餮 🦙\"",
@@ -969,39 +1005,39 @@ static void test_cli(void) {
     // Bad files: one line naming the problem, non-zero status, nothing on stdout.
     size_t len;
     char *whole = read_file_text(m260, &len);
-    f = fopen("/tmp/test_all_trunc.bin", "wb");
+    f = fopen(tmp_path("trunc.bin"), "wb");
     fwrite(whole, 1, 100000, f);
     fclose(f);
     free(whole);
-    snprintf(args, sizeof(args), "/tmp/test_all_trunc.bin -z %s", tok512);
+    snprintf(args, sizeof(args), "%s -z %s", tmp_path("trunc.bin"), tok512);
     check_refused("cli-truncated-checkpoint", args, 1, "1056540 bytes, but the file has 100000");
-    remove("/tmp/test_all_trunc.bin");
+    remove(tmp_path("trunc.bin"));
     snprintf(args, sizeof(args), "%s -z tokenizer.bin", m260);
     check_refused("cli-tokenizer-mismatch", args, 1, "tokenizer.bin has 32000 tokens but");
     check_refused("cli-missing-checkpoint", "/nonexistent.bin -z tokenizer.bin", 1, "cannot open checkpoint");
     snprintf(args, sizeof(args), "%s -z /nonexistent.tok", m260);
     check_refused("cli-missing-tokenizer", args, 1, "cannot open /nonexistent.tok");
     check_refused("cli-tokenizer-not-a-tokenizer", "-m tokenize -z tests/tokenizer_cases.tsv -i x", 1, "token");
-    f = fopen("/tmp/test_all_header.bin", "wb");
+    f = fopen(tmp_path("header.bin"), "wb");
     int32_t header[7] = {64, 172, 5, 6, 4, 512, 512}; // 6 heads do not divide 64
     fwrite(header, sizeof(header), 1, f);
     fclose(f);
-    snprintf(args, sizeof(args), "/tmp/test_all_header.bin -z %s", tok512);
+    snprintf(args, sizeof(args), "%s -z %s", tmp_path("header.bin"), tok512);
     check_refused("cli-bad-header", args, 1, "not a multiple of n_heads");
-    remove("/tmp/test_all_header.bin");
+    remove(tmp_path("header.bin"));
 
     // An int8 group size that does not divide hidden_dim 172 (llama2.c's runq
     // silently computes garbage with one): the header of the gs 4 file, patched to 64.
     whole = read_file_text(model_path("stories260K_q80_gs4.bin"), &len);
     int32_t gs64 = 64;
     memcpy(whole + 37, &gs64, 4);
-    f = fopen("/tmp/test_all_gs.bin", "wb");
+    f = fopen(tmp_path("gs.bin"), "wb");
     fwrite(whole, 1, len, f);
     fclose(f);
     free(whole);
-    snprintf(args, sizeof(args), "/tmp/test_all_gs.bin -z %s", tok512);
+    snprintf(args, sizeof(args), "%s -z %s", tmp_path("gs.bin"), tok512);
     check_refused("cli-int8-group-size-refused", args, 1, "group size 64 does not fit");
-    remove("/tmp/test_all_gs.bin");
+    remove(tmp_path("gs.bin"));
 
     // GGUF: the same greedy story as the .bin, with the tokenizer from the file (no -z).
     snprintf(args, sizeof(args), "%s -t 0 -n 200", model_path("stories260K.gguf"));
@@ -1030,15 +1066,18 @@ static void test_cli(void) {
     for (size_t i = 0; i < sizeof(exports) / sizeof(exports[0]); i++) {
         char source[2048], cmd[4096];
         snprintf(source, sizeof(source), exports[i].source, models_dir);
-        snprintf(cmd, sizeof(cmd), "%s export.py /tmp/test_all_export.gguf %s --type %s 2>/dev/null",
-                 getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3", source, exports[i].type);
+        snprintf(cmd, sizeof(cmd), "%s export.py %s %s --type %s 2>/dev/null",
+                 getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3", tmp_path("export.gguf"), source,
+                 exports[i].type);
         int exported = system(cmd) == 0;
         if (exports[i].max_ppl_ratio == 0.0) {
-            r = run_cmd("/tmp/test_all_export.gguf -t 0 -n 200");
+            snprintf(args, sizeof(args), "%s -t 0 -n 200", tmp_path("export.gguf"));
+            r = run_cmd(args);
             check(exports[i].id, exported && r.status == 0 && r.out && strcmp(r.out, greedy_story_200) == 0,
                   "exported %d, got '%s'", exported, r.out);
         } else {
-            r = run_cmd("/tmp/test_all_export.gguf -m ppl < tests/story.txt");
+            snprintf(args, sizeof(args), "%s -m ppl < tests/story.txt", tmp_path("export.gguf"));
+            r = run_cmd(args);
             double p = 0.0;
             if (r.status == 0 && r.out) sscanf(r.out, "perplexity %lf", &p);
             check(exports[i].id, exported && p > 1.0 && p / ppl[0] < exports[i].max_ppl_ratio,
@@ -1046,7 +1085,7 @@ static void test_cli(void) {
         }
         free_run(&r);
     }
-    remove("/tmp/test_all_export.gguf");
+    remove(tmp_path("export.gguf"));
 
     // GGUF files this program must refuse by name: a Q4_K tensor, another architecture, a cut-off file.
     whole = read_file_text(model_path("stories260K.gguf"), &len);
@@ -1056,28 +1095,28 @@ static void test_cli(void) {
     memcpy(gguf, whole, len);
     uint32_t q4_k = 12; // after the name: uint32 dimensions, two uint64 extents, then the uint32 type
     memcpy(gguf + (at - whole) + strlen(tensor) + 4 + 16, &q4_k, 4);
-    f = fopen("/tmp/test_all.gguf", "wb"), fwrite(gguf, 1, len, f), fclose(f);
-    check_refused("cli-gguf-unsupported-type", "/tmp/test_all.gguf", 1,
+    f = fopen(tmp_path("bad.gguf"), "wb"), fwrite(gguf, 1, len, f), fclose(f);
+    check_refused("cli-gguf-unsupported-type", tmp_path("bad.gguf"), 1,
                   "tensor blk.0.attn_q.weight has type Q4_K, supported: F32, F16, BF16, Q8_0, Q4_0");
     memcpy(gguf, whole, len);
     at = memmem(gguf, len, arch_key, strlen(arch_key)); // then uint32 type 8, uint64 length 5, "llama"
     memcpy(at + strlen(arch_key) + 4 + 8, "mamba", 5);
-    f = fopen("/tmp/test_all.gguf", "wb"), fwrite(gguf, 1, len, f), fclose(f);
-    check_refused("cli-gguf-other-architecture", "/tmp/test_all.gguf", 1, "architecture 'mamba'");
-    f = fopen("/tmp/test_all.gguf", "wb"), fwrite(whole, 1, 5000, f), fclose(f);
-    check_refused("cli-gguf-truncated", "/tmp/test_all.gguf", 1, "GGUF file cut short");
-    f = fopen("/tmp/test_all.gguf", "wb"), fwrite(whole, 1, len - 1000, f), fclose(f);
-    check_refused("cli-gguf-truncated-data", "/tmp/test_all.gguf", 1, "runs past the end of the file");
-    remove("/tmp/test_all.gguf");
+    f = fopen(tmp_path("bad.gguf"), "wb"), fwrite(gguf, 1, len, f), fclose(f);
+    check_refused("cli-gguf-other-architecture", tmp_path("bad.gguf"), 1, "architecture 'mamba'");
+    f = fopen(tmp_path("bad.gguf"), "wb"), fwrite(whole, 1, 5000, f), fclose(f);
+    check_refused("cli-gguf-truncated", tmp_path("bad.gguf"), 1, "GGUF file cut short");
+    f = fopen(tmp_path("bad.gguf"), "wb"), fwrite(whole, 1, len - 1000, f), fclose(f);
+    check_refused("cli-gguf-truncated-data", tmp_path("bad.gguf"), 1, "runs past the end of the file");
+    remove(tmp_path("bad.gguf"));
     free(gguf), free(whole);
 
     // A prompt longer than the context: stories260K holds 512 positions.
-    f = fopen("/tmp/test_all_long.prompt", "w");
+    f = fopen(tmp_path("long-prompt.txt"), "w");
     for (int i = 0; i < 300; i++) fputs("Lily and Tom ", f);
     fclose(f);
-    snprintf(args, sizeof(args), "%s -z %s -n 0 -i - < /tmp/test_all_long.prompt", m260, tok512);
+    snprintf(args, sizeof(args), "%s -z %s -n 0 -i - < %s", m260, tok512, tmp_path("long-prompt.txt"));
     check_refused("cli-prompt-too-long", args, 1, "longer than the model's context of 512 positions");
-    remove("/tmp/test_all_long.prompt");
+    remove(tmp_path("long-prompt.txt"));
 
     // Bad flags: exit status 2, with the usage.
     struct { const char *id, *flags, *needle; } bad[] = {
@@ -1126,7 +1165,8 @@ static void test_hostile(void) {
     char args[4096], tok512[1024], m260[1024];
     snprintf(tok512, sizeof(tok512), "%s", model_path("tok512.bin"));
     snprintf(m260, sizeof(m260), "%s", model_path("stories260K.bin"));
-    const char *file = "/tmp/test_all_hostile.bin";
+    char file[1024];
+    snprintf(file, sizeof(file), "%s", tmp_path("hostile.bin"));
     uint64_t rng = 2024;
 
     // Checkpoints of every layout, cut at many lengths.
@@ -1218,8 +1258,8 @@ static void test_hostile(void) {
 
     // Text: invalid UTF-8 and control bytes in the prompt, an empty prompt, a closed stdin.
     static const char hostile_text[] = "Lily \xff\xfe and \xe4\xbd Tom\x01\x1b[31m went";
-    write_file("/tmp/test_all_text", hostile_text, sizeof(hostile_text) - 1);
-    snprintf(args, sizeof(args), "%s -z %s -t 0 -n 40 -i - < /tmp/test_all_text", m260, tok512);
+    write_file(tmp_path("hostile-text.txt"), hostile_text, sizeof(hostile_text) - 1);
+    snprintf(args, sizeof(args), "%s -z %s -t 0 -n 40 -i - < %s", m260, tok512, tmp_path("hostile-text.txt"));
     RunResult r = run_cmd(args);
     int valid = r.out != NULL;
     for (size_t i = 0; valid && i < r.out_len;) {
@@ -1230,7 +1270,7 @@ static void test_hostile(void) {
     check("hostile-invalid-utf8-prompt", r.status == 0 && valid, "status %d, output valid UTF-8 without controls: %d",
           r.status, valid);
     free_run(&r);
-    remove("/tmp/test_all_text");
+    remove(tmp_path("hostile-text.txt"));
     snprintf(args, sizeof(args), "%s -z %s -t 0 -n 20 -i \"\"", m260, tok512);
     r = run_cmd(args);
     check("hostile-empty-prompt", r.status == 0 && r.out && strncmp(r.out, "Once upon a time", 16) == 0, NULL);
@@ -1245,20 +1285,21 @@ static void test_hostile(void) {
     char cmd[4096];
     for (int ignore = 0; ignore < 2; ignore++) {
         // The producer runs in a subshell that records its status: a pipeline's status is the consumer's.
-        snprintf(cmd, sizeof(cmd), "sh -c '%s (%s %s -z %s -n 512 2>/tmp/test_all.err; echo $? > /tmp/test_all.status) "
-                 "| head -c 20 > /dev/null'; exit $(cat /tmp/test_all.status)",
-                 ignore ? "trap \"\" PIPE;" : "", binary, m260, tok512);
+        snprintf(cmd, sizeof(cmd), "sh -c '%s (%s %s -z %s -n 512 2>%s; echo $? > %s) "
+                 "| head -c 20 > /dev/null'; exit $(cat %s)",
+                 ignore ? "trap \"\" PIPE;" : "", binary, m260, tok512, tmp_path("pipe.err"), tmp_path("pipe.status"),
+                 tmp_path("pipe.status"));
         int status = system(cmd);
         status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
         size_t err_len = 0;
-        char *err = read_file_text("/tmp/test_all.err", &err_len);
+        char *err = read_file_text(tmp_path("pipe.err"), &err_len);
         char id[64];
         snprintf(id, sizeof(id), ignore ? "hostile-closed-pipe-sigpipe-ignored" : "hostile-closed-pipe");
         // 141: killed by SIGPIPE (128 + 13); 1: saw EPIPE and stopped; 0 would mean it ran to the end
         check(id, (status == 141 || status == 1) && (!err || !strstr(err, "rror")), "status %d, stderr %s", status, err);
         free(err);
     }
-    remove("/tmp/test_all.status");
+    remove(tmp_path("pipe.status")), remove(tmp_path("pipe.err"));
 
     // Inputs that once crashed a fuzz harness (tests/fuzz-regressions/, see its README).
     const char *harnesses[] = {"checkpoint", "gguf", "tokenizer"};
@@ -1320,6 +1361,7 @@ static void test_hostile(void) {
 // host's ./run and Python tests for nothing.
 int main(int argc, char **argv) {
     int in_process = argc > 1 && strcmp(argv[1], "--in-process") == 0;
+    make_tmp_dir();
     select_kernels();
     models_dir = getenv("MODELS") ? getenv("MODELS") : "../shared/models";
     int ci = getenv("CI") && strcmp(getenv("CI"), "true") == 0;
