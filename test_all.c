@@ -1161,6 +1161,85 @@ static int survives(const char *args, int *refused) {
     return ok;
 }
 
+// The test's own reading of llama2.c's tokenizer.bin: int32 max_token_length, then
+// per piece float32 score, int32 length, the text. Returns why these bytes are not a
+// tokenizer for a model of n_vocab tokens, or NULL if they are one.
+static const char *tokenizer_fault(const unsigned char *d, size_t len, int n_vocab) {
+    if (len < 4) return "no header";
+    int32_t max_len;
+    memcpy(&max_len, d, 4);
+    int n = 0;
+    for (size_t off = 4; off < len; n++) {
+        uint32_t piece_len;
+        float score;
+        if (len - off < 8) return "an entry cut short";
+        memcpy(&score, d + off, 4), memcpy(&piece_len, d + off + 4, 4);
+        if (piece_len > len - off - 8) return "a piece past the end of the file";
+        if ((int64_t)piece_len > max_len) return "a piece longer than max_token_length";
+        if (!isfinite(score)) return "a score that is not finite";
+        off += 8 + piece_len;
+    }
+    return n != n_vocab ? "the wrong number of pieces" : NULL;
+}
+
+// Kinds of broken tokenizer file, and the words the refusal must contain (NULL:
+// it depends on where the walk through the file goes wrong).
+static const struct { const char *name, *needle; } tokenizer_breaks[] = {
+    {"cut short", NULL},
+    {"a length past the end", "left in the file"},
+    {"a length changed", NULL},
+    {"max_token_length below the longest piece", "max_token_length"},
+    {"a score NaN or infinite", "expected a finite number"},
+    {"pieces missing or added", "tokens but"},
+};
+
+// Writes into out (room for len + 64 bytes) a copy of the tokenizer whole, broken
+// in the given way at a random place; returns its length. entry[i] is where
+// piece i starts (entry[n] = len), longest the longest piece.
+static size_t break_tokenizer(int kind, const unsigned char *whole, size_t len, const size_t *entry, int n, int longest,
+                              uint64_t *rng, unsigned char *out) {
+    memcpy(out, whole, len);
+    int at = random_u32(rng) % n;
+    unsigned char *e = out + entry[at];
+    uint32_t u;
+    switch (kind) {
+    case 0: return random_u32(rng) % len; // any length short of the whole file
+    case 1: // more text than the bytes left
+        u = (uint32_t)(len - entry[at] - 8 + 1 + random_u32(rng) % 1000);
+        memcpy(e + 4, &u, 4);
+        return len;
+    case 2: { // another length no longer than the header allows: the walk goes out of step
+        uint32_t old;
+        memcpy(&old, e + 4, 4);
+        u = random_u32(rng) % (longest + 1);
+        if (u == old) u = (u + 1) % (longest + 1);
+        memcpy(e + 4, &u, 4);
+        return len;
+    }
+    case 3: { // a header smaller than the longest piece
+        int32_t small[] = {longest - 1, longest / 2, 0, -1, INT32_MIN};
+        memcpy(out, &small[random_u32(rng) % 5], 4);
+        return len;
+    }
+    case 4: { // NaN (quiet, signalling, negative) or an infinity
+        uint32_t bits[] = {0x7FC00000, 0x7F800001, 0xFFC00000, 0x7F800000, 0xFF800000};
+        memcpy(e, &bits[random_u32(rng) % 5], 4);
+        return len;
+    }
+    default: { // 1 to 3 pieces taken out, or copies of one added at the end
+        int k = 1 + random_u32(rng) % 3;
+        if (random_u32(rng) % 2) {
+            if (at > n - k) at = n - k;
+            memmove(out + entry[at], whole + entry[at + k], len - entry[at + k]);
+            return len - (entry[at + k] - entry[at]);
+        }
+        size_t m = len, piece = entry[at + 1] - entry[at];
+        for (int i = 0; i < k; i++, m += piece) memcpy(out + m, whole + entry[at], piece);
+        return m;
+    }
+    }
+}
+
 static void test_hostile(void) {
     char args[4096], tok512[1024], m260[1024];
     snprintf(tok512, sizeof(tok512), "%s", model_path("tok512.bin"));
@@ -1239,21 +1318,46 @@ static void test_hostile(void) {
     }
     check("hostile-random-files", all && refused == 40, "%d of 40 refused", refused);
 
-    // Tokenizer files: cut, mutated lengths, random; never a crash.
+    // Tokenizer files broken in every way tokenizer_fault knows, 10 of each kind:
+    // each one refused with one line naming the file, nothing on stdout, status 1.
     whole = read_file_text(tok512, &len);
-    all = 1, refused = 0;
-    for (int i = 0; i < 60; i++) {
-        size_t n = i < 20 ? random_u32(&rng) % len : len;
-        char *copy = malloc(len);
-        memcpy(copy, whole, len);
-        if (i >= 20) for (int f = 0; f < 3; f++) copy[random_u32(&rng) % len] = (char)random_u32(&rng);
-        write_file(file, copy, n);
-        snprintf(args, sizeof(args), "%s -z %s -n 8 -i \"Lily and Tom\"", m260, file);
-        all &= survives(args, &refused);
-        free(copy);
+    const unsigned char *tok = (const unsigned char *)whole;
+    size_t entry[513];
+    int n_entries = 0, longest = 0;
+    for (size_t off = 4; off < len && n_entries < 512; n_entries++) {
+        uint32_t piece_len;
+        memcpy(&piece_len, tok + off + 4, 4);
+        entry[n_entries] = off, off += 8 + piece_len;
+        if ((int)piece_len > longest) longest = (int)piece_len;
     }
-    check("hostile-tokenizer-files", all && refused >= 20, "%d of 60 refused", refused);
-    free(whole);
+    entry[n_entries] = len;
+    unsigned char *broken = malloc(len + 64);
+    int n_files = 0, n_unbroken = 0;
+    refused = 0;
+    for (int i = 0; i < 60; i++) {
+        int kind = i % 6;
+        size_t n;
+        const char *fault = NULL;
+        for (int tries = 0; !fault && tries < 100; tries++) // a change may, rarely, leave a valid file
+            n = break_tokenizer(kind, tok, len, entry, n_entries, longest, &rng, broken),
+            fault = tokenizer_fault(broken, n, n_entries);
+        if (!fault) { n_unbroken++; continue; }
+        write_file(file, broken, n), n_files++;
+        snprintf(args, sizeof(args), "%s -z %s -n 8 -i \"Lily and Tom\"", m260, file);
+        RunResult r = run_cmd(args);
+        const char *needle = tokenizer_breaks[kind].needle;
+        int ok = r.status == 1 && r.err_lines == 1 && r.out_len == 0 && strstr(r.err, file) &&
+                 (!needle || strstr(r.err, needle));
+        refused += ok;
+        if (!ok)
+            printf("     tokenizer with %s (%s): status %d, %zu bytes on stdout, %d stderr lines: %.*s\n",
+                   tokenizer_breaks[kind].name, fault, r.status, r.out_len, r.err_lines,
+                   r.err ? (int)strcspn(r.err, "\n") : 0, r.err ? r.err : "");
+        free_run(&r);
+    }
+    check("hostile-tokenizer-files", n_entries == 512 && n_unbroken == 0 && refused == n_files && n_files == 60,
+          "%d of %d broken files refused; %d could not be broken", refused, n_files, n_unbroken);
+    free(broken), free(whole);
     remove(file);
 
     // Text: invalid UTF-8 and control bytes in the prompt, an empty prompt, a closed stdin.
