@@ -46,6 +46,12 @@ static char *model_path(const char *name) {
 
 static int file_exists(const char *path) { return access(path, R_OK) == 0; }
 
+static void write_file(const char *path, const void *data, size_t len) {
+    FILE *f = fopen(path, "wb");
+    fwrite(data, 1, len, f);
+    fclose(f);
+}
+
 // Every file a test writes lives in one private folder, made by mkdtemp at
 // start and removed at exit, so two runs at once do not clobber each other.
 static char tmp_dir[512];
@@ -902,156 +908,204 @@ static RunResult run_cmd(const char *args) {
 
 static void free_run(RunResult *r) { free(r->out), free(r->err); }
 
-// A bad input: a non-zero status, nothing on stdout, one line on stderr that mentions `needle`.
-static void check_refused(const char *id, const char *args, int want_status, const char *needle) {
-    RunResult r = run_cmd(args);
-    int first_line_has = r.err && strstr(r.err, needle) && strstr(r.err, needle) < strchr(r.err, '\n');
-    int lines_ok = want_status == 2 ? r.err_lines >= 1 : r.err_lines == 1;
-    check(id, r.status == want_status && r.out_len == 0 && lines_ok && first_line_has,
-          "status %d (want %d), %zu bytes on stdout, stderr: %s", r.status, want_status, r.out_len, r.err);
+// A bad input: a non-zero status, nothing on stdout, one line on stderr (at least one
+// for a usage error, status 2, which adds the usage) whose first line mentions needle.
+static const char *refusal_wrong(const RunResult *r, int want_status, const char *needle) {
+    const char *at = r->err ? strstr(r->err, needle) : NULL;
+    if (r->out_len != 0) return "output on stdout";
+    if (want_status == 2 ? r->err_lines < 1 : r->err_lines != 1) return "not one line on stderr";
+    if (!at || at > strchr(r->err, '\n')) return "stderr's first line does not say what was expected";
+    return NULL;
+}
+
+// One run of ./run as a row of a table. args: $M stands for the models folder,
+// $T for this run's temporary folder.
+typedef struct {
+    const char *id, *args;
+    int status;                              // the exit status wanted
+    const char *out;                         // stdout is exactly this,
+    const char *out_start;                   // or begins with this,
+    const char *err;                         // or is empty, and stderr's first line has this (refusal_wrong)
+    const char *(*also)(const RunResult *r); // a further condition: what is wrong, or NULL
+} CliCase;
+
+static void expand_args(char *out, size_t cap, const char *args) {
+    size_t n = 0;
+    for (const char *p = args; *p && n + 1 < cap; p++) {
+        const char *with = p[0] != '$' ? NULL : p[1] == 'M' ? models_dir : p[1] == 'T' ? tmp_dir : NULL;
+        if (!with) {
+            out[n++] = *p;
+            continue;
+        }
+        size_t len = strlen(with);
+        if (n + len + 1 >= cap) break;
+        memcpy(out + n, with, len), n += len, p++;
+    }
+    out[n] = '\0';
+}
+
+static RunResult run_args(const char *args) {
+    char expanded[16384];
+    expand_args(expanded, sizeof(expanded), args);
+    return run_cmd(expanded);
+}
+
+// What is wrong with the run of c, or NULL.
+static const char *cli_case_wrong(const CliCase *c, const RunResult *r) {
+    if (r->status != c->status) return "wrong exit status";
+    if (!r->out || !r->err) return "no output captured";
+    if (c->out && strcmp(r->out, c->out) != 0) return "stdout differs";
+    if (c->out_start && strncmp(r->out, c->out_start, strlen(c->out_start)) != 0) return "stdout begins otherwise";
+    if (c->err) {
+        const char *wrong = refusal_wrong(r, c->status, c->err);
+        if (wrong) return wrong;
+    }
+    return c->also ? c->also(r) : NULL;
+}
+
+static void check_cli_case(const CliCase *c) {
+    RunResult r = run_args(c->args);
+    const char *wrong = cli_case_wrong(c, &r);
+    check(c->id, !wrong, "%s: status %d (want %d), stdout '%.2000s', stderr '%.500s'", wrong, r.status, c->status,
+          r.out ? r.out : "", r.err ? r.err : "");
     free_run(&r);
 }
 
-static void test_cli(void) {
-    char args[16384];
-    char m260[1024], tok512[1024]; // copies: model_path's buffers are reused
-    snprintf(m260, sizeof(m260), "%s", model_path("stories260K.bin"));
-    snprintf(tok512, sizeof(tok512), "%s", model_path("tok512.bin"));
+// The perplexity ./run reports for these arguments, or 0 if it reports none.
+static double cli_perplexity(const char *args) {
+    RunResult r = run_args(args);
+    double p = 0.0;
+    if (r.status == 0 && r.out) sscanf(r.out, "perplexity %lf", &p);
+    free_run(&r);
+    return p;
+}
 
-    RunResult r = run_cmd("-m tokenize -z tokenizer.bin -i \"Hello world\"");
-    check("cli-tokenize", r.status == 0 && r.out && strcmp(r.out, "1 15043 3186\n") == 0, "got '%s'", r.out);
-    free_run(&r);
-    r = run_cmd("-m tokenize -z tokenizer.bin < tests/tokenizer_cases.tsv");
-    check("cli-tokenize-stdin", r.status == 0 && r.out && strncmp(r.out, "1 ", 2) == 0, "status %d", r.status);
-    free_run(&r);
+static const char *more_than_40_bytes(const RunResult *r) {
+    return r->out_len > 40 ? NULL : "40 bytes or fewer on stdout";
+}
 
-    snprintf(args, sizeof(args), "%s -z %s -t 0 -n 200", m260, tok512);
-    r = run_cmd(args);
-    check("cli-greedy-published", r.status == 0 && r.out && strcmp(r.out, greedy_story_200) == 0, "got '%s'", r.out);
-    free_run(&r);
+// Chat from a script: two lines in, two replies out, no template text shown.
+static const char *two_replies(const RunResult *r) {
+    int lines = 0;
+    for (size_t i = 0; i < r->out_len; i++) lines += r->out[i] == '\n';
+    return lines < 2 ? "fewer than 2 lines on stdout" : strstr(r->out, "INST") ? "INST on stdout" : NULL;
+}
 
-    snprintf(args, sizeof(args), "%s -z %s -t 0 -n 200 -l map", m260, tok512);
-    r = run_cmd(args);
-    check("cli-weights-mapped", r.status == 0 && r.out && strcmp(r.out, greedy_story_200) == 0, "got '%s'", r.out);
-    free_run(&r);
-
-    snprintf(args, sizeof(args), "%s -z %s -t 0 -n 64 < %s", m260, tok512, tmp_path("prompt.txt"));
-    FILE *f = fopen(tmp_path("prompt.txt"), "w");
-    fputs("Lily and Tom went to the\n", f);
-    fclose(f);
-    r = run_cmd(args);
-    check("cli-prompt-from-stdin", r.status == 0 && r.out && strncmp(r.out, "Lily and Tom went to the ", 25) == 0 &&
-                                       r.out_len > 40, "got '%s'", r.out);
-    free_run(&r);
-    snprintf(args, sizeof(args), "%s -z %s -t 0 -n 64 -e 0 < %s", m260, tok512, tmp_path("prompt.txt"));
-    r = run_cmd(args);
-    check("cli-continuation-only", r.status == 0 && r.out && strncmp(r.out, " park.", 6) == 0, "got '%s'", r.out);
-    free_run(&r);
-    snprintf(args, sizeof(args), "%s -z %s -t 0 -n 64 -i - < %s", m260, tok512, tmp_path("prompt.txt"));
-    r = run_cmd(args);
-    check("cli-prompt-dash", r.status == 0 && r.out && strncmp(r.out, "Lily and Tom went to the ", 25) == 0, NULL);
-    free_run(&r);
-    remove(tmp_path("prompt.txt"));
-
-    // The acceptance's UTF-8: byte-fallback characters echo whole.
-    snprintf(args, sizeof(args), "%s -z tokenizer.bin -t 0 -n 48 -i \"café 饕餮 🦙\"",
-             model_path("llama-2-tiny-random.bin"));
-    r = run_cmd(args);
-    check("cli-utf8-echo", r.status == 0 && r.out && strncmp(r.out, "café 饕餮 🦙", strlen("café 饕餮 🦙")) == 0,
-          "got '%s'", r.out);
-    free_run(&r);
-
-    // Perplexity of a story (tests/story.txt, written for these tests): int8 within 1% of fp32.
-    double ppl[2] = {0, 0};
-    const char *ppl_models[2] = {"stories260K.bin", "stories260K_q80_gs4.bin"};
-    for (int i = 0; i < 2; i++) {
-        snprintf(args, sizeof(args), "%s -z %s -m ppl < tests/story.txt", model_path(ppl_models[i]), tok512);
-        r = run_cmd(args);
-        if (r.status == 0 && r.out) sscanf(r.out, "perplexity %lf", &ppl[i]);
-        free_run(&r);
-    }
-    check("cli-ppl-int8-within-1pct-of-fp32", ppl[0] > 1.0 && ppl[0] < 10.0 && fabs(ppl[1] / ppl[0] - 1.0) < 0.01,
-          "fp32 %.4f, int8 %.4f", ppl[0], ppl[1]);
-
-    // Chat from a script: two lines in, two replies out, status 0.
-    snprintf(args, sizeof(args), "%s -z %s -m chat -t 0 -n 400 < tests/chat_turns.txt", m260, tok512);
-    r = run_cmd(args);
-    int reply_lines = 0;
-    for (size_t i = 0; r.out && i < r.out_len; i++) reply_lines += r.out[i] == '\n';
-    check("cli-chat-script", r.status == 0 && reply_lines >= 2 && r.out && !strstr(r.out, "INST"),
-          "status %d, %d lines: %s", r.status, reply_lines, r.out);
-    free_run(&r);
-    // --stop in generate mode: the text ends before the stop string, which is not printed.
-    snprintf(args, sizeof(args), "%s -z %s -t 0 -n 200 --stop Lily --stop \"red ball\"", m260, tok512);
-    r = run_cmd(args);
-    check("cli-generate-stop", r.status == 0 && r.out && strcmp(r.out, "Once upon a time, there was a little girl named \n") == 0,
-          "got '%s'", r.out);
-    free_run(&r);
-
-    // -h: the usage on stdout, nothing on stderr, status 0; every option of the
-    // usage text at the start of one of its lines.
-    r = run_cmd("-h");
-    const char *flags[] = {"-t", "-p", "-k", "-s", "-n", "-i", "-e", "-z", "-m", "-y", "-r", "--stop", "-l", "-h"};
-    const char *missing = r.out ? NULL : "all";
-    for (size_t i = 0; !missing && i < sizeof(flags) / sizeof(flags[0]); i++) {
+// -h: nothing on stderr; every option of the usage text at the start of one of its lines.
+static const char *lists_every_option(const RunResult *r) {
+    static char wrong[64];
+    const char *options[] = {"-t", "-p", "-k", "-s", "-n", "-i", "-e", "-z", "-m", "-y", "-r", "--stop", "-l", "-h"};
+    if (r->err[0] != '\0') return "output on stderr";
+    for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
         char want[16];
-        snprintf(want, sizeof(want), "\n  %s ", flags[i]);
-        if (!strstr(r.out, want)) missing = flags[i];
+        snprintf(want, sizeof(want), "\n  %s ", options[i]);
+        if (!strstr(r->out, want)) return snprintf(wrong, sizeof(wrong), "option %s not listed", options[i]), wrong;
     }
-    check("cli-help", r.status == 0 && !missing && r.err && r.err[0] == '\0',
-          "status %d, option %s missing from stdout, stderr '%s'", r.status, missing ? missing : "none", r.err);
-    free_run(&r);
+    return NULL;
+}
 
-    // Bad files: one line naming the problem, non-zero status, nothing on stdout.
+#define STORIES "$M/stories260K.bin -z $M/tok512.bin" // the model and tokenizer most rows run
+
+static void test_cli(void) {
+    // The files some rows read from $T: a prompt, and files to refuse.
+    write_file(tmp_path("prompt.txt"), "Lily and Tom went to the\n", 25);
+    char long_prompt[300 * 13 + 1] = ""; // longer than stories260K's 512 positions
+    for (int i = 0; i < 300; i++) memcpy(long_prompt + 13 * i, "Lily and Tom ", 13);
+    write_file(tmp_path("long-prompt.txt"), long_prompt, 300 * 13);
     size_t len;
-    char *whole = read_file_text(m260, &len);
-    f = fopen(tmp_path("trunc.bin"), "wb");
-    fwrite(whole, 1, 100000, f);
-    fclose(f);
+    char *whole = read_file_text(model_path("stories260K.bin"), &len);
+    write_file(tmp_path("trunc.bin"), whole, 100000);
     free(whole);
-    snprintf(args, sizeof(args), "%s -z %s", tmp_path("trunc.bin"), tok512);
-    check_refused("cli-truncated-checkpoint", args, 1, "1056540 bytes, but the file has 100000");
-    remove(tmp_path("trunc.bin"));
-    snprintf(args, sizeof(args), "%s -z tokenizer.bin", m260);
-    check_refused("cli-tokenizer-mismatch", args, 1, "tokenizer.bin has 32000 tokens but");
-    check_refused("cli-missing-checkpoint", "/nonexistent.bin -z tokenizer.bin", 1, "cannot open checkpoint");
-    snprintf(args, sizeof(args), "%s -z /nonexistent.tok", m260);
-    check_refused("cli-missing-tokenizer", args, 1, "cannot open /nonexistent.tok");
-    check_refused("cli-tokenizer-not-a-tokenizer", "-m tokenize -z tests/tokenizer_cases.tsv -i x", 1, "token");
-    f = fopen(tmp_path("header.bin"), "wb");
     int32_t header[7] = {64, 172, 5, 6, 4, 512, 512}; // 6 heads do not divide 64
-    fwrite(header, sizeof(header), 1, f);
-    fclose(f);
-    snprintf(args, sizeof(args), "%s -z %s", tmp_path("header.bin"), tok512);
-    check_refused("cli-bad-header", args, 1, "not a multiple of n_heads");
-    remove(tmp_path("header.bin"));
-
+    write_file(tmp_path("header.bin"), header, sizeof(header));
     // An int8 group size that does not divide hidden_dim 172 (llama2.c's runq
     // silently computes garbage with one): the header of the gs 4 file, patched to 64.
     whole = read_file_text(model_path("stories260K_q80_gs4.bin"), &len);
     int32_t gs64 = 64;
     memcpy(whole + 37, &gs64, 4);
-    f = fopen(tmp_path("gs.bin"), "wb");
-    fwrite(whole, 1, len, f);
-    fclose(f);
+    write_file(tmp_path("gs64.bin"), whole, len);
     free(whole);
-    snprintf(args, sizeof(args), "%s -z %s", tmp_path("gs.bin"), tok512);
-    check_refused("cli-int8-group-size-refused", args, 1, "group size 64 does not fit");
-    remove(tmp_path("gs.bin"));
+    // GGUF files this program must refuse by name: a Q4_K tensor, another architecture, cut-off files.
+    whole = read_file_text(model_path("stories260K.gguf"), &len);
+    char *gguf = malloc(len);
+    const char *tensor = "blk.0.attn_q.weight", *arch_key = "general.architecture";
+    memcpy(gguf, whole, len);
+    char *at = memmem(gguf, len, tensor, strlen(tensor));
+    uint32_t q4_k = 12; // after the name: uint32 dimensions, two uint64 extents, then the uint32 type
+    memcpy(at + strlen(tensor) + 4 + 16, &q4_k, 4);
+    write_file(tmp_path("q4_k.gguf"), gguf, len);
+    memcpy(gguf, whole, len);
+    at = memmem(gguf, len, arch_key, strlen(arch_key)); // then uint32 type 8, uint64 length 5, "llama"
+    memcpy(at + strlen(arch_key) + 4 + 8, "mamba", 5);
+    write_file(tmp_path("mamba.gguf"), gguf, len);
+    write_file(tmp_path("cut-5000.gguf"), whole, 5000);
+    write_file(tmp_path("cut-data.gguf"), whole, len - 1000);
+    free(gguf), free(whole);
 
-    // GGUF: the same greedy story as the .bin, with the tokenizer from the file (no -z).
-    snprintf(args, sizeof(args), "%s -t 0 -n 200", model_path("stories260K.gguf"));
-    r = run_cmd(args);
-    check("cli-gguf-greedy-published", r.status == 0 && r.out && strcmp(r.out, greedy_story_200) == 0, "got '%s'", r.out);
-    free_run(&r);
-    snprintf(args, sizeof(args), "%s -t 0 -n 200 -l map", model_path("stories260K.gguf"));
-    r = run_cmd(args);
-    check("cli-gguf-mapped", r.status == 0 && r.out && strcmp(r.out, greedy_story_200) == 0, "got '%s'", r.out);
-    free_run(&r);
-    snprintf(args, sizeof(args), "%s -m tokenize -i \"Hello world\"", model_path("llama-2-tiny-random.gguf"));
-    r = run_cmd(args);
-    check("cli-gguf-tokenize", r.status == 0 && r.out && strcmp(r.out, "1 15043 3186\n") == 0, "got '%s'", r.out);
-    free_run(&r);
+    const CliCase cases[] = {
+        {"cli-tokenize", "-m tokenize -z tokenizer.bin -i \"Hello world\"", 0, .out = "1 15043 3186\n"},
+        {"cli-tokenize-stdin", "-m tokenize -z tokenizer.bin < tests/tokenizer_cases.tsv", 0, .out_start = "1 "},
+        {"cli-greedy-published", STORIES " -t 0 -n 200", 0, .out = greedy_story_200},
+        {"cli-weights-mapped", STORIES " -t 0 -n 200 -l map", 0, .out = greedy_story_200},
+        // The prompt from stdin, as a pipe or file does, or as -i - asks; with -e 0, the continuation alone.
+        {"cli-prompt-from-stdin", STORIES " -t 0 -n 64 < $T/prompt.txt", 0, .out_start = "Lily and Tom went to the ",
+         .also = more_than_40_bytes},
+        {"cli-continuation-only", STORIES " -t 0 -n 64 -e 0 < $T/prompt.txt", 0, .out_start = " park."},
+        {"cli-prompt-dash", STORIES " -t 0 -n 64 -i - < $T/prompt.txt", 0, .out_start = "Lily and Tom went to the "},
+        // The acceptance's UTF-8: byte-fallback characters echo whole.
+        {"cli-utf8-echo", "$M/llama-2-tiny-random.bin -z tokenizer.bin -t 0 -n 48 -i \"café 饕餮 🦙\"", 0,
+         .out_start = "café 饕餮 🦙"},
+        {"cli-chat-script", STORIES " -m chat -t 0 -n 400 < tests/chat_turns.txt", 0, .also = two_replies},
+        // --stop in generate mode: the text ends before the stop string, which is not printed.
+        {"cli-generate-stop", STORIES " -t 0 -n 200 --stop Lily --stop \"red ball\"", 0,
+         .out = "Once upon a time, there was a little girl named \n"},
+        {"cli-help", "-h", 0, .out_start = "Usage:", .also = lists_every_option},
+        {"cli-help-long", "--help", 0, .out_start = "Usage:", .also = lists_every_option},
+        // GGUF: the same greedy story as the .bin, with the tokenizer from the file (no -z).
+        {"cli-gguf-greedy-published", "$M/stories260K.gguf -t 0 -n 200", 0, .out = greedy_story_200},
+        {"cli-gguf-mapped", "$M/stories260K.gguf -t 0 -n 200 -l map", 0, .out = greedy_story_200},
+        {"cli-gguf-tokenize", "$M/llama-2-tiny-random.gguf -m tokenize -i \"Hello world\"", 0, .out = "1 15043 3186\n"},
+
+        // Bad files: one line naming the problem, status 1, nothing on stdout.
+        {"cli-truncated-checkpoint", "$T/trunc.bin -z $M/tok512.bin", 1, .err = "1056540 bytes, but the file has 100000"},
+        {"cli-tokenizer-mismatch", "$M/stories260K.bin -z tokenizer.bin", 1, .err = "tokenizer.bin has 32000 tokens but"},
+        {"cli-missing-checkpoint", "/nonexistent.bin -z tokenizer.bin", 1, .err = "cannot open checkpoint"},
+        {"cli-missing-tokenizer", "$M/stories260K.bin -z /nonexistent.tok", 1, .err = "cannot open /nonexistent.tok"},
+        {"cli-tokenizer-not-a-tokenizer", "-m tokenize -z tests/tokenizer_cases.tsv -i x", 1, .err = "token"},
+        {"cli-bad-header", "$T/header.bin -z $M/tok512.bin", 1, .err = "not a multiple of n_heads"},
+        {"cli-int8-group-size-refused", "$T/gs64.bin -z $M/tok512.bin", 1, .err = "group size 64 does not fit"},
+        {"cli-gguf-unsupported-type", "$T/q4_k.gguf", 1,
+         .err = "tensor blk.0.attn_q.weight has type Q4_K, supported: F32, F16, BF16, Q8_0, Q4_0"},
+        {"cli-gguf-other-architecture", "$T/mamba.gguf", 1, .err = "architecture 'mamba'"},
+        {"cli-gguf-truncated", "$T/cut-5000.gguf", 1, .err = "GGUF file cut short"},
+        {"cli-gguf-truncated-data", "$T/cut-data.gguf", 1, .err = "runs past the end of the file"},
+        {"cli-prompt-too-long", STORIES " -n 0 -i - < $T/long-prompt.txt", 1,
+         .err = "longer than the model's context of 512 positions"},
+
+        // Bad flags: exit status 2, with the usage.
+        {"cli-flag-negative-temperature", STORIES " -t -1", 2, .err = "-t wants"},
+        {"cli-flag-topp-above-1", STORIES " -p 1.5", 2, .err = "-p wants"},
+        {"cli-flag-steps-not-a-number", STORIES " -n ten", 2, .err = "-n wants"},
+        {"cli-flag-steps-negative", STORIES " -n -5", 2, .err = "-n wants"},
+        {"cli-flag-trailing-letter", STORIES " -t 0.5x", 2, .err = "-t wants"},
+        {"cli-flag-nan", STORIES " -t nan", 2, .err = "-t wants"},
+        {"cli-flag-unknown", STORIES " -q 1", 2, .err = "unknown option"},
+        {"cli-flag-missing-value", STORIES " -t", 2, .err = "needs a value"},
+        {"cli-flag-bad-mode", STORIES " -m dance", 2, .err = "-m wants"},
+        {"cli-flag-bad-load", STORIES " -l mmap", 2, .err = "-l wants"},
+        {"cli-flag-two-checkpoints", STORIES " other.bin", 2, .err = "one checkpoint expected"},
+        {"cli-no-checkpoint", "-t 0 < /dev/null", 2, .err = "no checkpoint"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_cli_case(&cases[i]);
+    const char *made[] = {"prompt.txt", "long-prompt.txt", "trunc.bin", "header.bin", "gs64.bin", "q4_k.gguf",
+                          "mamba.gguf", "cut-5000.gguf", "cut-data.gguf"};
+    for (size_t i = 0; i < sizeof(made) / sizeof(made[0]); i++) remove(tmp_path(made[i]));
+
+    // Perplexity of a story (tests/story.txt, written for these tests): int8 within 1% of fp32.
+    double fp32 = cli_perplexity(STORIES " -m ppl < tests/story.txt");
+    double int8 = cli_perplexity("$M/stories260K_q80_gs4.bin -z $M/tok512.bin -m ppl < tests/story.txt");
+    check("cli-ppl-int8-within-1pct-of-fp32", fp32 > 1.0 && fp32 < 10.0 && fabs(int8 / fp32 - 1.0) < 0.01,
+          "fp32 %.4f, int8 %.4f", fp32, int8);
 
     // export.py's GGUF files of the Hugging Face and Meta checkpoints: f32 and f16 give the
     // published greedy story; q8_0 and q4_0 run, with perplexity close to f32's.
@@ -1070,86 +1124,25 @@ static void test_cli(void) {
                  getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3", tmp_path("export.gguf"), source,
                  exports[i].type);
         int exported = system(cmd) == 0;
-        if (exports[i].max_ppl_ratio == 0.0) {
-            snprintf(args, sizeof(args), "%s -t 0 -n 200", tmp_path("export.gguf"));
-            r = run_cmd(args);
-            check(exports[i].id, exported && r.status == 0 && r.out && strcmp(r.out, greedy_story_200) == 0,
-                  "exported %d, got '%s'", exported, r.out);
+        if (!exported) {
+            check(exports[i].id, 0, "export.py %s --type %s failed", source, exports[i].type);
+        } else if (exports[i].max_ppl_ratio == 0.0) {
+            check_cli_case(&(CliCase){exports[i].id, "$T/export.gguf -t 0 -n 200", 0, .out = greedy_story_200});
         } else {
-            snprintf(args, sizeof(args), "%s -m ppl < tests/story.txt", tmp_path("export.gguf"));
-            r = run_cmd(args);
-            double p = 0.0;
-            if (r.status == 0 && r.out) sscanf(r.out, "perplexity %lf", &p);
-            check(exports[i].id, exported && p > 1.0 && p / ppl[0] < exports[i].max_ppl_ratio,
-                  "exported %d, perplexity %.4f against fp32 %.4f", exported, p, ppl[0]);
+            double p = cli_perplexity("$T/export.gguf -m ppl < tests/story.txt");
+            check(exports[i].id, p > 1.0 && p / fp32 < exports[i].max_ppl_ratio,
+                  "perplexity %.4f against fp32 %.4f", p, fp32);
         }
-        free_run(&r);
     }
     remove(tmp_path("export.gguf"));
-
-    // GGUF files this program must refuse by name: a Q4_K tensor, another architecture, a cut-off file.
-    whole = read_file_text(model_path("stories260K.gguf"), &len);
-    char *gguf = malloc(len);
-    const char *tensor = "blk.0.attn_q.weight", *arch_key = "general.architecture";
-    char *at = memmem(whole, len, tensor, strlen(tensor));
-    memcpy(gguf, whole, len);
-    uint32_t q4_k = 12; // after the name: uint32 dimensions, two uint64 extents, then the uint32 type
-    memcpy(gguf + (at - whole) + strlen(tensor) + 4 + 16, &q4_k, 4);
-    f = fopen(tmp_path("bad.gguf"), "wb"), fwrite(gguf, 1, len, f), fclose(f);
-    check_refused("cli-gguf-unsupported-type", tmp_path("bad.gguf"), 1,
-                  "tensor blk.0.attn_q.weight has type Q4_K, supported: F32, F16, BF16, Q8_0, Q4_0");
-    memcpy(gguf, whole, len);
-    at = memmem(gguf, len, arch_key, strlen(arch_key)); // then uint32 type 8, uint64 length 5, "llama"
-    memcpy(at + strlen(arch_key) + 4 + 8, "mamba", 5);
-    f = fopen(tmp_path("bad.gguf"), "wb"), fwrite(gguf, 1, len, f), fclose(f);
-    check_refused("cli-gguf-other-architecture", tmp_path("bad.gguf"), 1, "architecture 'mamba'");
-    f = fopen(tmp_path("bad.gguf"), "wb"), fwrite(whole, 1, 5000, f), fclose(f);
-    check_refused("cli-gguf-truncated", tmp_path("bad.gguf"), 1, "GGUF file cut short");
-    f = fopen(tmp_path("bad.gguf"), "wb"), fwrite(whole, 1, len - 1000, f), fclose(f);
-    check_refused("cli-gguf-truncated-data", tmp_path("bad.gguf"), 1, "runs past the end of the file");
-    remove(tmp_path("bad.gguf"));
-    free(gguf), free(whole);
-
-    // A prompt longer than the context: stories260K holds 512 positions.
-    f = fopen(tmp_path("long-prompt.txt"), "w");
-    for (int i = 0; i < 300; i++) fputs("Lily and Tom ", f);
-    fclose(f);
-    snprintf(args, sizeof(args), "%s -z %s -n 0 -i - < %s", m260, tok512, tmp_path("long-prompt.txt"));
-    check_refused("cli-prompt-too-long", args, 1, "longer than the model's context of 512 positions");
-    remove(tmp_path("long-prompt.txt"));
-
-    // Bad flags: exit status 2, with the usage.
-    struct { const char *id, *flags, *needle; } bad[] = {
-        {"cli-flag-negative-temperature", "-t -1", "-t wants"},
-        {"cli-flag-topp-above-1", "-p 1.5", "-p wants"},
-        {"cli-flag-steps-not-a-number", "-n ten", "-n wants"},
-        {"cli-flag-steps-negative", "-n -5", "-n wants"},
-        {"cli-flag-trailing-letter", "-t 0.5x", "-t wants"},
-        {"cli-flag-nan", "-t nan", "-t wants"},
-        {"cli-flag-unknown", "-q 1", "unknown option"},
-        {"cli-flag-missing-value", "-t", "needs a value"},
-        {"cli-flag-bad-mode", "-m dance", "-m wants"},
-        {"cli-flag-bad-load", "-l mmap", "-l wants"},
-        {"cli-flag-two-checkpoints", "other.bin", "one checkpoint expected"},
-    };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        snprintf(args, sizeof(args), "%s -z %s %s", m260, tok512, bad[i].flags);
-        check_refused(bad[i].id, args, 2, bad[i].needle);
-    }
-    check_refused("cli-no-checkpoint", "-t 0 < /dev/null", 2, "no checkpoint");
 }
+#undef STORIES
 
 // ----------------------------------------------------------------------------
 // Hostile input: files cut short, mutated or random, bad tokenizers, bad flags,
 // odd text, a closed pipe. Each must end with one line on stderr and status
 // 1 (2 for the command line), or run normally; never crash, hang or print
 // garbage. make test-sanitize runs this under ASan and UBSan.
-
-static void write_file(const char *path, const void *data, size_t len) {
-    FILE *f = fopen(path, "wb");
-    fwrite(data, 1, len, f);
-    fclose(f);
-}
 
 // Runs args on a file; returns 1 if it either succeeded or was refused with one line.
 static int survives(const char *args, int *refused) {
