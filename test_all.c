@@ -3,11 +3,20 @@
 
        make test                 (builds ./run and this, then runs it)
        MODELS=dir ./test_all     (models from dir instead of ../shared/models)
+       ./test_all PREFIX         (only the checks whose id starts with PREFIX:
+                                  ./test_all kernels, ./test_all cli-gguf)
+       ./test_all --in-process   (only what runs inside this binary, for
+                                  make test-cross; a PREFIX may follow)
 
    It includes run.c whole (with TESTING, which leaves out main) so every
    static function is in reach. Each check prints one line with a stable id;
    the last line counts them: "N passed, N failed". The exit status is 0 only
    when nothing failed.
+
+   Each test function's checks share an id prefix, given beside it in the
+   table in main; with a PREFIX, a function none of whose checks can match is
+   not run at all, and a check outside its function's prefix fails. A PREFIX
+   that matches no check fails too, so a typo cannot pass.
 
    The model tests need ../shared/models (or $MODELS). Without it they are not
    run, loudly; when CI=true that counts as a failure, so CI cannot pass
@@ -22,8 +31,22 @@
 
 static int n_passed, n_failed;
 static const char *models_dir;
+static const char *only;    // ./test_all PREFIX: the checks whose id starts with it, or NULL for all
+static const char *running; // the id prefix of the test function running, from the table in main
+
+static int starts_with(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
+
+// Whether the check id is asked for; whether a check whose id starts with prefix can be (one starts the other).
+static int wanted(const char *id) { return !only || starts_with(id, only); }
+static int could_match(const char *prefix) { return wanted(prefix) || starts_with(only, prefix); }
 
 static void check(const char *id, int ok, const char *fmt, ...) {
+    if (running && !starts_with(id, running)) { // ./test_all PREFIX would miss it: fix the table in main
+        printf("FAIL %s: its id does not start with %s, its test function's prefix in main\n", id, running);
+        n_failed++;
+        return;
+    }
+    if (!wanted(id)) return;
     printf("%s %s", ok ? "ok  " : "FAIL", id);
     if (!ok && fmt) {
         va_list ap;
@@ -216,7 +239,7 @@ static void test_printer(void) {
 // tokenizer.bin and export.py
 
 static void test_export(void) {
-    size_t a_len, b_len;
+    size_t a_len = 0, b_len = 0;
     char *ours = read_file_text("tokenizer.bin", &a_len);
     char *theirs = read_file_text(model_path("tokenizer.bin"), &b_len);
     check("export-tokenizer-committed", ours && theirs && a_len == b_len && memcmp(ours, theirs, a_len) == 0,
@@ -964,6 +987,7 @@ static const char *cli_case_wrong(const CliCase *c, const RunResult *r) {
 }
 
 static void check_cli_case(const CliCase *c) {
+    if (!wanted(c->id)) return; // ./test_all PREFIX: not asked for
     RunResult r = run_args(c->args);
     const char *wrong = cli_case_wrong(c, &r);
     check(c->id, !wrong, "%s: status %d (want %d), stdout '%.2000s', stderr '%.500s'", wrong, r.status, c->status,
@@ -1012,7 +1036,7 @@ static void test_cli(void) {
     char long_prompt[300 * 13 + 1] = ""; // longer than stories260K's 512 positions
     for (int i = 0; i < 300; i++) memcpy(long_prompt + 13 * i, "Lily and Tom ", 13);
     write_file(tmp_path("long-prompt.txt"), long_prompt, 300 * 13);
-    size_t len;
+    size_t len = 0;
     char *whole = read_file_text(model_path("stories260K.bin"), &len);
     write_file(tmp_path("trunc.bin"), whole, 100000);
     free(whole);
@@ -1102,10 +1126,13 @@ static void test_cli(void) {
     for (size_t i = 0; i < sizeof(made) / sizeof(made[0]); i++) remove(tmp_path(made[i]));
 
     // Perplexity of a story (tests/story.txt, written for these tests): int8 within 1% of fp32.
+    if (!could_match("cli-ppl-") && !could_match("cli-export-")) return; // ./test_all PREFIX: not asked for
     double fp32 = cli_perplexity(STORIES " -m ppl < tests/story.txt");
-    double int8 = cli_perplexity("$M/stories260K_q80_gs4.bin -z $M/tok512.bin -m ppl < tests/story.txt");
-    check("cli-ppl-int8-within-1pct-of-fp32", fp32 > 1.0 && fp32 < 10.0 && fabs(int8 / fp32 - 1.0) < 0.01,
-          "fp32 %.4f, int8 %.4f", fp32, int8);
+    if (could_match("cli-ppl-")) {
+        double int8 = cli_perplexity("$M/stories260K_q80_gs4.bin -z $M/tok512.bin -m ppl < tests/story.txt");
+        check("cli-ppl-int8-within-1pct-of-fp32", fp32 > 1.0 && fp32 < 10.0 && fabs(int8 / fp32 - 1.0) < 0.01,
+              "fp32 %.4f, int8 %.4f", fp32, int8);
+    }
 
     // export.py's GGUF files of the Hugging Face and Meta checkpoints: f32 and f16 give the
     // published greedy story; q8_0 and q4_0 run, with perplexity close to f32's.
@@ -1118,6 +1145,7 @@ static void test_cli(void) {
         {"cli-export-hf-q4_0-ppl", "--hf %s/stories260K-hf", "q4_0", 1.06},  // measured +3.6%
     };
     for (size_t i = 0; i < sizeof(exports) / sizeof(exports[0]); i++) {
+        if (!wanted(exports[i].id)) continue;
         char source[2048], cmd[4096];
         snprintf(source, sizeof(source), exports[i].source, models_dir);
         snprintf(cmd, sizeof(cmd), "%s export.py %s %s --type %s 2>/dev/null",
@@ -1278,7 +1306,7 @@ static void test_hostile(void) {
     }
 
     // Each header field of the legacy file set to extremes: all refused.
-    size_t len;
+    size_t len = 0;
     char *whole = read_file_text(m260, &len);
     int32_t extremes[] = {0, -1, 1, 3, INT32_MAX, INT32_MIN, 1 << 20, 65537};
     int all = 1, refused = 0, tried = 0;
@@ -1329,7 +1357,7 @@ static void test_hostile(void) {
     refused = 0;
     for (int i = 0; i < 60; i++) {
         int kind = i % 6;
-        size_t n;
+        size_t n = 0;
         const char *fault = NULL;
         for (int tries = 0; !fault && tries < 100; tries++) // a change may, rarely, leave a valid file
             n = break_tokenizer(kind, tok, len, entry, n_entries, longest, &rng, broken),
@@ -1453,39 +1481,72 @@ static void test_hostile(void) {
 
 // ----------------------------------------------------------------------------
 
-// --in-process: only what runs inside this binary (kernels, model, tokenizer,
-// chat), for make test-cross, whose emulated CPUs would otherwise re-run the
+// Every test function, in the order they run, with the prefix all its check ids start with.
+// in_process: it runs inside this binary (kernels, model, tokenizer, chat); --in-process
+// runs only those, for make test-cross, whose emulated CPUs would otherwise re-run the
 // host's ./run and Python tests for nothing.
+static const struct {
+    void (*run)(void);
+    const char *prefix;
+    int needs_models, in_process;
+} tests[] = {
+    {test_tokenizer_cases, "tokenizer-", 0, 1},
+    {test_printer, "printer-", 0, 1},
+    {test_sampler, "sampler-", 0, 1},
+    {test_kernels, "kernels-", 0, 1},
+    {test_export, "export-", 1, 0},
+    {test_forward, "forward-", 1, 1},
+    {test_tokenizer_gguf, "tokenizer-gguf-", 1, 1},
+    {test_chat_template, "chat-template-", 1, 1},
+    {test_chat, "chat-", 1, 1},
+    {test_perplexity, "perplexity-", 1, 1},
+    {test_generate, "generate-", 1, 1},
+    {test_cli, "cli-", 1, 0},
+    {test_hostile, "hostile-", 1, 0},
+};
+
 int main(int argc, char **argv) {
-    int in_process = argc > 1 && strcmp(argv[1], "--in-process") == 0;
+    int in_process = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--in-process") == 0) {
+            in_process = 1;
+        } else if (argv[i][0] == '-' || only) {
+            fprintf(stderr, "usage: %s [--in-process] [PREFIX]: PREFIX runs only the checks whose id starts with it\n",
+                    argv[0]);
+            return 2;
+        } else {
+            only = argv[i];
+        }
+    }
     make_tmp_dir();
     select_kernels();
     models_dir = getenv("MODELS") ? getenv("MODELS") : "../shared/models";
     int ci = getenv("CI") && strcmp(getenv("CI"), "true") == 0;
 
-    test_tokenizer_cases();
-    test_printer();
-    test_sampler();
-    test_kernels();
-
     const char *needed[] = {"stories260K.bin", "stories260K_q80_gs4.bin", "stories260K.gguf", "tok512.bin",
                             "tok512.model", "tokenizer.bin", "llama-2-tiny-random.bin", "llama-2-tiny-random.gguf"};
-    int have_models = 1;
+    int have_models = 1, missed = 0;
     for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++) have_models &= file_exists(model_path(needed[i]));
-    if (have_models) {
-        if (!in_process) test_export();
-        test_forward();
-        test_tokenizer_gguf();
-        test_chat_template();
-        test_chat();
-        test_perplexity();
-        test_generate();
-        if (!in_process) test_cli(), test_hostile();
-    } else {
+    for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
+        if (!could_match(tests[i].prefix)) continue;
+        if (in_process && !tests[i].in_process) continue;
+        if (tests[i].needs_models && !have_models) {
+            missed = 1;
+            continue;
+        }
+        running = tests[i].prefix;
+        tests[i].run();
+        running = NULL;
+    }
+    if (missed) {
         printf("\n*** MODELS NOT FOUND in %s: the export, forward, generate and command-line tests were NOT RUN.\n"
                "*** Point MODELS= at a directory with stories260K.bin, tok512.bin, tok512.model, tokenizer.bin\n"
                "*** and llama-2-tiny-random.bin (see README.md).\n\n", models_dir);
         check("models-present", !ci, "CI=true and no models in %s", models_dir);
+    }
+    if (only && n_passed + n_failed == 0) { // a typo must not pass
+        printf("FAIL no check's id starts with '%s'%s\n", only, in_process ? " among those --in-process runs" : "");
+        n_failed++;
     }
 
     printf("%d passed, %d failed\n", n_passed, n_failed);
