@@ -1214,7 +1214,7 @@ static const struct { const char *name, *needle; } tokenizer_breaks[] = {
     {"pieces missing or added", "tokens but"},
 };
 
-// Writes into out (room for len + 64 bytes) a copy of the tokenizer whole, broken
+// Writes into out (room for len + 3 * (8 + longest) bytes) a copy of the tokenizer whole, broken
 // in the given way at a random place; returns its length. entry[i] is where
 // piece i starts (entry[n] = len), longest the longest piece.
 static size_t break_tokenizer(int kind, const unsigned char *whole, size_t len, const size_t *entry, int n, int longest,
@@ -1352,7 +1352,7 @@ static void test_hostile(void) {
         if ((int)piece_len > longest) longest = (int)piece_len;
     }
     entry[n_entries] = len;
-    unsigned char *broken = malloc(len + 64);
+    unsigned char *broken = malloc(len + 3 * (8 + (size_t)longest));
     int n_files = 0, n_unbroken = 0;
     refused = 0;
     for (int i = 0; i < 60; i++) {
