@@ -94,7 +94,8 @@ clean:
 
 help:
 	@echo "make            build ./run (-O3, OpenMP when available)"
-	@echo "make test       build and run every test (models from MODELS=$(MODELS))"
+	@echo "make test       build and run every test (models from MODELS=$(MODELS));"
+	@echo "                then ./test_all PREFIX runs only the checks whose id starts with PREFIX"
 	@echo "make test-cross the tests on ARM64 and older x86-64 CPUs, under qemu"
 	@echo "make test-sanitize  the tests, hostile inputs included, under ASan and UBSan"
 	@echo "make tokenizer  regenerate tokenizer.bin with export.py"

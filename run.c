@@ -859,7 +859,7 @@ static void decode_block(WeightType type, const uint8_t *b, Block *out) {
         }
         break;
     }
-    default: fatal("decode_block: %d is not a block type", (int)type); // a programming error
+    default: fatal("decode_block: %s is not a block type", weight_type_names[type]); // a programming error
     }
 }
 

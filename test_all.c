@@ -2,16 +2,25 @@
    reference: SentencePiece's ids, a NumPy forward pass, published samples.
 
        make test                 (builds ./run and this, then runs it)
-       MODELS=dir ./test_all     (models from dir instead of ../shared/models)
+       MODELS=dir ./test_all     (models from dir instead of the repository's models/)
+       ./test_all PREFIX         (only the checks whose id starts with PREFIX:
+                                  ./test_all kernels, ./test_all cli-gguf)
+       ./test_all --in-process   (only what runs inside this binary, for
+                                  make test-cross; a PREFIX may follow)
 
    It includes run.c whole (with TESTING, which leaves out main) so every
    static function is in reach. Each check prints one line with a stable id;
    the last line counts them: "N passed, N failed". The exit status is 0 only
    when nothing failed.
 
-   The model tests need ../shared/models (or $MODELS). Without it they are not
-   run, loudly; when CI=true that counts as a failure, so CI cannot pass
-   without them. */
+   Each test function's checks share an id prefix, given beside it in the
+   table in main; with a PREFIX, a function none of whose checks can match is
+   not run at all, and a check outside its function's prefix fails. A PREFIX
+   that matches no check fails too, so a typo cannot pass.
+
+   The model tests read models/ (or $MODELS), which the repository holds. A
+   missing file there is a failure that names it (models-present), and the
+   tests that would read it do not run. */
 
 #define _GNU_SOURCE // memmem
 #define TESTING
@@ -22,8 +31,22 @@
 
 static int n_passed, n_failed;
 static const char *models_dir;
+static const char *only;    // ./test_all PREFIX: the checks whose id starts with it, or NULL for all
+static const char *running; // the id prefix of the test function running, from the table in main
+
+static int starts_with(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
+
+// Whether the check id is asked for; whether a check whose id starts with prefix can be (one starts the other).
+static int wanted(const char *id) { return !only || starts_with(id, only); }
+static int could_match(const char *prefix) { return wanted(prefix) || starts_with(only, prefix); }
 
 static void check(const char *id, int ok, const char *fmt, ...) {
+    if (running && !starts_with(id, running)) { // ./test_all PREFIX would miss it: fix the table in main
+        printf("FAIL %s: its id does not start with %s, its test function's prefix in main\n", id, running);
+        n_failed++;
+        return;
+    }
+    if (!wanted(id)) return;
     printf("%s %s", ok ? "ok  " : "FAIL", id);
     if (!ok && fmt) {
         va_list ap;
@@ -45,6 +68,46 @@ static char *model_path(const char *name) {
 }
 
 static int file_exists(const char *path) { return access(path, R_OK) == 0; }
+
+static void write_file(const char *path, const void *data, size_t len) {
+    FILE *f = fopen(path, "wb");
+    fwrite(data, 1, len, f);
+    fclose(f);
+}
+
+// Every file a test writes lives in one private folder, made by mkdtemp at
+// start and removed at exit, so two runs at once do not clobber each other.
+static char tmp_dir[512];
+
+static char *tmp_path(const char *name) {
+    static char buf[8][1024];
+    static int next;
+    char *p = buf[next++ % 8];
+    snprintf(p, sizeof(buf[0]), "%s/%s", tmp_dir, name);
+    return p;
+}
+
+static void remove_tmp_dir(void) { // best effort: the files left in it, then the folder
+    DIR *d = opendir(tmp_dir);
+    for (struct dirent *e; d && (e = readdir(d));)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) remove(tmp_path(e->d_name));
+    if (d) closedir(d);
+    rmdir(tmp_dir);
+}
+
+// Under $TMPDIR when its name is short and safe to paste into a shell command, else /tmp.
+static void make_tmp_dir(void) {
+    const char *base = getenv("TMPDIR");
+    if (!base || !*base || strlen(base) > 400 ||
+        base[strspn(base, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/._-")])
+        base = "/tmp";
+    snprintf(tmp_dir, sizeof(tmp_dir), "%s/test_all.XXXXXX", base);
+    if (!mkdtemp(tmp_dir)) {
+        fprintf(stderr, "test_all: cannot make a temporary folder %s: %s\n", tmp_dir, strerror(errno));
+        exit(1);
+    }
+    atexit(remove_tmp_dir); // also when a test ends in fatal()
+}
 
 static char *read_file_text(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
@@ -86,7 +149,8 @@ static void tokenizer_cases(const Tokenizer *tok, const char *prefix) {
     check(id, t.vocab_size == 32000 && t.byte_token[0] == 3 && t.byte_token[255] == 258 && t.bos_id == 1 && t.eos_id == 2,
           "vocab %d, <0x00> at %d", t.vocab_size, t.byte_token[0]);
     FILE *f = fopen("tests/tokenizer_cases.tsv", "r");
-    check("tokenizer-cases-file", f != NULL, "cannot open tests/tokenizer_cases.tsv");
+    snprintf(id, sizeof(id), "%s-cases-file", prefix);
+    check(id, f != NULL, "cannot open tests/tokenizer_cases.tsv");
     if (!f) return;
     char *line = NULL;
     size_t cap = 0;
@@ -175,7 +239,7 @@ static void test_printer(void) {
 // tokenizer.bin and export.py
 
 static void test_export(void) {
-    size_t a_len, b_len;
+    size_t a_len = 0, b_len = 0;
     char *ours = read_file_text("tokenizer.bin", &a_len);
     char *theirs = read_file_text(model_path("tokenizer.bin"), &b_len);
     check("export-tokenizer-committed", ours && theirs && a_len == b_len && memcmp(ours, theirs, a_len) == 0,
@@ -184,21 +248,21 @@ static void test_export(void) {
 
     const char *python = getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3";
     char cmd[8192];
-    snprintf(cmd, sizeof(cmd), "%s export.py /tmp/test_all_tok512.bin --tokenizer %s 2>/dev/null", python,
+    snprintf(cmd, sizeof(cmd), "%s export.py %s --tokenizer %s 2>/dev/null", python, tmp_path("tok512.bin"),
              model_path("tok512.model"));
     int status = system(cmd);
-    ours = read_file_text("/tmp/test_all_tok512.bin", &a_len);
+    ours = read_file_text(tmp_path("tok512.bin"), &a_len);
     theirs = read_file_text(model_path("tok512.bin"), &b_len);
     check("export-tokenizer-tok512", status == 0 && ours && theirs && a_len == b_len && memcmp(ours, theirs, a_len) == 0,
           "export.py on tok512.model (status %d) differs from llama2.c's tok512.bin", status);
     free(ours), free(theirs);
-    remove("/tmp/test_all_tok512.bin");
+    remove(tmp_path("tok512.bin"));
 
     // export.py's GGUF writer, tested in Python (tests/test_export.py) against llama.cpp's own
     // stories260K.gguf and a reader written from the spec; each of its checks counts here.
-    snprintf(cmd, sizeof(cmd), "%s tests/test_export.py %s > /tmp/test_all_export.txt 2>&1", python, models_dir);
+    snprintf(cmd, sizeof(cmd), "%s tests/test_export.py %s > %s 2>&1", python, models_dir, tmp_path("test_export.txt"));
     status = system(cmd);
-    FILE *f = fopen("/tmp/test_all_export.txt", "r");
+    FILE *f = fopen(tmp_path("test_export.txt"), "r");
     char line[4096], id[256];
     int n_lines = 0, ci = getenv("CI") && strcmp(getenv("CI"), "true") == 0;
     while (f && fgets(line, sizeof(line), f)) {
@@ -217,7 +281,7 @@ static void test_export(void) {
     }
     if (f) fclose(f);
     check("export-py-suite", status == 0 && n_lines >= 25, "tests/test_export.py exited %d after %d checks", status, n_lines);
-    remove("/tmp/test_all_export.txt");
+    remove(tmp_path("test_export.txt"));
 }
 
 // ----------------------------------------------------------------------------
@@ -350,11 +414,13 @@ static void test_perplexity(void) {
 static void test_forward(void) {
     test_logits("forward-stories260K-logits", model_path("stories260K.bin"), "tests/logits_stories260K.txt");
     test_logits("forward-tiny-random-logits", model_path("llama-2-tiny-random.bin"), "tests/logits_tiny_random.txt");
-    write_version1(model_path("stories260K.bin"), "/tmp/test_all_v1.bin");
-    test_logits("forward-version1-shared-logits", "/tmp/test_all_v1.bin", "tests/logits_stories260K.txt");
-    write_version1(model_path("llama-2-tiny-random.bin"), "/tmp/test_all_v1.bin");
-    test_logits("forward-version1-unshared-logits", "/tmp/test_all_v1.bin", "tests/logits_tiny_random.txt");
-    remove("/tmp/test_all_v1.bin");
+    char v1[1024];
+    snprintf(v1, sizeof(v1), "%s", tmp_path("v1.bin"));
+    write_version1(model_path("stories260K.bin"), v1);
+    test_logits("forward-version1-shared-logits", v1, "tests/logits_stories260K.txt");
+    write_version1(model_path("llama-2-tiny-random.bin"), v1);
+    test_logits("forward-version1-unshared-logits", v1, "tests/logits_tiny_random.txt");
+    remove(v1);
     // llama.cpp's GGUF files of the same models: F32, and F16 whose values are the .bin's exactly.
     test_logits("forward-gguf-stories260K-logits", model_path("stories260K.gguf"), "tests/logits_stories260K.txt");
     test_logits("forward-gguf-tiny-random-f16-logits", model_path("llama-2-tiny-random.gguf"), "tests/logits_tiny_random.txt");
@@ -534,7 +600,9 @@ static void test_chat(void) {
 
 // ----------------------------------------------------------------------------
 // Kernels: every SIMD kernel this CPU runs, against the scalar definition,
-// over shapes that hit every tile size and every tail.
+// over shapes that hit every tile size and every tail. The scalar set is the
+// reference, so it is not compared with itself; the checks it can fail on its
+// own (its padding, NaN in softmax) run as kernels-reference-*.
 
 static float test_random(uint64_t *rng) { return random_f32(rng) * 2.0f - 1.0f; }
 
@@ -573,7 +641,7 @@ static void random_blocks(WeightType type, uint8_t *w, int rows, size_t row_byte
                 }
 }
 
-static void test_block_kernels(const KernelSet *ks, uint64_t *rng, int *padding_ok) {
+static void test_block_kernels(const KernelSet *ks, uint64_t *rng, int *padding_ok, int *reference_padding_ok) {
     int sizes[][3] = {{1, 1, 256}, {5, 3, 512}, {17, 13, 256}, {4, 6, 768}, {9, 7, 1024}, {33, 4, 256},
                       {18, 9, 1536}, {6, 1, 2048}, {7, 1, 256}, {2, 1, 512}, {16, 64, 512}};
     for (int type = WEIGHT_Q8_0; type < WEIGHT_TYPES; type++) {
@@ -591,6 +659,7 @@ static void test_block_kernels(const KernelSet *ks, uint64_t *rng, int *padding_
             for (size_t i = 0; i < tokens * xs; i++) xsum[i / 32] += xq[i], xsum16[i / 16] += xq[i];
             poison(want, tokens * os), poison(got, tokens * os);
             blocks_rows_scalar(type, want, os, w, row_bytes, xq, xsc, xsum, xsum16, xs, n, rows, tokens);
+            *reference_padding_ok &= padding_intact(want, os, rows, tokens);
             ks->block_rows(type, got, os, w, row_bytes, xq, xsc, xsum, xsum16, xs, n, rows, tokens);
             *padding_ok &= padding_intact(got, os, rows, tokens);
             for (int r = 0; r < rows; r++)
@@ -615,19 +684,32 @@ static void test_block_kernels(const KernelSet *ks, uint64_t *rng, int *padding_
     }
 }
 
+// A NaN in the scores stays visible, as with the scalar softmax: all NaN.
+static void check_softmax_keeps_nan(const char *id, void (*softmax_kernel)(float *, int)) {
+    float with_nan[5] = {1.0f, NAN, 2.0f, 3.0f, 0.5f};
+    softmax_kernel(with_nan, 5);
+    int all_nan = 1;
+    for (int i = 0; i < 5; i++) all_nan &= isnan(with_nan[i]);
+    check(id, all_nan, "softmax of {1, NaN, 2, 3, 0.5}: %g %g %g %g %g", with_nan[0], with_nan[1], with_nan[2],
+          with_nan[3], with_nan[4]);
+}
+
 static void test_kernels(void) {
     uint64_t rng = 99;
     int sizes[][3] = {{1, 1, 1},   {5, 3, 7},    {17, 13, 16}, {4, 6, 64},  {8, 12, 96}, {9, 7, 288},
                       {37, 5, 172}, {16, 32, 768}, {3, 1, 2048}, {33, 4, 100}, {18, 9, 1500},
                       {6, 1, 288}, {7, 1, 100}, {2, 1, 32}};                // one token: the generation kernels
     size_t n_sets = sizeof(kernel_sets) / sizeof(kernel_sets[0]);
+    int n_compared = 0, reference_padding_ok = 1; // the scalar kernels, too, write only their rows
     for (size_t k = 0; k < n_sets; k++) {
         const KernelSet *ks = &kernel_sets[k];
         char id[96];
+        if (strcmp(ks->name, "scalar") == 0) continue; // the reference: compared with itself, it cannot fail
         if (!ks->supported()) {
             printf("note: kernel set %s not supported on this CPU, not tested here\n", ks->name);
             continue;
         }
+        n_compared++;
         float worst_f32 = 0.0f, worst_q8 = 0.0f;
         int padding_ok = 1; // no matrix kernel wrote outside its rows
         for (size_t c = 0; c < sizeof(sizes) / sizeof(sizes[0]); c++) {
@@ -637,7 +719,9 @@ static void test_kernels(void) {
             float *want = calloc(tokens * os, sizeof(float)), *got = calloc(tokens * os, sizeof(float));
             for (size_t i = 0; i < rows * ws; i++) w[i] = test_random(&rng);
             for (size_t i = 0; i < tokens * xs; i++) x[i] = test_random(&rng);
+            poison(want, tokens * os);
             f32_rows_scalar(want, os, w, ws, x, xs, n, rows, tokens);
+            reference_padding_ok &= padding_intact(want, os, rows, tokens);
             poison(got, tokens * os);
             ks->f32_rows(got, os, w, ws, x, xs, n, rows, tokens);
             padding_ok &= padding_intact(got, os, rows, tokens);
@@ -659,7 +743,9 @@ static void test_kernels(void) {
                 for (size_t i = 0; i < tokens * qxs / gs; i++) xsc[i] = random_f32(&rng) * 0.01f;
                 int32_t *xsum = calloc(tokens * qxs / gs, sizeof(int32_t));
                 for (size_t i = 0; i < tokens * qxs; i++) xsum[i / gs] += xq[i];
+                poison(want, tokens * os);
                 q8_rows_scalar(want, os, wq, wsc, qws, xq, xsc, xsum, qxs, nq, gs, rows, tokens);
+                reference_padding_ok &= padding_intact(want, os, rows, tokens);
                 poison(got, tokens * os);
                 ks->q8_rows(got, os, wq, wsc, qws, xq, xsc, xsum, qxs, nq, gs, rows, tokens);
                 padding_ok &= padding_intact(got, os, rows, tokens);
@@ -709,14 +795,8 @@ static void test_kernels(void) {
             for (int i = 0; i < n; i++) worst_swiglu = worse(worst_swiglu, fabsf(got[i] - want[i]) / (fabsf(want[i]) + 1e-30f));
             free(x), free(wt), free(up), free(want), free(got);
         }
-        // A NaN in the scores stays visible, as with the scalar softmax: all NaN.
-        float with_nan[5] = {1.0f, NAN, 2.0f, 3.0f, 0.5f};
-        ks->softmax(with_nan, 5);
-        int all_nan = 1;
-        for (int i = 0; i < 5; i++) all_nan &= isnan(with_nan[i]);
         snprintf(id, sizeof(id), "kernels-%s-softmax-keeps-nan", ks->name);
-        check(id, all_nan, "softmax of {1, NaN, 2, 3, 0.5}: %g %g %g %g %g", with_nan[0], with_nan[1], with_nan[2],
-              with_nan[3], with_nan[4]);
+        check_softmax_keeps_nan(id, ks->softmax);
         snprintf(id, sizeof(id), "kernels-%s-rmsnorm-softmax-swiglu-vs-scalar", ks->name);
         check(id, worst_norm <= 2e-6f && worst_softmax <= 2e-6f && worst_swiglu <= 2e-6f,
               "relative errors: rmsnorm %g, softmax %g, swiglu %g", worst_norm, worst_softmax, worst_swiglu);
@@ -732,7 +812,9 @@ static void test_kernels(void) {
                 for (size_t i = 0; i < rows * ws; i++)
                     wh[i] = (uint16_t)(kind == 0 ? 0x3000 + random_u32(&rng) % 0x1800 : 0x3E00 + random_u32(&rng) % 0x180) |
                             (random_u32(&rng) & 1) << 15;
+                poison(want, tokens * os);
                 (kind == 0 ? f16_rows_scalar : bf16_rows_scalar)(want, os, wh, ws, x, xs, n, rows, tokens);
+                reference_padding_ok &= padding_intact(want, os, rows, tokens);
                 poison(got, tokens * os);
                 (kind == 0 ? ks->f16_rows : ks->bf16_rows)(got, os, wh, ws, x, xs, n, rows, tokens);
                 padding_ok &= padding_intact(got, os, rows, tokens);
@@ -744,7 +826,7 @@ static void test_kernels(void) {
         }
         snprintf(id, sizeof(id), "kernels-%s-f16-bf16-vs-scalar", ks->name);
         check(id, worst_half <= 4.0f, "error %g x sqrt(n) x 1e-5", worst_half);
-        test_block_kernels(ks, &rng, &padding_ok);
+        test_block_kernels(ks, &rng, &padding_ok, &reference_padding_ok);
         snprintf(id, sizeof(id), "kernels-%s-f32-vs-scalar", ks->name);
         check(id, worst_f32 <= 4.0f, "error %g x sqrt(n) x 1e-6", worst_f32);
         snprintf(id, sizeof(id), "kernels-%s-q8-vs-scalar", ks->name);
@@ -752,6 +834,11 @@ static void test_kernels(void) {
         snprintf(id, sizeof(id), "kernels-%s-write-only-their-rows", ks->name);
         check(id, padding_ok, NULL);
     }
+    if (n_compared == 0)
+        printf("note: no fast kernel set runs on this CPU: only the scalar reference's own checks run here\n");
+    else
+        check("kernels-reference-write-only-their-rows", reference_padding_ok, NULL);
+    check_softmax_keeps_nan("kernels-reference-softmax-keeps-nan", softmax);
 
     // Half precision: exact values at the edges of the format.
     struct { uint16_t bits; float value; } halves[] = {{0x3C00, 1.0f}, {0xC000, -2.0f}, {0x7BFF, 65504.0f},
@@ -891,13 +978,13 @@ static RunResult run_cmd(const char *args) {
     char cmd[16384];
     // RUN_BINARY: test another build (make test-sanitize points it at a sanitized one).
     const char *binary = getenv("RUN_BINARY") ? getenv("RUN_BINARY") : "./run";
-    snprintf(cmd, sizeof(cmd), "%s %s > /tmp/test_all.out 2> /tmp/test_all.err", binary, args);
+    snprintf(cmd, sizeof(cmd), "%s %s > %s 2> %s", binary, args, tmp_path("run.out"), tmp_path("run.err"));
     int status = system(cmd);
     RunResult r;
     r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    r.out = read_file_text("/tmp/test_all.out", &r.out_len);
+    r.out = read_file_text(tmp_path("run.out"), &r.out_len);
     size_t err_len = 0;
-    r.err = read_file_text("/tmp/test_all.err", &err_len);
+    r.err = read_file_text(tmp_path("run.err"), &err_len);
     r.err_lines = 0;
     for (size_t i = 0; i < err_len; i++) r.err_lines += r.err[i] == '\n';
     return r;
@@ -905,151 +992,213 @@ static RunResult run_cmd(const char *args) {
 
 static void free_run(RunResult *r) { free(r->out), free(r->err); }
 
-// A bad input: a non-zero status, nothing on stdout, one line on stderr that mentions `needle`.
-static void check_refused(const char *id, const char *args, int want_status, const char *needle) {
-    RunResult r = run_cmd(args);
-    int first_line_has = r.err && strstr(r.err, needle) && strstr(r.err, needle) < strchr(r.err, '\n');
-    int lines_ok = want_status == 2 ? r.err_lines >= 1 : r.err_lines == 1;
-    check(id, r.status == want_status && r.out_len == 0 && lines_ok && first_line_has,
-          "status %d (want %d), %zu bytes on stdout, stderr: %s", r.status, want_status, r.out_len, r.err);
+// A bad input: a non-zero status, nothing on stdout, one line on stderr (at least one
+// for a usage error, status 2, which adds the usage) whose first line mentions needle.
+static const char *refusal_wrong(const RunResult *r, int want_status, const char *needle) {
+    const char *at = r->err ? strstr(r->err, needle) : NULL;
+    if (r->out_len != 0) return "output on stdout";
+    if (want_status == 2 ? r->err_lines < 1 : r->err_lines != 1) return "not one line on stderr";
+    if (!at || at > strchr(r->err, '\n')) return "stderr's first line does not say what was expected";
+    return NULL;
+}
+
+// One run of ./run as a row of a table. args: $M stands for the models folder,
+// $T for this run's temporary folder.
+typedef struct {
+    const char *id, *args;
+    int status;                              // the exit status wanted
+    const char *out;                         // stdout is exactly this,
+    const char *out_start;                   // or begins with this,
+    const char *err;                         // or is empty, and stderr's first line has this (refusal_wrong)
+    const char *(*also)(const RunResult *r); // a further condition: what is wrong, or NULL
+} CliCase;
+
+static void expand_args(char *out, size_t cap, const char *args) {
+    size_t n = 0;
+    for (const char *p = args; *p && n + 1 < cap; p++) {
+        const char *with = p[0] != '$' ? NULL : p[1] == 'M' ? models_dir : p[1] == 'T' ? tmp_dir : NULL;
+        if (!with) {
+            out[n++] = *p;
+            continue;
+        }
+        size_t len = strlen(with);
+        if (n + len + 1 >= cap) break;
+        memcpy(out + n, with, len), n += len, p++;
+    }
+    out[n] = '\0';
+}
+
+static RunResult run_args(const char *args) {
+    char expanded[16384];
+    expand_args(expanded, sizeof(expanded), args);
+    return run_cmd(expanded);
+}
+
+// What is wrong with the run of c, or NULL.
+static const char *cli_case_wrong(const CliCase *c, const RunResult *r) {
+    if (r->status != c->status) return "wrong exit status";
+    if (!r->out || !r->err) return "no output captured";
+    if (c->out && strcmp(r->out, c->out) != 0) return "stdout differs";
+    if (c->out_start && strncmp(r->out, c->out_start, strlen(c->out_start)) != 0) return "stdout begins otherwise";
+    if (c->err) {
+        const char *wrong = refusal_wrong(r, c->status, c->err);
+        if (wrong) return wrong;
+    }
+    return c->also ? c->also(r) : NULL;
+}
+
+static void check_cli_case(const CliCase *c) {
+    if (!wanted(c->id)) return; // ./test_all PREFIX: not asked for
+    RunResult r = run_args(c->args);
+    const char *wrong = cli_case_wrong(c, &r);
+    check(c->id, !wrong, "%s: status %d (want %d), stdout '%.2000s', stderr '%.500s'", wrong, r.status, c->status,
+          r.out ? r.out : "", r.err ? r.err : "");
     free_run(&r);
 }
 
+// The perplexity ./run reports for these arguments, or 0 if it reports none.
+static double cli_perplexity(const char *args) {
+    RunResult r = run_args(args);
+    double p = 0.0;
+    if (r.status == 0 && r.out) sscanf(r.out, "perplexity %lf", &p);
+    free_run(&r);
+    return p;
+}
+
+static const char *more_than_40_bytes(const RunResult *r) {
+    return r->out_len > 40 ? NULL : "40 bytes or fewer on stdout";
+}
+
+// Chat from a script: two lines in, two replies out, no template text shown.
+static const char *two_replies(const RunResult *r) {
+    int lines = 0;
+    for (size_t i = 0; i < r->out_len; i++) lines += r->out[i] == '\n';
+    return lines < 2 ? "fewer than 2 lines on stdout" : strstr(r->out, "INST") ? "INST on stdout" : NULL;
+}
+
+// -h: nothing on stderr; every option of the usage text at the start of one of its lines.
+static const char *lists_every_option(const RunResult *r) {
+    static char wrong[64];
+    const char *options[] = {"-t", "-p", "-k", "-s", "-n", "-i", "-e", "-z", "-m", "-y", "-r", "--stop", "-l", "-h"};
+    if (r->err[0] != '\0') return "output on stderr";
+    for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
+        char want[16];
+        snprintf(want, sizeof(want), "\n  %s ", options[i]);
+        if (!strstr(r->out, want)) return snprintf(wrong, sizeof(wrong), "option %s not listed", options[i]), wrong;
+    }
+    return NULL;
+}
+
+#define STORIES "$M/stories260K.bin -z $M/tok512.bin" // the model and tokenizer most rows run
+
 static void test_cli(void) {
-    char args[16384];
-    char m260[1024], tok512[1024]; // copies: model_path's buffers are reused
-    snprintf(m260, sizeof(m260), "%s", model_path("stories260K.bin"));
-    snprintf(tok512, sizeof(tok512), "%s", model_path("tok512.bin"));
-
-    RunResult r = run_cmd("-m tokenize -z tokenizer.bin -i \"Hello world\"");
-    check("cli-tokenize", r.status == 0 && r.out && strcmp(r.out, "1 15043 3186\n") == 0, "got '%s'", r.out);
-    free_run(&r);
-    r = run_cmd("-m tokenize -z tokenizer.bin < tests/tokenizer_cases.tsv");
-    check("cli-tokenize-stdin", r.status == 0 && r.out && strncmp(r.out, "1 ", 2) == 0, "status %d", r.status);
-    free_run(&r);
-
-    snprintf(args, sizeof(args), "%s -z %s -t 0 -n 200", m260, tok512);
-    r = run_cmd(args);
-    check("cli-greedy-published", r.status == 0 && r.out && strcmp(r.out, greedy_story_200) == 0, "got '%s'", r.out);
-    free_run(&r);
-
-    snprintf(args, sizeof(args), "%s -z %s -t 0 -n 200 -l map", m260, tok512);
-    r = run_cmd(args);
-    check("cli-weights-mapped", r.status == 0 && r.out && strcmp(r.out, greedy_story_200) == 0, "got '%s'", r.out);
-    free_run(&r);
-
-    snprintf(args, sizeof(args), "%s -z %s -t 0 -n 64 < /tmp/test_all.prompt", m260, tok512);
-    FILE *f = fopen("/tmp/test_all.prompt", "w");
-    fputs("Lily and Tom went to the\n", f);
-    fclose(f);
-    r = run_cmd(args);
-    check("cli-prompt-from-stdin", r.status == 0 && r.out && strncmp(r.out, "Lily and Tom went to the ", 25) == 0 &&
-                                       r.out_len > 40, "got '%s'", r.out);
-    free_run(&r);
-    snprintf(args, sizeof(args), "%s -z %s -t 0 -n 64 -e 0 < /tmp/test_all.prompt", m260, tok512);
-    r = run_cmd(args);
-    check("cli-continuation-only", r.status == 0 && r.out && strncmp(r.out, " park.", 6) == 0, "got '%s'", r.out);
-    free_run(&r);
-    snprintf(args, sizeof(args), "%s -z %s -t 0 -n 64 -i - < /tmp/test_all.prompt", m260, tok512);
-    r = run_cmd(args);
-    check("cli-prompt-dash", r.status == 0 && r.out && strncmp(r.out, "Lily and Tom went to the ", 25) == 0, NULL);
-    free_run(&r);
-    remove("/tmp/test_all.prompt");
-
-    // The acceptance's UTF-8: byte-fallback characters echo whole.
-    snprintf(args, sizeof(args), "%s -z tokenizer.bin -t 0 -n 48 -i \"café 饕餮 🦙\"",
-             model_path("llama-2-tiny-random.bin"));
-    r = run_cmd(args);
-    check("cli-utf8-echo", r.status == 0 && r.out && strncmp(r.out, "café 饕餮 🦙", strlen("café 饕餮 🦙")) == 0,
-          "got '%s'", r.out);
-    free_run(&r);
-
-    // Perplexity of a story (tests/story.txt, written for these tests): int8 within 1% of fp32.
-    double ppl[2] = {0, 0};
-    const char *ppl_models[2] = {"stories260K.bin", "stories260K_q80_gs4.bin"};
-    for (int i = 0; i < 2; i++) {
-        snprintf(args, sizeof(args), "%s -z %s -m ppl < tests/story.txt", model_path(ppl_models[i]), tok512);
-        r = run_cmd(args);
-        if (r.status == 0 && r.out) sscanf(r.out, "perplexity %lf", &ppl[i]);
-        free_run(&r);
-    }
-    check("cli-ppl-int8-within-1pct-of-fp32", ppl[0] > 1.0 && ppl[0] < 10.0 && fabs(ppl[1] / ppl[0] - 1.0) < 0.01,
-          "fp32 %.4f, int8 %.4f", ppl[0], ppl[1]);
-
-    // Chat from a script: two lines in, two replies out, status 0.
-    snprintf(args, sizeof(args), "%s -z %s -m chat -t 0 -n 400 < tests/chat_turns.txt", m260, tok512);
-    r = run_cmd(args);
-    int reply_lines = 0;
-    for (size_t i = 0; r.out && i < r.out_len; i++) reply_lines += r.out[i] == '\n';
-    check("cli-chat-script", r.status == 0 && reply_lines >= 2 && r.out && !strstr(r.out, "INST"),
-          "status %d, %d lines: %s", r.status, reply_lines, r.out);
-    free_run(&r);
-    // --stop in generate mode: the text ends before the stop string, which is not printed.
-    snprintf(args, sizeof(args), "%s -z %s -t 0 -n 200 --stop Lily --stop \"red ball\"", m260, tok512);
-    r = run_cmd(args);
-    check("cli-generate-stop", r.status == 0 && r.out && strcmp(r.out, "Once upon a time, there was a little girl named \n") == 0,
-          "got '%s'", r.out);
-    free_run(&r);
-
-    r = run_cmd("-h");
-    int all_flags = r.out != NULL;
-    for (const char *flag = "tpksniezmylh"; all_flags && *flag; flag++) {
-        char want[4] = {'-', *flag, ' ', 0};
-        if (*flag != ' ') all_flags = strstr(r.out, want) != NULL;
-    }
-    check("cli-help", r.status == 0 && all_flags, "status %d", r.status);
-    free_run(&r);
-
-    // Bad files: one line naming the problem, non-zero status, nothing on stdout.
-    size_t len;
-    char *whole = read_file_text(m260, &len);
-    f = fopen("/tmp/test_all_trunc.bin", "wb");
-    fwrite(whole, 1, 100000, f);
-    fclose(f);
+    // The files some rows read from $T: a prompt, and files to refuse.
+    write_file(tmp_path("prompt.txt"), "Lily and Tom went to the\n", 25);
+    char long_prompt[300 * 13 + 1] = ""; // longer than stories260K's 512 positions
+    for (int i = 0; i < 300; i++) memcpy(long_prompt + 13 * i, "Lily and Tom ", 13);
+    write_file(tmp_path("long-prompt.txt"), long_prompt, 300 * 13);
+    size_t len = 0;
+    char *whole = read_file_text(model_path("stories260K.bin"), &len);
+    write_file(tmp_path("trunc.bin"), whole, 100000);
     free(whole);
-    snprintf(args, sizeof(args), "/tmp/test_all_trunc.bin -z %s", tok512);
-    check_refused("cli-truncated-checkpoint", args, 1, "1056540 bytes, but the file has 100000");
-    remove("/tmp/test_all_trunc.bin");
-    snprintf(args, sizeof(args), "%s -z tokenizer.bin", m260);
-    check_refused("cli-tokenizer-mismatch", args, 1, "tokenizer.bin has 32000 tokens but");
-    check_refused("cli-missing-checkpoint", "/nonexistent.bin -z tokenizer.bin", 1, "cannot open checkpoint");
-    snprintf(args, sizeof(args), "%s -z /nonexistent.tok", m260);
-    check_refused("cli-missing-tokenizer", args, 1, "cannot open /nonexistent.tok");
-    check_refused("cli-tokenizer-not-a-tokenizer", "-m tokenize -z tests/tokenizer_cases.tsv -i x", 1, "token");
-    f = fopen("/tmp/test_all_header.bin", "wb");
     int32_t header[7] = {64, 172, 5, 6, 4, 512, 512}; // 6 heads do not divide 64
-    fwrite(header, sizeof(header), 1, f);
-    fclose(f);
-    snprintf(args, sizeof(args), "/tmp/test_all_header.bin -z %s", tok512);
-    check_refused("cli-bad-header", args, 1, "not a multiple of n_heads");
-    remove("/tmp/test_all_header.bin");
-
+    write_file(tmp_path("header.bin"), header, sizeof(header));
     // An int8 group size that does not divide hidden_dim 172 (llama2.c's runq
     // silently computes garbage with one): the header of the gs 4 file, patched to 64.
     whole = read_file_text(model_path("stories260K_q80_gs4.bin"), &len);
     int32_t gs64 = 64;
     memcpy(whole + 37, &gs64, 4);
-    f = fopen("/tmp/test_all_gs.bin", "wb");
-    fwrite(whole, 1, len, f);
-    fclose(f);
+    write_file(tmp_path("gs64.bin"), whole, len);
     free(whole);
-    snprintf(args, sizeof(args), "/tmp/test_all_gs.bin -z %s", tok512);
-    check_refused("cli-int8-group-size-refused", args, 1, "group size 64 does not fit");
-    remove("/tmp/test_all_gs.bin");
+    // GGUF files this program must refuse by name: an IQ2_XXS tensor (a type it does not run), a Q4_K
+    // tensor whose rows are not whole blocks of 256, another architecture, cut-off files.
+    whole = read_file_text(model_path("stories260K.gguf"), &len);
+    char *gguf = malloc(len);
+    const char *tensor = "blk.0.attn_q.weight", *arch_key = "general.architecture";
+    memcpy(gguf, whole, len);
+    char *at = memmem(gguf, len, tensor, strlen(tensor));
+    uint32_t iq2_xxs = 16, q4_k = 12; // after the name: uint32 dimensions, two uint64 extents, then the uint32 type
+    memcpy(at + strlen(tensor) + 4 + 16, &iq2_xxs, 4);
+    write_file(tmp_path("iq2_xxs.gguf"), gguf, len);
+    memcpy(at + strlen(tensor) + 4 + 16, &q4_k, 4);
+    write_file(tmp_path("q4_k.gguf"), gguf, len);
+    memcpy(gguf, whole, len);
+    at = memmem(gguf, len, arch_key, strlen(arch_key)); // then uint32 type 8, uint64 length 5, "llama"
+    memcpy(at + strlen(arch_key) + 4 + 8, "mamba", 5);
+    write_file(tmp_path("mamba.gguf"), gguf, len);
+    write_file(tmp_path("cut-5000.gguf"), whole, 5000);
+    write_file(tmp_path("cut-data.gguf"), whole, len - 1000);
+    free(gguf), free(whole);
 
-    // GGUF: the same greedy story as the .bin, with the tokenizer from the file (no -z).
-    snprintf(args, sizeof(args), "%s -t 0 -n 200", model_path("stories260K.gguf"));
-    r = run_cmd(args);
-    check("cli-gguf-greedy-published", r.status == 0 && r.out && strcmp(r.out, greedy_story_200) == 0, "got '%s'", r.out);
-    free_run(&r);
-    snprintf(args, sizeof(args), "%s -t 0 -n 200 -l map", model_path("stories260K.gguf"));
-    r = run_cmd(args);
-    check("cli-gguf-mapped", r.status == 0 && r.out && strcmp(r.out, greedy_story_200) == 0, "got '%s'", r.out);
-    free_run(&r);
-    snprintf(args, sizeof(args), "%s -m tokenize -i \"Hello world\"", model_path("llama-2-tiny-random.gguf"));
-    r = run_cmd(args);
-    check("cli-gguf-tokenize", r.status == 0 && r.out && strcmp(r.out, "1 15043 3186\n") == 0, "got '%s'", r.out);
-    free_run(&r);
+    const CliCase cases[] = {
+        {"cli-tokenize", "-m tokenize -z tokenizer.bin -i \"Hello world\"", 0, .out = "1 15043 3186\n"},
+        {"cli-tokenize-stdin", "-m tokenize -z tokenizer.bin < tests/tokenizer_cases.tsv", 0, .out_start = "1 "},
+        {"cli-greedy-published", STORIES " -t 0 -n 200", 0, .out = greedy_story_200},
+        {"cli-weights-mapped", STORIES " -t 0 -n 200 -l map", 0, .out = greedy_story_200},
+        // The prompt from stdin, as a pipe or file does, or as -i - asks; with -e 0, the continuation alone.
+        {"cli-prompt-from-stdin", STORIES " -t 0 -n 64 < $T/prompt.txt", 0, .out_start = "Lily and Tom went to the ",
+         .also = more_than_40_bytes},
+        {"cli-continuation-only", STORIES " -t 0 -n 64 -e 0 < $T/prompt.txt", 0, .out_start = " park."},
+        {"cli-prompt-dash", STORIES " -t 0 -n 64 -i - < $T/prompt.txt", 0, .out_start = "Lily and Tom went to the "},
+        // The acceptance's UTF-8: byte-fallback characters echo whole.
+        {"cli-utf8-echo", "$M/llama-2-tiny-random.bin -z tokenizer.bin -t 0 -n 48 -i \"café 饕餮 🦙\"", 0,
+         .out_start = "café 饕餮 🦙"},
+        {"cli-chat-script", STORIES " -m chat -t 0 -n 400 < tests/chat_turns.txt", 0, .also = two_replies},
+        // --stop in generate mode: the text ends before the stop string, which is not printed.
+        {"cli-generate-stop", STORIES " -t 0 -n 200 --stop Lily --stop \"red ball\"", 0,
+         .out = "Once upon a time, there was a little girl named \n"},
+        {"cli-help", "-h", 0, .out_start = "Usage:", .also = lists_every_option},
+        {"cli-help-long", "--help", 0, .out_start = "Usage:", .also = lists_every_option},
+        // GGUF: the same greedy story as the .bin, with the tokenizer from the file (no -z).
+        {"cli-gguf-greedy-published", "$M/stories260K.gguf -t 0 -n 200", 0, .out = greedy_story_200},
+        {"cli-gguf-mapped", "$M/stories260K.gguf -t 0 -n 200 -l map", 0, .out = greedy_story_200},
+        {"cli-gguf-tokenize", "$M/llama-2-tiny-random.gguf -m tokenize -i \"Hello world\"", 0, .out = "1 15043 3186\n"},
+
+        // Bad files: one line naming the problem, status 1, nothing on stdout.
+        {"cli-truncated-checkpoint", "$T/trunc.bin -z $M/tok512.bin", 1, .err = "1056540 bytes, but the file has 100000"},
+        {"cli-tokenizer-mismatch", "$M/stories260K.bin -z tokenizer.bin", 1, .err = "tokenizer.bin has 32000 tokens but"},
+        {"cli-missing-checkpoint", "/nonexistent.bin -z tokenizer.bin", 1, .err = "cannot open checkpoint"},
+        {"cli-missing-tokenizer", "$M/stories260K.bin -z /nonexistent.tok", 1, .err = "cannot open /nonexistent.tok"},
+        {"cli-tokenizer-not-a-tokenizer", "-m tokenize -z tests/tokenizer_cases.tsv -i x", 1, .err = "token"},
+        {"cli-bad-header", "$T/header.bin -z $M/tok512.bin", 1, .err = "not a multiple of n_heads"},
+        {"cli-int8-group-size-refused", "$T/gs64.bin -z $M/tok512.bin", 1, .err = "group size 64 does not fit"},
+        {"cli-gguf-unsupported-type", "$T/iq2_xxs.gguf", 1,
+         .err = "tensor blk.0.attn_q.weight has type IQ2_XXS, supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1"},
+        {"cli-gguf-block-does-not-divide-row", "$T/q4_k.gguf", 1,
+         .err = "tensor blk.0.attn_q.weight has type Q4_K, whose blocks of 256 do not divide its rows of 64"},
+        {"cli-gguf-other-architecture", "$T/mamba.gguf", 1, .err = "architecture 'mamba'"},
+        {"cli-gguf-truncated", "$T/cut-5000.gguf", 1, .err = "GGUF file cut short"},
+        {"cli-gguf-truncated-data", "$T/cut-data.gguf", 1, .err = "runs past the end of the file"},
+        {"cli-prompt-too-long", STORIES " -n 0 -i - < $T/long-prompt.txt", 1,
+         .err = "longer than the model's context of 512 positions"},
+
+        // Bad flags: exit status 2, with the usage.
+        {"cli-flag-negative-temperature", STORIES " -t -1", 2, .err = "-t wants"},
+        {"cli-flag-topp-above-1", STORIES " -p 1.5", 2, .err = "-p wants"},
+        {"cli-flag-steps-not-a-number", STORIES " -n ten", 2, .err = "-n wants"},
+        {"cli-flag-steps-negative", STORIES " -n -5", 2, .err = "-n wants"},
+        {"cli-flag-trailing-letter", STORIES " -t 0.5x", 2, .err = "-t wants"},
+        {"cli-flag-nan", STORIES " -t nan", 2, .err = "-t wants"},
+        {"cli-flag-unknown", STORIES " -q 1", 2, .err = "unknown option"},
+        {"cli-flag-missing-value", STORIES " -t", 2, .err = "needs a value"},
+        {"cli-flag-bad-mode", STORIES " -m dance", 2, .err = "-m wants"},
+        {"cli-flag-bad-load", STORIES " -l mmap", 2, .err = "-l wants"},
+        {"cli-flag-two-checkpoints", STORIES " other.bin", 2, .err = "one checkpoint expected"},
+        {"cli-no-checkpoint", "-t 0 < /dev/null", 2, .err = "no checkpoint"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_cli_case(&cases[i]);
+    const char *made[] = {"prompt.txt", "long-prompt.txt", "trunc.bin", "header.bin", "gs64.bin", "iq2_xxs.gguf", "q4_k.gguf",
+                          "mamba.gguf", "cut-5000.gguf", "cut-data.gguf"};
+    for (size_t i = 0; i < sizeof(made) / sizeof(made[0]); i++) remove(tmp_path(made[i]));
+
+    // Perplexity of a story (tests/story.txt, written for these tests): int8 within 1% of fp32.
+    if (!could_match("cli-ppl-") && !could_match("cli-export-")) return; // ./test_all PREFIX: not asked for
+    double fp32 = cli_perplexity(STORIES " -m ppl < tests/story.txt");
+    if (could_match("cli-ppl-")) {
+        double int8 = cli_perplexity("$M/stories260K_q80_gs4.bin -z $M/tok512.bin -m ppl < tests/story.txt");
+        check("cli-ppl-int8-within-1pct-of-fp32", fp32 > 1.0 && fp32 < 10.0 && fabs(int8 / fp32 - 1.0) < 0.01,
+              "fp32 %.4f, int8 %.4f", fp32, int8);
+    }
 
     // export.py's GGUF files of the Hugging Face and Meta checkpoints: f32 and f16 give the
     // published greedy story; q8_0 and q4_0 run, with perplexity close to f32's.
@@ -1062,94 +1211,32 @@ static void test_cli(void) {
         {"cli-export-hf-q4_0-ppl", "--hf %s/stories260K-hf", "q4_0", 1.06},  // measured +3.6%
     };
     for (size_t i = 0; i < sizeof(exports) / sizeof(exports[0]); i++) {
+        if (!wanted(exports[i].id)) continue;
         char source[2048], cmd[4096];
         snprintf(source, sizeof(source), exports[i].source, models_dir);
-        snprintf(cmd, sizeof(cmd), "%s export.py /tmp/test_all_export.gguf %s --type %s 2>/dev/null",
-                 getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3", source, exports[i].type);
+        snprintf(cmd, sizeof(cmd), "%s export.py %s %s --type %s 2>/dev/null",
+                 getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3", tmp_path("export.gguf"), source,
+                 exports[i].type);
         int exported = system(cmd) == 0;
-        if (exports[i].max_ppl_ratio == 0.0) {
-            r = run_cmd("/tmp/test_all_export.gguf -t 0 -n 200");
-            check(exports[i].id, exported && r.status == 0 && r.out && strcmp(r.out, greedy_story_200) == 0,
-                  "exported %d, got '%s'", exported, r.out);
+        if (!exported) {
+            check(exports[i].id, 0, "export.py %s --type %s failed", source, exports[i].type);
+        } else if (exports[i].max_ppl_ratio == 0.0) {
+            check_cli_case(&(CliCase){exports[i].id, "$T/export.gguf -t 0 -n 200", 0, .out = greedy_story_200});
         } else {
-            r = run_cmd("/tmp/test_all_export.gguf -m ppl < tests/story.txt");
-            double p = 0.0;
-            if (r.status == 0 && r.out) sscanf(r.out, "perplexity %lf", &p);
-            check(exports[i].id, exported && p > 1.0 && p / ppl[0] < exports[i].max_ppl_ratio,
-                  "exported %d, perplexity %.4f against fp32 %.4f", exported, p, ppl[0]);
+            double p = cli_perplexity("$T/export.gguf -m ppl < tests/story.txt");
+            check(exports[i].id, p > 1.0 && p / fp32 < exports[i].max_ppl_ratio,
+                  "perplexity %.4f against fp32 %.4f", p, fp32);
         }
-        free_run(&r);
     }
-    remove("/tmp/test_all_export.gguf");
-
-    // GGUF files this program must refuse by name: an IQ2_XXS tensor (a type it does not run), a Q4_K
-    // tensor whose rows are not whole blocks of 256, another architecture, a cut-off file.
-    whole = read_file_text(model_path("stories260K.gguf"), &len);
-    char *gguf = malloc(len);
-    const char *tensor = "blk.0.attn_q.weight", *arch_key = "general.architecture";
-    char *at = memmem(whole, len, tensor, strlen(tensor));
-    memcpy(gguf, whole, len);
-    uint32_t iq2_xxs = 16, q4_k = 12; // after the name: uint32 dimensions, two uint64 extents, then the uint32 type
-    memcpy(gguf + (at - whole) + strlen(tensor) + 4 + 16, &iq2_xxs, 4);
-    f = fopen("/tmp/test_all.gguf", "wb"), fwrite(gguf, 1, len, f), fclose(f);
-    check_refused("cli-gguf-unsupported-type", "/tmp/test_all.gguf", 1,
-                  "tensor blk.0.attn_q.weight has type IQ2_XXS, supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1");
-    memcpy(gguf + (at - whole) + strlen(tensor) + 4 + 16, &q4_k, 4);
-    f = fopen("/tmp/test_all.gguf", "wb"), fwrite(gguf, 1, len, f), fclose(f);
-    check_refused("cli-gguf-block-does-not-divide-row", "/tmp/test_all.gguf", 1,
-                  "tensor blk.0.attn_q.weight has type Q4_K, whose blocks of 256 do not divide its rows of 64");
-    memcpy(gguf, whole, len);
-    at = memmem(gguf, len, arch_key, strlen(arch_key)); // then uint32 type 8, uint64 length 5, "llama"
-    memcpy(at + strlen(arch_key) + 4 + 8, "mamba", 5);
-    f = fopen("/tmp/test_all.gguf", "wb"), fwrite(gguf, 1, len, f), fclose(f);
-    check_refused("cli-gguf-other-architecture", "/tmp/test_all.gguf", 1, "architecture 'mamba'");
-    f = fopen("/tmp/test_all.gguf", "wb"), fwrite(whole, 1, 5000, f), fclose(f);
-    check_refused("cli-gguf-truncated", "/tmp/test_all.gguf", 1, "GGUF file cut short");
-    f = fopen("/tmp/test_all.gguf", "wb"), fwrite(whole, 1, len - 1000, f), fclose(f);
-    check_refused("cli-gguf-truncated-data", "/tmp/test_all.gguf", 1, "runs past the end of the file");
-    remove("/tmp/test_all.gguf");
-    free(gguf), free(whole);
-
-    // A prompt longer than the context: stories260K holds 512 positions.
-    f = fopen("/tmp/test_all_long.prompt", "w");
-    for (int i = 0; i < 300; i++) fputs("Lily and Tom ", f);
-    fclose(f);
-    snprintf(args, sizeof(args), "%s -z %s -n 0 -i - < /tmp/test_all_long.prompt", m260, tok512);
-    check_refused("cli-prompt-too-long", args, 1, "longer than the model's context of 512 positions");
-    remove("/tmp/test_all_long.prompt");
-
-    // Bad flags: exit status 2, with the usage.
-    struct { const char *id, *flags, *needle; } bad[] = {
-        {"cli-flag-negative-temperature", "-t -1", "-t wants"},
-        {"cli-flag-topp-above-1", "-p 1.5", "-p wants"},
-        {"cli-flag-steps-not-a-number", "-n ten", "-n wants"},
-        {"cli-flag-steps-negative", "-n -5", "-n wants"},
-        {"cli-flag-trailing-letter", "-t 0.5x", "-t wants"},
-        {"cli-flag-nan", "-t nan", "-t wants"},
-        {"cli-flag-unknown", "-q 1", "unknown option"},
-        {"cli-flag-missing-value", "-t", "needs a value"},
-        {"cli-flag-bad-mode", "-m dance", "-m wants"},
-        {"cli-flag-bad-load", "-l mmap", "-l wants"},
-        {"cli-flag-two-checkpoints", "other.bin", "one checkpoint expected"},
-    };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        snprintf(args, sizeof(args), "%s -z %s %s", m260, tok512, bad[i].flags);
-        check_refused(bad[i].id, args, 2, bad[i].needle);
-    }
-    check_refused("cli-no-checkpoint", "-t 0 < /dev/null", 2, "no checkpoint");
+    remove(tmp_path("export.gguf"));
 }
+#undef STORIES
 
 // ----------------------------------------------------------------------------
 // Hostile input: files cut short, mutated or random, bad tokenizers, bad flags,
 // odd text, a closed pipe. Each must end with one line on stderr and status
 // 1 (2 for the command line), or run normally; never crash, hang or print
 // garbage. make test-sanitize runs this under ASan and UBSan.
-
-static void write_file(const char *path, const void *data, size_t len) {
-    FILE *f = fopen(path, "wb");
-    fwrite(data, 1, len, f);
-    fclose(f);
-}
 
 // Runs args on a file; returns 1 if it either succeeded or was refused with one line.
 static int survives(const char *args, int *refused) {
@@ -1161,11 +1248,91 @@ static int survives(const char *args, int *refused) {
     return ok;
 }
 
+// The test's own reading of llama2.c's tokenizer.bin: int32 max_token_length, then
+// per piece float32 score, int32 length, the text. Returns why these bytes are not a
+// tokenizer for a model of n_vocab tokens, or NULL if they are one.
+static const char *tokenizer_fault(const unsigned char *d, size_t len, int n_vocab) {
+    if (len < 4) return "no header";
+    int32_t max_len;
+    memcpy(&max_len, d, 4);
+    int n = 0;
+    for (size_t off = 4; off < len; n++) {
+        uint32_t piece_len;
+        float score;
+        if (len - off < 8) return "an entry cut short";
+        memcpy(&score, d + off, 4), memcpy(&piece_len, d + off + 4, 4);
+        if (piece_len > len - off - 8) return "a piece past the end of the file";
+        if ((int64_t)piece_len > max_len) return "a piece longer than max_token_length";
+        if (!isfinite(score)) return "a score that is not finite";
+        off += 8 + piece_len;
+    }
+    return n != n_vocab ? "the wrong number of pieces" : NULL;
+}
+
+// Kinds of broken tokenizer file, and the words the refusal must contain (NULL:
+// it depends on where the walk through the file goes wrong).
+static const struct { const char *name, *needle; } tokenizer_breaks[] = {
+    {"cut short", NULL},
+    {"a length past the end", "left in the file"},
+    {"a length changed", NULL},
+    {"max_token_length below the longest piece", "max_token_length"},
+    {"a score NaN or infinite", "expected a finite number"},
+    {"pieces missing or added", "tokens but"},
+};
+
+// Writes into out (room for len + 3 * (8 + longest) bytes) a copy of the tokenizer whole, broken
+// in the given way at a random place; returns its length. entry[i] is where
+// piece i starts (entry[n] = len), longest the longest piece.
+static size_t break_tokenizer(int kind, const unsigned char *whole, size_t len, const size_t *entry, int n, int longest,
+                              uint64_t *rng, unsigned char *out) {
+    memcpy(out, whole, len);
+    int at = random_u32(rng) % n;
+    unsigned char *e = out + entry[at];
+    uint32_t u;
+    switch (kind) {
+    case 0: return random_u32(rng) % len; // any length short of the whole file
+    case 1: // more text than the bytes left
+        u = (uint32_t)(len - entry[at] - 8 + 1 + random_u32(rng) % 1000);
+        memcpy(e + 4, &u, 4);
+        return len;
+    case 2: { // another length no longer than the header allows: the walk goes out of step
+        uint32_t old;
+        memcpy(&old, e + 4, 4);
+        u = random_u32(rng) % (longest + 1);
+        if (u == old) u = (u + 1) % (longest + 1);
+        memcpy(e + 4, &u, 4);
+        return len;
+    }
+    case 3: { // a header smaller than the longest piece
+        int32_t small[] = {longest - 1, longest / 2, 0, -1, INT32_MIN};
+        memcpy(out, &small[random_u32(rng) % 5], 4);
+        return len;
+    }
+    case 4: { // NaN (quiet, signalling, negative) or an infinity
+        uint32_t bits[] = {0x7FC00000, 0x7F800001, 0xFFC00000, 0x7F800000, 0xFF800000};
+        memcpy(e, &bits[random_u32(rng) % 5], 4);
+        return len;
+    }
+    default: { // 1 to 3 pieces taken out, or copies of one added at the end
+        int k = 1 + random_u32(rng) % 3;
+        if (random_u32(rng) % 2) {
+            if (at > n - k) at = n - k;
+            memmove(out + entry[at], whole + entry[at + k], len - entry[at + k]);
+            return len - (entry[at + k] - entry[at]);
+        }
+        size_t m = len, piece = entry[at + 1] - entry[at];
+        for (int i = 0; i < k; i++, m += piece) memcpy(out + m, whole + entry[at], piece);
+        return m;
+    }
+    }
+}
+
 static void test_hostile(void) {
     char args[4096], tok512[1024], m260[1024];
     snprintf(tok512, sizeof(tok512), "%s", model_path("tok512.bin"));
     snprintf(m260, sizeof(m260), "%s", model_path("stories260K.bin"));
-    const char *file = "/tmp/test_all_hostile.bin";
+    char file[1024];
+    snprintf(file, sizeof(file), "%s", tmp_path("hostile.bin"));
     uint64_t rng = 2024;
 
     // Checkpoints of every layout, cut at many lengths.
@@ -1205,7 +1372,7 @@ static void test_hostile(void) {
     }
 
     // Each header field of the legacy file set to extremes: all refused.
-    size_t len;
+    size_t len = 0;
     char *whole = read_file_text(m260, &len);
     int32_t extremes[] = {0, -1, 1, 3, INT32_MAX, INT32_MIN, 1 << 20, 65537};
     int all = 1, refused = 0, tried = 0;
@@ -1238,27 +1405,52 @@ static void test_hostile(void) {
     }
     check("hostile-random-files", all && refused == 40, "%d of 40 refused", refused);
 
-    // Tokenizer files: cut, mutated lengths, random; never a crash.
+    // Tokenizer files broken in every way tokenizer_fault knows, 10 of each kind:
+    // each one refused with one line naming the file, nothing on stdout, status 1.
     whole = read_file_text(tok512, &len);
-    all = 1, refused = 0;
-    for (int i = 0; i < 60; i++) {
-        size_t n = i < 20 ? random_u32(&rng) % len : len;
-        char *copy = malloc(len);
-        memcpy(copy, whole, len);
-        if (i >= 20) for (int f = 0; f < 3; f++) copy[random_u32(&rng) % len] = (char)random_u32(&rng);
-        write_file(file, copy, n);
-        snprintf(args, sizeof(args), "%s -z %s -n 8 -i \"Lily and Tom\"", m260, file);
-        all &= survives(args, &refused);
-        free(copy);
+    const unsigned char *tok = (const unsigned char *)whole;
+    size_t entry[513];
+    int n_entries = 0, longest = 0;
+    for (size_t off = 4; off < len && n_entries < 512; n_entries++) {
+        uint32_t piece_len;
+        memcpy(&piece_len, tok + off + 4, 4);
+        entry[n_entries] = off, off += 8 + piece_len;
+        if ((int)piece_len > longest) longest = (int)piece_len;
     }
-    check("hostile-tokenizer-files", all && refused >= 20, "%d of 60 refused", refused);
-    free(whole);
+    entry[n_entries] = len;
+    unsigned char *broken = malloc(len + 3 * (8 + (size_t)longest));
+    int n_files = 0, n_unbroken = 0;
+    refused = 0;
+    for (int i = 0; i < 60; i++) {
+        int kind = i % 6;
+        size_t n = 0;
+        const char *fault = NULL;
+        for (int tries = 0; !fault && tries < 100; tries++) // a change may, rarely, leave a valid file
+            n = break_tokenizer(kind, tok, len, entry, n_entries, longest, &rng, broken),
+            fault = tokenizer_fault(broken, n, n_entries);
+        if (!fault) { n_unbroken++; continue; }
+        write_file(file, broken, n), n_files++;
+        snprintf(args, sizeof(args), "%s -z %s -n 8 -i \"Lily and Tom\"", m260, file);
+        RunResult r = run_cmd(args);
+        const char *needle = tokenizer_breaks[kind].needle;
+        int ok = r.status == 1 && r.err_lines == 1 && r.out_len == 0 && strstr(r.err, file) &&
+                 (!needle || strstr(r.err, needle));
+        refused += ok;
+        if (!ok)
+            printf("     tokenizer with %s (%s): status %d, %zu bytes on stdout, %d stderr lines: %.*s\n",
+                   tokenizer_breaks[kind].name, fault, r.status, r.out_len, r.err_lines,
+                   r.err ? (int)strcspn(r.err, "\n") : 0, r.err ? r.err : "");
+        free_run(&r);
+    }
+    check("hostile-tokenizer-files", n_entries == 512 && n_unbroken == 0 && refused == n_files && n_files == 60,
+          "%d of %d broken files refused; %d could not be broken", refused, n_files, n_unbroken);
+    free(broken), free(whole);
     remove(file);
 
     // Text: invalid UTF-8 and control bytes in the prompt, an empty prompt, a closed stdin.
     static const char hostile_text[] = "Lily \xff\xfe and \xe4\xbd Tom\x01\x1b[31m went";
-    write_file("/tmp/test_all_text", hostile_text, sizeof(hostile_text) - 1);
-    snprintf(args, sizeof(args), "%s -z %s -t 0 -n 40 -i - < /tmp/test_all_text", m260, tok512);
+    write_file(tmp_path("hostile-text.txt"), hostile_text, sizeof(hostile_text) - 1);
+    snprintf(args, sizeof(args), "%s -z %s -t 0 -n 40 -i - < %s", m260, tok512, tmp_path("hostile-text.txt"));
     RunResult r = run_cmd(args);
     int valid = r.out != NULL;
     for (size_t i = 0; valid && i < r.out_len;) {
@@ -1269,7 +1461,7 @@ static void test_hostile(void) {
     check("hostile-invalid-utf8-prompt", r.status == 0 && valid, "status %d, output valid UTF-8 without controls: %d",
           r.status, valid);
     free_run(&r);
-    remove("/tmp/test_all_text");
+    remove(tmp_path("hostile-text.txt"));
     snprintf(args, sizeof(args), "%s -z %s -t 0 -n 20 -i \"\"", m260, tok512);
     r = run_cmd(args);
     check("hostile-empty-prompt", r.status == 0 && r.out && strncmp(r.out, "Once upon a time", 16) == 0, NULL);
@@ -1284,20 +1476,21 @@ static void test_hostile(void) {
     char cmd[4096];
     for (int ignore = 0; ignore < 2; ignore++) {
         // The producer runs in a subshell that records its status: a pipeline's status is the consumer's.
-        snprintf(cmd, sizeof(cmd), "sh -c '%s (%s %s -z %s -n 512 2>/tmp/test_all.err; echo $? > /tmp/test_all.status) "
-                 "| head -c 20 > /dev/null'; exit $(cat /tmp/test_all.status)",
-                 ignore ? "trap \"\" PIPE;" : "", binary, m260, tok512);
+        snprintf(cmd, sizeof(cmd), "sh -c '%s (%s %s -z %s -n 512 2>%s; echo $? > %s) "
+                 "| head -c 20 > /dev/null'; exit $(cat %s)",
+                 ignore ? "trap \"\" PIPE;" : "", binary, m260, tok512, tmp_path("pipe.err"), tmp_path("pipe.status"),
+                 tmp_path("pipe.status"));
         int status = system(cmd);
         status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
         size_t err_len = 0;
-        char *err = read_file_text("/tmp/test_all.err", &err_len);
+        char *err = read_file_text(tmp_path("pipe.err"), &err_len);
         char id[64];
         snprintf(id, sizeof(id), ignore ? "hostile-closed-pipe-sigpipe-ignored" : "hostile-closed-pipe");
         // 141: killed by SIGPIPE (128 + 13); 1: saw EPIPE and stopped; 0 would mean it ran to the end
         check(id, (status == 141 || status == 1) && (!err || !strstr(err, "rror")), "status %d, stderr %s", status, err);
         free(err);
     }
-    remove("/tmp/test_all.status");
+    remove(tmp_path("pipe.status")), remove(tmp_path("pipe.err"));
 
     // Inputs that once crashed a fuzz harness (tests/fuzz-regressions/, see its README).
     const char *harnesses[] = {"checkpoint", "gguf", "tokenizer"};
@@ -1354,38 +1547,83 @@ static void test_hostile(void) {
 
 // ----------------------------------------------------------------------------
 
-// --in-process: only what runs inside this binary (kernels, model, tokenizer,
-// chat), for make test-cross, whose emulated CPUs would otherwise re-run the
+// Every test function, in the order they run, with the prefix all its check ids start with.
+// in_process: it runs inside this binary (kernels, model, tokenizer, chat); --in-process
+// runs only those, for make test-cross, whose emulated CPUs would otherwise re-run the
 // host's ./run and Python tests for nothing.
+static const struct {
+    void (*run)(void);
+    const char *prefix;
+    int needs_models, in_process;
+} tests[] = {
+    {test_tokenizer_cases, "tokenizer-", 0, 1},
+    {test_printer, "printer-", 0, 1},
+    {test_sampler, "sampler-", 0, 1},
+    {test_kernels, "kernels-", 0, 1},
+    {test_export, "export-", 1, 0},
+    {test_forward, "forward-", 1, 1},
+    {test_tokenizer_gguf, "tokenizer-gguf-", 1, 1},
+    {test_chat_template, "chat-template-", 1, 1},
+    {test_chat, "chat-", 1, 1},
+    {test_perplexity, "perplexity-", 1, 1},
+    {test_generate, "generate-", 1, 1},
+    {test_cli, "cli-", 1, 0},
+    {test_hostile, "hostile-", 1, 0},
+};
+
 int main(int argc, char **argv) {
-    int in_process = argc > 1 && strcmp(argv[1], "--in-process") == 0;
+    int in_process = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--in-process") == 0) {
+            in_process = 1;
+        } else if (argv[i][0] == '-' || only) {
+            fprintf(stderr, "usage: %s [--in-process] [PREFIX]: PREFIX runs only the checks whose id starts with it\n",
+                    argv[0]);
+            return 2;
+        } else {
+            only = argv[i];
+        }
+    }
+    make_tmp_dir();
     select_kernels();
-    models_dir = getenv("MODELS") ? getenv("MODELS") : "../shared/models";
-    int ci = getenv("CI") && strcmp(getenv("CI"), "true") == 0;
+    models_dir = getenv("MODELS") && getenv("MODELS")[0] ? getenv("MODELS") : "models";
 
-    test_tokenizer_cases();
-    test_printer();
-    test_sampler();
-    test_kernels();
-
+    // Every file the model tests read: a missing one is a failure that names it, never a skip.
     const char *needed[] = {"stories260K.bin", "stories260K_q80_gs4.bin", "stories260K.gguf", "tok512.bin",
-                            "tok512.model", "tokenizer.bin", "llama-2-tiny-random.bin", "llama-2-tiny-random.gguf"};
-    int have_models = 1;
-    for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++) have_models &= file_exists(model_path(needed[i]));
-    if (have_models) {
-        if (!in_process) test_export();
-        test_forward();
-        test_tokenizer_gguf();
-        test_chat_template();
-        test_chat();
-        test_perplexity();
-        test_generate();
-        if (!in_process) test_cli(), test_hostile();
-    } else {
-        printf("\n*** MODELS NOT FOUND in %s: the export, forward, generate and command-line tests were NOT RUN.\n"
-               "*** Point MODELS= at a directory with stories260K.bin, tok512.bin, tok512.model, tokenizer.bin\n"
-               "*** and llama-2-tiny-random.bin (see README.md).\n\n", models_dir);
-        check("models-present", !ci, "CI=true and no models in %s", models_dir);
+                            "tok512.model", "tokenizer.bin", "tokenizer.model", "llama-2-tiny-random.bin",
+                            "llama-2-tiny-random.gguf", "stories260K-hf/config.json", "stories260K-hf/model.safetensors",
+                            "stories260K-hf/tokenizer.model", "stories260K-meta/params.json",
+                            "stories260K-meta/consolidated.00.pth", "stories260K-meta/tokenizer.model"};
+    char missing[4096] = "";
+    for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++)
+        if (!file_exists(model_path(needed[i])))
+            snprintf(missing + strlen(missing), sizeof(missing) - strlen(missing), " %s", needed[i]);
+    for (size_t i = 0; i < sizeof(wide1_files) / sizeof(wide1_files[0]); i++) {
+        char name[128];
+        snprintf(name, sizeof(name), "stories260K-wide/wide1-%s.gguf", wide1_files[i]);
+        if (!file_exists(model_path(name))) snprintf(missing + strlen(missing), sizeof(missing) - strlen(missing), " %s", name);
+    }
+    int have_models = missing[0] == '\0', missed = 0;
+    for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
+        if (!could_match(tests[i].prefix)) continue;
+        if (in_process && !tests[i].in_process) continue;
+        if (tests[i].needs_models && !have_models) {
+            missed = 1;
+            continue;
+        }
+        running = tests[i].prefix;
+        tests[i].run();
+        running = NULL;
+    }
+    if (missed) {
+        printf("\n*** MODELS MISSING in %s:%s\n*** the tests that read them were NOT RUN (see models/README.md).\n\n",
+               models_dir, missing);
+        running = "models-";
+        check("models-present", 0, "missing in %s:%s", models_dir, missing);
+    }
+    if (only && n_passed + n_failed == 0) { // a typo must not pass
+        printf("FAIL no check's id starts with '%s'%s\n", only, in_process ? " among those --in-process runs" : "");
+        n_failed++;
     }
 
     printf("%d passed, %d failed\n", n_passed, n_failed);

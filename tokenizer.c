@@ -20,11 +20,12 @@
    reassembles them into UTF-8 characters.
 
    The file format is llama2.c's tokenizer.bin, little-endian:
-     int32 max_token_length
-     then for each token: float32 score, int32 length, length bytes of text
+     int32 max_token_length (the longest piece's length; none may be longer)
+     then for each token: float32 score (finite), int32 length, length bytes of text
    U+2581 is already written as ' ' there, so this file uses ' ' for it too. */
 
 #include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,13 +152,22 @@ static void build_tokenizer(Tokenizer *t, const char *path) {
 static void parse_tokenizer(Tokenizer *t, const unsigned char *data, size_t size, const char *path) {
     if (size < 4) fatal("%s: %zu bytes is too short for a tokenizer file (llama2.c tokenizer.bin format)", path, size);
 
-    // First pass: count the entries and check that each lies inside the file.
+    // First pass: count the entries and check that each lies inside the file,
+    // is no longer than the header says, and has a finite score.
+    int32_t max_token_length = (int32_t)read_u32le(data);
     size_t n_tokens = 0, text_bytes = 0;
     for (size_t off = 4; off < size; n_tokens++) {
         if (size - off < 8) fatal("%s: token %zu: entry truncated at byte %zu of %zu", path, n_tokens, off, size);
         uint32_t len = read_u32le(data + off + 4);
         if (len > size - off - 8)
             fatal("%s: token %zu: says %u bytes of text, only %zu left in the file", path, n_tokens, len, size - off - 8);
+        if ((int64_t)len > max_token_length)
+            fatal("%s: token %zu: piece of %u bytes, expected at most the header's max_token_length %d", path,
+                  n_tokens, len, max_token_length);
+        float score;
+        memcpy(&score, data + off, 4);
+        if (!isfinite(score))
+            fatal("%s: token %zu: score is %s, expected a finite number", path, n_tokens, isnan(score) ? "NaN" : "infinite");
         off += 8 + len;
         text_bytes += len + 1;
     }
