@@ -2170,7 +2170,7 @@ static const float exp_taylor[8] = {1.0f / 5040, 1.0f / 720, 1.0f / 120, 1.0f / 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
-#define AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define AVX512 __attribute__((target("avx2,fma,f16c,bmi2,avx512f,avx512bw,avx512vl,avx512vnni")))
 #define INLINE inline __attribute__((always_inline))
 
 // Asks for the cache line at p + offset. A prefetch never faults, so the
@@ -2652,11 +2652,38 @@ AVX512 static void q8_rows_avx512(float *out, size_t out_stride, const int8_t *w
 // GGUF's Q8_0 and Q4_0 blocks: a prompt through the int8 panels (unpacked as
 // they are packed), a token or a few as q8_row_avx512 does groups of 32, two
 // blocks a step. type is a constant at each call.
-AVX512 static INLINE void q8_0_q4_0_rows_avx512(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
-                                                const int8_t *xq, const float *x_scale, const int32_t *x_sum,
-                                                size_t x_stride, int n, int rows, int tokens, const WeightType type) {
+// The 32 values of a block of 32 as int8 (decode_block's q), in order: Q8_0's
+// as they are; the nibbles of Q4_0, Q4_1 and IQ4_NL (looked up in
+// iq4_levels, 16 bytes that vpshufb indexes in each 128-bit lane) and of
+// Q5_0 and Q5_1, whose fifth bits are a 32-bit mask, one bit per value.
+AVX512 static INLINE __m256i block32_values(const uint8_t *block, const WeightType type) {
+    if (type == WEIGHT_Q8_0) return load_q8_0(block);
+    if (type == WEIGHT_Q4_0) return unpack_q4_0(block);
+    int at = type == WEIGHT_Q4_1 ? 4 : type == WEIGHT_Q5_0 ? 6 : type == WEIGHT_Q5_1 ? 8 : 2; // the nibbles
+    __m128i packed = _mm_loadu_si128((const __m128i *)(block + at)), low4 = _mm_set1_epi8(15);
+    __m256i v = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(packed, 4), low4), _mm_and_si128(packed, low4));
+    if (type == WEIGHT_IQ4_NL) {
+        __m128i levels = _mm_loadu_si128((const __m128i *)iq4_levels);
+        return _mm256_shuffle_epi8(_mm256_set_m128i(levels, levels), v);
+    }
+    if (type == WEIGHT_Q5_0 || type == WEIGHT_Q5_1) {
+        __mmask32 fifth = load_u32(block + at - 4);
+        v = _mm256_or_si256(v, _mm256_maskz_mov_epi8(fifth, _mm256_set1_epi8(16)));
+        if (type == WEIGHT_Q5_0) v = _mm256_sub_epi8(v, _mm256_set1_epi8(16));
+    }
+    return v;
+}
+
+// Blocks of 32 (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL): Q8_0 and Q4_0 prompts
+// through the int8 panels; a token or a few as q8_row_avx512 does groups of
+// 32, two blocks a step, the minimums of Q4_1 and Q5_1 times the input's sums.
+// type is a constant at each call.
+AVX512 static INLINE void block32_rows_avx512(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
+                                              const int8_t *xq, const float *x_scale, const int32_t *x_sum,
+                                              size_t x_stride, int n, int rows, int tokens, const WeightType type) {
     size_t bytes = block_bytes(type);
-    if (tokens >= PANEL_MIN_TOKENS) {
+    int has_min = type == WEIGHT_Q4_1 || type == WEIGHT_Q5_1;
+    if (tokens >= PANEL_MIN_TOKENS && (type == WEIGHT_Q8_0 || type == WEIGHT_Q4_0)) {
         Int8Rows blocks = {type, w, row_bytes, NULL, 0, QBLOCK, bytes};
         int8_rows_panel_avx512(out, out_stride, &blocks, xq, x_scale, x_sum, x_stride, n, rows, tokens);
         return;
@@ -2666,36 +2693,194 @@ AVX512 static INLINE void q8_0_q4_0_rows_avx512(float *out, size_t out_stride, c
         for (int r = 0; r < rows; r++) {
             const int8_t *xt = xq + t * x_stride;
             const float *x_scale_t = x_scale + t * (x_stride / QBLOCK);
+            const int32_t *x_sum_t = x_sum + t * (x_stride / QBLOCK);
             const uint8_t *row = w + r * row_bytes;
             __m512 acc = _mm512_setzero_ps();
+            float mins = 0.0f;
             for (int b = 0; b < n / QBLOCK; b += 2) {
                 const uint8_t *block = row + b * bytes;
                 int two = b + 1 < n / QBLOCK;
-                __m256i hi = two ? block_values(block + bytes, type) : _mm256_setzero_si256();
-                __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(block_values(block, type)), hi, 1);
+                __m256i hi = two ? block32_values(block + bytes, type) : _mm256_setzero_si256();
+                __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(block32_values(block, type)), hi, 1);
                 __m512i xv = _mm512_maskz_loadu_epi8(two ? ~(__mmask64)0 : 0xFFFFFFFFull, xt + b * QBLOCK);
                 __m512i isum = dot_i8_avx512(zero, wv, xv);
                 __m512 scales = two_group_scales(_cvtsh_ss(load_u16(block)) * x_scale_t[b],
                                                  two ? _cvtsh_ss(load_u16(block + bytes)) * x_scale_t[b + 1] : 0.0f);
                 acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), scales, acc);
+                if (has_min) {
+                    mins += _cvtsh_ss(load_u16(block + 2)) * x_scale_t[b] * x_sum_t[b];
+                    if (two) mins += _cvtsh_ss(load_u16(block + bytes + 2)) * x_scale_t[b + 1] * x_sum_t[b + 1];
+                }
             }
-            out[t * out_stride + r] = _mm512_reduce_add_ps(acc);
+            out[t * out_stride + r] = _mm512_reduce_add_ps(acc) + mins;
         }
+}
+
+// Blocks of 256 (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS). Each is taken as
+// unsigned bytes u = q + bias (bias: 4 for Q3_K, 32 for Q6_K, 128 for IQ4_XS's
+// levels, else 0), so that vpdpbusd multiplies them by the signed input as
+// they are, with no sign trick, and the bias joins the offsets:
+//     w = scale * q + offset = scale * u + (offset - bias * scale)
+// The offsets, one per 16 values, are then multiplied by the input's sums per
+// 16 (quantize() keeps them), once per block.
+
+// A block's scales and offsets per 16 values, bias included (16 lanes each).
+typedef struct {
+    __m512 scale, offset;
+} Scales16;
+
+// 16 bytes -> 16 floats.
+AVX512 static INLINE __m512 u8_to_ps(__m128i v) { return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v)); }
+AVX512 static INLINE __m512 i8_to_ps(__m128i v) { return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(v)); }
+
+AVX512 static INLINE Scales16 block256_scales(const uint8_t *b, const WeightType type) {
+    Scales16 s;
+    if (type == WEIGHT_Q4_K || type == WEIGHT_Q5_K) { // see k_scale_min: 8 scales and minimums of 6 bits
+        uint32_t s0 = load_u32(b + 4), s1 = load_u32(b + 8), s2 = load_u32(b + 12);
+        uint32_t scales_lo = s0 & 0x3F3F3F3F, mins_lo = s1 & 0x3F3F3F3F;
+        uint32_t scales_hi = (s2 & 0x0F0F0F0F) | ((s0 >> 6) & 0x03030303) << 4;
+        uint32_t mins_hi = ((s2 >> 4) & 0x0F0F0F0F) | ((s1 >> 6) & 0x03030303) << 4;
+        __m128i scales = _mm_setr_epi32((int)scales_lo, (int)scales_hi, 0, 0);
+        __m128i mins = _mm_setr_epi32((int)mins_lo, (int)mins_hi, 0, 0);
+        s.scale = _mm512_mul_ps(_mm512_set1_ps(_cvtsh_ss(load_u16(b))), u8_to_ps(_mm_unpacklo_epi8(scales, scales)));
+        s.offset = _mm512_mul_ps(_mm512_set1_ps(-_cvtsh_ss(load_u16(b + 2))), u8_to_ps(_mm_unpacklo_epi8(mins, mins)));
+    } else if (type == WEIGHT_Q6_K) { // 16 int8 scales
+        __m128i scales = _mm_loadu_si128((const __m128i *)(b + 192));
+        s.scale = _mm512_mul_ps(_mm512_set1_ps(_cvtsh_ss(load_u16(b + 208))), i8_to_ps(scales));
+        s.offset = _mm512_mul_ps(_mm512_set1_ps(-32.0f), s.scale);
+    } else if (type == WEIGHT_Q3_K) { // see decode_block: 16 scales of 6 bits, stored + 32
+        uint32_t s0 = load_u32(b + 96), s1 = load_u32(b + 100), s2 = load_u32(b + 104);
+        __m128i scales = _mm_setr_epi32((int)((s0 & 0x0F0F0F0F) | (s2 & 0x03030303) << 4),
+                                        (int)((s1 & 0x0F0F0F0F) | ((s2 >> 2) & 0x03030303) << 4),
+                                        (int)(((s0 >> 4) & 0x0F0F0F0F) | ((s2 >> 4) & 0x03030303) << 4),
+                                        (int)(((s1 >> 4) & 0x0F0F0F0F) | ((s2 >> 6) & 0x03030303) << 4));
+        scales = _mm_sub_epi8(scales, _mm_set1_epi8(32));
+        s.scale = _mm512_mul_ps(_mm512_set1_ps(_cvtsh_ss(load_u16(b + 108))), i8_to_ps(scales));
+        s.offset = _mm512_mul_ps(_mm512_set1_ps(-4.0f), s.scale);
+    } else if (type == WEIGHT_Q2_K) { // 16 bytes: scale in the low nibble, minimum in the high
+        __m128i bytes = _mm_loadu_si128((const __m128i *)b), low4 = _mm_set1_epi8(15);
+        s.scale = _mm512_mul_ps(_mm512_set1_ps(_cvtsh_ss(load_u16(b + 80))), u8_to_ps(_mm_and_si128(bytes, low4)));
+        s.offset = _mm512_mul_ps(_mm512_set1_ps(-_cvtsh_ss(load_u16(b + 82))),
+                                 u8_to_ps(_mm_and_si128(_mm_srli_epi16(bytes, 4), low4)));
+    } else { // IQ4_XS: 8 scales of 6 bits, stored + 32: nibbles of bytes 4..7 and bit pairs of bytes 2..3
+        uint32_t nibbles = load_u32(b + 4);
+        __m128i lo = _mm_cvtsi32_si128((int)(nibbles & 0x0F0F0F0F));
+        __m128i hi = _mm_cvtsi32_si128((int)((nibbles >> 4) & 0x0F0F0F0F));
+        __m128i tops = _mm_cvtsi64_si128((long long)(_pdep_u64(load_u16(b + 2), 0x0303030303030303ull) << 4));
+        __m128i scales = _mm_sub_epi8(_mm_or_si128(_mm_unpacklo_epi8(lo, hi), tops), _mm_set1_epi8(32));
+        s.scale = _mm512_mul_ps(_mm512_set1_ps(_cvtsh_ss(load_u16(b))), i8_to_ps(_mm_unpacklo_epi8(scales, scales)));
+        s.offset = _mm512_mul_ps(_mm512_set1_ps(-128.0f), s.scale);
+    }
+    return s;
+}
+
+// Values 64 step..64 step + 63 of a block of 256, as unsigned bytes u, in order.
+AVX512 static INLINE __m512i block256_values(const uint8_t *b, int step, const WeightType type) {
+    const __m512i low4 = _mm512_set1_epi8(15), low2 = _mm512_set1_epi8(3);
+    if (type == WEIGHT_Q4_K || type == WEIGHT_Q5_K) { // 32 bytes: values 0..31 low nibbles, 32..63 high
+        __m256i bytes = _mm256_loadu_si256((const __m256i *)(b + (type == WEIGHT_Q5_K ? 48 : 16) + 32 * step));
+        __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(bytes), _mm256_srli_epi16(bytes, 4), 1);
+        v = _mm512_and_si512(v, low4);
+        if (type == WEIGHT_Q5_K) { // fifth bits: bit 2 step of byte l for value l, bit 2 step + 1 for 32 + l
+            __m256i high = _mm256_loadu_si256((const __m256i *)(b + 16));
+            __m512i h = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_srli_epi16(high, 2 * step)),
+                                           _mm256_srli_epi16(high, 2 * step + 1), 1);
+            v = _mm512_or_si512(v, _mm512_slli_epi16(_mm512_and_si512(h, _mm512_set1_epi8(1)), 4));
+        }
+        return v;
+    }
+    if (type == WEIGHT_Q6_K) { // half step / 2: values 32 i + l from the nibbles and bit pairs of decode_block
+        int h = step / 2, upper = step % 2;
+        __m512i low = _mm512_loadu_si512(b + 64 * h); // ql[l] (values 0..31), ql[32 + l] (32..63)
+        low = _mm512_and_si512(upper ? _mm512_srli_epi16(low, 4) : low, low4);
+        __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
+        __m512i top = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_srli_epi16(qh, 4 * upper)),
+                                         _mm256_srli_epi16(qh, 4 * upper + 2), 1);
+        return _mm512_or_si512(low, _mm512_slli_epi16(_mm512_and_si512(top, low2), 4));
+    }
+    if (type == WEIGHT_Q2_K || type == WEIGHT_Q3_K) { // bit pairs 2 i of 32 bytes per 128 values
+        int h = step / 2, i = 2 * (step % 2);
+        __m256i qs = _mm256_loadu_si256((const __m256i *)(b + (type == WEIGHT_Q3_K ? 32 : 16) + 32 * h));
+        __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_srli_epi16(qs, 2 * i)),
+                                       _mm256_srli_epi16(qs, 2 * i + 2), 1);
+        v = _mm512_and_si512(v, low2);
+        if (type == WEIGHT_Q3_K) { // + 4 where the high bit (bit 4 h + i of byte l) is set
+            __m256i high = _mm256_loadu_si256((const __m256i *)b);
+            __mmask64 set = (__mmask64)_mm256_test_epi8_mask(high, _mm256_set1_epi8((char)(1 << (4 * h + i)))) |
+                            (__mmask64)_mm256_test_epi8_mask(high, _mm256_set1_epi8((char)(1 << (4 * h + i + 1)))) << 32;
+            v = _mm512_mask_add_epi8(v, set, v, _mm512_set1_epi8(4));
+        }
+        return v;
+    }
+    // IQ4_XS: two sub-blocks of 32, 16 bytes each: low nibbles (values 0..15), high (16..31); levels + 128
+    __m256i bytes = _mm256_loadu_si256((const __m256i *)(b + 8 + 32 * step));
+    __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(bytes), _mm256_srli_epi16(bytes, 4), 1);
+    v = _mm512_and_si512(v, low4);
+    v = _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0));
+    __m128i levels = _mm_xor_si128(_mm_loadu_si128((const __m128i *)iq4_levels), _mm_set1_epi8((char)0x80));
+    return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(levels), v);
+}
+
+// One row by one token, a block of 256 at a time, four steps of 64 values: a
+// step's 16 lanes of vpdpbusd sums hold its 4 runs of 16 values, 4 lanes each.
+AVX512 static INLINE float block256_row_avx512(const uint8_t *row, const int8_t *x, const float *x_scale,
+                                               const int32_t *x_sum16, int n, const WeightType type) {
+    const __m512i zero = _mm512_setzero_si512();
+    const __m512i pairs = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7); // 16s -> their 32
+    const __m512i runs = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);  // lanes -> their 16
+    __m512 acc = _mm512_setzero_ps(), offsets = _mm512_setzero_ps();
+    size_t bytes = block_bytes(type);
+    for (int b = 0; b < n / 256; b++) {
+        const uint8_t *block = row + b * bytes;
+        prefetch(block, PREFETCH_BYTES);
+        Scales16 s = block256_scales(block, type);
+        __m512 xs = _mm512_permutexvar_ps(pairs, _mm512_castps256_ps512(_mm256_loadu_ps(x_scale + 8 * b)));
+        __m512 scale = _mm512_mul_ps(s.scale, xs);
+        __m512 sums = _mm512_cvtepi32_ps(_mm512_loadu_si512(x_sum16 + 16 * b));
+        offsets = _mm512_fmadd_ps(_mm512_mul_ps(s.offset, xs), sums, offsets);
+        for (int step = 0; step < 4; step++) {
+            __m512i u = block256_values(block, step, type), xv = _mm512_loadu_si512(x + 256 * b + 64 * step);
+            __m512i isum = _mm512_dpbusd_epi32(zero, u, xv);
+            __m512 step_scale = _mm512_permutexvar_ps(_mm512_add_epi32(runs, _mm512_set1_epi32(4 * step)), scale);
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), step_scale, acc);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc, offsets));
+}
+
+AVX512 static INLINE void block256_rows_avx512(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
+                                               const int8_t *xq, const float *x_scale, const int32_t *x_sum16,
+                                               size_t x_stride, int n, int rows, int tokens, const WeightType type) {
+    for (int t = 0; t < tokens; t++)
+        for (int r = 0; r < rows; r++)
+            out[t * out_stride + r] = block256_row_avx512(w + r * row_bytes, xq + t * x_stride,
+                                                          x_scale + t * (x_stride / QBLOCK),
+                                                          x_sum16 + t * (x_stride / 16), n, type);
 }
 
 // Every block type, each through its own kernel.
 AVX512 static void block_rows_avx512(WeightType type, float *out, size_t out_stride, const uint8_t *w,
                                      size_t row_bytes, const int8_t *xq, const float *x_scale, const int32_t *x_sum,
                                      const int32_t *x_sum16, size_t x_stride, int n, int rows, int tokens) {
+#define BLOCK32(T) block32_rows_avx512(out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_stride, n, rows, tokens, T)
+#define BLOCK256(T) block256_rows_avx512(out, out_stride, w, row_bytes, xq, x_scale, x_sum16, x_stride, n, rows, tokens, T)
     switch (type) {
-    case WEIGHT_Q8_0:
-        q8_0_q4_0_rows_avx512(out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_stride, n, rows, tokens, WEIGHT_Q8_0);
-        break;
-    case WEIGHT_Q4_0:
-        q8_0_q4_0_rows_avx512(out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_stride, n, rows, tokens, WEIGHT_Q4_0);
-        break;
+    case WEIGHT_Q8_0: BLOCK32(WEIGHT_Q8_0); break;
+    case WEIGHT_Q4_0: BLOCK32(WEIGHT_Q4_0); break;
+    case WEIGHT_Q4_1: BLOCK32(WEIGHT_Q4_1); break;
+    case WEIGHT_Q5_0: BLOCK32(WEIGHT_Q5_0); break;
+    case WEIGHT_Q5_1: BLOCK32(WEIGHT_Q5_1); break;
+    case WEIGHT_IQ4_NL: BLOCK32(WEIGHT_IQ4_NL); break;
+    case WEIGHT_Q2_K: BLOCK256(WEIGHT_Q2_K); break;
+    case WEIGHT_Q3_K: BLOCK256(WEIGHT_Q3_K); break;
+    case WEIGHT_Q4_K: BLOCK256(WEIGHT_Q4_K); break;
+    case WEIGHT_Q5_K: BLOCK256(WEIGHT_Q5_K); break;
+    case WEIGHT_Q6_K: BLOCK256(WEIGHT_Q6_K); break;
+    case WEIGHT_IQ4_XS: BLOCK256(WEIGHT_IQ4_XS); break;
     default: blocks_rows_scalar(type, out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_sum16, x_stride, n, rows, tokens);
     }
+#undef BLOCK32
+#undef BLOCK256
 }
 
 // --- Attention's weighted sum: weighted_rows_avx512 = weighted_rows_scalar
@@ -2777,7 +2962,7 @@ static int has_avx512(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
-           __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+           __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi2");
 }
 
 // ----------------------------------------------------------------------------
