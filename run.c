@@ -2674,48 +2674,6 @@ AVX512 static INLINE __m256i block32_values(const uint8_t *block, const WeightTy
     return v;
 }
 
-// Blocks of 32 (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL): Q8_0 and Q4_0 prompts
-// through the int8 panels; a token or a few as q8_row_avx512 does groups of
-// 32, two blocks a step, the minimums of Q4_1 and Q5_1 times the input's sums.
-// type is a constant at each call.
-AVX512 static INLINE void block32_rows_avx512(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
-                                              const int8_t *xq, const float *x_scale, const int32_t *x_sum,
-                                              size_t x_stride, int n, int rows, int tokens, const WeightType type) {
-    size_t bytes = block_bytes(type);
-    int has_min = type == WEIGHT_Q4_1 || type == WEIGHT_Q5_1;
-    if (tokens >= PANEL_MIN_TOKENS && (type == WEIGHT_Q8_0 || type == WEIGHT_Q4_0)) {
-        Int8Rows blocks = {type, w, row_bytes, NULL, 0, QBLOCK, bytes};
-        int8_rows_panel_avx512(out, out_stride, &blocks, xq, x_scale, x_sum, x_stride, n, rows, tokens);
-        return;
-    }
-    const __m512i zero = _mm512_setzero_si512();
-    for (int t = 0; t < tokens; t++)
-        for (int r = 0; r < rows; r++) {
-            const int8_t *xt = xq + t * x_stride;
-            const float *x_scale_t = x_scale + t * (x_stride / QBLOCK);
-            const int32_t *x_sum_t = x_sum + t * (x_stride / QBLOCK);
-            const uint8_t *row = w + r * row_bytes;
-            __m512 acc = _mm512_setzero_ps();
-            float mins = 0.0f;
-            for (int b = 0; b < n / QBLOCK; b += 2) {
-                const uint8_t *block = row + b * bytes;
-                int two = b + 1 < n / QBLOCK;
-                __m256i hi = two ? block32_values(block + bytes, type) : _mm256_setzero_si256();
-                __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(block32_values(block, type)), hi, 1);
-                __m512i xv = _mm512_maskz_loadu_epi8(two ? ~(__mmask64)0 : 0xFFFFFFFFull, xt + b * QBLOCK);
-                __m512i isum = dot_i8_avx512(zero, wv, xv);
-                __m512 scales = two_group_scales(_cvtsh_ss(load_u16(block)) * x_scale_t[b],
-                                                 two ? _cvtsh_ss(load_u16(block + bytes)) * x_scale_t[b + 1] : 0.0f);
-                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), scales, acc);
-                if (has_min) {
-                    mins += _cvtsh_ss(load_u16(block + 2)) * x_scale_t[b] * x_sum_t[b];
-                    if (two) mins += _cvtsh_ss(load_u16(block + bytes + 2)) * x_scale_t[b + 1] * x_sum_t[b + 1];
-                }
-            }
-            out[t * out_stride + r] = _mm512_reduce_add_ps(acc) + mins;
-        }
-}
-
 // Blocks of 256 (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS). Each is taken as
 // unsigned bytes u = q + bias (bias: 4 for Q3_K, 32 for Q6_K, 128 for IQ4_XS's
 // levels, else 0), so that vpdpbusd multiplies them by the signed input as
@@ -2821,6 +2779,182 @@ AVX512 static INLINE __m512i block256_values(const uint8_t *b, int step, const W
     return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(levels), v);
 }
 
+// Prompt blocks for the other block types: the int8 panels again (see
+// int8_rows_panel_avx512), holding each row's values as unsigned bytes u (the
+// bias as in block256_values), with a scale and an offset per run of R
+// values: R = 32 where a type's scales cover 32 values, 16 for Q2_K, Q3_K and
+// Q6_K. A run's sum is then (its integer sum times its scale plus its offset
+// times the input's sum) times the input's scale.
+
+// The bias of each block type's unsigned bytes: q + bias >= 0.
+static int block_bias(WeightType type) {
+    switch (type) {
+    case WEIGHT_Q8_0: case WEIGHT_IQ4_NL: case WEIGHT_IQ4_XS: return 128;
+    case WEIGHT_Q4_0: return 8;
+    case WEIGHT_Q5_0: return 16;
+    case WEIGHT_Q3_K: return 4;
+    case WEIGHT_Q6_K: return 32;
+    default: return 0;
+    }
+}
+
+// Values 64 step.. of a row of blocks (a step is two blocks of 32, or a
+// quarter of a block of 256) as unsigned bytes; the last step of an odd
+// number of blocks of 32 holds one.
+AVX512 static INLINE __m512i block_step_values(const uint8_t *row, int step, int last_half, const WeightType type) {
+    if (block_shape[type].values == 256) return block256_values(row + (size_t)(step / 4) * block_bytes(type), step % 4, type);
+    const uint8_t *block = row + (size_t)(2 * step) * block_bytes(type);
+    __m256i bias = _mm256_set1_epi8((char)block_bias(type));
+    __m256i lo = _mm256_add_epi8(block32_values(block, type), bias), hi = _mm256_setzero_si256();
+    if (!last_half) hi = _mm256_add_epi8(block32_values(block + block_bytes(type), type), bias);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+// Scales and offsets (bias included) of the runs of R values in values
+// j0..j0 + len of a row, into scale[run * 16] and offset[run * 16].
+AVX512 static INLINE void block_run_scales(float *scale, float *offset, const uint8_t *row, int j0, int len,
+                                           const WeightType type, const int R) {
+    int values = block_shape[type].values;
+    for (int j = j0; j < j0 + len; j += values) {
+        const uint8_t *block = row + (size_t)(j / values) * block_bytes(type);
+        int run = (j - j0) / R;
+        if (values == 32) {
+            float d = _cvtsh_ss(load_u16(block));
+            scale[run * 16] = d;
+            offset[run * 16] = type == WEIGHT_Q4_1 || type == WEIGHT_Q5_1 ? _cvtsh_ss(load_u16(block + 2)) : -block_bias(type) * d;
+            continue;
+        }
+        _Alignas(64) float s[16], o[16];
+        Scales16 block_scales = block256_scales(block, type);
+        _mm512_store_ps(s, block_scales.scale), _mm512_store_ps(o, block_scales.offset);
+        for (int k = 0; k < 256 / R; k++) scale[(run + k) * 16] = s[k * R / 16], offset[(run + k) * 16] = o[k * R / 16];
+    }
+}
+
+// A panel of 16 rows (rows from `rows` on: value 0, scale 0, offset 0) for
+// values j0..j0 + len, len a multiple of the type's blocks.
+AVX512 static void pack_block_panel_avx512(uint8_t *panel, float *panel_scale, float *panel_offset, const uint8_t *w,
+                                           size_t row_bytes, int rows, int j0, int len, const WeightType type,
+                                           const int R) {
+    int values = block_shape[type].values;
+    for (int j = 0; j < len; j += 64) {
+        int last_half = len - j < 64; // blocks of 32: an odd one at the end
+        __m512i v[16];
+        for (int r = 0; r < 16; r++)
+            v[r] = r < rows ? block_step_values(w + r * row_bytes + (size_t)(j0 / values) * block_bytes(type),
+                                                j / 64, last_half, type)
+                            : _mm512_setzero_si512();
+        transpose16_store(panel + (size_t)j * 16, v);
+    }
+    for (int r = 0; r < 16; r++) {
+        if (r < rows) {
+            block_run_scales(panel_scale + r, panel_offset + r, w + r * row_bytes, j0, len, type, R);
+        } else {
+            for (int run = 0; run < len / R; run++) panel_scale[run * 16 + r] = panel_offset[run * 16 + r] = 0.0f;
+        }
+    }
+}
+
+// TT tokens against one panel of `runs` runs of R values: out (TT tokens, 16
+// rows) gets the panel's share of the sums, added to what is there unless
+// `first`. x, x_scale (per 32) and x_sums (per R) start at the panel's first
+// value of the first token.
+AVX512 static INLINE void block_panel_tile_avx512(float *out, size_t out_stride, __mmask16 row_mask,
+                                                  const uint8_t *panel, const float *w_scale, const float *w_offset,
+                                                  const int8_t *x, const float *x_scale, const int32_t *x_sums,
+                                                  size_t x_stride, int runs, int first, const int R, const int TT) {
+    __m512 acc[8];
+    for (int t = 0; t < TT; t++)
+        acc[t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(row_mask, out + t * out_stride);
+    for (int g = 0; g < runs; g++) {
+        __m512i isum[8];
+        for (int t = 0; t < TT; t++) isum[t] = _mm512_setzero_si512();
+        const uint8_t *line = panel + (size_t)g * R * 16;
+        const int8_t *xg = x + (size_t)g * R;
+        for (int k = 0; k < R; k += 4) {
+            __m512i wv = _mm512_load_si512(line + k * 16);
+            for (int t = 0; t < TT; t++) isum[t] = dpbusd512_broadcast(isum[t], wv, xg + t * x_stride + k);
+        }
+        __m512 ws = _mm512_load_ps(w_scale + g * 16), wo = _mm512_load_ps(w_offset + g * 16);
+        for (int t = 0; t < TT; t++) {
+            float xs = x_scale[t * (x_stride / QBLOCK) + g * R / QBLOCK];
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(ws, _mm512_set1_ps(xs)), acc[t]);
+            acc[t] = _mm512_fmadd_ps(wo, _mm512_set1_ps(xs * x_sums[t * (x_stride / R) + g]), acc[t]);
+        }
+    }
+    for (int t = 0; t < TT; t++) _mm512_mask_storeu_ps(out + t * out_stride, row_mask, acc[t]);
+}
+
+// out (tokens, rows) = x (tokens, n) @ w^T, block panel by block panel.
+AVX512 static INLINE void block_rows_panel_avx512(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
+                                                  const int8_t *xq, const float *x_scale, const int32_t *x_sums,
+                                                  size_t x_stride, int n, int rows, int tokens, const WeightType type,
+                                                  const int R) {
+    _Alignas(64) uint8_t panel[PANEL_ROWS * PANEL_VALUES];
+    _Alignas(64) float panel_scale[PANEL_ROWS * (PANEL_VALUES / 16)], panel_offset[PANEL_ROWS * (PANEL_VALUES / 16)];
+    for (int r0 = 0; r0 < rows; r0 += PANEL_ROWS) {
+        int nr = rows - r0 < PANEL_ROWS ? rows - r0 : PANEL_ROWS;
+        __mmask16 row_mask = chunk_mask16(nr);
+        for (int j0 = 0; j0 < n; j0 += PANEL_VALUES) {
+            int len = n - j0 < PANEL_VALUES ? n - j0 : PANEL_VALUES;
+            pack_block_panel_avx512(panel, panel_scale, panel_offset, w + r0 * row_bytes, row_bytes, nr, j0, len, type, R);
+            int first = j0 == 0;
+#define BLOCK_TILE(t, TT)                                                                                              \
+    block_panel_tile_avx512(out + r0 + (t) * out_stride, out_stride, row_mask, panel, panel_scale, panel_offset,       \
+                            xq + j0 + (t) * x_stride, x_scale + j0 / QBLOCK + (t) * (x_stride / QBLOCK),               \
+                            x_sums + j0 / R + (t) * (x_stride / R), x_stride, len / R, first, R, TT)
+            FOR_EACH_TOKEN_TILE(tokens, 8, BLOCK_TILE);
+#undef BLOCK_TILE
+        }
+    }
+}
+
+// Blocks of 32 (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL): Q8_0 and Q4_0 prompts
+// through the int8 panels; a token or a few as q8_row_avx512 does groups of
+// 32, two blocks a step, the minimums of Q4_1 and Q5_1 times the input's sums.
+// type is a constant at each call.
+AVX512 static INLINE void block32_rows_avx512(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
+                                              const int8_t *xq, const float *x_scale, const int32_t *x_sum,
+                                              size_t x_stride, int n, int rows, int tokens, const WeightType type) {
+    size_t bytes = block_bytes(type);
+    int has_min = type == WEIGHT_Q4_1 || type == WEIGHT_Q5_1;
+    if (tokens >= PANEL_MIN_TOKENS && (type == WEIGHT_Q8_0 || type == WEIGHT_Q4_0)) {
+        Int8Rows blocks = {type, w, row_bytes, NULL, 0, QBLOCK, bytes};
+        int8_rows_panel_avx512(out, out_stride, &blocks, xq, x_scale, x_sum, x_stride, n, rows, tokens);
+        return;
+    }
+    if (tokens >= PANEL_MIN_TOKENS) {
+        block_rows_panel_avx512(out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_stride, n, rows, tokens, type, 32);
+        return;
+    }
+    const __m512i zero = _mm512_setzero_si512();
+    for (int t = 0; t < tokens; t++)
+        for (int r = 0; r < rows; r++) {
+            const int8_t *xt = xq + t * x_stride;
+            const float *x_scale_t = x_scale + t * (x_stride / QBLOCK);
+            const int32_t *x_sum_t = x_sum + t * (x_stride / QBLOCK);
+            const uint8_t *row = w + r * row_bytes;
+            __m512 acc = _mm512_setzero_ps();
+            float mins = 0.0f;
+            for (int b = 0; b < n / QBLOCK; b += 2) {
+                const uint8_t *block = row + b * bytes;
+                int two = b + 1 < n / QBLOCK;
+                __m256i hi = two ? block32_values(block + bytes, type) : _mm256_setzero_si256();
+                __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(block32_values(block, type)), hi, 1);
+                __m512i xv = _mm512_maskz_loadu_epi8(two ? ~(__mmask64)0 : 0xFFFFFFFFull, xt + b * QBLOCK);
+                __m512i isum = dot_i8_avx512(zero, wv, xv);
+                __m512 scales = two_group_scales(_cvtsh_ss(load_u16(block)) * x_scale_t[b],
+                                                 two ? _cvtsh_ss(load_u16(block + bytes)) * x_scale_t[b + 1] : 0.0f);
+                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), scales, acc);
+                if (has_min) {
+                    mins += _cvtsh_ss(load_u16(block + 2)) * x_scale_t[b] * x_sum_t[b];
+                    if (two) mins += _cvtsh_ss(load_u16(block + bytes + 2)) * x_scale_t[b + 1] * x_sum_t[b + 1];
+                }
+            }
+            out[t * out_stride + r] = _mm512_reduce_add_ps(acc) + mins;
+        }
+}
+
 // One row by one token, a block of 256 at a time, four steps of 64 values: a
 // step's 16 lanes of vpdpbusd sums hold its 4 runs of 16 values, 4 lanes each.
 AVX512 static INLINE float block256_row_avx512(const uint8_t *row, const int8_t *x, const float *x_scale,
@@ -2849,8 +2983,17 @@ AVX512 static INLINE float block256_row_avx512(const uint8_t *row, const int8_t 
 }
 
 AVX512 static INLINE void block256_rows_avx512(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
-                                               const int8_t *xq, const float *x_scale, const int32_t *x_sum16,
-                                               size_t x_stride, int n, int rows, int tokens, const WeightType type) {
+                                               const int8_t *xq, const float *x_scale, const int32_t *x_sum,
+                                               const int32_t *x_sum16, size_t x_stride, int n, int rows, int tokens,
+                                               const WeightType type) {
+    if (tokens >= PANEL_MIN_TOKENS && (type == WEIGHT_Q2_K || type == WEIGHT_Q3_K || type == WEIGHT_Q6_K)) {
+        block_rows_panel_avx512(out, out_stride, w, row_bytes, xq, x_scale, x_sum16, x_stride, n, rows, tokens, type, 16);
+        return;
+    }
+    if (tokens >= PANEL_MIN_TOKENS) {
+        block_rows_panel_avx512(out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_stride, n, rows, tokens, type, 32);
+        return;
+    }
     for (int t = 0; t < tokens; t++)
         for (int r = 0; r < rows; r++)
             out[t * out_stride + r] = block256_row_avx512(w + r * row_bytes, xq + t * x_stride,
@@ -2863,7 +3006,8 @@ AVX512 static void block_rows_avx512(WeightType type, float *out, size_t out_str
                                      size_t row_bytes, const int8_t *xq, const float *x_scale, const int32_t *x_sum,
                                      const int32_t *x_sum16, size_t x_stride, int n, int rows, int tokens) {
 #define BLOCK32(T) block32_rows_avx512(out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_stride, n, rows, tokens, T)
-#define BLOCK256(T) block256_rows_avx512(out, out_stride, w, row_bytes, xq, x_scale, x_sum16, x_stride, n, rows, tokens, T)
+#define BLOCK256(T) \
+    block256_rows_avx512(out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_sum16, x_stride, n, rows, tokens, T)
     switch (type) {
     case WEIGHT_Q8_0: BLOCK32(WEIGHT_Q8_0); break;
     case WEIGHT_Q4_0: BLOCK32(WEIGHT_Q4_0); break;
