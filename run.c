@@ -2957,12 +2957,14 @@ AVX512 static INLINE void block32_rows_avx512(float *out, size_t out_stride, con
 
 // One row by one token, a block of 256 at a time, four steps of 64 values: a
 // step's 16 lanes of vpdpbusd sums hold its 4 runs of 16 values, 4 lanes each.
+// Each step adds into its own sums, so that no step waits for the one before.
 AVX512 static INLINE float block256_row_avx512(const uint8_t *row, const int8_t *x, const float *x_scale,
                                                const int32_t *x_sum16, int n, const WeightType type) {
     const __m512i zero = _mm512_setzero_si512();
     const __m512i pairs = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7); // 16s -> their 32
     const __m512i runs = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);  // lanes -> their 16
-    __m512 acc = _mm512_setzero_ps(), offsets = _mm512_setzero_ps();
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    __m512 offsets = _mm512_setzero_ps();
     size_t bytes = block_bytes(type);
     for (int b = 0; b < n / 256; b++) {
         const uint8_t *block = row + b * bytes;
@@ -2976,10 +2978,11 @@ AVX512 static INLINE float block256_row_avx512(const uint8_t *row, const int8_t 
             __m512i u = block256_values(block, step, type), xv = _mm512_loadu_si512(x + 256 * b + 64 * step);
             __m512i isum = _mm512_dpbusd_epi32(zero, u, xv);
             __m512 step_scale = _mm512_permutexvar_ps(_mm512_add_epi32(runs, _mm512_set1_epi32(4 * step)), scale);
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), step_scale, acc);
+            acc[step] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), step_scale, acc[step]);
         }
     }
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc, offsets));
+    __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+    return _mm512_reduce_add_ps(_mm512_add_ps(sum, offsets));
 }
 
 AVX512 static INLINE void block256_rows_avx512(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
@@ -3277,34 +3280,207 @@ AVX2 static void q8_rows_avx2(float *out, size_t out_stride, const int8_t *wq, c
 }
 
 // A row by a token at a time, a block a step; type is a constant at each call.
-AVX2 static INLINE void q8_0_q4_0_rows_avx2(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
-                                            const int8_t *xq, const float *x_scale, size_t x_stride, int n, int rows,
-                                            int tokens, const WeightType type) {
+// The 32 values of a block of 32 as int8 (decode_block's q), in order; as
+// block32_values does on AVX-512, the fifth bits of Q5_0 and Q5_1 spread from
+// 32 bits to 32 bytes with a byte shuffle and a compare instead of a mask.
+AVX2 static INLINE __m256i block32_values_avx2(const uint8_t *block, const WeightType type) {
+    if (type == WEIGHT_Q8_0) return load_q8_0(block);
+    if (type == WEIGHT_Q4_0) return unpack_q4_0(block);
+    int at = type == WEIGHT_Q4_1 ? 4 : type == WEIGHT_Q5_0 ? 6 : type == WEIGHT_Q5_1 ? 8 : 2; // the nibbles
+    __m128i packed = _mm_loadu_si128((const __m128i *)(block + at)), low4 = _mm_set1_epi8(15);
+    __m256i v = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(packed, 4), low4), _mm_and_si128(packed, low4));
+    if (type == WEIGHT_IQ4_NL) {
+        __m128i levels = _mm_loadu_si128((const __m128i *)iq4_levels);
+        return _mm256_shuffle_epi8(_mm256_set_m128i(levels, levels), v);
+    }
+    if (type == WEIGHT_Q5_0 || type == WEIGHT_Q5_1) { // byte j gets byte j / 8 of the bits, then its bit j % 8
+        __m256i bits = _mm256_shuffle_epi8(_mm256_set1_epi32((int)load_u32(block + at - 4)),
+                                           _mm256_setr_epi64x(0, 0x0101010101010101ll, 0x0202020202020202ll,
+                                                              0x0303030303030303ll));
+        __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+        __m256i fifth = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(bits, bit), bit), _mm256_set1_epi8(16));
+        v = _mm256_or_si256(v, fifth);
+        if (type == WEIGHT_Q5_0) v = _mm256_sub_epi8(v, _mm256_set1_epi8(16));
+    }
+    return v;
+}
+
+// Blocks of 32, a row by a token at a time, a block a step (see block32_rows_avx512).
+AVX2 static INLINE void block32_rows_avx2(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
+                                          const int8_t *xq, const float *x_scale, const int32_t *x_sum,
+                                          size_t x_stride, int n, int rows, int tokens, const WeightType type) {
     size_t bytes = block_bytes(type);
+    int has_min = type == WEIGHT_Q4_1 || type == WEIGHT_Q5_1;
     for (int r = 0; r < rows; r++)
         for (int t = 0; t < tokens; t++) {
             const int8_t *xt = xq + t * x_stride;
             const float *x_scale_t = x_scale + t * (x_stride / QBLOCK);
+            const int32_t *x_sum_t = x_sum + t * (x_stride / QBLOCK);
             __m256 acc = _mm256_setzero_ps();
+            float mins = 0.0f;
             for (int b = 0; b < n / QBLOCK; b++) {
                 const uint8_t *block = w + r * row_bytes + b * bytes;
-                __m256i isum = dot_i8_avx2(block_values(block, type), _mm256_loadu_si256((const __m256i *)(xt + b * QBLOCK)));
+                __m256i isum = dot_i8_avx2(block32_values_avx2(block, type), _mm256_loadu_si256((const __m256i *)(xt + b * QBLOCK)));
                 float scale = _cvtsh_ss(load_u16(block)) * x_scale_t[b];
                 acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(scale), acc);
+                if (has_min) mins += _cvtsh_ss(load_u16(block + 2)) * x_scale_t[b] * x_sum_t[b];
             }
-            out[t * out_stride + r] = hsum256(acc);
+            out[t * out_stride + r] = hsum256(acc) + mins;
         }
+}
+
+// Blocks of 256, as block256_row_avx512 does them, each step of 64 values in
+// two halves of 32; vpmaddubsw multiplies the unsigned bytes by the signed
+// input into 16-bit sums that cannot saturate (u <= 63) except for IQ4_XS,
+// whose levels stay signed here, through dot_i8_avx2, with no bias.
+
+// 8 bytes -> 8 floats.
+AVX2 static INLINE __m256 u8x8_to_ps(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)); }
+AVX2 static INLINE __m256 i8x8_to_ps(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)); }
+
+// A block's scales and offsets per 16 values, bias included: [0] for runs 0..7, [1] for 8..15.
+AVX2 static INLINE void block256_scales_avx2(const uint8_t *b, const WeightType type, __m256 scale[2], __m256 offset[2]) {
+    __m128i s16, o16; // the 16 scales and offsets as small integers
+    float d, o;       // what multiplies them
+    int signed_scales = 0;
+    if (type == WEIGHT_Q4_K || type == WEIGHT_Q5_K) {
+        uint32_t s0 = load_u32(b + 4), s1 = load_u32(b + 8), s2 = load_u32(b + 12);
+        __m128i scales = _mm_setr_epi32((int)(s0 & 0x3F3F3F3F), (int)((s2 & 0x0F0F0F0F) | ((s0 >> 6) & 0x03030303) << 4), 0, 0);
+        __m128i mins = _mm_setr_epi32((int)(s1 & 0x3F3F3F3F), (int)(((s2 >> 4) & 0x0F0F0F0F) | ((s1 >> 6) & 0x03030303) << 4), 0, 0);
+        s16 = _mm_unpacklo_epi8(scales, scales), o16 = _mm_unpacklo_epi8(mins, mins);
+        d = _cvtsh_ss(load_u16(b)), o = -_cvtsh_ss(load_u16(b + 2));
+    } else if (type == WEIGHT_Q2_K) {
+        __m128i bytes = _mm_loadu_si128((const __m128i *)b), low4 = _mm_set1_epi8(15);
+        s16 = _mm_and_si128(bytes, low4), o16 = _mm_and_si128(_mm_srli_epi16(bytes, 4), low4);
+        d = _cvtsh_ss(load_u16(b + 80)), o = -_cvtsh_ss(load_u16(b + 82));
+    } else {
+        signed_scales = 1;
+        if (type == WEIGHT_Q6_K) {
+            s16 = _mm_loadu_si128((const __m128i *)(b + 192)), d = _cvtsh_ss(load_u16(b + 208)), o = -32.0f;
+        } else if (type == WEIGHT_Q3_K) {
+            uint32_t s0 = load_u32(b + 96), s1 = load_u32(b + 100), s2 = load_u32(b + 104);
+            s16 = _mm_setr_epi32((int)((s0 & 0x0F0F0F0F) | (s2 & 0x03030303) << 4),
+                                 (int)((s1 & 0x0F0F0F0F) | ((s2 >> 2) & 0x03030303) << 4),
+                                 (int)(((s0 >> 4) & 0x0F0F0F0F) | ((s2 >> 4) & 0x03030303) << 4),
+                                 (int)(((s1 >> 4) & 0x0F0F0F0F) | ((s2 >> 6) & 0x03030303) << 4));
+            s16 = _mm_sub_epi8(s16, _mm_set1_epi8(32)), d = _cvtsh_ss(load_u16(b + 108)), o = -4.0f;
+        } else { // IQ4_XS
+            uint32_t nibbles = load_u32(b + 4);
+            uint16_t tops = load_u16(b + 2);
+            uint64_t t8 = 0;
+            for (int k = 0; k < 8; k++) t8 |= (uint64_t)((tops >> (2 * k)) & 3) << (8 * k + 4);
+            __m128i lo = _mm_cvtsi32_si128((int)(nibbles & 0x0F0F0F0F)), hi = _mm_cvtsi32_si128((int)((nibbles >> 4) & 0x0F0F0F0F));
+            __m128i scales = _mm_sub_epi8(_mm_or_si128(_mm_unpacklo_epi8(lo, hi), _mm_cvtsi64_si128((long long)t8)), _mm_set1_epi8(32));
+            s16 = _mm_unpacklo_epi8(scales, scales), d = _cvtsh_ss(load_u16(b)), o = 0.0f; // levels signed: no bias
+        }
+    }
+    for (int h = 0; h < 2; h++) {
+        __m128i s8 = h ? _mm_srli_si128(s16, 8) : s16;
+        scale[h] = _mm256_mul_ps(_mm256_set1_ps(d), signed_scales ? i8x8_to_ps(s8) : u8x8_to_ps(s8));
+        offset[h] = signed_scales ? _mm256_mul_ps(_mm256_set1_ps(o), scale[h])
+                                  : _mm256_mul_ps(_mm256_set1_ps(o), u8x8_to_ps(h ? _mm_srli_si128(o16, 8) : o16));
+    }
+}
+
+// Values 64 step + 32 half.. + 31 of a block of 256, as unsigned bytes (IQ4_XS: signed levels).
+AVX2 static INLINE __m256i block256_values_avx2(const uint8_t *b, int step, int half, const WeightType type) {
+    const __m256i low4 = _mm256_set1_epi8(15), low2 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+    if (type == WEIGHT_Q4_K || type == WEIGHT_Q5_K) {
+        __m256i bytes = _mm256_loadu_si256((const __m256i *)(b + (type == WEIGHT_Q5_K ? 48 : 16) + 32 * step));
+        __m256i v = _mm256_and_si256(half ? _mm256_srli_epi16(bytes, 4) : bytes, low4);
+        if (type == WEIGHT_Q5_K) {
+            __m256i high = _mm256_srli_epi16(_mm256_loadu_si256((const __m256i *)(b + 16)), 2 * step + half);
+            v = _mm256_or_si256(v, _mm256_slli_epi16(_mm256_and_si256(high, one), 4));
+        }
+        return v;
+    }
+    if (type == WEIGHT_Q6_K) {
+        int h = step / 2, upper = step % 2;
+        __m256i low = _mm256_loadu_si256((const __m256i *)(b + 64 * h + 32 * half));
+        low = _mm256_and_si256(upper ? _mm256_srli_epi16(low, 4) : low, low4);
+        __m256i top = _mm256_srli_epi16(_mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h)), 4 * upper + 2 * half);
+        return _mm256_or_si256(low, _mm256_slli_epi16(_mm256_and_si256(top, low2), 4));
+    }
+    if (type == WEIGHT_Q2_K || type == WEIGHT_Q3_K) {
+        int h = step / 2, i = 2 * (step % 2) + half;
+        __m256i qs = _mm256_loadu_si256((const __m256i *)(b + (type == WEIGHT_Q3_K ? 32 : 16) + 32 * h));
+        __m256i v = _mm256_and_si256(_mm256_srli_epi16(qs, 2 * i), low2);
+        if (type == WEIGHT_Q3_K) {
+            __m256i high = _mm256_srli_epi16(_mm256_loadu_si256((const __m256i *)b), 4 * h + i);
+            v = _mm256_or_si256(v, _mm256_slli_epi16(_mm256_and_si256(high, one), 2));
+        }
+        return v;
+    }
+    // IQ4_XS: sub-block 2 step + half: 16 bytes, low nibbles then high, as signed levels
+    __m128i bytes = _mm_loadu_si128((const __m128i *)(b + 8 + 32 * step + 16 * half)), low4x = _mm_set1_epi8(15);
+    __m256i v = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(bytes, 4), low4x), _mm_and_si128(bytes, low4x));
+    __m128i levels = _mm_loadu_si128((const __m128i *)iq4_levels);
+    return _mm256_shuffle_epi8(_mm256_set_m128i(levels, levels), v);
+}
+
+AVX2 static INLINE float block256_row_avx2(const uint8_t *row, const int8_t *x, const float *x_scale,
+                                           const int32_t *x_sum16, int n, const WeightType type) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()}, offsets = _mm256_setzero_ps();
+    size_t bytes = block_bytes(type);
+    for (int b = 0; b < n / 256; b++) {
+        const uint8_t *block = row + b * bytes;
+        __m256 scale[2], offset[2];
+        block256_scales_avx2(block, type, scale, offset);
+        for (int h = 0; h < 2; h++) { // runs 8 h..8 h + 7: their 32s 4 b + 4 h + (0..3)
+            __m256 xs = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(x_scale + 8 * b + 4 * h)),
+                                                 _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
+            scale[h] = _mm256_mul_ps(scale[h], xs);
+            __m256 sums = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(x_sum16 + 16 * b + 8 * h)));
+            offsets = _mm256_fmadd_ps(_mm256_mul_ps(offset[h], xs), sums, offsets);
+        }
+        for (int step = 0; step < 4; step++)
+            for (int half = 0; half < 2; half++) {
+                __m256i u = block256_values_avx2(block, step, half, type);
+                __m256i xv = _mm256_loadu_si256((const __m256i *)(x + 256 * b + 64 * step + 32 * half));
+                __m256i isum = type == WEIGHT_IQ4_XS ? dot_i8_avx2(u, xv) : _mm256_madd_epi16(_mm256_maddubs_epi16(u, xv), ones);
+                int run = 4 * step + 2 * half; // lanes 0..3: this run of 16; 4..7: the next
+                __m256i which = _mm256_setr_epi32(run % 8, run % 8, run % 8, run % 8, run % 8 + 1, run % 8 + 1,
+                                                  run % 8 + 1, run % 8 + 1);
+                __m256 step_scale = _mm256_permutevar8x32_ps(scale[run / 8], which);
+                acc[half] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), step_scale, acc[half]);
+            }
+    }
+    return hsum256(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), offsets));
+}
+
+AVX2 static INLINE void block256_rows_avx2(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
+                                           const int8_t *xq, const float *x_scale, const int32_t *x_sum16,
+                                           size_t x_stride, int n, int rows, int tokens, const WeightType type) {
+    for (int r = 0; r < rows; r++)
+        for (int t = 0; t < tokens; t++)
+            out[t * out_stride + r] = block256_row_avx2(w + r * row_bytes, xq + t * x_stride, x_scale + t * (x_stride / QBLOCK),
+                                                        x_sum16 + t * (x_stride / 16), n, type);
 }
 
 // Every block type, each through its own kernel.
 AVX2 static void block_rows_avx2(WeightType type, float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
                                  const int8_t *xq, const float *x_scale, const int32_t *x_sum,
                                  const int32_t *x_sum16, size_t x_stride, int n, int rows, int tokens) {
+#define BLOCK32(T) block32_rows_avx2(out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_stride, n, rows, tokens, T)
+#define BLOCK256(T) block256_rows_avx2(out, out_stride, w, row_bytes, xq, x_scale, x_sum16, x_stride, n, rows, tokens, T)
     switch (type) {
-    case WEIGHT_Q8_0: q8_0_q4_0_rows_avx2(out, out_stride, w, row_bytes, xq, x_scale, x_stride, n, rows, tokens, WEIGHT_Q8_0); break;
-    case WEIGHT_Q4_0: q8_0_q4_0_rows_avx2(out, out_stride, w, row_bytes, xq, x_scale, x_stride, n, rows, tokens, WEIGHT_Q4_0); break;
+    case WEIGHT_Q8_0: BLOCK32(WEIGHT_Q8_0); break;
+    case WEIGHT_Q4_0: BLOCK32(WEIGHT_Q4_0); break;
+    case WEIGHT_Q4_1: BLOCK32(WEIGHT_Q4_1); break;
+    case WEIGHT_Q5_0: BLOCK32(WEIGHT_Q5_0); break;
+    case WEIGHT_Q5_1: BLOCK32(WEIGHT_Q5_1); break;
+    case WEIGHT_IQ4_NL: BLOCK32(WEIGHT_IQ4_NL); break;
+    case WEIGHT_Q2_K: BLOCK256(WEIGHT_Q2_K); break;
+    case WEIGHT_Q3_K: BLOCK256(WEIGHT_Q3_K); break;
+    case WEIGHT_Q4_K: BLOCK256(WEIGHT_Q4_K); break;
+    case WEIGHT_Q5_K: BLOCK256(WEIGHT_Q5_K); break;
+    case WEIGHT_Q6_K: BLOCK256(WEIGHT_Q6_K); break;
+    case WEIGHT_IQ4_XS: BLOCK256(WEIGHT_IQ4_XS); break;
     default: blocks_rows_scalar(type, out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_sum16, x_stride, n, rows, tokens);
     }
+#undef BLOCK32
+#undef BLOCK256
 }
 
 // --- Attention's weighted sum: weighted_rows_avx2 = weighted_rows_scalar
