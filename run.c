@@ -752,29 +752,77 @@ static void k_scale_min(const uint8_t *s, int k, int *scale, int *min) {
     }
 }
 
-// The layouts, byte by byte (d, m, dmin: float16; a K-quant's 256 values run
-// in chunks of 32 or 64 whose bits share bytes, as each case says):
-static void decode_block(WeightType type, const uint8_t *b, Block *out) {
+// The layouts, byte by byte (d, m, dmin: float16). First each type's scales
+// and offsets, per 16 values:
+static void block_scales(WeightType type, const uint8_t *b, float scale[16], float offset[16]) {
     float d = f16_to_f32(load_u16(b));
-    for (int k = 0; k < 16; k++) out->scale[k] = d, out->offset[k] = 0.0f;
+    for (int k = 0; k < 16; k++) scale[k] = d, offset[k] = 0.0f;
     switch (type) {
-    case WEIGHT_Q8_0: // d, then 32 int8
-        for (int j = 0; j < 32; j++) out->q[j] = (int8_t)b[2 + j];
+    case WEIGHT_Q8_0: case WEIGHT_Q4_0: case WEIGHT_Q5_0: case WEIGHT_IQ4_NL: // d first, then the values
         break;
-    case WEIGHT_Q4_0:   // d, then 16 bytes: value j in the low nibble of byte j, value j + 16 in its high nibble
-    case WEIGHT_IQ4_NL: // the same, each nibble an index into iq4_levels
-        for (int j = 0; j < 16; j++) {
-            int lo = b[2 + j] & 15, hi = b[2 + j] >> 4;
-            out->q[j] = (int8_t)(type == WEIGHT_Q4_0 ? lo - 8 : iq4_levels[lo]);
-            out->q[j + 16] = (int8_t)(type == WEIGHT_Q4_0 ? hi - 8 : iq4_levels[hi]);
+    case WEIGHT_Q4_1: case WEIGHT_Q5_1: // d, m first: w = d q + m
+        offset[0] = offset[1] = f16_to_f32(load_u16(b + 2));
+        break;
+    case WEIGHT_Q2_K: { // byte k (of 16 first): scale k in its low nibble, minimum k in its high; d, dmin last (80)
+        float dmin = f16_to_f32(load_u16(b + 82));
+        d = f16_to_f32(load_u16(b + 80));
+        for (int k = 0; k < 16; k++) scale[k] = d * (b[k] & 15), offset[k] = -dmin * (b[k] >> 4);
+        break;
+    }
+    case WEIGHT_Q3_K: { // 12 bytes at 96, d last (108). Scale k, 6 bits stored + 32: low 4 bits in the nibbles
+        const uint8_t *s = b + 96; // of bytes 0..7 (k < 8: low nibble of byte k; else high of byte k - 8),
+        d = f16_to_f32(load_u16(b + 108)); // top 2 bits in bits 2 (k / 4)..+1 of byte 8 + k % 4
+        for (int k = 0; k < 16; k++) {
+            int low4 = k < 8 ? s[k] & 15 : s[k - 8] >> 4, top2 = (s[8 + k % 4] >> (2 * (k / 4))) & 3;
+            scale[k] = d * ((low4 | top2 << 4) - 32);
         }
         break;
-    case WEIGHT_Q4_1: // d, m, then nibbles as Q4_0's: w = d q + m
-        for (int j = 0; j < 16; j++) out->q[j] = b[4 + j] & 15, out->q[j + 16] = b[4 + j] >> 4;
-        for (int k = 0; k < 2; k++) out->offset[k] = f16_to_f32(load_u16(b + 2));
+    }
+    case WEIGHT_Q4_K: case WEIGHT_Q5_K: { // d, dmin, then 12 bytes of 6-bit scales and minimums, one per 32 values
+        float dmin = f16_to_f32(load_u16(b + 2));
+        for (int k = 0; k < 16; k++) {
+            int sc, mn;
+            k_scale_min(b + 4, k / 2, &sc, &mn);
+            scale[k] = d * sc, offset[k] = -dmin * mn;
+        }
         break;
-    case WEIGHT_Q5_0:   // d, 32 high bits (bit j: value j's 5th bit), then nibbles as Q4_0's; q - 16
-    case WEIGHT_Q5_1: { // d, m, the high bits, the nibbles; w = d q + m
+    }
+    case WEIGHT_Q6_K: // 16 int8 scales at 192, d last (208)
+        d = f16_to_f32(load_u16(b + 208));
+        for (int k = 0; k < 16; k++) scale[k] = d * (int8_t)b[192 + k];
+        break;
+    case WEIGHT_IQ4_XS: { // d, then 16 bits of scale tops, 4 bytes of scale nibbles: scale s of 32 values, 6 bits
+        uint16_t tops = load_u16(b + 2); // stored + 32, in nibble s of bytes 4..7 and bits 2 s..2 s + 1 of tops
+        for (int s = 0; s < 8; s++) {
+            int sc = ((b[4 + s / 2] >> (4 * (s % 2))) & 15) | ((tops >> (2 * s)) & 3) << 4;
+            scale[2 * s] = scale[2 * s + 1] = d * (sc - 32);
+        }
+        break;
+    }
+    default: fatal("block_scales: %s is not a block type", weight_type_names[type]); // a programming error
+    }
+}
+
+// Then the values (a K-quant's 256 run in chunks of 32 or 64 whose bits share bytes):
+static void decode_block(WeightType type, const uint8_t *b, Block *out) {
+    block_scales(type, b, out->scale, out->offset);
+    switch (type) {
+    case WEIGHT_Q8_0: // 32 int8 after d
+        for (int j = 0; j < 32; j++) out->q[j] = (int8_t)b[2 + j];
+        break;
+    case WEIGHT_Q4_0:   // 16 bytes after d: value j in the low nibble of byte j, value j + 16 in its high nibble; q - 8
+    case WEIGHT_IQ4_NL: // the same, each nibble an index into iq4_levels
+    case WEIGHT_Q4_1: { // the same after d and m, q as it is
+        const uint8_t *qs = b + (type == WEIGHT_Q4_1 ? 4 : 2);
+        for (int j = 0; j < 16; j++) {
+            int lo = qs[j] & 15, hi = qs[j] >> 4;
+            out->q[j] = (int8_t)(type == WEIGHT_Q4_0 ? lo - 8 : type == WEIGHT_IQ4_NL ? iq4_levels[lo] : lo);
+            out->q[j + 16] = (int8_t)(type == WEIGHT_Q4_0 ? hi - 8 : type == WEIGHT_IQ4_NL ? iq4_levels[hi] : hi);
+        }
+        break;
+    }
+    case WEIGHT_Q5_0:   // after d: 32 high bits (bit j: value j's 5th bit), then nibbles as Q4_0's; q - 16
+    case WEIGHT_Q5_1: { // after d and m: the same, q as it is
         int one = type == WEIGHT_Q5_1, center = one ? 0 : 16;
         uint32_t high = load_u32(b + 2 + 2 * one);
         const uint8_t *low = b + 6 + 2 * one;
@@ -782,83 +830,48 @@ static void decode_block(WeightType type, const uint8_t *b, Block *out) {
             out->q[j] = (int8_t)(((low[j] & 15) | ((high >> j) & 1) << 4) - center);
             out->q[j + 16] = (int8_t)(((low[j] >> 4) | ((high >> (j + 16)) & 1) << 4) - center);
         }
-        if (one)
-            for (int k = 0; k < 2; k++) out->offset[k] = f16_to_f32(load_u16(b + 2));
         break;
     }
-    case WEIGHT_Q2_K: { // 16 scale bytes (scale low nibble, minimum high), 64 bytes of 2-bit values, d, dmin
-        const uint8_t *qs = b + 16;
-        d = f16_to_f32(load_u16(b + 80));
-        float dmin = f16_to_f32(load_u16(b + 82));
-        // each 128 values: 32 bytes, value 32 i + l in bits 2i..2i+1 of byte l
+    case WEIGHT_Q2_K: // 64 bytes of 2-bit values at 16: each 128 values, 32 bytes, value 32 i + l in bits 2 i..+1 of byte l
         for (int h = 0; h < 2; h++)
             for (int i = 0; i < 4; i++)
-                for (int l = 0; l < 32; l++) out->q[128 * h + 32 * i + l] = (qs[32 * h + l] >> (2 * i)) & 3;
-        for (int k = 0; k < 16; k++) out->scale[k] = d * (b[k] & 15), out->offset[k] = -dmin * (b[k] >> 4);
+                for (int l = 0; l < 32; l++) out->q[128 * h + 32 * i + l] = (b[16 + 32 * h + l] >> (2 * i)) & 3;
         break;
-    }
-    case WEIGHT_Q3_K: { // 32 bytes of high bits, 64 of 2-bit values, 12 of 6-bit scales, d; q - 4 when the high bit is 0
-        const uint8_t *high = b, *qs = b + 32, *s = b + 96;
-        d = f16_to_f32(load_u16(b + 108));
-        // the 2-bit values as Q2_K's; value 32 i + l of half h has its high bit in bit 4 h + i of byte l
-        for (int h = 0; h < 2; h++)
+    case WEIGHT_Q3_K: // 32 bytes of high bits, then 2-bit values as Q2_K's at 32; value 32 i + l of half h
+        for (int h = 0; h < 2; h++) // has its high bit in bit 4 h + i of byte l; q - 4 when it is 0
             for (int i = 0; i < 4; i++)
                 for (int l = 0; l < 32; l++)
-                    out->q[128 * h + 32 * i + l] =
-                        (int8_t)(((qs[32 * h + l] >> (2 * i)) & 3) - ((high[l] >> (4 * h + i)) & 1 ? 0 : 4));
-        // scale k: low 4 bits in the nibbles of bytes 0..7 (k < 8: low nibble of byte k; else high of k - 8),
-        // top 2 bits in bits 2 (k / 4)..+1 of byte 8 + k % 4; stored + 32
-        for (int k = 0; k < 16; k++) {
-            int low4 = k < 8 ? s[k] & 15 : s[k - 8] >> 4, top2 = (s[8 + k % 4] >> (2 * (k / 4))) & 3;
-            out->scale[k] = d * ((low4 | top2 << 4) - 32);
-        }
+                    out->q[128 * h + 32 * i + l] = (int8_t)(((b[32 + 32 * h + l] >> (2 * i)) & 3) - ((b[l] >> (4 * h + i)) & 1 ? 0 : 4));
         break;
-    }
-    case WEIGHT_Q4_K:   // d, dmin, 12 bytes of 6-bit scales and minimums, 128 bytes of nibbles; w = d sc q - dmin m
-    case WEIGHT_Q5_K: { // d, dmin, the scales, 32 bytes of 5th bits, the nibbles
-        int five = type == WEIGHT_Q5_K;
+    case WEIGHT_Q4_K:   // 128 bytes of nibbles at 16: each 64 values, 32 bytes, value l in the low nibble of byte l,
+    case WEIGHT_Q5_K: { // value 32 + l in its high nibble. Q5_K: 32 bytes of 5th bits at 16, the nibbles at 48;
+        int five = type == WEIGHT_Q5_K; // for chunk c of 64, bits 2 c and 2 c + 1 of byte l
         const uint8_t *high = b + 16, *qs = b + 16 + 32 * five;
-        float dmin = f16_to_f32(load_u16(b + 2));
-        // each 64 values: 32 bytes, value l in the low nibble of byte l and value 32 + l in its high
-        // nibble; for chunk c of 64, their 5th bits are bits 2 c and 2 c + 1 of high[l]
         for (int c = 0; c < 4; c++)
             for (int l = 0; l < 32; l++) {
                 int lo = qs[32 * c + l] & 15, hi = qs[32 * c + l] >> 4;
                 if (five) lo |= ((high[l] >> (2 * c)) & 1) << 4, hi |= ((high[l] >> (2 * c + 1)) & 1) << 4;
                 out->q[64 * c + l] = (int8_t)lo, out->q[64 * c + 32 + l] = (int8_t)hi;
             }
-        for (int k = 0; k < 16; k++) { // a scale and minimum per 32 values
-            int sc, mn;
-            k_scale_min(b + 4, k / 2, &sc, &mn);
-            out->scale[k] = d * sc, out->offset[k] = -dmin * mn;
-        }
         break;
     }
-    case WEIGHT_Q6_K: { // 128 bytes of low nibbles, 64 of 2-bit highs, 16 int8 scales, d; q - 32
-        const uint8_t *ql = b, *qh = b + 128;
-        d = f16_to_f32(load_u16(b + 208));
-        // each 128 values: 64 low bytes and 32 high; for l < 32, values l, 32 + l, 64 + l, 96 + l take
-        // the low nibbles of ql[l], ql[32 + l], then their high nibbles, and bits 0-1, 2-3, 4-5, 6-7 of qh[l]
-        for (int h = 0; h < 2; h++)
-            for (int l = 0; l < 32; l++)
+    case WEIGHT_Q6_K: { // 128 bytes of low nibbles, 64 of 2-bit highs; q - 32. Each 128 values: 64 low bytes and
+        const uint8_t *ql = b, *qh = b + 128; // 32 high; for l < 32, values l, 32 + l, 64 + l, 96 + l take the low
+        for (int h = 0; h < 2; h++)           // nibbles of ql[l], ql[32 + l], then their high nibbles, and bits
+            for (int l = 0; l < 32; l++)      // 0-1, 2-3, 4-5, 6-7 of qh[l]
                 for (int i = 0; i < 4; i++) {
                     int low = ql[64 * h + l + 32 * (i & 1)] >> (4 * (i >> 1)) & 15, top = (qh[32 * h + l] >> (2 * i)) & 3;
                     out->q[128 * h + 32 * i + l] = (int8_t)((low | top << 4) - 32);
                 }
-        for (int k = 0; k < 16; k++) out->scale[k] = d * (int8_t)b[192 + k];
         break;
     }
-    case WEIGHT_IQ4_XS: { // d, 16 bits of scale tops, 4 bytes of scale nibbles, 128 bytes of nibbles as IQ4_NL's per 32
-        uint16_t tops = load_u16(b + 2);
-        for (int s = 0; s < 8; s++) { // sub-block s of 32: scale nibble s of bytes 4..7, top bits 2 s..2 s + 1
-            int scale = ((b[4 + s / 2] >> (4 * (s % 2))) & 15) | ((tops >> (2 * s)) & 3) << 4;
-            const uint8_t *qs = b + 8 + 16 * s;
-            for (int j = 0; j < 16; j++)
-                out->q[32 * s + j] = iq4_levels[qs[j] & 15], out->q[32 * s + 16 + j] = iq4_levels[qs[j] >> 4];
-            out->scale[2 * s] = out->scale[2 * s + 1] = d * (scale - 32);
-        }
+    case WEIGHT_IQ4_XS: // 128 bytes of nibbles at 8, as IQ4_NL's: 16 bytes per 32 values
+        for (int s = 0; s < 8; s++)
+            for (int j = 0; j < 16; j++) {
+                uint8_t byte = b[8 + 16 * s + j];
+                out->q[32 * s + j] = iq4_levels[byte & 15], out->q[32 * s + 16 + j] = iq4_levels[byte >> 4];
+            }
         break;
-    }
     default: fatal("decode_block: %s is not a block type", weight_type_names[type]); // a programming error
     }
 }
@@ -3731,11 +3744,139 @@ BLOCK_ROWS_NEON(q4_0_rows_neon_sdot, DOTPROD, WEIGHT_Q4_0, dot32_sdot)
 BLOCK_ROWS_NEON(q8_0_rows_neon, , WEIGHT_Q8_0, dot32_widening)
 BLOCK_ROWS_NEON(q4_0_rows_neon, , WEIGHT_Q4_0, dot32_widening)
 
+// The other block types: each block's values decoded with NEON into q (signed,
+// as decode_block's), its scales by the plain block_scales, then a dot product
+// per run of 16 values, one block for every token before the next.
+static INLINE uint8x16_t shr_u8(uint8x16_t v, int k) { return vshlq_u8(v, vdupq_n_s8((int8_t)-k)); }
+static INLINE int8x16_t as_s8(uint8x16_t v) { return vreinterpretq_s8_u8(v); }
+
+// 16 bytes with bit j of `bits` at byte j set to `value`, the rest 0.
+static INLINE uint8x16_t spread_bits(uint16_t bits, uint8_t value) {
+    static const uint8_t bit[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+    uint8x16_t bytes = vcombine_u8(vdup_n_u8((uint8_t)(bits & 0xFF)), vdup_n_u8((uint8_t)(bits >> 8)));
+    return vandq_u8(vtstq_u8(bytes, vld1q_u8(bit)), vdupq_n_u8(value));
+}
+
+static INLINE void decode_values_neon(WeightType type, const uint8_t *b, int8_t *q) {
+    const uint8x16_t low4 = vdupq_n_u8(15), low2 = vdupq_n_u8(3), one = vdupq_n_u8(1);
+    const int8x16_t levels = vld1q_s8(iq4_levels);
+    switch (type) {
+    case WEIGHT_Q4_1: case WEIGHT_IQ4_NL: case WEIGHT_Q5_0: case WEIGHT_Q5_1: {
+        int at = type == WEIGHT_Q4_1 ? 4 : type == WEIGHT_Q5_0 ? 6 : type == WEIGHT_Q5_1 ? 8 : 2;
+        uint8x16_t bytes = vld1q_u8(b + at), lo = vandq_u8(bytes, low4), hi = vshrq_n_u8(bytes, 4);
+        if (type == WEIGHT_IQ4_NL) {
+            vst1q_s8(q, vqtbl1q_s8(levels, lo)), vst1q_s8(q + 16, vqtbl1q_s8(levels, hi));
+            break;
+        }
+        if (type == WEIGHT_Q5_0 || type == WEIGHT_Q5_1) {
+            uint32_t high = load_u32(b + at - 4);
+            lo = vorrq_u8(lo, spread_bits((uint16_t)high, 16)), hi = vorrq_u8(hi, spread_bits((uint16_t)(high >> 16), 16));
+        }
+        int8x16_t center = vdupq_n_s8(type == WEIGHT_Q5_0 ? 16 : 0);
+        vst1q_s8(q, vsubq_s8(as_s8(lo), center)), vst1q_s8(q + 16, vsubq_s8(as_s8(hi), center));
+        break;
+    }
+    case WEIGHT_Q2_K: case WEIGHT_Q3_K: {
+        const uint8_t *qs = b + (type == WEIGHT_Q3_K ? 32 : 16);
+        for (int h = 0; h < 2; h++)
+            for (int i = 0; i < 4; i++)
+                for (int l = 0; l < 32; l += 16) {
+                    uint8x16_t v = vandq_u8(shr_u8(vld1q_u8(qs + 32 * h + l), 2 * i), low2);
+                    if (type == WEIGHT_Q3_K) { // + 4 where the high bit is set, then - 4
+                        uint8x16_t high = vandq_u8(shr_u8(vld1q_u8(b + l), 4 * h + i), one);
+                        v = vsubq_u8(vorrq_u8(v, vshlq_n_u8(high, 2)), vdupq_n_u8(4));
+                    }
+                    vst1q_s8(q + 128 * h + 32 * i + l, as_s8(v));
+                }
+        break;
+    }
+    case WEIGHT_Q4_K: case WEIGHT_Q5_K: {
+        int five = type == WEIGHT_Q5_K;
+        const uint8_t *qs = b + 16 + 32 * five;
+        for (int c = 0; c < 4; c++)
+            for (int l = 0; l < 32; l += 16) {
+                uint8x16_t bytes = vld1q_u8(qs + 32 * c + l), lo = vandq_u8(bytes, low4), hi = vshrq_n_u8(bytes, 4);
+                if (five) {
+                    uint8x16_t high = vld1q_u8(b + 16 + l);
+                    lo = vorrq_u8(lo, vshlq_n_u8(vandq_u8(shr_u8(high, 2 * c), one), 4));
+                    hi = vorrq_u8(hi, vshlq_n_u8(vandq_u8(shr_u8(high, 2 * c + 1), one), 4));
+                }
+                vst1q_s8(q + 64 * c + l, as_s8(lo)), vst1q_s8(q + 64 * c + 32 + l, as_s8(hi));
+            }
+        break;
+    }
+    case WEIGHT_Q6_K: {
+        const int8x16_t center = vdupq_n_s8(32);
+        for (int h = 0; h < 2; h++)
+            for (int l = 0; l < 32; l += 16) {
+                uint8x16_t ql0 = vld1q_u8(b + 64 * h + l), ql1 = vld1q_u8(b + 64 * h + 32 + l), qh = vld1q_u8(b + 128 + 32 * h + l);
+                uint8x16_t v[4] = {vorrq_u8(vandq_u8(ql0, low4), vshlq_n_u8(vandq_u8(qh, low2), 4)),
+                                   vorrq_u8(vandq_u8(ql1, low4), vshlq_n_u8(vandq_u8(vshrq_n_u8(qh, 2), low2), 4)),
+                                   vorrq_u8(vshrq_n_u8(ql0, 4), vshlq_n_u8(vandq_u8(vshrq_n_u8(qh, 4), low2), 4)),
+                                   vorrq_u8(vshrq_n_u8(ql1, 4), vshlq_n_u8(vshrq_n_u8(qh, 6), 4))};
+                for (int i = 0; i < 4; i++) vst1q_s8(q + 128 * h + 32 * i + l, vsubq_s8(as_s8(v[i]), center));
+            }
+        break;
+    }
+    case WEIGHT_IQ4_XS:
+        for (int s = 0; s < 8; s++) {
+            uint8x16_t bytes = vld1q_u8(b + 8 + 16 * s);
+            vst1q_s8(q + 32 * s, vqtbl1q_s8(levels, vandq_u8(bytes, low4)));
+            vst1q_s8(q + 32 * s + 16, vqtbl1q_s8(levels, vshrq_n_u8(bytes, 4)));
+        }
+        break;
+    default: fatal("decode_values_neon: %s", weight_type_names[type]); // Q8_0 and Q4_0 have their own kernels
+    }
+}
+
+// The dot product of 16 signed bytes of w and x, as 4 sums, added to acc.
+DOTPROD static INLINE int32x4_t dot16_sdot(int32x4_t acc, const int8_t *w, const int8_t *x) {
+    return vdotq_s32(acc, vld1q_s8(w), vld1q_s8(x));
+}
+static INLINE int32x4_t dot16_widening(int32x4_t acc, const int8_t *w, const int8_t *x) {
+    int8x16_t wv = vld1q_s8(w), xv = vld1q_s8(x);
+    int16x8_t p = vmull_s8(vget_low_s8(wv), vget_low_s8(xv));
+    return vpadalq_s16(acc, vmlal_s8(p, vget_high_s8(wv), vget_high_s8(xv)));
+}
+
+#define DECODED_ROWS_NEON(NAME, ATTR, DOT16)                                                                           \
+    ATTR static void NAME(WeightType type, float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,       \
+                          const int8_t *xq, const float *x_scale, const int32_t *x_sum, const int32_t *x_sum16,       \
+                          size_t x_stride, int n, int rows, int tokens) {                                              \
+        (void)x_sum;                                                                                                   \
+        int values = block_shape[type].values;                                                                         \
+        _Alignas(16) int8_t q[256];                                                                                    \
+        float scale[16], offset[16];                                                                                   \
+        for (int r = 0; r < rows; r++) {                                                                               \
+            for (int t = 0; t < tokens; t++) out[t * out_stride + r] = 0.0f;                                           \
+            for (int b = 0; b < n / values; b++) {                                                                     \
+                const uint8_t *block = w + r * row_bytes + b * block_bytes(type);                                      \
+                block_scales(type, block, scale, offset);                                                              \
+                decode_values_neon(type, block, q);                                                                    \
+                for (int t = 0; t < tokens; t++) {                                                                     \
+                    const int8_t *x = xq + t * x_stride + b * values;                                                  \
+                    const float *xs = x_scale + t * (x_stride / QBLOCK) + b * (values / QBLOCK);                       \
+                    const int32_t *sums = x_sum16 + t * (x_stride / 16) + b * (values / 16);                           \
+                    float32x4_t acc = vdupq_n_f32(0.0f);                                                               \
+                    float offsets = 0.0f;                                                                              \
+                    for (int k = 0; k < values / 16; k++) {                                                            \
+                        int32x4_t isum = DOT16(vdupq_n_s32(0), q + 16 * k, x + 16 * k);                                \
+                        acc = vfmaq_n_f32(acc, vcvtq_f32_s32(isum), scale[k] * xs[k / 2]);                             \
+                        offsets += offset[k] * xs[k / 2] * sums[k];                                                    \
+                    }                                                                                                  \
+                    out[t * out_stride + r] += vaddvq_f32(acc) + offsets;                                              \
+                }                                                                                                      \
+            }                                                                                                          \
+        }                                                                                                              \
+    }
+DECODED_ROWS_NEON(decoded_rows_neon_sdot, DOTPROD, dot16_sdot)
+DECODED_ROWS_NEON(decoded_rows_neon, , dot16_widening)
+
 // Every block type, each through its own kernel.
 static void block_rows_neon(WeightType type, float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
                             const int8_t *xq, const float *x_scale, const int32_t *x_sum, const int32_t *x_sum16,
                             size_t x_stride, int n, int rows, int tokens) {
-    BlockRows *kernel = type == WEIGHT_Q8_0 ? q8_0_rows_neon : type == WEIGHT_Q4_0 ? q4_0_rows_neon : blocks_rows_scalar;
+    BlockRows *kernel = type == WEIGHT_Q8_0 ? q8_0_rows_neon : type == WEIGHT_Q4_0 ? q4_0_rows_neon : decoded_rows_neon;
     kernel(type, out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_sum16, x_stride, n, rows, tokens);
 }
 
@@ -3744,7 +3885,7 @@ static void block_rows_neon_sdot(WeightType type, float *out, size_t out_stride,
                                  const int32_t *x_sum16, size_t x_stride, int n, int rows, int tokens) {
     BlockRows *kernel = type == WEIGHT_Q8_0   ? q8_0_rows_neon_sdot
                         : type == WEIGHT_Q4_0 ? q4_0_rows_neon_sdot
-                                              : blocks_rows_scalar;
+                                              : decoded_rows_neon_sdot;
     kernel(type, out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_sum16, x_stride, n, rows, tokens);
 }
 
