@@ -254,6 +254,7 @@ typedef struct {
     const char *chat_template; // GGUF files only, when present (not NUL-terminated)
     size_t chat_template_len;
     int int8;        // some weights are int8: matmul inputs are quantized too
+    int blocks;      // some weights are GGUF block types: the quantized inputs keep their sums per 16 too
     long n_forwarded; // tokens run through the model so far
     const char *path;
     void *map;       // the checkpoint file, read-only: read into memory or memory-mapped
@@ -1005,7 +1006,7 @@ static Input prepare_input(Model *m, const float *x, int tokens, int n) {
 #pragma omp parallel for if (tokens > 1)
         for (t = 0; t < tokens; t++) {
             size_t groups = (size_t)t * (n / gs);
-            int32_t *sum16 = gs % 16 == 0 ? s->xq_sum16 + (size_t)t * (n / 16) : NULL;
+            int32_t *sum16 = m->blocks ? s->xq_sum16 + (size_t)t * (n / 16) : NULL;
             quantize(s->xq + (size_t)t * n, s->xq_scale + groups, s->xq_sum + groups, sum16, x + (size_t)t * n, n, gs);
         }
         in.q = s->xq, in.scale = s->xq_scale, in.sum = s->xq_sum, in.sum16 = s->xq_sum16;
@@ -2101,7 +2102,7 @@ static void parse_gguf(Model *m, const unsigned char *bytes, size_t size, const 
     gguf_config(c, &md, &tt);
     point_weights_at_tensors(&m->weights, c, &tt);
     free(tt.tensor);
-    m->int8 = has_block_weights(&m->weights, c);
+    m->int8 = m->blocks = has_block_weights(&m->weights, c);
     if (m->int8) c->group_size = QBLOCK; // a block tensor's rows are whole blocks: gguf_row_bytes checked
     m->chat_template = md.chat_template.s, m->chat_template_len = md.chat_template.len; // kept for chat mode
     read_gguf_vocabulary(&m->vocab, &md, c->vocab_size, bytes, size, path);
@@ -2745,6 +2746,40 @@ AVX512 static INLINE Scales16 block256_scales(const uint8_t *b, const WeightType
     return s;
 }
 
+// Q4_K, Q5_K and IQ4_XS have a scale per 32 values, as the input has: their 8
+// scales times the input's in lanes 0..7, and their 8 offsets (bias
+// included) times the input's in lanes 8..15, decoded in SIMD registers.
+AVX512 static INLINE __m512 block256_scales32(const uint8_t *b, const float *x_scale, const WeightType type) {
+    __m128i small; // the 8 scales and 8 minimums (or 8 scales twice) as bytes
+    __m512 factor; // what multiplies them: d in lanes 0..7 and -dmin in lanes 8..15
+    if (type == WEIGHT_Q4_K || type == WEIGHT_Q5_K) { // see k_scale_min
+        __m128i v = _mm_loadu_si128((const __m128i *)(b + 4)); // 12 bytes, and 4 of the values after them
+        __m128i low = _mm_or_si128(_mm_shuffle_epi8(v, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, -1, -1, -1, -1)),
+                                   _mm_shuffle_epi8(_mm_srli_epi16(v, 4), _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                                                                        -1, -1, -1, 8, 9, 10, 11)));
+        low = _mm_and_si128(low, _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 15, 15, 15, 15));
+        __m128i top = _mm_shuffle_epi8(v, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+        small = _mm_or_si128(low, _mm_srli_epi16(_mm_and_si128(top, _mm_set1_epi8((char)0xC0)), 2));
+        __m128 d_dmin = _mm_cvtph_ps(_mm_cvtsi32_si128((int)load_u32(b)));
+        const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+        factor = _mm512_mul_ps(_mm512_permutexvar_ps(spread, _mm512_castps128_ps512(d_dmin)),
+                               _mm512_setr_ps(1, 1, 1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1, -1, -1, -1));
+    } else { // IQ4_XS: 8 scales of 6 bits, stored + 32; the offsets are -128 times them (the bias of the levels)
+        uint32_t nibbles = load_u32(b + 4);
+        __m128i lo = _mm_cvtsi32_si128((int)(nibbles & 0x0F0F0F0F));
+        __m128i hi = _mm_cvtsi32_si128((int)((nibbles >> 4) & 0x0F0F0F0F));
+        __m128i tops = _mm_cvtsi64_si128((long long)(_pdep_u64(load_u16(b + 2), 0x0303030303030303ull) << 4));
+        __m128i scales = _mm_sub_epi8(_mm_or_si128(_mm_unpacklo_epi8(lo, hi), tops), _mm_set1_epi8(32));
+        small = _mm_unpacklo_epi64(scales, scales);
+        float d = _cvtsh_ss(load_u16(b));
+        factor = _mm512_setr_ps(d, d, d, d, d, d, d, d, -128 * d, -128 * d, -128 * d, -128 * d, -128 * d, -128 * d,
+                                -128 * d, -128 * d);
+    }
+    __m512 values = type == WEIGHT_IQ4_XS ? i8_to_ps(small) : u8_to_ps(small);
+    __m512 xs = _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(x_scale)))); // twice
+    return _mm512_mul_ps(_mm512_mul_ps(values, factor), xs);
+}
+
 // Values 64 step..64 step + 63 of a block of 256, as unsigned bytes u, in order.
 AVX512 static INLINE __m512i block256_values(const uint8_t *b, int step, const WeightType type) {
     const __m512i low4 = _mm512_set1_epi8(15), low2 = _mm512_set1_epi8(3);
@@ -2972,8 +3007,29 @@ AVX512 static INLINE void block32_rows_avx512(float *out, size_t out_stride, con
 // step's 16 lanes of vpdpbusd sums hold its 4 runs of 16 values, 4 lanes each.
 // Each step adds into its own sums, so that no step waits for the one before.
 AVX512 static INLINE float block256_row_avx512(const uint8_t *row, const int8_t *x, const float *x_scale,
-                                               const int32_t *x_sum16, int n, const WeightType type) {
+                                               const int32_t *x_sum, const int32_t *x_sum16, int n,
+                                               const WeightType type) {
     const __m512i zero = _mm512_setzero_si512();
+    if (type == WEIGHT_Q4_K || type == WEIGHT_Q5_K || type == WEIGHT_IQ4_XS) { // runs of 32: see block256_scales32
+        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        __m512 offsets = _mm512_setzero_ps();
+        const __m512i halves = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+        for (int b = 0; b < n / 256; b++) {
+            const uint8_t *block = row + b * block_bytes(type);
+            prefetch(block, PREFETCH_BYTES);
+            __m512 scale = block256_scales32(block, x_scale + 8 * b, type);
+            __m512 sums = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(0xFF00, x_sum + 8 * b - 8)); // lanes 8..15
+            offsets = _mm512_fmadd_ps(scale, sums, offsets);
+            for (int step = 0; step < 4; step++) { // lanes 0..7: run 2 step of 32; 8..15: run 2 step + 1
+                __m512i u = block256_values(block, step, type), xv = _mm512_loadu_si512(x + 256 * b + 64 * step);
+                __m512i isum = _mm512_dpbusd_epi32(zero, u, xv);
+                __m512 step_scale = _mm512_permutexvar_ps(_mm512_add_epi32(halves, _mm512_set1_epi32(2 * step)), scale);
+                acc[step] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), step_scale, acc[step]);
+            }
+        }
+        __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+        return _mm512_reduce_add_ps(_mm512_add_ps(sum, offsets));
+    }
     const __m512i pairs = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7); // 16s -> their 32
     const __m512i runs = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);  // lanes -> their 16
     __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
@@ -3013,7 +3069,7 @@ AVX512 static INLINE void block256_rows_avx512(float *out, size_t out_stride, co
     for (int t = 0; t < tokens; t++)
         for (int r = 0; r < rows; r++)
             out[t * out_stride + r] = block256_row_avx512(w + r * row_bytes, xq + t * x_stride,
-                                                          x_scale + t * (x_stride / QBLOCK),
+                                                          x_scale + t * (x_stride / QBLOCK), x_sum + t * (x_stride / QBLOCK),
                                                           x_sum16 + t * (x_stride / 16), n, type);
 }
 
