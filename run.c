@@ -2827,13 +2827,6 @@ AVX512 static INLINE __m512i block256_values(const uint8_t *b, int step, const W
     return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(levels), v);
 }
 
-// Prompt blocks for the other block types: the int8 panels again (see
-// int8_rows_panel_avx512), holding each row's values as unsigned bytes u (the
-// bias as in block256_values), with a scale and an offset per run of R
-// values: R = 32 where a type's scales cover 32 values, 16 for Q2_K, Q3_K and
-// Q6_K. A run's sum is then (its integer sum times its scale plus its offset
-// times the input's sum) times the input's scale.
-
 // The bias of each block type's unsigned bytes: q + bias >= 0.
 static int block_bias(WeightType type) {
     switch (type) {
@@ -2846,16 +2839,91 @@ static int block_bias(WeightType type) {
     }
 }
 
+// Runs of 32: the blocks of 32 taken 8 at a time, and the blocks of 256 whose
+// scales cover 32 values (Q4_K, Q5_K, IQ4_XS), 256 values a step of the loop:
+// their 8 scales and 8 offsets (bias included) times the input's 8 scales in
+// one register (see block256_scales32), the offsets times the input's sums
+// once, and 4 vpdpbusd of unsigned bytes whose lanes hold two runs each.
+
+// Values of two blocks of 32, as unsigned bytes q + bias (see block_bias), in order.
+AVX512 static INLINE __m512i block32_pair_values(const uint8_t *b, const WeightType type) {
+    size_t bytes = block_bytes(type);
+    if (type == WEIGHT_Q8_0) {
+        __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(b + 2))),
+                                       _mm256_loadu_si256((const __m256i *)(b + bytes + 2)), 1);
+        return _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80)); // + 128
+    }
+    int at = type == WEIGHT_Q4_1 ? 4 : type == WEIGHT_Q5_0 ? 6 : type == WEIGHT_Q5_1 ? 8 : 2; // the nibbles
+    __m256i two = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(b + bytes + at)), _mm_loadu_si128((const __m128i *)(b + at)));
+    __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(two), _mm256_srli_epi16(two, 4), 1);
+    v = _mm512_and_si512(v, _mm512_set1_epi8(15)); // lows of both blocks, highs of both
+    v = _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0)); // block 0's lows, its highs, block 1's lows, its highs
+    if (type == WEIGHT_IQ4_NL) {
+        __m128i levels = _mm_xor_si128(_mm_loadu_si128((const __m128i *)iq4_levels), _mm_set1_epi8((char)0x80));
+        return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(levels), v); // levels + 128
+    }
+    if (type == WEIGHT_Q5_0 || type == WEIGHT_Q5_1) { // the fifth bits: one per value, in order
+        __mmask64 fifth = (__mmask64)load_u32(b + at - 4) | (__mmask64)load_u32(b + bytes + at - 4) << 32;
+        v = _mm512_mask_or_epi32(v, 0xFFFF, v, _mm512_maskz_mov_epi8(fifth, _mm512_set1_epi8(16)));
+    }
+    return v;
+}
+
+// As block256_scales32, for 8 blocks of 32 from b: lanes 0..7 their scales d,
+// lanes 8..15 their minimums (Q4_1, Q5_1) or -bias d, times the input's scales.
+AVX512 static INLINE __m512 block32x8_scales(const uint8_t *b, const float *x_scale, const WeightType type) {
+    int bytes = (int)block_bytes(type);
+    __m256i at = _mm256_setr_epi32(0, bytes, 2 * bytes, 3 * bytes, 4 * bytes, 5 * bytes, 6 * bytes, 7 * bytes);
+    __m256i first = _mm256_i32gather_epi32((const int *)b, at, 1); // each block's first 4 bytes: d, then m
+    __m256 d = _mm256_cvtph_ps(_mm256_cvtepi32_epi16(first));
+    __m256 offset = type == WEIGHT_Q4_1 || type == WEIGHT_Q5_1 ? _mm256_cvtph_ps(_mm256_cvtepi32_epi16(_mm256_srli_epi32(first, 16)))
+                                                               : _mm256_mul_ps(_mm256_set1_ps((float)-block_bias(type)), d);
+    __m512 both = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(d)), _mm256_castps_pd(offset), 1));
+    __m512 xs = _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(x_scale)))); // twice
+    return _mm512_mul_ps(both, xs);
+}
+
+AVX512 static INLINE float runs32_row_avx512(const uint8_t *row, const int8_t *x, const float *x_scale,
+                                             const int32_t *x_sum, int n, const WeightType type) {
+    const __m512i zero = _mm512_setzero_si512();
+    const __m512i halves = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    __m512 offsets = _mm512_setzero_ps();
+    int values = block_shape[type].values;
+    size_t bytes = block_bytes(type), group_bytes = (size_t)(256 / values) * bytes; // bytes per 256 values
+    for (int g = 0; g < n / 256; g++) {
+        const uint8_t *b = row + g * group_bytes;
+        for (size_t line = 0; line < group_bytes; line += 64) prefetch(b, PREFETCH_BYTES + line);
+        __m512 scale = values == 256 ? block256_scales32(b, x_scale + 8 * g, type) : block32x8_scales(b, x_scale + 8 * g, type);
+        __m512 sums = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(0xFF00, x_sum + 8 * g - 8)); // lanes 8..15
+        offsets = _mm512_fmadd_ps(scale, sums, offsets);
+        for (int step = 0; step < 4; step++) { // lanes 0..7: run 2 step of 32; 8..15: run 2 step + 1
+            __m512i u = values == 256 ? block256_values(b, step, type) : block32_pair_values(b + 2 * step * bytes, type);
+            __m512i isum = _mm512_dpbusd_epi32(zero, u, _mm512_loadu_si512(x + 256 * g + 64 * step));
+            __m512 step_scale = _mm512_permutexvar_ps(_mm512_add_epi32(halves, _mm512_set1_epi32(2 * step)), scale);
+            acc[step] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), step_scale, acc[step]);
+        }
+    }
+    __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+    return _mm512_reduce_add_ps(_mm512_add_ps(sum, offsets));
+}
+
+// Prompt blocks for the other block types: the int8 panels again (see
+// int8_rows_panel_avx512), holding each row's values as unsigned bytes u (the
+// bias as in block256_values), with a scale and an offset per run of R
+// values: R = 32 where a type's scales cover 32 values, 16 for Q2_K, Q3_K and
+// Q6_K. A run's sum is then (its integer sum times its scale plus its offset
+// times the input's sum) times the input's scale.
+
 // Values 64 step.. of a row of blocks (a step is two blocks of 32, or a
 // quarter of a block of 256) as unsigned bytes; the last step of an odd
 // number of blocks of 32 holds one.
 AVX512 static INLINE __m512i block_step_values(const uint8_t *row, int step, int last_half, const WeightType type) {
     if (block_shape[type].values == 256) return block256_values(row + (size_t)(step / 4) * block_bytes(type), step % 4, type);
     const uint8_t *block = row + (size_t)(2 * step) * block_bytes(type);
+    if (!last_half) return block32_pair_values(block, type);
     __m256i bias = _mm256_set1_epi8((char)block_bias(type));
-    __m256i lo = _mm256_add_epi8(block32_values(block, type), bias), hi = _mm256_setzero_si256();
-    if (!last_half) hi = _mm256_add_epi8(block32_values(block + block_bytes(type), type), bias);
-    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    return _mm512_castsi256_si512(_mm256_add_epi8(block32_values(block, type), bias));
 }
 
 // Scales and offsets (bias included) of the runs of R values in values
@@ -2958,9 +3026,10 @@ AVX512 static INLINE void block_rows_panel_avx512(float *out, size_t out_stride,
 }
 
 // Blocks of 32 (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL): Q8_0 and Q4_0 prompts
-// through the int8 panels; a token or a few as q8_row_avx512 does groups of
-// 32, two blocks a step, the minimums of Q4_1 and Q5_1 times the input's sums.
-// type is a constant at each call.
+// through the int8 panels, the others through the block panels; a token or a
+// few in groups of 8 blocks (runs32_row_avx512), and the blocks after the last
+// group two a step, signed, the minimums of Q4_1 and Q5_1 times the input's
+// sums. type is a constant at each call.
 AVX512 static INLINE void block32_rows_avx512(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
                                               const int8_t *xq, const float *x_scale, const int32_t *x_sum,
                                               size_t x_stride, int n, int rows, int tokens, const WeightType type) {
@@ -2983,8 +3052,8 @@ AVX512 static INLINE void block32_rows_avx512(float *out, size_t out_stride, con
             const int32_t *x_sum_t = x_sum + t * (x_stride / QBLOCK);
             const uint8_t *row = w + r * row_bytes;
             __m512 acc = _mm512_setzero_ps();
-            float mins = 0.0f;
-            for (int b = 0; b < n / QBLOCK; b += 2) {
+            float mins = runs32_row_avx512(row, xt, x_scale_t, x_sum_t, n / 256 * 256, type); // the groups of 8
+            for (int b = n / 256 * 8; b < n / QBLOCK; b += 2) { // and the blocks after them
                 const uint8_t *block = row + b * bytes;
                 int two = b + 1 < n / QBLOCK;
                 __m256i hi = two ? block32_values(block + bytes, type) : _mm256_setzero_si256();
@@ -3010,26 +3079,7 @@ AVX512 static INLINE float block256_row_avx512(const uint8_t *row, const int8_t 
                                                const int32_t *x_sum, const int32_t *x_sum16, int n,
                                                const WeightType type) {
     const __m512i zero = _mm512_setzero_si512();
-    if (type == WEIGHT_Q4_K || type == WEIGHT_Q5_K || type == WEIGHT_IQ4_XS) { // runs of 32: see block256_scales32
-        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-        __m512 offsets = _mm512_setzero_ps();
-        const __m512i halves = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-        for (int b = 0; b < n / 256; b++) {
-            const uint8_t *block = row + b * block_bytes(type);
-            prefetch(block, PREFETCH_BYTES);
-            __m512 scale = block256_scales32(block, x_scale + 8 * b, type);
-            __m512 sums = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(0xFF00, x_sum + 8 * b - 8)); // lanes 8..15
-            offsets = _mm512_fmadd_ps(scale, sums, offsets);
-            for (int step = 0; step < 4; step++) { // lanes 0..7: run 2 step of 32; 8..15: run 2 step + 1
-                __m512i u = block256_values(block, step, type), xv = _mm512_loadu_si512(x + 256 * b + 64 * step);
-                __m512i isum = _mm512_dpbusd_epi32(zero, u, xv);
-                __m512 step_scale = _mm512_permutexvar_ps(_mm512_add_epi32(halves, _mm512_set1_epi32(2 * step)), scale);
-                acc[step] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), step_scale, acc[step]);
-            }
-        }
-        __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-        return _mm512_reduce_add_ps(_mm512_add_ps(sum, offsets));
-    }
+    if (type == WEIGHT_Q4_K || type == WEIGHT_Q5_K || type == WEIGHT_IQ4_XS) return runs32_row_avx512(row, x, x_scale, x_sum, n, type);
     const __m512i pairs = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7); // 16s -> their 32
     const __m512i runs = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);  // lanes -> their 16
     __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
