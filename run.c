@@ -2839,8 +2839,8 @@ static int block_bias(WeightType type) {
     }
 }
 
-// Runs of 32: the blocks of 32 taken 8 at a time, and the blocks of 256 whose
-// scales cover 32 values (Q4_K, Q5_K, IQ4_XS), 256 values a step of the loop:
+// Runs of 32: the blocks of 256 whose scales cover 32 values (Q4_K, Q5_K,
+// IQ4_XS), a block a step of the loop:
 // their 8 scales and 8 offsets (bias included) times the input's 8 scales in
 // one register (see block256_scales32), the offsets times the input's sums
 // once, and 4 vpdpbusd of unsigned bytes whose lanes hold two runs each.
@@ -2869,36 +2869,21 @@ AVX512 static INLINE __m512i block32_pair_values(const uint8_t *b, const WeightT
     return v;
 }
 
-// As block256_scales32, for 8 blocks of 32 from b: lanes 0..7 their scales d,
-// lanes 8..15 their minimums (Q4_1, Q5_1) or -bias d, times the input's scales.
-AVX512 static INLINE __m512 block32x8_scales(const uint8_t *b, const float *x_scale, const WeightType type) {
-    int bytes = (int)block_bytes(type);
-    __m256i at = _mm256_setr_epi32(0, bytes, 2 * bytes, 3 * bytes, 4 * bytes, 5 * bytes, 6 * bytes, 7 * bytes);
-    __m256i first = _mm256_i32gather_epi32((const int *)b, at, 1); // each block's first 4 bytes: d, then m
-    __m256 d = _mm256_cvtph_ps(_mm256_cvtepi32_epi16(first));
-    __m256 offset = type == WEIGHT_Q4_1 || type == WEIGHT_Q5_1 ? _mm256_cvtph_ps(_mm256_cvtepi32_epi16(_mm256_srli_epi32(first, 16)))
-                                                               : _mm256_mul_ps(_mm256_set1_ps((float)-block_bias(type)), d);
-    __m512 both = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(d)), _mm256_castps_pd(offset), 1));
-    __m512 xs = _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(x_scale)))); // twice
-    return _mm512_mul_ps(both, xs);
-}
-
 AVX512 static INLINE float runs32_row_avx512(const uint8_t *row, const int8_t *x, const float *x_scale,
                                              const int32_t *x_sum, int n, const WeightType type) {
     const __m512i zero = _mm512_setzero_si512();
     const __m512i halves = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
     __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
     __m512 offsets = _mm512_setzero_ps();
-    int values = block_shape[type].values;
-    size_t bytes = block_bytes(type), group_bytes = (size_t)(256 / values) * bytes; // bytes per 256 values
+    size_t bytes = block_bytes(type);
     for (int g = 0; g < n / 256; g++) {
-        const uint8_t *b = row + g * group_bytes;
-        for (size_t line = 0; line < group_bytes; line += 64) prefetch(b, PREFETCH_BYTES + line);
-        __m512 scale = values == 256 ? block256_scales32(b, x_scale + 8 * g, type) : block32x8_scales(b, x_scale + 8 * g, type);
+        const uint8_t *b = row + g * bytes;
+        for (size_t line = 0; line < bytes; line += 64) prefetch(b, PREFETCH_BYTES + line);
+        __m512 scale = block256_scales32(b, x_scale + 8 * g, type);
         __m512 sums = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(0xFF00, x_sum + 8 * g - 8)); // lanes 8..15
         offsets = _mm512_fmadd_ps(scale, sums, offsets);
         for (int step = 0; step < 4; step++) { // lanes 0..7: run 2 step of 32; 8..15: run 2 step + 1
-            __m512i u = values == 256 ? block256_values(b, step, type) : block32_pair_values(b + 2 * step * bytes, type);
+            __m512i u = block256_values(b, step, type);
             __m512i isum = _mm512_dpbusd_epi32(zero, u, _mm512_loadu_si512(x + 256 * g + 64 * step));
             __m512 step_scale = _mm512_permutexvar_ps(_mm512_add_epi32(halves, _mm512_set1_epi32(2 * step)), scale);
             acc[step] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), step_scale, acc[step]);
@@ -3027,9 +3012,9 @@ AVX512 static INLINE void block_rows_panel_avx512(float *out, size_t out_stride,
 
 // Blocks of 32 (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL): Q8_0 and Q4_0 prompts
 // through the int8 panels, the others through the block panels; a token or a
-// few in groups of 8 blocks (runs32_row_avx512), and the blocks after the last
-// group two a step, signed, the minimums of Q4_1 and Q5_1 times the input's
-// sums. type is a constant at each call.
+// few two blocks a step, signed, the minimums of Q4_1 and Q5_1 times the
+// input's sums. (Taken 8 at a time through runs32_row_avx512, which gathers
+// their scales, they ran slower.) type is a constant at each call.
 AVX512 static INLINE void block32_rows_avx512(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
                                               const int8_t *xq, const float *x_scale, const int32_t *x_sum,
                                               size_t x_stride, int n, int rows, int tokens, const WeightType type) {
@@ -3052,8 +3037,8 @@ AVX512 static INLINE void block32_rows_avx512(float *out, size_t out_stride, con
             const int32_t *x_sum_t = x_sum + t * (x_stride / QBLOCK);
             const uint8_t *row = w + r * row_bytes;
             __m512 acc = _mm512_setzero_ps();
-            float mins = runs32_row_avx512(row, xt, x_scale_t, x_sum_t, n / 256 * 256, type); // the groups of 8
-            for (int b = n / 256 * 8; b < n / QBLOCK; b += 2) { // and the blocks after them
+            float mins = 0.0f;
+            for (int b = 0; b < n / QBLOCK; b += 2) {
                 const uint8_t *block = row + b * bytes;
                 int two = b + 1 < n / QBLOCK;
                 __m256i hi = two ? block32_values(block + bytes, type) : _mm256_setzero_si256();
