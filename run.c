@@ -223,6 +223,8 @@ typedef struct {
     float *xq_scale;    // (max_tokens, max(dim, hidden_dim) / group_size)
     int32_t *xq_sum;    // (max_tokens, max(dim, hidden_dim) / group_size) each group's sum of int8 values
     int32_t *xq_sum16;  // (max_tokens, max(dim, hidden_dim) / 16) each 16's sum, for GGUF's block types
+    int8_t *xq_runs32;  // (max_tokens, max(dim, hidden_dim)) xq in two other orders, for the SIMD kernels
+    int8_t *xq_runs16;  //   of GGUF's blocks of 256 (see interleave_runs)
     float *scores;      // (threads, max_tokens, n_ctx) attention scores: a block per thread
     float *logits;      // (max_tokens, vocab_size)
     float *key_cache;   // (n_layers, n_ctx, kv_dim)
@@ -505,6 +507,8 @@ static void build_state(State *s, const Config *c, int n_ctx, int max_tokens, in
         s->xq_scale = xmalloc(T * (widest / c->group_size) * sizeof(float), "activations");
         s->xq_sum = xmalloc(T * (widest / c->group_size) * sizeof(int32_t), "activations");
         s->xq_sum16 = xmalloc(T * (widest / 16 + 1) * sizeof(int32_t), "activations");
+        s->xq_runs32 = xmalloc(T * widest, "activations");
+        s->xq_runs16 = xmalloc(T * widest, "activations");
     }
     s->scores = carve(s, &used, n_scores);
     s->logits = carve(s, &used, n_logits);
@@ -536,6 +540,7 @@ static void build_state(State *s, const Config *c, int n_ctx, int max_tokens, in
 
 static void free_state(State *s) {
     free(s->x), free(s->xb), free(s->xb2), free(s->q), free(s->xq), free(s->xq_scale), free(s->xq_sum), free(s->xq_sum16);
+    free(s->xq_runs32), free(s->xq_runs16);
     munmap(s->arena, s->arena_size);
     free(s->rope_cos), free(s->rope_sin);
 }
@@ -635,6 +640,32 @@ static void quantize(int8_t *q, float *scale, int32_t *sum, int32_t *sum16, cons
         sum16[k] = 0;
         for (int i = 16 * k; i < 16 * k + 16; i++) sum16[k] += q[i];
     }
+}
+
+// A matmul's input: tokens vectors of n floats and, when the weights are int8,
+// the same vectors quantized (made by prepare_input).
+typedef struct {
+    const float *f;       // (tokens, n)
+    const int8_t *q;      // (tokens, n)
+    const float *scale;   // (tokens, n / group_size)
+    const int32_t *sum;   // (tokens, n / group_size) each group's sum of q
+    const int32_t *sum16; // (tokens, n / 16) each 16's sum of q (GGUF's block types only)
+    const int8_t *q_runs32, *q_runs16; // (tokens, n) q in the orders interleave_runs() makes, for the SIMD kernels
+    int tokens, n;
+} Input;
+
+// The SIMD kernels of GGUF's blocks of 256 take a block's values in an order
+// that suits how the block packs them: runs of 32 values (Q4_K, Q5_K, IQ4_XS)
+// 8 values of each run at a time, runs of 16 (Q2_K, Q3_K, Q6_K) 4 at a time.
+// Their input comes in the same orders, made once per input: within each 256
+// values, q32[64 s + 8 k + i] = q[32 k + 8 s + i] and q16[64 s + 4 k + i] =
+// q[16 k + 4 s + i], for steps s < 4.
+static void interleave_runs(int8_t *q32, int8_t *q16, const int8_t *q, int n) {
+    for (int b = 0; b < n; b += 256)
+        for (int s = 0; s < 4; s++) {
+            for (int k = 0; k < 8; k++) memcpy(q32 + b + 64 * s + 8 * k, q + b + 32 * k + 8 * s, 8);
+            for (int k = 0; k < 16; k++) memcpy(q16 + b + 64 * s + 4 * k, q + b + 16 * k + 4 * s, 4);
+        }
 }
 
 // The matrix-product kernels compute, for `rows` rows of w and `tokens`
@@ -882,12 +913,10 @@ static size_t block_bytes(WeightType type) { return (size_t)block_shape[type].by
 // F16 and BF16 weights: like F32Rows, with w in 16-bit floats.
 typedef void HalfRows(float *out, size_t out_stride, const uint16_t *w, size_t w_stride, const float *x,
                       size_t x_stride, int n, int rows, int tokens);
-// GGUF's block types: each row is n / values blocks, rows row_bytes apart;
-// x is quantized in groups of QBLOCK, like Q8Rows' x, and x_sum16 holds each
-// 16 values' sum (x_stride / 16 per token).
+// GGUF's block types: each row is x->n / values blocks, rows row_bytes apart;
+// x is the matmul's input, quantized in groups of QBLOCK, like Q8Rows' x.
 typedef void BlockRows(WeightType type, float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
-                       const int8_t *xq, const float *x_scale, const int32_t *x_sum, const int32_t *x_sum16,
-                       size_t x_stride, int n, int rows, int tokens);
+                       const Input *x, int rows);
 
 static void half_rows_scalar(float *out, size_t out_stride, const uint16_t *w, size_t w_stride, const float *x,
                              size_t x_stride, int n, int rows, int tokens, WeightType type) {
@@ -913,10 +942,11 @@ static void bf16_rows_scalar(float *out, size_t out_stride, const uint16_t *w, s
 // integer dot product with the input's int8 values, times its scale, plus the
 // offset times the input's sum, all times the input group's scale.
 static void blocks_rows_scalar(WeightType type, float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
-                               const int8_t *xq, const float *x_scale, const int32_t *x_sum, const int32_t *x_sum16,
-                               size_t x_stride, int n, int rows, int tokens) {
-    (void)x_sum, (void)x_sum16; // shortcuts for the SIMD kernels only
-    int values = block_shape[type].values;
+                               const Input *in, int rows) {
+    const int8_t *xq = in->q;
+    const float *x_scale = in->scale;
+    int n = in->n, tokens = in->tokens, values = block_shape[type].values;
+    size_t x_stride = n;
     Block block;
     for (int r = 0; r < rows; r++) {
         for (int t = 0; t < tokens; t++) out[t * out_stride + r] = 0.0f;
@@ -985,19 +1015,8 @@ static KernelSet kernels = {"scalar",        always,           f32_rows_scalar, 
                             f16_rows_scalar, bf16_rows_scalar, blocks_rows_scalar, rmsnorm,        softmax,
                             swiglu};
 
-// A matmul's input: tokens vectors of n floats and, when the weights are int8,
-// the same vectors quantized (made by prepare_input).
-typedef struct {
-    const float *f;      // (tokens, n)
-    const int8_t *q;     // (tokens, n)
-    const float *scale;  // (tokens, n / group_size)
-    const int32_t *sum;  // (tokens, n / group_size) each group's sum of q
-    const int32_t *sum16; // (tokens, n / 16) each 16's sum of q (GGUF's block types only)
-    int tokens, n;
-} Input;
-
 static Input prepare_input(Model *m, const float *x, int tokens, int n) {
-    Input in = {x, NULL, NULL, NULL, NULL, tokens, n};
+    Input in = {x, NULL, NULL, NULL, NULL, NULL, NULL, tokens, n};
     // An input whose width is not whole groups feeds no int8 matrix (GGUF
     // exports keep such matrices in F16).
     if (m->int8 && n % m->config.group_size == 0) {
@@ -1008,8 +1027,11 @@ static Input prepare_input(Model *m, const float *x, int tokens, int n) {
             size_t groups = (size_t)t * (n / gs);
             int32_t *sum16 = m->blocks ? s->xq_sum16 + (size_t)t * (n / 16) : NULL;
             quantize(s->xq + (size_t)t * n, s->xq_scale + groups, s->xq_sum + groups, sum16, x + (size_t)t * n, n, gs);
+            if (m->blocks && n % 256 == 0)
+                interleave_runs(s->xq_runs32 + (size_t)t * n, s->xq_runs16 + (size_t)t * n, s->xq + (size_t)t * n, n);
         }
         in.q = s->xq, in.scale = s->xq_scale, in.sum = s->xq_sum, in.sum16 = s->xq_sum16;
+        if (m->blocks && n % 256 == 0) in.q_runs32 = s->xq_runs32, in.q_runs16 = s->xq_runs16;
     }
     return in;
 }
@@ -1039,8 +1061,7 @@ static void matmul_block(float *out, const Input *in, const Matrix *w, int b) {
         kernels.bf16_rows(out + r0, d, (const uint16_t *)rows_data, n, in->f, n, n, rows, in->tokens);
         break;
     default: // a GGUF block type
-        kernels.block_rows(w->type, out + r0, d, rows_data, w->row_bytes, in->q, in->scale, in->sum, in->sum16, n, n,
-                           rows, in->tokens);
+        kernels.block_rows(w->type, out + r0, d, rows_data, w->row_bytes, in, rows);
         break;
     }
 }
@@ -2839,12 +2860,6 @@ static int block_bias(WeightType type) {
     }
 }
 
-// Runs of 32: the blocks of 256 whose scales cover 32 values (Q4_K, Q5_K,
-// IQ4_XS), a block a step of the loop:
-// their 8 scales and 8 offsets (bias included) times the input's 8 scales in
-// one register (see block256_scales32), the offsets times the input's sums
-// once, and 4 vpdpbusd of unsigned bytes whose lanes hold two runs each.
-
 // Values of two blocks of 32, as unsigned bytes q + bias (see block_bias), in order.
 AVX512 static INLINE __m512i block32_pair_values(const uint8_t *b, const WeightType type) {
     size_t bytes = block_bytes(type);
@@ -2867,30 +2882,6 @@ AVX512 static INLINE __m512i block32_pair_values(const uint8_t *b, const WeightT
         v = _mm512_mask_or_epi32(v, 0xFFFF, v, _mm512_maskz_mov_epi8(fifth, _mm512_set1_epi8(16)));
     }
     return v;
-}
-
-AVX512 static INLINE float runs32_row_avx512(const uint8_t *row, const int8_t *x, const float *x_scale,
-                                             const int32_t *x_sum, int n, const WeightType type) {
-    const __m512i zero = _mm512_setzero_si512();
-    const __m512i halves = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-    __m512 offsets = _mm512_setzero_ps();
-    size_t bytes = block_bytes(type);
-    for (int g = 0; g < n / 256; g++) {
-        const uint8_t *b = row + g * bytes;
-        for (size_t line = 0; line < bytes; line += 64) prefetch(b, PREFETCH_BYTES + line);
-        __m512 scale = block256_scales32(b, x_scale + 8 * g, type);
-        __m512 sums = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(0xFF00, x_sum + 8 * g - 8)); // lanes 8..15
-        offsets = _mm512_fmadd_ps(scale, sums, offsets);
-        for (int step = 0; step < 4; step++) { // lanes 0..7: run 2 step of 32; 8..15: run 2 step + 1
-            __m512i u = block256_values(b, step, type);
-            __m512i isum = _mm512_dpbusd_epi32(zero, u, _mm512_loadu_si512(x + 256 * g + 64 * step));
-            __m512 step_scale = _mm512_permutexvar_ps(_mm512_add_epi32(halves, _mm512_set1_epi32(2 * step)), scale);
-            acc[step] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), step_scale, acc[step]);
-        }
-    }
-    __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-    return _mm512_reduce_add_ps(_mm512_add_ps(sum, offsets));
 }
 
 // Prompt blocks for the other block types: the int8 panels again (see
@@ -3057,64 +3048,127 @@ AVX512 static INLINE void block32_rows_avx512(float *out, size_t out_stride, con
         }
 }
 
-// One row by one token, a block of 256 at a time, four steps of 64 values: a
-// step's 16 lanes of vpdpbusd sums hold its 4 runs of 16 values, 4 lanes each.
-// Each step adds into its own sums, so that no step waits for the one before.
-AVX512 static INLINE float block256_row_avx512(const uint8_t *row, const int8_t *x, const float *x_scale,
-                                               const int32_t *x_sum, const int32_t *x_sum16, int n,
-                                               const WeightType type) {
-    const __m512i zero = _mm512_setzero_si512();
-    if (type == WEIGHT_Q4_K || type == WEIGHT_Q5_K || type == WEIGHT_IQ4_XS) return runs32_row_avx512(row, x, x_scale, x_sum, n, type);
-    const __m512i pairs = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7); // 16s -> their 32
-    const __m512i runs = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);  // lanes -> their 16
-    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-    __m512 offsets = _mm512_setzero_ps();
+// A token or a few: a block of 256 at a time, its values taken in the order
+// of the input's q_runs32 or q_runs16 (see interleave_runs), so that each lane
+// of the vpdpbusd sums belongs to one run all through the block and the four
+// steps of 64 values add into the same integer sums: one conversion and one
+// multiply by the runs' scales per block, not one per step.
+
+// Step s (of 4) of a block of runs of 32: 8 values of each of its 8 runs, the
+// bias included (see block256_values): byte 8 k + i is value 8 s + i of run k.
+AVX512 static INLINE __m512i runs32_values(const uint8_t *b, int s, const WeightType type) {
+    const __m512i low4 = _mm512_set1_epi8(15);
+    if (type == WEIGHT_Q4_K || type == WEIGHT_Q5_K) { // run k: the low (k even) or high nibbles of chunk k / 2
+        const uint8_t *qs = b + (type == WEIGHT_Q5_K ? 48 : 16);
+        __m512i at = _mm512_setr_epi64(s, s, 4 + s, 4 + s, 8 + s, 8 + s, 12 + s, 12 + s); // qword 4 c + s of chunk c
+        __m512i v = _mm512_permutex2var_epi64(_mm512_loadu_si512(qs), at, _mm512_loadu_si512(qs + 64));
+        v = _mm512_and_si512(_mm512_srlv_epi64(v, _mm512_setr_epi64(0, 4, 0, 4, 0, 4, 0, 4)), low4);
+        if (type == WEIGHT_Q5_K) { // the fifth bit of value e of run k: bit k of byte e of the 32 at 16
+            __m512i high = _mm512_set1_epi64((long long)read_u32le(b + 16 + 8 * s) | (long long)read_u32le(b + 20 + 8 * s) << 32);
+            high = _mm512_and_si512(_mm512_srlv_epi64(high, _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7)), _mm512_set1_epi8(1));
+            v = _mm512_or_si512(v, _mm512_slli_epi64(high, 4));
+        }
+        return v;
+    }
+    // IQ4_XS: run k is 16 bytes at 8 + 16 k, values 0..15 in their low nibbles, 16..31 in their high
+    __m512i at = _mm512_setr_epi64(s % 2, 2 + s % 2, 4 + s % 2, 6 + s % 2, 8 + s % 2, 10 + s % 2, 12 + s % 2, 14 + s % 2);
+    __m512i v = _mm512_permutex2var_epi64(_mm512_loadu_si512(b + 8), at, _mm512_loadu_si512(b + 72));
+    v = _mm512_and_si512(s >= 2 ? _mm512_srli_epi16(v, 4) : v, low4);
+    __m128i levels = _mm_xor_si128(_mm_loadu_si128((const __m128i *)iq4_levels), _mm_set1_epi8((char)0x80));
+    return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(levels), v); // levels + 128
+}
+
+// Step s of a block of runs of 16: 4 values of each of its 16 runs (see
+// decode_block for where a value's bits are): byte 4 k + i is value 4 s + i of run k.
+AVX512 static INLINE __m512i runs16_values(const uint8_t *b, int s, const WeightType type) {
+    const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), step = _mm512_set1_epi32(s);
+    const __m512i half = _mm512_srli_epi32(lanes, 3), odd = _mm512_and_si512(lanes, _mm512_set1_epi32(1));
+    const __m512i quarter = _mm512_srli_epi32(_mm512_and_si512(lanes, _mm512_set1_epi32(7)), 1); // i: 32 values of a half
+    if (type == WEIGHT_Q6_K) {
+        // low nibbles: dword 16 h + 8 (i & 1) + 4 (k & 1) + s of the 128 bytes at 0, shifted by 4 (i >> 1);
+        // top bit pairs: dword 8 h + 4 (k & 1) + s of the 64 bytes at 128, shifted by 2 i
+        __m512i at_low = _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32(half, 4), _mm512_slli_epi32(_mm512_and_si512(quarter, _mm512_set1_epi32(1)), 3)),
+                                          _mm512_add_epi32(_mm512_slli_epi32(odd, 2), step));
+        __m512i low = _mm512_permutex2var_epi32(_mm512_loadu_si512(b), at_low, _mm512_loadu_si512(b + 64));
+        low = _mm512_and_si512(_mm512_srlv_epi32(low, _mm512_slli_epi32(_mm512_srli_epi32(quarter, 1), 2)), _mm512_set1_epi8(15));
+        __m512i at_top = _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32(half, 3), _mm512_slli_epi32(odd, 2)), step);
+        __m512i top = _mm512_permutexvar_epi32(at_top, _mm512_loadu_si512(b + 128));
+        top = _mm512_and_si512(_mm512_srlv_epi32(top, _mm512_slli_epi32(quarter, 1)), _mm512_set1_epi8(3));
+        return _mm512_or_si512(low, _mm512_slli_epi32(top, 4));
+    }
+    // Q2_K and Q3_K: bit pairs i of dword 8 h + 4 (k & 1) + s of the 64 bytes of values
+    __m512i at = _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32(half, 3), _mm512_slli_epi32(odd, 2)), step);
+    __m512i v = _mm512_permutexvar_epi32(at, _mm512_loadu_si512(b + (type == WEIGHT_Q3_K ? 32 : 16)));
+    v = _mm512_and_si512(_mm512_srlv_epi32(v, _mm512_slli_epi32(quarter, 1)), _mm512_set1_epi8(3));
+    if (type == WEIGHT_Q3_K) { // + 4 where the high bit (bit 4 h + i of dword 4 (k & 1) + s of the 32 at 0) is set
+        __m512i high = _mm512_permutexvar_epi32(_mm512_add_epi32(_mm512_slli_epi32(odd, 2), step),
+                                                _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b)));
+        high = _mm512_and_si512(_mm512_srlv_epi32(high, _mm512_add_epi32(_mm512_slli_epi32(half, 2), quarter)), _mm512_set1_epi8(1));
+        v = _mm512_or_si512(v, _mm512_slli_epi32(high, 2));
+    }
+    return v;
+}
+
+AVX512 static INLINE float block256_row_avx512(const uint8_t *row, const int8_t *q_runs32, const int8_t *q_runs16,
+                                               const float *x_scale, const int32_t *x_sum, const int32_t *x_sum16,
+                                               int n, const WeightType type) {
+    const __m512i dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    int by32 = type == WEIGHT_Q4_K || type == WEIGHT_Q5_K || type == WEIGHT_IQ4_XS;
+    const int8_t *x = by32 ? q_runs32 : q_runs16;
+    __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()}, offsets = _mm512_setzero_ps();
     size_t bytes = block_bytes(type);
     for (int b = 0; b < n / 256; b++) {
         const uint8_t *block = row + b * bytes;
-        prefetch(block, PREFETCH_BYTES);
-        Scales16 s = block256_scales(block, type);
-        __m512 xs = _mm512_permutexvar_ps(pairs, _mm512_castps256_ps512(_mm256_loadu_ps(x_scale + 8 * b)));
-        __m512 scale = _mm512_mul_ps(s.scale, xs);
-        __m512 sums = _mm512_cvtepi32_ps(_mm512_loadu_si512(x_sum16 + 16 * b));
-        offsets = _mm512_fmadd_ps(_mm512_mul_ps(s.offset, xs), sums, offsets);
-        for (int step = 0; step < 4; step++) {
-            __m512i u = block256_values(block, step, type), xv = _mm512_loadu_si512(x + 256 * b + 64 * step);
-            __m512i isum = _mm512_dpbusd_epi32(zero, u, xv);
-            __m512 step_scale = _mm512_permutexvar_ps(_mm512_add_epi32(runs, _mm512_set1_epi32(4 * step)), scale);
-            acc[step] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), step_scale, acc[step]);
+        for (size_t line = 0; line < bytes; line += 64) prefetch(block, PREFETCH_BYTES + line);
+        __m512 scale;
+        if (by32) { // lanes 0..7: the runs' scales, 8..15: their offsets (see block256_scales32)
+            scale = block256_scales32(block, x_scale + 8 * b, type);
+            offsets = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(0xFF00, x_sum + 8 * b - 8)), offsets);
+            scale = _mm512_permutexvar_ps(dup, scale); // run k in lanes 2 k and 2 k + 1
+        } else {
+            Scales16 s = block256_scales(block, type);
+            __m512 xs = _mm512_permutexvar_ps(dup, _mm512_castps256_ps512(_mm256_loadu_ps(x_scale + 8 * b)));
+            scale = _mm512_mul_ps(s.scale, xs);
+            offsets = _mm512_fmadd_ps(_mm512_mul_ps(s.offset, xs), _mm512_cvtepi32_ps(_mm512_loadu_si512(x_sum16 + 16 * b)), offsets);
         }
+        __m512i isum = _mm512_setzero_si512();
+        for (int step = 0; step < 4; step++) {
+            __m512i u = by32 ? runs32_values(block, step, type) : runs16_values(block, step, type);
+            isum = _mm512_dpbusd_epi32(isum, u, _mm512_loadu_si512(x + 256 * b + 64 * step));
+        }
+        acc[b % 2] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), scale, acc[b % 2]);
     }
-    __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-    return _mm512_reduce_add_ps(_mm512_add_ps(sum, offsets));
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), offsets));
 }
 
 AVX512 static INLINE void block256_rows_avx512(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
-                                               const int8_t *xq, const float *x_scale, const int32_t *x_sum,
-                                               const int32_t *x_sum16, size_t x_stride, int n, int rows, int tokens,
-                                               const WeightType type) {
+                                               const Input *in, int rows, const WeightType type) {
+    int n = in->n, tokens = in->tokens;
     if (tokens >= PANEL_MIN_TOKENS && (type == WEIGHT_Q2_K || type == WEIGHT_Q3_K || type == WEIGHT_Q6_K)) {
-        block_rows_panel_avx512(out, out_stride, w, row_bytes, xq, x_scale, x_sum16, x_stride, n, rows, tokens, type, 16);
+        block_rows_panel_avx512(out, out_stride, w, row_bytes, in->q, in->scale, in->sum16, n, n, rows, tokens, type, 16);
         return;
     }
     if (tokens >= PANEL_MIN_TOKENS) {
-        block_rows_panel_avx512(out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_stride, n, rows, tokens, type, 32);
+        block_rows_panel_avx512(out, out_stride, w, row_bytes, in->q, in->scale, in->sum, n, n, rows, tokens, type, 32);
         return;
     }
     for (int t = 0; t < tokens; t++)
         for (int r = 0; r < rows; r++)
-            out[t * out_stride + r] = block256_row_avx512(w + r * row_bytes, xq + t * x_stride,
-                                                          x_scale + t * (x_stride / QBLOCK), x_sum + t * (x_stride / QBLOCK),
-                                                          x_sum16 + t * (x_stride / 16), n, type);
+            out[t * out_stride + r] = block256_row_avx512(w + r * row_bytes, in->q_runs32 + t * n, in->q_runs16 + t * n,
+                                                          in->scale + t * (n / QBLOCK), in->sum + t * (n / QBLOCK),
+                                                          in->sum16 + t * (n / 16), n, type);
 }
 
 // Every block type, each through its own kernel.
 AVX512 static void block_rows_avx512(WeightType type, float *out, size_t out_stride, const uint8_t *w,
-                                     size_t row_bytes, const int8_t *xq, const float *x_scale, const int32_t *x_sum,
-                                     const int32_t *x_sum16, size_t x_stride, int n, int rows, int tokens) {
+                                     size_t row_bytes, const Input *in, int rows) {
+    const int8_t *xq = in->q;
+    const float *x_scale = in->scale;
+    const int32_t *x_sum = in->sum;
+    int n = in->n, tokens = in->tokens;
+    size_t x_stride = n;
 #define BLOCK32(T) block32_rows_avx512(out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_stride, n, rows, tokens, T)
-#define BLOCK256(T) \
-    block256_rows_avx512(out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_sum16, x_stride, n, rows, tokens, T)
+#define BLOCK256(T) block256_rows_avx512(out, out_stride, w, row_bytes, in, rows, T)
     switch (type) {
     case WEIGHT_Q8_0: BLOCK32(WEIGHT_Q8_0); break;
     case WEIGHT_Q4_0: BLOCK32(WEIGHT_Q4_0); break;
@@ -3128,7 +3182,7 @@ AVX512 static void block_rows_avx512(WeightType type, float *out, size_t out_str
     case WEIGHT_Q5_K: BLOCK256(WEIGHT_Q5_K); break;
     case WEIGHT_Q6_K: BLOCK256(WEIGHT_Q6_K); break;
     case WEIGHT_IQ4_XS: BLOCK256(WEIGHT_IQ4_XS); break;
-    default: blocks_rows_scalar(type, out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_sum16, x_stride, n, rows, tokens);
+    default: blocks_rows_scalar(type, out, out_stride, w, row_bytes, in, rows);
     }
 #undef BLOCK32
 #undef BLOCK256
@@ -3564,8 +3618,12 @@ AVX2 static INLINE void block256_rows_avx2(float *out, size_t out_stride, const 
 
 // Every block type, each through its own kernel.
 AVX2 static void block_rows_avx2(WeightType type, float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
-                                 const int8_t *xq, const float *x_scale, const int32_t *x_sum,
-                                 const int32_t *x_sum16, size_t x_stride, int n, int rows, int tokens) {
+                                 const Input *in, int rows) {
+    const int8_t *xq = in->q;
+    const float *x_scale = in->scale;
+    const int32_t *x_sum = in->sum, *x_sum16 = in->sum16;
+    int n = in->n, tokens = in->tokens;
+    size_t x_stride = n;
 #define BLOCK32(T) block32_rows_avx2(out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_stride, n, rows, tokens, T)
 #define BLOCK256(T) block256_rows_avx2(out, out_stride, w, row_bytes, xq, x_scale, x_sum16, x_stride, n, rows, tokens, T)
     switch (type) {
@@ -3581,7 +3639,7 @@ AVX2 static void block_rows_avx2(WeightType type, float *out, size_t out_stride,
     case WEIGHT_Q5_K: BLOCK256(WEIGHT_Q5_K); break;
     case WEIGHT_Q6_K: BLOCK256(WEIGHT_Q6_K); break;
     case WEIGHT_IQ4_XS: BLOCK256(WEIGHT_IQ4_XS); break;
-    default: blocks_rows_scalar(type, out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_sum16, x_stride, n, rows, tokens);
+    default: blocks_rows_scalar(type, out, out_stride, w, row_bytes, in, rows);
     }
 #undef BLOCK32
 #undef BLOCK256
@@ -3964,20 +4022,22 @@ DECODED_ROWS_NEON(decoded_rows_neon_sdot, DOTPROD, dot16_sdot)
 DECODED_ROWS_NEON(decoded_rows_neon, , dot16_widening)
 
 // Every block type, each through its own kernel.
+typedef void NeonRows(WeightType type, float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
+                      const int8_t *xq, const float *x_scale, const int32_t *x_sum, const int32_t *x_sum16,
+                      size_t x_stride, int n, int rows, int tokens);
+
 static void block_rows_neon(WeightType type, float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
-                            const int8_t *xq, const float *x_scale, const int32_t *x_sum, const int32_t *x_sum16,
-                            size_t x_stride, int n, int rows, int tokens) {
-    BlockRows *kernel = type == WEIGHT_Q8_0 ? q8_0_rows_neon : type == WEIGHT_Q4_0 ? q4_0_rows_neon : decoded_rows_neon;
-    kernel(type, out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_sum16, x_stride, n, rows, tokens);
+                            const Input *in, int rows) {
+    NeonRows *kernel = type == WEIGHT_Q8_0 ? q8_0_rows_neon : type == WEIGHT_Q4_0 ? q4_0_rows_neon : decoded_rows_neon;
+    kernel(type, out, out_stride, w, row_bytes, in->q, in->scale, in->sum, in->sum16, in->n, in->n, rows, in->tokens);
 }
 
 static void block_rows_neon_sdot(WeightType type, float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
-                                 const int8_t *xq, const float *x_scale, const int32_t *x_sum,
-                                 const int32_t *x_sum16, size_t x_stride, int n, int rows, int tokens) {
-    BlockRows *kernel = type == WEIGHT_Q8_0   ? q8_0_rows_neon_sdot
-                        : type == WEIGHT_Q4_0 ? q4_0_rows_neon_sdot
-                                              : decoded_rows_neon_sdot;
-    kernel(type, out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_sum16, x_stride, n, rows, tokens);
+                                 const Input *in, int rows) {
+    NeonRows *kernel = type == WEIGHT_Q8_0   ? q8_0_rows_neon_sdot
+                       : type == WEIGHT_Q4_0 ? q4_0_rows_neon_sdot
+                                             : decoded_rows_neon_sdot;
+    kernel(type, out, out_stride, w, row_bytes, in->q, in->scale, in->sum, in->sum16, in->n, in->n, rows, in->tokens);
 }
 
 // --- Attention's weighted sum: weighted_rows_neon = weighted_rows_scalar

@@ -648,7 +648,7 @@ static void test_block_kernels(const KernelSet *ks, uint64_t *rng, int *padding_
         float worst = 0.0f;
         for (size_t c = 0; c < sizeof(sizes) / sizeof(sizes[0]); c++) {
             int rows = sizes[c][0], tokens = sizes[c][1], n = sizes[c][2], values = block_shape[type].values;
-            size_t xs = n + 64, os = rows + 2, row_bytes = n / values * block_bytes(type) + 6;
+            size_t xs = n, os = rows + 2, row_bytes = n / values * block_bytes(type) + 6; // an Input's stride is n
             uint8_t *w = malloc(rows * row_bytes);
             int8_t *xq = malloc(tokens * xs);
             float *xsc = malloc(tokens * xs / 32 * sizeof(float)), *want = malloc(tokens * os * 4), *got = malloc(tokens * os * 4);
@@ -657,10 +657,13 @@ static void test_block_kernels(const KernelSet *ks, uint64_t *rng, int *padding_
             for (size_t i = 0; i < tokens * xs; i++) xq[i] = (int8_t)(random_u32(rng) % 255 - 127);
             for (size_t i = 0; i < tokens * xs / 32; i++) xsc[i] = random_f32(rng) * 0.01f;
             for (size_t i = 0; i < tokens * xs; i++) xsum[i / 32] += xq[i], xsum16[i / 16] += xq[i];
+            int8_t *runs32 = malloc(tokens * xs), *runs16 = malloc(tokens * xs);
+            for (int t = 0; t < tokens; t++) interleave_runs(runs32 + t * xs, runs16 + t * xs, xq + t * xs, n);
+            Input in = {NULL, xq, xsc, xsum, xsum16, runs32, runs16, tokens, n};
             poison(want, tokens * os), poison(got, tokens * os);
-            blocks_rows_scalar(type, want, os, w, row_bytes, xq, xsc, xsum, xsum16, xs, n, rows, tokens);
+            blocks_rows_scalar(type, want, os, w, row_bytes, &in, rows);
             *reference_padding_ok &= padding_intact(want, os, rows, tokens);
-            ks->block_rows(type, got, os, w, row_bytes, xq, xsc, xsum, xsum16, xs, n, rows, tokens);
+            ks->block_rows(type, got, os, w, row_bytes, &in, rows);
             *padding_ok &= padding_intact(got, os, rows, tokens);
             for (int r = 0; r < rows; r++)
                 for (int t = 0; t < tokens; t++) {
@@ -676,7 +679,7 @@ static void test_block_kernels(const KernelSet *ks, uint64_t *rng, int *padding_
                     }
                     worst = worse(worst, fabsf(got[t * os + r] - want[t * os + r]) / (float)(magnitude * 1e-6 + 1e-30));
                 }
-            free(w), free(xq), free(xsc), free(want), free(got), free(xsum), free(xsum16);
+            free(w), free(xq), free(xsc), free(want), free(got), free(xsum), free(xsum16), free(runs32), free(runs16);
         }
         char id[96];
         snprintf(id, sizeof(id), "kernels-%s-block-%s-vs-scalar", ks->name, weight_type_names[type]);
