@@ -7,8 +7,9 @@
    generated text to stdout. It also chats in Meta's format and measures
    perplexity. It reads llama2.c's checkpoints (the tinyllamas stories*.bin
    files, version 1 fp32 and version 2 int8 files) with llama2.c's
-   tokenizer.bin, and GGUF files (llama architecture; F32, F16, BF16, Q8_0,
-   Q4_0) with the tokenizer they carry.
+   tokenizer.bin, and GGUF files (llama architecture; F32, F16, BF16 and the
+   block types Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K to Q6_K and IQ4_XS,
+   so every K-quant mixture) with the tokenizer they carry.
 
    What it is not: a training program, a server, or a general tensor library.
    It needs only libc and libm; OpenMP, when the compiler has it, spreads the
@@ -186,7 +187,7 @@ typedef struct {
     int rows, cols;
     const void *data;    // the values, row_bytes per row: (rows, cols) in the storage type
     const float *scale;  // Q8 only: (rows, cols / group_size), separate from the values
-    int group_size;      // Q8, Q8_0, Q4_0: values sharing one scale; divides cols, so groups never straddle rows
+    int group_size;      // Q8, and GGUF's block types (QBLOCK): values of the input sharing one scale; divides cols
     size_t row_bytes;
 } Matrix;
 
@@ -2467,8 +2468,8 @@ AVX512 static void bf16_rows_avx512(float *out, size_t out_stride, const uint16_
     half_rows_avx512(out, out_stride, w, w_stride, x, x_stride, n, rows, tokens, WEIGHT_BF16);
 }
 
-// --- int8 weights: q8_rows_avx512 = q8_rows_scalar; GGUF blocks:
-// --- q8_0_rows_avx512 = q8_0_rows_scalar, q4_0_rows_avx512 = q4_0_rows_scalar
+// --- int8 weights (llama2.c's, and the int8 panels GGUF's Q8_0 and Q4_0 prompts use too):
+// --- q8_rows_avx512 = q8_rows_scalar
 
 // Prompt blocks in int8: the broadcast form again (see the float32 panels
 // above), with 4 consecutive int8 weights of each row per 32-bit lane: one
@@ -2684,9 +2685,8 @@ AVX512 static void q8_rows_avx512(float *out, size_t out_stride, const int8_t *w
     }
 }
 
-// GGUF's Q8_0 and Q4_0 blocks: a prompt through the int8 panels (unpacked as
-// they are packed), a token or a few as q8_row_avx512 does groups of 32, two
-// blocks a step. type is a constant at each call.
+// --- GGUF's block types: block_rows_avx512 = blocks_rows_scalar
+
 // The 32 values of a block of 32 as int8 (decode_block's q), in order: Q8_0's
 // as they are; the nibbles of Q4_0, Q4_1 and IQ4_NL (looked up in
 // iq4_levels, 16 bytes that vpshufb indexes in each 128-bit lane) and of
@@ -3377,8 +3377,8 @@ AVX2 static void bf16_rows_avx2(float *out, size_t out_stride, const uint16_t *w
     half_rows_avx2(out, out_stride, w, w_stride, x, x_stride, n, rows, tokens, WEIGHT_BF16);
 }
 
-// --- int8 weights: q8_rows_avx2 = q8_rows_scalar; GGUF blocks:
-// --- q8_0_rows_avx2 = q8_0_rows_scalar, q4_0_rows_avx2 = q4_0_rows_scalar
+// --- int8 weights (llama2.c's, and the int8 panels GGUF's Q8_0 and Q4_0 prompts use too):
+// --- q8_rows_avx2 = q8_rows_scalar
 
 AVX2 static INLINE void q8_tile_avx2(float *out, size_t out_stride, const int8_t *wq, const float *w_scale,
                                      size_t w_stride, const int8_t *xq, const float *x_scale, size_t x_stride, int n,
@@ -3438,6 +3438,8 @@ AVX2 static void q8_rows_avx2(float *out, size_t out_stride, const int8_t *wq, c
 }
 
 // A row by a token at a time, a block a step; type is a constant at each call.
+// --- GGUF's block types: block_rows_avx2 = blocks_rows_scalar
+
 // The 32 values of a block of 32 as int8 (decode_block's q), in order; as
 // block32_values does on AVX-512, the fifth bits of Q5_0 and Q5_1 spread from
 // 32 bits to 32 bytes with a byte shuffle and a compare instead of a mask.
@@ -3827,8 +3829,8 @@ static void bf16_rows_neon(float *out, size_t out_stride, const uint16_t *w, siz
     half_rows_neon(out, out_stride, w, w_stride, x, x_stride, n, rows, tokens, WEIGHT_BF16);
 }
 
-// --- int8 weights: q8_rows_neon and q8_rows_neon_sdot = q8_rows_scalar; GGUF blocks:
-// --- q8_0_rows_neon(_sdot) = q8_0_rows_scalar, q4_0_rows_neon(_sdot) = q4_0_rows_scalar
+// --- int8 weights: q8_rows_neon and q8_rows_neon_sdot = q8_rows_scalar; GGUF's block types:
+// --- block_rows_neon and block_rows_neon_sdot = blocks_rows_scalar
 //
 // Each comes twice, with sdot and without. These two families stay macros: the
 // sdot version must carry the dot-product target attribute on the function
