@@ -228,8 +228,10 @@ typedef struct {
     int8_t *xq_runs16;  //   of GGUF's blocks of 256 (see interleave_runs)
     float *scores;      // (threads, max_tokens, n_ctx) attention scores: a block per thread
     float *logits;      // (max_tokens, vocab_size)
-    float *key_cache;   // (n_layers, n_ctx, kv_dim)
-    float *value_cache; // (n_layers, n_ctx, kv_dim)
+    void *key_cache;    // (n_layers, n_ctx, kv_dim) float32, or float16 when kv_f16
+    void *value_cache;  // (n_layers, n_ctx, kv_dim)
+    int kv_f16;         // the cache holds float16: half the memory, and half what attention reads
+    float *k_new, *v_new; // (max_tokens, kv_dim) a call's keys and values, before they go into a float16 cache
     float *rope_cos;    // (n_ctx, head_size / 2) RoPE rotation of each pair at each position
     float *rope_sin;    // (n_ctx, head_size / 2)
     void *arena;        // where hb, hb2, scores, logits and the KV cache live (see build_state)
@@ -368,6 +370,12 @@ typedef enum {
     WEIGHTS_MAP,  // memory-map the file: zero copy, and pages shared with other processes
 } WeightsLoad;
 
+// What the KV cache holds. float16 halves its memory (a 7B model's 4096
+// positions: 2 GB instead of 4) and what attention reads at depth; it costs
+// nothing where the weights themselves are 16 bits or fewer, so that is the
+// default there, and float32 weights keep a float32 cache.
+typedef enum { KV_AUTO, KV_F32, KV_F16 } KVCache;
+
 // In "Memory on 2 MB pages", below.
 #define HUGE_PAGE (2u << 20)
 static void *map_huge(size_t size, size_t *mapped, const char *what);
@@ -479,17 +487,17 @@ static void open_checkpoint(Model *m, const char *path, WeightsLoad load) {
 // seconds and all that memory).
 #define TOUCHED_KV_BYTES (256u << 20)
 
-// Takes the next n_floats of the region, on their own cache lines.
-static float *carve(State *s, size_t *used, size_t n_floats) {
-    float *p = (float *)((unsigned char *)s->arena + *used);
-    *used += (n_floats * sizeof(float) + 63) / 64 * 64; // each array on its own cache lines
+// Takes the next n_bytes of the region, on their own cache lines.
+static void *carve(State *s, size_t *used, size_t n_bytes) {
+    void *p = (unsigned char *)s->arena + *used;
+    *used += (n_bytes + 63) / 64 * 64; // each array on its own cache lines
     return p;
 }
 
 // Allocates the activations for max_tokens tokens and a KV cache for n_ctx positions.
-static void build_state(State *s, const Config *c, int n_ctx, int max_tokens, int int8) {
+static void build_state(State *s, const Config *c, int n_ctx, int max_tokens, int int8, int kv_f16) {
     size_t dim = c->dim, hidden = c->hidden_dim, T = max_tokens;
-    size_t cache = (size_t)c->n_layers * n_ctx * c->kv_dim, half = c->head_size / 2;
+    size_t cache = (size_t)c->n_layers * n_ctx * c->kv_dim * (kv_f16 ? 2 : 4), half = c->head_size / 2; // bytes
     size_t widest = hidden > dim ? hidden : dim;
     s->max_tokens = max_tokens;
     s->n_ctx = n_ctx;
@@ -498,11 +506,16 @@ static void build_state(State *s, const Config *c, int n_ctx, int max_tokens, in
     s->xb2 = xmalloc(T * dim * sizeof(float), "activations");
     s->q = xmalloc(T * dim * sizeof(float), "activations");
     size_t n_scores = (size_t)max_threads() * T * n_ctx, n_logits = T * c->vocab_size;
-    size_t big = 2 * (T * hidden + cache) + n_scores + n_logits + 6 * 16; // 16 floats = 64 bytes of padding each
-    s->arena = map_huge(big * sizeof(float), &s->arena_size, "the KV cache and activations");
+    size_t big = (2 * T * hidden + n_scores + n_logits) * sizeof(float) + 2 * cache + 6 * 64; // 64 bytes of padding each
+    s->arena = map_huge(big, &s->arena_size, "the KV cache and activations");
     size_t used = 0;
-    s->hb = carve(s, &used, T * hidden);
-    s->hb2 = carve(s, &used, T * hidden);
+    s->hb = carve(s, &used, T * hidden * sizeof(float));
+    s->hb2 = carve(s, &used, T * hidden * sizeof(float));
+    s->kv_f16 = kv_f16;
+    if (kv_f16) {
+        s->k_new = xmalloc(T * c->kv_dim * sizeof(float), "activations");
+        s->v_new = xmalloc(T * c->kv_dim * sizeof(float), "activations");
+    }
     if (int8) {
         s->xq = xmalloc(T * widest, "activations");
         s->xq_scale = xmalloc(T * (widest / c->group_size) * sizeof(float), "activations");
@@ -511,8 +524,8 @@ static void build_state(State *s, const Config *c, int n_ctx, int max_tokens, in
         s->xq_runs32 = xmalloc(T * widest, "activations");
         s->xq_runs16 = xmalloc(T * widest, "activations");
     }
-    s->scores = carve(s, &used, n_scores);
-    s->logits = carve(s, &used, n_logits);
+    s->scores = carve(s, &used, n_scores * sizeof(float));
+    s->logits = carve(s, &used, n_logits * sizeof(float));
     s->key_cache = carve(s, &used, cache);
     s->value_cache = carve(s, &used, cache);
     size_t kv_start = (size_t)((unsigned char *)s->key_cache - (unsigned char *)s->arena);
@@ -541,17 +554,29 @@ static void build_state(State *s, const Config *c, int n_ctx, int max_tokens, in
 
 static void free_state(State *s) {
     free(s->x), free(s->xb), free(s->xb2), free(s->q), free(s->xq), free(s->xq_scale), free(s->xq_sum), free(s->xq_sum16);
-    free(s->xq_runs32), free(s->xq_runs16);
+    free(s->xq_runs32), free(s->xq_runs16), free(s->k_new), free(s->v_new);
     munmap(s->arena, s->arena_size);
     free(s->rope_cos), free(s->rope_sin);
 }
 
+// Whether any layer's matrix is float32 (then KV_AUTO keeps a float32 cache).
+static int has_f32_matrices(const Weights *w, const Config *c) {
+    for (int l = 0; l < c->n_layers; l++) {
+        const Layer *L = &w->layers[l];
+        const Matrix *all[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w2, &L->w3};
+        for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+            if (all[i]->type == WEIGHT_F32) return 1;
+    }
+    return 0;
+}
+
 // Opens a checkpoint and readies it to run n_ctx positions (0: its whole
-// context), max_tokens at a time.
-static void build_model(Model *m, const char *path, WeightsLoad load, int n_ctx, int max_tokens) {
+// context), max_tokens at a time, with a KV cache of the kind asked for.
+static void build_model(Model *m, const char *path, WeightsLoad load, int n_ctx, int max_tokens, KVCache kv) {
     open_checkpoint(m, path, load);
     if (n_ctx <= 0 || n_ctx > m->config.seq_len) n_ctx = m->config.seq_len;
-    build_state(&m->state, &m->config, n_ctx, max_tokens, m->int8);
+    int kv_f16 = kv == KV_F16 || (kv == KV_AUTO && !has_f32_matrices(&m->weights, &m->config));
+    build_state(&m->state, &m->config, n_ctx, max_tokens, m->int8, kv_f16);
 }
 
 static void free_model(Model *m) {
@@ -743,11 +768,43 @@ static float f16_to_f32(uint16_t h) {
     return f;
 }
 
+// float32 to IEEE half, rounded to nearest even (for a float16 KV cache):
+// too large gives infinity, too small a subnormal or zero.
+static uint16_t f32_to_f16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000, exponent = (x >> 23) & 0xFF, mantissa = x & 0x7FFFFF;
+    if (exponent == 0xFF) return (uint16_t)(sign | 0x7C00 | (mantissa ? 0x200 : 0)); // infinity, NaN
+    int e = (int)exponent - 112;                                                       // rebias from 127 to 15
+    if (e >= 31) return (uint16_t)(sign | 0x7C00);
+    uint32_t half, rest, tie;
+    if (e <= 0) { // a subnormal half: the 24-bit mantissa shifted to 10 + e bits, or 0
+        if (e < -10) return (uint16_t)sign;
+        mantissa |= 0x800000;
+        int shift = 14 - e;
+        half = mantissa >> shift, rest = mantissa & ((1u << shift) - 1), tie = 1u << (shift - 1);
+    } else {
+        half = (uint32_t)e << 10 | mantissa >> 13, rest = mantissa & 0x1FFF, tie = 0x1000;
+    }
+    if (rest > tie || (rest == tie && (half & 1))) half++; // a carry into the exponent is right, up to infinity
+    return (uint16_t)(sign | half);
+}
+
 static float bf16_to_f32(uint16_t h) {
     uint32_t bits = (uint32_t)h << 16;
     float f;
     memcpy(&f, &bits, 4);
     return f;
+}
+
+// Attention's last step with a float16 cache: out[i] = sum over r < rows of
+// a[r] * v[r * v_stride + i], v in float16.
+typedef void WeightedHalfRows(float *out, const float *a, const uint16_t *v, size_t v_stride, int n, int rows);
+
+static void weighted_f16_rows_scalar(float *out, const float *a, const uint16_t *v, size_t v_stride, int n, int rows) {
+    for (int i = 0; i < n; i++) out[i] = 0.0f;
+    for (int r = 0; r < rows; r++)
+        for (int i = 0; i < n; i++) out[i] += a[r] * f16_to_f32(v[r * v_stride + i]);
 }
 
 // A 16-bit float of either kind (WEIGHT_F16 or WEIGHT_BF16).
@@ -1000,6 +1057,7 @@ typedef struct {
     F32Rows *f32_rows;
     Q8Rows *q8_rows;
     WeightedRows *weighted_rows;
+    WeightedHalfRows *weighted_f16_rows;
     HalfRows *f16_rows, *bf16_rows;
     BlockRows *block_rows;
     // the steps between the matrix products
@@ -1012,9 +1070,11 @@ static int always(void) { return 1; }
 
 // The kernels in use: the plain ones until select_kernels() picks the best
 // set this CPU runs.
-static KernelSet kernels = {"scalar",        always,           f32_rows_scalar,    q8_rows_scalar, weighted_rows_scalar,
-                            f16_rows_scalar, bf16_rows_scalar, blocks_rows_scalar, rmsnorm,        softmax,
-                            swiglu};
+static KernelSet kernels = {"scalar",        always,
+                            f32_rows_scalar, q8_rows_scalar,
+                            weighted_rows_scalar, weighted_f16_rows_scalar,
+                            f16_rows_scalar, bf16_rows_scalar,
+                            blocks_rows_scalar, rmsnorm, softmax, swiglu};
 
 static Input prepare_input(Model *m, const float *x, int tokens, int n) {
     Input in = {x, NULL, NULL, NULL, NULL, NULL, NULL, tokens, n};
@@ -1097,19 +1157,21 @@ static void matmul(float *out, const Input *in, const Matrix *w) { matmuls(1, &o
 // the scores, and sum the values weighted by them. All T queries are scored
 // against all pos+T keys as one matrix product, and each query then uses only
 // its causal part. keys and values point at this head's slice of position 0,
-// positions kv_dim floats apart; queries and outputs are `stride` apart.
-// scores has room for T * (pos + T) floats.
-static void attention(float *out, const float *q, size_t stride, const float *keys, const float *values,
+// positions kv_dim values apart, in float32 or (f16) float16; queries and
+// outputs are `stride` apart. scores has room for T * (pos + T) floats.
+static void attention(float *out, const float *q, size_t stride, const void *keys, const void *values, int f16,
                       float *scores, int pos, int T, int head_size, int kv_dim) {
     int n_keys = pos + T;
-    kernels.f32_rows(scores, n_keys, keys, kv_dim, q, stride, head_size, n_keys, T);
+    if (f16) kernels.f16_rows(scores, n_keys, keys, kv_dim, q, stride, head_size, n_keys, T);
+    else kernels.f32_rows(scores, n_keys, keys, kv_dim, q, stride, head_size, n_keys, T);
     float scale = 1.0f / sqrtf((float)head_size); // keeps scores ~unit variance
     for (int t = 0; t < T; t++) {
         float *s = scores + (size_t)t * n_keys;
         int visible = pos + t + 1;
         for (int k = 0; k < visible; k++) s[k] *= scale;
         kernels.softmax(s, visible);
-        kernels.weighted_rows(out + t * stride, s, values, kv_dim, head_size, visible);
+        if (f16) kernels.weighted_f16_rows(out + t * stride, s, values, kv_dim, head_size, visible);
+        else kernels.weighted_rows(out + t * stride, s, values, kv_dim, head_size, visible);
     }
 }
 
@@ -1139,11 +1201,14 @@ static float *forward(Model *m, const int *tokens, int n_tokens, int pos, Logits
 
     for (int l = 0; l < c->n_layers; l++) {
         const Layer *layer = &w->layers[l];
-        // Attention block. The keys and values of these positions go straight
-        // into the cache, where positions are consecutive rows.
-        float *key_layer = s->key_cache + (size_t)l * s->n_ctx * kv_dim;
-        float *value_layer = s->value_cache + (size_t)l * s->n_ctx * kv_dim;
-        float *k = key_layer + (size_t)pos * kv_dim, *v = value_layer + (size_t)pos * kv_dim;
+        // Attention block. The keys and values of these positions go into the
+        // cache, where positions are consecutive rows: straight there when it
+        // holds float32, through k_new and v_new when it holds float16.
+        size_t kv_bytes = s->kv_f16 ? 2 : 4, layer_bytes = (size_t)s->n_ctx * kv_dim * kv_bytes;
+        unsigned char *key_layer = (unsigned char *)s->key_cache + l * layer_bytes;
+        unsigned char *value_layer = (unsigned char *)s->value_cache + l * layer_bytes;
+        float *k = s->kv_f16 ? s->k_new : (float *)(key_layer + (size_t)pos * kv_dim * kv_bytes);
+        float *v = s->kv_f16 ? s->v_new : (float *)(value_layer + (size_t)pos * kv_dim * kv_bytes);
         for (int t = 0; t < T; t++)
             kernels.rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, layer->rms_att, dim, c->norm_eps);
         Input in = prepare_input(m, s->xb, T, dim);
@@ -1154,6 +1219,11 @@ static float *forward(Model *m, const int *tokens, int n_tokens, int pos, Logits
             rope(s->q + (size_t)t * dim, dim, head_size, cos_pos, sin_pos);
             rope(k + (size_t)t * kv_dim, kv_dim, head_size, cos_pos, sin_pos);
         }
+        if (s->kv_f16)
+            for (size_t i = 0; i < (size_t)T * kv_dim; i++) {
+                ((uint16_t *)key_layer)[(size_t)pos * kv_dim + i] = f32_to_f16(k[i]);
+                ((uint16_t *)value_layer)[(size_t)pos * kv_dim + i] = f32_to_f16(v[i]);
+            }
 
         // Every head attends on its own: spread them over threads.
         int h;
@@ -1161,8 +1231,8 @@ static float *forward(Model *m, const int *tokens, int n_tokens, int pos, Logits
         for (h = 0; h < c->n_heads; h++) {
             size_t kv_offset = (size_t)(h / heads_per_kv) * head_size, q_offset = (size_t)h * head_size;
             float *scores = s->scores + (size_t)thread_index() * s->max_tokens * s->n_ctx;
-            attention(s->xb + q_offset, s->q + q_offset, dim, key_layer + kv_offset, value_layer + kv_offset, scores,
-                      pos, T, head_size, kv_dim);
+            attention(s->xb + q_offset, s->q + q_offset, dim, key_layer + kv_offset * kv_bytes,
+                      value_layer + kv_offset * kv_bytes, s->kv_f16, scores, pos, T, head_size, kv_dim);
         }
         in = prepare_input(m, s->xb, T, dim);
         matmul(s->xb2, &in, &layer->wo);
@@ -3205,6 +3275,24 @@ AVX512 static void weighted_rows_avx512(float *out, const float *a, const float 
     }
 }
 
+// With a float16 cache: weighted_f16_rows_avx512 = weighted_f16_rows_scalar, as above, widened by vcvtph2ps.
+AVX512 static void weighted_f16_rows_avx512(float *out, const float *a, const uint16_t *v, size_t v_stride, int n,
+                                            int rows) {
+    for (int i0 = 0; i0 < n; i0 += 64) {
+        __mmask16 m[4];
+        __m512 acc[4];
+        for (int k = 0; k < 4; k++) m[k] = chunk_mask16(n - i0 - 16 * k), acc[k] = _mm512_setzero_ps();
+        for (int r = 0; r < rows; r++) {
+            __m512 ar = _mm512_set1_ps(a[r]);
+            for (int k = 0; k < 4; k++) {
+                __m256i h = _mm256_maskz_loadu_epi16(m[k], v + r * v_stride + i0 + 16 * k);
+                acc[k] = _mm512_fmadd_ps(ar, _mm512_cvtph_ps(h), acc[k]);
+            }
+        }
+        for (int k = 0; k < 4; k++) _mm512_mask_storeu_ps(out + i0 + 16 * k, m[k], acc[k]);
+    }
+}
+
 // --- The steps between the products, 16 floats at a time:
 // --- rmsnorm_avx512 = rmsnorm, softmax_avx512 = softmax, swiglu_avx512 = swiglu
 
@@ -3664,6 +3752,28 @@ AVX2 static void weighted_rows_avx2(float *out, const float *a, const float *v, 
     }
 }
 
+// With a float16 cache: weighted_f16_rows_avx2 = weighted_f16_rows_scalar, 8 at a time, the tail plain.
+AVX2 static void weighted_f16_rows_avx2(float *out, const float *a, const uint16_t *v, size_t v_stride, int n, int rows) {
+    int i0 = 0;
+    for (; i0 + 32 <= n; i0 += 32) {
+        __m256 acc[4];
+        for (int k = 0; k < 4; k++) acc[k] = _mm256_setzero_ps();
+        for (int r = 0; r < rows; r++) {
+            __m256 ar = _mm256_set1_ps(a[r]);
+            for (int k = 0; k < 4; k++)
+                acc[k] = _mm256_fmadd_ps(ar, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + r * v_stride + i0 + 8 * k))), acc[k]);
+        }
+        for (int k = 0; k < 4; k++) _mm256_storeu_ps(out + i0 + 8 * k, acc[k]);
+    }
+    for (; i0 + 8 <= n; i0 += 8) {
+        __m256 acc = _mm256_setzero_ps();
+        for (int r = 0; r < rows; r++)
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(a[r]), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + r * v_stride + i0))), acc);
+        _mm256_storeu_ps(out + i0, acc);
+    }
+    if (i0 < n) weighted_f16_rows_scalar(out + i0, a, v + i0, v_stride, n - i0, rows);
+}
+
 // --- The steps between the products, 8 floats at a time:
 // --- rmsnorm_avx2 = rmsnorm, softmax_avx2 = softmax, swiglu_avx2 = swiglu
 
@@ -4061,6 +4171,20 @@ static void weighted_rows_neon(float *out, const float *a, const float *v, size_
     }
 }
 
+// With a float16 cache: weighted_f16_rows_neon = weighted_f16_rows_scalar, 4 at a time, the tail plain.
+static void weighted_f16_rows_neon(float *out, const float *a, const uint16_t *v, size_t v_stride, int n, int rows) {
+    int i0 = 0;
+    for (; i0 + 16 <= n; i0 += 16) {
+        float32x4_t acc[4];
+        for (int k = 0; k < 4; k++) acc[k] = vdupq_n_f32(0.0f);
+        for (int r = 0; r < rows; r++)
+            for (int k = 0; k < 4; k++)
+                acc[k] = vfmaq_n_f32(acc[k], vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(v + r * v_stride + i0 + 4 * k))), a[r]);
+        for (int k = 0; k < 4; k++) vst1q_f32(out + i0 + 4 * k, acc[k]);
+    }
+    if (i0 < n) weighted_f16_rows_scalar(out + i0, a, v + i0, v_stride, n - i0, rows);
+}
+
 // --- The steps between the products, 4 floats at a time:
 // --- rmsnorm_neon = rmsnorm, softmax_neon = softmax, swiglu_neon = swiglu
 
@@ -4130,19 +4254,19 @@ static int has_sdot(void) {
 // Most capable first; select_kernels() takes the first this CPU supports.
 static const KernelSet kernel_sets[] = {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    {"avx512", has_avx512, f32_rows_avx512, q8_rows_avx512, weighted_rows_avx512, f16_rows_avx512, bf16_rows_avx512,
-     block_rows_avx512, rmsnorm_avx512, softmax_avx512, swiglu_avx512},
-    {"avx2", has_avx2, f32_rows_avx2, q8_rows_avx2, weighted_rows_avx2, f16_rows_avx2, bf16_rows_avx2, block_rows_avx2,
-     rmsnorm_avx2, softmax_avx2, swiglu_avx2},
+    {"avx512", has_avx512, f32_rows_avx512, q8_rows_avx512, weighted_rows_avx512, weighted_f16_rows_avx512,
+     f16_rows_avx512, bf16_rows_avx512, block_rows_avx512, rmsnorm_avx512, softmax_avx512, swiglu_avx512},
+    {"avx2", has_avx2, f32_rows_avx2, q8_rows_avx2, weighted_rows_avx2, weighted_f16_rows_avx2, f16_rows_avx2,
+     bf16_rows_avx2, block_rows_avx2, rmsnorm_avx2, softmax_avx2, swiglu_avx2},
 #endif
 #if defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
-    {"neon-sdot", has_sdot, f32_rows_neon, q8_rows_neon_sdot, weighted_rows_neon, f16_rows_neon, bf16_rows_neon,
-     block_rows_neon_sdot, rmsnorm_neon, softmax_neon, swiglu_neon},
-    {"neon", has_neon, f32_rows_neon, q8_rows_neon, weighted_rows_neon, f16_rows_neon, bf16_rows_neon, block_rows_neon,
-     rmsnorm_neon, softmax_neon, swiglu_neon},
+    {"neon-sdot", has_sdot, f32_rows_neon, q8_rows_neon_sdot, weighted_rows_neon, weighted_f16_rows_neon,
+     f16_rows_neon, bf16_rows_neon, block_rows_neon_sdot, rmsnorm_neon, softmax_neon, swiglu_neon},
+    {"neon", has_neon, f32_rows_neon, q8_rows_neon, weighted_rows_neon, weighted_f16_rows_neon, f16_rows_neon,
+     bf16_rows_neon, block_rows_neon, rmsnorm_neon, softmax_neon, swiglu_neon},
 #endif
-    {"scalar", always, f32_rows_scalar, q8_rows_scalar, weighted_rows_scalar, f16_rows_scalar, bf16_rows_scalar,
-     blocks_rows_scalar, rmsnorm, softmax, swiglu},
+    {"scalar", always, f32_rows_scalar, q8_rows_scalar, weighted_rows_scalar, weighted_f16_rows_scalar,
+     f16_rows_scalar, bf16_rows_scalar, blocks_rows_scalar, rmsnorm, softmax, swiglu},
 };
 
 // Picks the kernels once at start-up. RUN_KERNELS=name forces a set (for
@@ -4185,6 +4309,8 @@ static void usage(FILE *f) {
           "              (repeatable)\n"
           "  -l <how>    how weights reach memory: 'read' into memory on huge pages where possible\n"
           "              (fastest), or 'map' the file (zero copy, shared between processes) (default read)\n"
+          "  --kv <type> what the KV cache holds: f32, or f16 (half the memory); default f16 when the\n"
+          "              weights are 16 bits or fewer, else f32\n"
           "  -h          print this help\n"
           "Chat (-m chat): turns come from -i and then stdin, one per line; the chat ends at the end of\n"
           "input or when the context (-n positions, default the model's) is full, with status 0.\n"
@@ -4251,18 +4377,26 @@ typedef struct {
     unsigned long long seed;
     Stops stops;
     WeightsLoad load;
+    KVCache kv;
 } Options;
 
 // Parses the command line strictly: a bad flag or value is a usage error (status 2).
 static Options parse_options(int argc, char **argv) {
     // Defaults; the usage text above documents each.
     Options o = {NULL, NULL, NULL, NULL, MODE_GENERATE, 1.0f, 0.9f, 0, 256, 0, 1, 0, 0,
-                 {xmalloc(argc * sizeof(char *), "the stop strings"), 0}, WEIGHTS_READ};
+                 {xmalloc(argc * sizeof(char *), "the stop strings"), 0}, WEIGHTS_READ, KV_AUTO};
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
             usage(stdout);
             exit(0);
+        }
+        if (strcmp(arg, "--kv") == 0) {
+            if (i + 1 >= argc) usage_error("option --kv needs a value");
+            const char *value = argv[++i];
+            if (strcmp(value, "f32") && strcmp(value, "f16")) usage_error("--kv wants f32 or f16, got '%s'", value);
+            o.kv = strcmp(value, "f16") == 0 ? KV_F16 : KV_F32;
+            continue;
         }
         if (strcmp(arg, "--stop") == 0) {
             if (i + 1 >= argc) usage_error("option --stop needs a value");
@@ -4382,7 +4516,7 @@ int main(int argc, char **argv) {
     Model model, *m = NULL;
     if (o.checkpoint) {
         int n_ctx = o.mode == MODE_PPL || (o.mode == MODE_CHAT && !o.steps_given) ? 0 : o.steps;
-        build_model(&model, o.checkpoint, o.mode == MODE_TOKENIZE ? WEIGHTS_MAP : o.load, n_ctx, PROMPT_BLOCK);
+        build_model(&model, o.checkpoint, o.mode == MODE_TOKENIZE ? WEIGHTS_MAP : o.load, n_ctx, PROMPT_BLOCK, o.kv);
         m = &model;
     }
     Tokenizer tokenizer;

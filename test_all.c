@@ -203,7 +203,7 @@ static void test_tokenizer_cases(void) {
 // with SentencePiece's piece types instead of llama2.c's conventions).
 static void test_tokenizer_gguf(void) {
     Model m;
-    build_model(&m, model_path("llama-2-tiny-random.gguf"), WEIGHTS_MAP, 16, 1);
+    build_model(&m, model_path("llama-2-tiny-random.gguf"), WEIGHTS_MAP, 16, 1, KV_AUTO);
     Tokenizer t;
     GGUFVocab *v = &m.vocab;
     build_tokenizer_from_vocab(&t, v->n, gguf_piece, v, v->score, v->type, v->unk_id, v->bos_id, v->eos_id, "gguf");
@@ -319,13 +319,19 @@ static float max_logit_error(Model *m, const char *expected_file, int *n_checked
     return *n_checked > 0 ? err : INFINITY;
 }
 
-static void test_logits(const char *id, const char *checkpoint, const char *expected_file) {
+// Within 1e-4 of the reference with a float32 KV cache; a float16 one rounds
+// each key and value to 11 significant bits, so within 1e-2 there.
+static void test_logits_kv(const char *id, const char *checkpoint, const char *expected_file, KVCache kv) {
     Model m;
-    build_model(&m, checkpoint, WEIGHTS_MAP, 64, 1);
+    build_model(&m, checkpoint, WEIGHTS_MAP, 64, 1, kv);
     int n;
-    float err = max_logit_error(&m, expected_file, &n);
-    check(id, err <= 1e-4f, "max |logit - reference| = %g over %d logits (%s)", err, n, expected_file);
+    float err = max_logit_error(&m, expected_file, &n), allowed = kv == KV_F16 ? 1e-2f : 1e-4f;
+    check(id, err <= allowed, "max |logit - reference| = %g over %d logits (%s)", err, n, expected_file);
     free_model(&m);
+}
+
+static void test_logits(const char *id, const char *checkpoint, const char *expected_file) {
+    test_logits_kv(id, checkpoint, expected_file, KV_F32);
 }
 
 // GGUF's block types: llama.cpp's own quantizations of one model (the widened
@@ -345,7 +351,7 @@ static void test_wide1_logits(void) {
         snprintf(expected, sizeof(expected), "tests/logits_wide1/wide1-%s.txt", wide1_files[i]);
         snprintf(id, sizeof(id), "forward-wide1-%s-logits", wide1_files[i]);
         Model m;
-        build_model(&m, model_path(gguf), WEIGHTS_MAP, 64, 1);
+        build_model(&m, model_path(gguf), WEIGHTS_MAP, 64, 1, KV_AUTO); // a float16 cache, as users get
         int n;
         float err = max_logit_error(&m, expected, &n);
         check(id, err <= 0.4f, "max |logit - reference| = %g over %d logits (%s)", err, n, expected);
@@ -398,7 +404,7 @@ static void test_perplexity(void) {
         double want;
         if (line[0] == '#' || sscanf(line, "%d %d %lf", &window, &count, &want) != 3) continue;
         Model m;
-        build_model(&m, model_path("stories260K.bin"), WEIGHTS_READ, window, 7); // blocks of 7 cross window edges
+        build_model(&m, model_path("stories260K.bin"), WEIGHTS_READ, window, 7, KV_AUTO); // blocks of 7 cross window edges
         Perplexity p = perplexity(&m, tokens, 48);
         char id[64];
         snprintf(id, sizeof(id), "perplexity-window-%d", window);
@@ -424,6 +430,9 @@ static void test_forward(void) {
     // llama.cpp's GGUF files of the same models: F32, and F16 whose values are the .bin's exactly.
     test_logits("forward-gguf-stories260K-logits", model_path("stories260K.gguf"), "tests/logits_stories260K.txt");
     test_logits("forward-gguf-tiny-random-f16-logits", model_path("llama-2-tiny-random.gguf"), "tests/logits_tiny_random.txt");
+    test_logits_kv("forward-kv-f16-stories260K-logits", model_path("stories260K.bin"), "tests/logits_stories260K.txt", KV_F16);
+    test_logits_kv("forward-kv-f16-tiny-random-logits", model_path("llama-2-tiny-random.gguf"), "tests/logits_tiny_random.txt",
+                   KV_F16);
     test_wide1_logits();
 }
 
@@ -447,12 +456,12 @@ static const char sampled_story_133742[] =
     "and continued to find its image next time.\nAfter they finished getting, Timmy's dad came up to his house and "
     "promised to help Timmy.\n";
 
-static char *generate_with(const char *checkpoint, int block, const char *prompt, float temperature, float topp,
-                           int topk, uint64_t seed, int steps, int echo) {
+static char *generate_kv(const char *checkpoint, int block, const char *prompt, float temperature, float topp,
+                         int topk, uint64_t seed, int steps, int echo, KVCache kv) {
     Model m;
     Tokenizer t;
     Sampler s;
-    build_model(&m, checkpoint, WEIGHTS_READ, steps, block);
+    build_model(&m, checkpoint, WEIGHTS_READ, steps, block, kv);
     build_tokenizer(&t, model_path("tok512.bin"));
     build_sampler(&s, m.config.vocab_size, temperature, topp, topk, seed);
     char *buf = NULL;
@@ -463,6 +472,11 @@ static char *generate_with(const char *checkpoint, int block, const char *prompt
     fclose(f);
     free_sampler(&s), free_tokenizer(&t), free_model(&m);
     return buf;
+}
+
+static char *generate_with(const char *checkpoint, int block, const char *prompt, float temperature, float topp,
+                           int topk, uint64_t seed, int steps, int echo) {
+    return generate_kv(checkpoint, block, prompt, temperature, topp, topk, seed, steps, echo, KV_AUTO);
 }
 
 static char *generate_text(const char *prompt, float temperature, float topp, int topk, uint64_t seed, int steps,
@@ -504,11 +518,21 @@ static void test_generate(void) {
     free(a), free(b), free(c);
 
     // llama2.c's int8 format: the same greedy text as fp32 for 150 tokens (the
-    // first place quantization tips a near-tie is at step 196).
-    a = generate_with(model_path("stories260K.bin"), PROMPT_BLOCK, "", 0.0f, 0.9f, 0, 1, 150, 1);
-    b = generate_with(model_path("stories260K_q80_gs4.bin"), PROMPT_BLOCK, "", 0.0f, 0.9f, 0, 1, 150, 1);
+    // first place quantization tips a near-tie is at step 196), both with a
+    // float32 KV cache, so that this compares the weights' quantization alone.
+    a = generate_kv(model_path("stories260K.bin"), PROMPT_BLOCK, "", 0.0f, 0.9f, 0, 1, 150, 1, KV_F32);
+    b = generate_kv(model_path("stories260K_q80_gs4.bin"), PROMPT_BLOCK, "", 0.0f, 0.9f, 0, 1, 150, 1, KV_F32);
     check("generate-int8-matches-fp32", strcmp(a, b) == 0 && strncmp(a, greedy_story_200, 200) == 0,
           "\nfp32: %s\nint8: %s", a, b);
+    free(b);
+    // A float16 KV cache costs no fidelity: the published greedy story, with a
+    // float16 cache under the fp32 weights, and the int8 file's text as it
+    // comes by default (float16 cache) equal to the float32 cache's.
+    b = generate_kv(model_path("stories260K.bin"), PROMPT_BLOCK, "", 0.0f, 0.9f, 0, 1, 200, 1, KV_F16);
+    check("generate-kv-f16-greedy-published", strcmp(b, greedy_story_200) == 0, "got:\n%s", b);
+    free(b);
+    b = generate_kv(model_path("stories260K_q80_gs4.bin"), PROMPT_BLOCK, "", 0.0f, 0.9f, 0, 1, 150, 1, KV_AUTO);
+    check("generate-kv-f16-int8-matches-fp32", strcmp(a, b) == 0, "\nf32 cache: %s\nf16 cache: %s", a, b);
     free(a), free(b);
 }
 
@@ -560,7 +584,7 @@ static ChatStats scripted_chat(const char *turns, int n_ctx, int reply_limit, co
     Model m;
     Tokenizer t;
     Sampler s;
-    build_model(&m, model_path("stories260K.bin"), WEIGHTS_READ, n_ctx, PROMPT_BLOCK);
+    build_model(&m, model_path("stories260K.bin"), WEIGHTS_READ, n_ctx, PROMPT_BLOCK, KV_AUTO);
     build_tokenizer(&t, model_path("tok512.bin"));
     build_sampler(&s, m.config.vocab_size, 0.0f, 0.9f, 0, 1);
     const char *stops[1] = {stop};
@@ -697,6 +721,10 @@ static void check_softmax_keeps_nan(const char *id, void (*softmax_kernel)(float
           with_nan[3], with_nan[4]);
 }
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+AVX2 static uint16_t f16c_round(float f) { return (uint16_t)_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT); }
+#endif
+
 static void test_kernels(void) {
     uint64_t rng = 99;
     int sizes[][3] = {{1, 1, 1},   {5, 3, 7},    {17, 13, 16}, {4, 6, 64},  {8, 12, 96}, {9, 7, 288},
@@ -775,6 +803,22 @@ static void test_kernels(void) {
             for (int i = 0; i < n; i++) worst_weighted = worse(worst_weighted, fabsf(got[i] - want[i]) / (rows * 1e-6f));
             free(a), free(v), free(want), free(got);
         }
+        // The same with values in float16, as a float16 KV cache holds them.
+        float worst_weighted_f16 = 0.0f;
+        for (int n = 1; n <= 130; n += 43) {
+            int rows = 1 + n % 37;
+            size_t vs = n + 7;
+            float *a = malloc(rows * sizeof(float)), *want = malloc(n * sizeof(float)), *got = malloc(n * sizeof(float));
+            uint16_t *v = malloc(rows * vs * sizeof(uint16_t));
+            for (int i = 0; i < rows; i++) a[i] = random_f32(&rng);
+            for (size_t i = 0; i < rows * vs; i++) v[i] = f32_to_f16(test_random(&rng));
+            weighted_f16_rows_scalar(want, a, v, vs, n, rows);
+            ks->weighted_f16_rows(got, a, v, vs, n, rows);
+            for (int i = 0; i < n; i++) worst_weighted_f16 = worse(worst_weighted_f16, fabsf(got[i] - want[i]) / (rows * 1e-6f));
+            free(a), free(v), free(want), free(got);
+        }
+        snprintf(id, sizeof(id), "kernels-%s-weighted-f16-vs-scalar", ks->name);
+        check(id, worst_weighted_f16 <= 2.0f, "error %g x rows x 1e-6", worst_weighted_f16);
         snprintf(id, sizeof(id), "kernels-%s-weighted-vs-scalar", ks->name);
         check(id, worst_weighted <= 2.0f, "error %g x rows x 1e-6", worst_weighted);
         // The steps between the products, over lengths with and without tails and
@@ -850,6 +894,34 @@ static void test_kernels(void) {
     for (size_t i = 0; i < sizeof(halves) / sizeof(halves[0]); i++) halves_ok &= f16_to_f32(halves[i].bits) == halves[i].value;
     check("kernels-f16-to-f32", halves_ok && isinf(f16_to_f32(0x7C00)) && isnan(f16_to_f32(0x7E00)) &&
           bf16_to_f32(0x3F80) == 1.0f && bf16_to_f32(0xC2F7) == -123.5f, NULL);
+
+    // float32 to float16 and back: every half comes back as itself (NaN as a NaN), and values between
+    // two halves round to the nearer, ties to the even one (F16C's vcvtps2ph, independent of this code,
+    // where the CPU has it).
+    int f16_ok = 1;
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = f16_to_f32((uint16_t)h);
+        uint16_t back = f32_to_f16(f);
+        f16_ok &= isnan(f) ? (back & 0x7C00) == 0x7C00 && (back & 0x3FF) != 0 : back == h;
+    }
+    uint64_t f16_rng = 5;
+    for (int i = 0; i < 200000 && f16_ok; i++) {
+        uint32_t bits = random_u32(&f16_rng);
+        float f;
+        memcpy(&f, &bits, 4);
+        if (isnan(f)) continue;
+        uint16_t h = f32_to_f16(f);
+        float lo = f16_to_f32(h), err = fabsf(f - lo);
+        // no other half is nearer: its neighbours are no closer (infinity: f beyond the largest half's half-step)
+        uint16_t up = (uint16_t)(h + 1), down = (uint16_t)(h - 1);
+        if ((h & 0x7FFF) == 0x7C00) { f16_ok &= fabsf(f) >= 65520.0f; continue; }
+        if ((up & 0x7C00) != 0x7C00) f16_ok &= err <= fabsf(f - f16_to_f32(up));
+        if ((h & 0x7FFF) != 0) f16_ok &= err <= fabsf(f - f16_to_f32(down));
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+        if (has_avx2()) f16_ok &= h == f16c_round(f);
+#endif
+    }
+    check("kernels-f32-to-f16", f16_ok, NULL);
 
     // The int8 activations: quantize and back stays within half a step of each group's scale.
     float x[96];

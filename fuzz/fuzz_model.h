@@ -21,7 +21,7 @@ static int fuzz_model(const uint8_t *data, size_t size) {
         const Config *c = &m.config;
         uint64_t work = (uint64_t)c->n_layers * c->dim * (c->dim + c->hidden_dim) + (uint64_t)c->vocab_size * c->dim;
         if (work < (1u << 22)) {
-            build_state(&m.state, c, c->seq_len < 4 ? c->seq_len : 4, 2, m.int8);
+            build_state(&m.state, c, c->seq_len < 4 ? c->seq_len : 4, 2, m.int8, m.blocks);
             int tokens[2] = {c->vocab_size > 1, c->vocab_size - 1};
             forward(&m, tokens, c->seq_len >= 2 ? 2 : 1, 0, LOGITS_ALL);
             free_state(&m.state);
