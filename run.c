@@ -2273,6 +2273,25 @@ static void *read_into_memory(int fd, size_t size, size_t *mapped, const char *p
 #define EXP_LN2_LO -2.12194440e-4f  // ln 2 - EXP_LN2_HI
 static const float exp_taylor[8] = {1.0f / 5040, 1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
 
+// A block type to its kernel, as a constant in each call: BLOCK32(T) for the
+// blocks of 32, BLOCK256(T) for those of 256, OTHER for any other type.
+#define EACH_BLOCK_TYPE(type, BLOCK32, BLOCK256, OTHER)                                                                \
+    switch (type) {                                                                                                    \
+    case WEIGHT_Q8_0: BLOCK32(WEIGHT_Q8_0); break;                                                                     \
+    case WEIGHT_Q4_0: BLOCK32(WEIGHT_Q4_0); break;                                                                     \
+    case WEIGHT_Q4_1: BLOCK32(WEIGHT_Q4_1); break;                                                                     \
+    case WEIGHT_Q5_0: BLOCK32(WEIGHT_Q5_0); break;                                                                     \
+    case WEIGHT_Q5_1: BLOCK32(WEIGHT_Q5_1); break;                                                                     \
+    case WEIGHT_IQ4_NL: BLOCK32(WEIGHT_IQ4_NL); break;                                                                 \
+    case WEIGHT_Q2_K: BLOCK256(WEIGHT_Q2_K); break;                                                                    \
+    case WEIGHT_Q3_K: BLOCK256(WEIGHT_Q3_K); break;                                                                    \
+    case WEIGHT_Q4_K: BLOCK256(WEIGHT_Q4_K); break;                                                                    \
+    case WEIGHT_Q5_K: BLOCK256(WEIGHT_Q5_K); break;                                                                    \
+    case WEIGHT_Q6_K: BLOCK256(WEIGHT_Q6_K); break;                                                                    \
+    case WEIGHT_IQ4_XS: BLOCK256(WEIGHT_IQ4_XS); break;                                                                \
+    default: OTHER;                                                                                                    \
+    }
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
@@ -3239,21 +3258,7 @@ AVX512 static void block_rows_avx512(WeightType type, float *out, size_t out_str
     size_t x_stride = n;
 #define BLOCK32(T) block32_rows_avx512(out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_stride, n, rows, tokens, T)
 #define BLOCK256(T) block256_rows_avx512(out, out_stride, w, row_bytes, in, rows, T)
-    switch (type) {
-    case WEIGHT_Q8_0: BLOCK32(WEIGHT_Q8_0); break;
-    case WEIGHT_Q4_0: BLOCK32(WEIGHT_Q4_0); break;
-    case WEIGHT_Q4_1: BLOCK32(WEIGHT_Q4_1); break;
-    case WEIGHT_Q5_0: BLOCK32(WEIGHT_Q5_0); break;
-    case WEIGHT_Q5_1: BLOCK32(WEIGHT_Q5_1); break;
-    case WEIGHT_IQ4_NL: BLOCK32(WEIGHT_IQ4_NL); break;
-    case WEIGHT_Q2_K: BLOCK256(WEIGHT_Q2_K); break;
-    case WEIGHT_Q3_K: BLOCK256(WEIGHT_Q3_K); break;
-    case WEIGHT_Q4_K: BLOCK256(WEIGHT_Q4_K); break;
-    case WEIGHT_Q5_K: BLOCK256(WEIGHT_Q5_K); break;
-    case WEIGHT_Q6_K: BLOCK256(WEIGHT_Q6_K); break;
-    case WEIGHT_IQ4_XS: BLOCK256(WEIGHT_IQ4_XS); break;
-    default: blocks_rows_scalar(type, out, out_stride, w, row_bytes, in, rows);
-    }
+    EACH_BLOCK_TYPE(type, BLOCK32, BLOCK256, blocks_rows_scalar(type, out, out_stride, w, row_bytes, in, rows));
 #undef BLOCK32
 #undef BLOCK256
 }
@@ -3716,21 +3721,7 @@ AVX2 static void block_rows_avx2(WeightType type, float *out, size_t out_stride,
     size_t x_stride = n;
 #define BLOCK32(T) block32_rows_avx2(out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_stride, n, rows, tokens, T)
 #define BLOCK256(T) block256_rows_avx2(out, out_stride, w, row_bytes, xq, x_scale, x_sum16, x_stride, n, rows, tokens, T)
-    switch (type) {
-    case WEIGHT_Q8_0: BLOCK32(WEIGHT_Q8_0); break;
-    case WEIGHT_Q4_0: BLOCK32(WEIGHT_Q4_0); break;
-    case WEIGHT_Q4_1: BLOCK32(WEIGHT_Q4_1); break;
-    case WEIGHT_Q5_0: BLOCK32(WEIGHT_Q5_0); break;
-    case WEIGHT_Q5_1: BLOCK32(WEIGHT_Q5_1); break;
-    case WEIGHT_IQ4_NL: BLOCK32(WEIGHT_IQ4_NL); break;
-    case WEIGHT_Q2_K: BLOCK256(WEIGHT_Q2_K); break;
-    case WEIGHT_Q3_K: BLOCK256(WEIGHT_Q3_K); break;
-    case WEIGHT_Q4_K: BLOCK256(WEIGHT_Q4_K); break;
-    case WEIGHT_Q5_K: BLOCK256(WEIGHT_Q5_K); break;
-    case WEIGHT_Q6_K: BLOCK256(WEIGHT_Q6_K); break;
-    case WEIGHT_IQ4_XS: BLOCK256(WEIGHT_IQ4_XS); break;
-    default: blocks_rows_scalar(type, out, out_stride, w, row_bytes, in, rows);
-    }
+    EACH_BLOCK_TYPE(type, BLOCK32, BLOCK256, blocks_rows_scalar(type, out, out_stride, w, row_bytes, in, rows));
 #undef BLOCK32
 #undef BLOCK256
 }
