@@ -790,6 +790,11 @@ static uint16_t f32_to_f16(float f) {
     return (uint16_t)(sign | half);
 }
 
+// n floats into float16, as a float16 KV cache stores keys and values.
+static void to_f16_scalar(uint16_t *dst, const float *src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = f32_to_f16(src[i]);
+}
+
 static float bf16_to_f32(uint16_t h) {
     uint32_t bits = (uint32_t)h << 16;
     float f;
@@ -1058,6 +1063,7 @@ typedef struct {
     Q8Rows *q8_rows;
     WeightedRows *weighted_rows;
     WeightedHalfRows *weighted_f16_rows;
+    void (*to_f16)(uint16_t *dst, const float *src, size_t n);
     HalfRows *f16_rows, *bf16_rows;
     BlockRows *block_rows;
     // the steps between the matrix products
@@ -1072,7 +1078,7 @@ static int always(void) { return 1; }
 // set this CPU runs.
 static KernelSet kernels = {"scalar",        always,
                             f32_rows_scalar, q8_rows_scalar,
-                            weighted_rows_scalar, weighted_f16_rows_scalar,
+                            weighted_rows_scalar, weighted_f16_rows_scalar, to_f16_scalar,
                             f16_rows_scalar, bf16_rows_scalar,
                             blocks_rows_scalar, rmsnorm, softmax, swiglu};
 
@@ -1219,11 +1225,10 @@ static float *forward(Model *m, const int *tokens, int n_tokens, int pos, Logits
             rope(s->q + (size_t)t * dim, dim, head_size, cos_pos, sin_pos);
             rope(k + (size_t)t * kv_dim, kv_dim, head_size, cos_pos, sin_pos);
         }
-        if (s->kv_f16)
-            for (size_t i = 0; i < (size_t)T * kv_dim; i++) {
-                ((uint16_t *)key_layer)[(size_t)pos * kv_dim + i] = f32_to_f16(k[i]);
-                ((uint16_t *)value_layer)[(size_t)pos * kv_dim + i] = f32_to_f16(v[i]);
-            }
+        if (s->kv_f16) {
+            kernels.to_f16((uint16_t *)key_layer + (size_t)pos * kv_dim, k, (size_t)T * kv_dim);
+            kernels.to_f16((uint16_t *)value_layer + (size_t)pos * kv_dim, v, (size_t)T * kv_dim);
+        }
 
         // Every head attends on its own: spread them over threads.
         int h;
@@ -3298,6 +3303,14 @@ AVX512 static void weighted_f16_rows_avx512(float *out, const float *a, const ui
     }
 }
 
+// to_f16_avx512 = to_f16_scalar: vcvtps2ph rounds to nearest even too.
+AVX512 static void to_f16_avx512(uint16_t *dst, const float *src, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256((__m256i *)(dst + i), _mm512_cvtps_ph(_mm512_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    to_f16_scalar(dst + i, src + i, n - i);
+}
+
 // --- The steps between the products, 16 floats at a time:
 // --- rmsnorm_avx512 = rmsnorm, softmax_avx512 = softmax, swiglu_avx512 = swiglu
 
@@ -3765,6 +3778,14 @@ AVX2 static void weighted_f16_rows_avx2(float *out, const float *a, const uint16
     if (i0 < n) weighted_f16_rows_scalar(out + i0, a, v + i0, v_stride, n - i0, rows);
 }
 
+// to_f16_avx2 = to_f16_scalar, with F16C's vcvtps2ph.
+AVX2 static void to_f16_avx2(uint16_t *dst, const float *src, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    to_f16_scalar(dst + i, src + i, n - i);
+}
+
 // --- The steps between the products, 8 floats at a time:
 // --- rmsnorm_avx2 = rmsnorm, softmax_avx2 = softmax, swiglu_avx2 = swiglu
 
@@ -4176,6 +4197,13 @@ static void weighted_f16_rows_neon(float *out, const float *a, const uint16_t *v
     if (i0 < n) weighted_f16_rows_scalar(out + i0, a, v + i0, v_stride, n - i0, rows);
 }
 
+// to_f16_neon = to_f16_scalar: fcvtn rounds to nearest even (the default rounding mode).
+static void to_f16_neon(uint16_t *dst, const float *src, size_t n) {
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1_u16(dst + i, vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(src + i))));
+    to_f16_scalar(dst + i, src + i, n - i);
+}
+
 // --- The steps between the products, 4 floats at a time:
 // --- rmsnorm_neon = rmsnorm, softmax_neon = softmax, swiglu_neon = swiglu
 
@@ -4245,18 +4273,18 @@ static int has_sdot(void) {
 // Most capable first; select_kernels() takes the first this CPU supports.
 static const KernelSet kernel_sets[] = {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    {"avx512", has_avx512, f32_rows_avx512, q8_rows_avx512, weighted_rows_avx512, weighted_f16_rows_avx512,
+    {"avx512", has_avx512, f32_rows_avx512, q8_rows_avx512, weighted_rows_avx512, weighted_f16_rows_avx512, to_f16_avx512,
      f16_rows_avx512, bf16_rows_avx512, block_rows_avx512, rmsnorm_avx512, softmax_avx512, swiglu_avx512},
-    {"avx2", has_avx2, f32_rows_avx2, q8_rows_avx2, weighted_rows_avx2, weighted_f16_rows_avx2, f16_rows_avx2,
+    {"avx2", has_avx2, f32_rows_avx2, q8_rows_avx2, weighted_rows_avx2, weighted_f16_rows_avx2, to_f16_avx2, f16_rows_avx2,
      bf16_rows_avx2, block_rows_avx2, rmsnorm_avx2, softmax_avx2, swiglu_avx2},
 #endif
 #if defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
-    {"neon-sdot", has_sdot, f32_rows_neon, q8_rows_neon_sdot, weighted_rows_neon, weighted_f16_rows_neon,
+    {"neon-sdot", has_sdot, f32_rows_neon, q8_rows_neon_sdot, weighted_rows_neon, weighted_f16_rows_neon, to_f16_neon,
      f16_rows_neon, bf16_rows_neon, block_rows_neon_sdot, rmsnorm_neon, softmax_neon, swiglu_neon},
-    {"neon", has_neon, f32_rows_neon, q8_rows_neon, weighted_rows_neon, weighted_f16_rows_neon, f16_rows_neon,
+    {"neon", has_neon, f32_rows_neon, q8_rows_neon, weighted_rows_neon, weighted_f16_rows_neon, to_f16_neon, f16_rows_neon,
      bf16_rows_neon, block_rows_neon, rmsnorm_neon, softmax_neon, swiglu_neon},
 #endif
-    {"scalar", always, f32_rows_scalar, q8_rows_scalar, weighted_rows_scalar, weighted_f16_rows_scalar,
+    {"scalar", always, f32_rows_scalar, q8_rows_scalar, weighted_rows_scalar, weighted_f16_rows_scalar, to_f16_scalar,
      f16_rows_scalar, bf16_rows_scalar, blocks_rows_scalar, rmsnorm, softmax, swiglu},
 };
 

@@ -832,6 +832,24 @@ static void test_kernels(void) {
             for (int i = 0; i < n; i++) worst_weighted_f16 = worse(worst_weighted_f16, fabsf(got[i] - want[i]) / (rows * 1e-6f));
             free(a), free(v), free(want), free(got);
         }
+        // Floats into float16 (a float16 KV cache's stores): bit for bit, on values of every size but NaN.
+        int to_f16_same = 1;
+        for (int n = 1; n <= 100; n += 33) {
+            float *f = malloc(n * sizeof(float));
+            uint16_t *want = malloc(n * 2), *got = malloc(n * 2);
+            for (int i = 0; i < n; i++) {
+                uint32_t bits = random_u32(&rng);
+                memcpy(&f[i], &bits, 4);
+                if (isnan(f[i])) f[i] = 1.0f;
+                if (i % 3 == 0) f[i] = test_random(&rng) * 100.0f;
+            }
+            to_f16_scalar(want, f, n);
+            ks->to_f16(got, f, n);
+            to_f16_same &= memcmp(want, got, n * 2) == 0;
+            free(f), free(want), free(got);
+        }
+        snprintf(id, sizeof(id), "kernels-%s-to-f16-vs-scalar", ks->name);
+        check(id, to_f16_same, NULL);
         snprintf(id, sizeof(id), "kernels-%s-weighted-f16-vs-scalar", ks->name);
         check(id, worst_weighted_f16 <= 2.0f, "error %g x rows x 1e-6", worst_weighted_f16);
         snprintf(id, sizeof(id), "kernels-%s-weighted-vs-scalar", ks->name);
