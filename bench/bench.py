@@ -33,6 +33,7 @@ Usage:
                       does this in a child process, to keep its own memory small)
 """
 
+import json
 import math
 import os
 import re
@@ -84,6 +85,43 @@ STATS_RE = re.compile(
 # Model shapes and their files
 
 
+# The file types. llama2.c's two checkpoint layouts (.bin), and GGUF files
+# (.gguf, llama.cpp's format) in three of its types: Q8_0 and Q4_0 for every
+# matrix, and Q4_K_M, llama.cpp's mixture of K-quants (see gguf_tensor_type).
+LEGACY_TYPES = ("fp32", "int8")
+GGUF_TYPES = ("Q8_0", "Q4_0", "Q4_K_M")
+
+# ggml's tensor types that the GGUF files use: (type id, values per block,
+# bytes per block), as ggml.h and ggml-common.h define them.
+GGML_TYPES = {
+    "F32": (0, 1, 4),
+    "Q4_0": (2, 32, 18),     # f16 d, 16 bytes of nibbles
+    "Q8_0": (8, 32, 34),     # f16 d, 32 int8
+    "Q4_K": (12, 256, 144),  # f16 d, f16 dmin, 12 bytes of 6-bit scales and mins, 128 bytes of nibbles
+    "Q6_K": (14, 256, 210),  # 128 bytes of low nibbles, 64 of high 2 bits, 16 int8 scales, f16 d
+}
+# general.file_type, as llama.cpp numbers them (LLAMA_FTYPE_MOSTLY_*).
+GGUF_FILE_TYPES = {"Q4_0": 2, "Q8_0": 7, "Q4_K_M": 15}
+
+# GGUF's names for the weights (llama.cpp's), by the names Shape.matrices uses.
+GGUF_NAMES = {"tok_embeddings": "token_embd", "wq": "attn_q", "wk": "attn_k", "wv": "attn_v",
+              "wo": "attn_output", "w1": "ffn_gate", "w2": "ffn_down", "w3": "ffn_up", "wcls": "output"}
+
+# The runs a row of the table gets: (kind, threads). "decode": an empty
+# prompt, then greedy generation; "prompt": a 256-token prompt; "depth":
+# generation after a prompt that fills most of the context (Shape.depth).
+ALL_CELLS = (("decode", 1), ("decode", 2), ("prompt", 1), ("prompt", 2), ("depth", 2))
+# The 7B shape's prompts take seconds each: no 1-thread prompt there.
+BIG_CELLS = (("decode", 1), ("decode", 2), ("prompt", 2), ("depth", 2))
+
+
+def use_more_bits(layer, n_layers):
+    """llama.cpp's rule (llama-quant.cpp) for the layers whose attn_v and
+    ffn_down get more bits in Q4_K_M: the first and last eighth, and every
+    third layer in between."""
+    return layer < n_layers // 8 or layer >= 7 * n_layers // 8 or (layer - n_layers // 8) % 3 == 2
+
+
 @dataclass(frozen=True)
 class Shape:
     name: str
@@ -96,6 +134,9 @@ class Shape:
     seq_len: int
     shared_classifier: bool  # the classifier is the token embedding
     decode_steps: int        # -n for the decode runs (BOS + generated tokens)
+    depth: int               # prompt tokens of the "depth" runs (BOS included)
+    types: tuple             # the file types benchmarked at this shape, in the table's order
+    cells: tuple = ALL_CELLS  # the runs each type gets: (kind, threads)
 
     @property
     def head_size(self):
@@ -114,8 +155,8 @@ class Shape:
         raise ValueError(f"{self.name}: no group size divides {self.dim} and {self.hidden_dim}")
 
     def matrices(self):
-        """The weight matrices in file order (both layouts store them in this
-        order): (name, layer or None, rows, cols)."""
+        """The weight matrices in file order (both llama2.c layouts store them
+        in this order): (name, layer or None, rows, cols)."""
         yield ("tok_embeddings", None, self.vocab_size, self.dim)
         per_layer = [
             ("wq", self.dim, self.dim),
@@ -132,45 +173,89 @@ class Shape:
         if not self.shared_classifier:
             yield ("wcls", None, self.vocab_size, self.dim)
 
+    def gguf_tensors(self, dtype):
+        """The tensors of the GGUF file of this type, in file order (export.py's
+        and llama.cpp's converter's): (GGUF name, Shape.matrices' name or None
+        for a norm, layer or None, rows, cols, ggml type). A norm is 1 x dim."""
+        size = {(name, layer): (rows, cols) for name, layer, rows, cols in self.matrices()}
+
+        def matrix(name, layer):
+            prefix = "" if layer is None else f"blk.{layer}."
+            return (f"{prefix}{GGUF_NAMES[name]}.weight", name, layer, *size[(name, layer)],
+                    self.gguf_tensor_type(dtype, name, layer))
+
+        yield matrix("tok_embeddings", None)
+        for layer in range(self.n_layers):
+            yield (f"blk.{layer}.attn_norm.weight", None, layer, 1, self.dim, "F32")
+            yield from (matrix(name, layer) for name in ("wq", "wk", "wv", "wo"))
+            yield (f"blk.{layer}.ffn_norm.weight", None, layer, 1, self.dim, "F32")
+            yield from (matrix(name, layer) for name in ("w1", "w2", "w3"))
+        yield ("output_norm.weight", None, None, 1, self.dim, "F32")
+        if not self.shared_classifier:
+            yield matrix("wcls", None)
+
+    def gguf_tensor_type(self, dtype, name, layer):
+        """The ggml type of a matrix in a GGUF file of this type. Q8_0 and
+        Q4_0: every matrix. Q4_K_M, as llama.cpp's llama-quant.cpp picks it:
+        Q6_K for the classifier (and for the token embedding when it is the
+        classifier), and for attn_v and ffn_down in the layers of
+        use_more_bits (about half: 16 of 7B's 32, 10 of 1.1B's 22); Q4_K
+        for the rest, the token embedding of a separate classifier included."""
+        if dtype != "Q4_K_M":
+            return dtype
+        if name == "wcls" or (name == "tok_embeddings" and self.shared_classifier):
+            return "Q6_K"
+        if name in ("wv", "w2") and use_more_bits(layer, self.n_layers):
+            return "Q6_K"
+        return "Q4_K"
+
     def n_norm_floats(self):
         return 2 * self.n_layers * self.dim + self.dim  # rms_att, rms_ffn, rms_final
 
     def file_bytes(self, dtype):
-        """The exact size of the checkpoint file."""
+        """The exact size of a llama2.c checkpoint file (a GGUF file's depends
+        on its metadata too: see gguf_layout)."""
         if dtype == "fp32":
             weights = sum(r * c for _, _, r, c in self.matrices())
             rope = self.seq_len * self.head_size  # freq_cis_real and _imag, half each
             return 7 * 4 + 4 * (weights + self.n_norm_floats() + rope)
         return 256 + 4 * self.n_norm_floats() + sum(
-            self.stored_bytes(r * c, dtype) for _, _, r, c in self.matrices())
+            self.stored_bytes(name, layer, r, c, dtype) for name, layer, r, c in self.matrices())
 
-    def stored_bytes(self, n_weights, dtype):
-        """Bytes that n_weights of a matrix take in the file."""
+    def stored_bytes(self, name, layer, rows, cols, dtype):
+        """Bytes that a matrix takes in a file of this type."""
         if dtype == "fp32":
-            return 4 * n_weights
-        return n_weights + 4 * (n_weights // self.group_size)  # int8 values + float32 scales
+            return 4 * rows * cols
+        if dtype == "int8":
+            return rows * cols + 4 * (rows * cols // self.group_size)  # int8 values + float32 scales
+        _, values, size = GGML_TYPES[self.gguf_tensor_type(dtype, name, layer)]
+        return rows * (cols // values) * size
 
     def bytes_read_per_token(self, dtype):
         """Weight bytes one decoded token reads: every layer's matrices, the
         classifier (vocab x dim) and the norm vectors. The token embedding is
         not counted when the classifier is separate: only its one row is read."""
-        layers = sum(r * c for name, _, r, c in self.matrices() if name not in ("tok_embeddings", "wcls"))
-        classifier = self.vocab_size * self.dim
-        return (self.stored_bytes(layers, dtype) + self.stored_bytes(classifier, dtype)
-                + 4 * self.n_norm_floats())
+        classifier = "tok_embeddings" if self.shared_classifier else "wcls"
+        return sum(self.stored_bytes(name, layer, r, c, dtype) for name, layer, r, c in self.matrices()
+                   if name not in ("tok_embeddings", "wcls") or name == classifier) + 4 * self.n_norm_floats()
 
 
 SHAPES = [
-    #     name    dim hidden layers heads kv  vocab  seq   shared decode -n
-    Shape("15M",  288, 768, 6, 6, 6, 32000, 1024, True, 129),
-    Shape("42M",  512, 1376, 8, 8, 8, 32000, 1024, True, 129),
-    Shape("110M", 768, 2048, 12, 12, 12, 32000, 1024, True, 129),
+    #     name    dim hidden layers heads kv  vocab  seq   shared decode -n, depth, types
+    Shape("15M",  288, 768, 6, 6, 6, 32000, 1024, True, 129, 768, LEGACY_TYPES + ("Q8_0", "Q4_0")),
+    Shape("42M",  512, 1376, 8, 8, 8, 32000, 1024, True, 129, 768, LEGACY_TYPES + ("Q8_0", "Q4_0")),
+    Shape("110M", 768, 2048, 12, 12, 12, 32000, 1024, True, 129, 768, LEGACY_TYPES + ("Q8_0", "Q4_0")),
     # TinyLlama 1.1B: grouped-query attention, separate classifier. Fewer
     # decode steps: about 3 s at the slow end (fp32, 1 thread, near the
     # bandwidth limit) without eating the whole budget.
-    Shape("1.1B", 2048, 5632, 22, 32, 4, 32000, 2048, False, 33),
+    Shape("1.1B", 2048, 5632, 22, 32, 4, 32000, 2048, False, 33, 1536, LEGACY_TYPES + GGUF_TYPES),
+    # Llama 2 7B, in GGUF only (its fp32 file would be 27 GB, and the disk
+    # writes about 0.4 GB/s), and in two types, Q4_K_M and the smaller of
+    # Q8_0 and Q4_0 (BENCH_ROWS=7B:Q8_0 adds the third): each run reads
+    # 4 GB. Its depth is that of the 1.1B, 1536 of its 4096 positions: a
+    # prompt filling most of them would take minutes on 2 cores, each run.
+    Shape("7B", 4096, 11008, 32, 32, 32, 32000, 4096, False, 17, 1536, ("Q4_K_M", "Q4_0"), BIG_CELLS),
 ]
-DTYPES = ("fp32", "int8")
 
 
 def cache_dir():
@@ -179,7 +264,34 @@ def cache_dir():
 
 
 def checkpoint_path(shape, dtype):
-    return cache_dir() / f"{shape.name}-{dtype}.bin"
+    return cache_dir() / f"{shape.name}-{dtype}.{'gguf' if dtype in GGUF_TYPES else 'bin'}"
+
+
+def possible_types(shape):
+    """The types a shape's file can have: its own, and any GGUF type whose
+    blocks fit its rows (K-quants: 256 values)."""
+    return [d for d in LEGACY_TYPES + GGUF_TYPES if d in shape.types or (
+        d in GGUF_TYPES and all(c % GGML_TYPES[shape.gguf_tensor_type(d, n, l)][1] == 0
+                                for n, l, _, c in shape.matrices()))]
+
+
+def selected_rows():
+    """The table's rows, (shape, type): every shape's types, or those that
+    BENCH_ROWS names ("7B", "1.1B:Q4_K_M,7B:Q8_0": a shape, or a shape and a
+    type, which may be a GGUF type the shape does not have by default)."""
+    spec = os.environ.get("BENCH_ROWS", "").strip()
+    if not spec:
+        return [(s, d) for s in SHAPES for d in s.types]
+    rows = []
+    for item in spec.split(","):
+        name, _, dtype = item.strip().partition(":")
+        shape = next((s for s in SHAPES if s.name == name), None)
+        if shape is None:
+            sys.exit(f"bench: BENCH_ROWS: no shape {name!r}; the shapes: {', '.join(s.name for s in SHAPES)}")
+        if dtype and dtype not in possible_types(shape):
+            sys.exit(f"bench: BENCH_ROWS: {name} has no type {dtype!r}; it can have {', '.join(possible_types(shape))}")
+        rows += [(shape, d) for d in ([dtype] if dtype else shape.types) if (shape, d) not in rows]
+    return sorted(rows, key=lambda r: (SHAPES.index(r[0]), (LEGACY_TYPES + GGUF_TYPES).index(r[1])))
 
 
 # ----------------------------------------------------------------------------
@@ -306,9 +418,147 @@ def write_fp32_tail(f, shape):
     f.write(imag.tobytes())
 
 
+# ----------------------------------------------------------------------------
+# Writing the GGUF files
+#
+# A 7B model in fp32 is 27 GB, so the GGUF files are not quantized from
+# float weights: their blocks are written directly, random. Speed does not
+# depend on the values, only on the types and sizes, so the quantized values
+# and the scale bytes inside a block (Q4_K's 6-bit scales and mins, Q6_K's
+# int8 scales) are random bytes, but each block's float16 scale d (and Q4_K's
+# dmin) is drawn from a small positive range: no NaN or infinity can arise,
+# and the weights spread about as far as the fp32 files' (0.02; Q6_K's 0.3),
+# so logits and llama.cpp's float16 KV cache stay far from overflow. Norm
+# weights are 1.0, and the classifier rows of tokens 0, 1 and 2 are blocks of
+# zeros (d = 0), so their logits are exactly 0 as in the checkpoints above.
+# The random bytes come from one 64 MiB pool per file, copied from a random
+# offset for each chunk of rows: drawing 4 GB of fresh random numbers would
+# take longer than the disk takes to write them.
+# The tokenizer is the project's models/tokenizer.model (Llama 2's 32,000
+# pieces), put in the file's metadata by export.py's code, so run and
+# llama.cpp both take it from the file.
+
+GGUF_ALIGNMENT = 32
+SCALE_RANGE = {"Q8_0": (1e-4, 5e-4), "Q4_0": (2e-3, 6e-3), "Q4_K": (1e-4, 3e-4), "Q6_K": (1e-4, 3e-4)}
+POOL_BYTES = 1 << 26
+GGUF_CHUNK_BYTES = 1 << 24  # rows written at a time, about
+TOKENIZER_MODEL = REPO / "models" / "tokenizer.model"
+
+
+def block_dtype(ggml_type):
+    """A NumPy record of one block, with its float16 scale fields named and
+    the rest as bytes."""
+    fields = {"Q8_0": [("d", "<f2"), ("rest", "u1", 32)],
+              "Q4_0": [("d", "<f2"), ("rest", "u1", 16)],
+              "Q4_K": [("d", "<f2"), ("dmin", "<f2"), ("rest", "u1", 140)],
+              "Q6_K": [("rest", "u1", 208), ("d", "<f2")]}[ggml_type]
+    dt = np.dtype(fields)
+    assert dt.itemsize == GGML_TYPES[ggml_type][2]
+    return dt
+
+
+def align(n):
+    return (n + GGUF_ALIGNMENT - 1) // GGUF_ALIGNMENT * GGUF_ALIGNMENT
+
+
+_tokenizer_kvs = None
+
+
+def gguf_layout(shape, dtype):
+    """The GGUF file of a shape and type, planned: (header bytes, padded to
+    the alignment; [(tensor, offset in the data, bytes)]; the file's size).
+    The header and metadata are export.py's (GGUF version 3)."""
+    global _tokenizer_kvs
+    sys.path.insert(0, str(REPO))
+    import export
+    del sys.path[0]
+    if _tokenizer_kvs is None:
+        _tokenizer_kvs, n = export.tokenizer_metadata(str(TOKENIZER_MODEL), shape.vocab_size)
+        assert n == shape.vocab_size, f"{TOKENIZER_MODEL}: {n} pieces"
+    kv, S, U32, F32 = export.gguf_kv, export.GGUF_STRING, export.GGUF_UINT32, export.GGUF_FLOAT32
+    kvs = [kv("general.architecture", S, "llama"),
+           kv("general.name", S, f"run-bench random {shape.name} {dtype}"),
+           kv("general.alignment", U32, GGUF_ALIGNMENT),
+           kv("general.file_type", U32, GGUF_FILE_TYPES[dtype]),
+           kv("general.quantization_version", U32, 2),
+           kv("llama.vocab_size", U32, shape.vocab_size),
+           kv("llama.context_length", U32, shape.seq_len),
+           kv("llama.embedding_length", U32, shape.dim),
+           kv("llama.block_count", U32, shape.n_layers),
+           kv("llama.feed_forward_length", U32, shape.hidden_dim),
+           kv("llama.rope.dimension_count", U32, shape.head_size),
+           kv("llama.attention.head_count", U32, shape.n_heads),
+           kv("llama.attention.head_count_kv", U32, shape.n_kv_heads),
+           kv("llama.attention.layer_norm_rms_epsilon", F32, 1e-5),
+           kv("llama.rope.freq_base", F32, 10000.0)] + _tokenizer_kvs
+    tensors, infos, offset = [], [], 0
+    for t in shape.gguf_tensors(dtype):
+        name, _, _, rows, cols, ggml_type = t
+        type_id, values, size = GGML_TYPES[ggml_type]
+        assert cols % values == 0, f"{shape.name}: {name} rows of {cols} are not whole {ggml_type} blocks"
+        nbytes = rows * (cols // values) * size
+        ne = (cols,) if rows == 1 else (cols, rows)  # ne[0]: the row length
+        infos.append(export.gguf_string(name) + struct.pack(f"<I{len(ne)}QIQ", len(ne), *ne, type_id, offset))
+        tensors.append((t, offset, nbytes))
+        offset = align(offset + nbytes)
+    header = b"".join([b"GGUF", struct.pack("<IQQ", 3, len(tensors), len(kvs))] + kvs + infos)
+    header += bytes(align(len(header)) - len(header))
+    return header, tensors, len(header) + offset
+
+
+def write_gguf(shape, dtype):
+    """Writes the GGUF file of a shape and type, to a temporary name renamed
+    when complete (as write_checkpoints)."""
+    header, tensors, total = gguf_layout(shape, dtype)
+    path = checkpoint_path(shape, dtype)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    rng = np.random.default_rng([SEED] + list(f"{shape.name} {dtype}".encode()))
+    pool = rng.integers(0, 256, POOL_BYTES, dtype=np.uint8)
+    classifier = "tok_embeddings" if shape.shared_classifier else "wcls"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(header)
+            for (name, matrix, _, rows, cols, ggml_type), offset, nbytes in tensors:
+                assert f.tell() == len(header) + offset
+                if ggml_type == "F32":
+                    f.write(np.ones(rows * cols, dtype="<f4").tobytes())  # a norm
+                else:
+                    write_random_blocks(f, rng, pool, rows, cols, ggml_type, zero_rows=3 if matrix == classifier else 0)
+                f.write(bytes(align(f.tell()) - f.tell()))
+            f.flush()
+            os.fsync(f.fileno())  # see write_checkpoints
+        size = tmp.stat().st_size
+        if size != total:
+            raise RuntimeError(f"{tmp}: wrote {size} bytes, expected {total}")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_random_blocks(f, rng, pool, rows, cols, ggml_type, zero_rows):
+    """A matrix of random blocks (see above), the first zero_rows rows zero."""
+    _, values, size = GGML_TYPES[ggml_type]
+    dt = block_dtype(ggml_type)
+    lo, hi = SCALE_RANGE[ggml_type]
+    row_bytes = cols // values * size
+    rows_per_chunk = max(1, GGUF_CHUNK_BYTES // row_bytes)
+    for r0 in range(0, rows, rows_per_chunk):
+        n = min(rows_per_chunk, rows - r0) * row_bytes
+        start = int(rng.integers(0, POOL_BYTES - n + 1))
+        chunk = pool[start:start + n].copy()
+        blocks = chunk.view(dt)
+        for scale in ("d", "dmin") if ggml_type == "Q4_K" else ("d",):
+            blocks[scale] = rng.uniform(lo, hi, len(blocks)).astype(np.float16)
+        if r0 == 0 and zero_rows:
+            chunk[: zero_rows * row_bytes] = 0
+        f.write(memoryview(chunk))
+
+
 def ensure_checkpoints():
-    """Writes whatever checkpoint is missing or has the wrong size, in a
-    child process (bench.py --write-checkpoints). Returns the seconds spent."""
+    """Writes whatever checkpoint or GGUF file is missing or has the wrong
+    size, in a child process (bench.py --write-checkpoints). Returns the
+    seconds spent."""
     start = time.monotonic()
     subprocess.run([sys.executable, __file__, "--write-checkpoints"], check=True)
     return time.monotonic() - start
@@ -320,17 +570,27 @@ def write_missing_checkpoints():
 
     directory = cache_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    for leftover in directory.glob("*.bin.*.tmp"):  # from an interrupted bench
+    for leftover in list(directory.glob("*.bin.*.tmp")) + list(directory.glob("*.gguf.*.tmp")):  # from an interrupted bench
         if not process_alive(int(leftover.name.split(".")[-2])):
             leftover.unlink(missing_ok=True)
+    rows = selected_rows()
     for shape in SHAPES:
-        missing = [d for d in DTYPES if not has_right_size(checkpoint_path(shape, d), shape.file_bytes(d))]
+        types = [d for s, d in rows if s == shape]
+        legacy = [d for d in types if d in LEGACY_TYPES]
+        missing = [d for d in legacy if not has_right_size(checkpoint_path(shape, d), shape.file_bytes(d))]
         if missing:
             total = sum(shape.file_bytes(d) for d in missing) / 1e6
             progress(f"writing {shape.name} {' and '.join(missing)} ({total:.0f} MB) to {directory}")
             t0 = time.monotonic()
             write_checkpoints(shape, missing)
             progress(f"  done in {time.monotonic() - t0:.1f} s")
+        for d in (d for d in types if d in GGUF_TYPES):
+            total = gguf_layout(shape, d)[2]
+            if not has_right_size(checkpoint_path(shape, d), total):
+                progress(f"writing {shape.name} {d} GGUF ({total / 1e6:.0f} MB) to {directory}")
+                t0 = time.monotonic()
+                write_gguf(shape, d)
+                progress(f"  done in {time.monotonic() - t0:.1f} s")
 
 
 def process_alive(pid):
@@ -366,10 +626,10 @@ def clean_cache():
     if not directory.is_dir():
         print(f"bench: no cache at {directory}")
         return
-    names = {checkpoint_path(s, d).name for s in SHAPES for d in DTYPES}
+    names = {checkpoint_path(s, d).name for s in SHAPES for d in possible_types(s)}
     freed = 0
     for path in directory.iterdir():
-        ours = re.fullmatch(r"(.+\.bin)(\.\d+\.tmp)?", path.name)  # a checkpoint, or one being written
+        ours = re.fullmatch(r"(.+\.(?:bin|gguf))(\.\d+\.tmp)?", path.name)  # a model file, or one being written
         if ours and ours.group(1) in names:
             freed += path.stat().st_size
             path.unlink()
@@ -498,7 +758,7 @@ def bandwidth_now(exe):
 
 
 # ----------------------------------------------------------------------------
-# The 256-token prompt
+# The prompts: 256 tokens, and the longer ones of the depth runs
 
 
 def tokenize(text):
@@ -519,26 +779,28 @@ PROMPT_WORDS = (
 ).split()
 
 
-def find_prompt():
-    """A text that tokenizes to exactly PROMPT_TOKENS ids with BOS: the
-    longest run of words that fits, padded with " a" one token at a time."""
-    words = (PROMPT_WORDS * (PROMPT_TOKENS // len(PROMPT_WORDS) + 2))
+def find_prompt(n_tokens):
+    """A text that tokenizes to exactly n_tokens ids with BOS: the longest
+    run of words that fits, padded with " a" one token at a time. (The GGUF
+    files carry the same SentencePiece vocabulary as tokenizer.bin: the
+    runs check the count they were given.)"""
+    words = (PROMPT_WORDS * (n_tokens // len(PROMPT_WORDS) + 2))
     count = lambda text: len(tokenize(text))
     lo, hi = 1, len(words)  # count(words[:lo]) <= target < count(words[:hi])
-    assert count(" ".join(words[:hi])) > PROMPT_TOKENS
+    assert count(" ".join(words[:hi])) > n_tokens
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if count(" ".join(words[:mid])) <= PROMPT_TOKENS:
+        if count(" ".join(words[:mid])) <= n_tokens:
             lo = mid
         else:
             hi = mid
     text = " ".join(words[:lo])
     n = count(text)
-    while n < PROMPT_TOKENS:
+    while n < n_tokens:
         text += " a"
         n = count(text)
-    if n != PROMPT_TOKENS:
-        raise RuntimeError(f"could not make a {PROMPT_TOKENS}-token prompt (got {n})")
+    if n != n_tokens:
+        raise RuntimeError(f"could not make a {n_tokens}-token prompt (got {n})")
     return text
 
 
@@ -558,18 +820,16 @@ class RunResult:
     other_cpu: float = 0.0        # CPU seconds other processes used meanwhile
     disturbed: bool = False       # so much that the run's speed does not count
     bandwidth: float = None       # 2-thread decode runs: GB/s of a probe just before (bandwidth_now)
+    tok_s: float = None           # the cell's figure: the generated rate of a decode or depth run, the prompt rate of a prompt run
+    build: str = ""               # llama-bench's runs: its build, as it reports it
 
     def message(self):
-        """One line on a failure: why, and run's own last word on stderr."""
-        said = [l for l in self.stderr.splitlines() if l.strip()]
+        """One line on a failure: why, and the program's own last word on stderr."""
+        said = [l for l in self.stderr.splitlines() if l.strip() and not l.startswith("{")]
         return self.error + (f": {said[-1].strip()}" if said else "")
 
-    def rate(self, kind):
-        """tok/s: the generated rate of a decode run, the prompt rate of a prompt run."""
-        return self.stats[5] if kind == "decode" else self.stats[2]
 
-
-def run_once(args, threads, timeout):
+def run_once(args, threads, timeout, kind):
     """Runs ./run with OMP_NUM_THREADS=threads, stdout discarded, and returns
     its stats line, wall time, peak RSS, and whether it was disturbed."""
     child = run_child(args, "stderr", env=dict(os.environ, OMP_NUM_THREADS=str(threads)), timeout=timeout)
@@ -583,7 +843,58 @@ def run_once(args, threads, timeout):
         return result
     g = m.groups()
     result.ok, result.stats = True, (int(g[0]), float(g[1]), float(g[2]), int(g[3]), float(g[4]), float(g[5]))
+    result.tok_s = result.stats[2] if kind == "prompt" else result.stats[5]
     return result
+
+
+# ----------------------------------------------------------------------------
+# llama.cpp's llama-bench, when LLAMA_CPP_BENCH names one
+#
+# Each of its runs is one llama-bench process measuring one test once
+# (-r 1), after llama-bench's own warm-up (a whole prompt before a prompt
+# test, one token before a generation test; it also pages the memory-mapped
+# model in), with its test printed as JSON on stderr (-o none -oe jsonl).
+# The bench repeats and times these processes as it does ./run's, so both
+# get the same medians and the same watch on the rest of the machine.
+# The tests: decode tg32 (32 tokens from an empty context), prompt pp256,
+# and depth "tg32 @ d<depth>" (-d: 32 tokens after an untimed prompt of
+# the depth's length), with llama-bench's defaults otherwise (memory-mapped
+# model, batch 2048, float16 KV cache).
+
+LLAMA_BENCH = os.environ.get("LLAMA_CPP_BENCH") or None
+LLAMA_GEN = 32  # llama-bench's -n: tokens generated by decode and depth tests
+
+
+def llama_bench_once(args, threads, timeout):
+    """Runs llama-bench once and returns its figure as a RunResult."""
+    child = run_child(args, "stderr", env=dict(os.environ, OMP_NUM_THREADS=str(threads)), timeout=timeout)
+    result = RunResult(False, child.wall, child.usage.ru_maxrss, other_cpu=child.other_cpu,
+                       disturbed=child.disturbed, killed=child.killed)
+    tests = []
+    for line in child.output.splitlines():
+        if line.startswith("{"):
+            try:
+                tests.append(json.loads(line))
+            except ValueError:
+                pass
+    if child.code != 0 or len(tests) != 1 or not tests[0].get("avg_ts"):
+        result.error = (f"killed after {timeout:.0f} s" if child.killed else
+                        f"exit status {child.code}" if child.code else f"{len(tests)} test results on stderr")
+        result.stderr = child.output
+        return result
+    result.ok, result.tok_s = True, float(tests[0]["avg_ts"])
+    result.build = f"build {tests[0].get('build_number')}, commit {tests[0].get('build_commit')}"
+    return result
+
+
+def llama_bench_build(cells):
+    """llama-bench's own word on its build (build_commit, build_number of
+    its JSON), from the first run that gave it, or None."""
+    for c in cells:
+        for r in c.ok_runs():
+            if r.build:
+                return r.build
+    return None
 
 
 def parse_self_test():
@@ -597,10 +908,14 @@ def parse_self_test():
 # ----------------------------------------------------------------------------
 # Planning the runs within the budget
 #
-# A cell is one number of the table: (shape, dtype, kind, threads), kind being
-# "decode" or "prompt". Each wants REPEATS undisturbed runs. The plan:
+# A cell is one number of the table: (shape, dtype, kind, threads, engine),
+# kind being "decode", "prompt" or "depth", engine "run" or "llama.cpp".
+# Each wants REPEATS undisturbed runs. The plan:
 #   round 1: one run of every cell: decode cells first (they are short), then
-#            prompt cells, small models first;
+#            prompt cells, then depth cells, small models first, and each
+#            llama.cpp cell right after its twin of run's; a cell guessed to
+#            take over SLOW_RUN seconds waits until the others are done, and
+#            the waiting ones go cheapest first;
 #   then:    passes over the cells that still want runs, cheapest first, one
 #            more run of each cell per pass while its cost (its fastest run so
 #            far) fits in what is left of the budget.
@@ -615,14 +930,18 @@ def parse_self_test():
 
 MAX_RETRIES = 3
 GRACE = 30  # seconds a run may go past the deadline before it is stopped
+SLOW_RUN = 30  # seconds: round 1 runs cells guessed slower than this last
+KINDS = ("decode", "prompt", "depth")
+DEPTH_GEN = 32  # tokens generated after the depth runs' prompt
 
 
 @dataclass
 class Cell:
     shape: Shape
     dtype: str
-    kind: str        # "decode" or "prompt"
+    kind: str        # "decode", "prompt" or "depth"
     threads: int
+    engine: str = "run"  # or "llama.cpp": llama-bench on the same GGUF file
     runs: list = field(default_factory=list)  # RunResult of each run
     skipped: str = ""                         # why it has no run at all
 
@@ -653,62 +972,87 @@ class Cell:
 
     def rate(self):
         """Median tok/s of the counted runs."""
-        rates = [r.rate(self.kind) for r in self.counted_runs()]
+        rates = [r.tok_s for r in self.counted_runs()]
         return statistics.median(rates) if rates else None
 
     def share_of_bandwidth_alongside(self):
         """Median over the counted runs of the share of the bandwidth probed
         just before each run that its decode speed used, or None."""
         per_token = self.shape.bytes_read_per_token(self.dtype)
-        shares = [r.rate(self.kind) * per_token / (r.bandwidth * 1e9) for r in self.counted_runs() if r.bandwidth]
+        shares = [r.tok_s * per_token / (r.bandwidth * 1e9) for r in self.counted_runs() if r.bandwidth]
         return statistics.median(shares) if shares else None
 
-    def args(self, prompt_text):
-        base = [str(run_binary), str(checkpoint_path(self.shape, self.dtype)), "-z", str(TOKENIZER), "-t", "0"]
+    def positions(self):
+        """Tokens a run goes through: its prompt and what it generates
+        (llama-bench: its warm-up too)."""
+        s = self.shape
+        if self.engine == "run":
+            return {"decode": s.decode_steps, "prompt": PROMPT_STEPS, "depth": s.depth + DEPTH_GEN}[self.kind]
+        return {"decode": 1 + LLAMA_GEN, "prompt": 2 * PROMPT_TOKENS, "depth": 1 + s.depth + LLAMA_GEN}[self.kind]
+
+    def args(self, prompts):
+        """The command line of one run; prompts: {tokens: text}."""
+        path = str(checkpoint_path(self.shape, self.dtype))
+        if self.engine == "llama.cpp":
+            tests = {"decode": ["-p", "0", "-n", str(LLAMA_GEN)], "prompt": ["-p", str(PROMPT_TOKENS), "-n", "0"],
+                     "depth": ["-p", "0", "-n", str(LLAMA_GEN), "-d", str(self.shape.depth)]}[self.kind]
+            return [LLAMA_BENCH, "-m", path, "-t", str(self.threads), "-r", "1", "-o", "none", "-oe", "jsonl"] + tests
+        # A GGUF file carries its vocabulary; llama2.c's checkpoints take tokenizer.bin.
+        base = [str(run_binary), path, "-t", "0"] + (["-z", str(TOKENIZER)] if self.dtype in LEGACY_TYPES else [])
         if self.kind == "decode":
             # One word after BOS: BOS's embedding row is zero here (see above), and a
             # zero hidden state would make every logit 0 and greedy decoding pick <unk>
             # forever; after a real word, generation runs on real activations.
             return base + ["-i", "Once", "-n", str(self.shape.decode_steps)]
-        return base + ["-n", str(PROMPT_STEPS), "-i", prompt_text]
+        if self.kind == "depth":
+            return base + ["-n", str(self.shape.depth + DEPTH_GEN), "-i", prompts[self.shape.depth]]
+        return base + ["-n", str(PROMPT_STEPS), "-i", prompts[PROMPT_TOKENS]]
 
     def label(self):
-        return f"{self.shape.name} {self.dtype} {self.kind} {self.threads}T"
+        return f"{self.shape.name} {self.dtype} {self.kind} {self.threads}T" + (" llama.cpp" if self.engine != "run" else "")
 
 
 def estimate(cell, cells):
     """Guessed wall seconds of a cell's first run, or None without a basis.
-    Decode: from the throughput (weight bytes per second) of the last decode
-    cell of the same dtype and threads, scaled to this model. Prompt: at
-    worst the prompt goes at decode speed, one token at a time (a batched
-    prompt is faster), so 256 tokens at this model's decode rate, plus the
-    load time seen in its decode run."""
+    From the fastest run of the last cell run so far of the same engine,
+    kind, threads and dtype (a smaller model), scaled by the weight bytes a
+    token reads and by the positions a run goes through. Failing that, for
+    run's prompt and depth cells: at worst the prompt goes at decode speed,
+    one token at a time (a batched prompt is faster), so its positions at
+    this model's decode rate, plus the load time seen in its decode run."""
     s = cell.shape
-    if cell.kind == "decode":
-        done = [c for c in cells if c.kind == "decode" and c.dtype == cell.dtype and c.threads == cell.threads
-                and c.good_runs()]
-        if not done:
-            return None
+    done = [c for c in cells if (c.engine, c.kind, c.threads, c.dtype) == (cell.engine, cell.kind, cell.threads, cell.dtype)
+            and c.good_runs()]
+    if done:
         c = done[-1]
-        r = min(c.good_runs(), key=lambda r: r.wall)
-        bytes_per_s = c.shape.bytes_read_per_token(c.dtype) * r.stats[5]
-        overhead = max(0.0, r.wall - r.stats[4])  # load, first token, exit
-        scale = s.bytes_read_per_token(cell.dtype) / c.shape.bytes_read_per_token(c.dtype)
-        return s.decode_steps * s.bytes_read_per_token(cell.dtype) / bytes_per_s + overhead * scale
-    twin = [c for c in cells if c.kind == "decode" and c.shape == s and c.dtype == cell.dtype
-            and c.threads == cell.threads and c.ok_runs()]
-    if not twin:
+        scale = (s.bytes_read_per_token(cell.dtype) * cell.positions()
+                 / (c.shape.bytes_read_per_token(c.dtype) * c.positions()))
+        return min(r.wall for r in c.good_runs()) * scale
+    if cell.engine != "run" or cell.kind == "decode":
         return None
-    r = min(twin[0].ok_runs(), key=lambda r: r.wall)
-    return PROMPT_STEPS / r.stats[5] + max(0.0, r.wall - r.stats[4] - r.stats[1])
+
+    def fastest(kind):
+        twins = [c for c in cells if c.engine == "run" and c.kind == kind and c.shape == s and c.dtype == cell.dtype]
+        runs = [r for c in twins for r in c.ok_runs()]
+        return min(runs, key=lambda r: r.wall) if runs else None
+
+    decode, prompt = fastest("decode"), fastest("prompt")
+    if cell.kind == "depth" and prompt and decode:
+        # Attention over a long prompt costs more per token than over 256:
+        # half as much again, about.
+        return 1.5 * s.depth / prompt.stats[2] + DEPTH_GEN / decode.stats[5] + max(
+            0.0, prompt.wall - prompt.stats[1] - prompt.stats[4])
+    if not decode:
+        return None
+    return cell.positions() / decode.stats[5] + max(0.0, decode.wall - decode.stats[4] - decode.stats[1])
 
 
 class Scheduler:
-    def __init__(self, cells, deadline, prompt_text, probe):
+    def __init__(self, cells, deadline, prompts, probe):
         self.cells = cells
         self.probe = probe
         self.deadline = deadline
-        self.prompt_text = prompt_text
+        self.prompts = prompts
         self.errors_seen = set()
         self.warm = set()
         self.early_stops = []  # labels of runs that generated fewer tokens than asked
@@ -717,17 +1061,40 @@ class Scheduler:
         return self.deadline - time.monotonic()
 
     def go(self):
-        first_round = sorted(self.cells, key=lambda c: (c.kind != "decode", SHAPES.index(c.shape)))
+        first_round = sorted(self.cells, key=lambda c: (KINDS.index(c.kind), SHAPES.index(c.shape)))
+        # A run guessed to take more than SLOW_RUN seconds waits for the end
+        # of round 1, so one slow cell cannot starve many quick ones; the
+        # slow ones then go cheapest first.
+        slow = []
         for cell in first_round:
             guess = estimate(cell, self.cells)
-            if self.left() <= 0 or (guess is not None and guess > self.left()):
-                cell.skipped = (f"not run: about {guess:.0f} s, {max(0, self.left()):.0f} s of the budget left"
-                                if guess is not None else "not run: the time budget was used up")
-                progress(f"  {cell.label():<24}   skipped  ({cell.skipped})")
+            if guess is not None and guess > SLOW_RUN:
+                slow.append(cell)
                 continue
-            # Five times the guess is surely not a normal run; without a guess,
-            # a run may take what is left of the budget.
-            self.run(cell, max(60.0, 5 * guess) if guess else math.inf)
+            self.first_run(cell, guess)
+        while slow:
+            guesses = [(estimate(c, self.cells), i) for i, c in enumerate(slow)]
+            _, i = min((g if g is not None else 0.0, i) for g, i in guesses)
+            self.first_run(slow.pop(i), guesses[i][0])
+        while True:
+            todo = sorted((c for c in self.cells if c.wants_more()), key=Cell.cost)
+            todo = [c for c in todo if 1.2 * c.cost() < self.left()]
+            if not todo:
+                break
+            for cell in todo:
+                if 1.2 * cell.cost() < self.left():
+                    # A run 5 times slower than the cell's best is disturbed, not informative.
+                    self.run(cell, max(20.0, 5 * cell.cost()))
+
+    def first_run(self, cell, guess):
+        if self.left() <= 0 or (guess is not None and guess > self.left()):
+            cell.skipped = (f"not run: about {guess:.0f} s, {max(0, self.left()):.0f} s of the budget left"
+                            if guess is not None else "not run: the time budget was used up")
+            progress(f"  {cell.label():<34}   skipped  ({cell.skipped})")
+            return
+        # Five times the guess is surely not a normal run; without a guess,
+        # a run may take what is left of the budget.
+        self.run(cell, max(60.0, 5 * guess) if guess else math.inf)
         while True:
             todo = sorted((c for c in self.cells if c.wants_more()), key=Cell.cost)
             todo = [c for c in todo if 1.2 * c.cost() < self.left()]
@@ -745,36 +1112,44 @@ class Scheduler:
             self.warm.add(path)
         # No run goes on more than GRACE seconds past the deadline.
         budget_timeout = max(1.0, self.left() + GRACE)
-        bandwidth = bandwidth_now(self.probe) if cell.kind == "decode" and cell.threads == 2 else None
-        r = run_once(cell.args(self.prompt_text), cell.threads, min(timeout, budget_timeout))
+        bandwidth = (bandwidth_now(self.probe) if cell.kind == "decode" and cell.threads == 2 and cell.engine == "run"
+                     else None)
+        if cell.engine == "run":
+            r = run_once(cell.args(self.prompts), cell.threads, min(timeout, budget_timeout), cell.kind)
+        else:
+            r = llama_bench_once(cell.args(self.prompts), cell.threads, min(timeout, budget_timeout))
         r.bandwidth = bandwidth
         if r.killed and not r.disturbed and budget_timeout <= timeout:
             why = f"stopped after {r.wall:.0f} s: the time budget ran out"
             if not cell.ok_runs():
                 cell.skipped = why
-            progress(f"  {cell.label():<24}   stopped  ({why})")
+            progress(f"  {cell.label():<34}   stopped  ({why})")
             return
         cell.runs.append(r)
         note = f"; disturbed: other processes used {r.other_cpu:.2f} CPU-s" if r.disturbed else ""
         if r.ok:
-            progress(f"  {cell.label():<24} {r.rate(cell.kind):9.1f} tok/s  "
+            progress(f"  {cell.label():<34} {r.tok_s:9.1f} tok/s  "
                      f"({r.wall:.1f} s wall, {time.monotonic() - START:.0f} s elapsed{note})")
-            self.check_counts(cell, r)
+            if cell.engine == "run":
+                self.check_counts(cell, r)
         else:
-            progress(f"  {cell.label():<24}    FAILED  ({r.message()}{note})")
+            progress(f"  {cell.label():<34}    FAILED  ({r.message()}{note})")
             if r.disturbed and r.killed:
-                return  # not a failure of run's: see Cell.failures()
+                return  # not a failure of the program's: see Cell.failures()
             if r.stderr not in self.errors_seen:  # the same message for every cell would be noise
                 self.errors_seen.add(r.stderr)
-                progress("    run's stderr:\n      " + r.stderr.rstrip().replace("\n", "\n      "))
+                who = "run's" if cell.engine == "run" else "llama-bench's"
+                tail = r.stderr.rstrip().splitlines()[-20:]  # llama-bench logs much before an error
+                progress(f"    {who} stderr:\n      " + "\n      ".join(tail))
 
     def check_counts(self, cell, r):
         """Warns when run was not given the whole prompt, or stopped generating
         early (its rate is then over fewer tokens). run may count the token
         sampled after the prompt's last position as generated, or not."""
         n_prompt, n_gen = r.stats[0], r.stats[3]
-        want_prompt = 2 if cell.kind == "decode" else PROMPT_TOKENS  # decode: BOS and "Once"
-        steps = cell.shape.decode_steps if cell.kind == "decode" else PROMPT_STEPS
+        # decode: BOS and "Once"
+        want_prompt = {"decode": 2, "prompt": PROMPT_TOKENS, "depth": cell.shape.depth}[cell.kind]
+        steps = cell.positions()
         if n_prompt != want_prompt or n_gen < steps - want_prompt:
             progress(f"    warning: {cell.label()}: prompt {n_prompt} and generated {n_gen} tokens; "
                      f"asked for {want_prompt} and {steps - want_prompt}")
@@ -792,6 +1167,8 @@ def progress(msg):
 def fmt_rate(cell):
     """The median, marked * when from fewer than REPEATS good runs and ~ when
     from disturbed runs only; or FAIL, or skip."""
+    if cell is None:
+        return "-"  # not measured for this row
     rate = cell.rate()
     if rate is None:
         return "FAIL" if cell.failures() else "skip" if cell.skipped else "-"
@@ -813,30 +1190,35 @@ def describe_binary():
     return f"./run built {built}, source tree {commit}"
 
 
-def print_table(cells, probes, binary, gen_seconds, cache_bytes, early_stops, rss_floor):
+def print_table(cells, rows, probes, binary, gen_seconds, cache_bytes, early_stops, rss_floor):
     bandwidth = {t: max(p[0][t] for p in probes) for t in THREAD_COUNTS}
     limit_gbs = bandwidth[2]
-    by_key = {(c.shape.name, c.dtype, c.kind, c.threads): c for c in cells}
-    header = ["model", "type", "file MB", "read MB/tok", "decode 1T", "decode 2T", "prompt 1T", "prompt 2T",
-              "peak RSS MB", "limit tok/s", "decode 2T % limit", "% alongside"]
-    rows = []
-    for s in SHAPES:
-        for d in DTYPES:
-            mine = [by_key[(s.name, d, k, t)] for k in ("decode", "prompt") for t in THREAD_COUNTS]
-            rss = [r.maxrss_kib for c in mine for r in c.ok_runs()]
-            per_token = s.bytes_read_per_token(d)
-            limit = limit_gbs * 1e9 / per_token
-            dec2 = by_key[(s.name, d, "decode", 2)].rate()
-            alongside = by_key[(s.name, d, "decode", 2)].share_of_bandwidth_alongside()
-            rows.append([
-                s.name, d, f"{s.file_bytes(d) / 1e6:.1f}", f"{per_token / 1e6:.1f}",
-                *(fmt_rate(c) for c in mine),
-                ("<=" if rss and max(rss) <= rss_floor else "") + (f"{max(rss) * 1024 / 1e6:.0f}" if rss else "-"),
-                f"{limit:.1f}",
-                f"{100 * dec2 / limit:.0f}%" if dec2 else "-",
-                f"{100 * alongside:.0f}%" if alongside else "-",
-            ])
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    by_key = {(c.shape.name, c.dtype, c.kind, c.threads, c.engine): c for c in cells}
+    columns = [(k, t) for k in KINDS for t in THREAD_COUNTS if any((k, t) in s.cells for s, _ in rows)]
+    engines = ("run", "llama.cpp") if LLAMA_BENCH else ("run",)
+    header = (["model", "type", "file MB", "read MB/tok"] + [f"{k} {t}T" for k, t in columns] +
+              ["peak RSS MB", "limit tok/s", "decode 2T % limit", "% alongside"] +
+              (["llama.cpp " + f"{k} {t}T" for k, t in columns] if LLAMA_BENCH else []))
+    table = []
+    for s, d in rows:
+        mine = {e: [by_key.get((s.name, d, k, t, e)) for k, t in columns] for e in engines}
+        # Peak memory of the decode and prompt runs: a depth run's KV cache is larger.
+        rss = [r.maxrss_kib for c in mine["run"] if c and c.kind != "depth" for r in c.ok_runs()]
+        per_token = s.bytes_read_per_token(d)
+        limit = limit_gbs * 1e9 / per_token
+        dec2 = by_key[(s.name, d, "decode", 2, "run")].rate()
+        alongside = by_key[(s.name, d, "decode", 2, "run")].share_of_bandwidth_alongside()
+        path = checkpoint_path(s, d)
+        table.append([
+            s.name, d, f"{path.stat().st_size / 1e6:.1f}" if path.exists() else "-", f"{per_token / 1e6:.1f}",
+            *(fmt_rate(c) for c in mine["run"]),
+            ("<=" if rss and max(rss) <= rss_floor else "") + (f"{max(rss) * 1024 / 1e6:.0f}" if rss else "-"),
+            f"{limit:.1f}",
+            f"{100 * dec2 / limit:.0f}%" if dec2 else "-",
+            f"{100 * alongside:.0f}%" if alongside else "-",
+            *(fmt_rate(c) for c in mine.get("llama.cpp", [])),
+        ])
+    widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(header)]
 
     def line(cols):
         return "| " + " | ".join(c.ljust(w) if i < 2 else c.rjust(w)
@@ -844,6 +1226,8 @@ def print_table(cells, probes, binary, gen_seconds, cache_bytes, early_stops, rs
 
     print()
     print(binary)
+    if LLAMA_BENCH:
+        print(f"llama.cpp: {LLAMA_BENCH} ({llama_bench_build(cells) or 'no run succeeded'})")
     print(f"memory read bandwidth (bench/bandwidth.c, 1 GiB, best of 20 passes): "
           f"1 thread {bandwidth[1]:.1f} GB/s, 2 threads {bandwidth[2]:.1f} GB/s,")
     print("  the better of a probe before the runs ({:.1f}, {:.1f} GB/s) and one after them ({:.1f}, {:.1f} GB/s)"
@@ -854,18 +1238,28 @@ def print_table(cells, probes, binary, gen_seconds, cache_bytes, early_stops, rs
     print()
     print(line(header))
     print("|" + "|".join("-" * (w + 2) if i < 2 else "-" * (w + 1) + ":" for i, w in enumerate(widths)) + "|")
-    for r in rows:
+    for r in table:
         print(line(r))
     print()
-    steps = ", ".join(f"{s.name} -n {s.decode_steps}" for s in SHAPES)
-    print(f"decode, prompt: tok/s, median of {REPEATS} runs; 1T, 2T: OMP_NUM_THREADS=1, 2.")
+    shapes = [s for s in SHAPES if any(s == shape for shape, _ in rows)]
+    steps = ", ".join(f"{s.name} -n {s.decode_steps}" for s in shapes)
+    depths = ", ".join(f"{s.name} {s.depth}" for s in shapes)
+    print(f"decode, prompt, depth: tok/s, median of {REPEATS} runs; 1T, 2T: OMP_NUM_THREADS=1, 2; - : not measured.")
     print(f"decode: empty prompt, greedy ({steps}); prompt: {PROMPT_TOKENS} tokens (-n {PROMPT_STEPS}).")
+    print(f"depth: the decode speed of {DEPTH_GEN} tokens after a prompt of {depths} tokens.")
+    print("types: fp32 and int8 are llama2.c checkpoints (int8: its version 2 layout); Q8_0, Q4_0 and Q4_K_M are GGUF")
+    print("  files of random blocks (Q4_K_M: llama.cpp's mixture, Q6_K for the classifier and for half the layers'")
+    print("  attn_v and ffn_down, Q4_K for the rest).")
     print("read MB/tok: every layer's matrices + classifier + norms, as stored (int8: values + float32 scales).")
     print(f"limit tok/s = {limit_gbs:.1f} GB/s (the 2-thread bandwidth) / read MB/tok. MB = 1e6 bytes; "
-          f"peak RSS: the largest of the row's runs.")
+          f"peak RSS: the largest of the row's decode and prompt runs.")
     print("% alongside: decode 2T's bytes per second as a share of a 2-thread probe (256 MiB, best of 3 passes)")
     print("  run just before each run, the median over the runs: the same ratio, against the bandwidth of the moment.")
-    if any(r[8].startswith("<=") for r in rows):
+    if LLAMA_BENCH:
+        print("llama.cpp: llama-bench on the same GGUF files, one test per process (-r 1), median of the processes:")
+        print(f"  decode tg{LLAMA_GEN}, prompt pp{PROMPT_TOKENS}, depth tg{LLAMA_GEN} after -d of the depth above; "
+              f"-t 1, 2 with OMP_NUM_THREADS alike.")
+    if any(r[header.index("peak RSS MB")].startswith("<=") for r in table):
         print(f"<= peak RSS no larger than this script's own ({rss_floor * 1024 / 1e6:.0f} MB), "
               f"which a child's ru_maxrss includes: the true figure may be lower.")
     fewer = [c for c in cells if c.good_runs() and len(c.good_runs()) < REPEATS]
@@ -891,7 +1285,7 @@ def print_table(cells, probes, binary, gen_seconds, cache_bytes, early_stops, rs
         print(f"FAIL ({len(labels)} runs: {', '.join(labels)}): {why}")
     total = time.monotonic() - START
     print(f"total bench wall time: {total // 60:.0f} min {total % 60:.0f} s "
-          f"(writing checkpoints: {gen_seconds:.0f} s); cache: {cache_dir()} ({cache_bytes / 1e9:.2f} GB)")
+          f"(writing model files: {gen_seconds:.0f} s); cache: {cache_dir()} ({cache_bytes / 1e9:.2f} GB)")
 
 
 # ----------------------------------------------------------------------------
@@ -914,6 +1308,9 @@ def main():
     parse_self_test()
     if not RUN.exists():
         sys.exit(f"bench: {RUN} not found; `make bench` builds it")
+    rows = selected_rows()
+    if LLAMA_BENCH and not os.access(LLAMA_BENCH, os.X_OK):
+        sys.exit(f"bench: LLAMA_CPP_BENCH={LLAMA_BENCH} is not an executable file")
 
     with tempfile.TemporaryDirectory(prefix="run-bench-") as tmp:
         # Every run uses one copy of ./run, so a rebuild while the bench runs
@@ -933,17 +1330,21 @@ def main():
         probe = build_bandwidth_probe(tmp)
         probes = [measure_bandwidth(probe)]
         progress(f"bandwidth: 1 thread {probes[0][0][1]:.1f} GB/s, 2 threads {probes[0][0][2]:.1f} GB/s")
-        prompt_text = find_prompt()
+        prompts = {n: find_prompt(n) for n in sorted({PROMPT_TOKENS} | {s.depth for s, _ in rows})}
 
-        cells = [Cell(s, d, k, t) for s in SHAPES for d in DTYPES for k in ("decode", "prompt")
-                 for t in THREAD_COUNTS]
+        cells = []
+        for s, d in rows:
+            for k, t in s.cells:
+                cells.append(Cell(s, d, k, t))
+                if LLAMA_BENCH and d in GGUF_TYPES:
+                    cells.append(Cell(s, d, k, t, "llama.cpp"))
         # The deadline leaves time for the second probe and the table.
-        scheduler = Scheduler(cells, START + BUDGET_SECONDS - 15, prompt_text, probe)
+        scheduler = Scheduler(cells, START + BUDGET_SECONDS - 15, prompts, probe)
         scheduler.go()
         probes.append(measure_bandwidth(probe))
 
-    cache_bytes = sum(p.stat().st_size for p in cache_dir().glob("*.bin"))
-    print_table(cells, probes, binary, gen_seconds, cache_bytes, scheduler.early_stops, rss_floor)
+    cache_bytes = sum(p.stat().st_size for p in cache_dir().iterdir() if p.suffix in (".bin", ".gguf"))
+    print_table(cells, rows, probes, binary, gen_seconds, cache_bytes, scheduler.early_stops, rss_floor)
     return 0
 
 
