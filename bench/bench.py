@@ -1095,15 +1095,6 @@ class Scheduler:
         # Five times the guess is surely not a normal run; without a guess,
         # a run may take what is left of the budget.
         self.run(cell, max(60.0, 5 * guess) if guess else math.inf)
-        while True:
-            todo = sorted((c for c in self.cells if c.wants_more()), key=Cell.cost)
-            todo = [c for c in todo if 1.2 * c.cost() < self.left()]
-            if not todo:
-                break
-            for cell in todo:
-                if 1.2 * cell.cost() < self.left():
-                    # A run 5 times slower than the cell's best is disturbed, not informative.
-                    self.run(cell, max(20.0, 5 * cell.cost()))
 
     def run(self, cell, timeout):
         path = checkpoint_path(cell.shape, cell.dtype)
