@@ -3,33 +3,51 @@
 
 `make bench` runs this script. It
 
- 1. writes random-weight checkpoints of four Llama 2 shapes (15M, 42M, 110M
-    and TinyLlama's 1.1B), each in fp32 (llama2.c's legacy layout) and int8
-    (llama2.c's "version 2" layout), into a cache directory outside the
-    repository, once: a file is only written again when it is missing or has
-    the wrong size;
+ 1. writes random-weight model files into a cache directory outside the
+    repository, once (a file is only written again when it is missing or has
+    the wrong size):
+    - four Llama 2 shapes (15M, 42M, 110M and TinyLlama's 1.1B), each as
+      llama2.c checkpoints in fp32 (its legacy layout) and int8 (its
+      "version 2" layout), and as GGUF files (llama.cpp's format) in Q8_0
+      and Q4_0, and at 1.1B also in Q4_K_M;
+    - Llama 2 7B in GGUF Q4_K_M and Q4_0, written directly as random blocks
+      (no fp32 file first);
  2. measures this machine's memory read bandwidth with bench/bandwidth.c
     (before the runs, and again after them);
- 3. runs ./run on every checkpoint with 1 and with 2 OpenMP threads, for decode
-    speed (empty prompt, greedy) and prompt speed (a 256-token prompt), the
-    median of up to 5 runs each, within a time budget;
- 4. prints one table: speeds, peak memory, and decode speed as a share of
+ 3. runs ./run on every file with 1 and with 2 OpenMP threads, for decode
+    speed (empty prompt, greedy) and prompt speed (a 256-token prompt), and
+    with 2 threads for decode speed at depth (32 tokens after a prompt that
+    fills most of the context: 768 tokens, 1536 at 1.1B and 7B); at 7B no
+    1-thread prompt. The median of up to 5 runs each, within a time budget;
+ 4. with LLAMA_CPP_BENCH set, runs llama.cpp's llama-bench on the same GGUF
+    files for the same figures, interleaved with run's (see llama_bench_once);
+ 5. prints one table: speeds, peak memory, and decode speed as a share of
     the bandwidth limit (bytes of weights read per token / bytes per second),
     against the best probe and, for 2 threads, against a quick probe run just
-    before each decode run (the bandwidth of the moment).
+    before each decode run (the bandwidth of the moment); then llama.cpp's
+    figures, if any, in extra columns.
 
-Everything it needs is in the Python standard library and NumPy.
+Everything it needs is in the Python standard library and NumPy (and
+export.py, whose GGUF metadata and tokenizer code writes the GGUF headers);
+llama.cpp is optional, and never needed.
 
 Environment:
   BENCH_CACHE     the cache directory
-                  (default ${XDG_CACHE_HOME:-$HOME/.cache}/run-bench)
+                  (default ${XDG_CACHE_HOME:-$HOME/.cache}/run-bench; about
+                  17 GB: 6.4 for the checkpoints, 2.8 for the small GGUF files,
+                  7.9 for the 7B ones)
   BENCH_BUDGET    seconds the whole bench may take (default 540); the runs
                   are planned to fit, repeating fewer times when time is short
+                  and skipping (and saying so) what would not fit
+  BENCH_ROWS      only these rows of the table, e.g. "7B" or "1.1B:Q4_K_M,7B:Q8_0":
+                  shapes, or shapes and types; a GGUF type a shape does not
+                  have by default may be named (7B:Q8_0, 7.2 GB)
+  LLAMA_CPP_BENCH a llama-bench binary to compare with (absent: run alone)
 
 Usage:
   bench.py            the benchmark (what `make bench` runs)
-  bench.py --clean    delete the cached checkpoints (what `make bench-clean` runs)
-  bench.py --write-checkpoints   only write the missing checkpoints (the bench
+  bench.py --clean    delete the cached files (what `make bench-clean` runs)
+  bench.py --write-checkpoints   only write the missing files (the bench
                       does this in a child process, to keep its own memory small)
 """
 
