@@ -79,13 +79,15 @@ fuzz:
 		[ $$status -eq 0 ] || { echo "fuzz_$$h found a crash: see fuzz/build/$$h.log and tests/fuzz-regressions/$$h/"; exit 1; }; \
 	done
 
-# Benchmark: random-weight checkpoints of four shapes in fp32 and int8 (written once to
-# $BENCH_CACHE, default ~/.cache/run-bench, about 6.4 GB), this machine's memory bandwidth,
-# and decode and prompt speed with 1 and 2 threads, as one table; under 10 minutes.
+# Benchmark: random-weight models of four shapes as llama2.c fp32 and int8 checkpoints and
+# GGUF Q8_0 and Q4_0 (1.1B also Q4_K_M), and Llama 2 7B in GGUF Q4_K_M and Q4_0 (written once
+# to $BENCH_CACHE, default ~/.cache/run-bench, about 17 GB), this machine's memory bandwidth,
+# decode and prompt speed with 1 and 2 threads and decode at depth with 2, as one table; under
+# 10 minutes. LLAMA_CPP_BENCH=path/to/llama-bench adds llama.cpp's figures on the same files.
 bench: run
 	$(PYTHON) bench/bench.py
 
-# Delete the benchmark's cached checkpoints.
+# Delete the benchmark's cached model files.
 bench-clean:
 	$(PYTHON) bench/bench.py --clean
 
@@ -101,8 +103,8 @@ help:
 	@echo "make tokenizer  regenerate tokenizer.bin with export.py"
 	@echo "make references regenerate the tests' SentencePiece ids and NumPy logits"
 	@echo "make fuzz       libFuzzer on the loaders and the tokenizer, FUZZ_SECONDS=$(FUZZ_SECONDS) each"
-	@echo "make bench      benchmark ./run: 4 model shapes, fp32 and int8, 1 and 2 threads"
-	@echo "make bench-clean delete the benchmark's cached checkpoints"
+	@echo "make bench      benchmark ./run: 5 model shapes up to 7B, fp32, int8 and GGUF, 1 and 2 threads"
+	@echo "make bench-clean delete the benchmark's cached model files"
 	@echo "make clean      remove the binaries"
 
 .PHONY: test test-cross test-sanitize fuzz tokenizer references bench bench-clean clean help
