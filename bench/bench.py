@@ -725,6 +725,12 @@ def run_child(args, capture, env=None, timeout=math.inf):
         output = stream.read().decode(errors="replace")
         stream.close()
         _, status, usage = os.wait4(proc.pid, 0)
+    except BaseException:
+        # Interrupted (Ctrl-C, or SIGTERM: see main): the child is in its own
+        # session, out of the terminal's reach, so it goes down here.
+        os.killpg(proc.pid, signal.SIGKILL)
+        os.wait4(proc.pid, 0)
+        raise
     finally:
         if killer:
             killer.cancel()
@@ -1343,6 +1349,8 @@ def main():
         print(__doc__, file=sys.stderr)
         return 2
     parse_self_test()
+    # SIGTERM ends the bench as Ctrl-C does: its run stopped, its temporary directory removed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if not RUN.exists():
         sys.exit(f"bench: {RUN} not found; `make bench` builds it")
     rows = selected_rows()
