@@ -1043,19 +1043,21 @@ class Cell:
 def estimate(cell, cells):
     """Guessed wall seconds of a cell's first run, or None without a basis.
     From the fastest run of the last cell run so far of the same engine,
-    kind, threads and dtype (a smaller model), scaled by the weight bytes a
-    token reads and by the positions a run goes through. Failing that, for
+    kind, threads and dtype (a smaller model; an undisturbed run if there
+    is one), scaled by the weight bytes a token reads and by the positions
+    a run goes through. Failing that, for
     run's prompt and depth cells: at worst the prompt goes at decode speed,
     one token at a time (a batched prompt is faster), so its positions at
     this model's decode rate, plus the load time seen in its decode run."""
     s = cell.shape
-    done = [c for c in cells if (c.engine, c.kind, c.threads, c.dtype) == (cell.engine, cell.kind, cell.threads, cell.dtype)
-            and c.good_runs()]
+    alike = [c for c in cells if (c.engine, c.kind, c.threads, c.dtype) == (cell.engine, cell.kind, cell.threads, cell.dtype)]
+    # Undisturbed runs if any; a disturbed one only overestimates.
+    done = [c for c in alike if c.good_runs()] or [c for c in alike if c.ok_runs()]
     if done:
         c = done[-1]
         scale = (s.bytes_read_per_token(cell.dtype) * cell.positions()
                  / (c.shape.bytes_read_per_token(c.dtype) * c.positions()))
-        return min(r.wall for r in c.good_runs()) * scale
+        return min(r.wall for r in c.counted_runs()) * scale
     if cell.engine != "run" or cell.kind == "decode":
         return None
 
