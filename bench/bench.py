@@ -1309,8 +1309,12 @@ def print_table(cells, rows, probes, binary, gen_seconds, cache_bytes, early_sto
               f"which a child's ru_maxrss includes: the true figure may be lower.")
     fewer = [c for c in cells if c.good_runs() and len(c.good_runs()) < REPEATS]
     if fewer:
-        print(f"* median of fewer than {REPEATS} runs (time budget, or disturbed runs): " +
-              ", ".join(f"{c.label()} ({len(c.good_runs())})" for c in fewer))
+        by_count = {}
+        for c in fewer:
+            by_count.setdefault(len(c.good_runs()), []).append(c.label())
+        print(f"* median of fewer than {REPEATS} runs (time budget, or disturbed runs), in {len(fewer)} of "
+              f"{len(cells)} cells: " + "; ".join(f"{n} run{'s' if n > 1 else ''}: {', '.join(labels)}"
+                                                  for n, labels in sorted(by_count.items())))
     n_disturbed = sum(r.disturbed for c in cells for r in c.runs)
     if n_disturbed:
         print(f"{n_disturbed} runs were disturbed by other processes using the CPUs, and not counted.")
