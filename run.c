@@ -3158,7 +3158,7 @@ AVX512 static INLINE __m512i runs32_values(const uint8_t *b, int s, const Weight
         __m512i v = _mm512_permutex2var_epi64(_mm512_loadu_si512(qs), at, _mm512_loadu_si512(qs + 64));
         v = _mm512_and_si512(_mm512_srlv_epi64(v, _mm512_setr_epi64(0, 4, 0, 4, 0, 4, 0, 4)), low4);
         if (type == WEIGHT_Q5_K) { // the fifth bit of value e of run k: bit k of byte e of the 32 at 16
-            __m512i high = _mm512_set1_epi64((long long)read_u32le(b + 16 + 8 * s) | (long long)read_u32le(b + 20 + 8 * s) << 32);
+            __m512i high = _mm512_set1_epi64((long long)((uint64_t)read_u32le(b + 16 + 8 * s) | (uint64_t)read_u32le(b + 20 + 8 * s) << 32));
             high = _mm512_and_si512(_mm512_srlv_epi64(high, _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7)), _mm512_set1_epi8(1));
             v = _mm512_or_si512(v, _mm512_slli_epi64(high, 4));
         }
