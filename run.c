@@ -3095,14 +3095,65 @@ AVX512 static INLINE void block_rows_panel_avx512(float *out, size_t out_stride,
     }
 }
 
+// A token's decode through Q4_0 or IQ4_NL (18-byte blocks: a float16 scale,
+// then 16 bytes of nibbles, value j low and j + 16 high in byte j): eight
+// blocks a step, taken in the order of the input's q_runs32 (see
+// interleave_runs; a run of 32 is a block here), so that lanes 2 k and 2 k + 1
+// of the integer sums belong to block k through the four vpdpbusd of the step
+// and its eight scales are applied by one multiply. Values are unsigned bytes
+// q + bias (8 for Q4_0's nibbles, 128 for IQ4_NL's levels); the sums start at
+// -bias times the input's block sums, which takes the bias out again. Two
+// blocks at a time with their scales taken one by one, Q4_0 decode ran at
+// about half this speed (bench/NOTES.md).
+
+// Words of the eight blocks' 144 bytes: block 2 k's nibbles (word 18 k + 1 of
+// bytes 0..127) land in 128-bit lane k; block 2 k + 1's sit one word further
+// on in bytes 16..143. Then each block's float16 scale, twice (word 9 k).
+static const int16_t runs8_nibbles_at[32] = {1,  2,  3,  4,  5,  6,  7,  8,  19, 20, 21, 22, 23, 24, 25, 26,
+                                             37, 38, 39, 40, 41, 42, 43, 44, 55, 56, 57, 58, 59, 60, 61, 62};
+static const int16_t runs8_scales_at[32] = {0, 0, 9, 9, 18, 18, 27, 27, 36, 36, 45, 45, 54, 54, 63, 63};
+
+AVX512 static INLINE float block32_runs_row_avx512(const uint8_t *row, const int8_t *q_runs32, const float *x_scale,
+                                                   const int32_t *x_sum, int n, const WeightType type) {
+    const __m512i dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i even_at = _mm512_loadu_si512(runs8_nibbles_at), scales_at = _mm512_loadu_si512(runs8_scales_at);
+    const __m512i odd_at = _mm512_add_epi16(even_at, _mm512_set1_epi16(1)), low4 = _mm512_set1_epi8(15);
+    const __m512i levels = _mm512_broadcast_i32x4(_mm_xor_si128(_mm_loadu_si128((const __m128i *)iq4_levels),
+                                                                _mm_set1_epi8((char)0x80))); // levels + 128
+    const int bias_shift = type == WEIGHT_Q4_0 ? 3 : 7; // bias 8 or 128
+    __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int g = 0; g < n / 256; g++) {
+        const uint8_t *b = row + (size_t)g * 144;
+        prefetch(b, PREFETCH_BYTES), prefetch(b, PREFETCH_BYTES + 64), prefetch(b, PREFETCH_BYTES + 128);
+        __m512i head = _mm512_loadu_si512(b), tail = _mm512_loadu_si512(b + 64);
+        __m512i even = _mm512_permutex2var_epi16(head, even_at, tail);
+        __m512i odd = _mm512_permutex2var_epi16(_mm512_loadu_si512(b + 16), odd_at, _mm512_loadu_si512(b + 80));
+        __m512i first = _mm512_unpacklo_epi64(even, odd), second = _mm512_unpackhi_epi64(even, odd); // bytes 0..7, 8..15
+        __m512i u[4] = {_mm512_and_si512(first, low4), _mm512_and_si512(second, low4),
+                        _mm512_and_si512(_mm512_srli_epi16(first, 4), low4),
+                        _mm512_and_si512(_mm512_srli_epi16(second, 4), low4)}; // values 0..7, 8..15, 16..23, 24..31
+        __m512i isum = _mm512_cvtepu32_epi64(_mm256_loadu_si256((const __m256i *)(x_sum + 8 * g))); // block k's sum in lane 2 k
+        isum = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(isum, bias_shift));
+        for (int step = 0; step < 4; step++) {
+            __m512i v = type == WEIGHT_IQ4_NL ? _mm512_shuffle_epi8(levels, u[step]) : u[step];
+            isum = _mm512_dpbusd_epi32(isum, v, _mm512_loadu_si512(q_runs32 + 256 * g + 64 * step));
+        }
+        __m512 scale = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(head, scales_at, tail)));
+        __m512 xs = _mm512_permutexvar_ps(dup, _mm512_castps256_ps512(_mm256_loadu_ps(x_scale + 8 * g)));
+        acc[g % 2] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(scale, xs), acc[g % 2]);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
+}
+
 // Blocks of 32 (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL): Q8_0 and Q4_0 prompts
 // through the int8 panels, the others through the block panels; a token or a
-// few two blocks a step, signed, the minimums of Q4_1 and Q5_1 times the
-// input's sums. (Taken 8 at a time through runs32_row_avx512, which gathers
-// their scales, they ran slower.) type is a constant at each call.
+// few: Q4_0 and IQ4_NL eight blocks a step (block32_runs_row_avx512) when the
+// input is whole blocks of 256, the others two blocks a step, signed, the
+// minimums of Q4_1 and Q5_1 times the input's sums. type is a constant at each call.
 AVX512 static INLINE void block32_rows_avx512(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
-                                              const int8_t *xq, const float *x_scale, const int32_t *x_sum,
-                                              size_t x_stride, int n, int rows, int tokens, const WeightType type) {
+                                              const int8_t *xq, const int8_t *q_runs32, const float *x_scale,
+                                              const int32_t *x_sum, size_t x_stride, int n, int rows, int tokens,
+                                              const WeightType type) {
     size_t bytes = block_bytes(type);
     int has_min = type == WEIGHT_Q4_1 || type == WEIGHT_Q5_1;
     if (tokens >= PANEL_MIN_TOKENS && (type == WEIGHT_Q8_0 || type == WEIGHT_Q4_0)) {
@@ -3112,6 +3163,14 @@ AVX512 static INLINE void block32_rows_avx512(float *out, size_t out_stride, con
     }
     if (tokens >= PANEL_MIN_TOKENS) {
         block_rows_panel_avx512(out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_stride, n, rows, tokens, type, 32);
+        return;
+    }
+    if (q_runs32 && (type == WEIGHT_Q4_0 || type == WEIGHT_IQ4_NL)) {
+        for (int t = 0; t < tokens; t++)
+            for (int r = 0; r < rows; r++)
+                out[t * out_stride + r] = block32_runs_row_avx512(w + r * row_bytes, q_runs32 + t * x_stride,
+                                                                  x_scale + t * (x_stride / QBLOCK),
+                                                                  x_sum + t * (x_stride / QBLOCK), n, type);
         return;
     }
     const __m512i zero = _mm512_setzero_si512();
@@ -3261,7 +3320,7 @@ AVX512 static void block_rows_avx512(WeightType type, float *out, size_t out_str
     const int32_t *x_sum = in->sum;
     int n = in->n, tokens = in->tokens;
     size_t x_stride = n;
-#define BLOCK32(T) block32_rows_avx512(out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_stride, n, rows, tokens, T)
+#define BLOCK32(T) block32_rows_avx512(out, out_stride, w, row_bytes, xq, in->q_runs32, x_scale, x_sum, x_stride, n, rows, tokens, T)
 #define BLOCK256(T) block256_rows_avx512(out, out_stride, w, row_bytes, in, rows, T)
     EACH_BLOCK_TYPE(type, BLOCK32, BLOCK256, blocks_rows_scalar(type, out, out_stride, w, row_bytes, in, rows));
 #undef BLOCK32
