@@ -681,17 +681,19 @@ typedef struct {
 } Input;
 
 // The SIMD kernels of GGUF's blocks of 256 take a block's values in an order
-// that suits how the block packs them: runs of 32 values (Q4_K, Q5_K, IQ4_XS)
-// 8 values of each run at a time, runs of 16 (Q2_K, Q3_K, Q6_K) 4 at a time.
-// Their input comes in the same orders, made once per input: within each 256
-// values, q32[64 s + 8 k + i] = q[32 k + 8 s + i] and q16[64 s + 4 k + i] =
-// q[16 k + 4 s + i], for steps s < 4.
+// that suits how the block packs them: runs of 32 values (Q4_K, Q5_K, IQ4_XS;
+// and eight blocks of Q4_0 or IQ4_NL) 8 values of each run at a time, runs of
+// 16 (Q2_K, Q3_K, Q6_K) 4 at a time. Their input comes in the same orders,
+// made once per input: within each whole 256 values, q32[64 s + 8 k + i] =
+// q[32 k + 8 s + i] and q16[64 s + 4 k + i] = q[16 k + 4 s + i], for steps s < 4.
 static void interleave_runs(int8_t *q32, int8_t *q16, const int8_t *q, int n) {
-    for (int b = 0; b < n; b += 256)
+    int b = 0;
+    for (; b + 256 <= n; b += 256)
         for (int s = 0; s < 4; s++) {
             for (int k = 0; k < 8; k++) memcpy(q32 + b + 64 * s + 8 * k, q + b + 32 * k + 8 * s, 8);
             for (int k = 0; k < 16; k++) memcpy(q16 + b + 64 * s + 4 * k, q + b + 16 * k + 4 * s, 4);
         }
+    memcpy(q32 + b, q + b, n - b), memcpy(q16 + b, q + b, n - b); // a last part of fewer than 256: as it is
 }
 
 // The matrix-product kernels compute, for `rows` rows of w and `tokens`
@@ -1094,11 +1096,11 @@ static Input prepare_input(Model *m, const float *x, int tokens, int n) {
             size_t groups = (size_t)t * (n / gs);
             int32_t *sum16 = m->blocks ? s->xq_sum16 + (size_t)t * (n / 16) : NULL;
             quantize(s->xq + (size_t)t * n, s->xq_scale + groups, s->xq_sum + groups, sum16, x + (size_t)t * n, n, gs);
-            if (m->blocks && n % 256 == 0)
+            if (m->blocks)
                 interleave_runs(s->xq_runs32 + (size_t)t * n, s->xq_runs16 + (size_t)t * n, s->xq + (size_t)t * n, n);
         }
         in.q = s->xq, in.scale = s->xq_scale, in.sum = s->xq_sum, in.sum16 = s->xq_sum16;
-        if (m->blocks && n % 256 == 0) in.q_runs32 = s->xq_runs32, in.q_runs16 = s->xq_runs16;
+        if (m->blocks) in.q_runs32 = s->xq_runs32, in.q_runs16 = s->xq_runs16;
     }
     return in;
 }
@@ -3145,17 +3147,42 @@ AVX512 static INLINE float block32_runs_row_avx512(const uint8_t *row, const int
     return _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
 }
 
+// Blocks b0..blocks of a row of blocks of 32 by a token's input: two blocks
+// a step, signed, the minimums of Q4_1 and Q5_1 times the input's sums.
+AVX512 static INLINE float block32_pairs_row_avx512(const uint8_t *row, const int8_t *x, const float *x_scale,
+                                                    const int32_t *x_sum, int b0, int blocks, const WeightType type) {
+    size_t bytes = block_bytes(type);
+    int has_min = type == WEIGHT_Q4_1 || type == WEIGHT_Q5_1;
+    __m512 acc = _mm512_setzero_ps();
+    float mins = 0.0f;
+    for (int b = b0; b < blocks; b += 2) {
+        const uint8_t *block = row + b * bytes;
+        int two = b + 1 < blocks;
+        __m256i hi = two ? block32_values(block + bytes, type) : _mm256_setzero_si256();
+        __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(block32_values(block, type)), hi, 1);
+        __m512i xv = _mm512_maskz_loadu_epi8(two ? ~(__mmask64)0 : 0xFFFFFFFFull, x + b * QBLOCK);
+        __m512i isum = dot_i8_avx512(_mm512_setzero_si512(), wv, xv);
+        __m512 scales = two_group_scales(_cvtsh_ss(load_u16(block)) * x_scale[b],
+                                         two ? _cvtsh_ss(load_u16(block + bytes)) * x_scale[b + 1] : 0.0f);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), scales, acc);
+        if (has_min) {
+            mins += _cvtsh_ss(load_u16(block + 2)) * x_scale[b] * x_sum[b];
+            if (two) mins += _cvtsh_ss(load_u16(block + bytes + 2)) * x_scale[b + 1] * x_sum[b + 1];
+        }
+    }
+    return _mm512_reduce_add_ps(acc) + mins;
+}
+
 // Blocks of 32 (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL): Q8_0 and Q4_0 prompts
 // through the int8 panels, the others through the block panels; a token or a
-// few: Q4_0 and IQ4_NL eight blocks a step (block32_runs_row_avx512) when the
-// input is whole blocks of 256, the others two blocks a step, signed, the
-// minimums of Q4_1 and Q5_1 times the input's sums. type is a constant at each call.
+// few a row at a time: Q4_0 and IQ4_NL eight blocks a step
+// (block32_runs_row_avx512) as far as the input has whole blocks of 256, the
+// rest two blocks a step. type is a constant at each call.
 AVX512 static INLINE void block32_rows_avx512(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
                                               const int8_t *xq, const int8_t *q_runs32, const float *x_scale,
                                               const int32_t *x_sum, size_t x_stride, int n, int rows, int tokens,
                                               const WeightType type) {
     size_t bytes = block_bytes(type);
-    int has_min = type == WEIGHT_Q4_1 || type == WEIGHT_Q5_1;
     if (tokens >= PANEL_MIN_TOKENS && (type == WEIGHT_Q8_0 || type == WEIGHT_Q4_0)) {
         Int8Rows blocks = {type, w, row_bytes, NULL, 0, QBLOCK, bytes};
         int8_rows_panel_avx512(out, out_stride, &blocks, xq, x_scale, x_sum, x_stride, n, rows, tokens);
@@ -3165,39 +3192,16 @@ AVX512 static INLINE void block32_rows_avx512(float *out, size_t out_stride, con
         block_rows_panel_avx512(out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_stride, n, rows, tokens, type, 32);
         return;
     }
-    if (q_runs32 && (type == WEIGHT_Q4_0 || type == WEIGHT_IQ4_NL)) {
-        for (int t = 0; t < tokens; t++)
-            for (int r = 0; r < rows; r++)
-                out[t * out_stride + r] = block32_runs_row_avx512(w + r * row_bytes, q_runs32 + t * x_stride,
-                                                                  x_scale + t * (x_stride / QBLOCK),
-                                                                  x_sum + t * (x_stride / QBLOCK), n, type);
-        return;
-    }
-    const __m512i zero = _mm512_setzero_si512();
+    int by8 = q_runs32 && (type == WEIGHT_Q4_0 || type == WEIGHT_IQ4_NL) ? n / 256 * 256 : 0; // values taken 8 blocks a step
     for (int t = 0; t < tokens; t++)
         for (int r = 0; r < rows; r++) {
-            const int8_t *xt = xq + t * x_stride;
             const float *x_scale_t = x_scale + t * (x_stride / QBLOCK);
             const int32_t *x_sum_t = x_sum + t * (x_stride / QBLOCK);
             const uint8_t *row = w + r * row_bytes;
-            __m512 acc = _mm512_setzero_ps();
-            float mins = 0.0f;
-            for (int b = 0; b < n / QBLOCK; b += 2) {
-                const uint8_t *block = row + b * bytes;
-                int two = b + 1 < n / QBLOCK;
-                __m256i hi = two ? block32_values(block + bytes, type) : _mm256_setzero_si256();
-                __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(block32_values(block, type)), hi, 1);
-                __m512i xv = _mm512_maskz_loadu_epi8(two ? ~(__mmask64)0 : 0xFFFFFFFFull, xt + b * QBLOCK);
-                __m512i isum = dot_i8_avx512(zero, wv, xv);
-                __m512 scales = two_group_scales(_cvtsh_ss(load_u16(block)) * x_scale_t[b],
-                                                 two ? _cvtsh_ss(load_u16(block + bytes)) * x_scale_t[b + 1] : 0.0f);
-                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), scales, acc);
-                if (has_min) {
-                    mins += _cvtsh_ss(load_u16(block + 2)) * x_scale_t[b] * x_sum_t[b];
-                    if (two) mins += _cvtsh_ss(load_u16(block + bytes + 2)) * x_scale_t[b + 1] * x_sum_t[b + 1];
-                }
-            }
-            out[t * out_stride + r] = _mm512_reduce_add_ps(acc) + mins;
+            float sum = by8 ? block32_runs_row_avx512(row, q_runs32 + t * x_stride, x_scale_t, x_sum_t, by8, type) : 0.0f;
+            if (by8 < n)
+                sum += block32_pairs_row_avx512(row, xq + t * x_stride, x_scale_t, x_sum_t, by8 / QBLOCK, n / QBLOCK, type);
+            out[t * out_stride + r] = sum;
         }
 }
 

@@ -682,11 +682,13 @@ static void random_blocks(WeightType type, uint8_t *w, int rows, size_t row_byte
 
 static void test_block_kernels(const KernelSet *ks, uint64_t *rng, int *padding_ok, int *reference_padding_ok) {
     int sizes[][3] = {{1, 1, 256}, {5, 3, 512}, {17, 13, 256}, {4, 6, 768}, {9, 7, 1024}, {33, 4, 256},
-                      {18, 9, 1536}, {6, 1, 2048}, {7, 1, 256}, {2, 1, 512}, {16, 64, 512}};
+                      {18, 9, 1536}, {6, 1, 2048}, {7, 1, 256}, {2, 1, 512}, {16, 64, 512},
+                      {3, 1, 288}, {5, 2, 1376}, {4, 1, 32}}; // blocks of 32 past the last whole 256 (15M, 42M)
     for (int type = WEIGHT_Q8_0; type < WEIGHT_TYPES; type++) {
         float worst = 0.0f;
         for (size_t c = 0; c < sizeof(sizes) / sizeof(sizes[0]); c++) {
             int rows = sizes[c][0], tokens = sizes[c][1], n = sizes[c][2], values = block_shape[type].values;
+            if (n % values) continue;
             size_t xs = n, os = rows + 2, row_bytes = n / values * block_bytes(type) + 6; // an Input's stride is n
             uint8_t *w = malloc(rows * row_bytes);
             int8_t *xq = malloc(tokens * xs);
