@@ -987,6 +987,27 @@ def export_gguf(out_path, model, tokenizer_path, out_type):
 # -----------------------------------------------------------------------------
 # Command line
 
+def input_files(path):
+    """The files an input path stands for: itself, or every file in a folder."""
+    if os.path.isdir(path):
+        return [os.path.join(path, n) for n in sorted(os.listdir(path))]
+    return [path]
+
+
+def refuse_overwriting(out, inputs):
+    """Refuses an output that is one of the inputs: compared as files (device and
+    inode, so another spelling, a link or a symlink of the same file counts), not
+    as strings, and before anything is written."""
+    if not os.path.exists(out):
+        return
+    for path in inputs:
+        for f in input_files(path):
+            if os.path.exists(f) and os.path.samefile(out, f):
+                same = "" if os.path.abspath(f) == os.path.abspath(out) else f" ({f})"
+                raise ExportError(f"output {out} is the input file{same}: it would be overwritten; "
+                                  "give another output path")
+
+
 def run(args, parser):
     sources = [(flag, value) for flag, value in (("--meta-llama", args.meta_llama), ("--hf", args.hf),
                                                  ("--llama2c", args.llama2c)) if value]
@@ -996,6 +1017,7 @@ def run(args, parser):
         if args.type or args.context or args.name:
             parser.error("--type, --context and --name need a model: --meta-llama, --hf or --llama2c")
         if args.tokenizer:
+            refuse_overwriting(args.out or "tokenizer.bin", [args.tokenizer])
             export_tokenizer(args.tokenizer, args.out or "tokenizer.bin")
             return
         parser.error("nothing to export: give --meta-llama DIR, --hf DIR, --llama2c FILE, or --tokenizer MODEL")
@@ -1004,11 +1026,13 @@ def run(args, parser):
     if args.context is not None and not 0 < args.context < 1 << 32:
         parser.error(f"--context {args.context}: expected a positive number")
     flag, value = sources[0]
+    refuse_overwriting(args.out, [value] + ([args.tokenizer] if args.tokenizer else []))
     loader = {"--meta-llama": load_meta, "--hf": load_hf, "--llama2c": load_llama2c}[flag]
     model = loader(value, args.context)
     if args.name:
         model.name = args.name
     tokenizer = find_tokenizer(args.tokenizer, model, flag)
+    refuse_overwriting(args.out, [tokenizer])
     export_gguf(args.out, model, tokenizer, args.type or "f32")
 
 

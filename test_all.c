@@ -1654,6 +1654,72 @@ static void test_hostile(void) {
 }
 
 // ----------------------------------------------------------------------------
+// Issue 14, the correctness sweep: one check (or a few) per numbered item of the
+// review, each id naming its item: issue14-N-what.
+
+// Runs export.py with args ($M and $T expanded as for ./run); status, stdout and stderr.
+static RunResult run_export(const char *args) {
+    char expanded[8192], cmd[16384];
+    expand_args(expanded, sizeof(expanded), args);
+    snprintf(cmd, sizeof(cmd), "%s export.py %s > %s 2> %s", getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3",
+             expanded, tmp_path("run.out"), tmp_path("run.err"));
+    int status = system(cmd);
+    RunResult r;
+    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    r.out = read_file_text(tmp_path("run.out"), &r.out_len);
+    size_t err_len = 0;
+    r.err = read_file_text(tmp_path("run.err"), &err_len);
+    r.err_lines = 0;
+    for (size_t i = 0; i < err_len; i++) r.err_lines += r.err[i] == '\n';
+    return r;
+}
+
+// Whether the file at path holds exactly the bytes of the file at original.
+static int same_file_bytes(const char *path, const char *original) {
+    size_t a_len = 0, b_len = 0;
+    char *a = read_file_text(path, &a_len), *b = read_file_text(original, &b_len);
+    int same = a && b && a_len == b_len && memcmp(a, b, a_len) == 0;
+    free(a), free(b);
+    return same;
+}
+
+// Item 1: an output that is an input is refused before anything is written,
+// whatever the path's spelling (./, a hard link).
+static void issue14_export_overwrite(void) {
+    if (!could_match("issue14-1-")) return;
+    size_t len = 0;
+    char *bytes = read_file_text(model_path("tok512.model"), &len);
+    write_file(tmp_path("tok.model"), bytes, len);
+    free(bytes);
+    bytes = read_file_text(model_path("stories260K.bin"), &len);
+    write_file(tmp_path("x.bin"), bytes, len);
+    free(bytes);
+    char link_path[1024];
+    snprintf(link_path, sizeof(link_path), "%s", tmp_path("x-link.bin"));
+    remove(link_path);
+    int linked = link(tmp_path("x.bin"), link_path) == 0;
+    struct { const char *id, *args, *file, *original; } cases[] = {
+        {"issue14-1-export-tokenizer-onto-itself", "$T/./tok.model --tokenizer $T/tok.model", "tok.model", "tok512.model"},
+        {"issue14-1-export-gguf-onto-checkpoint", "$T/x-link.bin --llama2c $T/x.bin --tokenizer $M/tok512.model", "x.bin",
+         "stories260K.bin"},
+        {"issue14-1-export-gguf-onto-tokenizer", "$T/tok.model --llama2c $M/stories260K.bin --tokenizer $T/tok.model",
+         "tok.model", "tok512.model"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        RunResult r = run_export(cases[i].args);
+        int intact = same_file_bytes(tmp_path(cases[i].file), model_path(cases[i].original));
+        check(cases[i].id, linked && r.status == 1 && intact && r.err && strstr(r.err, "is the input") && r.err_lines == 1,
+              "status %d, input intact %d, stderr %s", r.status, intact, r.err ? r.err : "");
+        free_run(&r);
+    }
+    remove(tmp_path("tok.model")), remove(tmp_path("x.bin")), remove(link_path);
+}
+
+static void test_issue14(void) {
+    issue14_export_overwrite();
+}
+
+// ----------------------------------------------------------------------------
 
 // Every test function, in the order they run, with the prefix all its check ids start with.
 // in_process: it runs inside this binary (kernels, model, tokenizer, chat); --in-process
@@ -1677,6 +1743,7 @@ static const struct {
     {test_generate, "generate-", 1, 1},
     {test_cli, "cli-", 1, 0},
     {test_hostile, "hostile-", 1, 0},
+    {test_issue14, "issue14-", 1, 0},
 };
 
 int main(int argc, char **argv) {
