@@ -249,6 +249,7 @@ typedef struct {
     float *score;        // (n)
     int32_t *type;       // (n) SentencePiece piece types
     int bos_id, eos_id, unk_id;
+    int add_space_prefix, remove_extra_whitespaces, add_bos; // SentencePiece's normalizer flags, and <s> first
 } GGUFVocab;
 
 typedef struct {
@@ -1500,7 +1501,8 @@ typedef struct {
 static GenerateStats generate(Model *m, const Tokenizer *t, Sampler *sampler, const char *prompt,
                               size_t prompt_len, int steps, int echo, const Stops *stops, FILE *out) {
     int n_prompt;
-    int *prompt_tokens = encode(t, prompt, prompt_len, 1, 0, &n_prompt);
+    int *prompt_tokens = encode(t, prompt, prompt_len, t->add_bos, 0, &n_prompt);
+    if (n_prompt == 0) prompt_tokens[n_prompt++] = t->bos_id; // no <s> by the file's rule, and no text: the model needs one token
     if (steps <= 0 || steps > m->state.n_ctx) steps = m->state.n_ctx;
     check_prompt_fits(n_prompt, m->config.seq_len, "the prompt");
     GenerateStats stats = {n_prompt, 0, 0.0, 0.0};
@@ -1565,10 +1567,10 @@ static Perplexity perplexity(Model *m, const int *tokens, int n) {
     return p;
 }
 
-// Prints the ids of text, <s> first, on one line.
+// Prints the ids of text on one line, <s> first unless the vocabulary says not to.
 static void tokenize(const Tokenizer *t, const char *text, size_t len, FILE *out) {
     int n;
-    int *tokens = encode(t, text, len, 1, 0, &n);
+    int *tokens = encode(t, text, len, t->add_bos, 0, &n);
     for (int i = 0; i < n; i++) fprintf(out, i ? " %d" : "%d", tokens[i]);
     fputc('\n', out);
     free(tokens);
@@ -1902,6 +1904,13 @@ static int64_t gguf_int(GGUFReader *r, uint32_t type, GGUFString key) {
     return 0;
 }
 
+static int gguf_bool(GGUFReader *r, uint32_t type, GGUFString key) {
+    if (type != GGUF_BOOL) fatal("%s: GGUF key %.*s has value type %u, expected a bool", r->path, (int)key.len, key.s, type);
+    unsigned char b = *gguf_take(r, 1, "a value");
+    if (b > 1) fatal("%s: GGUF key %.*s holds %u, expected a bool (0 or 1)", r->path, (int)key.len, key.s, b);
+    return b;
+}
+
 static float gguf_float(GGUFReader *r, uint32_t type, GGUFString key) {
     if (type == GGUF_F32) {
         uint32_t bits = gguf_u32(r, "a value");
@@ -1952,6 +1961,13 @@ static const char *gguf_piece(void *vocab, int i, size_t *len) {
     GGUFVocab *v = vocab;
     *len = v->piece_len[i];
     return v->piece[i];
+}
+
+// The tokenizer of a GGUF file's vocabulary, with its normalizer flags.
+static void tokenizer_from_gguf(Tokenizer *t, const GGUFVocab *v, const char *path) {
+    build_tokenizer_from_vocab(t, v->n, gguf_piece, (void *)v, v->score, v->type, v->unk_id, v->bos_id, v->eos_id, path);
+    t->add_dummy_prefix = v->add_space_prefix, t->remove_extra_whitespaces = v->remove_extra_whitespaces;
+    t->add_bos = v->add_bos;
 }
 
 static const GGUFTensor *find_tensor(const GGUFTensors *tt, const char *name) {
@@ -2019,13 +2035,14 @@ typedef struct {
     const unsigned char *tokens, *scores, *types; // the vocabulary's arrays, where present
     uint64_t n_tokens, n_scores, n_types;
     int64_t bos_id, eos_id, unk_id;
+    int add_space_prefix, remove_extra_whitespaces, add_bos; // llama.cpp's defaults when absent: 1, 0, 1
     GGUFString chat_template;
 } GGUFMetadata;
 
 // Reads the n_kv keys and values; keys this program does not use are skipped.
 static GGUFMetadata read_gguf_metadata(GGUFReader *r, uint64_t n_kv) {
     GGUFMetadata md = {{NULL, 0}, {NULL, 0}, 0, 0, 0, 0, 0, 0, -1, 32, 10000.0f, 1e-5f, NULL, NULL, NULL, 0, 0, 0,
-                       1, 2, 0, {NULL, 0}};
+                       1, 2, 0, 1, 0, 1, {NULL, 0}};
     for (uint64_t i = 0; i < n_kv; i++) {
         GGUFString key = gguf_string(r, "a metadata key");
         uint32_t type = gguf_u32(r, "a value type");
@@ -2047,6 +2064,9 @@ static GGUFMetadata read_gguf_metadata(GGUFReader *r, uint64_t n_kv) {
         else if (string_is(key, "tokenizer.ggml.bos_token_id")) md.bos_id = gguf_int(r, type, key);
         else if (string_is(key, "tokenizer.ggml.eos_token_id")) md.eos_id = gguf_int(r, type, key);
         else if (string_is(key, "tokenizer.ggml.unknown_token_id")) md.unk_id = gguf_int(r, type, key);
+        else if (string_is(key, "tokenizer.ggml.add_space_prefix")) md.add_space_prefix = gguf_bool(r, type, key);
+        else if (string_is(key, "tokenizer.ggml.remove_extra_whitespaces")) md.remove_extra_whitespaces = gguf_bool(r, type, key);
+        else if (string_is(key, "tokenizer.ggml.add_bos_token")) md.add_bos = gguf_bool(r, type, key);
         else if (string_is(key, "tokenizer.chat_template") && type == GGUF_STRING) md.chat_template = gguf_string(r, "a value");
         else gguf_skip(r, type, 0);
     }
@@ -2159,6 +2179,8 @@ static void read_gguf_vocabulary(GGUFVocab *v, const GGUFMetadata *md, int vocab
               (long long)md->bos_id, (long long)md->eos_id, (long long)md->unk_id, vocab_size);
     v->n = vocab_size;
     v->bos_id = (int)md->bos_id, v->eos_id = (int)md->eos_id, v->unk_id = (int)md->unk_id;
+    v->add_space_prefix = md->add_space_prefix, v->remove_extra_whitespaces = md->remove_extra_whitespaces;
+    v->add_bos = md->add_bos;
     v->piece = xmalloc(v->n * sizeof(char *), "the vocabulary");
     v->piece_len = xmalloc(v->n * sizeof(size_t), "the vocabulary");
     v->score = xmalloc(v->n * sizeof(float), "the vocabulary");
@@ -4482,9 +4504,7 @@ static void load_tokenizer(Tokenizer *t, const Options *o, const Model *model, c
     const char *path = o->tokenizer_path;
     char *default_path = NULL;
     if (!path && model && model->vocab.n > 0) {
-        const GGUFVocab *v = &model->vocab;
-        build_tokenizer_from_vocab(t, v->n, gguf_piece, (void *)v, v->score, v->type, v->unk_id, v->bos_id, v->eos_id,
-                                   o->checkpoint);
+        tokenizer_from_gguf(t, &model->vocab, o->checkpoint);
         path = o->checkpoint;
     } else {
         if (!path) path = default_path = default_tokenizer_path(argv0);
@@ -4507,7 +4527,7 @@ static void run_generate(Model *m, const Tokenizer *t, Sampler *sampler, const O
 static void run_perplexity(Model *m, const Tokenizer *t, const Text *input) {
     double start = seconds_now();
     int n;
-    int *tokens = encode(t, input->data, input->len, 1, 0, &n);
+    int *tokens = encode(t, input->data, input->len, t->add_bos, 0, &n);
     if (n < 2) fatal("perplexity needs text of at least one token");
     Perplexity p = perplexity(m, tokens, n);
     free(tokens);

@@ -142,15 +142,17 @@ static char *print_ids(const Tokenizer *t, const int *ids, int n, size_t *len) {
     return buf;
 }
 
-static void tokenizer_cases(const Tokenizer *tok, const char *prefix) {
+// The cases of cases_file (made by tests/make_tokenizer_cases.py) on a vocabulary of
+// `vocab` tokens laid out as llama2.c's and Meta's are (<0x00> at 3, <0xFF> at 258).
+static void tokenizer_cases_in(const Tokenizer *tok, const char *prefix, const char *cases_file, int vocab) {
     Tokenizer t = *tok;
     char id[128];
     snprintf(id, sizeof(id), "%s-load", prefix);
-    check(id, t.vocab_size == 32000 && t.byte_token[0] == 3 && t.byte_token[255] == 258 && t.bos_id == 1 && t.eos_id == 2,
+    check(id, t.vocab_size == vocab && t.byte_token[0] == 3 && t.byte_token[255] == 258 && t.bos_id == 1 && t.eos_id == 2,
           "vocab %d, <0x00> at %d", t.vocab_size, t.byte_token[0]);
-    FILE *f = fopen("tests/tokenizer_cases.tsv", "r");
+    FILE *f = fopen(cases_file, "r");
     snprintf(id, sizeof(id), "%s-cases-file", prefix);
-    check(id, f != NULL, "cannot open tests/tokenizer_cases.tsv");
+    check(id, f != NULL, "cannot open %s", cases_file);
     if (!f) return;
     char *line = NULL;
     size_t cap = 0;
@@ -189,7 +191,11 @@ static void tokenizer_cases(const Tokenizer *tok, const char *prefix) {
     free(line);
     fclose(f);
     snprintf(id, sizeof(id), "%s-cases-count", prefix);
-    check(id, n_cases >= 40, "only %d cases in tests/tokenizer_cases.tsv", n_cases);
+    check(id, n_cases >= 40, "only %d cases in %s", n_cases, cases_file);
+}
+
+static void tokenizer_cases(const Tokenizer *tok, const char *prefix) {
+    tokenizer_cases_in(tok, prefix, "tests/tokenizer_cases.tsv", 32000);
 }
 
 static void test_tokenizer_cases(void) {
@@ -205,8 +211,7 @@ static void test_tokenizer_gguf(void) {
     Model m;
     build_model(&m, model_path("llama-2-tiny-random.gguf"), WEIGHTS_MAP, 16, 1, KV_AUTO);
     Tokenizer t;
-    GGUFVocab *v = &m.vocab;
-    build_tokenizer_from_vocab(&t, v->n, gguf_piece, v, v->score, v->type, v->unk_id, v->bos_id, v->eos_id, "gguf");
+    tokenizer_from_gguf(&t, &m.vocab, "gguf");
     tokenizer_cases(&t, "tokenizer-gguf");
     free_tokenizer(&t);
     free_model(&m);
@@ -1715,8 +1720,67 @@ static void issue14_export_overwrite(void) {
     remove(tmp_path("tok.model")), remove(tmp_path("x.bin")), remove(link_path);
 }
 
+// Item 2: SentencePiece's normalizer flags travel in the GGUF and are honoured. stories260K
+// exported with its tok512.model (remove_extra_whitespaces on) against SentencePiece's own
+// ids for tok512 (tests/tokenizer_cases_tok512.tsv, by make references); tokenizer.bin,
+// which cannot say, gets Llama 2's rule, as the README says.
+static void issue14_normalizer_flags(void) {
+    if (!could_match("issue14-2-")) return;
+    RunResult r = run_export("$T/s260.gguf --llama2c $M/stories260K.bin --tokenizer $M/tok512.model");
+    check("issue14-2-export", r.status == 0, "export.py: status %d, %s", r.status, r.err ? r.err : "");
+    free_run(&r);
+    Model m;
+    build_model(&m, tmp_path("s260.gguf"), WEIGHTS_MAP, 16, 1, KV_AUTO);
+    Tokenizer t;
+    tokenizer_from_gguf(&t, &m.vocab, "s260.gguf");
+    check("issue14-2-flags-read", t.remove_extra_whitespaces == 1 && t.add_dummy_prefix == 1 && t.add_bos == 1,
+          "remove_extra_whitespaces %d, add_dummy_prefix %d, add_bos %d", t.remove_extra_whitespaces,
+          t.add_dummy_prefix, t.add_bos);
+    tokenizer_cases_in(&t, "issue14-2-tok512-gguf", "tests/tokenizer_cases_tok512.tsv", 512);
+    free_tokenizer(&t);
+    free_model(&m);
+
+    // Perplexity: a text with every space doubled scores as the text itself, since the
+    // doubled spaces normalize away (before: 6.30 against 3.34).
+    size_t len = 0;
+    char *story = read_file_text("tests/story.txt", &len), *doubled = malloc(2 * len + 1);
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        doubled[n++] = story[i];
+        if (story[i] == ' ') doubled[n++] = ' ';
+    }
+    write_file(tmp_path("story-doubled.txt"), doubled, n);
+    free(story), free(doubled);
+    double single = cli_perplexity("$T/s260.gguf -m ppl < tests/story.txt");
+    double twice = cli_perplexity("$T/s260.gguf -m ppl < $T/story-doubled.txt");
+    check("issue14-2-ppl-double-space", single > 1.0 && single == twice, "perplexity %.4f, doubled spaces %.4f", single,
+          twice);
+    remove(tmp_path("story-doubled.txt"));
+
+    // add_bos_token false: no <s> in front. The export's bool, patched in place.
+    char *gguf = read_file_text(tmp_path("s260.gguf"), &len);
+    const char *key = "tokenizer.ggml.add_bos_token"; // then uint32 type 7 (bool), one byte
+    char *at = gguf ? memmem(gguf, len, key, strlen(key)) : NULL;
+    if (at) at[strlen(key) + 4] = 0, write_file(tmp_path("s260-nobos.gguf"), gguf, len);
+    free(gguf);
+    const CliCase cases[] = {
+        {"issue14-2-tokenize-double-space", "$T/s260.gguf -m tokenize -i \"Once  upon a time\"", 0,
+         .out = "1 403 407 261 378\n"},
+        {"issue14-2-tokenize-spaces-around", "$T/s260.gguf -m tokenize -i \"  Once upon  \"", 0, .out = "1 403 407\n"},
+        {"issue14-2-add-bos-false", "$T/s260-nobos.gguf -m tokenize -i \"Once  upon a time\"", 0,
+         .out = "403 407 261 378\n"},
+        {"issue14-2-add-bos-false-generates", "$T/s260-nobos.gguf -t 0 -n 20 -i \"\"", 0, .out_start = "Once upon a time"},
+        {"issue14-2-tokenizer-bin-keeps-llama2-rule", "-m tokenize -z $M/tok512.bin -i \"Once  upon a time\"", 0,
+         .out = "1 403 410 407 261 378\n"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_cli_case(&cases[i]);
+    remove(tmp_path("s260-nobos.gguf"));
+}
+
 static void test_issue14(void) {
     issue14_export_overwrite();
+    issue14_normalizer_flags();
+    remove(tmp_path("s260.gguf"));
 }
 
 // ----------------------------------------------------------------------------

@@ -10,7 +10,11 @@
    on its ids and any other split is text it has never seen:
      1. normalize: a space is prepended (the "dummy prefix"), so a word at the
         start looks like a word after a space; spaces become the meta symbol
-        U+2581; bytes that are not valid UTF-8 become U+FFFD, one per byte;
+        U+2581; bytes that are not valid UTF-8 become U+FFFD, one per byte.
+        Two flags of the SentencePiece model change this: add_dummy_prefix
+        (on for Llama 2), and remove_extra_whitespaces (off for Llama 2, on by
+        SentencePiece's default): leading and trailing spaces dropped, runs
+        of spaces collapsed to one;
      2. split into characters (UTF-8 code points);
      3. repeatedly merge the adjacent pair whose concatenation is the vocabulary
         piece with the highest score (leftmost on ties), until no pair is a piece;
@@ -42,6 +46,9 @@ typedef struct {
     int16_t *byte_value; // (vocab_size) 0..255 for a <0xNN> piece, else -1
     int byte_token[256]; // id of the <0xNN> piece for each byte, or -1
     int unk_id, bos_id, eos_id;
+    // The SentencePiece model's normalizer flags (see step 1 above), and whether
+    // a text starts with <s>. tokenizer.bin cannot say: it gets Llama 2's (1, 0, 1).
+    int add_dummy_prefix, remove_extra_whitespaces, add_bos;
     int max_piece_len;   // no longer text can be a piece: a fast reject
     // Open-addressing hash from piece text to id, holding only the pieces
     // that text may be merged into: not <unk>, <s>, </s> nor <0xNN>.
@@ -130,6 +137,7 @@ static void index_tokenizer(Tokenizer *t, const int32_t *types, const char *path
 static void alloc_tokenizer(Tokenizer *t, int n, size_t text_bytes, const char *path) {
     memset(t, 0, sizeof(*t));
     t->vocab_size = n;
+    t->add_dummy_prefix = 1, t->remove_extra_whitespaces = 0, t->add_bos = 1; // Llama 2's
     t->piece = xmalloc(n * sizeof(char *), path);
     t->piece_len = xmalloc(n * sizeof(int), path);
     t->score = xmalloc(n * sizeof(float), path);
@@ -280,13 +288,25 @@ static const char replacement_char[] = "\xEF\xBF\xBD"; // U+FFFD
 static const char meta_space[] = "\xE2\x96\x81";       // U+2581, SentencePiece's space
 
 // Step 1. Returns a new buffer: ' ' prepended, U+2581 written as ' ' (this
-// vocabulary's spelling of it), each invalid byte replaced by U+FFFD.
-static char *normalize(const char *text, size_t len, size_t *out_len) {
+// vocabulary's spelling of it), each invalid byte replaced by U+FFFD. With
+// remove_extra_whitespaces, as SentencePiece's normalizer does it: only the
+// ASCII space counts as a space while reading (leading ones and repeats are
+// dropped; a U+2581 in the text stays), but at the end every trailing space
+// symbol goes, U+2581 and the dummy prefix included.
+static char *normalize(const Tokenizer *t, const char *text, size_t len, size_t *out_len) {
     char *out = xmalloc(3 * len + 2, "the text to encode"); // worst case: every byte becomes U+FFFD
-    size_t n = 0;
-    if (len > 0) out[n++] = ' ';
-    for (size_t i = 0; i < len;) {
+    size_t n = 0, i = 0;
+    int squeeze = t->remove_extra_whitespaces;
+    if (squeeze)
+        while (i < len && text[i] == ' ') i++;
+    if (i < len && t->add_dummy_prefix) out[n++] = ' ';
+    for (int prev_space = squeeze; i < len;) {
         int cl = utf8_char_len((const unsigned char *)text + i, len - i);
+        if (squeeze && prev_space && text[i] == ' ') {
+            i += 1;
+            continue;
+        }
+        prev_space = text[i] == ' ';
         if (cl == 0) {
             memcpy(out + n, replacement_char, 3), n += 3, i += 1;
         } else if (cl == 3 && memcmp(text + i, meta_space, 3) == 0) {
@@ -295,6 +315,8 @@ static char *normalize(const char *text, size_t len, size_t *out_len) {
             memcpy(out + n, text + i, cl), n += cl, i += cl;
         }
     }
+    if (squeeze)
+        while (n > 0 && out[n - 1] == ' ') n--;
     *out_len = n;
     return out;
 }
@@ -365,7 +387,7 @@ static void queue_pair(const Tokenizer *t, const char *text, const Symbol *sym, 
 // with <s> first if bos and </s> last if eos. Any bytes are accepted.
 static int *encode(const Tokenizer *t, const char *text, size_t len, int bos, int eos, int *n_tokens) {
     size_t norm_len;
-    char *norm = normalize(text, len, &norm_len);
+    char *norm = normalize(t, text, len, &norm_len);
     if (norm_len > (size_t)INT32_MAX / 2) fatal("text of %zu bytes is too long to encode", len);
 
     // Step 2: one symbol per character.
@@ -420,12 +442,13 @@ static int *encode(const Tokenizer *t, const char *text, size_t len, int bos, in
 // ----------------------------------------------------------------------------
 // Decoding and printing
 
-// The text of `token` as it follows `prev`. A piece right after <s> drops its
-// leading space: that space is the dummy prefix encode() added.
-static const char *decode(const Tokenizer *t, int prev, int token, int *len) {
+// The text of `token`; at_start: nothing of the text has been printed since <s>.
+// There a piece drops one leading space, the dummy prefix encode() added (or,
+// removing extra whitespace, one of the spaces SentencePiece's decoder strips).
+static const char *decode(const Tokenizer *t, int at_start, int token, int *len) {
     const char *s = t->piece[token];
     *len = t->piece_len[token];
-    if (prev == t->bos_id && *len > 0 && s[0] == ' ') s++, (*len)--;
+    if (at_start && (t->add_dummy_prefix || t->remove_extra_whitespaces) && *len > 0 && s[0] == ' ') s++, (*len)--;
     return s;
 }
 
@@ -446,10 +469,11 @@ typedef struct {
     char *held;               // text that may begin a stop string
     size_t n_held, held_cap;
     int stopped;              // a stop string appeared: nothing more is printed
+    int at_start;             // right after <s>, nothing printed yet: see decode()
 } Printer;
 
 static Printer make_printer(FILE *out, const char *const *stops, int n_stops) {
-    Printer p = {out, {0}, 0, stops, n_stops, NULL, 0, 0, 0};
+    Printer p = {out, {0}, 0, stops, n_stops, NULL, 0, 0, 0, 0};
     return p;
 }
 
@@ -519,16 +543,22 @@ static void drain_pending(Printer *p, int final) {
     }
 }
 
+// prev is the token before this one (after <s>, a piece drops its leading space).
 static void print_token(Printer *p, const Tokenizer *t, int prev, int token) {
+    if (prev == t->bos_id) p->at_start = 1;
     int b = t->byte_value[token];
     if (b >= 0) {
+        p->at_start = 0;
         p->pending[p->n_pending++] = (unsigned char)b;
         drain_pending(p, 0);
         return;
     }
     drain_pending(p, 1);
     int len;
-    const char *s = decode(t, prev, token, &len);
+    const char *s = decode(t, p->at_start, token, &len);
+    // SentencePiece's decoder strips one space per piece until some text appears when it
+    // removes extra whitespace; otherwise only the first piece's.
+    if (len > 0 || !t->remove_extra_whitespaces) p->at_start = 0;
     put_text(p, s, len);
 }
 
