@@ -43,6 +43,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -1404,6 +1405,14 @@ static int select_candidates(Sampler *s, const float *probs, float *mass) {
 static int sample(Sampler *s, float *logits) {
     int n = s->vocab_size;
     if (s->temperature == 0.0f) return argmax(logits, n);
+    // A tiny temperature (-t 3e-38) would overflow logit / temperature to inf, and softmax
+    // would make NaN of it. Measured from the largest logit, every other one is -inf or
+    // finite: the softmax is 1 at the maximum (or shared by equal maxima), greedy in effect.
+    // Only then: dividing the logits as they are keeps llama2.c's probabilities to the bit.
+    float max = logits[0], min = logits[0];
+    for (int i = 1; i < n; i++) max = fmaxf(max, logits[i]), min = fminf(min, logits[i]);
+    if (isinf(max / s->temperature) || isinf(min / s->temperature))
+        for (int i = 0; i < n; i++) logits[i] -= max;
     for (int i = 0; i < n; i++) logits[i] /= s->temperature;
     softmax(logits, n); // the scalar one: llama2.c's probabilities to the bit, so a seed picks its tokens
     float coin = random_f32(&s->rng_state);
@@ -1533,36 +1542,41 @@ static GenerateStats generate(Model *m, const Tokenizer *t, Sampler *sampler, co
 
 // Perplexity: how surprised the model is by a text, exp of the mean negative
 // log-likelihood of each token given those before it (1 would be certainty).
-// The text goes through in windows of the model's context, each starting at
-// position 0; a window begins with the last token of the one before, so every
-// token after the first is predicted exactly once.
+// The rule is llama.cpp's llama-perplexity, so that the two figures compare:
+// the text is cut into windows of the cache's positions (-n), the rest
+// dropped; each window starts at position 0 with its first token replaced by
+// <s> (bos, or -1 for none), and only its second half is scored, every token
+// there predicted with at least half a window of context.
 typedef struct {
     int n_predicted;
     double mean_nll, perplexity;
 } Perplexity;
 
-static Perplexity perplexity(Model *m, const int *tokens, int n) {
-    int vocab = m->config.vocab_size, window = m->state.n_ctx;
+static Perplexity perplexity(Model *m, const int *tokens, int n, int bos) {
+    int vocab = m->config.vocab_size, window = m->state.n_ctx, first = window / 2;
     double nll = 0.0;
     int n_predicted = 0;
-    for (int start = 0; start < n - 1; start += window - 1) {
-        int end = start + window < n ? start + window : n;
-        for (int i = start; i < end; i += m->state.max_tokens) {
-            int block = end - i < m->state.max_tokens ? end - i : m->state.max_tokens;
-            float *logits = forward(m, tokens + i, block, i - start, LOGITS_ALL);
-            for (int b = 0; b < block && i + b + 1 < end; b++) {
+    int *chunk = xmalloc(window * sizeof(int), "a perplexity window");
+    for (int start = 0; start + window <= n; start += window) {
+        memcpy(chunk, tokens + start, window * sizeof(int));
+        if (bos >= 0) chunk[0] = bos;
+        for (int i = 0; i < window; i += m->state.max_tokens) {
+            int block = window - i < m->state.max_tokens ? window - i : m->state.max_tokens;
+            float *logits = forward(m, chunk + i, block, i, i + block <= first ? LOGITS_NONE : LOGITS_ALL);
+            for (int b = 0; b < block && i + b + 1 < window; b++) {
+                if (i + b < first) continue; // the first half is context only
                 // -log softmax(logits)[next] = log(sum exp(logits)) - logits[next]
                 const float *l = logits + (size_t)b * vocab;
                 float max = l[0];
                 for (int v = 1; v < vocab; v++) max = fmaxf(max, l[v]);
                 double sum = 0.0;
                 for (int v = 0; v < vocab; v++) sum += exp((double)l[v] - max);
-                nll += log(sum) + max - l[tokens[i + b + 1]];
+                nll += log(sum) + max - l[chunk[i + b + 1]];
                 n_predicted++;
             }
         }
-        if (end == n) break;
     }
+    free(chunk);
     Perplexity p = {n_predicted, nll / n_predicted, exp(nll / n_predicted)};
     return p;
 }
@@ -4337,7 +4351,8 @@ static void usage(FILE *f) {
           "  -p <float>  top-p (nucleus) sampling in [0, 1]; 0 or 1 turns it off (default 0.9)\n"
           "  -k <int>    top-k sampling: keep the k most likely tokens; 0 turns it off (default 0)\n"
           "  -s <int>    random seed, >= 0; 0 takes it from the clock (default 0)\n"
-          "  -n <int>    positions to run, prompt included; 0 means the model's context (default 256)\n"
+          "  -n <int>    positions to run, prompt included; 0 means the model's context (default 256);\n"
+          "              in ppl, the window: llama-perplexity's -c\n"
           "  -i <text>   the prompt; '-' reads it from stdin, as does an absent -i when stdin\n"
           "              is not a terminal (one trailing newline is dropped)\n"
           "  -e <0|1>    1 prints the prompt and then the continuation; 0 only the continuation (default 1)\n"
@@ -4374,7 +4389,8 @@ static float parse_float(const char *flag, const char *s, float min, float max) 
     char *end;
     errno = 0;
     float v = strtof(s, &end);
-    if (end == s || *end != '\0' || errno != 0 || !isfinite(v) || v < min || v > max)
+    int underflow = errno == ERANGE && fabsf(v) <= FLT_MIN; // -t 1e-40: a float nearest it, or 0, is right
+    if (end == s || *end != '\0' || (errno != 0 && !underflow) || !isfinite(v) || v < min || v > max)
         usage_error("%s wants a number in [%g, %g], got '%s'", flag, min, max, s);
     return v;
 }
@@ -4528,12 +4544,19 @@ static void run_perplexity(Model *m, const Tokenizer *t, const Text *input) {
     double start = seconds_now();
     int n;
     int *tokens = encode(t, input->data, input->len, t->add_bos, 0, &n);
-    if (n < 2) fatal("perplexity needs text of at least one token");
-    Perplexity p = perplexity(m, tokens, n);
+    int window = m->state.n_ctx;
+    if (window < 3)
+        fatal("perplexity windows of %d positions (-n, at most the model's context of %d) score nothing; "
+              "expected 3 or more, as each scores its second half", window, m->config.seq_len);
+    if (n < window)
+        fatal("the text is %d tokens, shorter than one perplexity window of %d positions; give a smaller -n", n, window);
+    Perplexity p = perplexity(m, tokens, n, t->add_bos ? t->bos_id : -1);
     free(tokens);
     printf("perplexity %.4f, mean NLL %.4f nats over %d tokens\n", p.perplexity, p.mean_nll, p.n_predicted);
     double seconds = seconds_now() - start;
-    fprintf(stderr, "run: %d tokens in %.3f s (%.1f tok/s)\n", p.n_predicted + 1, seconds, (p.n_predicted + 1) / seconds);
+    int n_run = n / window * window; // the tokens that went through the model
+    fprintf(stderr, "run: %d tokens in %d windows of %d in %.3f s (%.1f tok/s)\n", n_run, n / window, window, seconds,
+            n_run / seconds);
 }
 
 static void run_chat(Model *m, const Tokenizer *t, Sampler *sampler, const Options *o, const Text *input) {
@@ -4554,7 +4577,7 @@ int main(int argc, char **argv) {
     // chat without -n. Tokenizing needs only the file's vocabulary: mapped, not read.
     Model model, *m = NULL;
     if (o.checkpoint) {
-        int n_ctx = o.mode == MODE_PPL || (o.mode == MODE_CHAT && !o.steps_given) ? 0 : o.steps;
+        int n_ctx = o.mode == MODE_CHAT && !o.steps_given ? 0 : o.steps; // ppl: -n is the window
         build_model(&model, o.checkpoint, o.mode == MODE_TOKENIZE ? WEIGHTS_MAP : o.load, n_ctx, PROMPT_BLOCK, o.kv);
         m = &model;
     }

@@ -393,8 +393,8 @@ static void write_version1(const char *legacy, const char *out) {
     free(data);
 }
 
-// Mean NLL of the reference tokens against tests/nll_stories260K.txt, whole
-// and in windows (a context of 20 positions forces the windowing).
+// Mean NLL of the reference tokens against tests/nll_stories260K.txt, in windows
+// of 48, 20 and 7 positions by llama-perplexity's rule (see perplexity()).
 static void test_perplexity(void) {
     FILE *f = fopen("tests/nll_stories260K.txt", "r");
     check("perplexity-reference-file", f != NULL, "cannot open tests/nll_stories260K.txt");
@@ -410,7 +410,7 @@ static void test_perplexity(void) {
         if (line[0] == '#' || sscanf(line, "%d %d %lf", &window, &count, &want) != 3) continue;
         Model m;
         build_model(&m, model_path("stories260K.bin"), WEIGHTS_READ, window, 7, KV_AUTO); // blocks of 7 cross window edges
-        Perplexity p = perplexity(&m, tokens, 48);
+        Perplexity p = perplexity(&m, tokens, 48, 1);
         char id[64];
         snprintf(id, sizeof(id), "perplexity-window-%d", window);
         check(id, p.n_predicted == count && fabs(p.mean_nll - want) < 1e-5, "%d tokens, NLL %.7f; reference %d, %.7f",
@@ -419,7 +419,7 @@ static void test_perplexity(void) {
         n_cases++;
     }
     fclose(f);
-    check("perplexity-cases", n_cases == 2, "%d cases", n_cases);
+    check("perplexity-cases", n_cases == 3, "%d cases", n_cases);
 }
 
 static void test_forward(void) {
@@ -547,8 +547,8 @@ static void test_generate(void) {
     double ppl[2];
     for (int f16 = 0; f16 < 2; f16++) {
         Model m;
-        build_model(&m, model_path("stories260K_q80_gs4.bin"), WEIGHTS_READ, 0, PROMPT_BLOCK, f16 ? KV_F16 : KV_F32);
-        ppl[f16] = perplexity(&m, story_tokens, n_story).perplexity;
+        build_model(&m, model_path("stories260K_q80_gs4.bin"), WEIGHTS_READ, 128, PROMPT_BLOCK, f16 ? KV_F16 : KV_F32);
+        ppl[f16] = perplexity(&m, story_tokens, n_story, 1).perplexity;
         free_model(&m);
     }
     check("generate-kv-f16-int8-perplexity", fabs(ppl[1] / ppl[0] - 1.0) < 1e-3, "f32 cache %.5f, f16 cache %.5f",
@@ -1306,9 +1306,10 @@ static void test_cli(void) {
 
     // Perplexity of a story (tests/story.txt, written for these tests): int8 within 1% of fp32.
     if (!could_match("cli-ppl-") && !could_match("cli-export-")) return; // ./test_all PREFIX: not asked for
-    double fp32 = cli_perplexity(STORIES " -m ppl < tests/story.txt");
+    // Windows of 128, as the llama.cpp references in models/stories260K-wide/ were measured.
+    double fp32 = cli_perplexity(STORIES " -m ppl -n 128 < tests/story.txt");
     if (could_match("cli-ppl-")) {
-        double int8 = cli_perplexity("$M/stories260K_q80_gs4.bin -z $M/tok512.bin -m ppl < tests/story.txt");
+        double int8 = cli_perplexity("$M/stories260K_q80_gs4.bin -z $M/tok512.bin -m ppl -n 128 < tests/story.txt");
         check("cli-ppl-int8-within-1pct-of-fp32", fp32 > 1.0 && fp32 < 10.0 && fabs(int8 / fp32 - 1.0) < 0.01,
               "fp32 %.4f, int8 %.4f", fp32, int8);
     }
@@ -1320,8 +1321,8 @@ static void test_cli(void) {
         {"cli-export-meta-f32-greedy", "--meta-llama %s/stories260K-meta", "f32", 0.0},
         {"cli-export-hf-f16-greedy", "--hf %s/stories260K-hf", "f16", 0.0},
         {"cli-export-meta-f16-greedy", "--meta-llama %s/stories260K-meta", "f16", 0.0},
-        {"cli-export-hf-q8_0-ppl", "--hf %s/stories260K-hf", "q8_0", 1.01},  // measured +0.31%
-        {"cli-export-hf-q4_0-ppl", "--hf %s/stories260K-hf", "q4_0", 1.06},  // measured +3.6%
+        {"cli-export-hf-q8_0-ppl", "--hf %s/stories260K-hf", "q8_0", 1.01},  // measured +0.44%
+        {"cli-export-hf-q4_0-ppl", "--hf %s/stories260K-hf", "q4_0", 1.06},  // measured +0.1% (126 tokens: noisy)
     };
     for (size_t i = 0; i < sizeof(exports) / sizeof(exports[0]); i++) {
         if (!wanted(exports[i].id)) continue;
@@ -1336,7 +1337,7 @@ static void test_cli(void) {
         } else if (exports[i].max_ppl_ratio == 0.0) {
             check_cli_case(&(CliCase){exports[i].id, "$T/export.gguf -t 0 -n 200", 0, .out = greedy_story_200});
         } else {
-            double p = cli_perplexity("$T/export.gguf -m ppl < tests/story.txt");
+            double p = cli_perplexity("$T/export.gguf -m ppl -n 128 < tests/story.txt");
             check(exports[i].id, p > 1.0 && p / fp32 < exports[i].max_ppl_ratio,
                   "perplexity %.4f against fp32 %.4f", p, fp32);
         }
@@ -1720,15 +1721,26 @@ static void issue14_export_overwrite(void) {
     remove(tmp_path("tok.model")), remove(tmp_path("x.bin")), remove(link_path);
 }
 
+// $T/s260.gguf: stories260K with its own tok512.model, as export.py writes it (once);
+// several items use it. Whether it is there.
+static int export_s260(void) {
+    static int status = -1;
+    if (status < 0) {
+        RunResult r = run_export("$T/s260.gguf --llama2c $M/stories260K.bin --tokenizer $M/tok512.model");
+        status = r.status;
+        if (status != 0) printf("     export.py: status %d, %s", r.status, r.err ? r.err : "");
+        free_run(&r);
+    }
+    return status == 0;
+}
+
 // Item 2: SentencePiece's normalizer flags travel in the GGUF and are honoured. stories260K
 // exported with its tok512.model (remove_extra_whitespaces on) against SentencePiece's own
 // ids for tok512 (tests/tokenizer_cases_tok512.tsv, by make references); tokenizer.bin,
 // which cannot say, gets Llama 2's rule, as the README says.
 static void issue14_normalizer_flags(void) {
     if (!could_match("issue14-2-")) return;
-    RunResult r = run_export("$T/s260.gguf --llama2c $M/stories260K.bin --tokenizer $M/tok512.model");
-    check("issue14-2-export", r.status == 0, "export.py: status %d, %s", r.status, r.err ? r.err : "");
-    free_run(&r);
+    check("issue14-2-export", export_s260(), "export.py failed");
     Model m;
     build_model(&m, tmp_path("s260.gguf"), WEIGHTS_MAP, 16, 1, KV_AUTO);
     Tokenizer t;
@@ -1777,9 +1789,82 @@ static void issue14_normalizer_flags(void) {
     remove(tmp_path("s260-nobos.gguf"));
 }
 
+// Item 4: a tiny positive temperature is greedy in effect, never NaN; one below
+// float's smallest normal number is accepted.
+static void issue14_tiny_temperature(void) {
+    if (!could_match("issue14-4-")) return;
+    Sampler s;
+    build_sampler(&s, 4, 3e-38f, 0.9f, 0, 7);
+    int all_max = 1;
+    for (int i = 0; i < 50; i++) {
+        float logits[4] = {1.0f, 30.0f, 2.0f, -5.0f};
+        all_max &= sample(&s, logits) == 1 && !isnan(logits[0]);
+    }
+    check("issue14-4-sample-tiny-temperature-is-greedy", all_max, NULL);
+    free_sampler(&s);
+    const CliCase cases[] = {
+        {"issue14-4-cli-temperature-3e-38", "$M/stories260K.bin -z $M/tok512.bin -t 3e-38 -n 200", 0, .out = greedy_story_200},
+        {"issue14-4-cli-temperature-1e-40", "$M/stories260K.bin -z $M/tok512.bin -t 1e-40 -n 200", 0, .out = greedy_story_200},
+        {"issue14-4-cli-temperature-1e-50", "$M/stories260K.bin -z $M/tok512.bin -t 1e-50 -n 200", 0, .out = greedy_story_200},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_cli_case(&cases[i]);
+}
+
+// Item 5: perplexity by llama-perplexity's rule. Windows of -n, whole ones only, each
+// scoring its second half: tests/story.txt is 368 tokens, so -n 64 scores 5 windows of
+// 31 tokens and -n 100 3 of 49 (llama.cpp's count: chunks * (n_ctx - 1 - n_ctx / 2)).
+// A context of 1 position (which never ended before) is refused, as is a text shorter
+// than one window. The NLL itself: perplexity-window-* against NumPy.
+static const char *scored_155(const RunResult *r) { return strstr(r->out, "over 155 tokens") ? NULL : "not 155 tokens"; }
+static const char *scored_147(const RunResult *r) { return strstr(r->out, "over 147 tokens") ? NULL : "not 147 tokens"; }
+
+static void issue14_perplexity_windows(void) {
+    if (!could_match("issue14-5-")) return;
+    export_s260();
+    size_t len = 0;
+    char *gguf = read_file_text(tmp_path("s260.gguf"), &len);
+    const char *key = "llama.context_length"; // then uint32 type 4, the uint32 value
+    char *at = gguf ? memmem(gguf, len, key, strlen(key)) : NULL;
+    uint32_t one = 1;
+    if (at) memcpy(at + strlen(key) + 4, &one, 4), write_file(tmp_path("s260-ctx1.gguf"), gguf, len);
+    free(gguf);
+    const CliCase cases[] = {
+        {"issue14-5-context-1-refused", "$T/s260-ctx1.gguf -m ppl -n 0 < tests/story.txt", 1, .err = "score nothing"},
+        {"issue14-5-window-2-refused", "$M/stories260K.bin -z $M/tok512.bin -m ppl -n 2 < tests/story.txt", 1,
+         .err = "windows of 2 positions"},
+        {"issue14-5-text-shorter-than-window", "$M/stories260K.bin -z $M/tok512.bin -m ppl -n 512 < tests/story.txt", 1,
+         .err = "shorter than one perplexity window of 512"},
+        {"issue14-5-windows-of-64", "$M/stories260K.bin -z $M/tok512.bin -m ppl -n 64 < tests/story.txt", 0,
+         .out_start = "perplexity ", .also = scored_155},
+        {"issue14-5-windows-of-100", "$M/stories260K.bin -z $M/tok512.bin -m ppl -n 100 < tests/story.txt", 0,
+         .out_start = "perplexity ", .also = scored_147},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_cli_case(&cases[i]);
+    remove(tmp_path("s260-ctx1.gguf"));
+
+    // The figure holds against llama.cpp's: llama-perplexity -c 128 on tests/story.txt for each
+    // of llama.cpp's quantizations in models/stories260K-wide/ (references.json, "ppl_c128"),
+    // within 2% (measured: 1.2% at most, from the int8 rounding of the activations).
+    char *refs = read_file_text(model_path("stories260K-wide/references.json"), NULL);
+    for (size_t i = 0; i < sizeof(wide1_files) / sizeof(wide1_files[0]); i++) {
+        char id[128], name[128], args[512];
+        snprintf(id, sizeof(id), "issue14-5-like-llama-perplexity-%s", wide1_files[i]);
+        if (!wanted(id)) continue;
+        snprintf(name, sizeof(name), "\"wide1-%s.gguf\"", wide1_files[i]);
+        const char *entry = refs ? strstr(refs, name) : NULL, *at = entry ? strstr(entry, "\"ppl_c128\":") : NULL;
+        double want = at ? atof(at + strlen("\"ppl_c128\":")) : 0.0;
+        snprintf(args, sizeof(args), "$M/stories260K-wide/wide1-%s.gguf -m ppl -n 128 < tests/story.txt", wide1_files[i]);
+        double got = cli_perplexity(args);
+        check(id, want > 1.0 && fabs(got / want - 1.0) < 0.02, "run %.4f, llama-perplexity %.4f", got, want);
+    }
+    free(refs);
+}
+
 static void test_issue14(void) {
     issue14_export_overwrite();
     issue14_normalizer_flags();
+    issue14_tiny_temperature();
+    issue14_perplexity_windows();
     remove(tmp_path("s260.gguf"));
 }
 
