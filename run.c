@@ -140,6 +140,7 @@ typedef struct {
     int shared_classifier; // the output layer reuses the token embedding
     int group_size;        // int8 weights: consecutive values of a row that share one scale
     float rope_theta;      // base of RoPE's frequencies: 10000 in Llama 2
+    float rope_scale;      // linear RoPE scaling: positions are divided by it (1: none)
     float norm_eps;        // added to RMSNorm's mean square: 1e-5 in Llama 2
 } Config;
 
@@ -427,6 +428,7 @@ static void read_checkpoint(Model *m, const unsigned char *bytes, size_t size, c
     c->head_size = c->dim / c->n_heads;
     c->kv_dim = c->n_kv_heads * c->head_size;
     c->rope_theta = 10000.0f; // fixed for llama2.c files: their header has no field for it
+    c->rope_scale = 1.0f;
     c->norm_eps = 1e-5f;
     if (version == 2) {
         c->group_size = read_i32le(params + 29);
@@ -543,11 +545,12 @@ static void build_state(State *s, const Config *c, int n_ctx, int max_tokens, in
     s->rope_cos = xmalloc(n_ctx * half * sizeof(float), "RoPE tables");
     s->rope_sin = xmalloc(n_ctx * half * sizeof(float), "RoPE tables");
     // Pair i of a head turns by pos * theta^(-2i/head_size): fast for the first
-    // pairs, slow for the last, so positions are told apart at every scale.
+    // pairs, slow for the last, so positions are told apart at every scale. A
+    // model stretched to a longer context by linear scaling sees pos / scale.
     for (size_t i = 0; i < half; i++) {
         float freq = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)c->head_size);
         for (int pos = 0; pos < n_ctx; pos++) {
-            float angle = pos * freq;
+            float angle = pos / c->rope_scale * freq;
             s->rope_cos[pos * half + i] = cosf(angle);
             s->rope_sin[pos * half + i] = sinf(angle);
         }
@@ -1875,6 +1878,16 @@ static GGUFString gguf_string(GGUFReader *r, const char *what) {
 
 static int string_is(GGUFString s, const char *text) { return s.len == strlen(text) && memcmp(s.s, text, s.len) == 0; }
 
+// qsort's order on GGUFStrings: bytes, then length.
+static int compare_strings(const void *pa, const void *pb) {
+    const GGUFString *a = pa, *b = pb;
+    int c = memcmp(a->s, b->s, a->len < b->len ? a->len : b->len);
+    return c ? c : (a->len > b->len) - (a->len < b->len);
+}
+
+// A metadata integer that was not in the file.
+#define ABSENT INT64_MIN
+
 // Bytes of one value of a fixed-size type; 0 for strings and arrays.
 static int gguf_scalar_bytes(uint32_t type) {
     static const int bytes[GGUF_TYPES] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
@@ -1911,7 +1924,11 @@ static int64_t gguf_int(GGUFReader *r, uint32_t type, GGUFString key) {
     case GGUF_I16: p = gguf_take(r, 2, "a value"); return (int16_t)(p[0] | p[1] << 8);
     case GGUF_U32: return gguf_u32(r, "a value");
     case GGUF_I32: return (int32_t)gguf_u32(r, "a value");
-    case GGUF_U64: return (int64_t)gguf_u64(r, "a value");
+    case GGUF_U64: {
+        uint64_t v = gguf_u64(r, "a value");
+        if (v > INT64_MAX) fatal("%s: GGUF key %.*s is %llu, out of range", r->path, (int)key.len, key.s, (unsigned long long)v);
+        return (int64_t)v;
+    }
     case GGUF_I64: return (int64_t)gguf_u64(r, "a value");
     }
     fatal("%s: GGUF key %.*s has value type %u, expected an integer", r->path, (int)key.len, key.s, type);
@@ -2043,9 +2060,11 @@ static const float *gguf_vector(const GGUFTensors *tt, const char *name, int len
 // What the key/value section says, for this program.
 typedef struct {
     GGUFString architecture, tokenizer_model;
-    int64_t dim, hidden, layers, heads, kv_heads, context, rope_dims; // 0 (rope_dims -1): absent
+    int64_t dim, hidden, layers, heads, kv_heads, context, rope_dims; // 0 (kv_heads, rope_dims: ABSENT): absent
     uint64_t alignment;
     float rope_theta, norm_eps;
+    GGUFString rope_scaling_type;        // "linear", "none", ...; absent: linear, as llama.cpp reads it
+    float rope_scaling_factor;           // 0: absent
     const unsigned char *tokens, *scores, *types; // the vocabulary's arrays, where present
     uint64_t n_tokens, n_scores, n_types;
     int64_t bos_id, eos_id, unk_id;
@@ -2055,10 +2074,12 @@ typedef struct {
 
 // Reads the n_kv keys and values; keys this program does not use are skipped.
 static GGUFMetadata read_gguf_metadata(GGUFReader *r, uint64_t n_kv) {
-    GGUFMetadata md = {{NULL, 0}, {NULL, 0}, 0, 0, 0, 0, 0, 0, -1, 32, 10000.0f, 1e-5f, NULL, NULL, NULL, 0, 0, 0,
-                       1, 2, 0, 1, 0, 1, {NULL, 0}};
+    GGUFMetadata md = {{NULL, 0}, {NULL, 0}, 0, 0, 0, 0, ABSENT, 0, ABSENT, 32, 10000.0f, 1e-5f, {NULL, 0}, 0.0f,
+                       NULL, NULL, NULL, 0, 0, 0, 1, 2, 0, 1, 0, 1, {NULL, 0}};
+    GGUFString *keys = xmalloc((n_kv ? n_kv : 1) * sizeof(GGUFString), "the metadata keys");
     for (uint64_t i = 0; i < n_kv; i++) {
         GGUFString key = gguf_string(r, "a metadata key");
+        keys[i] = key;
         uint32_t type = gguf_u32(r, "a value type");
         if (string_is(key, "general.architecture") && type == GGUF_STRING) md.architecture = gguf_string(r, "a value");
         else if (string_is(key, "general.alignment")) md.alignment = (uint64_t)gguf_int(r, type, key);
@@ -2070,6 +2091,9 @@ static GGUFMetadata read_gguf_metadata(GGUFReader *r, uint64_t n_kv) {
         else if (string_is(key, "llama.context_length")) md.context = gguf_int(r, type, key);
         else if (string_is(key, "llama.rope.dimension_count")) md.rope_dims = gguf_int(r, type, key);
         else if (string_is(key, "llama.rope.freq_base")) md.rope_theta = gguf_float(r, type, key);
+        else if (string_is(key, "llama.rope.scaling.type") && type == GGUF_STRING) md.rope_scaling_type = gguf_string(r, "a value");
+        else if (string_is(key, "llama.rope.scaling.factor") || string_is(key, "llama.rope.scale_linear"))
+            md.rope_scaling_factor = gguf_float(r, type, key);
         else if (string_is(key, "llama.attention.layer_norm_rms_epsilon")) md.norm_eps = gguf_float(r, type, key);
         else if (string_is(key, "tokenizer.ggml.model") && type == GGUF_STRING) md.tokenizer_model = gguf_string(r, "a value");
         else if (string_is(key, "tokenizer.ggml.tokens")) md.tokens = gguf_array(r, type, key, GGUF_STRING, &md.n_tokens);
@@ -2084,6 +2108,12 @@ static GGUFMetadata read_gguf_metadata(GGUFReader *r, uint64_t n_kv) {
         else if (string_is(key, "tokenizer.chat_template") && type == GGUF_STRING) md.chat_template = gguf_string(r, "a value");
         else gguf_skip(r, type, 0);
     }
+    // A key given twice is a file that contradicts itself: refused, as llama.cpp does.
+    qsort(keys, n_kv, sizeof(GGUFString), compare_strings);
+    for (uint64_t i = 1; i < n_kv; i++)
+        if (compare_strings(&keys[i - 1], &keys[i]) == 0)
+            fatal("%s: GGUF key %.*s appears twice; expected each key once", r->path, (int)keys[i].len, keys[i].s);
+    free(keys);
     return md;
 }
 
@@ -2106,7 +2136,11 @@ static void gguf_config(Config *c, const GGUFMetadata *md, const GGUFTensors *tt
     if (!embedding || embedding->n_dims != 2) fatal("%s: GGUF file has no 2-D tensor token_embd.weight", path);
     c->dim = (int)md->dim, c->hidden_dim = (int)md->hidden, c->n_layers = (int)md->layers;
     c->n_heads = (int)md->heads;
-    c->n_kv_heads = md->kv_heads > 0 ? (int)md->kv_heads : (int)md->heads; // absent: no grouped-query attention
+    // Absent: no grouped-query attention. Present, it is range-checked whole before it is narrowed.
+    if (md->kv_heads != ABSENT && (md->kv_heads <= 0 || md->kv_heads > md->heads))
+        fatal("%s: GGUF key llama.attention.head_count_kv is %lld, expected 1..%lld (llama.attention.head_count)", path,
+              (long long)md->kv_heads, (long long)md->heads);
+    c->n_kv_heads = md->kv_heads != ABSENT ? (int)md->kv_heads : (int)md->heads;
     c->vocab_size = embedding->dims[1] <= (1 << 22) ? (int)embedding->dims[1] : -1;
     c->seq_len = (int)md->context;
     check_config(c, path);
@@ -2114,12 +2148,25 @@ static void gguf_config(Config *c, const GGUFMetadata *md, const GGUFTensors *tt
     c->kv_dim = c->n_kv_heads * c->head_size;
     c->rope_theta = md->rope_theta;
     c->norm_eps = md->norm_eps;
-    if (md->rope_dims >= 0 && md->rope_dims != c->head_size)
+    if (md->rope_dims != ABSENT && md->rope_dims != c->head_size)
         fatal("%s: llama.rope.dimension_count is %lld but heads are %d wide; partial rotation is not supported", path,
               (long long)md->rope_dims, c->head_size);
     if (!(c->rope_theta > 0.0f) || !(c->norm_eps > 0.0f) || !isfinite(c->rope_theta) || !isfinite(c->norm_eps))
         fatal("%s: llama.rope.freq_base %g or layer_norm_rms_epsilon %g is not a positive number", path, c->rope_theta,
               c->norm_eps);
+    // RoPE scaling: linear (positions divided by the factor) runs; any other kind is refused, never ignored.
+    c->rope_scale = 1.0f;
+    const GGUFString *kind = &md->rope_scaling_type;
+    int linear = kind->s == NULL || string_is(*kind, "linear"), none = kind->s && string_is(*kind, "none");
+    if (!linear && !none)
+        fatal("%s: llama.rope.scaling.type is '%.*s'; this program runs linear RoPE scaling only", path, (int)kind->len,
+              kind->s);
+    if (md->rope_scaling_factor != 0.0f && !(none && md->rope_scaling_factor == 1.0f)) {
+        if (none || !(md->rope_scaling_factor > 0.0f) || !isfinite(md->rope_scaling_factor))
+            fatal("%s: llama.rope.scaling.factor is %g with scaling type '%s'; expected a positive factor with linear "
+                  "scaling", path, md->rope_scaling_factor, none ? "none" : "linear");
+        c->rope_scale = md->rope_scaling_factor;
+    }
 }
 
 // The tensor table: n entries, each a name, its extents, type and offset.
@@ -2135,6 +2182,14 @@ static GGUFTensor *read_tensor_table(GGUFReader *r, uint64_t n) {
         t->type = gguf_u32(r, "a tensor's type");
         t->offset = gguf_u64(r, "a tensor's offset");
     }
+    // Two tensors of one name: which one is the weight? Refused, as llama.cpp does.
+    GGUFString *names = xmalloc((n ? n : 1) * sizeof(GGUFString), "the tensor names");
+    for (uint64_t i = 0; i < n; i++) names[i] = tensors[i].name;
+    qsort(names, n, sizeof(GGUFString), compare_strings);
+    for (uint64_t i = 1; i < n; i++)
+        if (compare_strings(&names[i - 1], &names[i]) == 0)
+            fatal("%s: GGUF tensor %.*s appears twice; expected each name once", r->path, (int)names[i].len, names[i].s);
+    free(names);
     return tensors;
 }
 

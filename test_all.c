@@ -1860,11 +1860,130 @@ static void issue14_perplexity_windows(void) {
     free(refs);
 }
 
+// Item 6: GGUF files that contradict themselves or ask for what is not implemented.
+// The files are the export $T/s260.gguf edited: extra key/value pairs go in right after
+// the 24-byte header, padded by one more string pair to a multiple of 32 bytes so that
+// the tensor data stays aligned; a key or tensor name may first be renamed in place.
+typedef struct {
+    unsigned char bytes[1024];
+    size_t len;
+    int n;
+} KVs;
+
+static void kv_key(KVs *kv, const char *key, uint32_t type) {
+    uint64_t len = strlen(key);
+    memcpy(kv->bytes + kv->len, &len, 8), memcpy(kv->bytes + kv->len + 8, key, len);
+    memcpy(kv->bytes + kv->len + 8 + len, &type, 4);
+    kv->len += 12 + len, kv->n++;
+}
+static void kv_string(KVs *kv, const char *key, const char *value) {
+    kv_key(kv, key, 8);
+    uint64_t len = strlen(value);
+    memcpy(kv->bytes + kv->len, &len, 8), memcpy(kv->bytes + kv->len + 8, value, len);
+    kv->len += 8 + len;
+}
+static void kv_scalar(KVs *kv, const char *key, uint32_t type, const void *value, size_t size) {
+    kv_key(kv, key, type);
+    memcpy(kv->bytes + kv->len, value, size);
+    kv->len += size;
+}
+
+// Writes $T/name: s260.gguf with `from` renamed to `to` (the same length) where it first
+// appears, and the pairs of kv added. Returns whether it could.
+static int edited_gguf(const char *name, const char *from, const char *to, KVs kv) {
+    size_t len = 0;
+    char *whole = read_file_text(tmp_path("s260.gguf"), &len);
+    if (!whole) return 0;
+    char *at = from ? memmem(whole, len, from, strlen(from)) : NULL;
+    if (from && (!at || strlen(to) != strlen(from))) return free(whole), 0;
+    if (at) memcpy(at, to, strlen(to));
+    size_t pad = (32 - (kv.len + 28) % 32) % 32; // the padding pair: 28 bytes with key "test.pad", then its value
+    char value[40] = "";
+    memset(value, 'x', pad), value[pad] = '\0';
+    kv_string(&kv, "test.pad", value);
+    uint64_t n_kv;
+    memcpy(&n_kv, whole + 16, 8), n_kv += kv.n, memcpy(whole + 16, &n_kv, 8);
+    FILE *f = fopen(tmp_path(name), "wb");
+    fwrite(whole, 1, 24, f), fwrite(kv.bytes, 1, kv.len, f), fwrite(whole + 24, 1, len - 24, f);
+    fclose(f);
+    free(whole);
+    return kv.len % 32 == 0;
+}
+
+static void issue14_gguf_lies(void) {
+    if (!could_match("issue14-6-")) return;
+    export_s260();
+    KVs none = {{0}, 0, 0}, kv;
+    int made = edited_gguf("dup-tensor.gguf", "blk.0.attn_k.weight", "blk.0.attn_q.weight", none);
+    uint32_t u32 = 5;
+    kv = none, kv_scalar(&kv, "llama.block_count", 4, &u32, 4);
+    made &= edited_gguf("dup-key.gguf", NULL, NULL, kv);
+    float two = 2.0f, four = 4.0f;
+    kv = none, kv_string(&kv, "llama.rope.scaling.type", "linear"), kv_scalar(&kv, "llama.rope.scaling.factor", 6, &two, 4);
+    made &= edited_gguf("rope-linear.gguf", NULL, NULL, kv);
+    kv = none, kv_string(&kv, "llama.rope.scaling.type", "yarn"), kv_scalar(&kv, "llama.rope.scaling.factor", 6, &four, 4);
+    made &= edited_gguf("rope-yarn.gguf", NULL, NULL, kv);
+    kv = none, kv_string(&kv, "llama.rope.scaling.type", "none"), kv_scalar(&kv, "llama.rope.scaling.factor", 6, &four, 4);
+    made &= edited_gguf("rope-none-factor.gguf", NULL, NULL, kv);
+    uint64_t bos = (1ull << 32) + 1, huge = (1ull << 63) + 5;
+    kv = none, kv_scalar(&kv, "tokenizer.ggml.bos_token_id", 10, &bos, 8);
+    made &= edited_gguf("bos-2p32.gguf", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.xos_token_id", kv);
+    kv = none, kv_scalar(&kv, "tokenizer.ggml.bos_token_id", 10, &huge, 8);
+    made &= edited_gguf("bos-huge.gguf", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.xos_token_id", kv);
+    int64_t minus4 = -4, wraps = (1ll << 32) + 4;
+    kv = none, kv_scalar(&kv, "llama.attention.head_count_kv", 11, &minus4, 8);
+    made &= edited_gguf("kv-heads-negative.gguf", "llama.attention.head_count_kv", "llama.attention.head_count_xx", kv);
+    kv = none, kv_scalar(&kv, "llama.attention.head_count_kv", 11, &wraps, 8);
+    made &= edited_gguf("kv-heads-wraps.gguf", "llama.attention.head_count_kv", "llama.attention.head_count_xx", kv);
+    check("issue14-6-files-made", made, "could not edit $T/s260.gguf");
+
+    const CliCase cases[] = {
+        {"issue14-6-duplicate-tensor-refused", "$T/dup-tensor.gguf -n 8", 1, .err = "tensor blk.0.attn_q.weight appears twice"},
+        {"issue14-6-duplicate-key-refused", "$T/dup-key.gguf -n 8", 1, .err = "key llama.block_count appears twice"},
+        {"issue14-6-rope-yarn-refused", "$T/rope-yarn.gguf -n 8", 1, .err = "linear RoPE scaling only"},
+        {"issue14-6-rope-none-with-factor-refused", "$T/rope-none-factor.gguf -n 8", 1, .err = "scaling.factor is 4"},
+        {"issue14-6-bos-u64-2p32-plus-1-refused", "$T/bos-2p32.gguf -n 8", 1, .err = "bos 4294967297"},
+        {"issue14-6-bos-u64-above-int64-refused", "$T/bos-huge.gguf -n 8", 1, .err = "is 9223372036854775813, out of range"},
+        {"issue14-6-head-count-kv-negative-refused", "$T/kv-heads-negative.gguf -n 8", 1, .err = "head_count_kv is -4"},
+        {"issue14-6-head-count-kv-i64-refused", "$T/kv-heads-wraps.gguf -n 8", 1, .err = "head_count_kv is 4294967300"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_cli_case(&cases[i]);
+
+    // Linear scaling: position p turns as p / 2 does unscaled, and the text changes.
+    if (wanted("issue14-6-rope-linear-tables")) {
+        Model plain, scaled;
+        build_model(&plain, tmp_path("s260.gguf"), WEIGHTS_MAP, 64, 1, KV_AUTO);
+        build_model(&scaled, tmp_path("rope-linear.gguf"), WEIGHTS_MAP, 64, 1, KV_AUTO);
+        int half = plain.config.head_size / 2, same = scaled.config.rope_scale == 2.0f, moved = 0;
+        for (int p = 0; p < 64; p += 2)
+            for (int i = 0; i < half; i++) {
+                same &= fabsf(scaled.state.rope_cos[p * half + i] - plain.state.rope_cos[p / 2 * half + i]) < 1e-6f &&
+                        fabsf(scaled.state.rope_sin[p * half + i] - plain.state.rope_sin[p / 2 * half + i]) < 1e-6f;
+                moved |= scaled.state.rope_cos[p * half + i] != plain.state.rope_cos[p * half + i];
+            }
+        check("issue14-6-rope-linear-tables", same && moved, "scale %g; tables at 2p equal unscaled at p: %d", 
+              scaled.config.rope_scale, same);
+        free_model(&plain), free_model(&scaled);
+    }
+    if (wanted("issue14-6-rope-linear-runs")) {
+        RunResult a = run_args("$T/s260.gguf -t 0 -n 60"), b = run_args("$T/rope-linear.gguf -t 0 -n 60");
+        check("issue14-6-rope-linear-runs", a.status == 0 && b.status == 0 && a.out && b.out && strcmp(a.out, b.out) != 0,
+              "status %d and %d; the scaled file's text is %s", a.status, b.status,
+              a.out && b.out && strcmp(a.out, b.out) == 0 ? "the same" : "other");
+        free_run(&a), free_run(&b);
+    }
+    const char *made_files[] = {"dup-tensor.gguf", "dup-key.gguf", "rope-linear.gguf", "rope-yarn.gguf",
+                                "rope-none-factor.gguf", "bos-2p32.gguf", "bos-huge.gguf", "kv-heads-negative.gguf",
+                                "kv-heads-wraps.gguf"};
+    for (size_t i = 0; i < sizeof(made_files) / sizeof(made_files[0]); i++) remove(tmp_path(made_files[i]));
+}
+
 static void test_issue14(void) {
     issue14_export_overwrite();
     issue14_normalizer_flags();
     issue14_tiny_temperature();
     issue14_perplexity_windows();
+    issue14_gguf_lies();
     remove(tmp_path("s260.gguf"));
 }
 
