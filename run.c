@@ -4429,6 +4429,8 @@ static void usage(FILE *f) {
           f);
 }
 
+// A bad command line: the one-line error, then where the options are; the manual
+// itself would bury the error (as git and the GNU tools, which do the same).
 static void usage_error(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -4436,7 +4438,7 @@ static void usage_error(const char *fmt, ...) {
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
-    usage(stderr);
+    fputs("Try 'run -h' for the options.\n", stderr);
     exit(2);
 }
 
@@ -4623,6 +4625,10 @@ static void run_chat(Model *m, const Tokenizer *t, Sampler *sampler, const Optio
 
 #ifndef TESTING
 int main(int argc, char **argv) {
+    // A reader that leaves early (./run m.gguf | head -c 5) must not kill us with SIGPIPE
+    // (status 141, whatever the parent does with the signal): writes fail with EPIPE
+    // instead, the run stops there and ends quietly with status 0, the text read so far.
+    signal(SIGPIPE, SIG_IGN);
     select_kernels();
     Options o = parse_options(argc, argv);
     Text input = read_input(&o);
@@ -4655,7 +4661,7 @@ int main(int argc, char **argv) {
     free(input.data);
     free(o.stops.text);
     if (fflush(stdout) != 0 || ferror(stdout)) {
-        if (errno == EPIPE) return 1; // the reader left early (SIGPIPE ignored): nothing to say
+        if (errno == EPIPE) return 0; // the reader left early: it has what it wanted, nothing to say
         fatal("cannot write to standard output: %s", strerror(errno));
     }
     return 0;
