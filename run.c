@@ -1632,10 +1632,11 @@ static Text read_all(FILE *f, const char *name) {
     return s;
 }
 
-// One trailing newline is dropped, as the shell's $(...) does, so that
-// `echo "text" | ./run` prompts with "text".
+// One trailing newline (\n, or \r\n) is dropped, as the shell's $(...) does, so
+// that `echo "text" | ./run` prompts with "text". A lone \r is text, and stays.
 static void drop_final_newline(Text *s) {
-    if (s->len > 0 && s->data[s->len - 1] == '\n') s->data[--s->len] = '\0';
+    if (s->len == 0 || s->data[s->len - 1] != '\n') return;
+    s->data[--s->len] = '\0';
     if (s->len > 0 && s->data[s->len - 1] == '\r') s->data[--s->len] = '\0';
 }
 
@@ -4423,8 +4424,9 @@ static void usage(FILE *f) {
           "  --kv <type> what the KV cache holds: f32, or f16 (half the memory); default f16 when the\n"
           "              weights are 16 bits or fewer, else f32\n"
           "  -h          print this help\n"
-          "Chat (-m chat): turns come from -i and then stdin, one per line; the chat ends at the end of\n"
-          "input or when the context (-n positions, default the model's) is full, with status 0.\n"
+          "Chat (-m chat): turns come from -i (unless -i -) and then stdin, one per line; the chat\n"
+          "ends at the end of input or when the context (-n positions, default the model's) is full,\n"
+          "with status 0.\n"
           "Exit status: 0 on success, 1 when a file or the text is unusable, 2 for a bad command line.\n",
           f);
 }
@@ -4556,17 +4558,20 @@ static Options parse_options(int argc, char **argv) {
 }
 
 // The text to work on: -i, or stdin when asked for (-i -) or when stdin is a
-// pipe or a file (not in chat, whose turns come from stdin line by line).
+// pipe or a file. Not in chat: its turns come from stdin line by line, -i -
+// or not; -i TEXT is its first turn.
 static Text read_input(const Options *o) {
     Text input = {0};
-    // A closed stdin (./run model.bin <&-) is an empty prompt, not an error.
-    int stdin_open = fcntl(STDIN_FILENO, F_GETFD) != -1;
-    int from_stdin = o->prompt ? strcmp(o->prompt, "-") == 0 : stdin_open && !isatty(STDIN_FILENO) && o->mode != MODE_CHAT;
+    text_append(&input, "", 0);
+    // A closed stdin (./run model.bin <&-) is an empty prompt, not an error; -i - too.
+    int stdin_open = fcntl(STDIN_FILENO, F_GETFD) != -1, dash = o->prompt && strcmp(o->prompt, "-") == 0;
+    int from_stdin = o->mode != MODE_CHAT && (o->prompt ? dash : !isatty(STDIN_FILENO));
     if (from_stdin && stdin_open) {
+        free(input.data);
         input = read_all(stdin, "standard input");
         drop_final_newline(&input);
-    } else {
-        text_append_str(&input, o->prompt ? o->prompt : "");
+    } else if (o->prompt && !dash) {
+        text_append_str(&input, o->prompt);
     }
     return input;
 }
@@ -4619,7 +4624,8 @@ static void run_perplexity(Model *m, const Tokenizer *t, const Text *input) {
 static void run_chat(Model *m, const Tokenizer *t, Sampler *sampler, const Options *o, const Text *input) {
     if (m->chat_template && find_bytes(m->chat_template, m->chat_template_len, "[INST]", 6) < 0)
         warn("%s's chat template is not Llama 2's; chatting in Llama 2's format anyway", o->checkpoint);
-    ChatOptions options = {o->system, o->prompt ? input->data : NULL, o->reply_limit, o->stops, isatty(STDIN_FILENO)};
+    int first_turn = o->prompt && strcmp(o->prompt, "-") != 0; // -i -: every turn from stdin, one per line
+    ChatOptions options = {o->system, first_turn ? input->data : NULL, o->reply_limit, o->stops, isatty(STDIN_FILENO)};
     chat(m, t, sampler, &options, stdin, stdout);
 }
 

@@ -2016,6 +2016,29 @@ static void issue14_pipe_and_flags(void) {
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_cli_case(&cases[i]);
 }
 
+// Items 7 and 8: -i - with a closed stdin is an empty prompt; in chat, -i - takes the
+// turns from stdin one per line. One trailing \n or \r\n is dropped, a lone \r stays
+// (ids from SentencePiece: "Hello\r" is 1 15043 30004, "Hello" 1 15043).
+static void issue14_stdin_edges(void) {
+    if (!could_match("issue14-7-") && !could_match("issue14-8-")) return;
+    write_file(tmp_path("hello-cr.txt"), "Hello\r", 6);
+    write_file(tmp_path("hello-crlf.txt"), "Hello\r\n", 7);
+    write_file(tmp_path("hello-cr-crlf.txt"), "Hello\r\r\n", 8);
+    const CliCase cases[] = {
+        {"issue14-7-dash-closed-stdin-is-empty", "$M/stories260K.bin -z $M/tok512.bin -t 0 -n 20 -i - <&-", 0,
+         .out_start = "Once upon a time"},
+        {"issue14-7-dash-closed-stdin-tokenize", "-m tokenize -z tokenizer.bin -i - <&-", 0, .out = "1\n"},
+        {"issue14-7-chat-dash-turns-per-line", "$M/stories260K.bin -z $M/tok512.bin -m chat -t 0 -n 400 -i - < tests/chat_turns.txt",
+         0, .also = two_replies},
+        {"issue14-8-lone-cr-kept", "-m tokenize -z tokenizer.bin < $T/hello-cr.txt", 0, .out = "1 15043 30004\n"},
+        {"issue14-8-crlf-dropped", "-m tokenize -z tokenizer.bin < $T/hello-crlf.txt", 0, .out = "1 15043\n"},
+        {"issue14-8-cr-before-crlf-kept", "-m tokenize -z tokenizer.bin < $T/hello-cr-crlf.txt", 0,
+         .out = "1 15043 30004\n"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_cli_case(&cases[i]);
+    remove(tmp_path("hello-cr.txt")), remove(tmp_path("hello-crlf.txt")), remove(tmp_path("hello-cr-crlf.txt"));
+}
+
 static void test_issue14(void) {
     issue14_export_overwrite();
     issue14_normalizer_flags();
@@ -2023,6 +2046,7 @@ static void test_issue14(void) {
     issue14_perplexity_windows();
     issue14_gguf_lies();
     issue14_pipe_and_flags();
+    issue14_stdin_edges();
     remove(tmp_path("s260.gguf"));
 }
 
