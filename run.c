@@ -2254,30 +2254,58 @@ static void read_gguf_vocabulary(GGUFVocab *v, const GGUFMetadata *md, int vocab
     v->piece = xmalloc(v->n * sizeof(char *), "the vocabulary");
     v->piece_len = xmalloc(v->n * sizeof(size_t), "the vocabulary");
     v->score = xmalloc(v->n * sizeof(float), "the vocabulary");
-    v->type = xmalloc(v->n * sizeof(int32_t), "the vocabulary");
+    // Without types, the tokenizer tells pieces apart by name (<0xNN>, and the special ids).
+    v->type = md->types ? xmalloc(v->n * sizeof(int32_t), "the vocabulary") : NULL;
     GGUFReader tr = {bytes, md->tokens, bytes + size, path};
     for (int i = 0; i < v->n; i++) {
         GGUFString s = gguf_string(&tr, "a token");
         v->piece[i] = s.s, v->piece_len[i] = s.len;
         if (md->scores) memcpy(&v->score[i], md->scores + 4 * (size_t)i, 4);
-        v->type[i] = md->types ? (int32_t)read_u32le(md->types + 4 * (size_t)i) : PIECE_NORMAL;
+        if (md->types) v->type[i] = (int32_t)read_u32le(md->types + 4 * (size_t)i);
     }
+}
+
+// The header: magic, version, and the counts of tensors and keys, checked.
+static void read_gguf_header(GGUFReader *r, size_t size, uint64_t *n_tensors, uint64_t *n_kv) {
+    const char *path = r->path;
+    gguf_u32(r, "the magic");
+    uint32_t version = gguf_u32(r, "the version");
+    if (version != 2 && version != 3)
+        fatal("%s: GGUF version %u%s; this program reads versions 2 and 3", path, version,
+              version > 0xFFFF ? " (a big-endian file?)" : "");
+    *n_tensors = gguf_u64(r, "the tensor count"), *n_kv = gguf_u64(r, "the key/value count");
+    // Each tensor info takes 24 bytes at least: a bound that stops absurd counts before any allocation.
+    if (*n_tensors > size / 24 || *n_kv > size / 12)
+        fatal("%s: GGUF header claims %llu tensors and %llu keys, more than the file can hold", path,
+              (unsigned long long)*n_tensors, (unsigned long long)*n_kv);
+}
+
+// -z FILE.gguf: the vocabulary of any GGUF file, a model or a vocabulary-only file such
+// as llama.cpp's ggml-vocab-llama-spm.gguf; its tensors are not read.
+static void tokenizer_from_gguf_file(Tokenizer *t, const unsigned char *bytes, size_t size, const char *path) {
+    GGUFReader r = {bytes, bytes, bytes + size, path};
+    uint64_t n_tensors, n_kv;
+    read_gguf_header(&r, size, &n_tensors, &n_kv);
+    GGUFMetadata md = read_gguf_metadata(&r, n_kv);
+    if (!md.tokens) fatal("%s: GGUF file has no vocabulary (tokenizer.ggml.tokens)", path);
+    if (!string_is(md.tokenizer_model, "llama"))
+        fatal("%s: GGUF tokenizer of type '%.*s', expected SentencePiece's ('llama')", path,
+              (int)md.tokenizer_model.len, md.tokenizer_model.s ? md.tokenizer_model.s : "");
+    if (md.n_tokens < 3 || md.n_tokens > (1 << 24))
+        fatal("%s: GGUF vocabulary of %llu tokens, expected between 3 and %d", path, (unsigned long long)md.n_tokens,
+              1 << 24);
+    GGUFVocab v = {0};
+    read_gguf_vocabulary(&v, &md, (int)md.n_tokens, bytes, size, path);
+    tokenizer_from_gguf(t, &v, path); // copies the pieces out of the file
+    free(v.piece), free(v.piece_len), free(v.score), free(v.type);
 }
 
 // Reads a GGUF file's header, metadata, tensor table and vocabulary, from
 // bytes already in memory, and points the weights at their tensors there.
 static void parse_gguf(Model *m, const unsigned char *bytes, size_t size, const char *path) {
     GGUFReader r = {bytes, bytes, bytes + size, path};
-    gguf_u32(&r, "the magic");
-    uint32_t version = gguf_u32(&r, "the version");
-    if (version != 2 && version != 3)
-        fatal("%s: GGUF version %u%s; this program reads versions 2 and 3", path, version,
-              version > 0xFFFF ? " (a big-endian file?)" : "");
-    uint64_t n_tensors = gguf_u64(&r, "the tensor count"), n_kv = gguf_u64(&r, "the key/value count");
-    // Each tensor info takes 24 bytes at least: a bound that stops absurd counts before any allocation.
-    if (n_tensors > size / 24 || n_kv > size / 12)
-        fatal("%s: GGUF header claims %llu tensors and %llu keys, more than the file can hold", path,
-              (unsigned long long)n_tensors, (unsigned long long)n_kv);
+    uint64_t n_tensors, n_kv;
+    read_gguf_header(&r, size, &n_tensors, &n_kv);
 
     GGUFMetadata md = read_gguf_metadata(&r, n_kv);
     if (md.alignment == 0 || md.alignment % 8 != 0 || md.alignment > (1 << 20))
@@ -4412,7 +4440,8 @@ static void usage(FILE *f) {
           "  -i <text>   the prompt; '-' reads it from stdin, as does an absent -i when stdin\n"
           "              is not a terminal (one trailing newline is dropped)\n"
           "  -e <0|1>    1 prints the prompt and then the continuation; 0 only the continuation (default 1)\n"
-          "  -z <path>   tokenizer file (default: tokenizer.bin beside this program)\n"
+          "  -z <path>   tokenizer: a tokenizer.bin, or a GGUF file's vocabulary (default: the GGUF\n"
+          "              model's own, else tokenizer.bin beside this program)\n"
           "  -m <mode>   generate, chat, tokenize, or ppl: the perplexity of the text of -i or stdin\n"
           "              (default generate)\n"
           "  -y <text>   system prompt in chat mode\n"
@@ -4586,7 +4615,20 @@ static void load_tokenizer(Tokenizer *t, const Options *o, const Model *model, c
         path = o->checkpoint;
     } else {
         if (!path) path = default_path = default_tokenizer_path(argv0);
-        build_tokenizer(t, path);
+        // A GGUF file lends its vocabulary; anything else is read as tokenizer.bin.
+        unsigned char magic[4] = {0};
+        FILE *f = fopen(path, "rb");
+        int gguf = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
+        if (f) fclose(f);
+        if (gguf) {
+            size_t size;
+            unsigned char *data = file_in_use = read_whole_file(path, &size);
+            tokenizer_from_gguf_file(t, data, size, path);
+            free(data);
+            file_in_use = NULL;
+        } else {
+            build_tokenizer(t, path);
+        }
     }
     if (model && t->vocab_size != model->config.vocab_size)
         fatal("%s has %d tokens but %s expects %d; give the model's own tokenizer with -z", path, t->vocab_size,

@@ -143,12 +143,15 @@ static char *print_ids(const Tokenizer *t, const int *ids, int n, size_t *len) {
 }
 
 // The cases of cases_file (made by tests/make_tokenizer_cases.py) on a vocabulary of
-// `vocab` tokens laid out as llama2.c's and Meta's are (<0x00> at 3, <0xFF> at 258).
-static void tokenizer_cases_in(const Tokenizer *tok, const char *prefix, const char *cases_file, int vocab) {
+// `vocab` tokens laid out as llama2.c's and Meta's are (<0x00> at 3, <0xFF> at 258; with
+// bytes 0, no byte pieces); the file must hold min_cases at least.
+static void tokenizer_cases_bytes(const Tokenizer *tok, const char *prefix, const char *cases_file, int vocab, int bytes,
+                                  int min_cases) {
     Tokenizer t = *tok;
     char id[128];
     snprintf(id, sizeof(id), "%s-load", prefix);
-    check(id, t.vocab_size == vocab && t.byte_token[0] == 3 && t.byte_token[255] == 258 && t.bos_id == 1 && t.eos_id == 2,
+    int byte_pieces = bytes ? t.byte_token[0] == 3 && t.byte_token[255] == 258 : t.byte_token[0] < 0 && t.byte_token[255] < 0;
+    check(id, t.vocab_size == vocab && byte_pieces && t.bos_id == 1 && t.eos_id == 2,
           "vocab %d, <0x00> at %d", t.vocab_size, t.byte_token[0]);
     FILE *f = fopen(cases_file, "r");
     snprintf(id, sizeof(id), "%s-cases-file", prefix);
@@ -191,7 +194,11 @@ static void tokenizer_cases_in(const Tokenizer *tok, const char *prefix, const c
     free(line);
     fclose(f);
     snprintf(id, sizeof(id), "%s-cases-count", prefix);
-    check(id, n_cases >= 40, "only %d cases in %s", n_cases, cases_file);
+    check(id, n_cases >= min_cases, "only %d cases in %s", n_cases, cases_file);
+}
+
+static void tokenizer_cases_in(const Tokenizer *tok, const char *prefix, const char *cases_file, int vocab) {
+    tokenizer_cases_bytes(tok, prefix, cases_file, vocab, 1, 40);
 }
 
 static void tokenizer_cases(const Tokenizer *tok, const char *prefix) {
@@ -2039,14 +2046,98 @@ static void issue14_stdin_edges(void) {
     remove(tmp_path("hello-cr.txt")), remove(tmp_path("hello-crlf.txt")), remove(tmp_path("hello-cr-crlf.txt"));
 }
 
+// Item 12: -z takes a GGUF file's vocabulary (a model's, or a vocabulary-only file: here
+// the export with its tensor count set to 0, so that only its keys are read), and names
+// a SentencePiece .model instead of misreading it as tokenizer.bin.
+static void issue14_z_formats(void) {
+    if (!could_match("issue14-12-")) return;
+    export_s260();
+    size_t len = 0;
+    char *gguf = read_file_text(tmp_path("s260.gguf"), &len);
+    if (gguf && len > 24) memset(gguf + 8, 0, 8), write_file(tmp_path("vocab-only.gguf"), gguf, len);
+    free(gguf);
+    const CliCase cases[] = {
+        {"issue14-12-z-gguf-tokenize", "-m tokenize -z $M/llama-2-tiny-random.gguf -i \"Hello world\"", 0,
+         .out = "1 15043 3186\n"},
+        {"issue14-12-z-vocab-only-gguf", "-m tokenize -z $T/vocab-only.gguf -i \"Once  upon a time\"", 0,
+         .out = "1 403 407 261 378\n"},
+        {"issue14-12-z-gguf-with-model", "$M/stories260K.bin -z $T/vocab-only.gguf -t 0 -n 200", 0, .out = greedy_story_200},
+        {"issue14-12-z-sentencepiece-model", "-m tokenize -z $M/tok512.model -i x", 1,
+         .err = "is a SentencePiece model, not a tokenizer.bin: convert it with python3 export.py OUT.bin --tokenizer"},
+        {"issue14-12-z-gguf-vocab-mismatch", "$M/stories260K.bin -z $M/llama-2-tiny-random.gguf -n 8", 1,
+         .err = "has 32000 tokens but"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_cli_case(&cases[i]);
+    remove(tmp_path("vocab-only.gguf"));
+}
+
+// Item 3: vocabularies the other cases do not cover, against SentencePiece on edited
+// tok512 models (tests/make_vocab_cases.py, by make references): user-defined pieces
+// matched whole; no byte fallback, a run of unknown characters one <unk>, which prints
+// as SentencePiece decodes it; and a GGUF without token types still has its byte pieces.
+static void issue14_vocab_case(const char *prefix, const char *model, const char *cases_file, int bytes) {
+    char args[512];
+    snprintf(args, sizeof(args), "$T/vocab.gguf --llama2c $M/stories260K.bin --tokenizer %s", model);
+    RunResult r = run_export(args);
+    char id[128];
+    snprintf(id, sizeof(id), "%s-export", prefix);
+    check(id, r.status == 0, "export.py: status %d, %s", r.status, r.err ? r.err : "");
+    free_run(&r);
+    Model m;
+    build_model(&m, tmp_path("vocab.gguf"), WEIGHTS_MAP, 16, 1, KV_AUTO);
+    Tokenizer t;
+    tokenizer_from_gguf(&t, &m.vocab, "vocab.gguf");
+    tokenizer_cases_bytes(&t, prefix, cases_file, 512, bytes, 13);
+    free_tokenizer(&t), free_model(&m);
+    remove(tmp_path("vocab.gguf"));
+}
+
+static void issue14_vocabularies(void) {
+    if (!could_match("issue14-3-")) return;
+    if (could_match("issue14-3-user-defined"))
+        issue14_vocab_case("issue14-3-user-defined", "tests/tok512_userdef.model", "tests/tokenizer_cases_userdef.tsv", 1);
+    if (could_match("issue14-3-no-byte-fallback"))
+        issue14_vocab_case("issue14-3-no-byte-fallback", "tests/tok512_nobyte.model", "tests/tokenizer_cases_nobyte.tsv", 0);
+    if (could_match("issue14-3-no-token-type")) { // Meta's vocabulary with its types' key renamed away
+        size_t len = 0;
+        char *gguf = read_file_text(model_path("llama-2-tiny-random.gguf"), &len);
+        const char *key = "tokenizer.ggml.token_type";
+        char *at = gguf ? memmem(gguf, len, key, strlen(key)) : NULL;
+        if (at) at[strlen(key) - 1] = 'x', write_file(tmp_path("no-types.gguf"), gguf, len);
+        free(gguf);
+        Model m;
+        build_model(&m, tmp_path("no-types.gguf"), WEIGHTS_MAP, 16, 1, KV_AUTO);
+        Tokenizer t;
+        tokenizer_from_gguf(&t, &m.vocab, "no-types.gguf");
+        check("issue14-3-no-token-type-read", at && m.vocab.type == NULL, NULL);
+        tokenizer_cases(&t, "issue14-3-no-token-type");
+        free_tokenizer(&t), free_model(&m);
+        check_cli_case(&(CliCase){"issue14-3-no-token-type-emoji", "$T/no-types.gguf -m tokenize -i \"Hi 🦙\"", 0,
+                                  .out = "1 6324 29871 243 162 169 156\n"});
+        remove(tmp_path("no-types.gguf"));
+    }
+    if (wanted("issue14-3-unk-prints-as-sentencepiece")) { // Meta's tokenizer: " ⁇ " (SentencePiece's decode of 0)
+        Tokenizer t;
+        build_tokenizer(&t, "tokenizer.bin");
+        int ids[] = {1, 15043, 0, 3186}, first[] = {1, 0, 15043};
+        size_t a_len, b_len;
+        char *a = print_ids(&t, ids, 4, &a_len), *b = print_ids(&t, first, 3, &b_len);
+        check("issue14-3-unk-prints-as-sentencepiece", strcmp(a, "Hello \xE2\x81\x87  world") == 0 &&
+              strcmp(b, " \xE2\x81\x87  Hello") == 0, "printed '%s' and '%s'", a, b);
+        free(a), free(b), free_tokenizer(&t);
+    }
+}
+
 static void test_issue14(void) {
     issue14_export_overwrite();
     issue14_normalizer_flags();
+    issue14_vocabularies();
     issue14_tiny_temperature();
     issue14_perplexity_windows();
     issue14_gguf_lies();
     issue14_pipe_and_flags();
     issue14_stdin_edges();
+    issue14_z_formats();
     remove(tmp_path("s260.gguf"));
 }
 
