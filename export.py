@@ -1018,7 +1018,9 @@ def input_files(path):
 def refuse_overwriting(out, inputs):
     """Refuses an output that is one of the inputs: compared as files (device and
     inode, so another spelling, a link or a symlink of the same file counts), not
-    as strings, and before anything is written."""
+    as strings, and before anything is written. And an output that is a folder."""
+    if os.path.isdir(out):
+        raise ExportError(f"output {out} is a folder; give the path of the file to write")
     if not os.path.exists(out):
         return
     for path in inputs:
@@ -1044,8 +1046,8 @@ def run(args, parser):
         parser.error("nothing to export: give --meta-llama DIR, --hf DIR, --llama2c FILE, or --tokenizer MODEL")
     if not args.out:
         parser.error("give the output file: export.py OUT.gguf " + sources[0][0] + " ...")
-    if args.context is not None and not 0 < args.context < 1 << 32:
-        parser.error(f"--context {args.context}: expected a positive number")
+    if args.context is not None and not 0 < args.context <= 1 << 22:
+        parser.error(f"--context {args.context}: expected 1..{1 << 22}, the longest context run accepts")
     flag, value = sources[0]
     refuse_overwriting(args.out, [value] + ([args.tokenizer] if args.tokenizer else []))
     loader = {"--meta-llama": load_meta, "--hf": load_hf, "--llama2c": load_llama2c}[flag]

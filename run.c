@@ -292,7 +292,9 @@ typedef struct {
 
 // Bounds far above any Llama 2 (70B: dim 8192, hidden 28672, 80 layers, 64
 // heads, 4096 positions) that keep every size below 2^63 in the math below.
-static void check_config(const Config *c, const char *path) {
+// source: where the sizes came from, for the messages ("header" for llama2.c's files).
+static void check_config(const Config *c, const char *path, const char *source) {
+    int llama2c = strcmp(source, "header") == 0;
     struct { const char *name; int value, max; } field[] = {
         {"dim", c->dim, 1 << 16},          {"hidden_dim", c->hidden_dim, 1 << 18},
         {"n_layers", c->n_layers, 1 << 10}, {"n_heads", c->n_heads, 1 << 10},
@@ -301,14 +303,14 @@ static void check_config(const Config *c, const char *path) {
     };
     for (size_t i = 0; i < sizeof(field) / sizeof(field[0]); i++)
         if (field[i].value <= 0 || field[i].value > field[i].max)
-            fatal("%s: header has %s = %d, expected 1..%d (is this a llama2.c checkpoint?)", path,
-                  field[i].name, field[i].value, field[i].max);
+            fatal("%s: %s has %s = %d, expected 1..%d%s", path, source, field[i].name, field[i].value, field[i].max,
+                  llama2c ? " (is this a llama2.c checkpoint?)" : "");
     if (c->dim % c->n_heads != 0)
-        fatal("%s: header has dim %d, not a multiple of n_heads %d", path, c->dim, c->n_heads);
+        fatal("%s: %s has dim %d, not a multiple of n_heads %d", path, source, c->dim, c->n_heads);
     if (c->n_heads % c->n_kv_heads != 0)
-        fatal("%s: header has n_heads %d, not a multiple of n_kv_heads %d", path, c->n_heads, c->n_kv_heads);
+        fatal("%s: %s has n_heads %d, not a multiple of n_kv_heads %d", path, source, c->n_heads, c->n_kv_heads);
     if ((c->dim / c->n_heads) % 2 != 0)
-        fatal("%s: header gives head size %d; RoPE rotates pairs, so it must be even", path, c->dim / c->n_heads);
+        fatal("%s: %s gives head size %d; RoPE rotates pairs, so it must be even", path, source, c->dim / c->n_heads);
 }
 
 // Walks a file's layout. With base NULL it only adds up sizes, so the same
@@ -424,7 +426,7 @@ static void read_checkpoint(Model *m, const unsigned char *bytes, size_t size, c
         if (shared > 1) fatal("%s: header has shared_classifier = %d, expected 0 or 1", path, shared);
         c->shared_classifier = shared;
     }
-    check_config(c, path);
+    check_config(c, path, "header");
     c->head_size = c->dim / c->n_heads;
     c->kv_dim = c->n_kv_heads * c->head_size;
     c->rope_theta = 10000.0f; // fixed for llama2.c files: their header has no field for it
@@ -1497,6 +1499,7 @@ static Stream stream_tokens(Model *m, const Tokenizer *t, Sampler *sampler, Prin
 
 typedef struct {
     int n_prompt, n_generated;
+    int n_fed; // of the prompt's tokens, those that went through the model: -n may cut it
     double prompt_seconds, generate_seconds;
 } GenerateStats;
 
@@ -1517,7 +1520,7 @@ static GenerateStats generate(Model *m, const Tokenizer *t, Sampler *sampler, co
     if (n_prompt == 0) prompt_tokens[n_prompt++] = t->bos_id; // no <s> by the file's rule, and no text: the model needs one token
     if (steps <= 0 || steps > m->state.n_ctx) steps = m->state.n_ctx;
     check_prompt_fits(n_prompt, m->config.seq_len, "the prompt");
-    GenerateStats stats = {n_prompt, 0, 0.0, 0.0};
+    GenerateStats stats = {n_prompt, 0, n_prompt < steps ? n_prompt : steps, 0.0, 0.0};
     Printer printer = make_printer(out, NULL, 0); // stop strings apply to the continuation only
 
     // The prompt, in blocks; only its last token's logits are kept. A prompt
@@ -2028,7 +2031,9 @@ static const GGUFTensor *gguf_tensor(const GGUFTensors *tt, const char *name, in
         fatal("%s: tensor %s at offset %llu, not a multiple of the file's alignment %llu", path, name,
               (unsigned long long)t->offset, (unsigned long long)tt->alignment);
     int vector = rows == 1;
-    if (t->n_dims != (vector ? 1u : 2u) || t->dims[0] != (uint64_t)cols || (!vector && t->dims[1] != (uint64_t)rows))
+    if (t->n_dims != (vector ? 1u : 2u))
+        fatal("%s: tensor %s has %u dimensions, expected %d", path, name, t->n_dims, vector ? 1 : 2);
+    if (t->dims[0] != (uint64_t)cols || (!vector && t->dims[1] != (uint64_t)rows))
         fatal("%s: tensor %s has shape [%llu, %llu], expected [%d, %d] from the metadata", path, name,
               (unsigned long long)t->dims[0], (unsigned long long)(t->n_dims > 1 ? t->dims[1] : 1), cols, rows);
     size_t row_bytes = gguf_row_bytes(t->type, cols);
@@ -2142,9 +2147,12 @@ static void gguf_config(Config *c, const GGUFMetadata *md, const GGUFTensors *tt
         fatal("%s: GGUF key llama.attention.head_count_kv is %lld, expected 1..%lld (llama.attention.head_count)", path,
               (long long)md->kv_heads, (long long)md->heads);
     c->n_kv_heads = md->kv_heads != ABSENT ? (int)md->kv_heads : (int)md->heads;
-    c->vocab_size = embedding->dims[1] <= (1 << 22) ? (int)embedding->dims[1] : -1;
+    if (embedding->dims[1] < 1 || embedding->dims[1] > (1 << 22))
+        fatal("%s: tensor token_embd.weight has %llu rows (the vocabulary), expected 1..%d", path,
+              (unsigned long long)embedding->dims[1], 1 << 22);
+    c->vocab_size = (int)embedding->dims[1];
     c->seq_len = (int)md->context;
-    check_config(c, path);
+    check_config(c, path, "the GGUF metadata");
     c->head_size = c->dim / c->n_heads;
     c->kv_dim = c->n_kv_heads * c->head_size;
     c->rope_theta = md->rope_theta;
@@ -4640,7 +4648,7 @@ static void run_generate(Model *m, const Tokenizer *t, Sampler *sampler, const O
     GenerateStats st = generate(m, t, sampler, input->data, input->len, o->steps, o->echo, &o->stops, stdout);
     // Timings go to stderr, so that stdout is only the text.
     fprintf(stderr, "run: prompt %d tokens in %.3f s (%.1f tok/s), generated %d tokens in %.3f s (%.1f tok/s)\n",
-            st.n_prompt, st.prompt_seconds, st.n_prompt / st.prompt_seconds, st.n_generated, st.generate_seconds,
+            st.n_fed, st.prompt_seconds, st.n_fed / st.prompt_seconds, st.n_generated, st.generate_seconds,
             st.n_generated / st.generate_seconds);
 }
 
@@ -4677,6 +4685,7 @@ int main(int argc, char **argv) {
     // (status 141, whatever the parent does with the signal): writes fail with EPIPE
     // instead, the run stops there and ends quietly with status 0, the text read so far.
     signal(SIGPIPE, SIG_IGN);
+    if (getenv("RUN_KERNELS") && !getenv("RUN_KERNELS")[0]) unsetenv("RUN_KERNELS"); // set but empty: as unset
     select_kernels();
     Options o = parse_options(argc, argv);
     Text input = read_input(&o);

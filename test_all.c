@@ -2128,6 +2128,76 @@ static void issue14_vocabularies(void) {
     }
 }
 
+// Item 13: messages. A tensor with 3 dimensions where 2 are expected (the export with a
+// third extent of 1 on blk.0.attn_q.weight, 8 bytes more, and a 24-byte key/value pair so
+// that the header grows by 32 and the data stays aligned); a GGUF whose embedding is huge
+// is not asked whether it is a llama2.c checkpoint; the stats line counts the prompt that
+// -n let through; RUN_KERNELS= is as unset; export.py refuses what run would refuse.
+static const char *says_prompt_5(const RunResult *r) { return strstr(r->err, "prompt 5 tokens") ? NULL : "not 5 prompt tokens"; }
+
+static void issue14_messages(void) {
+    if (!could_match("issue14-13-")) return;
+    export_s260();
+    size_t len = 0;
+    char *whole = read_file_text(tmp_path("s260.gguf"), &len);
+    const char *name = "blk.0.attn_q.weight", *embd = "token_embd.weight";
+    char *at = whole ? memmem(whole, len, name, strlen(name)) : NULL;
+    if (at) {
+        size_t dims_end = (size_t)(at - whole) + strlen(name) + 4 + 16; // n_dims, then two extents
+        uint32_t three = 3, u32_type = 4, zero = 0;
+        uint64_t one = 1, n_kv, key_len = 8;
+        memcpy(at + strlen(name), &three, 4);
+        memcpy(&n_kv, whole + 16, 8), n_kv++, memcpy(whole + 16, &n_kv, 8);
+        FILE *f = fopen(tmp_path("dims3.gguf"), "wb");
+        fwrite(whole, 1, 24, f);
+        fwrite(&key_len, 8, 1, f), fwrite("test.pad", 1, 8, f), fwrite(&u32_type, 4, 1, f), fwrite(&zero, 4, 1, f);
+        fwrite(whole + 24, 1, dims_end - 24, f), fwrite(&one, 8, 1, f), fwrite(whole + dims_end, 1, len - dims_end, f);
+        fclose(f);
+        memcpy(at + strlen(name), (uint32_t[]){2}, 4), memcpy(&n_kv, whole + 16, 8), n_kv--, memcpy(whole + 16, &n_kv, 8);
+    }
+    at = whole ? memmem(whole, len, embd, strlen(embd)) : NULL;
+    if (at) { // its second extent, the vocabulary: 2^23 rows
+        uint64_t rows = 1ull << 23;
+        memcpy(at + strlen(embd) + 4 + 8, &rows, 8);
+        write_file(tmp_path("huge-embd.gguf"), whole, len);
+    }
+    free(whole);
+    const CliCase cases[] = {
+        {"issue14-13-tensor-dimensions-named", "$T/dims3.gguf -n 8", 1,
+         .err = "tensor blk.0.attn_q.weight has 3 dimensions, expected 2"},
+        {"issue14-13-huge-embedding-not-llama2c", "$T/huge-embd.gguf -n 8", 1,
+         .err = "tensor token_embd.weight has 8388608 rows (the vocabulary), expected 1..4194304"},
+        {"issue14-13-stats-count-the-prompt-fed", "$M/stories260K.bin -z $M/tok512.bin -t 0 -n 5 -i \"Once upon a time there was a girl\"",
+         0, .also = says_prompt_5},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_cli_case(&cases[i]);
+    remove(tmp_path("dims3.gguf")), remove(tmp_path("huge-embd.gguf"));
+
+    if (wanted("issue14-13-run-kernels-empty-is-unset")) {
+        char cmd[4096];
+        snprintf(cmd, sizeof(cmd), "RUN_KERNELS= %s %s -t 0 -n 200 > %s 2>/dev/null",
+                 getenv("RUN_BINARY") ? getenv("RUN_BINARY") : "./run", model_path("stories260K.gguf"), tmp_path("k.out"));
+        int status = system(cmd);
+        char *out = read_file_text(tmp_path("k.out"), NULL);
+        check("issue14-13-run-kernels-empty-is-unset", status == 0 && out && strcmp(out, greedy_story_200) == 0,
+              "status %d", status);
+        free(out), remove(tmp_path("k.out"));
+    }
+    struct { const char *id, *args, *needle; } exports[] = {
+        {"issue14-13-export-context-over-run-limit", "$T/c.gguf --llama2c $M/stories260K.bin --tokenizer $M/tok512.model "
+         "--context 4194305", "expected 1..4194304"},
+        {"issue14-13-export-output-folder", "$T --llama2c $M/stories260K.bin --tokenizer $M/tok512.model", "is a folder"},
+        {"issue14-13-export-tokenizer-output-folder", "$T --tokenizer $M/tok512.model", "is a folder"},
+    };
+    for (size_t i = 0; i < sizeof(exports) / sizeof(exports[0]); i++) {
+        if (!wanted(exports[i].id)) continue;
+        RunResult r = run_export(exports[i].args);
+        check(exports[i].id, r.status != 0 && r.err && strstr(r.err, exports[i].needle) && !file_exists(tmp_path("c.gguf")),
+              "status %d, stderr %s", r.status, r.err ? r.err : "");
+        free_run(&r);
+    }
+}
+
 static void test_issue14(void) {
     issue14_export_overwrite();
     issue14_normalizer_flags();
@@ -2138,6 +2208,7 @@ static void test_issue14(void) {
     issue14_pipe_and_flags();
     issue14_stdin_edges();
     issue14_z_formats();
+    issue14_messages();
     remove(tmp_path("s260.gguf"));
 }
 
