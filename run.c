@@ -1614,11 +1614,30 @@ static void text_append(Text *s, const char *p, size_t n) {
 
 static void text_append_str(Text *s, const char *p) { text_append(s, p, strlen(p)); }
 
-// Removes leading and trailing whitespace, as Meta's chat code strips each turn.
+// Whether the UTF-8 character at p[0..n) is whitespace to Python's str.isspace(), which
+// Meta's chat code strips with: its length if so, else 0.
+static int python_space(const char *p, size_t n) {
+    int cl = utf8_char_len((const unsigned char *)p, n);
+    if (cl == 0) return 0;
+    uint32_t c = cl == 1 ? (unsigned char)p[0] : (unsigned char)p[0] & (0x7F >> cl); // the lead byte's bits
+    for (int i = 1; i < cl; i++) c = c << 6 | ((unsigned char)p[i] & 0x3F);
+    int space = (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+                (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+    return space ? cl : 0;
+}
+
+// Removes leading and trailing whitespace, as Meta's chat code strips each turn (Python's
+// str.strip(): Unicode whitespace, not only C's isspace).
 static void text_strip(Text *s) {
     size_t a = 0, b = s->len;
-    while (a < b && isspace((unsigned char)s->data[a])) a++;
-    while (b > a && isspace((unsigned char)s->data[b - 1])) b--;
+    for (int cl; a < b && (cl = python_space(s->data + a, b - a)) > 0;) a += cl;
+    while (b > a) { // the last character starts at most 3 continuation bytes back
+        size_t start = b - 1;
+        while (start > a && b - start < 4 && ((unsigned char)s->data[start] & 0xC0) == 0x80) start--;
+        int cl = python_space(s->data + start, b - start);
+        if (cl == 0 || start + cl != b) break;
+        b = start;
+    }
     memmove(s->data, s->data + a, b - a);
     s->len = b - a;
     s->data[s->len] = '\0';
@@ -1677,15 +1696,16 @@ static Text user_turn_text(const char *system, const char *user, size_t user_len
 // "[INST] {user} [/INST] {reply} " between <s> and </s>; the open turn as
 // "[INST] {user} [/INST]" after <s>. (A live chat feeds the reply's own
 // tokens instead of re-encoding its text; tests hold this to SentencePiece.)
-static int *encode_dialog(const Tokenizer *t, const char *system, const char *const *messages, int n_messages,
-                          int *n_tokens) {
+// lengths: each message's bytes, NUL bytes included; NULL: they are C strings.
+static int *encode_dialog(const Tokenizer *t, const char *system, const char *const *messages, const size_t *lengths,
+                          int n_messages, int *n_tokens) {
     int *all = NULL, n_all = 0;
     for (int i = 0; i < n_messages; i += 2) {
-        Text turn = user_turn_text(system, messages[i], strlen(messages[i]), i == 0);
+        Text turn = user_turn_text(system, messages[i], lengths ? lengths[i] : strlen(messages[i]), i == 0);
         int finished = i + 1 < n_messages;
         if (finished) {
             Text reply = {0};
-            text_append_str(&reply, messages[i + 1]);
+            text_append(&reply, messages[i + 1], lengths ? lengths[i + 1] : strlen(messages[i + 1]));
             text_strip(&reply);
             text_append_str(&turn, " ");
             text_append(&turn, reply.data, reply.len);
@@ -1749,7 +1769,7 @@ static ChatStats chat(Model *m, const Tokenizer *t, Sampler *sampler, const Chat
         }
         const char *message = user.data;
         int n_turn;
-        int *turn_tokens = encode_dialog(t, stats.turns == 0 ? o->system : NULL, &message, 1, &n_turn);
+        int *turn_tokens = encode_dialog(t, stats.turns == 0 ? o->system : NULL, &message, &user.len, 1, &n_turn);
         free(user.data);
         if (pos + n_carry + n_turn + 1 > n_ctx) { // the turn and at least one token of reply
             warn("the conversation fills %d of its %d positions and the next turn needs %d more; chat ended", pos,

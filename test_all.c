@@ -574,7 +574,7 @@ static void test_chat_template(void) {
     check("chat-template-file", f != NULL, "cannot open tests/chat_template_ids.txt");
     if (!f) return;
     char *line = NULL, name[128] = "", *system = NULL, *messages[16];
-    size_t cap = 0;
+    size_t cap = 0, lengths[16]; // a message may hold a NUL byte
     int n_messages = 0, n_dialogs = 0;
     while (getline(&line, &cap, f) > 0) {
         line[strcspn(line, "\n")] = '\0';
@@ -585,11 +585,12 @@ static void test_chat_template(void) {
             if (strcmp(line + 7, "-") != 0) system = calloc(strlen(line) / 2 + 1, 1), unhex(line + 7, system);
         } else if (strncmp(line, "message ", 8) == 0 && n_messages < 16) {
             messages[n_messages] = calloc(strlen(line) / 2 + 1, 1);
-            unhex(line + 8, messages[n_messages++]);
+            lengths[n_messages] = unhex(line + 8, messages[n_messages]);
+            n_messages++;
         } else if (strncmp(line, "ids ", 4) == 0) {
             int want[4096], n_want = 0, n;
             for (char *tok = strtok(line + 4, " "); tok && n_want < 4096; tok = strtok(NULL, " ")) want[n_want++] = atoi(tok);
-            int *ids = encode_dialog(&t, system, (const char *const *)messages, n_messages, &n);
+            int *ids = encode_dialog(&t, system, (const char *const *)messages, lengths, n_messages, &n);
             char id[160];
             snprintf(id, sizeof(id), "chat-template-%s", name);
             int first_diff = 0;
@@ -602,7 +603,7 @@ static void test_chat_template(void) {
     }
     free(line);
     fclose(f);
-    check("chat-template-dialogs", n_dialogs == 4, "%d dialogs", n_dialogs);
+    check("chat-template-dialogs", n_dialogs == 6, "%d dialogs", n_dialogs);
     free_tokenizer(&t);
 }
 
@@ -2198,6 +2199,45 @@ static void issue14_messages(void) {
     }
 }
 
+// Item 9: chat turns are stripped as Python's str.strip() strips them, and a NUL byte is
+// text. Held to SentencePiece and Meta's rule by the chat-template-python-whitespace and
+// chat-template-nul-in-turn dialogs (tests/make_chat_cases.py); here, the same through chat().
+static void issue14_chat_turns(void) {
+    if (!could_match("issue14-9-")) return;
+    Tokenizer t;
+    build_tokenizer(&t, "tokenizer.bin");
+    const char *spaced[] = {"\xc2\xa0\x1cHello\xc2\x85\xe3\x80\x80"}, *plain[] = {"Hello"};
+    int n_a, n_b;
+    int *a = encode_dialog(&t, NULL, spaced, NULL, 1, &n_a), *b = encode_dialog(&t, NULL, plain, NULL, 1, &n_b);
+    check("issue14-9-strip-python-whitespace", n_a == n_b && memcmp(a, b, n_a * sizeof(int)) == 0, "%d ids, %d without",
+          n_a, n_b);
+    free(a), free(b), free_tokenizer(&t);
+    // A chat whose one turn holds a NUL: the model sees the bytes after it too, so the
+    // conversation is longer than with the turn cut at the NUL.
+    char *out_nul, *out_cut;
+    static const char turn_nul[] = "Tell me\0 a story about a cat.\n", turn_cut[] = "Tell me\n";
+    Model m;
+    Tokenizer tok;
+    Sampler s;
+    ChatStats st[2];
+    for (int k = 0; k < 2; k++) {
+        build_model(&m, model_path("stories260K.bin"), WEIGHTS_READ, 200, PROMPT_BLOCK, KV_AUTO);
+        build_tokenizer(&tok, model_path("tok512.bin"));
+        build_sampler(&s, m.config.vocab_size, 0.0f, 0.9f, 0, 1);
+        ChatOptions o = {NULL, NULL, 1, {NULL, 0}, 0};
+        FILE *in = k ? fmemopen((void *)turn_cut, sizeof(turn_cut) - 1, "r") : fmemopen((void *)turn_nul, sizeof(turn_nul) - 1, "r");
+        size_t len;
+        FILE *out = open_memstream(k ? &out_cut : &out_nul, &len);
+        st[k] = chat(&m, &tok, &s, &o, in, out);
+        fclose(in), fclose(out);
+        free_sampler(&s), free_tokenizer(&tok), free_model(&m);
+    }
+    // "[INST] Tell me [/INST]" and one reply token, against the same with "\0 a story about a cat."
+    check("issue14-9-nul-does-not-cut-the-turn", st[0].turns == 1 && st[1].turns == 1 && st[0].positions > st[1].positions + 5,
+          "positions %d with the NUL, %d cut there", st[0].positions, st[1].positions);
+    free(out_nul), free(out_cut);
+}
+
 static void test_issue14(void) {
     issue14_export_overwrite();
     issue14_normalizer_flags();
@@ -2209,6 +2249,7 @@ static void test_issue14(void) {
     issue14_stdin_edges();
     issue14_z_formats();
     issue14_messages();
+    issue14_chat_turns();
     remove(tmp_path("s260.gguf"));
 }
 
