@@ -40,6 +40,8 @@ tokenizer: export.py
 # Regenerate the committed test references (needs python3-numpy and python3-sentencepiece).
 references:
 	$(PYTHON) tests/make_tokenizer_cases.py $(MODELS)/tokenizer.model
+	$(PYTHON) tests/make_tokenizer_cases.py $(MODELS)/tok512.model tests/tokenizer_cases_tok512.tsv
+	$(PYTHON) tests/make_vocab_cases.py $(MODELS)/tok512.model
 	$(PYTHON) tests/make_chat_cases.py $(MODELS)/tokenizer.model
 	$(PYTHON) tests/reference_forward.py $(MODELS)
 	$(PYTHON) tests/reference_gguf.py $(MODELS)

@@ -128,12 +128,14 @@ def read_fields(buf):
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
 
-def load_sentencepiece(path):
+def load_sentencepiece(path, normalizer=None):
     """Returns (pieces, bos_id, eos_id, unk_id); pieces is a list of
     (text, score, type). Field numbers are those of sentencepiece_model.proto:
-    ModelProto.pieces = 1, ModelProto.trainer_spec = 2;
+    ModelProto.pieces = 1, ModelProto.trainer_spec = 2, .normalizer_spec = 3;
     SentencePiece.piece = 1, .score = 2, .type = 3;
-    TrainerSpec.unk_id = 40, .bos_id = 41, .eos_id = 42."""
+    TrainerSpec.unk_id = 40, .bos_id = 41, .eos_id = 42;
+    NormalizerSpec.name = 1, .add_dummy_prefix = 3, .remove_extra_whitespaces = 4.
+    A dict given as normalizer gets the normalizer's name and its two flags."""
     try:
         with open(path, "rb") as f:
             buf = f.read()
@@ -141,6 +143,7 @@ def load_sentencepiece(path):
         fail(f"cannot read tokenizer model {path}: {e.strerror}")
     pieces = []
     ids = {40: 0, 41: 1, 42: 2}  # SentencePiece's defaults
+    flags = {"name": "", 3: True, 4: True}  # proto2 defaults: both flags on unless the model says otherwise
     try:
         for field, wire, value in read_fields(buf):
             if field == 1 and wire == 2:
@@ -159,10 +162,18 @@ def load_sentencepiece(path):
                 for f2, w2, v2 in read_fields(value):
                     if f2 in ids and w2 == 0:
                         ids[f2] = v2 - (1 << 64) if v2 >= 1 << 63 else v2  # int32 -1 arrives as 2^64-1
+            elif field == 3 and wire == 2:
+                for f2, w2, v2 in read_fields(value):
+                    if f2 in (3, 4) and w2 == 0:
+                        flags[f2] = bool(v2)
+                    elif f2 == 1 and w2 == 2:
+                        flags["name"] = v2.decode("utf-8")
     except (ValueError, UnicodeDecodeError) as e:
         fail(f"{path} is not a SentencePiece model: {e}")
     if len(pieces) < 3:
         fail(f"{path} holds {len(pieces)} pieces; not a SentencePiece model")
+    if normalizer is not None:
+        normalizer.update(name=flags["name"], add_dummy_prefix=flags[3], remove_extra_whitespaces=flags[4])
     return pieces, ids[41], ids[42], ids[40]
 
 
@@ -200,7 +211,12 @@ def write_atomically(path, data):
 
 
 def export_tokenizer(model_path, out_path):
-    pieces, bos_id, eos_id, _ = load_sentencepiece(model_path)
+    normalizer = {}
+    pieces, bos_id, eos_id, _ = load_sentencepiece(model_path, normalizer)
+    if normalizer["remove_extra_whitespaces"] or not normalizer["add_dummy_prefix"]:
+        print(f"export.py: warning: {model_path} has add_dummy_prefix {normalizer['add_dummy_prefix']}, "
+              f"remove_extra_whitespaces {normalizer['remove_extra_whitespaces']}; tokenizer.bin cannot record them "
+              "and run reads it with Llama 2's rule (True, False): export a GGUF to keep them", file=sys.stderr)
     write_atomically(out_path, tokenizer_bin_bytes(pieces, bos_id, eos_id))
     print(f"wrote {out_path}: {len(pieces)} tokens", file=sys.stderr)
 
@@ -840,7 +856,8 @@ def tokenizer_metadata(path, vocab_size):
     """The tokenizer.ggml.* keys: SentencePiece pieces as they are (with U+2581),
     scores, and piece types (NORMAL=1, UNKNOWN=2, CONTROL=3, USER_DEFINED=4,
     UNUSED=5, BYTE=6, as sentencepiece_model.proto numbers them)."""
-    pieces, bos_id, eos_id, unk_id = load_sentencepiece(path)
+    normalizer = {}
+    pieces, bos_id, eos_id, unk_id = load_sentencepiece(path, normalizer)
     if len(pieces) > vocab_size:
         raise ExportError(f"{path} has {len(pieces)} pieces, but the model's vocabulary has {vocab_size} rows: "
                           "give --tokenizer the model's own tokenizer.model")
@@ -860,6 +877,10 @@ def tokenizer_metadata(path, vocab_size):
             kvs.append(gguf_kv(f"tokenizer.ggml.{key}", GGUF_UINT32, i))
     kvs.append(gguf_kv("tokenizer.ggml.add_bos_token", GGUF_BOOL, True))
     kvs.append(gguf_kv("tokenizer.ggml.add_eos_token", GGUF_BOOL, False))
+    # SentencePiece's normalizer flags, under llama.cpp's names: stories260K's tok512.model
+    # removes extra whitespace (SentencePiece's default), Llama 2's tokenizer does not.
+    kvs.append(gguf_kv("tokenizer.ggml.add_space_prefix", GGUF_BOOL, normalizer["add_dummy_prefix"]))
+    kvs.append(gguf_kv("tokenizer.ggml.remove_extra_whitespaces", GGUF_BOOL, normalizer["remove_extra_whitespaces"]))
     return kvs, len(pieces)
 
 
@@ -987,6 +1008,29 @@ def export_gguf(out_path, model, tokenizer_path, out_type):
 # -----------------------------------------------------------------------------
 # Command line
 
+def input_files(path):
+    """The files an input path stands for: itself, or every file in a folder."""
+    if os.path.isdir(path):
+        return [os.path.join(path, n) for n in sorted(os.listdir(path))]
+    return [path]
+
+
+def refuse_overwriting(out, inputs):
+    """Refuses an output that is one of the inputs: compared as files (device and
+    inode, so another spelling, a link or a symlink of the same file counts), not
+    as strings, and before anything is written. And an output that is a folder."""
+    if os.path.isdir(out):
+        raise ExportError(f"output {out} is a folder; give the path of the file to write")
+    if not os.path.exists(out):
+        return
+    for path in inputs:
+        for f in input_files(path):
+            if os.path.exists(f) and os.path.samefile(out, f):
+                same = "" if os.path.abspath(f) == os.path.abspath(out) else f" ({f})"
+                raise ExportError(f"output {out} is the input file{same}: it would be overwritten; "
+                                  "give another output path")
+
+
 def run(args, parser):
     sources = [(flag, value) for flag, value in (("--meta-llama", args.meta_llama), ("--hf", args.hf),
                                                  ("--llama2c", args.llama2c)) if value]
@@ -996,19 +1040,22 @@ def run(args, parser):
         if args.type or args.context or args.name:
             parser.error("--type, --context and --name need a model: --meta-llama, --hf or --llama2c")
         if args.tokenizer:
+            refuse_overwriting(args.out or "tokenizer.bin", [args.tokenizer])
             export_tokenizer(args.tokenizer, args.out or "tokenizer.bin")
             return
         parser.error("nothing to export: give --meta-llama DIR, --hf DIR, --llama2c FILE, or --tokenizer MODEL")
     if not args.out:
         parser.error("give the output file: export.py OUT.gguf " + sources[0][0] + " ...")
-    if args.context is not None and not 0 < args.context < 1 << 32:
-        parser.error(f"--context {args.context}: expected a positive number")
+    if args.context is not None and not 0 < args.context <= 1 << 22:
+        parser.error(f"--context {args.context}: expected 1..{1 << 22}, the longest context run accepts")
     flag, value = sources[0]
+    refuse_overwriting(args.out, [value] + ([args.tokenizer] if args.tokenizer else []))
     loader = {"--meta-llama": load_meta, "--hf": load_hf, "--llama2c": load_llama2c}[flag]
     model = loader(value, args.context)
     if args.name:
         model.name = args.name
     tokenizer = find_tokenizer(args.tokenizer, model, flag)
+    refuse_overwriting(args.out, [tokenizer])
     export_gguf(args.out, model, tokenizer, args.type or "f32")
 
 

@@ -43,6 +43,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -139,6 +140,7 @@ typedef struct {
     int shared_classifier; // the output layer reuses the token embedding
     int group_size;        // int8 weights: consecutive values of a row that share one scale
     float rope_theta;      // base of RoPE's frequencies: 10000 in Llama 2
+    float rope_scale;      // linear RoPE scaling: positions are divided by it (1: none)
     float norm_eps;        // added to RMSNorm's mean square: 1e-5 in Llama 2
 } Config;
 
@@ -249,6 +251,7 @@ typedef struct {
     float *score;        // (n)
     int32_t *type;       // (n) SentencePiece piece types
     int bos_id, eos_id, unk_id;
+    int add_space_prefix, remove_extra_whitespaces, add_bos; // SentencePiece's normalizer flags, and <s> first
 } GGUFVocab;
 
 typedef struct {
@@ -289,7 +292,9 @@ typedef struct {
 
 // Bounds far above any Llama 2 (70B: dim 8192, hidden 28672, 80 layers, 64
 // heads, 4096 positions) that keep every size below 2^63 in the math below.
-static void check_config(const Config *c, const char *path) {
+// source: where the sizes came from, for the messages ("header" for llama2.c's files).
+static void check_config(const Config *c, const char *path, const char *source) {
+    int llama2c = strcmp(source, "header") == 0;
     struct { const char *name; int value, max; } field[] = {
         {"dim", c->dim, 1 << 16},          {"hidden_dim", c->hidden_dim, 1 << 18},
         {"n_layers", c->n_layers, 1 << 10}, {"n_heads", c->n_heads, 1 << 10},
@@ -298,14 +303,14 @@ static void check_config(const Config *c, const char *path) {
     };
     for (size_t i = 0; i < sizeof(field) / sizeof(field[0]); i++)
         if (field[i].value <= 0 || field[i].value > field[i].max)
-            fatal("%s: header has %s = %d, expected 1..%d (is this a llama2.c checkpoint?)", path,
-                  field[i].name, field[i].value, field[i].max);
+            fatal("%s: %s has %s = %d, expected 1..%d%s", path, source, field[i].name, field[i].value, field[i].max,
+                  llama2c ? " (is this a llama2.c checkpoint?)" : "");
     if (c->dim % c->n_heads != 0)
-        fatal("%s: header has dim %d, not a multiple of n_heads %d", path, c->dim, c->n_heads);
+        fatal("%s: %s has dim %d, not a multiple of n_heads %d", path, source, c->dim, c->n_heads);
     if (c->n_heads % c->n_kv_heads != 0)
-        fatal("%s: header has n_heads %d, not a multiple of n_kv_heads %d", path, c->n_heads, c->n_kv_heads);
+        fatal("%s: %s has n_heads %d, not a multiple of n_kv_heads %d", path, source, c->n_heads, c->n_kv_heads);
     if ((c->dim / c->n_heads) % 2 != 0)
-        fatal("%s: header gives head size %d; RoPE rotates pairs, so it must be even", path, c->dim / c->n_heads);
+        fatal("%s: %s gives head size %d; RoPE rotates pairs, so it must be even", path, source, c->dim / c->n_heads);
 }
 
 // Walks a file's layout. With base NULL it only adds up sizes, so the same
@@ -421,10 +426,11 @@ static void read_checkpoint(Model *m, const unsigned char *bytes, size_t size, c
         if (shared > 1) fatal("%s: header has shared_classifier = %d, expected 0 or 1", path, shared);
         c->shared_classifier = shared;
     }
-    check_config(c, path);
+    check_config(c, path, "header");
     c->head_size = c->dim / c->n_heads;
     c->kv_dim = c->n_kv_heads * c->head_size;
     c->rope_theta = 10000.0f; // fixed for llama2.c files: their header has no field for it
+    c->rope_scale = 1.0f;
     c->norm_eps = 1e-5f;
     if (version == 2) {
         c->group_size = read_i32le(params + 29);
@@ -541,11 +547,12 @@ static void build_state(State *s, const Config *c, int n_ctx, int max_tokens, in
     s->rope_cos = xmalloc(n_ctx * half * sizeof(float), "RoPE tables");
     s->rope_sin = xmalloc(n_ctx * half * sizeof(float), "RoPE tables");
     // Pair i of a head turns by pos * theta^(-2i/head_size): fast for the first
-    // pairs, slow for the last, so positions are told apart at every scale.
+    // pairs, slow for the last, so positions are told apart at every scale. A
+    // model stretched to a longer context by linear scaling sees pos / scale.
     for (size_t i = 0; i < half; i++) {
         float freq = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)c->head_size);
         for (int pos = 0; pos < n_ctx; pos++) {
-            float angle = pos * freq;
+            float angle = pos / c->rope_scale * freq;
             s->rope_cos[pos * half + i] = cosf(angle);
             s->rope_sin[pos * half + i] = sinf(angle);
         }
@@ -1405,6 +1412,14 @@ static int select_candidates(Sampler *s, const float *probs, float *mass) {
 static int sample(Sampler *s, float *logits) {
     int n = s->vocab_size;
     if (s->temperature == 0.0f) return argmax(logits, n);
+    // A tiny temperature (-t 3e-38) would overflow logit / temperature to inf, and softmax
+    // would make NaN of it. Measured from the largest logit, every other one is -inf or
+    // finite: the softmax is 1 at the maximum (or shared by equal maxima), greedy in effect.
+    // Only then: dividing the logits as they are keeps llama2.c's probabilities to the bit.
+    float max = logits[0], min = logits[0];
+    for (int i = 1; i < n; i++) max = fmaxf(max, logits[i]), min = fminf(min, logits[i]);
+    if (isinf(max / s->temperature) || isinf(min / s->temperature))
+        for (int i = 0; i < n; i++) logits[i] -= max;
     for (int i = 0; i < n; i++) logits[i] /= s->temperature;
     softmax(logits, n); // the scalar one: llama2.c's probabilities to the bit, so a seed picks its tokens
     float coin = random_f32(&s->rng_state);
@@ -1486,6 +1501,7 @@ static Stream stream_tokens(Model *m, const Tokenizer *t, Sampler *sampler, Prin
 
 typedef struct {
     int n_prompt, n_generated;
+    int n_fed; // of the prompt's tokens, those that went through the model: -n may cut it
     double prompt_seconds, generate_seconds;
 } GenerateStats;
 
@@ -1502,10 +1518,11 @@ typedef struct {
 static GenerateStats generate(Model *m, const Tokenizer *t, Sampler *sampler, const char *prompt,
                               size_t prompt_len, int steps, int echo, const Stops *stops, FILE *out) {
     int n_prompt;
-    int *prompt_tokens = encode(t, prompt, prompt_len, 1, 0, &n_prompt);
+    int *prompt_tokens = encode(t, prompt, prompt_len, t->add_bos, 0, &n_prompt);
+    if (n_prompt == 0) prompt_tokens[n_prompt++] = t->bos_id; // no <s> by the file's rule, and no text: the model needs one token
     if (steps <= 0 || steps > m->state.n_ctx) steps = m->state.n_ctx;
     check_prompt_fits(n_prompt, m->config.seq_len, "the prompt");
-    GenerateStats stats = {n_prompt, 0, 0.0, 0.0};
+    GenerateStats stats = {n_prompt, 0, n_prompt < steps ? n_prompt : steps, 0.0, 0.0};
     Printer printer = make_printer(out, NULL, 0); // stop strings apply to the continuation only
 
     // The prompt, in blocks; only its last token's logits are kept. A prompt
@@ -1533,44 +1550,49 @@ static GenerateStats generate(Model *m, const Tokenizer *t, Sampler *sampler, co
 
 // Perplexity: how surprised the model is by a text, exp of the mean negative
 // log-likelihood of each token given those before it (1 would be certainty).
-// The text goes through in windows of the model's context, each starting at
-// position 0; a window begins with the last token of the one before, so every
-// token after the first is predicted exactly once.
+// The rule is llama.cpp's llama-perplexity, so that the two figures compare:
+// the text is cut into windows of the cache's positions (-n), the rest
+// dropped; each window starts at position 0 with its first token replaced by
+// <s> (bos, or -1 for none), and only its second half is scored, every token
+// there predicted with at least half a window of context.
 typedef struct {
     int n_predicted;
     double mean_nll, perplexity;
 } Perplexity;
 
-static Perplexity perplexity(Model *m, const int *tokens, int n) {
-    int vocab = m->config.vocab_size, window = m->state.n_ctx;
+static Perplexity perplexity(Model *m, const int *tokens, int n, int bos) {
+    int vocab = m->config.vocab_size, window = m->state.n_ctx, first = window / 2;
     double nll = 0.0;
     int n_predicted = 0;
-    for (int start = 0; start < n - 1; start += window - 1) {
-        int end = start + window < n ? start + window : n;
-        for (int i = start; i < end; i += m->state.max_tokens) {
-            int block = end - i < m->state.max_tokens ? end - i : m->state.max_tokens;
-            float *logits = forward(m, tokens + i, block, i - start, LOGITS_ALL);
-            for (int b = 0; b < block && i + b + 1 < end; b++) {
+    int *chunk = xmalloc(window * sizeof(int), "a perplexity window");
+    for (int start = 0; start + window <= n; start += window) {
+        memcpy(chunk, tokens + start, window * sizeof(int));
+        if (bos >= 0) chunk[0] = bos;
+        for (int i = 0; i < window; i += m->state.max_tokens) {
+            int block = window - i < m->state.max_tokens ? window - i : m->state.max_tokens;
+            float *logits = forward(m, chunk + i, block, i, i + block <= first ? LOGITS_NONE : LOGITS_ALL);
+            for (int b = 0; b < block && i + b + 1 < window; b++) {
+                if (i + b < first) continue; // the first half is context only
                 // -log softmax(logits)[next] = log(sum exp(logits)) - logits[next]
                 const float *l = logits + (size_t)b * vocab;
                 float max = l[0];
                 for (int v = 1; v < vocab; v++) max = fmaxf(max, l[v]);
                 double sum = 0.0;
                 for (int v = 0; v < vocab; v++) sum += exp((double)l[v] - max);
-                nll += log(sum) + max - l[tokens[i + b + 1]];
+                nll += log(sum) + max - l[chunk[i + b + 1]];
                 n_predicted++;
             }
         }
-        if (end == n) break;
     }
+    free(chunk);
     Perplexity p = {n_predicted, nll / n_predicted, exp(nll / n_predicted)};
     return p;
 }
 
-// Prints the ids of text, <s> first, on one line.
+// Prints the ids of text on one line, <s> first unless the vocabulary says not to.
 static void tokenize(const Tokenizer *t, const char *text, size_t len, FILE *out) {
     int n;
-    int *tokens = encode(t, text, len, 1, 0, &n);
+    int *tokens = encode(t, text, len, t->add_bos, 0, &n);
     for (int i = 0; i < n; i++) fprintf(out, i ? " %d" : "%d", tokens[i]);
     fputc('\n', out);
     free(tokens);
@@ -1594,11 +1616,30 @@ static void text_append(Text *s, const char *p, size_t n) {
 
 static void text_append_str(Text *s, const char *p) { text_append(s, p, strlen(p)); }
 
-// Removes leading and trailing whitespace, as Meta's chat code strips each turn.
+// Whether the UTF-8 character at p[0..n) is whitespace to Python's str.isspace(), which
+// Meta's chat code strips with: its length if so, else 0.
+static int python_space(const char *p, size_t n) {
+    int cl = utf8_char_len((const unsigned char *)p, n);
+    if (cl == 0) return 0;
+    uint32_t c = cl == 1 ? (unsigned char)p[0] : (unsigned char)p[0] & (0x7F >> cl); // the lead byte's bits
+    for (int i = 1; i < cl; i++) c = c << 6 | ((unsigned char)p[i] & 0x3F);
+    int space = (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+                (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+    return space ? cl : 0;
+}
+
+// Removes leading and trailing whitespace, as Meta's chat code strips each turn (Python's
+// str.strip(): Unicode whitespace, not only C's isspace).
 static void text_strip(Text *s) {
     size_t a = 0, b = s->len;
-    while (a < b && isspace((unsigned char)s->data[a])) a++;
-    while (b > a && isspace((unsigned char)s->data[b - 1])) b--;
+    for (int cl; a < b && (cl = python_space(s->data + a, b - a)) > 0;) a += cl;
+    while (b > a) { // the last character starts at most 3 continuation bytes back
+        size_t start = b - 1;
+        while (start > a && b - start < 4 && ((unsigned char)s->data[start] & 0xC0) == 0x80) start--;
+        int cl = python_space(s->data + start, b - start);
+        if (cl == 0 || start + cl != b) break;
+        b = start;
+    }
     memmove(s->data, s->data + a, b - a);
     s->len = b - a;
     s->data[s->len] = '\0';
@@ -1615,10 +1656,11 @@ static Text read_all(FILE *f, const char *name) {
     return s;
 }
 
-// One trailing newline is dropped, as the shell's $(...) does, so that
-// `echo "text" | ./run` prompts with "text".
+// One trailing newline (\n, or \r\n) is dropped, as the shell's $(...) does, so
+// that `echo "text" | ./run` prompts with "text". A lone \r is text, and stays.
 static void drop_final_newline(Text *s) {
-    if (s->len > 0 && s->data[s->len - 1] == '\n') s->data[--s->len] = '\0';
+    if (s->len == 0 || s->data[s->len - 1] != '\n') return;
+    s->data[--s->len] = '\0';
     if (s->len > 0 && s->data[s->len - 1] == '\r') s->data[--s->len] = '\0';
 }
 
@@ -1656,15 +1698,16 @@ static Text user_turn_text(const char *system, const char *user, size_t user_len
 // "[INST] {user} [/INST] {reply} " between <s> and </s>; the open turn as
 // "[INST] {user} [/INST]" after <s>. (A live chat feeds the reply's own
 // tokens instead of re-encoding its text; tests hold this to SentencePiece.)
-static int *encode_dialog(const Tokenizer *t, const char *system, const char *const *messages, int n_messages,
-                          int *n_tokens) {
+// lengths: each message's bytes, NUL bytes included; NULL: they are C strings.
+static int *encode_dialog(const Tokenizer *t, const char *system, const char *const *messages, const size_t *lengths,
+                          int n_messages, int *n_tokens) {
     int *all = NULL, n_all = 0;
     for (int i = 0; i < n_messages; i += 2) {
-        Text turn = user_turn_text(system, messages[i], strlen(messages[i]), i == 0);
+        Text turn = user_turn_text(system, messages[i], lengths ? lengths[i] : strlen(messages[i]), i == 0);
         int finished = i + 1 < n_messages;
         if (finished) {
             Text reply = {0};
-            text_append_str(&reply, messages[i + 1]);
+            text_append(&reply, messages[i + 1], lengths ? lengths[i + 1] : strlen(messages[i + 1]));
             text_strip(&reply);
             text_append_str(&turn, " ");
             text_append(&turn, reply.data, reply.len);
@@ -1728,7 +1771,7 @@ static ChatStats chat(Model *m, const Tokenizer *t, Sampler *sampler, const Chat
         }
         const char *message = user.data;
         int n_turn;
-        int *turn_tokens = encode_dialog(t, stats.turns == 0 ? o->system : NULL, &message, 1, &n_turn);
+        int *turn_tokens = encode_dialog(t, stats.turns == 0 ? o->system : NULL, &message, &user.len, 1, &n_turn);
         free(user.data);
         if (pos + n_carry + n_turn + 1 > n_ctx) { // the turn and at least one token of reply
             warn("the conversation fills %d of its %d positions and the next turn needs %d more; chat ended", pos,
@@ -1861,6 +1904,16 @@ static GGUFString gguf_string(GGUFReader *r, const char *what) {
 
 static int string_is(GGUFString s, const char *text) { return s.len == strlen(text) && memcmp(s.s, text, s.len) == 0; }
 
+// qsort's order on GGUFStrings: bytes, then length.
+static int compare_strings(const void *pa, const void *pb) {
+    const GGUFString *a = pa, *b = pb;
+    int c = memcmp(a->s, b->s, a->len < b->len ? a->len : b->len);
+    return c ? c : (a->len > b->len) - (a->len < b->len);
+}
+
+// A metadata integer that was not in the file.
+#define ABSENT INT64_MIN
+
 // Bytes of one value of a fixed-size type; 0 for strings and arrays.
 static int gguf_scalar_bytes(uint32_t type) {
     static const int bytes[GGUF_TYPES] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
@@ -1897,11 +1950,22 @@ static int64_t gguf_int(GGUFReader *r, uint32_t type, GGUFString key) {
     case GGUF_I16: p = gguf_take(r, 2, "a value"); return (int16_t)(p[0] | p[1] << 8);
     case GGUF_U32: return gguf_u32(r, "a value");
     case GGUF_I32: return (int32_t)gguf_u32(r, "a value");
-    case GGUF_U64: return (int64_t)gguf_u64(r, "a value");
+    case GGUF_U64: {
+        uint64_t v = gguf_u64(r, "a value");
+        if (v > INT64_MAX) fatal("%s: GGUF key %.*s is %llu, out of range", r->path, (int)key.len, key.s, (unsigned long long)v);
+        return (int64_t)v;
+    }
     case GGUF_I64: return (int64_t)gguf_u64(r, "a value");
     }
     fatal("%s: GGUF key %.*s has value type %u, expected an integer", r->path, (int)key.len, key.s, type);
     return 0;
+}
+
+static int gguf_bool(GGUFReader *r, uint32_t type, GGUFString key) {
+    if (type != GGUF_BOOL) fatal("%s: GGUF key %.*s has value type %u, expected a bool", r->path, (int)key.len, key.s, type);
+    unsigned char b = *gguf_take(r, 1, "a value");
+    if (b > 1) fatal("%s: GGUF key %.*s holds %u, expected a bool (0 or 1)", r->path, (int)key.len, key.s, b);
+    return b;
 }
 
 static float gguf_float(GGUFReader *r, uint32_t type, GGUFString key) {
@@ -1956,6 +2020,13 @@ static const char *gguf_piece(void *vocab, int i, size_t *len) {
     return v->piece[i];
 }
 
+// The tokenizer of a GGUF file's vocabulary, with its normalizer flags.
+static void tokenizer_from_gguf(Tokenizer *t, const GGUFVocab *v, const char *path) {
+    build_tokenizer_from_vocab(t, v->n, gguf_piece, (void *)v, v->score, v->type, v->unk_id, v->bos_id, v->eos_id, path);
+    t->add_dummy_prefix = v->add_space_prefix, t->remove_extra_whitespaces = v->remove_extra_whitespaces;
+    t->add_bos = v->add_bos;
+}
+
 static const GGUFTensor *find_tensor(const GGUFTensors *tt, const char *name) {
     for (uint64_t i = 0; i < tt->n; i++)
         if (string_is(tt->tensor[i].name, name)) return &tt->tensor[i];
@@ -1982,7 +2053,9 @@ static const GGUFTensor *gguf_tensor(const GGUFTensors *tt, const char *name, in
         fatal("%s: tensor %s at offset %llu, not a multiple of the file's alignment %llu", path, name,
               (unsigned long long)t->offset, (unsigned long long)tt->alignment);
     int vector = rows == 1;
-    if (t->n_dims != (vector ? 1u : 2u) || t->dims[0] != (uint64_t)cols || (!vector && t->dims[1] != (uint64_t)rows))
+    if (t->n_dims != (vector ? 1u : 2u))
+        fatal("%s: tensor %s has %u dimensions, expected %d", path, name, t->n_dims, vector ? 1 : 2);
+    if (t->dims[0] != (uint64_t)cols || (!vector && t->dims[1] != (uint64_t)rows))
         fatal("%s: tensor %s has shape [%llu, %llu], expected [%d, %d] from the metadata", path, name,
               (unsigned long long)t->dims[0], (unsigned long long)(t->n_dims > 1 ? t->dims[1] : 1), cols, rows);
     size_t row_bytes = gguf_row_bytes(t->type, cols);
@@ -2015,21 +2088,26 @@ static const float *gguf_vector(const GGUFTensors *tt, const char *name, int len
 // What the key/value section says, for this program.
 typedef struct {
     GGUFString architecture, tokenizer_model;
-    int64_t dim, hidden, layers, heads, kv_heads, context, rope_dims; // 0 (rope_dims -1): absent
+    int64_t dim, hidden, layers, heads, kv_heads, context, rope_dims; // 0 (kv_heads, rope_dims: ABSENT): absent
     uint64_t alignment;
     float rope_theta, norm_eps;
+    GGUFString rope_scaling_type;        // "linear", "none", ...; absent: linear, as llama.cpp reads it
+    float rope_scaling_factor;           // 0: absent
     const unsigned char *tokens, *scores, *types; // the vocabulary's arrays, where present
     uint64_t n_tokens, n_scores, n_types;
     int64_t bos_id, eos_id, unk_id;
+    int add_space_prefix, remove_extra_whitespaces, add_bos; // llama.cpp's defaults when absent: 1, 0, 1
     GGUFString chat_template;
 } GGUFMetadata;
 
 // Reads the n_kv keys and values; keys this program does not use are skipped.
 static GGUFMetadata read_gguf_metadata(GGUFReader *r, uint64_t n_kv) {
-    GGUFMetadata md = {{NULL, 0}, {NULL, 0}, 0, 0, 0, 0, 0, 0, -1, 32, 10000.0f, 1e-5f, NULL, NULL, NULL, 0, 0, 0,
-                       1, 2, 0, {NULL, 0}};
+    GGUFMetadata md = {{NULL, 0}, {NULL, 0}, 0, 0, 0, 0, ABSENT, 0, ABSENT, 32, 10000.0f, 1e-5f, {NULL, 0}, 0.0f,
+                       NULL, NULL, NULL, 0, 0, 0, 1, 2, 0, 1, 0, 1, {NULL, 0}};
+    GGUFString *keys = xmalloc((n_kv ? n_kv : 1) * sizeof(GGUFString), "the metadata keys");
     for (uint64_t i = 0; i < n_kv; i++) {
         GGUFString key = gguf_string(r, "a metadata key");
+        keys[i] = key;
         uint32_t type = gguf_u32(r, "a value type");
         if (string_is(key, "general.architecture") && type == GGUF_STRING) md.architecture = gguf_string(r, "a value");
         else if (string_is(key, "general.alignment")) md.alignment = (uint64_t)gguf_int(r, type, key);
@@ -2041,6 +2119,9 @@ static GGUFMetadata read_gguf_metadata(GGUFReader *r, uint64_t n_kv) {
         else if (string_is(key, "llama.context_length")) md.context = gguf_int(r, type, key);
         else if (string_is(key, "llama.rope.dimension_count")) md.rope_dims = gguf_int(r, type, key);
         else if (string_is(key, "llama.rope.freq_base")) md.rope_theta = gguf_float(r, type, key);
+        else if (string_is(key, "llama.rope.scaling.type") && type == GGUF_STRING) md.rope_scaling_type = gguf_string(r, "a value");
+        else if (string_is(key, "llama.rope.scaling.factor") || string_is(key, "llama.rope.scale_linear"))
+            md.rope_scaling_factor = gguf_float(r, type, key);
         else if (string_is(key, "llama.attention.layer_norm_rms_epsilon")) md.norm_eps = gguf_float(r, type, key);
         else if (string_is(key, "tokenizer.ggml.model") && type == GGUF_STRING) md.tokenizer_model = gguf_string(r, "a value");
         else if (string_is(key, "tokenizer.ggml.tokens")) md.tokens = gguf_array(r, type, key, GGUF_STRING, &md.n_tokens);
@@ -2049,9 +2130,18 @@ static GGUFMetadata read_gguf_metadata(GGUFReader *r, uint64_t n_kv) {
         else if (string_is(key, "tokenizer.ggml.bos_token_id")) md.bos_id = gguf_int(r, type, key);
         else if (string_is(key, "tokenizer.ggml.eos_token_id")) md.eos_id = gguf_int(r, type, key);
         else if (string_is(key, "tokenizer.ggml.unknown_token_id")) md.unk_id = gguf_int(r, type, key);
+        else if (string_is(key, "tokenizer.ggml.add_space_prefix")) md.add_space_prefix = gguf_bool(r, type, key);
+        else if (string_is(key, "tokenizer.ggml.remove_extra_whitespaces")) md.remove_extra_whitespaces = gguf_bool(r, type, key);
+        else if (string_is(key, "tokenizer.ggml.add_bos_token")) md.add_bos = gguf_bool(r, type, key);
         else if (string_is(key, "tokenizer.chat_template") && type == GGUF_STRING) md.chat_template = gguf_string(r, "a value");
         else gguf_skip(r, type, 0);
     }
+    // A key given twice is a file that contradicts itself: refused, as llama.cpp does.
+    qsort(keys, n_kv, sizeof(GGUFString), compare_strings);
+    for (uint64_t i = 1; i < n_kv; i++)
+        if (compare_strings(&keys[i - 1], &keys[i]) == 0)
+            fatal("%s: GGUF key %.*s appears twice; expected each key once", r->path, (int)keys[i].len, keys[i].s);
+    free(keys);
     return md;
 }
 
@@ -2074,20 +2164,40 @@ static void gguf_config(Config *c, const GGUFMetadata *md, const GGUFTensors *tt
     if (!embedding || embedding->n_dims != 2) fatal("%s: GGUF file has no 2-D tensor token_embd.weight", path);
     c->dim = (int)md->dim, c->hidden_dim = (int)md->hidden, c->n_layers = (int)md->layers;
     c->n_heads = (int)md->heads;
-    c->n_kv_heads = md->kv_heads > 0 ? (int)md->kv_heads : (int)md->heads; // absent: no grouped-query attention
-    c->vocab_size = embedding->dims[1] <= (1 << 22) ? (int)embedding->dims[1] : -1;
+    // Absent: no grouped-query attention. Present, it is range-checked whole before it is narrowed.
+    if (md->kv_heads != ABSENT && (md->kv_heads <= 0 || md->kv_heads > md->heads))
+        fatal("%s: GGUF key llama.attention.head_count_kv is %lld, expected 1..%lld (llama.attention.head_count)", path,
+              (long long)md->kv_heads, (long long)md->heads);
+    c->n_kv_heads = md->kv_heads != ABSENT ? (int)md->kv_heads : (int)md->heads;
+    if (embedding->dims[1] < 1 || embedding->dims[1] > (1 << 22))
+        fatal("%s: tensor token_embd.weight has %llu rows (the vocabulary), expected 1..%d", path,
+              (unsigned long long)embedding->dims[1], 1 << 22);
+    c->vocab_size = (int)embedding->dims[1];
     c->seq_len = (int)md->context;
-    check_config(c, path);
+    check_config(c, path, "the GGUF metadata");
     c->head_size = c->dim / c->n_heads;
     c->kv_dim = c->n_kv_heads * c->head_size;
     c->rope_theta = md->rope_theta;
     c->norm_eps = md->norm_eps;
-    if (md->rope_dims >= 0 && md->rope_dims != c->head_size)
+    if (md->rope_dims != ABSENT && md->rope_dims != c->head_size)
         fatal("%s: llama.rope.dimension_count is %lld but heads are %d wide; partial rotation is not supported", path,
               (long long)md->rope_dims, c->head_size);
     if (!(c->rope_theta > 0.0f) || !(c->norm_eps > 0.0f) || !isfinite(c->rope_theta) || !isfinite(c->norm_eps))
         fatal("%s: llama.rope.freq_base %g or layer_norm_rms_epsilon %g is not a positive number", path, c->rope_theta,
               c->norm_eps);
+    // RoPE scaling: linear (positions divided by the factor) runs; any other kind is refused, never ignored.
+    c->rope_scale = 1.0f;
+    const GGUFString *kind = &md->rope_scaling_type;
+    int linear = kind->s == NULL || string_is(*kind, "linear"), none = kind->s && string_is(*kind, "none");
+    if (!linear && !none)
+        fatal("%s: llama.rope.scaling.type is '%.*s'; this program runs linear RoPE scaling only", path, (int)kind->len,
+              kind->s);
+    if (md->rope_scaling_factor != 0.0f && !(none && md->rope_scaling_factor == 1.0f)) {
+        if (none || !(md->rope_scaling_factor > 0.0f) || !isfinite(md->rope_scaling_factor))
+            fatal("%s: llama.rope.scaling.factor is %g with scaling type '%s'; expected a positive factor with linear "
+                  "scaling", path, md->rope_scaling_factor, none ? "none" : "linear");
+        c->rope_scale = md->rope_scaling_factor;
+    }
 }
 
 // The tensor table: n entries, each a name, its extents, type and offset.
@@ -2103,6 +2213,14 @@ static GGUFTensor *read_tensor_table(GGUFReader *r, uint64_t n) {
         t->type = gguf_u32(r, "a tensor's type");
         t->offset = gguf_u64(r, "a tensor's offset");
     }
+    // Two tensors of one name: which one is the weight? Refused, as llama.cpp does.
+    GGUFString *names = xmalloc((n ? n : 1) * sizeof(GGUFString), "the tensor names");
+    for (uint64_t i = 0; i < n; i++) names[i] = tensors[i].name;
+    qsort(names, n, sizeof(GGUFString), compare_strings);
+    for (uint64_t i = 1; i < n; i++)
+        if (compare_strings(&names[i - 1], &names[i]) == 0)
+            fatal("%s: GGUF tensor %.*s appears twice; expected each name once", r->path, (int)names[i].len, names[i].s);
+    free(names);
     return tensors;
 }
 
@@ -2161,33 +2279,63 @@ static void read_gguf_vocabulary(GGUFVocab *v, const GGUFMetadata *md, int vocab
               (long long)md->bos_id, (long long)md->eos_id, (long long)md->unk_id, vocab_size);
     v->n = vocab_size;
     v->bos_id = (int)md->bos_id, v->eos_id = (int)md->eos_id, v->unk_id = (int)md->unk_id;
+    v->add_space_prefix = md->add_space_prefix, v->remove_extra_whitespaces = md->remove_extra_whitespaces;
+    v->add_bos = md->add_bos;
     v->piece = xmalloc(v->n * sizeof(char *), "the vocabulary");
     v->piece_len = xmalloc(v->n * sizeof(size_t), "the vocabulary");
     v->score = xmalloc(v->n * sizeof(float), "the vocabulary");
-    v->type = xmalloc(v->n * sizeof(int32_t), "the vocabulary");
+    // Without types, the tokenizer tells pieces apart by name (<0xNN>, and the special ids).
+    v->type = md->types ? xmalloc(v->n * sizeof(int32_t), "the vocabulary") : NULL;
     GGUFReader tr = {bytes, md->tokens, bytes + size, path};
     for (int i = 0; i < v->n; i++) {
         GGUFString s = gguf_string(&tr, "a token");
         v->piece[i] = s.s, v->piece_len[i] = s.len;
         if (md->scores) memcpy(&v->score[i], md->scores + 4 * (size_t)i, 4);
-        v->type[i] = md->types ? (int32_t)read_u32le(md->types + 4 * (size_t)i) : PIECE_NORMAL;
+        if (md->types) v->type[i] = (int32_t)read_u32le(md->types + 4 * (size_t)i);
     }
+}
+
+// The header: magic, version, and the counts of tensors and keys, checked.
+static void read_gguf_header(GGUFReader *r, size_t size, uint64_t *n_tensors, uint64_t *n_kv) {
+    const char *path = r->path;
+    gguf_u32(r, "the magic");
+    uint32_t version = gguf_u32(r, "the version");
+    if (version != 2 && version != 3)
+        fatal("%s: GGUF version %u%s; this program reads versions 2 and 3", path, version,
+              version > 0xFFFF ? " (a big-endian file?)" : "");
+    *n_tensors = gguf_u64(r, "the tensor count"), *n_kv = gguf_u64(r, "the key/value count");
+    // Each tensor info takes 24 bytes at least: a bound that stops absurd counts before any allocation.
+    if (*n_tensors > size / 24 || *n_kv > size / 12)
+        fatal("%s: GGUF header claims %llu tensors and %llu keys, more than the file can hold", path,
+              (unsigned long long)*n_tensors, (unsigned long long)*n_kv);
+}
+
+// -z FILE.gguf: the vocabulary of any GGUF file, a model or a vocabulary-only file such
+// as llama.cpp's ggml-vocab-llama-spm.gguf; its tensors are not read.
+static void tokenizer_from_gguf_file(Tokenizer *t, const unsigned char *bytes, size_t size, const char *path) {
+    GGUFReader r = {bytes, bytes, bytes + size, path};
+    uint64_t n_tensors, n_kv;
+    read_gguf_header(&r, size, &n_tensors, &n_kv);
+    GGUFMetadata md = read_gguf_metadata(&r, n_kv);
+    if (!md.tokens) fatal("%s: GGUF file has no vocabulary (tokenizer.ggml.tokens)", path);
+    if (!string_is(md.tokenizer_model, "llama"))
+        fatal("%s: GGUF tokenizer of type '%.*s', expected SentencePiece's ('llama')", path,
+              (int)md.tokenizer_model.len, md.tokenizer_model.s ? md.tokenizer_model.s : "");
+    if (md.n_tokens < 3 || md.n_tokens > (1 << 24))
+        fatal("%s: GGUF vocabulary of %llu tokens, expected between 3 and %d", path, (unsigned long long)md.n_tokens,
+              1 << 24);
+    GGUFVocab v = {0};
+    read_gguf_vocabulary(&v, &md, (int)md.n_tokens, bytes, size, path);
+    tokenizer_from_gguf(t, &v, path); // copies the pieces out of the file
+    free(v.piece), free(v.piece_len), free(v.score), free(v.type);
 }
 
 // Reads a GGUF file's header, metadata, tensor table and vocabulary, from
 // bytes already in memory, and points the weights at their tensors there.
 static void parse_gguf(Model *m, const unsigned char *bytes, size_t size, const char *path) {
     GGUFReader r = {bytes, bytes, bytes + size, path};
-    gguf_u32(&r, "the magic");
-    uint32_t version = gguf_u32(&r, "the version");
-    if (version != 2 && version != 3)
-        fatal("%s: GGUF version %u%s; this program reads versions 2 and 3", path, version,
-              version > 0xFFFF ? " (a big-endian file?)" : "");
-    uint64_t n_tensors = gguf_u64(&r, "the tensor count"), n_kv = gguf_u64(&r, "the key/value count");
-    // Each tensor info takes 24 bytes at least: a bound that stops absurd counts before any allocation.
-    if (n_tensors > size / 24 || n_kv > size / 12)
-        fatal("%s: GGUF header claims %llu tensors and %llu keys, more than the file can hold", path,
-              (unsigned long long)n_tensors, (unsigned long long)n_kv);
+    uint64_t n_tensors, n_kv;
+    read_gguf_header(&r, size, &n_tensors, &n_kv);
 
     GGUFMetadata md = read_gguf_metadata(&r, n_kv);
     if (md.alignment == 0 || md.alignment % 8 != 0 || md.alignment > (1 << 20))
@@ -4378,11 +4526,13 @@ static void usage(FILE *f) {
           "  -p <float>  top-p (nucleus) sampling in [0, 1]; 0 or 1 turns it off (default 0.9)\n"
           "  -k <int>    top-k sampling: keep the k most likely tokens; 0 turns it off (default 0)\n"
           "  -s <int>    random seed, >= 0; 0 takes it from the clock (default 0)\n"
-          "  -n <int>    positions to run, prompt included; 0 means the model's context (default 256)\n"
+          "  -n <int>    positions to run, prompt included; 0 means the model's context (default 256);\n"
+          "              in ppl, the window: llama-perplexity's -c\n"
           "  -i <text>   the prompt; '-' reads it from stdin, as does an absent -i when stdin\n"
           "              is not a terminal (one trailing newline is dropped)\n"
           "  -e <0|1>    1 prints the prompt and then the continuation; 0 only the continuation (default 1)\n"
-          "  -z <path>   tokenizer file (default: tokenizer.bin beside this program)\n"
+          "  -z <path>   tokenizer: a tokenizer.bin, or a GGUF file's vocabulary (default: the GGUF\n"
+          "              model's own, else tokenizer.bin beside this program)\n"
           "  -m <mode>   generate, chat, tokenize, or ppl: the perplexity of the text of -i or stdin\n"
           "              (default generate)\n"
           "  -y <text>   system prompt in chat mode\n"
@@ -4394,12 +4544,15 @@ static void usage(FILE *f) {
           "  --kv <type> what the KV cache holds: f32, or f16 (half the memory); default f16 when the\n"
           "              weights are 16 bits or fewer, else f32\n"
           "  -h          print this help\n"
-          "Chat (-m chat): turns come from -i and then stdin, one per line; the chat ends at the end of\n"
-          "input or when the context (-n positions, default the model's) is full, with status 0.\n"
+          "Chat (-m chat): turns come from -i (unless -i -) and then stdin, one per line; the chat\n"
+          "ends at the end of input or when the context (-n positions, default the model's) is full,\n"
+          "with status 0.\n"
           "Exit status: 0 on success, 1 when a file or the text is unusable, 2 for a bad command line.\n",
           f);
 }
 
+// A bad command line: the one-line error, then where the options are; the manual
+// itself would bury the error (as git and the GNU tools, which do the same).
 static void usage_error(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -4407,7 +4560,7 @@ static void usage_error(const char *fmt, ...) {
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
-    usage(stderr);
+    fputs("Try 'run -h' for the options.\n", stderr);
     exit(2);
 }
 
@@ -4415,7 +4568,8 @@ static float parse_float(const char *flag, const char *s, float min, float max) 
     char *end;
     errno = 0;
     float v = strtof(s, &end);
-    if (end == s || *end != '\0' || errno != 0 || !isfinite(v) || v < min || v > max)
+    int underflow = errno == ERANGE && fabsf(v) <= FLT_MIN; // -t 1e-40: a float nearest it, or 0, is right
+    if (end == s || *end != '\0' || (errno != 0 && !underflow) || !isfinite(v) || v < min || v > max)
         usage_error("%s wants a number in [%g, %g], got '%s'", flag, min, max, s);
     return v;
 }
@@ -4524,17 +4678,20 @@ static Options parse_options(int argc, char **argv) {
 }
 
 // The text to work on: -i, or stdin when asked for (-i -) or when stdin is a
-// pipe or a file (not in chat, whose turns come from stdin line by line).
+// pipe or a file. Not in chat: its turns come from stdin line by line, -i -
+// or not; -i TEXT is its first turn.
 static Text read_input(const Options *o) {
     Text input = {0};
-    // A closed stdin (./run model.bin <&-) is an empty prompt, not an error.
-    int stdin_open = fcntl(STDIN_FILENO, F_GETFD) != -1;
-    int from_stdin = o->prompt ? strcmp(o->prompt, "-") == 0 : stdin_open && !isatty(STDIN_FILENO) && o->mode != MODE_CHAT;
+    text_append(&input, "", 0);
+    // A closed stdin (./run model.bin <&-) is an empty prompt, not an error; -i - too.
+    int stdin_open = fcntl(STDIN_FILENO, F_GETFD) != -1, dash = o->prompt && strcmp(o->prompt, "-") == 0;
+    int from_stdin = o->mode != MODE_CHAT && (o->prompt ? dash : !isatty(STDIN_FILENO));
     if (from_stdin && stdin_open) {
+        free(input.data);
         input = read_all(stdin, "standard input");
         drop_final_newline(&input);
-    } else {
-        text_append_str(&input, o->prompt ? o->prompt : "");
+    } else if (o->prompt && !dash) {
+        text_append_str(&input, o->prompt);
     }
     return input;
 }
@@ -4545,13 +4702,24 @@ static void load_tokenizer(Tokenizer *t, const Options *o, const Model *model, c
     const char *path = o->tokenizer_path;
     char *default_path = NULL;
     if (!path && model && model->vocab.n > 0) {
-        const GGUFVocab *v = &model->vocab;
-        build_tokenizer_from_vocab(t, v->n, gguf_piece, (void *)v, v->score, v->type, v->unk_id, v->bos_id, v->eos_id,
-                                   o->checkpoint);
+        tokenizer_from_gguf(t, &model->vocab, o->checkpoint);
         path = o->checkpoint;
     } else {
         if (!path) path = default_path = default_tokenizer_path(argv0);
-        build_tokenizer(t, path);
+        // A GGUF file lends its vocabulary; anything else is read as tokenizer.bin.
+        unsigned char magic[4] = {0};
+        FILE *f = fopen(path, "rb");
+        int gguf = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
+        if (f) fclose(f);
+        if (gguf) {
+            size_t size;
+            unsigned char *data = file_in_use = read_whole_file(path, &size);
+            tokenizer_from_gguf_file(t, data, size, path);
+            free(data);
+            file_in_use = NULL;
+        } else {
+            build_tokenizer(t, path);
+        }
     }
     if (model && t->vocab_size != model->config.vocab_size)
         fatal("%s has %d tokens but %s expects %d; give the model's own tokenizer with -z", path, t->vocab_size,
@@ -4563,31 +4731,44 @@ static void run_generate(Model *m, const Tokenizer *t, Sampler *sampler, const O
     GenerateStats st = generate(m, t, sampler, input->data, input->len, o->steps, o->echo, &o->stops, stdout);
     // Timings go to stderr, so that stdout is only the text.
     fprintf(stderr, "run: prompt %d tokens in %.3f s (%.1f tok/s), generated %d tokens in %.3f s (%.1f tok/s)\n",
-            st.n_prompt, st.prompt_seconds, st.n_prompt / st.prompt_seconds, st.n_generated, st.generate_seconds,
+            st.n_fed, st.prompt_seconds, st.n_fed / st.prompt_seconds, st.n_generated, st.generate_seconds,
             st.n_generated / st.generate_seconds);
 }
 
 static void run_perplexity(Model *m, const Tokenizer *t, const Text *input) {
     double start = seconds_now();
     int n;
-    int *tokens = encode(t, input->data, input->len, 1, 0, &n);
-    if (n < 2) fatal("perplexity needs text of at least one token");
-    Perplexity p = perplexity(m, tokens, n);
+    int *tokens = encode(t, input->data, input->len, t->add_bos, 0, &n);
+    int window = m->state.n_ctx;
+    if (window < 3)
+        fatal("perplexity windows of %d positions (-n, at most the model's context of %d) score nothing; "
+              "expected 3 or more, as each scores its second half", window, m->config.seq_len);
+    if (n < window)
+        fatal("the text is %d tokens, shorter than one perplexity window of %d positions; give a smaller -n", n, window);
+    Perplexity p = perplexity(m, tokens, n, t->add_bos ? t->bos_id : -1);
     free(tokens);
     printf("perplexity %.4f, mean NLL %.4f nats over %d tokens\n", p.perplexity, p.mean_nll, p.n_predicted);
     double seconds = seconds_now() - start;
-    fprintf(stderr, "run: %d tokens in %.3f s (%.1f tok/s)\n", p.n_predicted + 1, seconds, (p.n_predicted + 1) / seconds);
+    int n_run = n / window * window; // the tokens that went through the model
+    fprintf(stderr, "run: %d tokens in %d windows of %d in %.3f s (%.1f tok/s)\n", n_run, n / window, window, seconds,
+            n_run / seconds);
 }
 
 static void run_chat(Model *m, const Tokenizer *t, Sampler *sampler, const Options *o, const Text *input) {
     if (m->chat_template && find_bytes(m->chat_template, m->chat_template_len, "[INST]", 6) < 0)
         warn("%s's chat template is not Llama 2's; chatting in Llama 2's format anyway", o->checkpoint);
-    ChatOptions options = {o->system, o->prompt ? input->data : NULL, o->reply_limit, o->stops, isatty(STDIN_FILENO)};
+    int first_turn = o->prompt && strcmp(o->prompt, "-") != 0; // -i -: every turn from stdin, one per line
+    ChatOptions options = {o->system, first_turn ? input->data : NULL, o->reply_limit, o->stops, isatty(STDIN_FILENO)};
     chat(m, t, sampler, &options, stdin, stdout);
 }
 
 #ifndef TESTING
 int main(int argc, char **argv) {
+    // A reader that leaves early (./run m.gguf | head -c 5) must not kill us with SIGPIPE
+    // (status 141, whatever the parent does with the signal): writes fail with EPIPE
+    // instead, the run stops there and ends quietly with status 0, the text read so far.
+    signal(SIGPIPE, SIG_IGN);
+    if (getenv("RUN_KERNELS") && !getenv("RUN_KERNELS")[0]) unsetenv("RUN_KERNELS"); // set but empty: as unset
     select_kernels();
     Options o = parse_options(argc, argv);
     Text input = read_input(&o);
@@ -4597,7 +4778,7 @@ int main(int argc, char **argv) {
     // chat without -n. Tokenizing needs only the file's vocabulary: mapped, not read.
     Model model, *m = NULL;
     if (o.checkpoint) {
-        int n_ctx = o.mode == MODE_PPL || (o.mode == MODE_CHAT && !o.steps_given) ? 0 : o.steps;
+        int n_ctx = o.mode == MODE_CHAT && !o.steps_given ? 0 : o.steps; // ppl: -n is the window
         build_model(&model, o.checkpoint, o.mode == MODE_TOKENIZE ? WEIGHTS_MAP : o.load, n_ctx, PROMPT_BLOCK, o.kv);
         m = &model;
     }
@@ -4620,7 +4801,7 @@ int main(int argc, char **argv) {
     free(input.data);
     free(o.stops.text);
     if (fflush(stdout) != 0 || ferror(stdout)) {
-        if (errno == EPIPE) return 1; // the reader left early (SIGPIPE ignored): nothing to say
+        if (errno == EPIPE) return 0; // the reader left early: it has what it wanted, nothing to say
         fatal("cannot write to standard output: %s", strerror(errno));
     }
     return 0;

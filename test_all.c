@@ -142,15 +142,20 @@ static char *print_ids(const Tokenizer *t, const int *ids, int n, size_t *len) {
     return buf;
 }
 
-static void tokenizer_cases(const Tokenizer *tok, const char *prefix) {
+// The cases of cases_file (made by tests/make_tokenizer_cases.py) on a vocabulary of
+// `vocab` tokens laid out as llama2.c's and Meta's are (<0x00> at 3, <0xFF> at 258; with
+// bytes 0, no byte pieces); the file must hold min_cases at least.
+static void tokenizer_cases_bytes(const Tokenizer *tok, const char *prefix, const char *cases_file, int vocab, int bytes,
+                                  int min_cases) {
     Tokenizer t = *tok;
     char id[128];
     snprintf(id, sizeof(id), "%s-load", prefix);
-    check(id, t.vocab_size == 32000 && t.byte_token[0] == 3 && t.byte_token[255] == 258 && t.bos_id == 1 && t.eos_id == 2,
+    int byte_pieces = bytes ? t.byte_token[0] == 3 && t.byte_token[255] == 258 : t.byte_token[0] < 0 && t.byte_token[255] < 0;
+    check(id, t.vocab_size == vocab && byte_pieces && t.bos_id == 1 && t.eos_id == 2,
           "vocab %d, <0x00> at %d", t.vocab_size, t.byte_token[0]);
-    FILE *f = fopen("tests/tokenizer_cases.tsv", "r");
+    FILE *f = fopen(cases_file, "r");
     snprintf(id, sizeof(id), "%s-cases-file", prefix);
-    check(id, f != NULL, "cannot open tests/tokenizer_cases.tsv");
+    check(id, f != NULL, "cannot open %s", cases_file);
     if (!f) return;
     char *line = NULL;
     size_t cap = 0;
@@ -189,7 +194,15 @@ static void tokenizer_cases(const Tokenizer *tok, const char *prefix) {
     free(line);
     fclose(f);
     snprintf(id, sizeof(id), "%s-cases-count", prefix);
-    check(id, n_cases >= 40, "only %d cases in tests/tokenizer_cases.tsv", n_cases);
+    check(id, n_cases >= min_cases, "only %d cases in %s", n_cases, cases_file);
+}
+
+static void tokenizer_cases_in(const Tokenizer *tok, const char *prefix, const char *cases_file, int vocab) {
+    tokenizer_cases_bytes(tok, prefix, cases_file, vocab, 1, 40);
+}
+
+static void tokenizer_cases(const Tokenizer *tok, const char *prefix) {
+    tokenizer_cases_in(tok, prefix, "tests/tokenizer_cases.tsv", 32000);
 }
 
 static void test_tokenizer_cases(void) {
@@ -205,8 +218,7 @@ static void test_tokenizer_gguf(void) {
     Model m;
     build_model(&m, model_path("llama-2-tiny-random.gguf"), WEIGHTS_MAP, 16, 1, KV_AUTO);
     Tokenizer t;
-    GGUFVocab *v = &m.vocab;
-    build_tokenizer_from_vocab(&t, v->n, gguf_piece, v, v->score, v->type, v->unk_id, v->bos_id, v->eos_id, "gguf");
+    tokenizer_from_gguf(&t, &m.vocab, "gguf");
     tokenizer_cases(&t, "tokenizer-gguf");
     free_tokenizer(&t);
     free_model(&m);
@@ -388,8 +400,8 @@ static void write_version1(const char *legacy, const char *out) {
     free(data);
 }
 
-// Mean NLL of the reference tokens against tests/nll_stories260K.txt, whole
-// and in windows (a context of 20 positions forces the windowing).
+// Mean NLL of the reference tokens against tests/nll_stories260K.txt, in windows
+// of 48, 20 and 7 positions by llama-perplexity's rule (see perplexity()).
 static void test_perplexity(void) {
     FILE *f = fopen("tests/nll_stories260K.txt", "r");
     check("perplexity-reference-file", f != NULL, "cannot open tests/nll_stories260K.txt");
@@ -405,7 +417,7 @@ static void test_perplexity(void) {
         if (line[0] == '#' || sscanf(line, "%d %d %lf", &window, &count, &want) != 3) continue;
         Model m;
         build_model(&m, model_path("stories260K.bin"), WEIGHTS_READ, window, 7, KV_AUTO); // blocks of 7 cross window edges
-        Perplexity p = perplexity(&m, tokens, 48);
+        Perplexity p = perplexity(&m, tokens, 48, 1);
         char id[64];
         snprintf(id, sizeof(id), "perplexity-window-%d", window);
         check(id, p.n_predicted == count && fabs(p.mean_nll - want) < 1e-5, "%d tokens, NLL %.7f; reference %d, %.7f",
@@ -414,7 +426,7 @@ static void test_perplexity(void) {
         n_cases++;
     }
     fclose(f);
-    check("perplexity-cases", n_cases == 2, "%d cases", n_cases);
+    check("perplexity-cases", n_cases == 3, "%d cases", n_cases);
 }
 
 static void test_forward(void) {
@@ -542,8 +554,8 @@ static void test_generate(void) {
     double ppl[2];
     for (int f16 = 0; f16 < 2; f16++) {
         Model m;
-        build_model(&m, model_path("stories260K_q80_gs4.bin"), WEIGHTS_READ, 0, PROMPT_BLOCK, f16 ? KV_F16 : KV_F32);
-        ppl[f16] = perplexity(&m, story_tokens, n_story).perplexity;
+        build_model(&m, model_path("stories260K_q80_gs4.bin"), WEIGHTS_READ, 128, PROMPT_BLOCK, f16 ? KV_F16 : KV_F32);
+        ppl[f16] = perplexity(&m, story_tokens, n_story, 1).perplexity;
         free_model(&m);
     }
     check("generate-kv-f16-int8-perplexity", fabs(ppl[1] / ppl[0] - 1.0) < 1e-3, "f32 cache %.5f, f16 cache %.5f",
@@ -562,7 +574,7 @@ static void test_chat_template(void) {
     check("chat-template-file", f != NULL, "cannot open tests/chat_template_ids.txt");
     if (!f) return;
     char *line = NULL, name[128] = "", *system = NULL, *messages[16];
-    size_t cap = 0;
+    size_t cap = 0, lengths[16]; // a message may hold a NUL byte
     int n_messages = 0, n_dialogs = 0;
     while (getline(&line, &cap, f) > 0) {
         line[strcspn(line, "\n")] = '\0';
@@ -573,11 +585,12 @@ static void test_chat_template(void) {
             if (strcmp(line + 7, "-") != 0) system = calloc(strlen(line) / 2 + 1, 1), unhex(line + 7, system);
         } else if (strncmp(line, "message ", 8) == 0 && n_messages < 16) {
             messages[n_messages] = calloc(strlen(line) / 2 + 1, 1);
-            unhex(line + 8, messages[n_messages++]);
+            lengths[n_messages] = unhex(line + 8, messages[n_messages]);
+            n_messages++;
         } else if (strncmp(line, "ids ", 4) == 0) {
             int want[4096], n_want = 0, n;
             for (char *tok = strtok(line + 4, " "); tok && n_want < 4096; tok = strtok(NULL, " ")) want[n_want++] = atoi(tok);
-            int *ids = encode_dialog(&t, system, (const char *const *)messages, n_messages, &n);
+            int *ids = encode_dialog(&t, system, (const char *const *)messages, lengths, n_messages, &n);
             char id[160];
             snprintf(id, sizeof(id), "chat-template-%s", name);
             int first_diff = 0;
@@ -590,7 +603,7 @@ static void test_chat_template(void) {
     }
     free(line);
     fclose(f);
-    check("chat-template-dialogs", n_dialogs == 4, "%d dialogs", n_dialogs);
+    check("chat-template-dialogs", n_dialogs == 6, "%d dialogs", n_dialogs);
     free_tokenizer(&t);
 }
 
@@ -1303,9 +1316,10 @@ static void test_cli(void) {
 
     // Perplexity of a story (tests/story.txt, written for these tests): int8 within 1% of fp32.
     if (!could_match("cli-ppl-") && !could_match("cli-export-")) return; // ./test_all PREFIX: not asked for
-    double fp32 = cli_perplexity(STORIES " -m ppl < tests/story.txt");
+    // Windows of 128, as the llama.cpp references in models/stories260K-wide/ were measured.
+    double fp32 = cli_perplexity(STORIES " -m ppl -n 128 < tests/story.txt");
     if (could_match("cli-ppl-")) {
-        double int8 = cli_perplexity("$M/stories260K_q80_gs4.bin -z $M/tok512.bin -m ppl < tests/story.txt");
+        double int8 = cli_perplexity("$M/stories260K_q80_gs4.bin -z $M/tok512.bin -m ppl -n 128 < tests/story.txt");
         check("cli-ppl-int8-within-1pct-of-fp32", fp32 > 1.0 && fp32 < 10.0 && fabs(int8 / fp32 - 1.0) < 0.01,
               "fp32 %.4f, int8 %.4f", fp32, int8);
     }
@@ -1317,8 +1331,8 @@ static void test_cli(void) {
         {"cli-export-meta-f32-greedy", "--meta-llama %s/stories260K-meta", "f32", 0.0},
         {"cli-export-hf-f16-greedy", "--hf %s/stories260K-hf", "f16", 0.0},
         {"cli-export-meta-f16-greedy", "--meta-llama %s/stories260K-meta", "f16", 0.0},
-        {"cli-export-hf-q8_0-ppl", "--hf %s/stories260K-hf", "q8_0", 1.01},  // measured +0.31%
-        {"cli-export-hf-q4_0-ppl", "--hf %s/stories260K-hf", "q4_0", 1.06},  // measured +3.6%
+        {"cli-export-hf-q8_0-ppl", "--hf %s/stories260K-hf", "q8_0", 1.01},  // measured +0.44%
+        {"cli-export-hf-q4_0-ppl", "--hf %s/stories260K-hf", "q4_0", 1.06},  // measured +0.1% (126 tokens: noisy)
     };
     for (size_t i = 0; i < sizeof(exports) / sizeof(exports[0]); i++) {
         if (!wanted(exports[i].id)) continue;
@@ -1333,7 +1347,7 @@ static void test_cli(void) {
         } else if (exports[i].max_ppl_ratio == 0.0) {
             check_cli_case(&(CliCase){exports[i].id, "$T/export.gguf -t 0 -n 200", 0, .out = greedy_story_200});
         } else {
-            double p = cli_perplexity("$T/export.gguf -m ppl < tests/story.txt");
+            double p = cli_perplexity("$T/export.gguf -m ppl -n 128 < tests/story.txt");
             check(exports[i].id, p > 1.0 && p / fp32 < exports[i].max_ppl_ratio,
                   "perplexity %.4f against fp32 %.4f", p, fp32);
         }
@@ -1581,7 +1595,7 @@ static void test_hostile(void) {
     check("hostile-closed-stdin", r.status == 0 && r.out && strncmp(r.out, "Once upon a time", 16) == 0, "status %d", r.status);
     free_run(&r);
 
-    // A closed pipe: the run stops (SIGPIPE, or status 1 where SIGPIPE is ignored), it does not finish its 512 tokens.
+    // A closed pipe: the run stops quietly with status 0, whether the parent ignores SIGPIPE or not.
     const char *binary = getenv("RUN_BINARY") ? getenv("RUN_BINARY") : "./run";
     char cmd[4096];
     for (int ignore = 0; ignore < 2; ignore++) {
@@ -1596,8 +1610,8 @@ static void test_hostile(void) {
         char *err = read_file_text(tmp_path("pipe.err"), &err_len);
         char id[64];
         snprintf(id, sizeof(id), ignore ? "hostile-closed-pipe-sigpipe-ignored" : "hostile-closed-pipe");
-        // 141: killed by SIGPIPE (128 + 13); 1: saw EPIPE and stopped; 0 would mean it ran to the end
-        check(id, (status == 141 || status == 1) && (!err || !strstr(err, "rror")), "status %d, stderr %s", status, err);
+        // 141 would be death by SIGPIPE (128 + 13); run ignores it, sees EPIPE and stops
+        check(id, status == 0 && (!err || !strstr(err, "rror")), "status %d, stderr %s", status, err);
         free(err);
     }
     remove(tmp_path("pipe.status")), remove(tmp_path("pipe.err"));
@@ -1656,6 +1670,592 @@ static void test_hostile(void) {
 }
 
 // ----------------------------------------------------------------------------
+// Issue 14, the correctness sweep: one check (or a few) per numbered item of the
+// review, each id naming its item: issue14-N-what.
+
+// Runs export.py with args ($M and $T expanded as for ./run); status, stdout and stderr.
+static RunResult run_export(const char *args) {
+    char expanded[8192], cmd[16384];
+    expand_args(expanded, sizeof(expanded), args);
+    snprintf(cmd, sizeof(cmd), "%s export.py %s > %s 2> %s", getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3",
+             expanded, tmp_path("run.out"), tmp_path("run.err"));
+    int status = system(cmd);
+    RunResult r;
+    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    r.out = read_file_text(tmp_path("run.out"), &r.out_len);
+    size_t err_len = 0;
+    r.err = read_file_text(tmp_path("run.err"), &err_len);
+    r.err_lines = 0;
+    for (size_t i = 0; i < err_len; i++) r.err_lines += r.err[i] == '\n';
+    return r;
+}
+
+// Whether the file at path holds exactly the bytes of the file at original.
+static int same_file_bytes(const char *path, const char *original) {
+    size_t a_len = 0, b_len = 0;
+    char *a = read_file_text(path, &a_len), *b = read_file_text(original, &b_len);
+    int same = a && b && a_len == b_len && memcmp(a, b, a_len) == 0;
+    free(a), free(b);
+    return same;
+}
+
+// Item 1: an output that is an input is refused before anything is written,
+// whatever the path's spelling (./, a hard link).
+static void issue14_export_overwrite(void) {
+    if (!could_match("issue14-1-")) return;
+    size_t len = 0;
+    char *bytes = read_file_text(model_path("tok512.model"), &len);
+    write_file(tmp_path("tok.model"), bytes, len);
+    free(bytes);
+    bytes = read_file_text(model_path("stories260K.bin"), &len);
+    write_file(tmp_path("x.bin"), bytes, len);
+    free(bytes);
+    char link_path[1024];
+    snprintf(link_path, sizeof(link_path), "%s", tmp_path("x-link.bin"));
+    remove(link_path);
+    int linked = link(tmp_path("x.bin"), link_path) == 0;
+    struct { const char *id, *args, *file, *original; } cases[] = {
+        {"issue14-1-export-tokenizer-onto-itself", "$T/./tok.model --tokenizer $T/tok.model", "tok.model", "tok512.model"},
+        {"issue14-1-export-gguf-onto-checkpoint", "$T/x-link.bin --llama2c $T/x.bin --tokenizer $M/tok512.model", "x.bin",
+         "stories260K.bin"},
+        {"issue14-1-export-gguf-onto-tokenizer", "$T/tok.model --llama2c $M/stories260K.bin --tokenizer $T/tok.model",
+         "tok.model", "tok512.model"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        RunResult r = run_export(cases[i].args);
+        int intact = same_file_bytes(tmp_path(cases[i].file), model_path(cases[i].original));
+        check(cases[i].id, linked && r.status == 1 && intact && r.err && strstr(r.err, "is the input") && r.err_lines == 1,
+              "status %d, input intact %d, stderr %s", r.status, intact, r.err ? r.err : "");
+        free_run(&r);
+    }
+    remove(tmp_path("tok.model")), remove(tmp_path("x.bin")), remove(link_path);
+}
+
+// $T/s260.gguf: stories260K with its own tok512.model, as export.py writes it (once);
+// several items use it. Whether it is there.
+static int export_s260(void) {
+    static int status = -1;
+    if (status < 0) {
+        RunResult r = run_export("$T/s260.gguf --llama2c $M/stories260K.bin --tokenizer $M/tok512.model");
+        status = r.status;
+        if (status != 0) printf("     export.py: status %d, %s", r.status, r.err ? r.err : "");
+        free_run(&r);
+    }
+    return status == 0;
+}
+
+// Item 2: SentencePiece's normalizer flags travel in the GGUF and are honoured. stories260K
+// exported with its tok512.model (remove_extra_whitespaces on) against SentencePiece's own
+// ids for tok512 (tests/tokenizer_cases_tok512.tsv, by make references); tokenizer.bin,
+// which cannot say, gets Llama 2's rule, as the README says.
+static void issue14_normalizer_flags(void) {
+    if (!could_match("issue14-2-")) return;
+    check("issue14-2-export", export_s260(), "export.py failed");
+    Model m;
+    build_model(&m, tmp_path("s260.gguf"), WEIGHTS_MAP, 16, 1, KV_AUTO);
+    Tokenizer t;
+    tokenizer_from_gguf(&t, &m.vocab, "s260.gguf");
+    check("issue14-2-flags-read", t.remove_extra_whitespaces == 1 && t.add_dummy_prefix == 1 && t.add_bos == 1,
+          "remove_extra_whitespaces %d, add_dummy_prefix %d, add_bos %d", t.remove_extra_whitespaces,
+          t.add_dummy_prefix, t.add_bos);
+    tokenizer_cases_in(&t, "issue14-2-tok512-gguf", "tests/tokenizer_cases_tok512.tsv", 512);
+    free_tokenizer(&t);
+    free_model(&m);
+
+    // Perplexity: a text with every space doubled scores as the text itself, since the
+    // doubled spaces normalize away (before: 6.30 against 3.34).
+    size_t len = 0;
+    char *story = read_file_text("tests/story.txt", &len), *doubled = malloc(2 * len + 1);
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        doubled[n++] = story[i];
+        if (story[i] == ' ') doubled[n++] = ' ';
+    }
+    write_file(tmp_path("story-doubled.txt"), doubled, n);
+    free(story), free(doubled);
+    double single = cli_perplexity("$T/s260.gguf -m ppl < tests/story.txt");
+    double twice = cli_perplexity("$T/s260.gguf -m ppl < $T/story-doubled.txt");
+    check("issue14-2-ppl-double-space", single > 1.0 && single == twice, "perplexity %.4f, doubled spaces %.4f", single,
+          twice);
+    remove(tmp_path("story-doubled.txt"));
+
+    // add_bos_token false: no <s> in front. The export's bool, patched in place.
+    char *gguf = read_file_text(tmp_path("s260.gguf"), &len);
+    const char *key = "tokenizer.ggml.add_bos_token"; // then uint32 type 7 (bool), one byte
+    char *at = gguf ? memmem(gguf, len, key, strlen(key)) : NULL;
+    if (at) at[strlen(key) + 4] = 0, write_file(tmp_path("s260-nobos.gguf"), gguf, len);
+    free(gguf);
+    const CliCase cases[] = {
+        {"issue14-2-tokenize-double-space", "$T/s260.gguf -m tokenize -i \"Once  upon a time\"", 0,
+         .out = "1 403 407 261 378\n"},
+        {"issue14-2-tokenize-spaces-around", "$T/s260.gguf -m tokenize -i \"  Once upon  \"", 0, .out = "1 403 407\n"},
+        {"issue14-2-add-bos-false", "$T/s260-nobos.gguf -m tokenize -i \"Once  upon a time\"", 0,
+         .out = "403 407 261 378\n"},
+        {"issue14-2-add-bos-false-generates", "$T/s260-nobos.gguf -t 0 -n 20 -i \"\"", 0, .out_start = "Once upon a time"},
+        {"issue14-2-tokenizer-bin-keeps-llama2-rule", "-m tokenize -z $M/tok512.bin -i \"Once  upon a time\"", 0,
+         .out = "1 403 410 407 261 378\n"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_cli_case(&cases[i]);
+    remove(tmp_path("s260-nobos.gguf"));
+}
+
+// Item 4: a tiny positive temperature is greedy in effect, never NaN; one below
+// float's smallest normal number is accepted.
+static void issue14_tiny_temperature(void) {
+    if (!could_match("issue14-4-")) return;
+    Sampler s;
+    build_sampler(&s, 4, 3e-38f, 0.9f, 0, 7);
+    int all_max = 1;
+    for (int i = 0; i < 50; i++) {
+        float logits[4] = {1.0f, 30.0f, 2.0f, -5.0f};
+        all_max &= sample(&s, logits) == 1 && !isnan(logits[0]);
+    }
+    check("issue14-4-sample-tiny-temperature-is-greedy", all_max, NULL);
+    free_sampler(&s);
+    const CliCase cases[] = {
+        {"issue14-4-cli-temperature-3e-38", "$M/stories260K.bin -z $M/tok512.bin -t 3e-38 -n 200", 0, .out = greedy_story_200},
+        {"issue14-4-cli-temperature-1e-40", "$M/stories260K.bin -z $M/tok512.bin -t 1e-40 -n 200", 0, .out = greedy_story_200},
+        {"issue14-4-cli-temperature-1e-50", "$M/stories260K.bin -z $M/tok512.bin -t 1e-50 -n 200", 0, .out = greedy_story_200},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_cli_case(&cases[i]);
+}
+
+// Item 5: perplexity by llama-perplexity's rule. Windows of -n, whole ones only, each
+// scoring its second half: tests/story.txt is 368 tokens, so -n 64 scores 5 windows of
+// 31 tokens and -n 100 3 of 49 (llama.cpp's count: chunks * (n_ctx - 1 - n_ctx / 2)).
+// A context of 1 position (which never ended before) is refused, as is a text shorter
+// than one window. The NLL itself: perplexity-window-* against NumPy.
+static const char *scored_155(const RunResult *r) { return strstr(r->out, "over 155 tokens") ? NULL : "not 155 tokens"; }
+static const char *scored_147(const RunResult *r) { return strstr(r->out, "over 147 tokens") ? NULL : "not 147 tokens"; }
+
+static void issue14_perplexity_windows(void) {
+    if (!could_match("issue14-5-")) return;
+    export_s260();
+    size_t len = 0;
+    char *gguf = read_file_text(tmp_path("s260.gguf"), &len);
+    const char *key = "llama.context_length"; // then uint32 type 4, the uint32 value
+    char *at = gguf ? memmem(gguf, len, key, strlen(key)) : NULL;
+    uint32_t one = 1;
+    if (at) memcpy(at + strlen(key) + 4, &one, 4), write_file(tmp_path("s260-ctx1.gguf"), gguf, len);
+    free(gguf);
+    const CliCase cases[] = {
+        {"issue14-5-context-1-refused", "$T/s260-ctx1.gguf -m ppl -n 0 < tests/story.txt", 1, .err = "score nothing"},
+        {"issue14-5-window-2-refused", "$M/stories260K.bin -z $M/tok512.bin -m ppl -n 2 < tests/story.txt", 1,
+         .err = "windows of 2 positions"},
+        {"issue14-5-text-shorter-than-window", "$M/stories260K.bin -z $M/tok512.bin -m ppl -n 512 < tests/story.txt", 1,
+         .err = "shorter than one perplexity window of 512"},
+        {"issue14-5-windows-of-64", "$M/stories260K.bin -z $M/tok512.bin -m ppl -n 64 < tests/story.txt", 0,
+         .out_start = "perplexity ", .also = scored_155},
+        {"issue14-5-windows-of-100", "$M/stories260K.bin -z $M/tok512.bin -m ppl -n 100 < tests/story.txt", 0,
+         .out_start = "perplexity ", .also = scored_147},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_cli_case(&cases[i]);
+    remove(tmp_path("s260-ctx1.gguf"));
+
+    // The figure holds against llama.cpp's: llama-perplexity -c 128 on tests/story.txt for each
+    // of llama.cpp's quantizations in models/stories260K-wide/ (references.json, "ppl_c128"),
+    // within 2% (measured: 1.2% at most, from the int8 rounding of the activations).
+    char *refs = read_file_text(model_path("stories260K-wide/references.json"), NULL);
+    for (size_t i = 0; i < sizeof(wide1_files) / sizeof(wide1_files[0]); i++) {
+        char id[128], name[128], args[512];
+        snprintf(id, sizeof(id), "issue14-5-like-llama-perplexity-%s", wide1_files[i]);
+        if (!wanted(id)) continue;
+        snprintf(name, sizeof(name), "\"wide1-%s.gguf\"", wide1_files[i]);
+        const char *entry = refs ? strstr(refs, name) : NULL, *at = entry ? strstr(entry, "\"ppl_c128\":") : NULL;
+        double want = at ? atof(at + strlen("\"ppl_c128\":")) : 0.0;
+        snprintf(args, sizeof(args), "$M/stories260K-wide/wide1-%s.gguf -m ppl -n 128 < tests/story.txt", wide1_files[i]);
+        double got = cli_perplexity(args);
+        check(id, want > 1.0 && fabs(got / want - 1.0) < 0.02, "run %.4f, llama-perplexity %.4f", got, want);
+    }
+    free(refs);
+}
+
+// Item 6: GGUF files that contradict themselves or ask for what is not implemented.
+// The files are the export $T/s260.gguf edited: extra key/value pairs go in right after
+// the 24-byte header, padded by one more string pair to a multiple of 32 bytes so that
+// the tensor data stays aligned; a key or tensor name may first be renamed in place.
+typedef struct {
+    unsigned char bytes[1024];
+    size_t len;
+    int n;
+} KVs;
+
+static void kv_key(KVs *kv, const char *key, uint32_t type) {
+    uint64_t len = strlen(key);
+    memcpy(kv->bytes + kv->len, &len, 8), memcpy(kv->bytes + kv->len + 8, key, len);
+    memcpy(kv->bytes + kv->len + 8 + len, &type, 4);
+    kv->len += 12 + len, kv->n++;
+}
+static void kv_string(KVs *kv, const char *key, const char *value) {
+    kv_key(kv, key, 8);
+    uint64_t len = strlen(value);
+    memcpy(kv->bytes + kv->len, &len, 8), memcpy(kv->bytes + kv->len + 8, value, len);
+    kv->len += 8 + len;
+}
+static void kv_scalar(KVs *kv, const char *key, uint32_t type, const void *value, size_t size) {
+    kv_key(kv, key, type);
+    memcpy(kv->bytes + kv->len, value, size);
+    kv->len += size;
+}
+
+// Writes $T/name: s260.gguf with `from` renamed to `to` (the same length) where it first
+// appears, and the pairs of kv added. Returns whether it could.
+static int edited_gguf(const char *name, const char *from, const char *to, KVs kv) {
+    size_t len = 0;
+    char *whole = read_file_text(tmp_path("s260.gguf"), &len);
+    if (!whole) return 0;
+    char *at = from ? memmem(whole, len, from, strlen(from)) : NULL;
+    if (from && (!at || strlen(to) != strlen(from))) return free(whole), 0;
+    if (at) memcpy(at, to, strlen(to));
+    size_t pad = (32 - (kv.len + 28) % 32) % 32; // the padding pair: 28 bytes with key "test.pad", then its value
+    char value[40] = "";
+    memset(value, 'x', pad), value[pad] = '\0';
+    kv_string(&kv, "test.pad", value);
+    uint64_t n_kv;
+    memcpy(&n_kv, whole + 16, 8), n_kv += kv.n, memcpy(whole + 16, &n_kv, 8);
+    FILE *f = fopen(tmp_path(name), "wb");
+    fwrite(whole, 1, 24, f), fwrite(kv.bytes, 1, kv.len, f), fwrite(whole + 24, 1, len - 24, f);
+    fclose(f);
+    free(whole);
+    return kv.len % 32 == 0;
+}
+
+static void issue14_gguf_lies(void) {
+    if (!could_match("issue14-6-")) return;
+    export_s260();
+    KVs none = {{0}, 0, 0}, kv;
+    int made = edited_gguf("dup-tensor.gguf", "blk.0.attn_k.weight", "blk.0.attn_q.weight", none);
+    uint32_t u32 = 5;
+    kv = none, kv_scalar(&kv, "llama.block_count", 4, &u32, 4);
+    made &= edited_gguf("dup-key.gguf", NULL, NULL, kv);
+    float two = 2.0f, four = 4.0f;
+    kv = none, kv_string(&kv, "llama.rope.scaling.type", "linear"), kv_scalar(&kv, "llama.rope.scaling.factor", 6, &two, 4);
+    made &= edited_gguf("rope-linear.gguf", NULL, NULL, kv);
+    kv = none, kv_string(&kv, "llama.rope.scaling.type", "yarn"), kv_scalar(&kv, "llama.rope.scaling.factor", 6, &four, 4);
+    made &= edited_gguf("rope-yarn.gguf", NULL, NULL, kv);
+    kv = none, kv_string(&kv, "llama.rope.scaling.type", "none"), kv_scalar(&kv, "llama.rope.scaling.factor", 6, &four, 4);
+    made &= edited_gguf("rope-none-factor.gguf", NULL, NULL, kv);
+    uint64_t bos = (1ull << 32) + 1, huge = (1ull << 63) + 5;
+    kv = none, kv_scalar(&kv, "tokenizer.ggml.bos_token_id", 10, &bos, 8);
+    made &= edited_gguf("bos-2p32.gguf", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.xos_token_id", kv);
+    kv = none, kv_scalar(&kv, "tokenizer.ggml.bos_token_id", 10, &huge, 8);
+    made &= edited_gguf("bos-huge.gguf", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.xos_token_id", kv);
+    int64_t minus4 = -4, wraps = (1ll << 32) + 4;
+    kv = none, kv_scalar(&kv, "llama.attention.head_count_kv", 11, &minus4, 8);
+    made &= edited_gguf("kv-heads-negative.gguf", "llama.attention.head_count_kv", "llama.attention.head_count_xx", kv);
+    kv = none, kv_scalar(&kv, "llama.attention.head_count_kv", 11, &wraps, 8);
+    made &= edited_gguf("kv-heads-wraps.gguf", "llama.attention.head_count_kv", "llama.attention.head_count_xx", kv);
+    check("issue14-6-files-made", made, "could not edit $T/s260.gguf");
+
+    const CliCase cases[] = {
+        {"issue14-6-duplicate-tensor-refused", "$T/dup-tensor.gguf -n 8", 1, .err = "tensor blk.0.attn_q.weight appears twice"},
+        {"issue14-6-duplicate-key-refused", "$T/dup-key.gguf -n 8", 1, .err = "key llama.block_count appears twice"},
+        {"issue14-6-rope-yarn-refused", "$T/rope-yarn.gguf -n 8", 1, .err = "linear RoPE scaling only"},
+        {"issue14-6-rope-none-with-factor-refused", "$T/rope-none-factor.gguf -n 8", 1, .err = "scaling.factor is 4"},
+        {"issue14-6-bos-u64-2p32-plus-1-refused", "$T/bos-2p32.gguf -n 8", 1, .err = "bos 4294967297"},
+        {"issue14-6-bos-u64-above-int64-refused", "$T/bos-huge.gguf -n 8", 1, .err = "is 9223372036854775813, out of range"},
+        {"issue14-6-head-count-kv-negative-refused", "$T/kv-heads-negative.gguf -n 8", 1, .err = "head_count_kv is -4"},
+        {"issue14-6-head-count-kv-i64-refused", "$T/kv-heads-wraps.gguf -n 8", 1, .err = "head_count_kv is 4294967300"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_cli_case(&cases[i]);
+
+    // Linear scaling: position p turns as p / 2 does unscaled, and the text changes.
+    if (wanted("issue14-6-rope-linear-tables")) {
+        Model plain, scaled;
+        build_model(&plain, tmp_path("s260.gguf"), WEIGHTS_MAP, 64, 1, KV_AUTO);
+        build_model(&scaled, tmp_path("rope-linear.gguf"), WEIGHTS_MAP, 64, 1, KV_AUTO);
+        int half = plain.config.head_size / 2, same = scaled.config.rope_scale == 2.0f, moved = 0;
+        for (int p = 0; p < 64; p += 2)
+            for (int i = 0; i < half; i++) {
+                same &= fabsf(scaled.state.rope_cos[p * half + i] - plain.state.rope_cos[p / 2 * half + i]) < 1e-6f &&
+                        fabsf(scaled.state.rope_sin[p * half + i] - plain.state.rope_sin[p / 2 * half + i]) < 1e-6f;
+                moved |= scaled.state.rope_cos[p * half + i] != plain.state.rope_cos[p * half + i];
+            }
+        check("issue14-6-rope-linear-tables", same && moved, "scale %g; tables at 2p equal unscaled at p: %d", 
+              scaled.config.rope_scale, same);
+        free_model(&plain), free_model(&scaled);
+    }
+    if (wanted("issue14-6-rope-linear-runs")) {
+        RunResult a = run_args("$T/s260.gguf -t 0 -n 60"), b = run_args("$T/rope-linear.gguf -t 0 -n 60");
+        check("issue14-6-rope-linear-runs", a.status == 0 && b.status == 0 && a.out && b.out && strcmp(a.out, b.out) != 0,
+              "status %d and %d; the scaled file's text is %s", a.status, b.status,
+              a.out && b.out && strcmp(a.out, b.out) == 0 ? "the same" : "other");
+        free_run(&a), free_run(&b);
+    }
+    const char *made_files[] = {"dup-tensor.gguf", "dup-key.gguf", "rope-linear.gguf", "rope-yarn.gguf",
+                                "rope-none-factor.gguf", "bos-2p32.gguf", "bos-huge.gguf", "kv-heads-negative.gguf",
+                                "kv-heads-wraps.gguf"};
+    for (size_t i = 0; i < sizeof(made_files) / sizeof(made_files[0]); i++) remove(tmp_path(made_files[i]));
+}
+
+static const char *at_most_4_lines(const RunResult *r) {
+    if (r->err_lines > 4) return "more than 4 lines on stderr";
+    return strstr(r->err, "run -h") ? NULL : "stderr does not point at run -h";
+}
+
+// Item 10: a reader that leaves early is not an error, pipefail or not, SIGPIPE ignored
+// by the parent or not; and the run stops rather than computing its 2000 tokens for no one.
+// Item 11: a bad flag is the error and a pointer to -h, at most 4 lines; -h is the manual.
+static void issue14_pipe_and_flags(void) {
+    if (could_match("issue14-10-")) {
+        const char *binary = getenv("RUN_BINARY") ? getenv("RUN_BINARY") : "./run";
+        for (int ignore = 0; ignore < 2; ignore++) {
+            char cmd[4096], id[64];
+            snprintf(cmd, sizeof(cmd), "bash -c '%s set -o pipefail; %s %s -z %s -n 2000 2>%s | head -c 5 >/dev/null'",
+                     ignore ? "trap \"\" PIPE;" : "", binary, model_path("stories260K.bin"), model_path("tok512.bin"),
+                     tmp_path("pipe.err"));
+            double start = seconds_now();
+            int status = system(cmd);
+            double seconds = seconds_now() - start;
+            status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+            size_t err_len = 0;
+            char *err = read_file_text(tmp_path("pipe.err"), &err_len);
+            snprintf(id, sizeof(id), "issue14-10-pipefail-status-0%s", ignore ? "-sigpipe-ignored" : "");
+            // stderr: at most the timings line, never an error
+            check(id, status == 0 && (!err || !strstr(err, "rror")), "status %d after %.2f s, stderr %s", status, seconds,
+                  err ? err : "");
+            free(err);
+        }
+        remove(tmp_path("pipe.err"));
+    }
+    const CliCase cases[] = {
+        {"issue14-11-bad-flag-short", "$M/stories260K.bin -q 1", 2, .err = "unknown option '-q'", .also = at_most_4_lines},
+        {"issue14-11-bad-value-short", "$M/stories260K.bin -t hot", 2, .err = "-t wants", .also = at_most_4_lines},
+        {"issue14-11-help-is-the-manual", "-h", 0, .out_start = "Usage:", .also = lists_every_option},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_cli_case(&cases[i]);
+}
+
+// Items 7 and 8: -i - with a closed stdin is an empty prompt; in chat, -i - takes the
+// turns from stdin one per line. One trailing \n or \r\n is dropped, a lone \r stays
+// (ids from SentencePiece: "Hello\r" is 1 15043 30004, "Hello" 1 15043).
+static void issue14_stdin_edges(void) {
+    if (!could_match("issue14-7-") && !could_match("issue14-8-")) return;
+    write_file(tmp_path("hello-cr.txt"), "Hello\r", 6);
+    write_file(tmp_path("hello-crlf.txt"), "Hello\r\n", 7);
+    write_file(tmp_path("hello-cr-crlf.txt"), "Hello\r\r\n", 8);
+    const CliCase cases[] = {
+        {"issue14-7-dash-closed-stdin-is-empty", "$M/stories260K.bin -z $M/tok512.bin -t 0 -n 20 -i - <&-", 0,
+         .out_start = "Once upon a time"},
+        {"issue14-7-dash-closed-stdin-tokenize", "-m tokenize -z tokenizer.bin -i - <&-", 0, .out = "1\n"},
+        {"issue14-7-chat-dash-turns-per-line", "$M/stories260K.bin -z $M/tok512.bin -m chat -t 0 -n 400 -i - < tests/chat_turns.txt",
+         0, .also = two_replies},
+        {"issue14-8-lone-cr-kept", "-m tokenize -z tokenizer.bin < $T/hello-cr.txt", 0, .out = "1 15043 30004\n"},
+        {"issue14-8-crlf-dropped", "-m tokenize -z tokenizer.bin < $T/hello-crlf.txt", 0, .out = "1 15043\n"},
+        {"issue14-8-cr-before-crlf-kept", "-m tokenize -z tokenizer.bin < $T/hello-cr-crlf.txt", 0,
+         .out = "1 15043 30004\n"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_cli_case(&cases[i]);
+    remove(tmp_path("hello-cr.txt")), remove(tmp_path("hello-crlf.txt")), remove(tmp_path("hello-cr-crlf.txt"));
+}
+
+// Item 12: -z takes a GGUF file's vocabulary (a model's, or a vocabulary-only file: here
+// the export with its tensor count set to 0, so that only its keys are read), and names
+// a SentencePiece .model instead of misreading it as tokenizer.bin.
+static void issue14_z_formats(void) {
+    if (!could_match("issue14-12-")) return;
+    export_s260();
+    size_t len = 0;
+    char *gguf = read_file_text(tmp_path("s260.gguf"), &len);
+    if (gguf && len > 24) memset(gguf + 8, 0, 8), write_file(tmp_path("vocab-only.gguf"), gguf, len);
+    free(gguf);
+    const CliCase cases[] = {
+        {"issue14-12-z-gguf-tokenize", "-m tokenize -z $M/llama-2-tiny-random.gguf -i \"Hello world\"", 0,
+         .out = "1 15043 3186\n"},
+        {"issue14-12-z-vocab-only-gguf", "-m tokenize -z $T/vocab-only.gguf -i \"Once  upon a time\"", 0,
+         .out = "1 403 407 261 378\n"},
+        {"issue14-12-z-gguf-with-model", "$M/stories260K.bin -z $T/vocab-only.gguf -t 0 -n 200", 0, .out = greedy_story_200},
+        {"issue14-12-z-sentencepiece-model", "-m tokenize -z $M/tok512.model -i x", 1,
+         .err = "is a SentencePiece model, not a tokenizer.bin: convert it with python3 export.py OUT.bin --tokenizer"},
+        {"issue14-12-z-gguf-vocab-mismatch", "$M/stories260K.bin -z $M/llama-2-tiny-random.gguf -n 8", 1,
+         .err = "has 32000 tokens but"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_cli_case(&cases[i]);
+    remove(tmp_path("vocab-only.gguf"));
+}
+
+// Item 3: vocabularies the other cases do not cover, against SentencePiece on edited
+// tok512 models (tests/make_vocab_cases.py, by make references): user-defined pieces
+// matched whole; no byte fallback, a run of unknown characters one <unk>, which prints
+// as SentencePiece decodes it; and a GGUF without token types still has its byte pieces.
+static void issue14_vocab_case(const char *prefix, const char *model, const char *cases_file, int bytes) {
+    char args[512];
+    snprintf(args, sizeof(args), "$T/vocab.gguf --llama2c $M/stories260K.bin --tokenizer %s", model);
+    RunResult r = run_export(args);
+    char id[128];
+    snprintf(id, sizeof(id), "%s-export", prefix);
+    check(id, r.status == 0, "export.py: status %d, %s", r.status, r.err ? r.err : "");
+    free_run(&r);
+    Model m;
+    build_model(&m, tmp_path("vocab.gguf"), WEIGHTS_MAP, 16, 1, KV_AUTO);
+    Tokenizer t;
+    tokenizer_from_gguf(&t, &m.vocab, "vocab.gguf");
+    tokenizer_cases_bytes(&t, prefix, cases_file, 512, bytes, 13);
+    free_tokenizer(&t), free_model(&m);
+    remove(tmp_path("vocab.gguf"));
+}
+
+static void issue14_vocabularies(void) {
+    if (!could_match("issue14-3-")) return;
+    if (could_match("issue14-3-user-defined"))
+        issue14_vocab_case("issue14-3-user-defined", "tests/tok512_userdef.model", "tests/tokenizer_cases_userdef.tsv", 1);
+    if (could_match("issue14-3-no-byte-fallback"))
+        issue14_vocab_case("issue14-3-no-byte-fallback", "tests/tok512_nobyte.model", "tests/tokenizer_cases_nobyte.tsv", 0);
+    if (could_match("issue14-3-no-token-type")) { // Meta's vocabulary with its types' key renamed away
+        size_t len = 0;
+        char *gguf = read_file_text(model_path("llama-2-tiny-random.gguf"), &len);
+        const char *key = "tokenizer.ggml.token_type";
+        char *at = gguf ? memmem(gguf, len, key, strlen(key)) : NULL;
+        if (at) at[strlen(key) - 1] = 'x', write_file(tmp_path("no-types.gguf"), gguf, len);
+        free(gguf);
+        Model m;
+        build_model(&m, tmp_path("no-types.gguf"), WEIGHTS_MAP, 16, 1, KV_AUTO);
+        Tokenizer t;
+        tokenizer_from_gguf(&t, &m.vocab, "no-types.gguf");
+        check("issue14-3-no-token-type-read", at && m.vocab.type == NULL, NULL);
+        tokenizer_cases(&t, "issue14-3-no-token-type");
+        free_tokenizer(&t), free_model(&m);
+        check_cli_case(&(CliCase){"issue14-3-no-token-type-emoji", "$T/no-types.gguf -m tokenize -i \"Hi 🦙\"", 0,
+                                  .out = "1 6324 29871 243 162 169 156\n"});
+        remove(tmp_path("no-types.gguf"));
+    }
+    if (wanted("issue14-3-unk-prints-as-sentencepiece")) { // Meta's tokenizer: " ⁇ " (SentencePiece's decode of 0)
+        Tokenizer t;
+        build_tokenizer(&t, "tokenizer.bin");
+        int ids[] = {1, 15043, 0, 3186}, first[] = {1, 0, 15043};
+        size_t a_len, b_len;
+        char *a = print_ids(&t, ids, 4, &a_len), *b = print_ids(&t, first, 3, &b_len);
+        check("issue14-3-unk-prints-as-sentencepiece", strcmp(a, "Hello \xE2\x81\x87  world") == 0 &&
+              strcmp(b, " \xE2\x81\x87  Hello") == 0, "printed '%s' and '%s'", a, b);
+        free(a), free(b), free_tokenizer(&t);
+    }
+}
+
+// Item 13: messages. A tensor with 3 dimensions where 2 are expected (the export with a
+// third extent of 1 on blk.0.attn_q.weight, 8 bytes more, and a 24-byte key/value pair so
+// that the header grows by 32 and the data stays aligned); a GGUF whose embedding is huge
+// is not asked whether it is a llama2.c checkpoint; the stats line counts the prompt that
+// -n let through; RUN_KERNELS= is as unset; export.py refuses what run would refuse.
+static const char *says_prompt_5(const RunResult *r) { return strstr(r->err, "prompt 5 tokens") ? NULL : "not 5 prompt tokens"; }
+
+static void issue14_messages(void) {
+    if (!could_match("issue14-13-")) return;
+    export_s260();
+    size_t len = 0;
+    char *whole = read_file_text(tmp_path("s260.gguf"), &len);
+    const char *name = "blk.0.attn_q.weight", *embd = "token_embd.weight";
+    char *at = whole ? memmem(whole, len, name, strlen(name)) : NULL;
+    if (at) {
+        size_t dims_end = (size_t)(at - whole) + strlen(name) + 4 + 16; // n_dims, then two extents
+        uint32_t three = 3, u32_type = 4, zero = 0;
+        uint64_t one = 1, n_kv, key_len = 8;
+        memcpy(at + strlen(name), &three, 4);
+        memcpy(&n_kv, whole + 16, 8), n_kv++, memcpy(whole + 16, &n_kv, 8);
+        FILE *f = fopen(tmp_path("dims3.gguf"), "wb");
+        fwrite(whole, 1, 24, f);
+        fwrite(&key_len, 8, 1, f), fwrite("test.pad", 1, 8, f), fwrite(&u32_type, 4, 1, f), fwrite(&zero, 4, 1, f);
+        fwrite(whole + 24, 1, dims_end - 24, f), fwrite(&one, 8, 1, f), fwrite(whole + dims_end, 1, len - dims_end, f);
+        fclose(f);
+        memcpy(at + strlen(name), (uint32_t[]){2}, 4), memcpy(&n_kv, whole + 16, 8), n_kv--, memcpy(whole + 16, &n_kv, 8);
+    }
+    at = whole ? memmem(whole, len, embd, strlen(embd)) : NULL;
+    if (at) { // its second extent, the vocabulary: 2^23 rows
+        uint64_t rows = 1ull << 23;
+        memcpy(at + strlen(embd) + 4 + 8, &rows, 8);
+        write_file(tmp_path("huge-embd.gguf"), whole, len);
+    }
+    free(whole);
+    const CliCase cases[] = {
+        {"issue14-13-tensor-dimensions-named", "$T/dims3.gguf -n 8", 1,
+         .err = "tensor blk.0.attn_q.weight has 3 dimensions, expected 2"},
+        {"issue14-13-huge-embedding-not-llama2c", "$T/huge-embd.gguf -n 8", 1,
+         .err = "tensor token_embd.weight has 8388608 rows (the vocabulary), expected 1..4194304"},
+        {"issue14-13-stats-count-the-prompt-fed", "$M/stories260K.bin -z $M/tok512.bin -t 0 -n 5 -i \"Once upon a time there was a girl\"",
+         0, .also = says_prompt_5},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_cli_case(&cases[i]);
+    remove(tmp_path("dims3.gguf")), remove(tmp_path("huge-embd.gguf"));
+
+    if (wanted("issue14-13-run-kernels-empty-is-unset")) {
+        char cmd[4096];
+        snprintf(cmd, sizeof(cmd), "RUN_KERNELS= %s %s -t 0 -n 200 > %s 2>/dev/null",
+                 getenv("RUN_BINARY") ? getenv("RUN_BINARY") : "./run", model_path("stories260K.gguf"), tmp_path("k.out"));
+        int status = system(cmd);
+        char *out = read_file_text(tmp_path("k.out"), NULL);
+        check("issue14-13-run-kernels-empty-is-unset", status == 0 && out && strcmp(out, greedy_story_200) == 0,
+              "status %d", status);
+        free(out), remove(tmp_path("k.out"));
+    }
+    struct { const char *id, *args, *needle; } exports[] = {
+        {"issue14-13-export-context-over-run-limit", "$T/c.gguf --llama2c $M/stories260K.bin --tokenizer $M/tok512.model "
+         "--context 4194305", "expected 1..4194304"},
+        {"issue14-13-export-output-folder", "$T --llama2c $M/stories260K.bin --tokenizer $M/tok512.model", "is a folder"},
+        {"issue14-13-export-tokenizer-output-folder", "$T --tokenizer $M/tok512.model", "is a folder"},
+    };
+    for (size_t i = 0; i < sizeof(exports) / sizeof(exports[0]); i++) {
+        if (!wanted(exports[i].id)) continue;
+        RunResult r = run_export(exports[i].args);
+        check(exports[i].id, r.status != 0 && r.err && strstr(r.err, exports[i].needle) && !file_exists(tmp_path("c.gguf")),
+              "status %d, stderr %s", r.status, r.err ? r.err : "");
+        free_run(&r);
+    }
+}
+
+// Item 9: chat turns are stripped as Python's str.strip() strips them, and a NUL byte is
+// text. Held to SentencePiece and Meta's rule by the chat-template-python-whitespace and
+// chat-template-nul-in-turn dialogs (tests/make_chat_cases.py); here, the same through chat().
+static void issue14_chat_turns(void) {
+    if (!could_match("issue14-9-")) return;
+    Tokenizer t;
+    build_tokenizer(&t, "tokenizer.bin");
+    const char *spaced[] = {"\xc2\xa0\x1cHello\xc2\x85\xe3\x80\x80"}, *plain[] = {"Hello"};
+    int n_a, n_b;
+    int *a = encode_dialog(&t, NULL, spaced, NULL, 1, &n_a), *b = encode_dialog(&t, NULL, plain, NULL, 1, &n_b);
+    check("issue14-9-strip-python-whitespace", n_a == n_b && memcmp(a, b, n_a * sizeof(int)) == 0, "%d ids, %d without",
+          n_a, n_b);
+    free(a), free(b), free_tokenizer(&t);
+    // A chat whose one turn holds a NUL: the model sees the bytes after it too, so the
+    // conversation is longer than with the turn cut at the NUL.
+    char *out_nul, *out_cut;
+    static const char turn_nul[] = "Tell me\0 a story about a cat.\n", turn_cut[] = "Tell me\n";
+    Model m;
+    Tokenizer tok;
+    Sampler s;
+    ChatStats st[2];
+    for (int k = 0; k < 2; k++) {
+        build_model(&m, model_path("stories260K.bin"), WEIGHTS_READ, 200, PROMPT_BLOCK, KV_AUTO);
+        build_tokenizer(&tok, model_path("tok512.bin"));
+        build_sampler(&s, m.config.vocab_size, 0.0f, 0.9f, 0, 1);
+        ChatOptions o = {NULL, NULL, 1, {NULL, 0}, 0};
+        FILE *in = k ? fmemopen((void *)turn_cut, sizeof(turn_cut) - 1, "r") : fmemopen((void *)turn_nul, sizeof(turn_nul) - 1, "r");
+        size_t len;
+        FILE *out = open_memstream(k ? &out_cut : &out_nul, &len);
+        st[k] = chat(&m, &tok, &s, &o, in, out);
+        fclose(in), fclose(out);
+        free_sampler(&s), free_tokenizer(&tok), free_model(&m);
+    }
+    // "[INST] Tell me [/INST]" and one reply token, against the same with "\0 a story about a cat."
+    check("issue14-9-nul-does-not-cut-the-turn", st[0].turns == 1 && st[1].turns == 1 && st[0].positions > st[1].positions + 5,
+          "positions %d with the NUL, %d cut there", st[0].positions, st[1].positions);
+    free(out_nul), free(out_cut);
+}
+
+static void test_issue14(void) {
+    issue14_export_overwrite();
+    issue14_normalizer_flags();
+    issue14_vocabularies();
+    issue14_tiny_temperature();
+    issue14_perplexity_windows();
+    issue14_gguf_lies();
+    issue14_pipe_and_flags();
+    issue14_stdin_edges();
+    issue14_z_formats();
+    issue14_messages();
+    issue14_chat_turns();
+    remove(tmp_path("s260.gguf"));
+}
+
+// ----------------------------------------------------------------------------
 
 // Every test function, in the order they run, with the prefix all its check ids start with.
 // in_process: it runs inside this binary (kernels, model, tokenizer, chat); --in-process
@@ -1679,6 +2279,7 @@ static const struct {
     {test_generate, "generate-", 1, 1},
     {test_cli, "cli-", 1, 0},
     {test_hostile, "hostile-", 1, 0},
+    {test_issue14, "issue14-", 1, 0},
 };
 
 int main(int argc, char **argv) {

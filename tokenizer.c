@@ -10,12 +10,19 @@
    on its ids and any other split is text it has never seen:
      1. normalize: a space is prepended (the "dummy prefix"), so a word at the
         start looks like a word after a space; spaces become the meta symbol
-        U+2581; bytes that are not valid UTF-8 become U+FFFD, one per byte;
+        U+2581; bytes that are not valid UTF-8 become U+FFFD, one per byte.
+        Two flags of the SentencePiece model change this: add_dummy_prefix
+        (on for Llama 2), and remove_extra_whitespaces (off for Llama 2, on by
+        SentencePiece's default): leading and trailing spaces dropped, runs
+        of spaces collapsed to one;
      2. split into characters (UTF-8 code points);
      3. repeatedly merge the adjacent pair whose concatenation is the vocabulary
         piece with the highest score (leftmost on ties), until no pair is a piece;
      4. a symbol that is still not a piece falls back to one <0xNN> piece per
-        byte of its UTF-8 encoding.
+        byte of its UTF-8 encoding; in a vocabulary without them, a run of
+        such symbols is one <unk>.
+   User-defined pieces (GGUF's USER_DEFINED) are matched whole in step 2,
+   longest first, and never merged with their neighbours.
    Decoding maps ids back to pieces, turns <0xNN> pieces into raw bytes and
    reassembles them into UTF-8 characters.
 
@@ -42,11 +49,16 @@ typedef struct {
     int16_t *byte_value; // (vocab_size) 0..255 for a <0xNN> piece, else -1
     int byte_token[256]; // id of the <0xNN> piece for each byte, or -1
     int unk_id, bos_id, eos_id;
+    // The SentencePiece model's normalizer flags (see step 1 above), and whether
+    // a text starts with <s>. tokenizer.bin cannot say: it gets Llama 2's (1, 0, 1).
+    int add_dummy_prefix, remove_extra_whitespaces, add_bos;
     int max_piece_len;   // no longer text can be a piece: a fast reject
     // Open-addressing hash from piece text to id, holding only the pieces
     // that text may be merged into: not <unk>, <s>, </s> nor <0xNN>.
     int *lookup;         // (lookup_mask + 1) token id, or -1 for empty
     size_t lookup_mask;
+    int *user_piece;     // (n_user) ids of the user-defined pieces, matched whole before BPE
+    int n_user;
     char *text_storage;  // one block holding every piece's text
 } Tokenizer;
 
@@ -115,6 +127,9 @@ static void index_tokenizer(Tokenizer *t, const int32_t *types, const char *path
     t->lookup = xmalloc(cap * sizeof(int), path);
     memset(t->lookup, 0xff, cap * sizeof(int)); // every slot -1
     t->lookup_mask = cap - 1;
+    t->user_piece = xmalloc((n + 1) * sizeof(int), path);
+    for (int i = 0; i < n && types; i++)
+        if (types[i] == PIECE_USER_DEFINED && t->piece_len[i] > 0) t->user_piece[t->n_user++] = i;
     for (int i = 0; i < n; i++) {
         int mergeable = types ? types[i] == PIECE_NORMAL || types[i] == PIECE_USER_DEFINED
                               : i != t->unk_id && i != t->bos_id && i != t->eos_id && t->byte_value[i] < 0;
@@ -130,6 +145,7 @@ static void index_tokenizer(Tokenizer *t, const int32_t *types, const char *path
 static void alloc_tokenizer(Tokenizer *t, int n, size_t text_bytes, const char *path) {
     memset(t, 0, sizeof(*t));
     t->vocab_size = n;
+    t->add_dummy_prefix = 1, t->remove_extra_whitespaces = 0, t->add_bos = 1; // Llama 2's
     t->piece = xmalloc(n * sizeof(char *), path);
     t->piece_len = xmalloc(n * sizeof(int), path);
     t->score = xmalloc(n * sizeof(float), path);
@@ -141,16 +157,26 @@ static void alloc_tokenizer(Tokenizer *t, int n, size_t text_bytes, const char *
 // whole file is walked and the count checked by the caller against the model.
 static void parse_tokenizer(Tokenizer *t, const unsigned char *data, size_t size, const char *path);
 
+// The file being parsed. A refusal exits through fatal() while it is in use; this
+// pointer keeps it reachable then, so LeakSanitizer (make test-sanitize) sees no leak.
+static unsigned char *volatile file_in_use; // volatile: never read, yet it must be stored
+
 static void build_tokenizer(Tokenizer *t, const char *path) {
     size_t size;
-    unsigned char *data = read_whole_file(path, &size);
+    unsigned char *data = file_in_use = read_whole_file(path, &size);
     parse_tokenizer(t, data, size, path);
     free(data);
+    file_in_use = NULL;
 }
 
 // Reads tokenizer.bin's bytes (size of them). Every length is checked against the bytes left.
 static void parse_tokenizer(Tokenizer *t, const unsigned char *data, size_t size, const char *path) {
     if (size < 4) fatal("%s: %zu bytes is too short for a tokenizer file (llama2.c tokenizer.bin format)", path, size);
+    // A SentencePiece .model is a protocol buffer: field 1 (a piece) whose own field 1 is its
+    // text, so 0x0A, a length, 0x0A. Read as tokenizer.bin, it would fail on some absurd length.
+    if (data[0] == 0x0A && data[1] != 0 && (data[2] == 0x0A || data[3] == 0x0A))
+        fatal("%s is a SentencePiece model, not a tokenizer.bin: convert it with python3 export.py OUT.bin --tokenizer %s",
+              path, path);
 
     // First pass: count the entries and check that each lies inside the file,
     // is no longer than the header says, and has a finite score.
@@ -232,6 +258,7 @@ static void free_tokenizer(Tokenizer *t) {
     free(t->byte_value);
     free(t->text_storage);
     free(t->lookup);
+    free(t->user_piece);
 }
 
 // ----------------------------------------------------------------------------
@@ -280,13 +307,25 @@ static const char replacement_char[] = "\xEF\xBF\xBD"; // U+FFFD
 static const char meta_space[] = "\xE2\x96\x81";       // U+2581, SentencePiece's space
 
 // Step 1. Returns a new buffer: ' ' prepended, U+2581 written as ' ' (this
-// vocabulary's spelling of it), each invalid byte replaced by U+FFFD.
-static char *normalize(const char *text, size_t len, size_t *out_len) {
+// vocabulary's spelling of it), each invalid byte replaced by U+FFFD. With
+// remove_extra_whitespaces, as SentencePiece's normalizer does it: only the
+// ASCII space counts as a space while reading (leading ones and repeats are
+// dropped; a U+2581 in the text stays), but at the end every trailing space
+// symbol goes, U+2581 and the dummy prefix included.
+static char *normalize(const Tokenizer *t, const char *text, size_t len, size_t *out_len) {
     char *out = xmalloc(3 * len + 2, "the text to encode"); // worst case: every byte becomes U+FFFD
-    size_t n = 0;
-    if (len > 0) out[n++] = ' ';
-    for (size_t i = 0; i < len;) {
+    size_t n = 0, i = 0;
+    int squeeze = t->remove_extra_whitespaces;
+    if (squeeze)
+        while (i < len && text[i] == ' ') i++;
+    if (i < len && t->add_dummy_prefix) out[n++] = ' ';
+    for (int prev_space = squeeze; i < len;) {
         int cl = utf8_char_len((const unsigned char *)text + i, len - i);
+        if (squeeze && prev_space && text[i] == ' ') {
+            i += 1;
+            continue;
+        }
+        prev_space = text[i] == ' ';
         if (cl == 0) {
             memcpy(out + n, replacement_char, 3), n += 3, i += 1;
         } else if (cl == 3 && memcmp(text + i, meta_space, 3) == 0) {
@@ -295,6 +334,8 @@ static char *normalize(const char *text, size_t len, size_t *out_len) {
             memcpy(out + n, text + i, cl), n += cl, i += cl;
         }
     }
+    if (squeeze)
+        while (n > 0 && out[n - 1] == ' ') n--;
     *out_len = n;
     return out;
 }
@@ -304,6 +345,7 @@ static char *normalize(const char *text, size_t len, size_t *out_len) {
 typedef struct {
     int start, len;
     int prev, next; // neighbours in the list of live symbols, -1 at the ends
+    int frozen;     // a user-defined piece: never merged
 } Symbol;
 
 // A candidate merge of symbol `left` with its right neighbour.
@@ -355,6 +397,7 @@ static MergeCandidate queue_pop(MergeQueue *q) {
 static void queue_pair(const Tokenizer *t, const char *text, const Symbol *sym, MergeQueue *q, int left) {
     if (left < 0 || sym[left].next < 0) return;
     int right = sym[left].next;
+    if (sym[left].frozen || sym[right].frozen) return;
     int len = sym[left].len + sym[right].len;
     int id = lookup_piece(t, text + sym[left].start, len);
     if (id < 0) return;
@@ -365,15 +408,20 @@ static void queue_pair(const Tokenizer *t, const char *text, const Symbol *sym, 
 // with <s> first if bos and </s> last if eos. Any bytes are accepted.
 static int *encode(const Tokenizer *t, const char *text, size_t len, int bos, int eos, int *n_tokens) {
     size_t norm_len;
-    char *norm = normalize(text, len, &norm_len);
+    char *norm = normalize(t, text, len, &norm_len);
     if (norm_len > (size_t)INT32_MAX / 2) fatal("text of %zu bytes is too long to encode", len);
 
-    // Step 2: one symbol per character.
+    // Step 2: one symbol per character, or per user-defined piece (the longest that matches here).
     Symbol *sym = xmalloc((norm_len + 1) * sizeof(Symbol), "the text to encode");
     int n_sym = 0;
     for (size_t i = 0; i < norm_len; n_sym++) {
-        int cl = utf8_char_len((const unsigned char *)norm + i, norm_len - i); // valid after normalize
-        sym[n_sym] = (Symbol){(int)i, cl, n_sym - 1, -1};
+        int cl = utf8_char_len((const unsigned char *)norm + i, norm_len - i), frozen = 0; // valid after normalize
+        for (int u = 0; u < t->n_user; u++) {
+            int id = t->user_piece[u], len = t->piece_len[id];
+            if ((frozen ? len > cl : len >= cl) && (size_t)len <= norm_len - i && memcmp(norm + i, t->piece[id], len) == 0)
+                cl = len, frozen = 1;
+        }
+        sym[n_sym] = (Symbol){(int)i, cl, n_sym - 1, -1, frozen};
         if (n_sym > 0) sym[n_sym - 1].next = n_sym;
         i += cl;
     }
@@ -395,20 +443,25 @@ static int *encode(const Tokenizer *t, const char *text, size_t len, int bos, in
     }
     free(queue.items);
 
-    // Step 4: emit ids; a symbol that is not a piece becomes bytes.
+    // Step 4: emit ids; a symbol that is not a piece becomes bytes, or, where the
+    // vocabulary lacks them, <unk>: one for a whole run of such symbols, as SentencePiece does.
     int *tokens = xmalloc((norm_len + 2) * sizeof(int), "the text to encode"); // one id per byte at most, plus <s> and </s>
-    int n = 0;
+    int n = 0, in_unknown = 0;
     if (bos) tokens[n++] = t->bos_id;
     for (int i = n_sym > 0 ? 0 : -1; i >= 0; i = sym[i].next) {
-        int id = lookup_piece(t, norm + sym[i].start, sym[i].len);
+        int id = lookup_piece(t, norm + sym[i].start, sym[i].len), bytes = 1;
+        for (int k = 0; id < 0 && k < sym[i].len; k++) bytes &= t->byte_token[(unsigned char)norm[sym[i].start + k]] >= 0;
+        if (id < 0 && !bytes) {
+            if (!in_unknown) tokens[n++] = t->unk_id;
+            in_unknown = 1;
+            continue;
+        }
+        in_unknown = 0;
         if (id >= 0) {
             tokens[n++] = id;
             continue;
         }
-        for (int k = 0; k < sym[i].len; k++) {
-            int b = t->byte_token[(unsigned char)norm[sym[i].start + k]];
-            tokens[n++] = b >= 0 ? b : t->unk_id; // a vocabulary without byte pieces
-        }
+        for (int k = 0; k < sym[i].len; k++) tokens[n++] = t->byte_token[(unsigned char)norm[sym[i].start + k]];
     }
     if (eos) tokens[n++] = t->eos_id;
     free(sym);
@@ -420,12 +473,13 @@ static int *encode(const Tokenizer *t, const char *text, size_t len, int bos, in
 // ----------------------------------------------------------------------------
 // Decoding and printing
 
-// The text of `token` as it follows `prev`. A piece right after <s> drops its
-// leading space: that space is the dummy prefix encode() added.
-static const char *decode(const Tokenizer *t, int prev, int token, int *len) {
+// The text of `token`; at_start: nothing of the text has been printed since <s>.
+// There a piece drops one leading space, the dummy prefix encode() added (or,
+// removing extra whitespace, one of the spaces SentencePiece's decoder strips).
+static const char *decode(const Tokenizer *t, int at_start, int token, int *len) {
     const char *s = t->piece[token];
     *len = t->piece_len[token];
-    if (prev == t->bos_id && *len > 0 && s[0] == ' ') s++, (*len)--;
+    if (at_start && (t->add_dummy_prefix || t->remove_extra_whitespaces) && *len > 0 && s[0] == ' ') s++, (*len)--;
     return s;
 }
 
@@ -446,10 +500,11 @@ typedef struct {
     char *held;               // text that may begin a stop string
     size_t n_held, held_cap;
     int stopped;              // a stop string appeared: nothing more is printed
+    int at_start;             // right after <s>, nothing printed yet: see decode()
 } Printer;
 
 static Printer make_printer(FILE *out, const char *const *stops, int n_stops) {
-    Printer p = {out, {0}, 0, stops, n_stops, NULL, 0, 0, 0};
+    Printer p = {out, {0}, 0, stops, n_stops, NULL, 0, 0, 0, 0};
     return p;
 }
 
@@ -519,16 +574,27 @@ static void drain_pending(Printer *p, int final) {
     }
 }
 
+// prev is the token before this one (after <s>, a piece drops its leading space).
 static void print_token(Printer *p, const Tokenizer *t, int prev, int token) {
+    if (prev == t->bos_id) p->at_start = 1;
     int b = t->byte_value[token];
     if (b >= 0) {
+        p->at_start = 0;
         p->pending[p->n_pending++] = (unsigned char)b;
         drain_pending(p, 0);
         return;
     }
     drain_pending(p, 1);
+    if (token == t->unk_id) { // as SentencePiece's decoder shows it, with its default surface " ⁇ " (U+2047)
+        p->at_start = 0;
+        put_text(p, " \xE2\x81\x87 ", 5);
+        return;
+    }
     int len;
-    const char *s = decode(t, prev, token, &len);
+    const char *s = decode(t, p->at_start, token, &len);
+    // SentencePiece's decoder strips one space per piece until some text appears when it
+    // removes extra whitespace; otherwise only the first piece's.
+    if (len > 0 || !t->remove_extra_whitespaces) p->at_start = 0;
     put_text(p, s, len);
 }
 

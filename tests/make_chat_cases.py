@@ -34,6 +34,12 @@ DIALOGS = [
     ("whitespace-and-unicode", "  Be kind.  \n",
      ["  Hello there!  \n", "\n Hi! 🦙 How can I help?  ", "Café au lait, s'il vous plaît\t"]),
     ("one-turn", "System text", ["Only one question?"]),
+    # Python's str.strip(), which Meta's code uses, takes Unicode whitespace too: NBSP, U+3000,
+    # U+2003, U+2028, U+0085 and the separators \x1c-\x1f among them.
+    ("python-whitespace", "\u3000Be brief.\u2028",
+     ["\u00a0\x1cHello\u0085", "\u2003Hi!\x1f ", "\x1d Bye \u3000\u2003\u00a0"]),
+    # A NUL byte is text like any other: the turn goes on after it.
+    ("nul-in-turn", None, ["Hi\x00 there", "Hello\x00!", "Bye\x00"]),
 ]
 
 

@@ -2,7 +2,12 @@
 """Writes tests/tokenizer_cases.tsv: the ids SentencePiece itself gives for
 many strings on the Llama 2 tokenizer, for test_all.c to hold tokenizer.c to.
 
-    /usr/bin/python3 tests/make_tokenizer_cases.py [path/to/tokenizer.model]
+    /usr/bin/python3 tests/make_tokenizer_cases.py [path/to/tokenizer.model [OUT.tsv]]
+
+With tok512.model (stories260K's tokenizer) and tests/tokenizer_cases_tok512.tsv,
+the same cases on a vocabulary that keeps SentencePiece's default
+remove_extra_whitespaces (leading and trailing spaces dropped, runs collapsed),
+which the Llama 2 tokenizer turns off: the whitespace cases tell the two apart.
 
 Needs Debian's python3-sentencepiece. Each line of the output is
     name <TAB> input as hex <TAB> ids, <s> first <TAB> decoded text as hex
@@ -65,6 +70,16 @@ CASES = [
     ("chat-template", b"[INST] <<SYS>>\nYou are helpful.\n<</SYS>>\n\nHi there [/INST]"),
     ("uppercase", b"THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG"),
     ("rare-script", "ᚠᚢᚦᚨᚱᚲ ꙮ 𝔘𝔫𝔦𝔠𝔬𝔡𝔢".encode()),
+    # SentencePiece's normalizer: only ASCII spaces are collapsed while reading; trailing space
+    # symbols, U+2581 included, are dropped at the end when remove_extra_whitespaces is on.
+    ("ws-double-space", b"Once  upon a time"),
+    ("ws-only-spaces", b"   "),
+    ("ws-spaces-and-tab", b" \t  x \t  "),
+    ("ws-newline-spaces", b"a\nb  \n c  "),
+    ("ws-meta-space-runs", "\u2581\u2581a\u2581\u2581 b  \u2581".encode()),
+    ("ws-meta-space-alone", "\u2581".encode()),
+    ("ws-ideographic-space", "a\u3000\u3000b  \u00a0 c".encode()),
+    ("ws-invalid-between", b"  \xff  \xfe  "),
     ("long-text-4000-tokens", (b"The quick brown fox jumps over the lazy dog. " * 400) + "Ünïcödé 饕 🦙 end.".encode()),
 ]
 
@@ -76,10 +91,10 @@ def keep_printable(data):
 def main():
     model = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "models", "tokenizer.model")
     sp = spm.SentencePieceProcessor(model_file=model)
-    out_path = os.path.join(HERE, "tokenizer_cases.tsv")
+    out_path = sys.argv[2] if len(sys.argv) > 2 else os.path.join(HERE, "tokenizer_cases.tsv")
     with open(out_path, "w") as f:
-        f.write("# made by tests/make_tokenizer_cases.py with SentencePiece %s on the Llama 2 tokenizer\n"
-                % spm.__version__)
+        f.write("# made by tests/make_tokenizer_cases.py with SentencePiece %s on %s\n"
+                % (spm.__version__, "the Llama 2 tokenizer" if sp.vocab_size() == 32000 else os.path.basename(model)))
         for name, data in CASES:
             ids = [sp.bos_id()] + sp.encode(data)  # bytes in: invalid UTF-8 reaches SentencePiece as is
             decoded = sp.decode(ids[1:]).encode("utf-8")

@@ -187,25 +187,26 @@ def main(argv):
                  lambda lg: sorted(set(range(0, len(lg), 16))
                                    | set(np.argsort(-lg)[:8].tolist())), w)
 
-    # Mean negative log-likelihood of the same 48 tokens, for run.c's -m ppl:
-    # whole, and in windows of 20 positions that each restart at position 0
-    # with the previous window's last token (every token after the first is
-    # predicted exactly once).
+    # Mean negative log-likelihood of the same 48 tokens, for run.c's -m ppl, by
+    # llama.cpp's llama-perplexity rule: whole windows of `window` tokens (the
+    # rest dropped), each starting at position 0 with <s> in place of its first
+    # token, and only the predictions of its second half scored.
     w = load_checkpoint(os.path.join(models, "stories260K.bin"))
     tokens = [1] + np.random.default_rng(260).integers(3, 512, 47).tolist()
-    lines = ["# mean NLL (nats) of the tokens of logits_stories260K.txt under stories260K.bin, by window size",
-             "# from tests/reference_forward.py (NumPy float64)"]
-    for window in (48, 20):
-        nll, count, start = 0.0, 0, 0
-        while start < len(tokens) - 1:
-            end = min(start + window, len(tokens))
+    lines = ["# mean NLL (nats) of the tokens of logits_stories260K.txt under stories260K.bin, by window size:",
+             "# window, tokens scored, mean NLL; from tests/reference_forward.py (NumPy float64)"]
+    for window in (48, 20, 7):
+        nll, count = 0.0, 0
+        for start in range(0, len(tokens) - window + 1, window):
+            chunk = [1] + tokens[start + 1:start + window]
             m = Llama(w)
-            for pos in range(end - start - 1):
-                logits = m.forward(tokens[start + pos], pos)
+            for pos in range(window - 1):
+                logits = m.forward(chunk[pos], pos)
+                if pos < window // 2:
+                    continue
                 top = logits.max()
-                nll += np.log(np.exp(logits - top).sum()) + top - logits[tokens[start + pos + 1]]
+                nll += np.log(np.exp(logits - top).sum()) + top - logits[chunk[pos + 1]]
                 count += 1
-            start = end - 1
         lines.append("%d %d %.9g" % (window, count, nll / count))
     with open(os.path.join(HERE, "nll_stories260K.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")
