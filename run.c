@@ -230,10 +230,10 @@ typedef struct {
     int8_t *xq_runs16;  //   of GGUF's blocks of 256 (see interleave_runs)
     float *scores;      // (threads, max_tokens, n_ctx) attention scores: a block per thread
     float *logits;      // (max_tokens, vocab_size)
-    void *key_cache;    // (n_layers, n_ctx, kv_dim) float32, or float16 when kv_f16
-    void *value_cache;  // (n_layers, n_ctx, kv_dim)
+    void *key_cache;    // (n_layers, n_kv_heads, n_ctx, head_size) float32, or float16 when kv_f16
+    void *value_cache;  // (n_layers, n_kv_heads, n_ctx, head_size)
     int kv_f16;         // the cache holds float16: half the memory, and half what attention reads
-    float *k_new, *v_new; // (max_tokens, kv_dim) a call's keys and values, before they go into a float16 cache
+    float *k_new, *v_new; // (max_tokens, kv_dim) a call's keys and values, before they go into the cache
     float *rope_cos;    // (n_ctx, head_size / 2) RoPE rotation of each pair at each position
     float *rope_sin;    // (n_ctx, head_size / 2)
     void *arena;        // where hb, hb2, scores, logits and the KV cache live (see build_state)
@@ -518,10 +518,8 @@ static void build_state(State *s, const Config *c, int n_ctx, int max_tokens, in
     s->hb = carve(s, &used, T * hidden * sizeof(float));
     s->hb2 = carve(s, &used, T * hidden * sizeof(float));
     s->kv_f16 = kv_f16;
-    if (kv_f16) {
-        s->k_new = xmalloc(T * c->kv_dim * sizeof(float), "activations");
-        s->v_new = xmalloc(T * c->kv_dim * sizeof(float), "activations");
-    }
+    s->k_new = xmalloc(T * c->kv_dim * sizeof(float), "activations");
+    s->v_new = xmalloc(T * c->kv_dim * sizeof(float), "activations");
     if (int8) {
         s->xq = xmalloc(T * widest, "activations");
         s->xq_scale = xmalloc(T * (widest / c->group_size) * sizeof(float), "activations");
@@ -1171,22 +1169,22 @@ static void matmul(float *out, const Input *in, const Matrix *w) { matmuls(1, &o
 // score each query against the keys of positions 0..its own (causal), softmax
 // the scores, and sum the values weighted by them. All T queries are scored
 // against all pos+T keys as one matrix product, and each query then uses only
-// its causal part. keys and values point at this head's slice of position 0,
-// positions kv_dim values apart, in float32 or (f16) float16; queries and
-// outputs are `stride` apart. scores has room for T * (pos + T) floats.
+// its causal part. keys and values point at this head's position 0, one
+// position a row of head_size values, in float32 or (f16) float16; queries
+// and outputs are `stride` apart. scores has room for T * (pos + T) floats.
 static void attention(float *out, const float *q, size_t stride, const void *keys, const void *values, int f16,
-                      float *scores, int pos, int T, int head_size, int kv_dim) {
+                      float *scores, int pos, int T, int head_size) {
     int n_keys = pos + T;
-    if (f16) kernels.f16_rows(scores, n_keys, keys, kv_dim, q, stride, head_size, n_keys, T);
-    else kernels.f32_rows(scores, n_keys, keys, kv_dim, q, stride, head_size, n_keys, T);
+    if (f16) kernels.f16_rows(scores, n_keys, keys, head_size, q, stride, head_size, n_keys, T);
+    else kernels.f32_rows(scores, n_keys, keys, head_size, q, stride, head_size, n_keys, T);
     float scale = 1.0f / sqrtf((float)head_size); // keeps scores ~unit variance
     for (int t = 0; t < T; t++) {
         float *s = scores + (size_t)t * n_keys;
         int visible = pos + t + 1;
         for (int k = 0; k < visible; k++) s[k] *= scale;
         kernels.softmax(s, visible);
-        if (f16) kernels.weighted_f16_rows(out + t * stride, s, values, kv_dim, head_size, visible);
-        else kernels.weighted_rows(out + t * stride, s, values, kv_dim, head_size, visible);
+        if (f16) kernels.weighted_f16_rows(out + t * stride, s, values, head_size, head_size, visible);
+        else kernels.weighted_rows(out + t * stride, s, values, head_size, head_size, visible);
     }
 }
 
@@ -1217,13 +1215,15 @@ static float *forward(Model *m, const int *tokens, int n_tokens, int pos, Logits
     for (int l = 0; l < c->n_layers; l++) {
         const Layer *layer = &w->layers[l];
         // Attention block. The keys and values of these positions go into the
-        // cache, where positions are consecutive rows: straight there when it
-        // holds float32, through k_new and v_new when it holds float16.
+        // cache, where each key/value head keeps its positions as consecutive
+        // rows: attention then reads one contiguous stretch per head (with
+        // positions kv_dim apart, a 7B model's rows were 8 KB apart, each on
+        // another page, which hardware prefetchers do not follow).
         size_t kv_bytes = s->kv_f16 ? 2 : 4, layer_bytes = (size_t)s->n_ctx * kv_dim * kv_bytes;
+        size_t head_bytes = (size_t)s->n_ctx * head_size * kv_bytes; // one head's slice of a layer
         unsigned char *key_layer = (unsigned char *)s->key_cache + l * layer_bytes;
         unsigned char *value_layer = (unsigned char *)s->value_cache + l * layer_bytes;
-        float *k = s->kv_f16 ? s->k_new : (float *)(key_layer + (size_t)pos * kv_dim * kv_bytes);
-        float *v = s->kv_f16 ? s->v_new : (float *)(value_layer + (size_t)pos * kv_dim * kv_bytes);
+        float *k = s->k_new, *v = s->v_new;
         for (int t = 0; t < T; t++)
             kernels.rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, layer->rms_att, dim, c->norm_eps);
         Input in = prepare_input(m, s->xb, T, dim);
@@ -1234,19 +1234,26 @@ static float *forward(Model *m, const int *tokens, int n_tokens, int pos, Logits
             rope(s->q + (size_t)t * dim, dim, head_size, cos_pos, sin_pos);
             rope(k + (size_t)t * kv_dim, kv_dim, head_size, cos_pos, sin_pos);
         }
-        if (s->kv_f16) {
-            kernels.to_f16((uint16_t *)key_layer + (size_t)pos * kv_dim, k, (size_t)T * kv_dim);
-            kernels.to_f16((uint16_t *)value_layer + (size_t)pos * kv_dim, v, (size_t)T * kv_dim);
-        }
+        for (int t = 0; t < T; t++)
+            for (int kh = 0; kh < c->n_kv_heads; kh++) {
+                size_t at = kh * head_bytes + (size_t)(pos + t) * head_size * kv_bytes, from = (size_t)t * kv_dim + kh * head_size;
+                if (s->kv_f16) {
+                    kernels.to_f16((uint16_t *)(key_layer + at), k + from, head_size);
+                    kernels.to_f16((uint16_t *)(value_layer + at), v + from, head_size);
+                } else {
+                    memcpy(key_layer + at, k + from, head_size * sizeof(float));
+                    memcpy(value_layer + at, v + from, head_size * sizeof(float));
+                }
+            }
 
         // Every head attends on its own: spread them over threads.
         int h;
 #pragma omp parallel for schedule(dynamic, 1)
         for (h = 0; h < c->n_heads; h++) {
-            size_t kv_offset = (size_t)(h / heads_per_kv) * head_size, q_offset = (size_t)h * head_size;
+            size_t kv_offset = (size_t)(h / heads_per_kv) * head_bytes, q_offset = (size_t)h * head_size;
             float *scores = s->scores + (size_t)thread_index() * s->max_tokens * s->n_ctx;
-            attention(s->xb + q_offset, s->q + q_offset, dim, key_layer + kv_offset * kv_bytes,
-                      value_layer + kv_offset * kv_bytes, s->kv_f16, scores, pos, T, head_size, kv_dim);
+            attention(s->xb + q_offset, s->q + q_offset, dim, key_layer + kv_offset, value_layer + kv_offset,
+                      s->kv_f16, scores, pos, T, head_size);
         }
         in = prepare_input(m, s->xb, T, dim);
         matmul(s->xb2, &in, &layer->wo);
