@@ -3489,35 +3489,36 @@ AVX512 static void block_rows_avx512(WeightType type, float *out, size_t out_str
 // --- Attention's weighted sum: weighted_rows_avx512 = weighted_rows_scalar
 
 // 64 outputs (4 registers) at a time, every row added in order.
+// 128 values a pass (a Llama head's width: one pass over the rows), in 8 sums.
 AVX512 static void weighted_rows_avx512(float *out, const float *a, const float *v, size_t v_stride, int n, int rows) {
-    for (int i0 = 0; i0 < n; i0 += 64) {
-        __mmask16 m[4];
-        __m512 acc[4];
-        for (int k = 0; k < 4; k++) m[k] = chunk_mask16(n - i0 - 16 * k), acc[k] = _mm512_setzero_ps();
+    for (int i0 = 0; i0 < n; i0 += 128) {
+        __mmask16 m[8];
+        __m512 acc[8];
+        for (int k = 0; k < 8; k++) m[k] = chunk_mask16(n - i0 - 16 * k), acc[k] = _mm512_setzero_ps();
         for (int r = 0; r < rows; r++) {
             __m512 ar = _mm512_set1_ps(a[r]);
-            for (int k = 0; k < 4; k++)
+            for (int k = 0; k < 8; k++)
                 acc[k] = _mm512_fmadd_ps(ar, _mm512_maskz_loadu_ps(m[k], v + r * v_stride + i0 + 16 * k), acc[k]);
         }
-        for (int k = 0; k < 4; k++) _mm512_mask_storeu_ps(out + i0 + 16 * k, m[k], acc[k]);
+        for (int k = 0; k < 8; k++) _mm512_mask_storeu_ps(out + i0 + 16 * k, m[k], acc[k]);
     }
 }
 
 // With a float16 cache: weighted_f16_rows_avx512 = weighted_f16_rows_scalar, as above, widened by vcvtph2ps.
 AVX512 static void weighted_f16_rows_avx512(float *out, const float *a, const uint16_t *v, size_t v_stride, int n,
                                             int rows) {
-    for (int i0 = 0; i0 < n; i0 += 64) {
-        __mmask16 m[4];
-        __m512 acc[4];
-        for (int k = 0; k < 4; k++) m[k] = chunk_mask16(n - i0 - 16 * k), acc[k] = _mm512_setzero_ps();
+    for (int i0 = 0; i0 < n; i0 += 128) {
+        __mmask16 m[8];
+        __m512 acc[8];
+        for (int k = 0; k < 8; k++) m[k] = chunk_mask16(n - i0 - 16 * k), acc[k] = _mm512_setzero_ps();
         for (int r = 0; r < rows; r++) {
             __m512 ar = _mm512_set1_ps(a[r]);
-            for (int k = 0; k < 4; k++) {
+            for (int k = 0; k < 8; k++) {
                 __m256i h = _mm256_maskz_loadu_epi16(m[k], v + r * v_stride + i0 + 16 * k);
                 acc[k] = _mm512_fmadd_ps(ar, _mm512_cvtph_ps(h), acc[k]);
             }
         }
-        for (int k = 0; k < 4; k++) _mm512_mask_storeu_ps(out + i0 + 16 * k, m[k], acc[k]);
+        for (int k = 0; k < 8; k++) _mm512_mask_storeu_ps(out + i0 + 16 * k, m[k], acc[k]);
     }
 }
 
