@@ -1099,11 +1099,10 @@ typedef struct {
     int err_lines;
 } RunResult;
 
-static RunResult run_cmd(const char *args) {
+// Runs `program args` through the shell; its status, stdout and stderr.
+static RunResult run_program(const char *program, const char *args) {
     char cmd[16384];
-    // RUN_BINARY: test another build (make test-sanitize points it at a sanitized one).
-    const char *binary = getenv("RUN_BINARY") ? getenv("RUN_BINARY") : "./run";
-    snprintf(cmd, sizeof(cmd), "%s %s > %s 2> %s", binary, args, tmp_path("run.out"), tmp_path("run.err"));
+    snprintf(cmd, sizeof(cmd), "%s %s > %s 2> %s", program, args, tmp_path("run.out"), tmp_path("run.err"));
     int status = system(cmd);
     RunResult r;
     r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -1114,6 +1113,9 @@ static RunResult run_cmd(const char *args) {
     for (size_t i = 0; i < err_len; i++) r.err_lines += r.err[i] == '\n';
     return r;
 }
+
+// RUN_BINARY: test another build (make test-sanitize points it at a sanitized one).
+static RunResult run_cmd(const char *args) { return run_program(getenv("RUN_BINARY") ? getenv("RUN_BINARY") : "./run", args); }
 
 static void free_run(RunResult *r) { free(r->out), free(r->err); }
 
@@ -1677,19 +1679,10 @@ static void test_hostile(void) {
 
 // Runs export.py with args ($M and $T expanded as for ./run); status, stdout and stderr.
 static RunResult run_export(const char *args) {
-    char expanded[8192], cmd[16384];
+    char expanded[8192], program[1024];
     expand_args(expanded, sizeof(expanded), args);
-    snprintf(cmd, sizeof(cmd), "%s export.py %s > %s 2> %s", getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3",
-             expanded, tmp_path("run.out"), tmp_path("run.err"));
-    int status = system(cmd);
-    RunResult r;
-    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    r.out = read_file_text(tmp_path("run.out"), &r.out_len);
-    size_t err_len = 0;
-    r.err = read_file_text(tmp_path("run.err"), &err_len);
-    r.err_lines = 0;
-    for (size_t i = 0; i < err_len; i++) r.err_lines += r.err[i] == '\n';
-    return r;
+    snprintf(program, sizeof(program), "%s export.py", getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3");
+    return run_program(program, expanded);
 }
 
 // Whether the file at path holds exactly the bytes of the file at original.
