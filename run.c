@@ -1236,7 +1236,8 @@ static float *forward(Model *m, const int *tokens, int n_tokens, int pos, Logits
         }
         for (int t = 0; t < T; t++)
             for (int kh = 0; kh < c->n_kv_heads; kh++) {
-                size_t at = kh * head_bytes + (size_t)(pos + t) * head_size * kv_bytes, from = (size_t)t * kv_dim + kh * head_size;
+                size_t at = kh * head_bytes + (size_t)(pos + t) * head_size * kv_bytes; // in the cache, bytes
+                size_t from = (size_t)t * kv_dim + kh * head_size;                       // in k and v, floats
                 if (s->kv_f16) {
                     kernels.to_f16((uint16_t *)(key_layer + at), k + from, head_size);
                     kernels.to_f16((uint16_t *)(value_layer + at), v + from, head_size);
