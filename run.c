@@ -488,9 +488,10 @@ static void open_checkpoint(Model *m, const char *path, WeightsLoad load) {
 // while reading the prompt, its pages cost a large share of a small model's
 // first prompt (a page fault is slow in a virtual machine; bench/NOTES.md).
 // The cache holds n_ctx positions: -n, or the model's whole context only for
-// a chat without -n; a cache larger than this is left to fault in as it
-// fills (a 7B model's 4096 positions are 4 GB: zeroing them would take
-// seconds and all that memory).
+// a chat without -n; a cache larger than this is not zeroed here (a 7B
+// model's 4096 positions are 4 GB in float32: that would take seconds), and
+// its pages are faulted in by the first token's writes instead, which reach
+// every head's stretch of it (see forward).
 #define TOUCHED_KV_BYTES (256u << 20)
 
 // Takes the next n_bytes of the region, on their own cache lines.
