@@ -1217,9 +1217,8 @@ static float *forward(Model *m, const int *tokens, int n_tokens, int pos, Logits
         const Layer *layer = &w->layers[l];
         // Attention block. The keys and values of these positions go into the
         // cache, where each key/value head keeps its positions as consecutive
-        // rows: attention then reads one contiguous stretch per head (with
-        // positions kv_dim apart, a 7B model's rows were 8 KB apart, each on
-        // another page, which hardware prefetchers do not follow).
+        // rows, so that attention reads each head's keys and values as one
+        // sequential stream, which the hardware prefetchers follow.
         size_t kv_bytes = s->kv_f16 ? 2 : 4, layer_bytes = (size_t)s->n_ctx * kv_dim * kv_bytes;
         size_t head_bytes = (size_t)s->n_ctx * head_size * kv_bytes; // one head's slice of a layer
         unsigned char *key_layer = (unsigned char *)s->key_cache + l * layer_bytes;
