@@ -243,15 +243,21 @@ typedef struct {
 // SentencePiece's piece types, as GGUF files record them (tokenizer.ggml.token_type).
 enum { PIECE_NORMAL = 1, PIECE_UNKNOWN = 2, PIECE_CONTROL = 3, PIECE_USER_DEFINED = 4, PIECE_UNUSED = 5, PIECE_BYTE = 6 };
 
-// The tokenizer a GGUF file carries, read out of it (n == 0: none).
+// The tokenizer a GGUF file carries, read out of it (n == 0: none): SentencePiece's
+// (Llama 2, Mistral, TinyLlama) or byte-level BPE's (Llama 3).
 typedef struct {
     int n;
+    int bpe;             // byte-level BPE (tokenizer.ggml.model "gpt2"); else SentencePiece ("llama")
     const char **piece;  // (n) each piece's text, in the file
     size_t *piece_len;   // (n)
-    float *score;        // (n)
-    int32_t *type;       // (n) SentencePiece piece types
-    int bos_id, eos_id, unk_id;
+    float *score;        // (n) SentencePiece's merge priorities, or NULL
+    int32_t *type;       // (n) piece types (PIECE_*), or NULL
+    const char **merge;  // (n_merges) BPE's merge rules, "left right", most urgent first
+    size_t *merge_len;   // (n_merges)
+    int n_merges;
+    int bos_id, eos_id, unk_id, eot_id, eom_id; // -1: none
     int add_space_prefix, remove_extra_whitespaces, add_bos; // SentencePiece's normalizer flags, and <s> first
+    int ignore_merges;   // BPE: a pre-token that is itself a token is taken whole (Llama 3)
 } GGUFVocab;
 
 typedef struct {
@@ -388,6 +394,7 @@ static void *read_into_memory(int fd, size_t size, size_t *mapped, const char *p
 // In "Other formats: GGUF", below.
 #define GGUF_MAGIC 0x46554747u // "GGUF" read as a little-endian uint32
 static void parse_gguf(Model *m, const unsigned char *bytes, size_t size, const char *path);
+static void free_gguf_vocabulary(GGUFVocab *v);
 
 // Reads a checkpoint's header from bytes (size of them) and points every
 // weight at its place there: llama2.c's layouts or GGUF. The file is untrusted:
@@ -587,7 +594,7 @@ static void build_model(Model *m, const char *path, WeightsLoad load, int n_ctx,
 
 static void free_model(Model *m) {
     free_state(&m->state);
-    free(m->vocab.piece), free(m->vocab.piece_len), free(m->vocab.score), free(m->vocab.type);
+    free_gguf_vocabulary(&m->vocab);
     free(m->weights.layers);
     munmap(m->map, m->map_size);
 }
@@ -1483,7 +1490,8 @@ typedef struct {
 
 // The loop at the heart of generate and chat: sample the next token from the
 // logits, print it, run it through the model at position pos for the next
-// logits, and again; until the model ends the text (</s>, or <s>), max_new
+// logits, and again; until the model ends the text (</s>, <|eot_id|>, ...: see
+// ends_text), max_new
 // tokens are printed, the next would take position `end`, a stop string
 // appears, Ctrl-C, or no one reads the output any more. prev is the token
 // before the first (after <s>, a piece drops its leading space).
@@ -1492,7 +1500,7 @@ static Stream stream_tokens(Model *m, const Tokenizer *t, Sampler *sampler, Prin
     Stream st = {0, -1, pos};
     for (;;) {
         int next = sample(sampler, logits);
-        if (next == t->bos_id || next == t->eos_id) break;
+        if (ends_text(t, next)) break;
         print_token(printer, t, prev, next);
         st.n_printed++;
         // Each token is streamed as it comes; a reader gone away (a closed pipe) ends the run.
@@ -2022,17 +2030,9 @@ typedef struct {
     const char *path;
 } GGUFTensors;
 
-static const char *gguf_piece(void *vocab, int i, size_t *len) {
-    GGUFVocab *v = vocab;
-    *len = v->piece_len[i];
-    return v->piece[i];
-}
-
 // The tokenizer of a GGUF file's vocabulary, with its normalizer flags.
 static void tokenizer_from_gguf(Tokenizer *t, const GGUFVocab *v, const char *path) {
-    build_tokenizer_from_vocab(t, v->n, gguf_piece, (void *)v, v->score, v->type, v->unk_id, v->bos_id, v->eos_id, path);
-    t->add_dummy_prefix = v->add_space_prefix, t->remove_extra_whitespaces = v->remove_extra_whitespaces;
-    t->add_bos = v->add_bos;
+    build_tokenizer_from_vocab(t, v, path);
 }
 
 static const GGUFTensor *find_tensor(const GGUFTensors *tt, const char *name) {
@@ -2101,9 +2101,10 @@ typedef struct {
     float rope_theta, norm_eps;
     GGUFString rope_scaling_type;        // "linear", "none", ...; absent: linear, as llama.cpp reads it
     float rope_scaling_factor;           // 0: absent
-    const unsigned char *tokens, *scores, *types; // the vocabulary's arrays, where present
-    uint64_t n_tokens, n_scores, n_types;
-    int64_t bos_id, eos_id, unk_id;
+    GGUFString tokenizer_pre;            // byte-level BPE: how text is cut into words ("llama-bpe", ...)
+    const unsigned char *tokens, *scores, *types, *merges; // the vocabulary's arrays, where present
+    uint64_t n_tokens, n_scores, n_types, n_merges;
+    int64_t bos_id, eos_id, unk_id, eot_id, eom_id; // ABSENT when absent
     int add_space_prefix, remove_extra_whitespaces, add_bos; // llama.cpp's defaults when absent: 1, 0, 1
     GGUFString chat_template;
 } GGUFMetadata;
@@ -2111,7 +2112,8 @@ typedef struct {
 // Reads the n_kv keys and values; keys this program does not use are skipped.
 static GGUFMetadata read_gguf_metadata(GGUFReader *r, uint64_t n_kv) {
     GGUFMetadata md = {{NULL, 0}, {NULL, 0}, 0, 0, 0, 0, ABSENT, 0, ABSENT, 32, 10000.0f, 1e-5f, {NULL, 0}, 0.0f,
-                       NULL, NULL, NULL, 0, 0, 0, 1, 2, 0, 1, 0, 1, {NULL, 0}};
+                       {NULL, 0}, NULL, NULL, NULL, NULL, 0, 0, 0, 0, ABSENT, ABSENT, ABSENT, ABSENT, ABSENT, 1, 0, 1,
+                       {NULL, 0}};
     GGUFString *keys = xmalloc((n_kv ? n_kv : 1) * sizeof(GGUFString), "the metadata keys");
     for (uint64_t i = 0; i < n_kv; i++) {
         GGUFString key = gguf_string(r, "a metadata key");
@@ -2132,12 +2134,16 @@ static GGUFMetadata read_gguf_metadata(GGUFReader *r, uint64_t n_kv) {
             md.rope_scaling_factor = gguf_float(r, type, key);
         else if (string_is(key, "llama.attention.layer_norm_rms_epsilon")) md.norm_eps = gguf_float(r, type, key);
         else if (string_is(key, "tokenizer.ggml.model") && type == GGUF_STRING) md.tokenizer_model = gguf_string(r, "a value");
+        else if (string_is(key, "tokenizer.ggml.pre") && type == GGUF_STRING) md.tokenizer_pre = gguf_string(r, "a value");
+        else if (string_is(key, "tokenizer.ggml.merges")) md.merges = gguf_array(r, type, key, GGUF_STRING, &md.n_merges);
         else if (string_is(key, "tokenizer.ggml.tokens")) md.tokens = gguf_array(r, type, key, GGUF_STRING, &md.n_tokens);
         else if (string_is(key, "tokenizer.ggml.scores")) md.scores = gguf_array(r, type, key, GGUF_F32, &md.n_scores);
         else if (string_is(key, "tokenizer.ggml.token_type")) md.types = gguf_array(r, type, key, GGUF_I32, &md.n_types);
         else if (string_is(key, "tokenizer.ggml.bos_token_id")) md.bos_id = gguf_int(r, type, key);
         else if (string_is(key, "tokenizer.ggml.eos_token_id")) md.eos_id = gguf_int(r, type, key);
         else if (string_is(key, "tokenizer.ggml.unknown_token_id")) md.unk_id = gguf_int(r, type, key);
+        else if (string_is(key, "tokenizer.ggml.eot_token_id")) md.eot_id = gguf_int(r, type, key);
+        else if (string_is(key, "tokenizer.ggml.eom_token_id")) md.eom_id = gguf_int(r, type, key);
         else if (string_is(key, "tokenizer.ggml.add_space_prefix")) md.add_space_prefix = gguf_bool(r, type, key);
         else if (string_is(key, "tokenizer.ggml.remove_extra_whitespaces")) md.remove_extra_whitespaces = gguf_bool(r, type, key);
         else if (string_is(key, "tokenizer.ggml.add_bos_token")) md.add_bos = gguf_bool(r, type, key);
@@ -2267,13 +2273,37 @@ static int has_block_weights(const Weights *w, const Config *c) {
     return 0;
 }
 
-// The vocabulary, when the file has a SentencePiece one (n stays 0 otherwise).
+// A special token id from the metadata: dflt when absent (-1: none), else checked against the vocabulary.
+static int special_id(int64_t id, int dflt, const char *what, int vocab_size, const char *path) {
+    if (id == ABSENT) return dflt;
+    if (id < 0 || id >= vocab_size)
+        fatal("%s: GGUF key tokenizer.ggml.%s_token_id is %lld, outside the vocabulary of %d", path, what, (long long)id,
+              vocab_size);
+    return (int)id;
+}
+
+// Reads count strings from an array of the file into text and len (allocated here).
+static void read_gguf_strings(const char ***text, size_t **len, const unsigned char *at, uint64_t count,
+                              const unsigned char *bytes, size_t size, const char *path, const char *what) {
+    *text = xmalloc(count * sizeof(char *), what);
+    *len = xmalloc(count * sizeof(size_t), what);
+    GGUFReader r = {bytes, at, bytes + size, path};
+    for (uint64_t i = 0; i < count; i++) {
+        GGUFString s = gguf_string(&r, what);
+        (*text)[i] = s.s, (*len)[i] = s.len;
+    }
+}
+
+// The vocabulary, SentencePiece's ("llama") or byte-level BPE's ("gpt2"); n
+// stays 0 when the file has none, or one of another kind (run asks for -z then).
 static void read_gguf_vocabulary(GGUFVocab *v, const GGUFMetadata *md, int vocab_size, const unsigned char *bytes,
                                  size_t size, const char *path) {
     if (!md->tokens) return;
-    if (!string_is(md->tokenizer_model, "llama")) {
-        warn("%s: its tokenizer is of type '%.*s', not SentencePiece's; give one with -z", path,
-             (int)md->tokenizer_model.len, md->tokenizer_model.s ? md->tokenizer_model.s : "");
+    int bpe = string_is(md->tokenizer_model, "gpt2");
+    if (!bpe && !string_is(md->tokenizer_model, "llama")) {
+        warn("%s: its tokenizer is of type '%.*s'; this program runs SentencePiece's ('llama') and byte-level BPE's "
+             "('gpt2'); give one with -z", path, (int)md->tokenizer_model.len,
+             md->tokenizer_model.s ? md->tokenizer_model.s : "");
         return;
     }
     if (md->n_tokens != (uint64_t)vocab_size || (md->scores && md->n_scores != md->n_tokens) ||
@@ -2281,26 +2311,51 @@ static void read_gguf_vocabulary(GGUFVocab *v, const GGUFMetadata *md, int vocab
         fatal("%s: GGUF vocabulary has %llu tokens, %llu scores and %llu types for a model of %d", path,
               (unsigned long long)md->n_tokens, (unsigned long long)md->n_scores, (unsigned long long)md->n_types,
               vocab_size);
-    if (md->bos_id < 0 || md->bos_id >= vocab_size || md->eos_id < 0 || md->eos_id >= vocab_size || md->unk_id < 0 ||
-        md->unk_id >= vocab_size)
-        fatal("%s: GGUF special token ids (bos %lld, eos %lld, unknown %lld) lie outside the vocabulary of %d", path,
-              (long long)md->bos_id, (long long)md->eos_id, (long long)md->unk_id, vocab_size);
+    if (bpe && md->n_merges > (1u << 24)) // a merge's rank must be exact as a float (see MergeCandidate)
+        fatal("%s: GGUF vocabulary has %llu merges, expected at most %u", path, (unsigned long long)md->n_merges,
+              1u << 24);
     v->n = vocab_size;
-    v->bos_id = (int)md->bos_id, v->eos_id = (int)md->eos_id, v->unk_id = (int)md->unk_id;
-    v->add_space_prefix = md->add_space_prefix, v->remove_extra_whitespaces = md->remove_extra_whitespaces;
+    v->bpe = bpe;
+    // SentencePiece's ids are Llama 2's (<unk> 0, <s> 1, </s> 2) unless the file says; BPE's have no defaults.
+    v->bos_id = special_id(md->bos_id, bpe ? -1 : 1, "bos", vocab_size, path);
+    v->eos_id = special_id(md->eos_id, bpe ? -1 : 2, "eos", vocab_size, path);
+    v->unk_id = special_id(md->unk_id, bpe ? -1 : 0, "unknown", vocab_size, path);
+    v->eot_id = special_id(md->eot_id, -1, "eot", vocab_size, path);
+    v->eom_id = special_id(md->eom_id, -1, "eom", vocab_size, path);
+    v->add_space_prefix = bpe ? 0 : md->add_space_prefix, v->remove_extra_whitespaces = bpe ? 0 : md->remove_extra_whitespaces;
     v->add_bos = md->add_bos;
-    v->piece = xmalloc(v->n * sizeof(char *), "the vocabulary");
-    v->piece_len = xmalloc(v->n * sizeof(size_t), "the vocabulary");
+    read_gguf_strings(&v->piece, &v->piece_len, md->tokens, v->n, bytes, size, path, "a token");
     v->score = xmalloc(v->n * sizeof(float), "the vocabulary");
     // Without types, the tokenizer tells pieces apart by name (<0xNN>, and the special ids).
     v->type = md->types ? xmalloc(v->n * sizeof(int32_t), "the vocabulary") : NULL;
-    GGUFReader tr = {bytes, md->tokens, bytes + size, path};
     for (int i = 0; i < v->n; i++) {
-        GGUFString s = gguf_string(&tr, "a token");
-        v->piece[i] = s.s, v->piece_len[i] = s.len;
         if (md->scores) memcpy(&v->score[i], md->scores + 4 * (size_t)i, 4);
         if (md->types) v->type[i] = (int32_t)read_u32le(md->types + 4 * (size_t)i);
     }
+    if (!bpe) return;
+    if (md->merges) read_gguf_strings(&v->merge, &v->merge_len, md->merges, md->n_merges, bytes, size, path, "a merge");
+    v->n_merges = (int)md->n_merges;
+    // How text is cut into words: Llama 3's rule is the one implemented here.
+    const GGUFString *pre = &md->tokenizer_pre;
+    int llama3_vocab = v->n > 128000 && v->piece_len[128000] == 17 && memcmp(v->piece[128000], "<|begin_of_text|>", 17) == 0;
+    if (pre->s == NULL && llama3_vocab) {
+        warn("%s: no tokenizer.ggml.pre in the file (converted before llama.cpp recorded it); its vocabulary is Llama "
+             "3's, so text is cut into words as Llama 3's is", path);
+        v->ignore_merges = 1;
+    } else if (pre->s == NULL) {
+        fatal("%s: the BPE vocabulary does not say how to cut text into words (no tokenizer.ggml.pre); this program "
+              "does it as Llama 3 does ('llama-bpe')", path);
+    } else if (string_is(*pre, "llama-bpe") || string_is(*pre, "llama3") || string_is(*pre, "llama-v3")) {
+        v->ignore_merges = 1; // Llama 3's tokenizer.json sets ignore_merges
+    } else if (!string_is(*pre, "smaug-bpe")) { // Smaug: Llama 3's words, every one merged
+        fatal("%s: the BPE vocabulary cuts text into words by the rule '%.*s'; this program implements Llama 3's "
+              "('llama-bpe', 'llama3', 'llama-v3', 'smaug-bpe')", path, (int)(pre->len < 64 ? pre->len : 64), pre->s);
+    }
+}
+
+static void free_gguf_vocabulary(GGUFVocab *v) {
+    free(v->piece), free(v->piece_len), free(v->score), free(v->type), free(v->merge), free(v->merge_len);
+    memset(v, 0, sizeof(*v));
 }
 
 // The header: magic, version, and the counts of tensors and keys, checked.
@@ -2326,8 +2381,8 @@ static void tokenizer_from_gguf_file(Tokenizer *t, const unsigned char *bytes, s
     read_gguf_header(&r, size, &n_tensors, &n_kv);
     GGUFMetadata md = read_gguf_metadata(&r, n_kv);
     if (!md.tokens) fatal("%s: GGUF file has no vocabulary (tokenizer.ggml.tokens)", path);
-    if (!string_is(md.tokenizer_model, "llama"))
-        fatal("%s: GGUF tokenizer of type '%.*s', expected SentencePiece's ('llama')", path,
+    if (!string_is(md.tokenizer_model, "llama") && !string_is(md.tokenizer_model, "gpt2"))
+        fatal("%s: GGUF tokenizer of type '%.*s', expected SentencePiece's ('llama') or byte-level BPE's ('gpt2')", path,
               (int)md.tokenizer_model.len, md.tokenizer_model.s ? md.tokenizer_model.s : "");
     if (md.n_tokens < 3 || md.n_tokens > (1 << 24))
         fatal("%s: GGUF vocabulary of %llu tokens, expected between 3 and %d", path, (unsigned long long)md.n_tokens,
@@ -2335,7 +2390,7 @@ static void tokenizer_from_gguf_file(Tokenizer *t, const unsigned char *bytes, s
     GGUFVocab v = {0};
     read_gguf_vocabulary(&v, &md, (int)md.n_tokens, bytes, size, path);
     tokenizer_from_gguf(t, &v, path); // copies the pieces out of the file
-    free(v.piece), free(v.piece_len), free(v.score), free(v.type);
+    free_gguf_vocabulary(&v);
 }
 
 // Reads a GGUF file's header, metadata, tensor table and vocabulary, from

@@ -1947,7 +1947,7 @@ static void issue14_gguf_lies(void) {
         {"issue14-6-duplicate-key-refused", "$T/dup-key.gguf -n 8", 1, .err = "key llama.block_count appears twice"},
         {"issue14-6-rope-yarn-refused", "$T/rope-yarn.gguf -n 8", 1, .err = "linear RoPE scaling only"},
         {"issue14-6-rope-none-with-factor-refused", "$T/rope-none-factor.gguf -n 8", 1, .err = "scaling.factor is 4"},
-        {"issue14-6-bos-u64-2p32-plus-1-refused", "$T/bos-2p32.gguf -n 8", 1, .err = "bos 4294967297"},
+        {"issue14-6-bos-u64-2p32-plus-1-refused", "$T/bos-2p32.gguf -n 8", 1, .err = "bos_token_id is 4294967297"},
         {"issue14-6-bos-u64-above-int64-refused", "$T/bos-huge.gguf -n 8", 1, .err = "is 9223372036854775813, out of range"},
         {"issue14-6-head-count-kv-negative-refused", "$T/kv-heads-negative.gguf -n 8", 1, .err = "head_count_kv is -4"},
         {"issue14-6-head-count-kv-i64-refused", "$T/kv-heads-wraps.gguf -n 8", 1, .err = "head_count_kv is 4294967300"},

@@ -28,7 +28,7 @@ static int fuzz_model(const uint8_t *data, size_t size) {
         }
     }
     free(m.weights.layers);
-    free(m.vocab.piece), free(m.vocab.piece_len), free(m.vocab.score), free(m.vocab.type);
+    free_gguf_vocabulary(&m.vocab);
     free(copy);
     return 0;
 }
