@@ -37,14 +37,22 @@ test-cross: run test_all
 tokenizer: export.py
 	$(PYTHON) export.py tokenizer.bin --tokenizer $(MODELS)/tokenizer.model
 
-# Regenerate the committed test references (needs python3-numpy and python3-sentencepiece).
+# Regenerate the committed test references, the Llama 3 vocabulary GGUF and tokenizer.c's
+# Unicode table (needs python3-numpy, python3-sentencepiece, python3-jinja2, unicode-data,
+# and node with npm for the Hugging Face-compatible reference tokenizer).
 references:
+	$(PYTHON) tools/unicode_tables.py
 	$(PYTHON) tests/make_tokenizer_cases.py $(MODELS)/tokenizer.model
 	$(PYTHON) tests/make_tokenizer_cases.py $(MODELS)/tok512.model tests/tokenizer_cases_tok512.tsv
 	$(PYTHON) tests/make_vocab_cases.py $(MODELS)/tok512.model
 	$(PYTHON) tests/make_chat_cases.py $(MODELS)/tokenizer.model
 	$(PYTHON) tests/reference_forward.py $(MODELS)
 	$(PYTHON) tests/reference_gguf.py $(MODELS)
+	$(PYTHON) export.py $(MODELS)/llama3/llama3-vocab.gguf --tokenizer $(MODELS)/llama3/tokenizer.json
+	$(PYTHON) tests/reference_llama3.py $(MODELS)
+	[ tests/node_modules/.package-lock.json -nt tests/package-lock.json ] || npm ci --prefix tests --no-audit --no-fund
+	$(PYTHON) tests/make_bpe_cases.py $(MODELS)/llama3
+	$(PYTHON) tests/make_chat_format_cases.py $(MODELS)/llama3
 
 # The whole suite, hostile inputs included, against a build with AddressSanitizer and
 # UndefinedBehaviorSanitizer; any report fails the run (the sanitizers' exit codes differ

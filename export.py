@@ -4,18 +4,23 @@
     /usr/bin/python3 export.py [OUT] --tokenizer tokenizer.model
         SentencePiece model -> llama2.c's tokenizer.bin (OUT, default tokenizer.bin)
 
+    /usr/bin/python3 export.py OUT.gguf --tokenizer tokenizer.json [--name NAME]
+        Llama 3's Hugging Face tokenizer -> a vocabulary-only GGUF (no tensors;
+        the tokenizer keys and chat template, as llama.cpp's vocab_only loads them)
+
     /usr/bin/python3 export.py OUT.gguf --meta-llama DIR   [options]
     /usr/bin/python3 export.py OUT.gguf --hf DIR           [options]
     /usr/bin/python3 export.py OUT.gguf --llama2c FILE.bin [options]
         a Llama model -> a GGUF (version 3, little-endian) file of architecture
-        "llama", with the SentencePiece vocabulary embedded, as llama.cpp loads it.
+        "llama", with its vocabulary embedded, as llama.cpp loads it.
         options:
           --type f32|f16|q8_0|q4_0  how matrices are stored (default f32; norms
                                     are always F32; in q8_0/q4_0 a matrix whose
                                     rows are not a multiple of 32 long is F16)
-          --tokenizer PATH          the tokenizer.model to embed (default: the
-                                    tokenizer.model beside the weights, or one
-                                    folder up for --meta-llama/--hf)
+          --tokenizer PATH          the tokenizer.model or tokenizer.json to embed
+                                    (default: the first of the model's folder, then
+                                    one folder up for --meta-llama/--hf, holding a
+                                    tokenizer.model, else a tokenizer.json)
           --context N               llama.context_length (default: from the model)
           --name NAME               general.name (default: the folder's or file's name)
 
@@ -40,6 +45,12 @@ GGUF export: inputs
                       F32, F16, BF16) or pytorch_model*.bin (PyTorch, loaded whole).
                       q_proj/k_proj rows are put back from Hugging Face's
                       rotate-half order into Meta's interleaved-pair order.
+                      Llama 3.x folders (tokenizer.json, no tokenizer.model):
+                      rope_scaling of type llama3 becomes rope_freqs.weight (one
+                      F32 factor per rotated pair, dividing its frequency, as
+                      llama.cpp's converter computes it); linear becomes
+                      llama.rope.scaling.*; other kinds are refused. head_dim, if
+                      given, must be hidden_size / num_attention_heads.
     --llama2c FILE    llama2.c checkpoints: the legacy layout, version 1 (fp32)
                       and version 2 (int8 with per-group scales, dequantized
                       here to float32 exactly as runq.c multiplies them out).
@@ -54,6 +65,17 @@ GGUF export: output
     (quantize_row_q8_0_ref, quantize_row_q4_0_ref). The file is written tensor
     by tensor to OUT.tmpPID and renamed to OUT at the end; on any error the
     temporary file is removed and one line is printed on stderr.
+
+    A tokenizer.json (Llama 3's byte-level BPE) is written as llama.cpp's
+    converter writes it: tokenizer.ggml.model "gpt2", pre "llama-bpe", tokens in
+    id order (vocabulary, then added tokens), token types (NORMAL; added tokens
+    CONTROL if special, else USER_DEFINED), merges as "left right" strings in rank
+    order, bos/eos ids from tokenizer_config.json (then config.json), add_bos from
+    the post-processor's template, and tokenizer_config.json's chat template. A
+    tokenizer.json that is not BPE, whose pre-tokenizer is not Llama 3's regex, or
+    whose merges are empty or name tokens outside the vocabulary, is refused.
+    Not reproduced: the converter's decode(encode()) round trip of non-special
+    added tokens (Llama 3 has none).
 """
 
 import argparse
@@ -341,11 +363,15 @@ class Model:
     """cfg: dict with dim, hidden_dim, n_layers, n_heads, n_kv_heads, head_size,
     vocab_size, context, norm_eps, rope_theta. tensors: GGUF name -> (shape,
     loader, label), where loader() returns the values (any float dtype) and
-    label names the source tensor in messages. tied: no output.weight."""
+    label names the source tensor in messages. tied: no output.weight.
+    rope_freqs: Llama 3's per-pair RoPE factors (rope_freqs.weight), or None.
+    kvs: further encoded llama.* keys (RoPE scaling, key/value length).
+    config: config.json's values, for the tokenizer's special token ids."""
 
     def __init__(self, cfg, tensors, tied, name, tokenizer_dirs):
         self.cfg, self.tensors, self.tied, self.name = cfg, tensors, tied, name
         self.tokenizer_dirs = tokenizer_dirs
+        self.rope_freqs, self.kvs, self.config = None, [], None
 
 
 def layer_names(i):
@@ -625,23 +651,88 @@ HF_LAYER = {"attn_norm": "input_layernorm.weight", "attn_q": "self_attn.q_proj.w
             "ffn_gate": "mlp.gate_proj.weight", "ffn_down": "mlp.down_proj.weight", "ffn_up": "mlp.up_proj.weight"}
 
 
+def positive_number(d, key, where, default):
+    v = d.get(key, default)
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v < float("inf"):
+        raise ExportError(f"{where}: {key} = {v!r}, expected a positive number")
+    return v
+
+
+def llama3_rope_factors(head_size, theta, scaling, where):
+    """rope_freqs.weight: one factor per rotated pair, by which llama.cpp divides that
+    pair's frequency theta^(-2i/head_size). Llama 3's scaling (Meta's apply_scaling):
+    with wavelength 2 pi / freq, pairs of wavelength under original/high_freq_factor
+    keep their frequency (1), those over original/low_freq_factor are slowed by
+    `factor`, and those between get 1 / ((1 - s) / factor + s), s = (original /
+    wavelength - low) / (high - low). Computed in float32, step by step as llama.cpp's
+    converter computes it (torch float32: x / y there is x * (1/y) where y is a
+    tensor), so the stored values are the same bits (checked for Llama 3's settings;
+    where torch's own pow is an ulp off, at a near-tie, these are the exact ones)."""
+    factor = positive_number(scaling, "factor", where, 8.0)
+    low = positive_number(scaling, "low_freq_factor", where, 1.0)
+    high = positive_number(scaling, "high_freq_factor", where, 4.0)
+    original = positive_number(scaling, "original_max_position_embeddings", where, 8192)
+    if not high > low:
+        raise ExportError(f"{where}: rope_scaling high_freq_factor {high} is not above low_freq_factor {low}")
+    f32 = np.float32
+    exponents = np.arange(0, head_size, 2, dtype=f32) / f32(head_size)
+    # theta ** e correctly rounded to float32 (through float64), as torch's float32 pow
+    # gives it; NumPy's float32 power may be an ulp or more off.
+    freqs = f32(1) / (np.float64(f32(theta)) ** exponents.astype(np.float64)).astype(f32)
+    out = []
+    for freq in freqs:
+        wavelen = (f32(1) / freq) * f32(2 * np.pi)
+        if wavelen < f32(original / high):
+            out.append(f32(1))
+        elif wavelen > f32(original / low):
+            out.append(f32(factor))
+        else:
+            smooth = ((f32(1) / wavelen) * f32(original) - f32(low)) / f32(high - low)
+            out.append(f32(1) / ((f32(1) - smooth) / f32(factor) + smooth))
+    return np.array(out, dtype=np.float32)
+
+
+def hf_rope(config, where):
+    """(rope_theta, scaling) from config.json, where scaling is None, ("linear",
+    factor) or ("llama3", its parameters). rope_parameters (newer transformers) holds
+    what rope_scaling and rope_theta held; "type" is the older name of "rope_type".
+    Other kinds of scaling (yarn, dynamic, longrope) are refused by name."""
+    params = config.get("rope_parameters")
+    scaling = params if params is not None else config.get("rope_scaling")
+    if scaling is None:
+        scaling = {}
+    if not isinstance(scaling, dict):
+        raise ExportError(f"{where}: rope_scaling is {one_line(json.dumps(scaling))[:60]}, expected an object")
+    theta = scaling.get("rope_theta", config.get("rope_theta", 10000.0))
+    kind = scaling.get("rope_type", scaling.get("type"))
+    if kind in (None, "default", "none"):
+        return theta, None
+    if kind == "linear":
+        return theta, ("linear", positive_number(scaling, "factor", where, None))
+    if isinstance(kind, str) and kind.lower() == "llama3":
+        return theta, ("llama3", scaling)
+    raise ExportError(f"{where}: rope_scaling type {kind!r} is not supported (only llama3 and linear)")
+
+
 def load_hf(folder, context):
     config_path, config = read_folder_config(folder, "--hf", "config.json", "Hugging Face model", "params.json",
                                              "--meta-llama")
-    if config.get("rope_scaling"):
-        raise ExportError(f"{config_path}: rope_scaling {one_line(json.dumps(config['rope_scaling']))} is not supported")
     where = config_path
+    theta, scaling = hf_rope(config, where)
     dim = int_field(config, "hidden_size", where)
     n_heads = int_field(config, "num_attention_heads", where)
-    head_size = config.get("head_dim") or (dim // n_heads if n_heads > 0 and dim % n_heads == 0 else None)
-    if head_size is None:
+    if n_heads <= 0 or dim % n_heads:
         raise ExportError(f"{where}: hidden_size {dim} is not a multiple of num_attention_heads {n_heads}")
+    head_size = dim // n_heads
+    if config.get("head_dim") not in (None, head_size):  # llama.cpp's llama files assume hidden_size / heads
+        raise ExportError(f"{where}: head_dim {config['head_dim']!r} is not hidden_size / num_attention_heads "
+                          f"({head_size}); not supported")
     cfg = {
         "dim": dim, "hidden_dim": int_field(config, "intermediate_size", where),
         "n_layers": int_field(config, "num_hidden_layers", where), "n_heads": n_heads,
         "n_kv_heads": config.get("num_key_value_heads") or n_heads, "head_size": head_size,
         "vocab_size": int_field(config, "vocab_size", where),
-        "norm_eps": config.get("rms_norm_eps", 1e-6), "rope_theta": config.get("rope_theta", 10000.0),
+        "norm_eps": config.get("rms_norm_eps", 1e-6), "rope_theta": theta,
         "context": context or config.get("max_position_embeddings", 2048),
     }
     check_config(cfg, where)
@@ -697,7 +788,17 @@ def load_hf(folder, context):
                 transform = (lambda w: unpermute_rows(w, cfg["n_kv_heads"]))
             tensors[f"blk.{i}.{short}.weight"] = entry(f"model.layers.{i}.{hf}", transform)
     parent = os.path.dirname(os.path.abspath(folder))
-    return Model(cfg, tensors, tied, folder_name(folder), [folder, parent])
+    model = Model(cfg, tensors, tied, folder_name(folder), [folder, parent])
+    model.config = config
+    if scaling and scaling[0] == "linear":
+        model.kvs = [gguf_kv("llama.rope.scaling.type", GGUF_STRING, "linear"),
+                     gguf_kv("llama.rope.scaling.factor", GGUF_FLOAT32, scaling[1])]
+    elif scaling:
+        model.rope_freqs = llama3_rope_factors(head_size, theta, scaling[1], where)
+    if "head_dim" in config:  # llama.cpp's converter records it so
+        model.kvs += [gguf_kv("llama.attention.key_length", GGUF_UINT32, head_size),
+                      gguf_kv("llama.attention.value_length", GGUF_UINT32, head_size)]
+    return model
 
 
 def same_values(a, b):
@@ -838,18 +939,268 @@ def load_llama2c(path, context):
 
 # --- Tokenizer
 
+def is_tokenizer_json(path):
+    """A Hugging Face tokenizer.json (a JSON object), as opposed to a SentencePiece
+    model (a protocol buffer: its first byte is a field key, 0x0a)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as e:
+        raise ExportError(f"cannot read {path}: {e.strerror}")
+    return head.lstrip()[:1] == b"{"
+
+
 def find_tokenizer(explicit, model, flag):
+    """The tokenizer to embed: --tokenizer (a file, or a folder holding one), else the
+    first folder of the model's that holds tokenizer.model (SentencePiece) or, failing
+    that, tokenizer.json (Llama 3's BPE). tokenizer.model comes first: Llama 2's
+    Hugging Face folders hold both, and their tokenizer.json is SentencePiece's BPE."""
+    names = ("tokenizer.model", "tokenizer.json")
     if explicit:
-        path = os.path.join(explicit, "tokenizer.model") if os.path.isdir(explicit) else explicit
+        path = explicit
+        if os.path.isdir(explicit):
+            path = next((p for p in (os.path.join(explicit, n) for n in names) if os.path.isfile(p)), "")
         if not os.path.isfile(path):
             raise ExportError(f"--tokenizer {explicit}: no such file")
         return path
     for d in model.tokenizer_dirs:
-        path = os.path.join(d, "tokenizer.model")
-        if os.path.isfile(path):
-            return path
+        for name in names:
+            path = os.path.join(d, name)
+            if os.path.isfile(path):
+                return path
     where = " or ".join(model.tokenizer_dirs)
-    raise ExportError(f"no tokenizer.model in {where}: give --tokenizer PATH (a SentencePiece .model) for {flag}")
+    raise ExportError(f"no tokenizer.model or tokenizer.json in {where}: give --tokenizer PATH "
+                      f"(a SentencePiece .model or a tokenizer.json) for {flag}")
+
+
+# Llama 3's pre-tokenizer: tokenizer.json's Split regex (Meta's tiktoken pattern), which
+# llama.cpp implements under tokenizer.ggml.pre "llama-bpe". Another regex would
+# tokenize differently under that name, so it is refused.
+LLAMA3_SPLIT_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+                      r"\s*[\r\n]+|\s+(?!\S)|\s+")
+
+# tokenizer_config.json's <typ>_token -> the GGUF key of its id (llama.cpp's names, its spelling).
+BPE_SPECIAL_KEYS = {"bos": "bos_token_id", "eos": "eos_token_id", "unk": "unknown_token_id",
+                    "sep": "seperator_token_id", "pad": "padding_token_id", "eot": "eot_token_id"}
+
+
+def looks_special(text):
+    """Added tokens llama.cpp's converter makes CONTROL even when not marked special."""
+    return (text in ("<pad>", "<mask>", "<2mass>", "[@BOS@]") or (text.startswith("<|") and text.endswith("|>"))
+            or (text.startswith("<\uff5c") and text.endswith("\uff5c>"))
+            or (text.startswith("<unused") and text.endswith(">")))
+
+
+def check_llama3_pre_tokenizer(tj, path):
+    pre = tj.get("pre_tokenizer")
+    steps = pre.get("pretokenizers") if isinstance(pre, dict) and pre.get("type") == "Sequence" else None
+    ok = isinstance(steps, list) and len(steps) == 2 and all(isinstance(s, dict) for s in steps)
+    if ok:
+        split, byte_level = steps
+        pattern = split.get("pattern")
+        ok = (split.get("type") == "Split" and isinstance(pattern, dict)
+              and pattern.get("Regex") == LLAMA3_SPLIT_REGEX and split.get("behavior") == "Isolated"
+              and not split.get("invert") and byte_level.get("type") == "ByteLevel"
+              and not byte_level.get("use_regex", True))
+    if not ok:
+        raise ExportError(f"{path}: pre_tokenizer {one_line(json.dumps(pre))[:120]} is not Llama 3's (a Split on "
+                          "its regex, then ByteLevel): only Llama 3's tokenizer.json is supported")
+    if tj.get("normalizer") is not None:
+        raise ExportError(f"{path}: has a normalizer ({one_line(json.dumps(tj['normalizer']))[:80]}); "
+                          "Llama 3's tokenizer has none")
+
+
+def bpe_merges(model, vocab, path):
+    """tokenizer.json's merges, in rank order, as GGUF's "left right" strings. Two
+    forms exist: "left right" strings (older files) and [left, right] pairs (newer).
+    Each side, and their join, must be in the vocabulary, as Hugging Face's
+    tokenizers require."""
+    merges = model.get("merges")
+    if not isinstance(merges, list) or not merges:
+        raise ExportError(f"{path}: no merges: a BPE tokenizer needs its merge list")
+    out = []
+    for k, m in enumerate(merges):
+        if type(m) is str:
+            a, space, b = m.partition(" ")
+            if not space or not a or not b or " " in b:
+                raise ExportError(f"{path}: merges[{k}] {m!r} is not two tokens separated by one space")
+        elif type(m) is list and len(m) == 2 and type(m[0]) is str and type(m[1]) is str and m[0] and m[1]:
+            a, b = m
+            if " " in a or " " in b:
+                raise ExportError(f"{path}: merges[{k}] {m!r} has a space inside a token, which GGUF's "
+                                  "\"left right\" merges cannot hold")
+        else:
+            raise ExportError(f"{path}: merges[{k}] is {one_line(json.dumps(m))[:60]}, expected \"left right\" "
+                              "or [left, right]")
+        if a not in vocab or b not in vocab or a + b not in vocab:
+            missing = next(t for t in (a, b, a + b) if t not in vocab)
+            raise ExportError(f"{path}: merges[{k}] {a!r} {b!r} names {missing!r}, which is not in the vocabulary")
+        out.append(a + " " + b)
+    return out
+
+
+def token_content(entry):
+    """tokenizer_config.json's bos_token etc.: a string, or an object with "content"."""
+    if isinstance(entry, dict):
+        entry = entry.get("content")
+    return entry if isinstance(entry, str) else None
+
+
+def template_special(item):
+    """The token a TemplateProcessing item names, if it is a SpecialToken."""
+    return item.get("SpecialToken", {}).get("id") if isinstance(item, dict) else None
+
+
+def bpe_special_tokens(tj, tcfg, config):
+    """(token ids by kind, add_* flags by kind), decided as llama.cpp's converter
+    (gguf-py's SpecialVocab) decides them: each <kind>_token of tokenizer_config.json
+    names an added token; config.json's <kind>_token_id fills in the kinds still
+    unset (so tokenizer_config's eos, <|eot_id|> in the instruct models, wins over
+    config.json's); add_bos from the post-processor's template (whether it starts
+    with the bos token), add_sep from its pair template, then tokenizer_config's
+    add_<kind>_token, when a boolean, overrides."""
+    contents = {k: token_content(tcfg.get(f"{k}_token")) for k in BPE_SPECIAL_KEYS}
+    flags = {}
+    post = tj.get("post_processor")
+    procs = post.get("processors", [post]) if isinstance(post, dict) else []
+    for p in procs:
+        if not isinstance(p, dict) or p.get("type") != "TemplateProcessing":
+            continue
+        special = template_special
+        single, pair = p.get("single") or [], p.get("pair") or []
+        first = special(single[0]) if len(single) > 1 else None
+        last = special(single[-1]) if len(single) > 1 else None
+        if first:
+            if contents["bos"] is None:
+                contents["bos"] = first
+            flags["bos"] = first == contents["bos"]
+        if last:  # a trailing special is the eos token; an eos named otherwise becomes eot
+            if contents["eos"] != last:
+                contents["eot"], contents["eos"] = contents["eos"], last
+            flags["eos"] = True
+        if pair:
+            # the pair template without the single one's leading/trailing specials:
+            # A [sep] [eos] B adds a separator
+            start = 1 if first and special(pair[0]) == first else 0
+            stop = -1 if last and special(pair[-1]) == last else None
+            pair = pair[start:stop]
+            seq = [it.get("Sequence", {}).get("id") if isinstance(it, dict) else None for it in pair]
+            if len(pair) > 2 and seq[0] == "A" and seq[-1] == "B":
+                middle = [special(it) for it in pair[1:-1]]
+                seps = {contents["sep"], contents["eos"]} - {None}
+                flags["sep"] = (middle[0] in seps and not last) or (len(middle) == 2 and middle[1] in seps)
+    for kind in BPE_SPECIAL_KEYS:
+        if isinstance(tcfg.get(f"add_{kind}_token"), bool):
+            flags[kind] = tcfg[f"add_{kind}_token"]
+    ids = {}
+    added = [a for a in tj.get("added_tokens") or [] if isinstance(a, dict)]
+    for kind, content in contents.items():
+        i = next((a.get("id") for a in added if content is not None and a.get("content") == content), None)
+        if not isinstance(i, int) or isinstance(i, bool):
+            i = config.get(f"{kind}_token_id")  # a list (several eos ids) is not an id
+        if isinstance(i, int) and not isinstance(i, bool) and i >= 0:
+            ids[kind] = i
+    return ids, flags
+
+
+def read_optional_json(folder, name):
+    path = os.path.join(folder, name)
+    return read_json(path) if os.path.isfile(path) else {}
+
+
+def bpe_tokenizer_metadata(path, vocab_size=None, config=None):
+    """The tokenizer.ggml.* keys for a Hugging Face tokenizer.json of Llama 3's kind
+    (byte-level BPE), as llama.cpp's converter writes them: model "gpt2", pre
+    "llama-bpe", every token in id order (vocabulary, then added tokens; ids the
+    model has rows for but the tokenizer lacks become "[PADn]", UNUSED), token types
+    (NORMAL; an added token CONTROL when special, USER_DEFINED otherwise), merges,
+    special token ids and add_* flags, and tokenizer_config.json's chat template.
+    config: config.json's values (for its *_token_id); tokenizer_config.json and
+    chat_template.jinja are read beside tokenizer.json."""
+    tj = read_json(path)
+    model = tj.get("model")
+    kind = model.get("type") if isinstance(model, dict) else None
+    if kind != "BPE":
+        raise ExportError(f"{path}: tokenizer model is {kind!r}, not BPE: only Llama 3's byte-level BPE "
+                          "tokenizer.json is supported (for SentencePiece, give tokenizer.model)")
+    if model.get("byte_fallback"):
+        raise ExportError(f"{path}: a BPE with byte fallback is SentencePiece's (Llama 2): give its tokenizer.model")
+    check_llama3_pre_tokenizer(tj, path)
+    vocab = model.get("vocab")
+    if not isinstance(vocab, dict) or not vocab:
+        raise ExportError(f"{path}: model.vocab is not a non-empty object")
+    by_id, types = {}, {}
+    for text, i in vocab.items():
+        if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < 1 << 31 or i in by_id:
+            raise ExportError(f"{path}: vocabulary entry {text!r} has id {i!r}, not a new non-negative integer")
+        by_id[i], types[i] = text, NORMAL
+    for a in tj.get("added_tokens") or []:
+        i, text = (a.get("id"), a.get("content")) if isinstance(a, dict) else (None, None)
+        if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < 1 << 31 or not isinstance(text, str):
+            raise ExportError(f"{path}: added token {one_line(json.dumps(a))[:80]} has no id and content")
+        if i in by_id and by_id[i] != text:
+            raise ExportError(f"{path}: added token {text!r} has id {i}, which is {by_id[i]!r} in the vocabulary")
+        if a.get("special") or looks_special(text):
+            types[i] = CONTROL
+        else:
+            text = text.replace("\u2581", " ")  # llama.cpp matches user-defined tokens on plain spaces
+            types[i] = USER_DEFINED
+        by_id[i] = text
+    n = max(by_id) + 1
+    if vocab_size is None:
+        vocab_size = n
+    elif n > vocab_size:
+        raise ExportError(f"{path} has token ids up to {n - 1}, but the model's vocabulary has {vocab_size} rows: "
+                          "give --tokenizer the model's own tokenizer.json")
+    tokens = [by_id.get(i, f"[PAD{i}]") for i in range(vocab_size)]
+    token_types = [types.get(i, UNUSED) for i in range(vocab_size)]
+    merges = bpe_merges(model, vocab, path)
+
+    folder = os.path.dirname(os.path.abspath(path))
+    tcfg = read_optional_json(folder, "tokenizer_config.json")
+    ids, flags = bpe_special_tokens(tj, tcfg, config if config is not None else
+                                    read_optional_json(folder, "config.json"))
+    kvs = []
+    if isinstance(tcfg.get("add_prefix_space"), bool):
+        kvs.append(gguf_kv("tokenizer.ggml.add_space_prefix", GGUF_BOOL, tcfg["add_prefix_space"]))
+    kvs += [gguf_kv("tokenizer.ggml.model", GGUF_STRING, "gpt2"),
+            gguf_kv("tokenizer.ggml.pre", GGUF_STRING, "llama-bpe"),
+            gguf_kv("tokenizer.ggml.tokens", GGUF_ARRAY, tokens, GGUF_STRING),
+            gguf_kv("tokenizer.ggml.token_type", GGUF_ARRAY, token_types, GGUF_INT32),
+            gguf_kv("tokenizer.ggml.merges", GGUF_ARRAY, merges, GGUF_STRING)]
+    for kind, i in ids.items():
+        if i < vocab_size:
+            kvs.append(gguf_kv(f"tokenizer.ggml.{BPE_SPECIAL_KEYS[kind]}", GGUF_UINT32, i))
+    for kind, value in flags.items():
+        kvs.append(gguf_kv(f"tokenizer.ggml.add_{kind}_token", GGUF_BOOL, value))
+    kvs += chat_template_kvs(tcfg, folder)
+    return kvs, n
+
+
+def chat_template_kvs(tcfg, folder):
+    """tokenizer_config.json's chat_template, verbatim (else chat_template.jinja beside
+    it): a string, or a list of {name, template} whose "default" is the template and
+    the others go under tokenizer.chat_template.<name>, as llama.cpp names them."""
+    template = tcfg.get("chat_template")
+    jinja = os.path.join(folder, "chat_template.jinja")
+    if template is None and os.path.isfile(jinja):
+        with open(jinja, "rb") as f:
+            template = f.read().decode("utf-8")
+    if isinstance(template, str):
+        return [gguf_kv("tokenizer.chat_template", GGUF_STRING, template)]
+    kvs, names = [], []
+    for choice in template if isinstance(template, list) else []:
+        if not isinstance(choice, dict) or not isinstance(choice.get("template"), str):
+            continue
+        name = "".join(c if c.isascii() and c.isalnum() else "_" for c in str(choice.get("name", "")))
+        if name == "default":
+            kvs.insert(0, gguf_kv("tokenizer.chat_template", GGUF_STRING, choice["template"]))
+        elif name:
+            kvs.append(gguf_kv(f"tokenizer.chat_template.{name}", GGUF_STRING, choice["template"]))
+            names.append(name)
+    if names:
+        kvs.append(gguf_kv("tokenizer.chat_templates", GGUF_ARRAY, names, GGUF_STRING))
+    return kvs
 
 
 def tokenizer_metadata(path, vocab_size):
@@ -933,6 +1284,9 @@ def export_gguf(out_path, model, tokenizer_path, out_type):
         if name not in shapes:
             raise ExportError(f"internal: unexpected tensor {name}")
     plan = []
+    if model.rope_freqs is not None:  # first, as llama.cpp's converter writes it
+        n = cfg["head_size"] // 2
+        plan.append(("rope_freqs.weight", (n,), lambda: model.rope_freqs, "rope_scaling", GGML_F32))
     for name, want in shapes.items():
         if name not in model.tensors:
             raise ExportError(f"the checkpoint has no tensor for {name}")
@@ -941,7 +1295,10 @@ def export_gguf(out_path, model, tokenizer_path, out_type):
             raise ExportError(f"{label} has shape {list(shape)}, but the configuration implies {list(want)}")
         plan.append((name, want, load, label, storage_type(want, matrix_type)))
 
-    tok_kvs, n_pieces = tokenizer_metadata(tokenizer_path, cfg["vocab_size"])
+    if is_tokenizer_json(tokenizer_path):
+        tok_kvs, n_pieces = bpe_tokenizer_metadata(tokenizer_path, cfg["vocab_size"], model.config)
+    else:
+        tok_kvs, n_pieces = tokenizer_metadata(tokenizer_path, cfg["vocab_size"])
     kvs = [gguf_kv("general.architecture", GGUF_STRING, "llama"),
            gguf_kv("general.name", GGUF_STRING, model.name),
            gguf_kv("general.alignment", GGUF_UINT32, ALIGNMENT),
@@ -956,7 +1313,7 @@ def export_gguf(out_path, model, tokenizer_path, out_type):
            gguf_kv("llama.attention.head_count", GGUF_UINT32, cfg["n_heads"]),
            gguf_kv("llama.attention.head_count_kv", GGUF_UINT32, cfg["n_kv_heads"]),
            gguf_kv("llama.attention.layer_norm_rms_epsilon", GGUF_FLOAT32, cfg["norm_eps"]),
-           gguf_kv("llama.rope.freq_base", GGUF_FLOAT32, cfg["rope_theta"])] + tok_kvs
+           gguf_kv("llama.rope.freq_base", GGUF_FLOAT32, cfg["rope_theta"])] + model.kvs + tok_kvs
 
     infos, offset = [], 0
     for name, shape, _, _, ggml_type in plan:
@@ -1005,6 +1362,20 @@ def export_gguf(out_path, model, tokenizer_path, out_type):
     print(f"wrote {out_path}: {len(plan)} tensors ({kinds}), {tokens}, {total / 2**20:.1f} MiB", file=sys.stderr)
 
 
+def export_vocab_gguf(out_path, tokenizer_path, name):
+    """A vocabulary-only GGUF: no tensors, the tokenizer.ggml.* keys (and the chat
+    template) and general.architecture, which is all llama.cpp reads to load a file
+    with vocab_only (llama-tokenize). Nothing in it depends on the time or the
+    machine, so the same tokenizer.json always gives the same bytes."""
+    tok_kvs, n = bpe_tokenizer_metadata(tokenizer_path)
+    kvs = [gguf_kv("general.architecture", GGUF_STRING, "llama"),
+           gguf_kv("general.name", GGUF_STRING, name or folder_name(os.path.dirname(os.path.abspath(tokenizer_path)))),
+           gguf_kv("general.alignment", GGUF_UINT32, ALIGNMENT)] + tok_kvs
+    header = b"".join([b"GGUF", struct.pack("<IQQ", GGUF_VERSION, 0, len(kvs))] + kvs)
+    write_atomically(out_path, header + bytes(align(len(header)) - len(header)))  # an empty, aligned data section
+    print(f"wrote {out_path}: vocabulary only, {n} tokens, {os.path.getsize(out_path) / 2**20:.1f} MiB", file=sys.stderr)
+
+
 # -----------------------------------------------------------------------------
 # Command line
 
@@ -1037,8 +1408,16 @@ def run(args, parser):
     if len(sources) > 1:
         parser.error("give only one of --meta-llama, --hf and --llama2c")
     if not sources:
-        if args.type or args.context or args.name:
+        json_tokenizer = bool(args.tokenizer) and os.path.isfile(args.tokenizer) and is_tokenizer_json(args.tokenizer)
+        if args.type or args.context or (args.name and not json_tokenizer):
             parser.error("--type, --context and --name need a model: --meta-llama, --hf or --llama2c")
+        if json_tokenizer:  # tokenizer.bin cannot hold a BPE vocabulary: a vocabulary-only GGUF instead
+            if not args.out or not args.out.endswith(".gguf"):
+                parser.error("a tokenizer.json converts to a vocabulary-only GGUF: give the output file, "
+                             "export.py OUT.gguf --tokenizer tokenizer.json")
+            refuse_overwriting(args.out, [args.tokenizer])
+            export_vocab_gguf(args.out, args.tokenizer, args.name)
+            return
         if args.tokenizer:
             refuse_overwriting(args.out or "tokenizer.bin", [args.tokenizer])
             export_tokenizer(args.tokenizer, args.out or "tokenizer.bin")
@@ -1063,8 +1442,9 @@ def main():
     parser = argparse.ArgumentParser(description="Write files for run.c: llama2.c's tokenizer.bin, or a GGUF model.")
     parser.add_argument("out", nargs="?", help="output file (default: tokenizer.bin for --tokenizer alone)")
     parser.add_argument("--tokenizer", metavar="MODEL",
-                        help="SentencePiece tokenizer.model: alone, converted to tokenizer.bin; "
-                             "with a model, the vocabulary embedded in the GGUF")
+                        help="SentencePiece tokenizer.model or Hugging Face tokenizer.json: alone, converted to "
+                             "tokenizer.bin (.model) or a vocabulary-only GGUF (.json); with a model, the "
+                             "vocabulary embedded in the GGUF")
     parser.add_argument("--meta-llama", metavar="DIR", help="Meta checkpoint folder (params.json, consolidated.*.pth)")
     parser.add_argument("--hf", metavar="DIR", help="Hugging Face folder (config.json, *.safetensors or pytorch_model*.bin)")
     parser.add_argument("--llama2c", metavar="FILE", help="llama2.c checkpoint (legacy, version 1 or 2)")

@@ -749,6 +749,265 @@ def t_error_midway():
 
 
 # -----------------------------------------------------------------------------
+# 6. Llama 3: tokenizer.json (byte-level BPE), rope_scaling llama3, tied embeddings.
+# The model is tests/make_llama3_model.py's (Llama 3.2's shape, random weights);
+# expected values are recomputed here from tokenizer.json and config.json.
+
+LLAMA3_DIR = os.path.join(TMP, "llama3-random")
+_llama3 = {}
+
+
+def llama3_folder():
+    if not os.path.isdir(LLAMA3_DIR):
+        p = subprocess.run([PYTHON, os.path.join(HERE, "make_llama3_model.py"), LLAMA3_DIR, MODELS],
+                           capture_output=True, text=True)
+        expect(p.returncode == 0, f"make_llama3_model.py failed: {p.stderr.strip()[-200:]}")
+    return LLAMA3_DIR
+
+
+def llama3_json(name):
+    """models/llama3/tokenizer.json or tokenizer_config.json, parsed once."""
+    if name not in _llama3:
+        with open(model(os.path.join("llama3", name)), encoding="utf-8") as f:
+            _llama3[name] = json.load(f)
+    return _llama3[name]
+
+
+def llama3_export(out_type):
+    key = f"gguf-{out_type}"
+    if key not in _llama3:  # parsed once: 400,000 strings
+        _llama3[key] = exported(f"llama3-{out_type}", "--hf", llama3_folder(), "--type", out_type)
+    return _llama3[key]
+
+
+def llama3_weights():
+    if "weights" not in _llama3:
+        import make_llama3_model
+        _llama3["weights"] = make_llama3_model.weights()
+    return _llama3["weights"]
+
+
+def t_llama3_metadata():
+    g = llama3_export("f32")
+    check_layout(g)
+    want = {"general.architecture": (STRING, "llama"), "llama.vocab_size": (UINT32, 128256),
+            "llama.context_length": (UINT32, 131072), "llama.embedding_length": (UINT32, 64),
+            "llama.block_count": (UINT32, 2), "llama.feed_forward_length": (UINT32, 192),
+            "llama.attention.head_count": (UINT32, 4), "llama.attention.head_count_kv": (UINT32, 2),
+            "llama.rope.dimension_count": (UINT32, 16), "llama.rope.freq_base": (FLOAT32, 500000.0),
+            "llama.attention.key_length": (UINT32, 16), "llama.attention.value_length": (UINT32, 16),
+            "tokenizer.ggml.model": (STRING, "gpt2"), "tokenizer.ggml.pre": (STRING, "llama-bpe"),
+            "tokenizer.ggml.bos_token_id": (UINT32, 128000), "tokenizer.ggml.eos_token_id": (UINT32, 128009),
+            "tokenizer.ggml.add_bos_token": (BOOL, True), "tokenizer.ggml.add_sep_token": (BOOL, False)}
+    for key, (vtype, value) in want.items():
+        expect(key in g.kv, f"no {key}")
+        expect(g.types[key] == vtype and g.kv[key] == value, f"{key} = {g.kv[key]!r} ({g.types[key]}), "
+                                                              f"expected {value!r} ({vtype})")
+    for key, etype in (("tokens", STRING), ("token_type", INT32), ("merges", STRING)):
+        expect(g.types[f"tokenizer.ggml.{key}"] == (ARRAY, etype), f"tokenizer.ggml.{key} type")
+    # a BPE vocabulary has no scores; Llama 3 scales RoPE by rope_freqs, not by a scaling key
+    for key in ("tokenizer.ggml.scores", "llama.rope.scaling.type", "tokenizer.ggml.unknown_token_id"):
+        expect(key not in g.kv, f"{key} should not be written")
+
+
+def t_llama3_tokens():
+    g, tj = llama3_export("f32"), llama3_json("tokenizer.json")
+    tokens, types = g.kv["tokenizer.ggml.tokens"], g.kv["tokenizer.ggml.token_type"]
+    expect(len(tokens) == 128256 and len(types) == 128256, f"{len(tokens)} tokens")
+    by_id = sorted((i, t) for t, i in tj["model"]["vocab"].items())
+    expect([i for i, _ in by_id] == list(range(128000)), "tokenizer.json's vocabulary is not ids 0..127999")
+    expect(tokens[:128000] == [t for _, t in by_id], "tokens 0..127999 are not the vocabulary in id order")
+    expect(tokens[128000:] == [a["content"] for a in sorted(tj["added_tokens"], key=lambda a: a["id"])],
+           "tokens 128000.. are not the added tokens")
+    expect(tokens[128000] == "<|begin_of_text|>" and tokens[128009] == "<|eot_id|>", "special token names")
+    expect(all(types[:128000] == 1), "a vocabulary token is not NORMAL (1)")
+    expect(all(types[128000:] == 3), "an added (special) token is not CONTROL (3)")
+
+
+def t_llama3_merges():
+    g, tj = llama3_export("f32"), llama3_json("tokenizer.json")
+    merges = g.kv["tokenizer.ggml.merges"]
+    expect(len(merges) == 280147, f"{len(merges)} merges, expected 280,147")
+    expect(merges[:3] == ["\u0120 \u0120", "\u0120 \u0120\u0120\u0120", "\u0120\u0120 \u0120\u0120"],
+           f"first merges {merges[:3]}")
+    expect(merges == [" ".join(p) for p in tj["model"]["merges"]], "merges differ from tokenizer.json's pairs")
+
+
+def llama3_factors_float64(head_dim, theta, s):
+    """Each pair's frequency divided by Llama 3's scaled one, from Meta's definition
+    (apply_scaling) in float64: the value rope_freqs.weight must hold."""
+    out = []
+    for i in range(head_dim // 2):
+        freq = theta ** (-2 * i / head_dim)
+        wavelen = 2 * math.pi / freq
+        if wavelen < s["original_max_position_embeddings"] / s["high_freq_factor"]:
+            scaled = freq
+        elif wavelen > s["original_max_position_embeddings"] / s["low_freq_factor"]:
+            scaled = freq / s["factor"]
+        else:
+            smooth = (s["original_max_position_embeddings"] / wavelen - s["low_freq_factor"]) / \
+                (s["high_freq_factor"] - s["low_freq_factor"])
+            scaled = (1 - smooth) * freq / s["factor"] + smooth * freq
+        out.append(freq / scaled)
+    return np.array(out)
+
+
+def t_llama3_rope_freqs():
+    with open(os.path.join(llama3_folder(), "config.json")) as f:
+        cfg = json.load(f)
+    for out_type in ("f32", "q8_0"):
+        g = llama3_export(out_type)
+        t = g.tensors.get("rope_freqs.weight")
+        expect(t is not None, f"{out_type}: no rope_freqs.weight")
+        expect(t.type == GGML_F32 and t.ne == [8], f"{out_type}: rope_freqs is {t.type_name} {t.ne}, expected F32 [8]")
+        got = g.array64("rope_freqs.weight")
+        want = llama3_factors_float64(16, cfg["rope_theta"], cfg["rope_scaling"])
+        expect(np.allclose(got, want, rtol=1e-6, atol=0), f"{out_type}: rope_freqs {got} != {want}")
+        expect(list(got[:4]) == [1] * 4 and list(got[5:]) == [32] * 3 and 1 < got[4] < 32,
+               f"{out_type}: rope_freqs {got}: expected 1 (fast pairs), 32 (slow) and one in between")
+    # the 1B model's head size of 64: three pairs in the smoothed band
+    sys.path.insert(0, ROOT)
+    import export
+    s = {"factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
+    got = export.llama3_rope_factors(64, 500000.0, s, "test")
+    want = llama3_factors_float64(64, 500000.0, s)
+    expect(np.allclose(got, want, rtol=1e-6, atol=0) and ((got > 1) & (got < 32)).sum() == 3,
+           f"head size 64: {got} != {want}")
+
+
+def t_llama3_tensors():
+    g, w = llama3_export("f32"), llama3_weights()
+    expect("output.weight" not in g.tensors, "tied embeddings, but output.weight is written")
+    expect(g.tensor_order[0] == "rope_freqs.weight", f"first tensor {g.tensor_order[0]}")
+    expect(np.array_equal(g.array("token_embd.weight"), w["model.embed_tokens.weight"]), "token_embd")
+    for i in range(2):
+        for short, hf in HF_NAMES.items():
+            got, want = g.array(f"blk.{i}.{short}.weight"), w[f"model.layers.{i}.{hf}.weight"]
+            if short in ("attn_q", "attn_k"):  # back to Hugging Face's order
+                got = hf_permute(got, 4 if short == "attn_q" else 2)
+            expect(np.array_equal(got, want), f"blk.{i}.{short}.weight differs from {hf}")
+
+
+def t_llama3_q8_0_tied():
+    g, w = llama3_export("q8_0"), llama3_weights()
+    expect(g.kv["general.file_type"] == 7, "file_type")
+    expect("output.weight" not in g.tensors, "output.weight written")
+    t = g.tensors["token_embd.weight"]
+    expect(t.type == GGML_Q8_0 and t.ne == [64, 128256], f"token_embd is {t.type_name} {t.ne}")
+    emb = w["model.embed_tokens.weight"]
+    rows = [0, 1, 777, 128000, 128255]  # spot checks: the Python reference quantizer is slow
+    raw = g.raw("token_embd.weight")
+    for r in rows:
+        expect(raw[r * 68:(r + 1) * 68] == ref_quantize(emb[r], GGML_Q8_0), f"token_embd row {r} bytes")
+    x = emb.reshape(-1, 32).astype(np.float64)
+    d16 = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 34)[:, :2].copy().view("<f2").astype(np.float64)
+    err = np.abs(x - g.array64("token_embd.weight").reshape(-1, 32))
+    expect((err <= quant_error_bound(x, d16, GGML_Q8_0) * (1 + 1e-6) + 1e-12).all(), "token_embd beyond the bound")
+    for name in ("blk.0.attn_norm.weight", "output_norm.weight", "rope_freqs.weight"):
+        expect(g.tensors[name].type == GGML_F32, f"{name} not F32")
+
+
+def t_llama3_chat_template():
+    g = llama3_export("f32")
+    want = llama3_json("tokenizer_config.json")["chat_template"]
+    expect(g.types.get("tokenizer.chat_template") == STRING, "no tokenizer.chat_template string")
+    expect(g.kv["tokenizer.chat_template"] == want, "chat template differs from tokenizer_config.json's")
+    expect("Cutting Knowledge Date" in want and "strftime_now" in want, "not Llama 3.2's template")
+
+
+def t_llama3_vocab_gguf():
+    """The committed vocabulary-only file is the tokenizer part of a model export
+    (make references rewrites it; CI checks it comes out the same)."""
+    v, g = GGUFFile(model("llama3/llama3-vocab.gguf")), llama3_export("f32")
+    expect(len(v.tensors) == 0 and v.kv["general.architecture"] == "llama", "not a vocabulary-only llama GGUF")
+    for key in g.kv:
+        if key.startswith("tokenizer."):
+            same = np.array_equal(v.kv.get(key), g.kv[key]) if isinstance(g.kv[key], np.ndarray) else \
+                v.kv.get(key) == g.kv[key]
+            expect(same and v.types.get(key) == g.types[key], f"{key} differs from the model export's")
+    expect(sorted(k for k in v.kv if k.startswith("tokenizer.")) ==
+           sorted(k for k in g.kv if k.startswith("tokenizer.")), "tokenizer keys differ")
+
+
+def small_tokenizer(merges=(("a", "b"), ("ab", "c")), **over):
+    """A tokenizer.json of Llama 3's form with a vocabulary of 7, and a gap at id 8."""
+    tj = llama3_json("tokenizer.json")
+    t = {"version": "1.0", "added_tokens": [
+        {"id": 7, "content": "<|begin_of_text|>", "special": True, "normalized": False},
+        {"id": 9, "content": "<|eot_id|>", "special": True, "normalized": False},
+        {"id": 10, "content": "my\u2581word", "special": False, "normalized": True}],
+        "normalizer": None, "pre_tokenizer": tj["pre_tokenizer"], "post_processor": tj["post_processor"],
+        "decoder": tj["decoder"],
+        "model": {"type": "BPE", "byte_fallback": False, "ignore_merges": True,
+                  "vocab": {"a": 0, "b": 1, "c": 2, "ab": 3, "abc": 4, "\u0120": 5, "\u0120a": 6},
+                  "merges": [list(m) if isinstance(m, tuple) else m for m in merges]}}
+    for key, value in over.items():
+        if key in t["model"]:
+            t["model"][key] = value
+        else:
+            t[key] = value
+    return json.dumps(t)
+
+
+SMALL_CONFIG = json.dumps({"bos_token": "<|begin_of_text|>", "eos_token": {"content": "<|eot_id|>"},
+                           "chat_template": "{{ bos_token }}x"})
+
+
+def t_llama3_small_vocab():
+    """Merges in both forms, token types, a gap in the ids, special ids and flags."""
+    results = []
+    for form in ("pairs", "strings"):
+        folder = os.path.join(TMP, f"small-{form}")
+        os.makedirs(folder, exist_ok=True)
+        merges = (("a", "b"), ("ab", "c")) if form == "pairs" else ("a b", "ab c")
+        with open(os.path.join(folder, "tokenizer.json"), "w") as f:
+            f.write(small_tokenizer(merges))
+        with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
+            f.write(SMALL_CONFIG)
+        out = os.path.join(TMP, f"small-{form}.gguf")
+        rc, _, err = run_export(["--tokenizer", os.path.join(folder, "tokenizer.json"), "--name", "small"], out)
+        expect(rc == 0, f"{form}: exit {rc}: {err.strip()}")
+        g = GGUFFile(out)
+        expect(len(g.tensors) == 0, "tensors in a vocabulary-only file")
+        expect(g.kv["tokenizer.ggml.merges"] == ["a b", "ab c"], f"{form}: merges {g.kv['tokenizer.ggml.merges']}")
+        want = ["a", "b", "c", "ab", "abc", "\u0120", "\u0120a", "<|begin_of_text|>", "[PAD8]", "<|eot_id|>", "my word"]
+        expect(g.kv["tokenizer.ggml.tokens"] == want, f"tokens {g.kv['tokenizer.ggml.tokens']}")
+        expect(list(g.kv["tokenizer.ggml.token_type"]) == [1] * 7 + [3, 5, 3, 4], "token types (NORMAL x7, "
+               f"CONTROL, UNUSED, CONTROL, USER_DEFINED): {list(g.kv['tokenizer.ggml.token_type'])}")
+        expect(g.kv["tokenizer.ggml.bos_token_id"] == 7 and g.kv["tokenizer.ggml.eos_token_id"] == 9, "bos/eos ids")
+        expect(g.kv["tokenizer.ggml.add_bos_token"] is True, "add_bos_token")
+        expect(g.kv["tokenizer.chat_template"] == "{{ bos_token }}x", "chat template")
+        with open(out, "rb") as f:
+            results.append(f.read())
+    expect(results[0] == results[1], "the two merge forms give different files")
+
+
+def t_llama3_errors():
+    cfg = json.load(open(os.path.join(llama3_folder(), "config.json")))
+    yarn = dict(cfg, rope_scaling={"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 8192})
+    bad_head = dict(cfg, head_dim=32)
+    gpt2_pre = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
+    tok = lambda **over: {"t/tokenizer.json": small_tokenizer(**over), "t/tokenizer_config.json": SMALL_CONFIG}
+    cases = [
+        (["--hf", "{work}/d"], "yarn", {"d/config.json": json.dumps(yarn)}),
+        (["--hf", "{work}/d"], "head_dim", {"d/config.json": json.dumps(bad_head)}),
+        (["--tokenizer", "{work}/t/tokenizer.json"], "merges[1] 'abc'", tok(merges=["a b", "abc"])),
+        (["--tokenizer", "{work}/t/tokenizer.json"], "not in the vocabulary", tok(merges=[["a", "b"], ["ab", "z"]])),
+        (["--tokenizer", "{work}/t/tokenizer.json"], "'ca', which is not in", tok(merges=[["c", "a"]])),
+        (["--tokenizer", "{work}/t/tokenizer.json"], "no merges", tok(merges=[])),
+        (["--tokenizer", "{work}/t/tokenizer.json"], "not BPE", tok(type="Unigram")),
+        (["--tokenizer", "{work}/t/tokenizer.json"], "pre_tokenizer", tok(pre_tokenizer=gpt2_pre)),
+        (["--tokenizer", "{work}/t/tokenizer.json"], "byte fallback", tok(byte_fallback=True)),
+        (["--tokenizer", "{work}/t/tokenizer.json"], "JSON", {"t/tokenizer.json": "{oops"}),
+    ]
+    for args, contains, files in cases:
+        try:
+            expect_error(args, contains, files)
+        except Failure as e:
+            raise Failure(f"{' '.join(args)} ({contains}): {e}")
+
+
+# -----------------------------------------------------------------------------
 # tokenizer.bin output is unchanged
 
 def t_tokenizer_bin(src, ref):
@@ -787,6 +1046,16 @@ def main():
     check("synthetic.hf_pytorch_bin", t_syn_hf_bin)
     check("synthetic.meta_2shards", t_syn_meta)
     check("synthetic.llama2c_v1_untied", t_syn_llama2c_v1)
+    check("llama3.metadata", t_llama3_metadata)
+    check("llama3.tokens_and_types", t_llama3_tokens)
+    check("llama3.merges", t_llama3_merges)
+    check("llama3.rope_freqs", t_llama3_rope_freqs)
+    check("llama3.tensors_tied", t_llama3_tensors)
+    check("llama3.q8_0_tied_embedding", t_llama3_q8_0_tied)
+    check("llama3.chat_template", t_llama3_chat_template)
+    check("llama3.vocab_gguf", t_llama3_vocab_gguf)
+    check("llama3.small_vocab", t_llama3_small_vocab)
+    check("llama3.errors", t_llama3_errors)
     check("errors.bad_input", t_errors)
     check("errors.midway_cleanup", t_error_midway)
     check("no_temp_files_left", t_no_temp_left)
