@@ -210,6 +210,7 @@ typedef struct {
     Layer *layers;          // (n_layers)
     const float *rms_final; // (dim)
     Matrix classifier;      // (vocab_size, dim); the token embedding itself when shared
+    const float *rope_freqs; // (head_size / 2) Llama 3.1's RoPE scaling: each pair's frequency is divided by its factor; NULL: none
 } Weights;
 
 // Activations and the KV cache. A forward call takes up to max_tokens tokens
@@ -217,7 +218,8 @@ typedef struct {
 // activation has one row per token. Nothing is allocated after build_state.
 typedef struct {
     int max_tokens;     // tokens per forward call: the prompt's block size
-    int n_ctx;          // positions the cache holds: this run's -n, at most seq_len
+    int n_ctx;          // positions the cache may hold: this run's -n, at most seq_len
+    int cache_positions; // positions it has room for now: it grows up to n_ctx (see reserve_positions)
     float *x;           // (max_tokens, dim) the residual stream
     float *xb, *xb2;    // (max_tokens, dim) scratch
     float *q;           // (max_tokens, dim) queries, all heads
@@ -228,16 +230,18 @@ typedef struct {
     int32_t *xq_sum16;  // (max_tokens, max(dim, hidden_dim) / 16) each 16's sum, for GGUF's block types
     int8_t *xq_runs32;  // (max_tokens, max(dim, hidden_dim)) xq in two other orders, for the SIMD kernels
     int8_t *xq_runs16;  //   of GGUF's blocks of 256 (see interleave_runs)
-    float *scores;      // (threads, max_tokens, n_ctx) attention scores: a block per thread
+    float *scores;      // (threads, max_tokens, cache_positions) attention scores: a block per thread
     float *logits;      // (max_tokens, vocab_size)
-    void *key_cache;    // (n_layers, n_kv_heads, n_ctx, head_size) float32, or float16 when kv_f16
-    void *value_cache;  // (n_layers, n_kv_heads, n_ctx, head_size)
+    void *key_cache;    // (n_layers, n_kv_heads, cache_positions, head_size) float32, or float16 when kv_f16
+    void *value_cache;  // (n_layers, n_kv_heads, cache_positions, head_size)
     int kv_f16;         // the cache holds float16: half the memory, and half what attention reads
     float *k_new, *v_new; // (max_tokens, kv_dim) a call's keys and values, before they go into the cache
-    float *rope_cos;    // (n_ctx, head_size / 2) RoPE rotation of each pair at each position
-    float *rope_sin;    // (n_ctx, head_size / 2)
-    void *arena;        // where hb, hb2, scores, logits and the KV cache live (see build_state)
+    float *rope_cos;    // (cache_positions, head_size / 2) RoPE rotation of each pair at each position
+    float *rope_sin;    // (cache_positions, head_size / 2)
+    void *arena;        // where hb, hb2 and logits live (see build_state)
     size_t arena_size;
+    void *kv_region;    // where the KV cache lives
+    size_t kv_region_size;
 } State;
 
 // SentencePiece's piece types, as GGUF files record them (tokenizer.ggml.token_type).
@@ -489,17 +493,20 @@ static void open_checkpoint(Model *m, const char *path, WeightsLoad load) {
 // of L2 (bench/NOTES.md has the figures).
 #define PROMPT_BLOCK 64
 
-// The state's big arrays (the KV cache, logits, attention scores, the
-// feed-forward activations) share one region on 2 MB pages, touched once
-// when it is made, as llama.cpp clears its KV cache: left to be faulted in
-// while reading the prompt, its pages cost a large share of a small model's
-// first prompt (a page fault is slow in a virtual machine; bench/NOTES.md).
-// The cache holds n_ctx positions: -n, or the model's whole context only for
-// a chat without -n; a cache larger than this is not zeroed here (a 7B
-// model's 4096 positions are 4 GB in float32: that would take seconds), and
-// its pages are faulted in by the first token's writes instead, which reach
-// every head's stretch of it (see forward).
-#define TOUCHED_KV_BYTES (256u << 20)
+// The state's big arrays (the logits and the feed-forward activations) share
+// one region on 2 MB pages, touched once when it is made, as llama.cpp clears
+// its KV cache: left to be faulted in while reading the prompt, its pages cost
+// a large share of a small model's first prompt (a page fault is slow in a
+// virtual machine; bench/NOTES.md).
+//
+// The KV cache may hold n_ctx positions: -n, or the model's whole context for
+// a chat without -n. It is made with room for KV_START_POSITIONS, or as many
+// as fit in KV_START_BYTES, or all n_ctx if fewer, touched in the same way,
+// and doubles whenever a forward call needs more (reserve_positions), so
+// memory follows the positions a session reaches: a Llama 3.1 8B's whole
+// context of 131,072 positions would take 16 GB in float16.
+#define KV_START_POSITIONS 4096
+#define KV_START_BYTES (256u << 20)
 
 // Takes the next n_bytes of the region, on their own cache lines.
 static void *carve(State *s, size_t *used, size_t n_bytes) {
@@ -508,24 +515,38 @@ static void *carve(State *s, size_t *used, size_t n_bytes) {
     return p;
 }
 
-// Allocates the activations for max_tokens tokens and a KV cache for n_ctx positions.
+// Zeroes n bytes on 2 MB pages, in parallel, a page each: faster, and it
+// starts the threads (and wakes the CPUs they run on) before the prompt
+// rather than during it.
+static void touch_pages(unsigned char *p, size_t n) {
+    long page;
+#pragma omp parallel for schedule(static)
+    for (page = 0; page < (long)((n + HUGE_PAGE - 1) / HUGE_PAGE); page++) {
+        size_t start = (size_t)page * HUGE_PAGE, end = start + HUGE_PAGE < n ? start + HUGE_PAGE : n;
+        memset(p + start, 0, end - start);
+    }
+}
+
+// Allocates the activations for max_tokens tokens; the KV cache, for up to
+// n_ctx positions, comes with reserve_positions.
 static void build_state(State *s, const Config *c, int n_ctx, int max_tokens, int int8, int kv_f16) {
     size_t dim = c->dim, hidden = c->hidden_dim, T = max_tokens;
-    size_t cache = (size_t)c->n_layers * n_ctx * c->kv_dim * (kv_f16 ? 2 : 4), half = c->head_size / 2; // bytes
     size_t widest = hidden > dim ? hidden : dim;
     s->max_tokens = max_tokens;
     s->n_ctx = n_ctx;
+    s->kv_f16 = kv_f16;
     s->x = xmalloc(T * dim * sizeof(float), "activations");
     s->xb = xmalloc(T * dim * sizeof(float), "activations");
     s->xb2 = xmalloc(T * dim * sizeof(float), "activations");
     s->q = xmalloc(T * dim * sizeof(float), "activations");
-    size_t n_scores = (size_t)max_threads() * T * n_ctx, n_logits = T * c->vocab_size;
-    size_t big = (2 * T * hidden + n_scores + n_logits) * sizeof(float) + 2 * cache + 6 * 64; // 64 bytes of padding each
-    s->arena = map_huge(big, &s->arena_size, "the KV cache and activations");
+    size_t n_logits = T * c->vocab_size;
+    size_t big = (2 * T * hidden + n_logits) * sizeof(float) + 3 * 64; // 64 bytes of padding each
+    s->arena = map_huge(big, &s->arena_size, "the activations");
     size_t used = 0;
     s->hb = carve(s, &used, T * hidden * sizeof(float));
     s->hb2 = carve(s, &used, T * hidden * sizeof(float));
-    s->kv_f16 = kv_f16;
+    s->logits = carve(s, &used, n_logits * sizeof(float));
+    touch_pages(s->arena, used);
     s->k_new = xmalloc(T * c->kv_dim * sizeof(float), "activations");
     s->v_new = xmalloc(T * c->kv_dim * sizeof(float), "activations");
     if (int8) {
@@ -536,40 +557,55 @@ static void build_state(State *s, const Config *c, int n_ctx, int max_tokens, in
         s->xq_runs32 = xmalloc(T * widest, "activations");
         s->xq_runs16 = xmalloc(T * widest, "activations");
     }
-    s->scores = carve(s, &used, n_scores * sizeof(float));
-    s->logits = carve(s, &used, n_logits * sizeof(float));
-    s->key_cache = carve(s, &used, cache);
-    s->value_cache = carve(s, &used, cache);
-    size_t kv_start = (size_t)((unsigned char *)s->key_cache - (unsigned char *)s->arena);
-    // In parallel, a 2 MB page each: faster, and it starts the threads (and
-    // wakes the CPUs they run on) before the prompt rather than during it.
-    size_t touched = used - kv_start <= TOUCHED_KV_BYTES ? used : kv_start;
-    long page;
-#pragma omp parallel for schedule(static)
-    for (page = 0; page < (long)((touched + HUGE_PAGE - 1) / HUGE_PAGE); page++) {
-        size_t start = (size_t)page * HUGE_PAGE, end = start + HUGE_PAGE < touched ? start + HUGE_PAGE : touched;
-        memset((unsigned char *)s->arena + start, 0, end - start);
+}
+
+// Makes room for positions 0..positions-1 (at most n_ctx) in the KV cache,
+// the attention scores and the RoPE tables, doubling them until they fit.
+// Each head's stretch of the cache moves to its place in the larger one.
+static void reserve_positions(State *s, const Config *c, const float *rope_freqs, int positions) {
+    int old = s->cache_positions, cap = old > 0 ? old : positions;
+    if (positions <= old) return;
+    while (cap < positions) cap = cap > s->n_ctx / 2 ? s->n_ctx : 2 * cap;
+
+    size_t row = (size_t)c->head_size * (s->kv_f16 ? 2 : 4), stretches = (size_t)c->n_layers * c->n_kv_heads;
+    size_t bytes = stretches * cap * row, kv_mapped; // of each cache
+    unsigned char *kv = map_huge(2 * bytes, &kv_mapped, "the KV cache");
+    if (old == 0 && 2 * bytes <= KV_START_BYTES) touch_pages(kv, 2 * bytes);
+    for (size_t i = 0; i < stretches && old > 0; i++) {
+        memcpy(kv + i * cap * row, (unsigned char *)s->key_cache + i * old * row, old * row);
+        memcpy(kv + bytes + i * cap * row, (unsigned char *)s->value_cache + i * old * row, old * row);
     }
-    s->rope_cos = xmalloc(n_ctx * half * sizeof(float), "RoPE tables");
-    s->rope_sin = xmalloc(n_ctx * half * sizeof(float), "RoPE tables");
+    if (s->kv_region) munmap(s->kv_region, s->kv_region_size);
+    s->kv_region = kv, s->kv_region_size = kv_mapped;
+    s->key_cache = kv, s->value_cache = kv + bytes;
+    s->scores = xrealloc(s->scores, (size_t)max_threads() * s->max_tokens * cap * sizeof(float), "attention scores");
+
+    size_t half = c->head_size / 2;
+    s->rope_cos = xrealloc(s->rope_cos, cap * half * sizeof(float), "RoPE tables");
+    s->rope_sin = xrealloc(s->rope_sin, cap * half * sizeof(float), "RoPE tables");
     // Pair i of a head turns by pos * theta^(-2i/head_size): fast for the first
     // pairs, slow for the last, so positions are told apart at every scale. A
-    // model stretched to a longer context by linear scaling sees pos / scale.
+    // model stretched to a longer context by linear scaling sees pos / scale;
+    // Llama 3.1 and 3.2 divide each pair's frequency by its own factor instead
+    // (rope_freqs: 1 for the fast pairs, up to 32 for the slowest).
     for (size_t i = 0; i < half; i++) {
         float freq = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)c->head_size);
-        for (int pos = 0; pos < n_ctx; pos++) {
+        if (rope_freqs) freq /= rope_freqs[i];
+        for (int pos = old; pos < cap; pos++) {
             float angle = pos / c->rope_scale * freq;
             s->rope_cos[pos * half + i] = cosf(angle);
             s->rope_sin[pos * half + i] = sinf(angle);
         }
     }
+    s->cache_positions = cap;
 }
 
 static void free_state(State *s) {
     free(s->x), free(s->xb), free(s->xb2), free(s->q), free(s->xq), free(s->xq_scale), free(s->xq_sum), free(s->xq_sum16);
     free(s->xq_runs32), free(s->xq_runs16), free(s->k_new), free(s->v_new);
     munmap(s->arena, s->arena_size);
-    free(s->rope_cos), free(s->rope_sin);
+    if (s->kv_region) munmap(s->kv_region, s->kv_region_size);
+    free(s->scores), free(s->rope_cos), free(s->rope_sin);
 }
 
 // Whether any layer's matrix is float32 (then KV_AUTO keeps a float32 cache).
@@ -590,6 +626,10 @@ static void build_model(Model *m, const char *path, WeightsLoad load, int n_ctx,
     if (n_ctx <= 0 || n_ctx > m->config.seq_len) n_ctx = m->config.seq_len;
     int kv_f16 = kv == KV_F16 || (kv == KV_AUTO && !has_f32_matrices(&m->weights, &m->config));
     build_state(&m->state, &m->config, n_ctx, max_tokens, m->int8, kv_f16);
+    size_t per_position = 2 * (size_t)m->config.n_layers * m->config.kv_dim * (kv_f16 ? 2 : 4); // keys and values
+    int start = n_ctx < KV_START_POSITIONS ? n_ctx : KV_START_POSITIONS;
+    while (start > 1 && (size_t)start * per_position > KV_START_BYTES) start = (start + 1) / 2;
+    reserve_positions(&m->state, &m->config, m->weights.rope_freqs, start);
 }
 
 static void free_model(Model *m) {
@@ -1216,6 +1256,7 @@ static float *forward(Model *m, const int *tokens, int n_tokens, int pos, Logits
     int dim = c->dim, kv_dim = c->kv_dim, hidden = c->hidden_dim, head_size = c->head_size, T = n_tokens;
     int heads_per_kv = c->n_heads / c->n_kv_heads; // query heads sharing one key/value head
     m->n_forwarded += T;
+    reserve_positions(s, c, w->rope_freqs, pos + T); // room in the cache for these positions
 
     // The residual stream starts as each token's embedding.
     for (int t = 0; t < T; t++) matrix_row(s->x + (size_t)t * dim, &w->token_embedding, tokens[t]);
@@ -1226,8 +1267,8 @@ static float *forward(Model *m, const int *tokens, int n_tokens, int pos, Logits
         // cache, where each key/value head keeps its positions as consecutive
         // rows, so that attention reads each head's keys and values as one
         // sequential stream, which the hardware prefetchers follow.
-        size_t kv_bytes = s->kv_f16 ? 2 : 4, layer_bytes = (size_t)s->n_ctx * kv_dim * kv_bytes;
-        size_t head_bytes = (size_t)s->n_ctx * head_size * kv_bytes; // one head's slice of a layer
+        size_t kv_bytes = s->kv_f16 ? 2 : 4, layer_bytes = (size_t)s->cache_positions * kv_dim * kv_bytes;
+        size_t head_bytes = (size_t)s->cache_positions * head_size * kv_bytes; // one head's slice of a layer
         unsigned char *key_layer = (unsigned char *)s->key_cache + l * layer_bytes;
         unsigned char *value_layer = (unsigned char *)s->value_cache + l * layer_bytes;
         float *k = s->k_new, *v = s->v_new;
@@ -1259,7 +1300,7 @@ static float *forward(Model *m, const int *tokens, int n_tokens, int pos, Logits
 #pragma omp parallel for schedule(dynamic, 1)
         for (h = 0; h < c->n_heads; h++) {
             size_t kv_offset = (size_t)(h / heads_per_kv) * head_bytes, q_offset = (size_t)h * head_size;
-            float *scores = s->scores + (size_t)thread_index() * s->max_tokens * s->n_ctx;
+            float *scores = s->scores + (size_t)thread_index() * s->max_tokens * s->cache_positions;
             attention(s->xb + q_offset, s->q + q_offset, dim, key_layer + kv_offset, value_layer + kv_offset,
                       s->kv_f16, scores, pos, T, head_size);
         }
@@ -1680,66 +1721,61 @@ static void drop_final_newline(Text *s) {
     if (s->len > 0 && s->data[s->len - 1] == '\r') s->data[--s->len] = '\0';
 }
 
-// Chat with a Llama 2 Chat model, in Meta's format (facebookresearch/llama's
-// chat_completion): each user turn is the text
-//     [INST] {user} [/INST]
-// encoded with <s> before it, the system prompt folded into the first turn as
-// "<<SYS>>\n{system}\n<</SYS>>\n\n{user}", the turn's content stripped of
-// outer whitespace. The model's reply follows and ends with </s>. <s> and
-// </s> are token ids, never text.
+// Chat with a chat model, in its own format. Each family of chat models was
+// fine-tuned on one layout of turns: Llama 2's is
+//     <s>[INST] {user} [/INST] {reply} </s><s>[INST] {user} [/INST] ...
+// (Meta's chat_completion: the system prompt folded into the first turn as
+// "<<SYS>>\n{system}\n<</SYS>>\n\n{user}", each turn's content stripped of
+// outer whitespace), Llama 3's
+//     <|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n{user}<|eot_id|>
+//     <|start_header_id|>assistant<|end_header_id|>\n\n{reply}<|eot_id|>...
+// "Chat formats", below, holds the layouts and chooses one by the model's
+// chat template. A layout is a sequence of control tokens, put in by id, and
+// text, encoded a stretch at a time between them: <s>, </s>, <|eot_id|> are
+// never text.
+typedef enum {
+    CHAT_LLAMA2, CHAT_LLAMA3, CHAT_LLAMA31, CHAT_LLAMA32, CHAT_MISTRAL, CHAT_MISTRAL_V1, CHAT_MISTRAL_V3,
+    CHAT_MISTRAL_V3_TEKKEN, CHAT_MISTRAL_V7, CHAT_ZEPHYR, CHAT_CHATML, CHAT_FORMATS
+} ChatFormat;
 
-static const char *const B_INST = "[INST] ", *const E_INST = " [/INST]";
-static const char *const B_SYS = "<<SYS>>\n", *const E_SYS = "\n<</SYS>>\n\n";
+// The tokens of a conversation, laid out a turn at a time.
+typedef struct {
+    const Tokenizer *t;
+    ChatFormat format;
+    const char *date; // Llama 3.1 and 3.2's "Today Date: 26 Jul 2024" in the system turn
+    int *ids;         // (n) tokens laid out and not yet fed to the model
+    int n, cap;
+    Text text;        // text since the last control token, not yet encoded
+} ChatBuilder;
 
-// "[INST] {content} [/INST]" for a user turn; the first carries the system prompt.
-static Text user_turn_text(const char *system, const char *user, size_t user_len, int first) {
-    Text content = {0}, turn = {0};
-    text_append(&content, "", 0);
-    if (first && system && system[0]) {
-        text_append_str(&content, B_SYS);
-        text_append_str(&content, system);
-        text_append_str(&content, E_SYS);
-    }
-    text_append(&content, user, user_len);
-    text_strip(&content);
-    text_append_str(&turn, B_INST);
-    text_append(&turn, content.data, content.len);
-    text_append_str(&turn, E_INST);
-    free(content.data);
-    return turn;
+// Text of the layout.
+static void chat_text(ChatBuilder *b, const char *s, size_t n) { text_append(&b->text, s, n); }
+static void chat_text_str(ChatBuilder *b, const char *s) { chat_text(b, s, strlen(s)); }
+
+// Encodes the text since the last control token.
+static void chat_flush(ChatBuilder *b) {
+    if (b->text.len == 0) return;
+    int n;
+    int *ids = encode(b->t, b->text.data, b->text.len, 0, 0, &n);
+    if (b->n + n > b->cap) b->ids = xrealloc(b->ids, (b->cap = 2 * (b->n + n)) * sizeof(int), "a chat turn");
+    memcpy(b->ids + b->n, ids, n * sizeof(int));
+    b->n += n;
+    b->text.len = 0;
+    free(ids);
 }
 
-// The ids Meta's chat_completion gives a whole dialog: messages alternate
-// user, assistant, ..., user. Each finished exchange is encoded as the text
-// "[INST] {user} [/INST] {reply} " between <s> and </s>; the open turn as
-// "[INST] {user} [/INST]" after <s>. (A live chat feeds the reply's own
-// tokens instead of re-encoding its text; tests hold this to SentencePiece.)
-// lengths: each message's bytes, NUL bytes included; NULL: they are C strings.
-static int *encode_dialog(const Tokenizer *t, const char *system, const char *const *messages, const size_t *lengths,
-                          int n_messages, int *n_tokens) {
-    int *all = NULL, n_all = 0;
-    for (int i = 0; i < n_messages; i += 2) {
-        Text turn = user_turn_text(system, messages[i], lengths ? lengths[i] : strlen(messages[i]), i == 0);
-        int finished = i + 1 < n_messages;
-        if (finished) {
-            Text reply = {0};
-            text_append(&reply, messages[i + 1], lengths ? lengths[i + 1] : strlen(messages[i + 1]));
-            text_strip(&reply);
-            text_append_str(&turn, " ");
-            text_append(&turn, reply.data, reply.len);
-            text_append_str(&turn, " ");
-            free(reply.data);
-        }
-        int n;
-        int *ids = encode(t, turn.data, turn.len, 1, finished, &n);
-        all = xrealloc(all, (n_all + n) * sizeof(int), "a dialog's tokens");
-        memcpy(all + n_all, ids, n * sizeof(int));
-        n_all += n;
-        free(ids), free(turn.data);
-    }
-    *n_tokens = n_all;
-    return all;
+// A control token (none if id < 0).
+static void chat_token(ChatBuilder *b, int id) {
+    chat_flush(b);
+    if (id < 0) return;
+    if (b->n + 1 > b->cap) b->ids = xrealloc(b->ids, (b->cap = 2 * (b->n + 1)) * sizeof(int), "a chat turn");
+    b->ids[b->n++] = id;
 }
+
+// In "Chat formats", below: the layout of each part of a conversation.
+static void chat_begin(ChatBuilder *b, const char *system);
+static void chat_user(ChatBuilder *b, const char *system, const char *user, size_t user_len, int first);
+static void chat_close(ChatBuilder *b);
 
 typedef struct {
     const char *system;     // -y, or NULL
@@ -1747,6 +1783,8 @@ typedef struct {
     int reply_limit;        // -r: tokens in one reply at most; 0: half the context still free
     Stops stops;            // --stop
     int interactive;        // a person at a terminal: prompts on stderr, Ctrl-C ends a reply
+    ChatFormat format;
+    const char *date;       // today, for the formats that name it
 } ChatOptions;
 
 typedef struct {
@@ -1763,7 +1801,10 @@ static ChatStats chat(Model *m, const Tokenizer *t, Sampler *sampler, const Chat
     ChatStats stats = {0, 0, 0};
     long forwarded_before = m->n_forwarded;
     int n_ctx = m->state.n_ctx, pos = 0;
-    int carry[2], n_carry = 0; // tokens that close the last reply, fed with the next turn
+    // Tokens wait in the builder until they go through the model: those that close
+    // the last reply, with the next turn.
+    ChatBuilder turn = {t, o->format, o->date, NULL, 0, 0, {0}};
+    chat_begin(&turn, o->system);
     char *line = NULL;
     size_t line_cap = 0;
     for (int first = 1;; first = 0) {
@@ -1785,27 +1826,21 @@ static ChatStats chat(Model *m, const Tokenizer *t, Sampler *sampler, const Chat
             free(user.data);
             continue;
         }
-        const char *message = user.data;
-        int n_turn;
-        int *turn_tokens = encode_dialog(t, stats.turns == 0 ? o->system : NULL, &message, &user.len, 1, &n_turn);
+        chat_user(&turn, o->system, user.data, user.len, stats.turns == 0);
+        chat_flush(&turn);
         free(user.data);
-        if (pos + n_carry + n_turn + 1 > n_ctx) { // the turn and at least one token of reply
+        if (pos + turn.n + 1 > n_ctx) { // the turn and at least one token of reply
             warn("the conversation fills %d of its %d positions and the next turn needs %d more; chat ended", pos,
-                 n_ctx, n_carry + n_turn + 1);
-            free(turn_tokens);
+                 n_ctx, turn.n + 1);
             break;
         }
         // The last reply's closing tokens and this turn go through the model together.
-        int *feed = xmalloc((n_carry + n_turn) * sizeof(int), "a chat turn");
-        memcpy(feed, carry, n_carry * sizeof(int));
-        memcpy(feed + n_carry, turn_tokens, n_turn * sizeof(int));
-        float *logits = feed_tokens(m, feed, n_carry + n_turn, pos);
-        pos += n_carry + n_turn;
-        free(feed), free(turn_tokens);
-        n_carry = 0;
+        float *logits = feed_tokens(m, turn.ids, turn.n, pos);
+        pos += turn.n;
+        turn.n = 0;
 
-        // The reply, streamed, until </s>, the reply limit, a stop string or Ctrl-C. Without -r,
-        // a reply takes at most half the context still free, so that later turns have room.
+        // The reply, streamed, until the model ends it, the reply limit, a stop string or Ctrl-C.
+        // Without -r, a reply takes at most half the context still free, so that later turns have room.
         int limit = o->reply_limit ? o->reply_limit : (n_ctx - pos) / 2;
         struct sigaction interrupt = {0}, previous;
         interrupt.sa_handler = on_interrupt; // no SA_RESTART: Ctrl-C must not wait for anything
@@ -1813,23 +1848,24 @@ static ChatStats chat(Model *m, const Tokenizer *t, Sampler *sampler, const Chat
         if (o->interactive) sigaction(SIGINT, &interrupt, &previous);
         Printer printer = make_printer(out, (const char *const *)o->stops.text, o->stops.n);
         // After <s>, so that the reply's first piece drops its leading space. The last
-        // position stays free for the </s> that closes the exchange.
+        // position stays free for the token that closes the exchange.
         Stream reply = stream_tokens(m, t, sampler, &printer, logits, t->bos_id, pos, n_ctx - 1, limit);
         pos = reply.pos;
-        if (reply.unfed >= 0) carry[n_carry++] = reply.unfed; // sampled but not yet in the cache
-        carry[n_carry++] = t->eos_id;                         // every exchange ends with </s>
+        if (reply.unfed >= 0) chat_token(&turn, reply.unfed); // sampled but not yet in the cache
+        chat_close(&turn); // every exchange ends the format's way: </s>, <|eot_id|>, ...
         if (o->interactive) sigaction(SIGINT, &previous, NULL);
         print_flush(&printer);
         fputc('\n', out);
         fflush(out);
         stats.turns++;
         if (ferror(out)) break; // and the chat
-        if (pos + n_carry >= n_ctx) {
+        if (pos + turn.n >= n_ctx) {
             warn("the conversation filled its %d positions; chat ended", n_ctx);
             break;
         }
     }
     free(line);
+    free(turn.ids), free(turn.text.data);
     stats.positions = pos;
     stats.forwarded = m->n_forwarded - forwarded_before;
     return stats;
@@ -2089,7 +2125,7 @@ static Matrix gguf_matrix(const GGUFTensors *tt, const char *name, int rows, int
 static const float *gguf_vector(const GGUFTensors *tt, const char *name, int len) {
     const GGUFTensor *t = gguf_tensor(tt, name, 1, len);
     if (t->type != GGML_F32)
-        fatal("%s: tensor %s has type %s, expected F32 for a norm weight", tt->path, name, ggml_type_name(t->type));
+        fatal("%s: tensor %s has type %s, expected F32 for a vector", tt->path, name, ggml_type_name(t->type));
     return (const float *)(tt->data + t->offset);
 }
 
@@ -2097,6 +2133,7 @@ static const float *gguf_vector(const GGUFTensors *tt, const char *name, int len
 typedef struct {
     GGUFString architecture, tokenizer_model;
     int64_t dim, hidden, layers, heads, kv_heads, context, rope_dims; // 0 (kv_heads, rope_dims: ABSENT): absent
+    int64_t key_length, value_length;    // a head's width, where the file gives it (ABSENT: dim / heads)
     uint64_t alignment;
     float rope_theta, norm_eps;
     GGUFString rope_scaling_type;        // "linear", "none", ...; absent: linear, as llama.cpp reads it
@@ -2111,7 +2148,7 @@ typedef struct {
 
 // Reads the n_kv keys and values; keys this program does not use are skipped.
 static GGUFMetadata read_gguf_metadata(GGUFReader *r, uint64_t n_kv) {
-    GGUFMetadata md = {{NULL, 0}, {NULL, 0}, 0, 0, 0, 0, ABSENT, 0, ABSENT, 32, 10000.0f, 1e-5f, {NULL, 0}, 0.0f,
+    GGUFMetadata md = {{NULL, 0}, {NULL, 0}, 0, 0, 0, 0, ABSENT, 0, ABSENT, ABSENT, ABSENT, 32, 10000.0f, 1e-5f, {NULL, 0}, 0.0f,
                        {NULL, 0}, NULL, NULL, NULL, NULL, 0, 0, 0, 0, ABSENT, ABSENT, ABSENT, ABSENT, ABSENT, 1, 0, 1,
                        {NULL, 0}};
     GGUFString *keys = xmalloc((n_kv ? n_kv : 1) * sizeof(GGUFString), "the metadata keys");
@@ -2128,6 +2165,8 @@ static GGUFMetadata read_gguf_metadata(GGUFReader *r, uint64_t n_kv) {
         else if (string_is(key, "llama.attention.head_count_kv")) md.kv_heads = gguf_int(r, type, key);
         else if (string_is(key, "llama.context_length")) md.context = gguf_int(r, type, key);
         else if (string_is(key, "llama.rope.dimension_count")) md.rope_dims = gguf_int(r, type, key);
+        else if (string_is(key, "llama.attention.key_length")) md.key_length = gguf_int(r, type, key);
+        else if (string_is(key, "llama.attention.value_length")) md.value_length = gguf_int(r, type, key);
         else if (string_is(key, "llama.rope.freq_base")) md.rope_theta = gguf_float(r, type, key);
         else if (string_is(key, "llama.rope.scaling.type") && type == GGUF_STRING) md.rope_scaling_type = gguf_string(r, "a value");
         else if (string_is(key, "llama.rope.scaling.factor") || string_is(key, "llama.rope.scale_linear"))
@@ -2193,6 +2232,11 @@ static void gguf_config(Config *c, const GGUFMetadata *md, const GGUFTensors *tt
     c->kv_dim = c->n_kv_heads * c->head_size;
     c->rope_theta = md->rope_theta;
     c->norm_eps = md->norm_eps;
+    if ((md->key_length != ABSENT && md->key_length != c->head_size) ||
+        (md->value_length != ABSENT && md->value_length != c->head_size))
+        fatal("%s: llama.attention.key_length/value_length are %lld/%lld, but this program runs heads of "
+              "embedding_length / head_count = %d", path, (long long)md->key_length, (long long)md->value_length,
+              c->head_size);
     if (md->rope_dims != ABSENT && md->rope_dims != c->head_size)
         fatal("%s: llama.rope.dimension_count is %lld but heads are %d wide; partial rotation is not supported", path,
               (long long)md->rope_dims, c->head_size);
@@ -2258,6 +2302,12 @@ static void point_weights_at_tensors(Weights *w, Config *c, const GGUFTensors *t
 #undef LAYER
     }
     w->rms_final = gguf_vector(tt, "output_norm.weight", c->dim);
+    // Llama 3.1 and 3.2 scale RoPE with a factor per pair of each head (absent: none).
+    w->rope_freqs = find_tensor(tt, "rope_freqs.weight") ? gguf_vector(tt, "rope_freqs.weight", c->head_size / 2) : NULL;
+    for (int i = 0; w->rope_freqs && i < c->head_size / 2; i++)
+        if (!(w->rope_freqs[i] > 0.0f) || !isfinite(w->rope_freqs[i]))
+            fatal("%s: tensor rope_freqs.weight holds %g for pair %d, expected a positive factor", tt->path,
+                  w->rope_freqs[i], i);
     c->shared_classifier = find_tensor(tt, "output.weight") == NULL; // absent: tied to the embedding
     w->classifier = c->shared_classifier ? w->token_embedding : gguf_matrix(tt, "output.weight", c->vocab_size, c->dim);
 }
@@ -2416,6 +2466,237 @@ static void parse_gguf(Model *m, const unsigned char *bytes, size_t size, const 
     if (m->int8) c->group_size = QBLOCK; // a block tensor's rows are whole blocks: gguf_row_bytes checked
     m->chat_template = md.chat_template.s, m->chat_template_len = md.chat_template.len; // kept for chat mode
     read_gguf_vocabulary(&m->vocab, &md, c->vocab_size, bytes, size, path);
+}
+
+// ============================================================================
+// Chat formats
+//
+// The layouts of the chat model families (see chat, above), and how a model's
+// file says which one it was trained on. Files carry their format as a Jinja
+// template (tokenizer.chat_template). This program runs no Jinja: it
+// recognises each family's templates by their markers, as llama.cpp's
+// llm_chat_detect_template does, and lays the turns out itself. Markers such
+// as [INST] or <|im_start|> go in as the vocabulary's control token of that
+// text where it has one (Mistral v3's vocabulary has [INST]; ChatML
+// fine-tunes add <|im_start|>), else as text, which is how Hugging Face's
+// tokenizers read a rendered template. The tests hold every layout to its
+// family's template rendered by Jinja (tests/chat_templates/).
+
+static const char *const chat_format_names[CHAT_FORMATS] = {
+    "llama2", "llama3", "llama3.1", "llama3.2", "mistral", "mistral-v1", "mistral-v3", "mistral-v3-tekken",
+    "mistral-v7", "zephyr", "chatml"};
+
+// The vocabulary's control or user-defined token whose text is s, or -1.
+static int special_token(const Tokenizer *t, const char *s) {
+    int len = (int)strlen(s);
+    for (int i = 0; i < t->vocab_size; i++)
+        if ((t->type[i] == PIECE_CONTROL || t->type[i] == PIECE_USER_DEFINED) && t->piece_len[i] == len &&
+            memcmp(t->piece[i], s, len) == 0)
+            return i;
+    return -1;
+}
+
+// A marker of the layout: the control token of that text, else the text.
+static void chat_marker(ChatBuilder *b, const char *s) {
+    int id = special_token(b->t, s);
+    if (id >= 0) chat_token(b, id);
+    else chat_text_str(b, s);
+}
+
+// Text stripped of outer whitespace, as Python's str.strip() and Jinja's trim do it.
+static void chat_stripped(ChatBuilder *b, const char *s, size_t n) {
+    Text stripped = {0};
+    text_append(&stripped, s, n);
+    text_strip(&stripped);
+    chat_text(b, stripped.data, stripped.len);
+    free(stripped.data);
+}
+
+// A Llama 3 turn's header: <|start_header_id|>role<|end_header_id|>\n\n
+static void llama3_header(ChatBuilder *b, const char *role) {
+    chat_marker(b, "<|start_header_id|>");
+    chat_text_str(b, role);
+    chat_marker(b, "<|end_header_id|>");
+    chat_text_str(b, "\n\n");
+}
+
+// What comes before the first user turn: <s>, and the system turn in the
+// formats that give it one of its own.
+static void chat_begin(ChatBuilder *b, const char *system) {
+    int has_system = system && system[0];
+    switch (b->format) {
+    case CHAT_LLAMA2: // <s> starts every turn instead
+        break;
+    case CHAT_LLAMA3:
+    case CHAT_LLAMA31:
+    case CHAT_LLAMA32:
+        chat_token(b, b->t->bos_id);
+        if (!has_system && b->format == CHAT_LLAMA3) break;
+        llama3_header(b, "system");
+        if (b->format != CHAT_LLAMA3) { // Llama 3.1 and 3.2 always say what they know and when they are
+            chat_text_str(b, "Cutting Knowledge Date: December 2023\nToday Date: ");
+            chat_text_str(b, b->format == CHAT_LLAMA31 ? "26 Jul 2024" : b->date); // 3.1's template: a fixed date
+            chat_text_str(b, "\n\n");
+        }
+        if (has_system) chat_stripped(b, system, strlen(system));
+        chat_marker(b, "<|eot_id|>");
+        break;
+    case CHAT_MISTRAL_V7:
+        chat_token(b, b->t->bos_id);
+        if (!has_system) break;
+        chat_marker(b, "[SYSTEM_PROMPT]");
+        chat_text_str(b, " ");
+        chat_text_str(b, system);
+        chat_marker(b, "[/SYSTEM_PROMPT]");
+        break;
+    case CHAT_ZEPHYR: // no <s>: the template has none
+        if (!has_system) break;
+        chat_marker(b, "<|system|>");
+        chat_text_str(b, "\n");
+        chat_text_str(b, system);
+        chat_token(b, b->t->eos_id);
+        chat_text_str(b, "\n");
+        break;
+    case CHAT_CHATML: // no <s>: the template has none
+        if (!has_system) break;
+        chat_marker(b, "<|im_start|>");
+        chat_text_str(b, "system\n");
+        chat_text_str(b, system);
+        chat_marker(b, "<|im_end|>");
+        chat_text_str(b, "\n");
+        break;
+    default: // the Mistral formats
+        chat_token(b, b->t->bos_id);
+    }
+}
+
+// A user's turn, through to where the assistant's reply begins. The first
+// carries the system prompt in the formats that fold it into a turn (Mistral
+// v3's template puts it in the last user turn instead; a chat that keeps its
+// cache cannot move it there, so it goes in the first, as llama.cpp does).
+static void chat_user(ChatBuilder *b, const char *system, const char *user, size_t user_len, int first) {
+    int with_system = first && system && system[0];
+    Text content = {0};
+    text_append(&content, "", 0);
+    switch (b->format) {
+    case CHAT_LLAMA2: // Meta's: the system prompt in <<SYS>> tags, the whole stripped
+        chat_token(b, b->t->bos_id);
+        if (with_system) {
+            text_append_str(&content, "<<SYS>>\n");
+            text_append_str(&content, system);
+            text_append_str(&content, "\n<</SYS>>\n\n");
+        }
+        text_append(&content, user, user_len);
+        text_strip(&content);
+        chat_marker(b, "[INST]");
+        chat_text_str(b, " ");
+        chat_text(b, content.data, content.len);
+        chat_text_str(b, " ");
+        chat_marker(b, "[/INST]");
+        break;
+    case CHAT_LLAMA3:
+    case CHAT_LLAMA31:
+    case CHAT_LLAMA32:
+        llama3_header(b, "user");
+        chat_stripped(b, user, user_len);
+        chat_marker(b, "<|eot_id|>");
+        llama3_header(b, "assistant");
+        break;
+    case CHAT_ZEPHYR:
+        chat_marker(b, "<|user|>");
+        chat_text_str(b, "\n");
+        chat_text(b, user, user_len);
+        chat_token(b, b->t->eos_id);
+        chat_text_str(b, "\n");
+        chat_marker(b, "<|assistant|>");
+        chat_text_str(b, "\n");
+        break;
+    case CHAT_CHATML:
+        chat_marker(b, "<|im_start|>");
+        chat_text_str(b, "user\n");
+        chat_text(b, user, user_len);
+        chat_marker(b, "<|im_end|>");
+        chat_text_str(b, "\n");
+        chat_marker(b, "<|im_start|>");
+        chat_text_str(b, "assistant\n");
+        break;
+    default: { // the Mistral formats: [INST] {system}\n\n{user} [/INST], spaced each its own way
+        ChatFormat f = b->format;
+        if (with_system && f != CHAT_MISTRAL_V7) {
+            text_append_str(&content, system);
+            text_append_str(&content, "\n\n");
+        }
+        text_append(&content, user, user_len);
+        if (f == CHAT_MISTRAL_V1) chat_text_str(b, " ");
+        chat_marker(b, "[INST]");
+        if (f != CHAT_MISTRAL_V3_TEKKEN) chat_text_str(b, " ");
+        chat_text(b, content.data, content.len);
+        if (f == CHAT_MISTRAL || f == CHAT_MISTRAL_V1) chat_text_str(b, " ");
+        chat_marker(b, "[/INST]");
+    }
+    }
+    free(content.data);
+}
+
+// What ends an assistant's reply.
+static void chat_close(ChatBuilder *b) {
+    switch (b->format) {
+    case CHAT_LLAMA3:
+    case CHAT_LLAMA31:
+    case CHAT_LLAMA32:
+        chat_marker(b, "<|eot_id|>");
+        break;
+    case CHAT_CHATML:
+        chat_marker(b, "<|im_end|>");
+        chat_text_str(b, "\n");
+        break;
+    case CHAT_ZEPHYR:
+        chat_token(b, b->t->eos_id);
+        chat_text_str(b, "\n");
+        break;
+    default: // Llama 2's and Mistral's </s>
+        chat_token(b, b->t->eos_id);
+    }
+}
+
+// The format a chat template asks for, by its markers (llama.cpp's rules for
+// these families); CHAT_FORMATS if it is none of them.
+static ChatFormat detect_chat_format(const char *tmpl, size_t n) {
+#define HAS(s) (find_bytes(tmpl, n, s, strlen(s)) >= 0)
+    if (HAS("<|im_start|>")) return CHAT_CHATML;
+    if (HAS("<|start_header_id|>") && HAS("<|end_header_id|>"))
+        return !HAS("Cutting Knowledge Date") ? CHAT_LLAMA3 : HAS("strftime_now") ? CHAT_LLAMA32 : CHAT_LLAMA31;
+    if (HAS("[INST]")) {
+        if (HAS("[SYSTEM_PROMPT]")) return CHAT_MISTRAL_V7;
+        if (HAS("' [INST] ' + system_message") || HAS("[AVAILABLE_TOOLS]")) // Mistral's official v1, v3, v3-tekken
+            return HAS(" [INST]") ? CHAT_MISTRAL_V1 : HAS("\"[INST]\"") ? CHAT_MISTRAL_V3_TEKKEN : CHAT_MISTRAL_V3;
+        return HAS("<<SYS>>") ? CHAT_LLAMA2 : CHAT_MISTRAL; // Mistral 7B Instruct's first template has no system turn
+    }
+    if (HAS("<|user|>") && HAS("<|assistant|>") && !HAS("<|end|>")) return CHAT_ZEPHYR; // <|end|>: Phi-3's
+    return CHAT_FORMATS;
+#undef HAS
+}
+
+// The format to chat in: the one named (--chat-format), else the one the
+// model's template asks for, else, for a file without a template, its
+// vocabulary's family (llama2.c's files and Llama 2 GGUFs: Llama 2's).
+static ChatFormat choose_chat_format(const char *name, const Model *m, const Tokenizer *t, const char *path) {
+    for (int f = 0; name && f < CHAT_FORMATS; f++)
+        if (strcmp(name, chat_format_names[f]) == 0) return (ChatFormat)f;
+    if (name) fatal("unknown chat format '%s' (bug: the command line checks it)", name);
+    if (m->chat_template) {
+        ChatFormat f = detect_chat_format(m->chat_template, m->chat_template_len);
+        if (f == CHAT_FORMATS)
+            fatal("%s: its chat template is none of the formats this program lays out (llama2, llama3, llama3.1, "
+                  "llama3.2, mistral, mistral-v1, mistral-v3, mistral-v3-tekken, mistral-v7, zephyr, chatml); choose "
+                  "one with --chat-format NAME", path);
+        return f;
+    }
+    if (!t->bpe) return CHAT_LLAMA2;
+    if (special_token(t, "<|start_header_id|>") >= 0) return CHAT_LLAMA3;
+    fatal("%s has no chat template and its vocabulary is not Llama 2's or Llama 3's; choose a format with "
+          "--chat-format NAME", path);
+    return CHAT_FORMATS;
 }
 
 // ============================================================================
@@ -4601,6 +4882,9 @@ static void usage(FILE *f) {
           "              (default generate)\n"
           "  -y <text>   system prompt in chat mode\n"
           "  -r <int>    chat: tokens in one reply at most; 0: half of the context still free (default 0)\n"
+          "  --chat-format <name>  chat: the model's format: llama2, llama3, llama3.1, llama3.2, mistral,\n"
+          "              mistral-v1, mistral-v3, mistral-v3-tekken, mistral-v7, zephyr or chatml (default:\n"
+          "              the one the model's chat template asks for; without one, Llama 2's or Llama 3's)\n"
           "  --stop <text>  end the continuation or reply where this text appears, without printing it\n"
           "              (repeatable)\n"
           "  -l <how>    how weights reach memory: 'read' into memory on huge pages where possible\n"
@@ -4609,8 +4893,9 @@ static void usage(FILE *f) {
           "              weights are 16 bits or fewer, else f32\n"
           "  -h          print this help\n"
           "Chat (-m chat): turns come from -i (unless -i -) and then stdin, one per line; the chat\n"
-          "ends at the end of input or when the context (-n positions, default the model's) is full,\n"
-          "with status 0.\n"
+          "ends at the end of input or when the context (-n positions, default the model's whole\n"
+          "context; memory grows only with the positions used) is full, with status 0.\n"
+          "Text is always text: a prompt's \"<|eot_id|>\" or \"</s>\" is never the control token.\n"
           "Exit status: 0 on success, 1 when a file or the text is unusable, 2 for a bad command line.\n",
           f);
 }
@@ -4670,7 +4955,7 @@ typedef enum { MODE_GENERATE, MODE_CHAT, MODE_TOKENIZE, MODE_PPL } Mode;
 static const char *const mode_names[] = {"generate", "chat", "tokenize", "ppl"};
 
 typedef struct {
-    const char *checkpoint, *tokenizer_path, *prompt, *system; // NULL when not given
+    const char *checkpoint, *tokenizer_path, *prompt, *system, *chat_format; // NULL when not given
     Mode mode;
     float temperature, topp;
     int topk, steps, steps_given, echo, reply_limit;
@@ -4683,7 +4968,7 @@ typedef struct {
 // Parses the command line strictly: a bad flag or value is a usage error (status 2).
 static Options parse_options(int argc, char **argv) {
     // Defaults; the usage text above documents each.
-    Options o = {NULL, NULL, NULL, NULL, MODE_GENERATE, 1.0f, 0.9f, 0, 256, 0, 1, 0, 0,
+    Options o = {NULL, NULL, NULL, NULL, NULL, MODE_GENERATE, 1.0f, 0.9f, 0, 256, 0, 1, 0, 0,
                  {xmalloc(argc * sizeof(char *), "the stop strings"), 0}, WEIGHTS_READ, KV_AUTO};
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
@@ -4696,6 +4981,16 @@ static Options parse_options(int argc, char **argv) {
             const char *value = argv[++i];
             if (strcmp(value, "f32") && strcmp(value, "f16")) usage_error("--kv wants f32 or f16, got '%s'", value);
             o.kv = strcmp(value, "f16") == 0 ? KV_F16 : KV_F32;
+            continue;
+        }
+        if (strcmp(arg, "--chat-format") == 0) {
+            if (i + 1 >= argc) usage_error("option --chat-format needs a value");
+            o.chat_format = argv[++i];
+            int known = 0;
+            for (int f = 0; f < CHAT_FORMATS; f++) known |= strcmp(o.chat_format, chat_format_names[f]) == 0;
+            if (!known)
+                usage_error("--chat-format wants llama2, llama3, llama3.1, llama3.2, mistral, mistral-v1, mistral-v3, "
+                            "mistral-v3-tekken, mistral-v7, zephyr or chatml, got '%s'", o.chat_format);
             continue;
         }
         if (strcmp(arg, "--stop") == 0) {
@@ -4819,10 +5114,13 @@ static void run_perplexity(Model *m, const Tokenizer *t, const Text *input) {
 }
 
 static void run_chat(Model *m, const Tokenizer *t, Sampler *sampler, const Options *o, const Text *input) {
-    if (m->chat_template && find_bytes(m->chat_template, m->chat_template_len, "[INST]", 6) < 0)
-        warn("%s's chat template is not Llama 2's; chatting in Llama 2's format anyway", o->checkpoint);
+    ChatFormat format = choose_chat_format(o->chat_format, m, t, o->checkpoint);
+    char today[32]; // Llama 3.2's template dates the system turn with the day the chat runs
+    time_t now = time(NULL);
+    strftime(today, sizeof(today), "%d %b %Y", localtime(&now));
     int first_turn = o->prompt && strcmp(o->prompt, "-") != 0; // -i -: every turn from stdin, one per line
-    ChatOptions options = {o->system, first_turn ? input->data : NULL, o->reply_limit, o->stops, isatty(STDIN_FILENO)};
+    ChatOptions options = {o->system, first_turn ? input->data : NULL, o->reply_limit, o->stops, isatty(STDIN_FILENO),
+                           format, today};
     chat(m, t, sampler, &options, stdin, stdout);
 }
 

@@ -145,14 +145,24 @@ static char *print_ids(const Tokenizer *t, const int *ids, int n, size_t *len) {
 // The cases of cases_file (made by tests/make_tokenizer_cases.py) on a vocabulary of
 // `vocab` tokens laid out as llama2.c's and Meta's are (<0x00> at 3, <0xFF> at 258; with
 // bytes 0, no byte pieces); the file must hold min_cases at least.
+static void tokenizer_cases_file(const Tokenizer *tok, const char *prefix, const char *cases_file, int min_cases);
+
 static void tokenizer_cases_bytes(const Tokenizer *tok, const char *prefix, const char *cases_file, int vocab, int bytes,
                                   int min_cases) {
-    Tokenizer t = *tok;
+    const Tokenizer *t = tok;
     char id[128];
     snprintf(id, sizeof(id), "%s-load", prefix);
-    int byte_pieces = bytes ? t.byte_token[0] == 3 && t.byte_token[255] == 258 : t.byte_token[0] < 0 && t.byte_token[255] < 0;
-    check(id, t.vocab_size == vocab && byte_pieces && t.bos_id == 1 && t.eos_id == 2,
-          "vocab %d, <0x00> at %d", t.vocab_size, t.byte_token[0]);
+    int byte_pieces = bytes ? t->byte_token[0] == 3 && t->byte_token[255] == 258 : t->byte_token[0] < 0 && t->byte_token[255] < 0;
+    check(id, t->vocab_size == vocab && byte_pieces && t->bos_id == 1 && t->eos_id == 2,
+          "vocab %d, <0x00> at %d", t->vocab_size, t->byte_token[0]);
+    tokenizer_cases_file(tok, prefix, cases_file, min_cases);
+}
+
+// Each case of cases_file: the ids of its text (<s> first) and the text printed from
+// those ids; prefix-encode-NAME and prefix-decode-NAME.
+static void tokenizer_cases_file(const Tokenizer *tok, const char *prefix, const char *cases_file, int min_cases) {
+    Tokenizer t = *tok;
+    char id[128];
     FILE *f = fopen(cases_file, "r");
     snprintf(id, sizeof(id), "%s-cases-file", prefix);
     check(id, f != NULL, "cannot open %s", cases_file);
@@ -222,6 +232,52 @@ static void test_tokenizer_gguf(void) {
     tokenizer_cases(&t, "tokenizer-gguf");
     free_tokenizer(&t);
     free_model(&m);
+}
+
+// Llama 3's byte-level BPE, with the vocabulary export.py made from Meta's tokenizer.json:
+// ids against a Hugging Face-compatible tokenizer (tests/tokenizer_cases_llama3.tsv) and
+// llama.cpp's own test cases (tests/tokenizer_cases_llama_bpe.tsv).
+static void load_llama3_tokenizer(Tokenizer *t) {
+    size_t size;
+    unsigned char *data = read_whole_file(model_path("llama3/llama3-vocab.gguf"), &size);
+    tokenizer_from_gguf_file(t, data, size, "llama3-vocab.gguf");
+    free(data);
+}
+
+static void test_tokenizer_bpe(void) {
+    Tokenizer t;
+    load_llama3_tokenizer(&t);
+    int eot = 0, eom = 0, end_of_text = 0;
+    for (int i = 0; i < t.n_end; i++)
+        eot |= t.end_id[i] == 128009, eom |= t.end_id[i] == 128008, end_of_text |= t.end_id[i] == 128001;
+    check("tokenizer-bpe-load", t.bpe && t.vocab_size == 128256 && t.bos_id == 128000 && t.add_bos && t.ignore_merges,
+          "bpe %d, vocab %d, bos %d", t.bpe, t.vocab_size, t.bos_id);
+    check("tokenizer-bpe-end-tokens", eot && eom && end_of_text && t.n_end == 3,
+          "%d end tokens; <|eot_id|> %d, <|eom_id|> %d, <|end_of_text|> %d", t.n_end, eot, eom, end_of_text);
+    check("tokenizer-bpe-control-tokens", t.type[128000] == PIECE_CONTROL && t.type[128255] == PIECE_CONTROL &&
+          t.type[127999] == PIECE_NORMAL, NULL);
+    tokenizer_cases_file(&t, "tokenizer-bpe-hf", "tests/tokenizer_cases_llama3.tsv", 120);
+    tokenizer_cases_file(&t, "tokenizer-bpe-llama-cpp", "tests/tokenizer_cases_llama_bpe.tsv", 46);
+
+    // A control token never comes out of text, nor prints: "<|eot_id|>" typed is text.
+    int n;
+    int *ids = encode(&t, "a<|eot_id|>b", 12, 0, 0, &n);
+    int control = 0;
+    for (int i = 0; i < n; i++) control |= t.type[ids[i]] == PIECE_CONTROL;
+    check("tokenizer-bpe-marker-is-text", n > 3 && !control, "%d ids", n);
+    free(ids);
+    int with_control[] = {128000, 9906, 128009, 1917};
+    size_t len;
+    char *text = print_ids(&t, with_control, 4, &len);
+    check("tokenizer-bpe-control-prints-nothing", len == 11 && memcmp(text, "Hello world", 11) == 0, "printed '%s'", text);
+    free(text);
+    // A character split across pieces is held until it is whole: U+1F999 (the llama emoji) is 4 bytes.
+    ids = encode(&t, "\xF0\x9F\xA6\x99", 4, 1, 0, &n);
+    text = print_ids(&t, ids, n, &len);
+    check("tokenizer-bpe-split-character", n >= 2 && len == 4 && memcmp(text, "\xF0\x9F\xA6\x99", 4) == 0,
+          "%d ids, %zu bytes", n, len);
+    free(text), free(ids);
+    free_tokenizer(&t);
 }
 
 // Byte pieces that arrive split must still print as whole characters, and a
@@ -429,6 +485,32 @@ static void test_perplexity(void) {
     check("perplexity-cases", n_cases == 3, "%d cases", n_cases);
 }
 
+// The KV cache grows as positions are used (reserve_positions): a cache that starts with room
+// for one position and doubles seven times gives the logits of one made whole at the start,
+// for a prompt read in blocks and tokens fed one at a time, in float32 and float16.
+static void test_cache_grows(void) {
+    for (int f16 = 0; f16 <= 1; f16++) {
+        Model whole, grown;
+        build_model(&whole, model_path("stories260K.bin"), WEIGHTS_MAP, 512, PROMPT_BLOCK, f16 ? KV_F16 : KV_F32);
+        open_checkpoint(&grown, model_path("stories260K.bin"), WEIGHTS_MAP);
+        build_state(&grown.state, &grown.config, 512, PROMPT_BLOCK, grown.int8, f16);
+        reserve_positions(&grown.state, &grown.config, NULL, 1);
+        int tokens[300];
+        for (int i = 0; i < 300; i++) tokens[i] = (i * 37 + 11) % grown.config.vocab_size;
+        float *a = feed_tokens(&whole, tokens, 200, 0), *b = feed_tokens(&grown, tokens, 200, 0), err = 0.0f;
+        for (int pos = 200; pos < 300; pos++) {
+            for (int v = 0; v < whole.config.vocab_size; v++)
+                if (!(fabsf(a[v] - b[v]) <= err)) err = fabsf(a[v] - b[v]); // NaN counts as the worst
+            a = forward(&whole, &tokens[pos], 1, pos, LOGITS_LAST), b = forward(&grown, &tokens[pos], 1, pos, LOGITS_LAST);
+        }
+        char id[64];
+        snprintf(id, sizeof(id), "forward-cache-grows-%s", f16 ? "f16" : "f32");
+        check(id, err == 0.0f && grown.state.cache_positions == 512 && whole.state.cache_positions == 512,
+              "max |difference| %g; room for %d positions", err, grown.state.cache_positions);
+        free_model(&whole), free_model(&grown);
+    }
+}
+
 static void test_forward(void) {
     test_logits("forward-stories260K-logits", model_path("stories260K.bin"), "tests/logits_stories260K.txt");
     test_logits("forward-tiny-random-logits", model_path("llama-2-tiny-random.bin"), "tests/logits_tiny_random.txt");
@@ -446,6 +528,7 @@ static void test_forward(void) {
     test_logits_kv("forward-kv-f16-tiny-random-logits", model_path("llama-2-tiny-random.gguf"), "tests/logits_tiny_random.txt",
                    KV_F16);
     test_wide1_logits();
+    test_cache_grows();
 }
 
 // ----------------------------------------------------------------------------
@@ -566,6 +649,42 @@ static void test_generate(void) {
 }
 
 // ----------------------------------------------------------------------------
+// Chat formats: a whole dialog laid out as run.c lays out a live chat's turns
+
+// An assistant's reply given as text, in each format's spacing and stripping. Only a dialog
+// given as text needs it: a live chat feeds each reply's own tokens.
+static void chat_reply_text(ChatBuilder *b, const char *reply, size_t reply_len) {
+    ChatFormat f = b->format;
+    if (f == CHAT_LLAMA2 || f == CHAT_MISTRAL_V1 || f == CHAT_MISTRAL_V3 || f == CHAT_MISTRAL_V7) chat_text_str(b, " ");
+    if (f == CHAT_LLAMA2 || f == CHAT_LLAMA3 || f == CHAT_LLAMA31 || f == CHAT_LLAMA32 || f == CHAT_MISTRAL_V3)
+        chat_stripped(b, reply, reply_len);
+    else
+        chat_text(b, reply, reply_len);
+    if (f == CHAT_LLAMA2) chat_text_str(b, " ");
+}
+
+// The ids of a whole dialog in the format: messages alternate user,
+// assistant, ..., user, and the layout ends ready for the assistant's reply.
+// (A live chat feeds each reply's own tokens instead of re-encoding its text;
+// the tests hold this to each format's Jinja template.) lengths: each
+// message's bytes, NUL bytes included; NULL: they are C strings.
+static int *encode_dialog(const Tokenizer *t, ChatFormat format, const char *date, const char *system,
+                          const char *const *messages, const size_t *lengths, int n_messages, int *n_tokens) {
+    ChatBuilder b = {t, format, date, NULL, 0, 0, {0}};
+    chat_begin(&b, system);
+    for (int i = 0; i < n_messages; i += 2) {
+        chat_user(&b, system, messages[i], lengths ? lengths[i] : strlen(messages[i]), i == 0);
+        if (i + 1 == n_messages) break;
+        chat_reply_text(&b, messages[i + 1], lengths ? lengths[i + 1] : strlen(messages[i + 1]));
+        chat_close(&b);
+    }
+    chat_flush(&b);
+    free(b.text.data);
+    *n_tokens = b.n;
+    return b.ids;
+}
+
+// ----------------------------------------------------------------------------
 // Chat: Meta's template against SentencePiece (tests/chat_template_ids.txt),
 // and scripted conversations on stories260K
 
@@ -592,7 +711,7 @@ static void test_chat_template(void) {
         } else if (strncmp(line, "ids ", 4) == 0) {
             int want[4096], n_want = 0, n;
             for (char *tok = strtok(line + 4, " "); tok && n_want < 4096; tok = strtok(NULL, " ")) want[n_want++] = atoi(tok);
-            int *ids = encode_dialog(&t, system, (const char *const *)messages, lengths, n_messages, &n);
+            int *ids = encode_dialog(&t, CHAT_LLAMA2, "", system, (const char *const *)messages, lengths, n_messages, &n);
             char id[160];
             snprintf(id, sizeof(id), "chat-template-%s", name);
             int first_diff = 0;
@@ -609,6 +728,84 @@ static void test_chat_template(void) {
     free_tokenizer(&t);
 }
 
+// Every chat format's layout against its family's Jinja template rendered by jinja2 and
+// tokenized by a Hugging Face-compatible tokenizer (tests/chat_format_cases.txt, made by
+// tests/make_chat_format_cases.py), on Llama 2's vocabulary or Llama 3's; and each
+// template recognised as its format.
+static void test_chat_formats(void) {
+    Model m;
+    build_model(&m, model_path("llama-2-tiny-random.gguf"), WEIGHTS_MAP, 16, 1, KV_AUTO);
+    Tokenizer llama2, llama3;
+    tokenizer_from_gguf(&llama2, &m.vocab, "llama-2-tiny-random.gguf");
+    load_llama3_tokenizer(&llama3);
+    FILE *f = fopen("tests/chat_format_cases.txt", "r");
+    check("chat-format-cases-file", f != NULL, "cannot open tests/chat_format_cases.txt");
+    char *line = NULL, name[128] = "", date[32] = "", id[256];
+    size_t cap = 0;
+    char *messages[16], *system = NULL;
+    size_t lengths[16];
+    int n_messages = 0, n_cases = 0, detected[CHAT_FORMATS] = {0};
+    ChatFormat format = CHAT_FORMATS;
+    const Tokenizer *t = NULL;
+    while (f && getline(&line, &cap, f) > 0) {
+        line[strcspn(line, "\n")] = '\0';
+        char *value = strchr(line, ' ');
+        if (!value) continue;
+        *value++ = '\0';
+        if (strcmp(line, "#") == 0 && strncmp(value, "date ", 5) == 0) snprintf(date, sizeof(date), "%s", value + 5);
+        else if (strcmp(line, "case") == 0) snprintf(name, sizeof(name), "%s", value), n_messages = 0;
+        else if (strcmp(line, "vocab") == 0) t = strcmp(value, "llama3") == 0 ? &llama3 : &llama2;
+        else if (strcmp(line, "format") == 0) {
+            format = CHAT_FORMATS;
+            for (int k = 0; k < CHAT_FORMATS; k++)
+                if (strcmp(value, chat_format_names[k]) == 0) format = (ChatFormat)k;
+        } else if (strcmp(line, "template") == 0) {
+            size_t tmpl_len;
+            char *tmpl = read_file_text(value, &tmpl_len);
+            ChatFormat found = tmpl ? detect_chat_format(tmpl, tmpl_len) : CHAT_FORMATS;
+            if (format < CHAT_FORMATS && !detected[format]++) {
+                snprintf(id, sizeof(id), "chat-format-detect-%s", chat_format_names[format]);
+                check(id, found == format, "%s detected as %s", value, found < CHAT_FORMATS ? chat_format_names[found] : "none");
+            }
+            free(tmpl);
+        } else if (strcmp(line, "system") == 0) {
+            free(system);
+            system = NULL;
+            if (strcmp(value, "-") != 0) {
+                system = malloc(strlen(value) / 2 + 1);
+                system[unhex(value, system)] = '\0';
+            }
+        } else if (strcmp(line, "message") == 0 && n_messages < 16) {
+            messages[n_messages] = malloc(strlen(value) / 2 + 1);
+            lengths[n_messages] = unhex(value, messages[n_messages]);
+            n_messages++;
+        } else if (strcmp(line, "ids") == 0) {
+            int *want = malloc((strlen(value) / 2 + 1) * sizeof(int)), n_want = 0, n;
+            for (char *tok = strtok(value, " "); tok; tok = strtok(NULL, " ")) want[n_want++] = atoi(tok);
+            int *ids = format < CHAT_FORMATS && t ? encode_dialog(t, format, date, system, (const char *const *)messages,
+                                                                  lengths, n_messages, &n) : NULL;
+            int first_diff = 0;
+            while (ids && first_diff < n && first_diff < n_want && ids[first_diff] == want[first_diff]) first_diff++;
+            snprintf(id, sizeof(id), "chat-format-%s", name);
+            check(id, ids && n == n_want && first_diff == n, "%d ids, the template's %d; first difference at %d (%d vs %d)",
+                  ids ? n : -1, n_want, first_diff, ids && first_diff < n ? ids[first_diff] : -1,
+                  first_diff < n_want ? want[first_diff] : -1);
+            free(ids), free(want);
+            for (int i = 0; i < n_messages; i++) free(messages[i]);
+            n_messages = 0, n_cases++;
+        }
+    }
+    if (f) fclose(f);
+    free(line), free(system);
+    check("chat-format-cases-count", n_cases >= 80 && date[0], "%d cases, date '%s'", n_cases, date);
+    for (int k = 0; k < CHAT_FORMATS; k++) {
+        snprintf(id, sizeof(id), "chat-format-covered-%s", chat_format_names[k]);
+        check(id, detected[k] > 0, "no case of format %s", chat_format_names[k]);
+    }
+    free_tokenizer(&llama2), free_tokenizer(&llama3);
+    free_model(&m);
+}
+
 // A scripted chat on stories260K: turns from a string, replies into a buffer.
 static ChatStats scripted_chat(const char *turns, int n_ctx, int reply_limit, const char *stop, char **output) {
     Model m;
@@ -618,7 +815,7 @@ static ChatStats scripted_chat(const char *turns, int n_ctx, int reply_limit, co
     build_tokenizer(&t, model_path("tok512.bin"));
     build_sampler(&s, m.config.vocab_size, 0.0f, 0.9f, 0, 1);
     const char *stops[1] = {stop};
-    ChatOptions o = {"You are a storyteller.", NULL, reply_limit, {(const char **)stops, stop ? 1 : 0}, 0};
+    ChatOptions o = {"You are a storyteller.", NULL, reply_limit, {(const char **)stops, stop ? 1 : 0}, 0, CHAT_LLAMA2, ""};
     FILE *in = fmemopen((void *)turns, strlen(turns), "r");
     size_t len;
     FILE *out = open_memstream(output, &len);
@@ -1203,10 +1400,17 @@ static const char *two_replies(const RunResult *r) {
     return lines < 2 ? "fewer than 2 lines on stdout" : strstr(r->out, "INST") ? "INST on stdout" : NULL;
 }
 
+// A chat of one turn from a script: a reply ended by a newline, nothing on stderr, no
+// marker of the format on stdout.
+static const char *plain_reply(const RunResult *r) {
+    if (r->out_len < 2 || r->out[r->out_len - 1] != '\n') return "no reply and newline on stdout";
+    return r->err[0] ? "output on stderr" : strstr(r->out, "<|") ? "a marker on stdout" : NULL;
+}
+
 // -h: nothing on stderr; every option of the usage text at the start of one of its lines.
 static const char *lists_every_option(const RunResult *r) {
     static char wrong[64];
-    const char *options[] = {"-t", "-p", "-k", "-s", "-n", "-i", "-e", "-z", "-m", "-y", "-r", "--stop", "-l", "-h"};
+    const char *options[] = {"-t", "-p", "-k", "-s", "-n", "-i", "-e", "-z", "-m", "-y", "-r", "--chat-format", "--stop", "-l", "--kv", "-h"};
     if (r->err[0] != '\0') return "output on stderr";
     for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
         char want[16];
@@ -2205,7 +2409,8 @@ static void issue14_chat_turns(void) {
     build_tokenizer(&t, "tokenizer.bin");
     const char *spaced[] = {"\xc2\xa0\x1cHello\xc2\x85\xe3\x80\x80"}, *plain[] = {"Hello"};
     int n_a, n_b;
-    int *a = encode_dialog(&t, NULL, spaced, NULL, 1, &n_a), *b = encode_dialog(&t, NULL, plain, NULL, 1, &n_b);
+    int *a = encode_dialog(&t, CHAT_LLAMA2, "", NULL, spaced, NULL, 1, &n_a);
+    int *b = encode_dialog(&t, CHAT_LLAMA2, "", NULL, plain, NULL, 1, &n_b);
     check("issue14-9-strip-python-whitespace", n_a == n_b && memcmp(a, b, n_a * sizeof(int)) == 0, "%d ids, %d without",
           n_a, n_b);
     free(a), free(b), free_tokenizer(&t);
@@ -2221,7 +2426,7 @@ static void issue14_chat_turns(void) {
         build_model(&m, model_path("stories260K.bin"), WEIGHTS_READ, 200, PROMPT_BLOCK, KV_AUTO);
         build_tokenizer(&tok, model_path("tok512.bin"));
         build_sampler(&s, m.config.vocab_size, 0.0f, 0.9f, 0, 1);
-        ChatOptions o = {NULL, NULL, 1, {NULL, 0}, 0};
+        ChatOptions o = {NULL, NULL, 1, {NULL, 0}, 0, CHAT_LLAMA2, ""};
         FILE *in = k ? fmemopen((void *)turn_cut, sizeof(turn_cut) - 1, "r") : fmemopen((void *)turn_nul, sizeof(turn_nul) - 1, "r");
         size_t len;
         FILE *out = open_memstream(k ? &out_cut : &out_nul, &len);
@@ -2251,6 +2456,218 @@ static void test_issue14(void) {
 }
 
 // ----------------------------------------------------------------------------
+// Byte-level BPE vocabularies that lie: each is refused with one line naming the fault
+
+// GPT-2's printable stand-in for byte b, as UTF-8, into out; returns its length.
+static int bytelevel_char(int b, char *out) {
+    int k = 0x100;
+    for (int c = 0; c < b; c++) k += !byte_is_printable(c);
+    uint32_t cp = byte_is_printable(b) ? (uint32_t)b : (uint32_t)k;
+    if (cp < 0x80) return out[0] = (char)cp, 1;
+    out[0] = (char)(0xC0 | cp >> 6), out[1] = (char)(0x80 | (cp & 0x3F));
+    return 2;
+}
+
+// A growing GGUF file in memory.
+typedef struct {
+    char *bytes;
+    size_t len, cap;
+} Buffer;
+static void put(Buffer *b, const void *p, size_t n) {
+    if (b->len + n > b->cap) b->bytes = realloc(b->bytes, b->cap = 2 * (b->len + n));
+    memcpy(b->bytes + b->len, p, n), b->len += n;
+}
+static void put_u32(Buffer *b, uint32_t v) { put(b, &v, 4); }
+static void put_u64(Buffer *b, uint64_t v) { put(b, &v, 8); }
+static void put_str(Buffer *b, const char *s, size_t n) { put_u64(b, n), put(b, s, n); }
+static void put_key(Buffer *b, const char *key, uint32_t type) { put_str(b, key, strlen(key)), put_u32(b, type); }
+
+// Writes $T/name: a vocabulary-only GGUF of byte-level BPE: the 256 byte tokens, then
+// `extra` (texts separated by '\n'), then filler tokens up to n_tokens (0: none);
+// merges separated by '\n' (NULL: no key, "": an empty list); pre NULL: no key.
+static void write_bpe_vocab(const char *name, const char *extra, int n_tokens, const char *merges, const char *pre,
+                            int drop_byte) {
+    Buffer toks = {0}, types = {0}, mer = {0};
+    int n = 0, n_merges = 0;
+    char text[64];
+    for (int b = 0; b < 256; b++) {
+        int len = bytelevel_char(b == drop_byte ? 'a' : b, text); // a repeat of 'a' instead: byte drop_byte has no token
+        put_str(&toks, text, len), put_u32(&types, 1), n++;
+    }
+    for (const char *p = extra; p && *p; n++) {
+        size_t len = strcspn(p, "\n");
+        put_str(&toks, p, len), put_u32(&types, p[0] == '<' ? 3 : 1);
+        p += len + (p[len] == '\n');
+    }
+    for (; n < n_tokens; n++) {
+        int len = snprintf(text, sizeof(text), "filler%d", n);
+        put_str(&toks, text, len), put_u32(&types, 1);
+    }
+    for (const char *p = merges; p && *p; n_merges++) {
+        size_t len = strcspn(p, "\n");
+        put_str(&mer, p, len);
+        p += len + (p[len] == '\n');
+    }
+    Buffer f = {0};
+    put(&f, "GGUF", 4), put_u32(&f, 3), put_u64(&f, 0), put_u64(&f, 4 + (merges != NULL) + (pre != NULL));
+    put_key(&f, "general.architecture", 8), put_str(&f, "llama", 5);
+    put_key(&f, "tokenizer.ggml.model", 8), put_str(&f, "gpt2", 4);
+    if (pre) put_key(&f, "tokenizer.ggml.pre", 8), put_str(&f, pre, strlen(pre));
+    put_key(&f, "tokenizer.ggml.tokens", 9), put_u32(&f, 8), put_u64(&f, n), put(&f, toks.bytes, toks.len);
+    put_key(&f, "tokenizer.ggml.token_type", 9), put_u32(&f, 5), put_u64(&f, n), put(&f, types.bytes, types.len);
+    if (merges) put_key(&f, "tokenizer.ggml.merges", 9), put_u32(&f, 8), put_u64(&f, n_merges), put(&f, mer.bytes, mer.len);
+    write_file(tmp_path(name), f.bytes, f.len);
+    free(toks.bytes), free(types.bytes), free(mer.bytes), free(f.bytes);
+}
+
+static const char *warns_no_pre(const RunResult *r) {
+    return r->err && strstr(r->err, "no tokenizer.ggml.pre") && r->err_lines == 1 ? NULL : "no one-line warning";
+}
+
+static void test_bpe_hostile(void) {
+    // "Ġt" and "he": " the" is " t" "he" by the merges, whatever the rules say about words.
+    const char *words = "\xC4\xA0t\nhe", *rules = "\xC4\xA0 t\nh e";
+    write_bpe_vocab("bpe-good.gguf", words, 0, rules, "llama-bpe", -1);
+    write_bpe_vocab("bpe-unknown-merge.gguf", words, 0, "\xC4\xA0 t\nq x", "llama-bpe", -1);
+    write_bpe_vocab("bpe-merge-no-space.gguf", words, 0, "\xC4\xA0t", "llama-bpe", -1);
+    write_bpe_vocab("bpe-merge-makes-unknown.gguf", words, 0, "h e\nt h", "llama-bpe", -1);
+    write_bpe_vocab("bpe-empty-merges.gguf", words, 0, "", "llama-bpe", -1);
+    write_bpe_vocab("bpe-no-merges.gguf", words, 0, NULL, "llama-bpe", -1);
+    write_bpe_vocab("bpe-unknown-pre.gguf", words, 0, rules, "qwen2", -1);
+    write_bpe_vocab("bpe-no-pre.gguf", words, 0, rules, NULL, -1);
+    write_bpe_vocab("bpe-missing-byte.gguf", words, 0, rules, "llama-bpe", 0x41);
+    write_bpe_vocab("bpe-300000.gguf", words, 300000, rules, "llama-bpe", -1);
+    // Llama 3's vocabulary without a pre key (converted before llama.cpp recorded it): <|begin_of_text|> at 128000.
+    Buffer extra = {0};
+    put(&extra, words, strlen(words));
+    for (int i = 258; i < 128000; i++) {
+        char filler[32];
+        put(&extra, filler, snprintf(filler, sizeof(filler), "\nfiller%d", i));
+    }
+    put(&extra, "\n<|begin_of_text|>\n", 20);
+    write_bpe_vocab("bpe-llama3-no-pre.gguf", extra.bytes, 128256, rules, NULL, -1);
+    free(extra.bytes);
+
+    const CliCase cases[] = {
+        {"hostile-bpe-good-vocabulary", "-m tokenize -z $T/bpe-good.gguf -i ' the'", 0, .out = "256 257\n"},
+        {"hostile-bpe-merge-names-unknown-token", "-m tokenize -z $T/bpe-unknown-merge.gguf -i x", 1,
+         .err = "BPE merge 1 'q x' names or makes a token that is not in the vocabulary"},
+        {"hostile-bpe-merge-without-space", "-m tokenize -z $T/bpe-merge-no-space.gguf -i x", 1,
+         .err = "is not two tokens separated by a space"},
+        {"hostile-bpe-merge-makes-unknown-token", "-m tokenize -z $T/bpe-merge-makes-unknown.gguf -i x", 1,
+         .err = "BPE merge 1 't h' names or makes a token that is not in the vocabulary"},
+        {"hostile-bpe-empty-merges", "-m tokenize -z $T/bpe-empty-merges.gguf -i x", 1, .err = "has no merges"},
+        {"hostile-bpe-no-merges", "-m tokenize -z $T/bpe-no-merges.gguf -i x", 1, .err = "has no merges"},
+        {"hostile-bpe-unknown-pre", "-m tokenize -z $T/bpe-unknown-pre.gguf -i x", 1,
+         .err = "cuts text into words by the rule 'qwen2'; this program implements Llama 3's"},
+        {"hostile-bpe-no-pre", "-m tokenize -z $T/bpe-no-pre.gguf -i x", 1, .err = "no tokenizer.ggml.pre"},
+        {"hostile-bpe-missing-byte-token", "-m tokenize -z $T/bpe-missing-byte.gguf -i x", 1,
+         .err = "has no token for the byte 0x41"},
+        {"hostile-bpe-300000-tokens-for-512", "$M/stories260K.gguf -z $T/bpe-300000.gguf -n 8 -i x", 1,
+         .err = "has 300000 tokens but"},
+        {"hostile-bpe-300000-tokens-alone", "-m tokenize -z $T/bpe-300000.gguf -i ' the'", 0, .out = "256 257\n"},
+        {"hostile-bpe-llama3-without-pre-warns", "-m tokenize -z $T/bpe-llama3-no-pre.gguf -i ' the'", 0,
+         .out = "256 257\n", .also = warns_no_pre}, // no bos_token_id in this file: no <s>
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_cli_case(&cases[i]);
+}
+
+// ----------------------------------------------------------------------------
+// A Llama 3.2-shaped model: grouped-query attention, a tied embedding (quantized in
+// the Q8_0 export), rope_freqs and Llama 3's 128,256 tokens. tests/make_llama3_model.py
+// makes it at test time with random weights as a Hugging Face folder, export.py turns it
+// into GGUF, and tests/reference_llama3.py (NumPy, float64, reading the Hugging Face
+// weights) wrote the logits and greedy ids it must give.
+
+// The prompt ids and the 16 greedy ids after them, from a logits file's lines.
+static int read_greedy(const char *file, int *tokens, int *n_tokens, int *greedy) {
+    FILE *f = fopen(file, "r");
+    char *line = NULL;
+    size_t cap = 0;
+    int n_greedy = 0;
+    *n_tokens = 0;
+    while (f && getline(&line, &cap, f) > 0) {
+        char *p;
+        if (strncmp(line, "tokens ", 7) == 0) {
+            int n = (int)strtol(line + 7, &p, 10);
+            for (int i = 0; i < n && i < 64; i++) tokens[(*n_tokens)++] = (int)strtol(p, &p, 10);
+        } else if (strncmp(line, "# greedy 16: ", 13) == 0) {
+            p = line + 13;
+            for (int i = 0; i < 16; i++) greedy[n_greedy++] = (int)strtol(p, &p, 10);
+        }
+    }
+    if (f) fclose(f);
+    free(line);
+    return n_greedy == 16 && *n_tokens > 0;
+}
+
+static void test_llama3_model(void) {
+    char cmd[8192];
+    const char *python = getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3";
+    snprintf(cmd, sizeof(cmd), "%s tests/make_llama3_model.py %s %s > /dev/null && %s export.py %s --hf %s > /dev/null 2>&1"
+             " && %s export.py %s --hf %s --type q8_0 > /dev/null 2>&1", python, tmp_path("llama3-hf"), models_dir,
+             python, tmp_path("llama3-f32.gguf"), tmp_path("llama3-hf"), python, tmp_path("llama3-q8_0.gguf"),
+             tmp_path("llama3-hf"));
+    int made = system(cmd) == 0;
+    check("llama3-model-made", made, "%s", cmd);
+    if (!made) return;
+    // F32 within 1e-4 of the float64 reference; Q8_0's weights are the reference's too, but run
+    // quantizes each matrix's input to int8 in blocks of 32, which moves these logits (up to 15)
+    // by at most 0.26 in a simulation of that rounding (reference_llama3.py --report).
+    const struct { const char *type; float allowed; KVCache kv; } exports[] = {{"f32", 1e-4f, KV_F32}, {"q8_0", 0.5f, KV_AUTO}};
+    for (size_t e = 0; e < sizeof(exports) / sizeof(exports[0]); e++) {
+        char gguf[64], expected[64], id[128];
+        snprintf(gguf, sizeof(gguf), "llama3-%s.gguf", exports[e].type);
+        snprintf(expected, sizeof(expected), "tests/logits_llama3_%s.txt", exports[e].type);
+        Model m;
+        build_model(&m, tmp_path(gguf), WEIGHTS_READ, 64, 1, exports[e].kv);
+        int n;
+        float err = max_logit_error(&m, expected, &n);
+        snprintf(id, sizeof(id), "llama3-model-%s-logits", exports[e].type);
+        check(id, err <= exports[e].allowed, "max |logit - reference| = %g over %d logits (%s)", err, n, expected);
+        snprintf(id, sizeof(id), "llama3-model-%s-shape", exports[e].type);
+        check(id, m.weights.rope_freqs && m.config.shared_classifier && m.config.n_kv_heads == 2 &&
+              m.config.vocab_size == 128256 && m.config.rope_theta == 500000.0f && m.config.seq_len == 131072 &&
+              m.weights.token_embedding.type == (e == 0 ? WEIGHT_F32 : WEIGHT_Q8_0), NULL);
+        free_model(&m);
+
+        // Greedy: the reference's 16 ids after the prompt.
+        int tokens[64], n_tokens, greedy[16] = {0}, got[16] = {0};
+        build_model(&m, tmp_path(gguf), WEIGHTS_READ, 64, PROMPT_BLOCK, exports[e].kv);
+        int have = read_greedy(expected, tokens, &n_tokens, greedy), same = have;
+        float *logits = feed_tokens(&m, tokens, n_tokens, 0);
+        for (int i = 0; i < 16 && have; i++) {
+            got[i] = argmax(logits, m.config.vocab_size);
+            same &= got[i] == greedy[i];
+            logits = forward(&m, &got[i], 1, n_tokens + i, LOGITS_LAST);
+        }
+        snprintf(id, sizeof(id), "llama3-model-%s-greedy-16", exports[e].type);
+        check(id, same, "%s: first ids %d %d %d, the reference's %d %d %d", have ? "differs" : "no greedy line", got[0],
+              got[1], got[2], greedy[0], greedy[1], greedy[2]);
+        free_model(&m);
+    }
+
+    // The whole context is 131,072 positions; a session reserves only what it reaches.
+    Model m;
+    build_model(&m, tmp_path("llama3-q8_0.gguf"), WEIGHTS_MAP, 0, PROMPT_BLOCK, KV_AUTO);
+    check("llama3-model-cache-starts-small", m.state.n_ctx == 131072 && m.state.cache_positions == KV_START_POSITIONS,
+          "n_ctx %d, room for %d positions", m.state.n_ctx, m.state.cache_positions);
+    free_model(&m);
+
+    const CliCase cases[] = {
+        // Chat in the format the file's template names (Llama 3.2's), on the model's own vocabulary.
+        {"llama3-model-chat", "$T/llama3-q8_0.gguf -m chat -t 0 -r 8 -i 'Hello there' < /dev/null", 0, .also = plain_reply},
+        {"llama3-model-chat-format-named", "$T/llama3-q8_0.gguf -m chat --chat-format chatml -t 0 -r 8 -i Hi < /dev/null", 0,
+         .also = plain_reply},
+        {"llama3-model-generate", "$T/llama3-q8_0.gguf -t 0 -n 24 -i 'Once upon a time'", 0, .out_start = "Once upon a time"},
+        {"llama3-model-tokenize", "$T/llama3-q8_0.gguf -m tokenize -i 'Hello world'", 0, .out = "128000 9906 1917\n"},
+        {"llama3-model-bad-chat-format", "$T/llama3-q8_0.gguf -m chat --chat-format llama4 -i Hi", 2,
+         .err = "--chat-format wants llama2, llama3"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_cli_case(&cases[i]);
+}
+
+// ----------------------------------------------------------------------------
 
 // Every test function, in the order they run, with the prefix all its check ids start with.
 // in_process: it runs inside this binary (kernels, model, tokenizer, chat); --in-process
@@ -2268,12 +2685,16 @@ static const struct {
     {test_export, "export-", 1, 0},
     {test_forward, "forward-", 1, 1},
     {test_tokenizer_gguf, "tokenizer-gguf-", 1, 1},
+    {test_tokenizer_bpe, "tokenizer-bpe-", 1, 1},
     {test_chat_template, "chat-template-", 1, 1},
+    {test_chat_formats, "chat-format-", 1, 1},
     {test_chat, "chat-", 1, 1},
     {test_perplexity, "perplexity-", 1, 1},
     {test_generate, "generate-", 1, 1},
     {test_cli, "cli-", 1, 0},
     {test_hostile, "hostile-", 1, 0},
+    {test_bpe_hostile, "hostile-bpe-", 1, 0},
+    {test_llama3_model, "llama3-model-", 1, 0},
     {test_issue14, "issue14-", 1, 0},
 };
 
@@ -2299,7 +2720,8 @@ int main(int argc, char **argv) {
                             "tok512.model", "tokenizer.bin", "tokenizer.model", "llama-2-tiny-random.bin",
                             "llama-2-tiny-random.gguf", "stories260K-hf/config.json", "stories260K-hf/model.safetensors",
                             "stories260K-hf/tokenizer.model", "stories260K-meta/params.json",
-                            "stories260K-meta/consolidated.00.pth", "stories260K-meta/tokenizer.model"};
+                            "stories260K-meta/consolidated.00.pth", "stories260K-meta/tokenizer.model",
+                            "llama3/llama3-vocab.gguf", "llama3/tokenizer.json", "llama3/tokenizer_config.json"};
     char missing[4096] = "";
     for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++)
         if (!file_exists(model_path(needed[i])))
