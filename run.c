@@ -1358,7 +1358,12 @@ typedef struct {
     uint64_t rng_state; // xorshift64* state; never 0
     ProbIndex *heap;    // (vocab_size) scratch for picking candidates
     ProbIndex *chosen;  // (vocab_size) the candidates, most likely first
+    double *bucket_mass; // (PROB_BUCKETS) top-p over a large vocabulary: see sample_topp
+    int *bucket_count;  // (PROB_BUCKETS)
 } Sampler;
+
+// Probabilities are sorted into buckets by their top 16 bits (see sample_topp); 1.0f's is 0x3F80.
+#define PROB_BUCKETS 0x3F81
 
 static void build_sampler(Sampler *s, int vocab_size, float temperature, float topp, int topk, uint64_t seed) {
     s->vocab_size = vocab_size;
@@ -1368,11 +1373,15 @@ static void build_sampler(Sampler *s, int vocab_size, float temperature, float t
     s->rng_state = seed ? seed : 1; // xorshift stays at 0 forever from 0
     s->heap = xmalloc(vocab_size * sizeof(ProbIndex), "the sampler");
     s->chosen = xmalloc(vocab_size * sizeof(ProbIndex), "the sampler");
+    s->bucket_mass = xmalloc(PROB_BUCKETS * sizeof(double), "the sampler");
+    s->bucket_count = xmalloc(PROB_BUCKETS * sizeof(int), "the sampler");
 }
 
 static void free_sampler(Sampler *s) {
     free(s->heap);
     free(s->chosen);
+    free(s->bucket_mass);
+    free(s->bucket_count);
 }
 
 // xorshift64* (Marsaglia's xorshift with Vigna's multiplier): the top 32 bits.
@@ -1464,6 +1473,10 @@ static int select_candidates(Sampler *s, const float *probs, float *mass) {
     return n_chosen;
 }
 
+// In "Top-p over a large vocabulary", below: what the lines after select_candidates in
+// sample() choose, without sorting all the candidates.
+static int sample_topp(Sampler *s, const float *probs, float coin);
+
 // Chooses the next token. Overwrites logits with probabilities.
 static int sample(Sampler *s, float *logits) {
     int n = s->vocab_size;
@@ -1471,15 +1484,20 @@ static int sample(Sampler *s, float *logits) {
     // A tiny temperature (-t 3e-38) would overflow logit / temperature to inf, and softmax
     // would make NaN of it. Measured from the largest logit, every other one is -inf or
     // finite: the softmax is 1 at the maximum (or shared by equal maxima), greedy in effect.
-    // Only then: dividing the logits as they are keeps llama2.c's probabilities to the bit.
+    // Only then: dividing the logits as they are keeps llama2.c's probabilities.
+    // (A temperature of 1 or more never overflows: it only shrinks.)
     float max = logits[0], min = logits[0];
-    for (int i = 1; i < n; i++) max = fmaxf(max, logits[i]), min = fminf(min, logits[i]);
-    if (isinf(max / s->temperature) || isinf(min / s->temperature))
+    for (int i = 1; i < n && s->temperature < 1.0f; i++) max = fmaxf(max, logits[i]), min = fminf(min, logits[i]);
+    if (s->temperature < 1.0f && (isinf(max / s->temperature) || isinf(min / s->temperature)))
         for (int i = 0; i < n; i++) logits[i] -= max;
     for (int i = 0; i < n; i++) logits[i] /= s->temperature;
-    softmax(logits, n); // the scalar one: llama2.c's probabilities to the bit, so a seed picks its tokens
+    // The kernel's softmax: llama2.c's probabilities to about 1e-7 (a seed picks llama2.c's tokens
+    // unless the coin falls that close to a boundary), and over Llama 3's 128,256 logits 15 times
+    // faster than the scalar one, which would take a few percent of a small model's token.
+    kernels.softmax(logits, n);
     float coin = random_f32(&s->rng_state);
     if (s->topk == 0 && (s->topp <= 0.0f || s->topp >= 1.0f)) return sample_from_all(logits, n, coin);
+    if (s->topk == 0) return sample_topp(s, logits, coin);
     float mass;
     int n_chosen = select_candidates(s, logits, &mass);
     float r = coin * mass, cdf = 0.0f; // sample within the kept mass
@@ -2697,6 +2715,94 @@ static ChatFormat choose_chat_format(const char *name, const Model *m, const Tok
     fatal("%s has no chat template and its vocabulary is not Llama 2's or Llama 3's; choose a format with "
           "--chat-format NAME", path);
     return CHAT_FORMATS;
+}
+
+// ============================================================================
+// Top-p over a large vocabulary
+//
+// sample() with top-p alone keeps the most probable tokens until their mass
+// passes topp, and draws from them in that order; select_candidates is the
+// definition. Over a flat distribution (a high temperature, a random-weight
+// model) that is most of Llama 3's 128,256 tokens, and taking them off a heap
+// one at a time costs milliseconds a token. sample_topp draws the same token
+// without sorting them. A probability's bits, read as an integer, keep its
+// order (for numbers >= 0), so its top 16 (8 of exponent, 7 of mantissa) put
+// it in one of PROB_BUCKETS buckets of values within 1% of each other. One
+// pass adds up each bucket's mass; walking the buckets from the most probable
+// finds the one where the kept mass passes topp and the one the coin falls in,
+// and only those two are sorted. Its sums are in double, and in another order
+// than select_candidates's float ones, so the two may part where the coin
+// falls within a rounding of a boundary (over 100,000 tokens, float's drift).
+
+static int prob_bucket(float p) {
+    uint32_t bits;
+    memcpy(&bits, &p, 4);
+    bits >>= 16;
+    return bits < PROB_BUCKETS ? (int)bits : 0; // NaN (or -0) with the least probable
+}
+
+static int rank_order(const void *a, const void *b) {
+    const ProbIndex *x = a, *y = b;
+    return ranks_before(*x, *y) ? -1 : ranks_before(*y, *x);
+}
+
+// The candidates cand[0..n) that are in bucket b, into s->chosen, most probable first; their count.
+static int sorted_bucket(Sampler *s, const ProbIndex *cand, int n, int b) {
+    int k = 0;
+    for (int i = 0; i < n; i++) { // without a branch, as in sample_topp
+        s->chosen[k] = cand[i];
+        k += prob_bucket(cand[i].prob) == b;
+    }
+    qsort(s->chosen, k, sizeof(ProbIndex), rank_order);
+    return k;
+}
+
+static int sample_topp(Sampler *s, const float *probs, float coin) {
+    int n = s->vocab_size, n_cand = 0;
+    float cutoff = (1.0f - s->topp) / (n - 1); // as in select_candidates: none below is ever needed
+    for (int i = 0; i < n; i++) { // without a branch: which tokens pass is as good as random
+        s->heap[n_cand] = (ProbIndex){probs[i], i};
+        n_cand += probs[i] >= cutoff;
+    }
+    if (n_cand == 0)
+        for (int i = 0; i < n; i++) s->heap[n_cand++] = (ProbIndex){probs[i], i};
+    const ProbIndex *cand = s->heap;
+    memset(s->bucket_mass, 0, PROB_BUCKETS * sizeof(double));
+    memset(s->bucket_count, 0, PROB_BUCKETS * sizeof(int));
+    for (int i = 0; i < n_cand; i++) {
+        int b = prob_bucket(cand[i].prob);
+        s->bucket_mass[b] += cand[i].prob, s->bucket_count[b]++;
+    }
+    // Whole buckets from the top while they do not pass topp; then, of the next (the edge),
+    // its most probable members until they do.
+    double kept = 0.0;
+    int edge = PROB_BUCKETS - 1, m = 0, lowest = 0;
+    for (; edge >= 0; edge--) {
+        if (s->bucket_count[edge] == 0) continue;
+        lowest = edge;
+        if (kept + s->bucket_mass[edge] > s->topp) {
+            int n_edge = sorted_bucket(s, cand, n_cand, edge);
+            while (m < n_edge && !(kept > s->topp)) kept += s->chosen[m++].prob;
+            break;
+        }
+        kept += s->bucket_mass[edge];
+    }
+    // The draw: where coin * kept falls, walking the kept mass from the most probable.
+    double r = coin * kept, cdf = 0.0;
+    for (int b = PROB_BUCKETS - 1; b > edge; b--) {
+        if (s->bucket_count[b] == 0 || !(r < cdf + s->bucket_mass[b])) {
+            cdf += s->bucket_mass[b];
+            continue;
+        }
+        int k = sorted_bucket(s, cand, n_cand, b);
+        for (int i = 0; i < k; i++)
+            if (r < (cdf += s->chosen[i].prob)) return s->chosen[i].index;
+        return s->chosen[k - 1].index; // the members' sum fell a rounding short of the bucket's
+    }
+    for (int i = 0; i < m; i++) // s->chosen still holds the edge's members: nothing above was sorted
+        if (r < (cdf += s->chosen[i].prob)) return s->chosen[i].index;
+    if (m > 0) return s->chosen[m - 1].index;
+    return s->chosen[sorted_bucket(s, cand, n_cand, lowest) - 1].index; // no edge: a rounding kept everything
 }
 
 // ============================================================================

@@ -1268,6 +1268,52 @@ static void test_sampler(void) {
     check("sampler-candidates-vs-sort", bad == 0, "%d of 200 distributions differ", bad);
     free_sampler(&s), free(p), free(sorted);
 
+    // sample_topp, which buckets the candidates instead of sorting them, against a full sort, on
+    // distributions from peaked to flat, with ties. Over 1,000 tokens it draws the token the
+    // walk over select_candidates's list draws for the same coin. Over Llama 3's 128,256, where
+    // that walk sums up to 100,000 floats and drifts, the token must be the one whose stretch
+    // of the sorted kept mass, summed in double, holds the coin's point (to 1e-9).
+    int mismatches = 0, misplaced = 0, draws = 0;
+    for (int big = 0; big <= 1; big++) {
+        int n_vocab = big ? 128256 : 1000;
+        float *probs = malloc(n_vocab * sizeof(float));
+        ProbIndex *all = malloc(n_vocab * sizeof(ProbIndex));
+        double *before = malloc(n_vocab * sizeof(double)); // each sorted token's mass before it
+        int *rank = malloc(n_vocab * sizeof(int));
+        build_sampler(&s, n_vocab, 1.0f, 0.9f, 0, 1);
+        for (int trial = 0; trial < (big ? 6 : 60); trial++) {
+            float spread = 0.25f * (float)(1 << (trial % 6)); // logits' scale: 0.25 (flat) to 8 (peaked)
+            for (int i = 0; i < n_vocab; i++) probs[i] = spread * (random_f32(&rng) + random_f32(&rng) + random_f32(&rng));
+            if (trial % 3 == 0)
+                for (int i = 0; i < n_vocab; i += 7) probs[i] = probs[0]; // many ties
+            softmax(probs, n_vocab);
+            s.topp = 0.5f + 0.45f * random_f32(&rng);
+            for (int i = 0; i < n_vocab; i++) all[i] = (ProbIndex){probs[i], i};
+            qsort(all, n_vocab, sizeof(ProbIndex), cmp_prob_desc);
+            double sum = 0.0, kept = 0.0;
+            for (int i = 0; i < n_vocab; i++) {
+                rank[all[i].index] = i, before[i] = sum, sum += all[i].prob;
+                if (kept == 0.0 && sum > s.topp) kept = sum;
+            }
+            for (int k = 0; k < 10; k++, draws++) {
+                float mass_kept, coin = random_f32(&rng), cdf = 0.0f;
+                int n_kept = select_candidates(&s, probs, &mass_kept), want = s.chosen[n_kept - 1].index;
+                for (int i = 0; i < n_kept; i++)
+                    if (coin * mass_kept < (cdf += s.chosen[i].prob)) {
+                        want = s.chosen[i].index;
+                        break;
+                    }
+                int got = sample_topp(&s, probs, coin), at = rank[got];
+                double point = coin * kept;
+                if (got != want && !big) mismatches++;
+                if (point < before[at] - 1e-9 || point >= before[at] + probs[got] + 1e-9) misplaced++;
+            }
+        }
+        free_sampler(&s), free(probs), free(all), free(before), free(rank);
+    }
+    check("sampler-topp-buckets-vs-sorted", mismatches == 0 && misplaced == 0,
+          "of %d draws, %d differ over 1,000 tokens, %d fall outside their token's stretch", draws, mismatches, misplaced);
+
     // Greedy picks the first maximum; a sampled token is always one top-p keeps.
     float logits[] = {1.0f, 3.0f, 3.0f, -2.0f};
     build_sampler(&s, 4, 0.0f, 0.9f, 0, 1);
@@ -1845,12 +1891,16 @@ static void test_hostile(void) {
                 snprintf(args, sizeof(args), "%s -n 4", file);
                 free(input);
             }
-            if (h == 2) { // as fuzz_tokenizer reads it: a leading 0 byte marks a tokenizer file, else text
+            if (h == 2) { // as fuzz_tokenizer reads it: a leading 0 byte marks a tokenizer file, 1 text for
+                          // Llama 3's tokenizer, 2 a GGUF vocabulary, else text for Llama 2's
                 size_t n = 0;
                 char *input = read_file_text(path, &n);
-                if (n > 0 && input[0] == 0) {
+                if (n > 0 && (input[0] == 0 || input[0] == 2)) {
                     write_file(file, input + 1, n - 1);
                     snprintf(args, sizeof(args), "-m tokenize -z %s -i \"Once upon a time\"", file);
+                } else if (n > 0 && input[0] == 1) {
+                    write_file(file, input + 1, n - 1);
+                    snprintf(args, sizeof(args), "-m tokenize -z %s/llama3/llama3-vocab.gguf < %s", models_dir, file);
                 } else {
                     snprintf(args, sizeof(args), "-m tokenize -z tokenizer.bin < %s", path);
                 }
