@@ -60,6 +60,36 @@ def write_v2(path, w, seq=16, gs=32):
             f.write(scale.astype(np.float32).tobytes())
 
 
+def small_bpe_vocab():
+    """A vocabulary-only GGUF of byte-level BPE: the 256 byte tokens (GPT-2's stand-ins), two
+    merges, Llama 3's pre-tokenizer, <|eot_id|>."""
+    def printable(b):
+        return 0x21 <= b <= 0x7E or 0xA1 <= b <= 0xAC or b >= 0xAE
+    stand_in, k = {}, 0x100
+    for b in range(256):
+        stand_in[b] = chr(b) if printable(b) else chr(k)
+        k += not printable(b)
+    tokens = [stand_in[b] for b in range(256)] + ["\u0120t", "he", "<|eot_id|>"]
+    types = [1] * 258 + [3]
+    merges = ["\u0120 t", "h e"]
+
+    def s(text):
+        raw = text.encode()
+        return struct.pack("<Q", len(raw)) + raw
+
+    def kv_str(key, value):
+        return s(key) + struct.pack("<I", 8) + s(value)
+
+    def kv_arr(key, etype, items):
+        body = b"".join(s(x) for x in items) if etype == 8 else b"".join(struct.pack("<i", x) for x in items)
+        return s(key) + struct.pack("<IIQ", 9, etype, len(items)) + body
+
+    kvs = [kv_str("general.architecture", "llama"), kv_str("tokenizer.ggml.model", "gpt2"),
+           kv_str("tokenizer.ggml.pre", "llama-bpe"), kv_arr("tokenizer.ggml.tokens", 8, tokens),
+           kv_arr("tokenizer.ggml.token_type", 5, types), kv_arr("tokenizer.ggml.merges", 8, merges)]
+    return b"GGUF" + struct.pack("<IQQ", 3, 0, len(kvs)) + b"".join(kvs)
+
+
 def main():
     models, out = sys.argv[1], sys.argv[2]
     for d in ("checkpoint", "gguf", "tokenizer"):
@@ -90,6 +120,12 @@ def main():
         text = bytes.fromhex(line.split("\t")[1])
         if text and text[0] != 0:
             open(os.path.join(tk, f"case{i}"), "wb").write(text[:4096])
+    # Llama 3's tokenizer: byte 1 then text; byte 2 then a small byte-level BPE vocabulary GGUF.
+    cases = os.path.join(HERE, "..", "tests", "tokenizer_cases_llama3.tsv")
+    for i, line in enumerate(open(cases)):
+        if not line.startswith("#"):
+            open(os.path.join(tk, f"bpe{i}"), "wb").write(b"\1" + bytes.fromhex(line.split("\t")[1])[:4096])
+    open(os.path.join(tk, "bpe-vocab"), "wb").write(b"\2" + small_bpe_vocab())
     print(f"seeds in {out}", file=sys.stderr)
 
 
