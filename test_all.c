@@ -2524,6 +2524,7 @@ typedef struct {
     size_t len, cap;
 } Buffer;
 static void put(Buffer *b, const void *p, size_t n) {
+    if (n == 0) return; // p may be NULL then (an empty list)
     if (b->len + n > b->cap) b->bytes = realloc(b->bytes, b->cap = 2 * (b->len + n));
     memcpy(b->bytes + b->len, p, n), b->len += n;
 }
@@ -2718,6 +2719,47 @@ static void test_llama3_model(void) {
 }
 
 // ----------------------------------------------------------------------------
+// The same ids through the command line: ./run -m tokenize, for llama.cpp's 46 llama-bpe
+// cases on the Llama 3 vocabulary and the Llama 2 cases on tokenizer.bin. Each text goes in
+// on stdin with "\r\n" after it, which run drops as the one line ending it drops.
+static void tokenize_cli_cases(const char *prefix, const char *cases_file, const char *vocab, int min_cases) {
+    FILE *f = fopen(cases_file, "r");
+    char *line = NULL, id[160], args[2048], text_file[1024];
+    snprintf(text_file, sizeof(text_file), "%s", tmp_path("tokenize-cli.txt")); // tmp_path's buffer is reused
+    size_t cap = 0;
+    int n_cases = 0, failed = 0;
+    while (f && getline(&line, &cap, f) > 0) {
+        if (line[0] == '#') continue;
+        line[strcspn(line, "\n")] = '\0';
+        char *name = strtok(line, "\t"), *in_hex = strtok(NULL, "\t"), *ids = strtok(NULL, "\t");
+        if (!ids) ids = in_hex, in_hex = ""; // strtok skips an empty input field
+        char *text = malloc(strlen(in_hex) / 2 + 3);
+        size_t len = unhex(in_hex, text);
+        memcpy(text + len, "\r\n", 2);
+        write_file(text_file, text, len + 2);
+        snprintf(args, sizeof(args), "-m tokenize -z %s -i - < %s", vocab, text_file);
+        RunResult r = run_cmd(args);
+        size_t want = strlen(ids);
+        int same = r.status == 0 && r.out && r.out_len == want + 1 && memcmp(r.out, ids, want) == 0 && r.err[0] == '\0';
+        snprintf(id, sizeof(id), "%s-%s", prefix, name);
+        if (!same) check(id, 0, "status %d, stdout '%.60s'", r.status, r.out ? r.out : ""), failed++;
+        free_run(&r), free(text);
+        n_cases++;
+    }
+    if (f) fclose(f);
+    free(line);
+    snprintf(id, sizeof(id), "%s-all", prefix);
+    check(id, f && n_cases >= min_cases && failed == 0, "%d of %d cases differ", failed, n_cases);
+}
+
+static void test_tokenize_cli(void) {
+    char vocab[1024];
+    snprintf(vocab, sizeof(vocab), "%s", model_path("llama3/llama3-vocab.gguf"));
+    tokenize_cli_cases("tokenize-cli-llama-bpe", "tests/tokenizer_cases_llama_bpe.tsv", vocab, 46);
+    tokenize_cli_cases("tokenize-cli-llama2", "tests/tokenizer_cases.tsv", "tokenizer.bin", 50);
+}
+
+// ----------------------------------------------------------------------------
 
 // Every test function, in the order they run, with the prefix all its check ids start with.
 // in_process: it runs inside this binary (kernels, model, tokenizer, chat); --in-process
@@ -2742,6 +2784,7 @@ static const struct {
     {test_perplexity, "perplexity-", 1, 1},
     {test_generate, "generate-", 1, 1},
     {test_cli, "cli-", 1, 0},
+    {test_tokenize_cli, "tokenize-cli-", 1, 0},
     {test_hostile, "hostile-", 1, 0},
     {test_bpe_hostile, "hostile-bpe-", 1, 0},
     {test_llama3_model, "llama3-model-", 1, 0},

@@ -37,16 +37,17 @@ import datetime
 import json
 import os
 import re
-import subprocess
 import sys
 
 import jinja2
 import jinja2.ext
 import jinja2.sandbox
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_bpe_cases import reference  # noqa: E402  (the node reference tokenizer, run the same way)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-REFERENCE = os.path.join(HERE, "bpe_reference.mjs")
 
 # What strftime_now sees as "now": a day of one digit, to show %d's zero.
 DATE = datetime.datetime(2025, 1, 9, 12, 0, 0)
@@ -122,20 +123,6 @@ def environment():
     return env
 
 
-def reference(args, requests):
-    node = os.environ.get("NODE", "node")
-    lines = "".join(json.dumps(r) + "\n" for r in requests)
-    try:
-        p = subprocess.run([node, REFERENCE] + args, input=lines, capture_output=True, text=True)
-    except FileNotFoundError:
-        sys.exit("make_chat_format_cases.py: cannot run %s (install node and npm, then: npm ci --prefix tests)" % node)
-    if p.returncode != 0:
-        sys.exit("make_chat_format_cases.py: the reference failed (did `npm ci --prefix tests` run?):\n" + p.stderr)
-    answers = [json.loads(line) for line in p.stdout.split("\n")[:-1]]
-    assert len(answers) == len(requests)
-    return [a["ids"] for a in answers]
-
-
 def sentencepiece_ids(sp, text, specials):
     """Special tokens as ids; each piece of text between them encoded on its own."""
     ids = []
@@ -187,7 +174,7 @@ def main():
         chosen = [c for c in cases if c[3] == vocab]
         if vocab == "llama3":  # JavaScript's \s differs from White_Space there (see make_bpe_cases.py)
             assert not any(set(c[6]) & {"\u0085", "\ufeff"} for c in chosen)
-        answers = reference(args, [{"text": c[6], "add_special_tokens": False} for c in chosen])
+        answers = [a["ids"] for a in reference(args, [{"text": c[6], "add_special_tokens": False} for c in chosen])]
         ids.update((c[0], a) for c, a in zip(chosen, answers))
 
     # SentencePiece on the Llama 2 cases, for comparison.
