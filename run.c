@@ -565,6 +565,7 @@ static void build_state(State *s, const Config *c, int n_ctx, int max_tokens, in
 static void reserve_positions(State *s, const Config *c, const float *rope_freqs, int positions) {
     int old = s->cache_positions, cap = old > 0 ? old : positions;
     if (positions <= old) return;
+    if (positions > s->n_ctx) fatal("position %d is past the cache's %d (a bug)", positions - 1, s->n_ctx);
     while (cap < positions) cap = cap > s->n_ctx / 2 ? s->n_ctx : 2 * cap;
 
     size_t row = (size_t)c->head_size * (s->kv_f16 ? 2 : 4), stretches = (size_t)c->n_layers * c->n_kv_heads;
