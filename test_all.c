@@ -277,6 +277,15 @@ static void test_tokenizer_bpe(void) {
     check("tokenizer-bpe-split-character", n >= 2 && len == 4 && memcmp(text, "\xF0\x9F\xA6\x99", 4) == 0,
           "%d ids, %zu bytes", n, len);
     free(text), free(ids);
+    // Pieces that leave a character broken print one U+FFFD per broken sequence, as Python's
+    // bytes.decode(errors="replace") does: E9 A4 then a space, a stray A4, and a cut-off E2 82.
+    int broken[] = {128000, t.byte_token[0xE9], t.byte_token[0xA4], t.byte_token[' '], t.byte_token[0xA4],
+                    t.byte_token['x'], t.byte_token[0xE2], t.byte_token[0x82]};
+    text = print_ids(&t, broken, 8, &len);
+    const char *want = "\xEF\xBF\xBD \xEF\xBF\xBDx\xEF\xBF\xBD";
+    check("tokenizer-bpe-broken-sequence-one-replacement", len == strlen(want) && memcmp(text, want, len) == 0,
+          "printed %zu bytes", len);
+    free(text);
     free_tokenizer(&t);
 }
 

@@ -845,8 +845,10 @@ static const char *decode(const Tokenizer *t, int at_start, int token, int *len)
 // Writes decoded tokens to a stream. <0xNN> pieces arrive one byte at a time,
 // and a byte-level BPE piece may end or begin in the middle of a character,
 // so bytes are held until they complete a UTF-8 character; bytes that cannot
-// (a stray continuation byte, a character cut short) print as U+FFFD each,
-// as SentencePiece's decoder does. Control bytes other than whitespace are not
+// (a stray continuation byte, a character cut short) print as U+FFFD: one
+// per byte, as SentencePiece's decoder does, or for byte-level BPE one per
+// broken sequence, as Hugging Face's decoder (Python's bytes.decode with
+// errors="replace") does. Control bytes other than whitespace are not
 // printed: a sampled one could otherwise drive the terminal.
 //
 // Stop strings end the text where they appear, and are not printed: text
@@ -861,10 +863,11 @@ typedef struct {
     size_t n_held, held_cap;
     int stopped;              // a stop string appeared: nothing more is printed
     int at_start;             // right after <s>, nothing printed yet: see decode()
+    int per_sequence;         // one U+FFFD per broken sequence (byte-level BPE), not per byte
 } Printer;
 
 static Printer make_printer(FILE *out, const char *const *stops, int n_stops) {
-    Printer p = {out, {0}, 0, stops, n_stops, NULL, 0, 0, 0, 0};
+    Printer p = {out, {0}, 0, stops, n_stops, NULL, 0, 0, 0, 0, 0};
     return p;
 }
 
@@ -927,8 +930,13 @@ static void drain_pending(Printer *p, int final) {
     while (p->n_pending > 0) {
         int cl = utf8_char_len(p->pending, p->n_pending);
         if (cl == 0 && !final && utf8_is_valid_prefix(p->pending, p->n_pending)) return; // wait for more
-        if (cl == 0) cl = 1, put_text(p, replacement_char, 3);
-        else put_text(p, (const char *)p->pending, cl);
+        if (cl == 0) { // broken: the first byte, or the longest start of a character that cannot go on
+            cl = 1;
+            while (p->per_sequence && cl < p->n_pending && utf8_is_valid_prefix(p->pending, cl + 1)) cl++;
+            put_text(p, replacement_char, 3);
+        } else {
+            put_text(p, (const char *)p->pending, cl);
+        }
         p->n_pending -= cl;
         memmove(p->pending, p->pending + cl, p->n_pending);
     }
@@ -939,6 +947,7 @@ static void print_token(Printer *p, const Tokenizer *t, int prev, int token) {
     if (prev == t->bos_id) p->at_start = 1;
     if (t->type[token] == PIECE_CONTROL || t->type[token] == PIECE_UNUSED) return; // <s>, <|eot_id|>: not text
     if (t->bpe) { // every piece is raw bytes, and a character may be split across pieces
+        p->per_sequence = 1;
         for (int i = 0; i < t->piece_len[token]; i++) {
             p->pending[p->n_pending++] = (unsigned char)t->piece[token][i];
             drain_pending(p, 0);
