@@ -90,10 +90,12 @@ fuzz:
 	done
 
 # Benchmark: random-weight models of four shapes as llama2.c fp32 and int8 checkpoints and
-# GGUF Q8_0 and Q4_0 (1.1B also Q4_K_M), and Llama 2 7B in GGUF Q4_K_M and Q4_0 (written once
-# to $BENCH_CACHE, default ~/.cache/run-bench, about 17 GB), this machine's memory bandwidth,
-# decode and prompt speed with 1 and 2 threads and decode at depth with 2, as one table; under
-# 10 minutes. LLAMA_CPP_BENCH=path/to/llama-bench adds llama.cpp's figures on the same files.
+# GGUF Q8_0 and Q4_0 (1.1B also Q4_K_M), Llama 2 7B in GGUF Q4_K_M and Q4_0, and Llama 3.2 1B
+# and Llama 3.1 8B (128,256-token vocabulary) in GGUF Q8_0 and Q4_K_M (written once to
+# $BENCH_CACHE, default ~/.cache/run-bench, about 33 GB), this machine's memory bandwidth,
+# decode and prompt speed with 1 and 2 threads and decode at depth with 2, and the sampler's
+# cost over 128,256 logits, as one table; BENCH_BUDGET seconds (see bench/bench.py).
+# LLAMA_CPP_BENCH=path/to/llama-bench adds llama.cpp's figures on the same files.
 bench: run
 	$(PYTHON) bench/bench.py
 
@@ -113,7 +115,7 @@ help:
 	@echo "make tokenizer  regenerate tokenizer.bin with export.py"
 	@echo "make references regenerate the tests' SentencePiece ids and NumPy logits"
 	@echo "make fuzz       libFuzzer on the loaders and the tokenizer, FUZZ_SECONDS=$(FUZZ_SECONDS) each"
-	@echo "make bench      benchmark ./run: 5 model shapes up to 7B, fp32, int8 and GGUF, 1 and 2 threads"
+	@echo "make bench      benchmark ./run: 7 model shapes up to Llama 3 8B, fp32, int8 and GGUF, 1 and 2 threads"
 	@echo "make bench-clean delete the benchmark's cached model files"
 	@echo "make clean      remove the binaries"
 

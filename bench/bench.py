@@ -12,20 +12,26 @@
       and Q4_0, and at 1.1B also in Q4_K_M;
     - Llama 2 7B in GGUF Q4_K_M and Q4_0, written directly as random blocks
       (no fp32 file first);
+    - Llama 3.2 1B ("L3-1B") and Llama 3.1 8B ("L3-8B") in GGUF Q8_0 and
+      Q4_K_M, random blocks too, with Llama 3's 128,256-token vocabulary
+      (from models/llama3/llama3-vocab.gguf) and rope_freqs;
  2. measures this machine's memory read bandwidth with bench/bandwidth.c
-    (before the runs, and again after them);
+    (before the runs, and again after them), and, for the Llama 3 rows,
+    what run's sampler costs over 128,256 logits (bench/sampling.c);
  3. runs ./run on every file with 1 and with 2 OpenMP threads, for decode
     speed (empty prompt, greedy) and prompt speed (a 256-token prompt), and
     with 2 threads for decode speed at depth (32 tokens after a prompt that
-    fills most of the context: 768 tokens, 1536 at 1.1B and 7B); at 7B no
-    1-thread prompt. The median of up to 5 runs each, within a time budget;
+    fills most of the context: 768 tokens, 1536 at 1.1B, 7B and L3-1B, 512
+    at L3-8B); at 7B and L3-8B no 1-thread prompt. The median of up to 5
+    runs each, within a time budget;
  4. with LLAMA_CPP_BENCH set, runs llama.cpp's llama-bench on the same GGUF
     files for the same figures, interleaved with run's (see llama_bench_once);
  5. prints one table: speeds, peak memory, and decode speed as a share of
     the bandwidth limit (bytes of weights read per token / bytes per second),
     against the best probe and, for 2 threads, against a quick probe run just
     before each decode run (the bandwidth of the moment); then llama.cpp's
-    figures, if any, in extra columns.
+    figures, if any, in extra columns; and sampling's cost, as a share of
+    the Llama 3 rows' decode time.
 
 Everything it needs is in the Python standard library and NumPy (and
 export.py, whose GGUF metadata and tokenizer code writes the GGUF headers);
@@ -34,12 +40,12 @@ llama.cpp is optional, and never needed.
 Environment:
   BENCH_CACHE     the cache directory
                   (default ${XDG_CACHE_HOME:-$HOME/.cache}/run-bench; about
-                  17 GB: 6.4 for the checkpoints, 2.8 for the small GGUF files,
-                  7.9 for the 7B ones)
+                  33 GB: 6.4 for the checkpoints, 2.8 for the small GGUF files,
+                  7.9 for the 7B ones, 2.1 for L3-1B's, 13.5 for L3-8B's)
   BENCH_BUDGET    seconds the whole bench may take (default 540); the runs
                   are planned to fit, repeating fewer times when time is short
                   and skipping (and saying so) what would not fit
-  BENCH_ROWS      only these rows of the table, e.g. "7B" or "1.1B:Q4_K_M,7B:Q8_0":
+  BENCH_ROWS      only these rows of the table, e.g. "L3-1B" or "1.1B:Q4_K_M,7B:Q8_0":
                   shapes, or shapes and types; a GGUF type a shape does not
                   have by default may be named (7B:Q8_0, 7.2 GB)
   LLAMA_CPP_BENCH a llama-bench binary to compare with (absent: run alone)
@@ -80,6 +86,7 @@ RUN = REPO / "run"      # what `make bench` builds; the bench runs a copy, see m
 run_binary = RUN
 TOKENIZER = REPO / "tokenizer.bin"
 BANDWIDTH_SOURCE = REPO / "bench" / "bandwidth.c"
+SAMPLING_SOURCE = REPO / "bench" / "sampling.c"
 
 # The whole bench, from the start of this script to the table, must fit in
 # this many seconds (the brief: under 10 minutes with `make run`, on an empty
@@ -156,6 +163,18 @@ class Shape:
     depth: int               # prompt tokens of the "depth" runs (BOS included)
     types: tuple             # the file types benchmarked at this shape, in the table's order
     cells: tuple = ALL_CELLS  # the runs each type gets: (kind, threads)
+    # Llama 3's settings, or None for Llama 2's: the vocabulary is LLAMA3_VOCAB's
+    # (128,256 byte-level BPE pieces), RoPE's base 500,000, and the file holds
+    # rope_freqs.weight, Llama 3.1's per-pair factors, from this rope_scaling.
+    llama3_rope_scaling: dict = None
+
+    @property
+    def llama3(self):
+        return self.llama3_rope_scaling is not None
+
+    @property
+    def rope_theta(self):
+        return 500000.0 if self.llama3 else 10000.0
 
     @property
     def head_size(self):
@@ -203,6 +222,8 @@ class Shape:
             return (f"{prefix}{GGUF_NAMES[name]}.weight", name, layer, *size[(name, layer)],
                     self.gguf_tensor_type(dtype, name, layer))
 
+        if self.llama3:  # first, as llama.cpp's converter writes it
+            yield ("rope_freqs.weight", None, None, 1, self.head_size // 2, "F32")
         yield matrix("tok_embeddings", None)
         for layer in range(self.n_layers):
             yield (f"blk.{layer}.attn_norm.weight", None, layer, 1, self.dim, "F32")
@@ -274,6 +295,19 @@ SHAPES = [
     # 4 GB. Its depth is that of the 1.1B, 1536 of its 4096 positions: a
     # prompt filling most of them would take minutes on 2 cores, each run.
     Shape("7B", 4096, 11008, 32, 32, 32, 32000, 4096, False, 17, 1536, ("Q4_K_M", "Q4_0"), BIG_CELLS),
+    # Llama 3.2 1B and Llama 3.1 8B, in GGUF only, Q4_K_M and Q8_0: Llama 3's
+    # 128,256-token vocabulary (the classifier is a quarter of the 1B's
+    # weights), grouped-query attention (8 KV heads), a 131,072-position
+    # context in the file (run and llama-bench reserve only what a run
+    # reaches). The 1B shares its classifier with the token embedding (so
+    # its Q4_K_M stores both as Q6_K), the 8B has its own output.weight. The
+    # 8B files are the bench's largest (4.9 and 8.5 GB): its decode runs are
+    # short, and its depth is 512 tokens, not 1536, so that its runs fit the
+    # budget beside llama.cpp's.
+    Shape("L3-1B", 2048, 8192, 16, 32, 8, 128256, 131072, True, 33, 1536, ("Q8_0", "Q4_K_M"), ALL_CELLS,
+          {"factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}),
+    Shape("L3-8B", 4096, 14336, 32, 32, 8, 128256, 131072, False, 17, 512, ("Q8_0", "Q4_K_M"), BIG_CELLS,
+          {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}),
 ]
 
 
@@ -449,19 +483,27 @@ def write_fp32_tail(f, shape):
 # and the weights spread about as far as the fp32 files' (0.02; Q6_K's 0.3),
 # so logits and llama.cpp's float16 KV cache stay far from overflow. Norm
 # weights are 1.0, and the classifier rows of tokens 0, 1 and 2 are blocks of
-# zeros (d = 0), so their logits are exactly 0 as in the checkpoints above.
+# zeros (d = 0), so their logits are exactly 0 as in the checkpoints above
+# (Llama 3's: the rows of its 256 control tokens, BOS and the
+# end-of-generation ones among them, 128,000 to 128,255).
 # The random bytes come from one 64 MiB pool per file, copied from a random
 # offset for each chunk of rows: drawing 4 GB of fresh random numbers would
 # take longer than the disk takes to write them.
 # The tokenizer is the project's models/tokenizer.model (Llama 2's 32,000
 # pieces), put in the file's metadata by export.py's code, so run and
-# llama.cpp both take it from the file.
+# llama.cpp both take it from the file. The Llama 3 shapes' files carry
+# Llama 3's instead: the tokenizer.* keys of models/llama3/llama3-vocab.gguf
+# (export.py's vocabulary-only GGUF of Meta's tokenizer.json: pieces, types,
+# merges, BOS and EOS, the chat template), copied byte for byte, and a
+# rope_freqs.weight computed by export.py's llama3_rope_factors.
 
 GGUF_ALIGNMENT = 32
 SCALE_RANGE = {"Q8_0": (1e-4, 5e-4), "Q4_0": (2e-3, 6e-3), "Q4_K": (1e-4, 3e-4), "Q6_K": (1e-4, 3e-4)}
 POOL_BYTES = 1 << 26
 GGUF_CHUNK_BYTES = 1 << 24  # rows written at a time, about
 TOKENIZER_MODEL = REPO / "models" / "tokenizer.model"
+LLAMA3_VOCAB = REPO / "models" / "llama3" / "llama3-vocab.gguf"
+GGUF_CONTROL = 3  # tokenizer.ggml.token_type of a control token (BOS, EOS, <|eot_id|>, ...)
 
 
 def block_dtype(ggml_type):
@@ -480,20 +522,75 @@ def align(n):
     return (n + GGUF_ALIGNMENT - 1) // GGUF_ALIGNMENT * GGUF_ALIGNMENT
 
 
-_tokenizer_kvs = None
+def read_gguf_kvs(path):
+    """The metadata of a GGUF file (version 2 or 3, as the GGUF specification
+    lays it out): {key: (the key/value pair's bytes as stored, its value)},
+    the value decoded for scalars, strings and arrays of integers (arrays of
+    strings: their length only)."""
+    data = Path(path).read_bytes()
+    if data[:4] != b"GGUF" or struct.unpack_from("<I", data, 4)[0] not in (2, 3):
+        raise RuntimeError(f"{path}: not a GGUF file of version 2 or 3")
+    scalars = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+    pos = 24
+
+    def string(pos):
+        n = struct.unpack_from("<Q", data, pos)[0]
+        return data[pos + 8:pos + 8 + n].decode(), pos + 8 + n
+
+    def value(vtype, pos):
+        if vtype in scalars:
+            return struct.unpack_from(scalars[vtype], data, pos)[0], pos + struct.calcsize(scalars[vtype])
+        if vtype == 8:
+            return string(pos)
+        if vtype != 9:
+            raise RuntimeError(f"{path}: unknown metadata type {vtype}")
+        etype, n = struct.unpack_from("<IQ", data, pos)
+        pos += 12
+        if etype in scalars:
+            size = struct.calcsize(scalars[etype])
+            return list(struct.unpack_from(f"<{n}{scalars[etype][1]}", data, pos)), pos + n * size
+        for _ in range(n):
+            _, pos = value(etype, pos)
+        return n, pos
+
+    kvs = {}
+    for _ in range(struct.unpack_from("<Q", data, 16)[0]):
+        start = pos
+        key, pos = string(pos)
+        v, pos = value(struct.unpack_from("<I", data, pos)[0], pos + 4)
+        kvs[key] = (data[start:pos], v)
+    return kvs
+
+
+_tokenizer_kvs = {}
+
+
+def tokenizer_kvs(shape, export):
+    """A shape's tokenizer metadata, as encoded key/value pairs, and the ids
+    of its classifier rows that are zero (see above)."""
+    if shape.llama3:
+        if "llama3" not in _tokenizer_kvs:
+            vocab = read_gguf_kvs(LLAMA3_VOCAB)
+            kvs = [raw for key, (raw, _) in vocab.items() if key.startswith("tokenizer.")]
+            n = vocab["tokenizer.ggml.tokens"][1]
+            assert n == shape.vocab_size, f"{LLAMA3_VOCAB}: {n} pieces"
+            types = vocab["tokenizer.ggml.token_type"][1]
+            _tokenizer_kvs["llama3"] = kvs, [i for i, t in enumerate(types) if t == GGUF_CONTROL]
+        return _tokenizer_kvs["llama3"]
+    if "llama2" not in _tokenizer_kvs:
+        kvs, n = export.tokenizer_metadata(str(TOKENIZER_MODEL), shape.vocab_size)
+        assert n == shape.vocab_size, f"{TOKENIZER_MODEL}: {n} pieces"
+        _tokenizer_kvs["llama2"] = kvs, [0, 1, 2]
+    return _tokenizer_kvs["llama2"]
 
 
 def gguf_layout(shape, dtype):
     """The GGUF file of a shape and type, planned: (header bytes, padded to
     the alignment; [(tensor, offset in the data, bytes)]; the file's size).
     The header and metadata are export.py's (GGUF version 3)."""
-    global _tokenizer_kvs
     sys.path.insert(0, str(REPO))
     import export
     del sys.path[0]
-    if _tokenizer_kvs is None:
-        _tokenizer_kvs, n = export.tokenizer_metadata(str(TOKENIZER_MODEL), shape.vocab_size)
-        assert n == shape.vocab_size, f"{TOKENIZER_MODEL}: {n} pieces"
     kv, S, U32, F32 = export.gguf_kv, export.GGUF_STRING, export.GGUF_UINT32, export.GGUF_FLOAT32
     kvs = [kv("general.architecture", S, "llama"),
            kv("general.name", S, f"run-bench random {shape.name} {dtype}"),
@@ -509,7 +606,7 @@ def gguf_layout(shape, dtype):
            kv("llama.attention.head_count", U32, shape.n_heads),
            kv("llama.attention.head_count_kv", U32, shape.n_kv_heads),
            kv("llama.attention.layer_norm_rms_epsilon", F32, 1e-5),
-           kv("llama.rope.freq_base", F32, 10000.0)] + _tokenizer_kvs
+           kv("llama.rope.freq_base", F32, shape.rope_theta)] + tokenizer_kvs(shape, export)[0]
     tensors, infos, offset = [], [], 0
     for t in shape.gguf_tensors(dtype):
         name, _, _, rows, cols, ggml_type = t
@@ -534,15 +631,22 @@ def write_gguf(shape, dtype):
     rng = np.random.default_rng([SEED] + list(f"{shape.name} {dtype}".encode()))
     pool = rng.integers(0, 256, POOL_BYTES, dtype=np.uint8)
     classifier = "tok_embeddings" if shape.shared_classifier else "wcls"
+    sys.path.insert(0, str(REPO))
+    import export
+    del sys.path[0]
+    zero_rows = tokenizer_kvs(shape, export)[1]
     try:
         with open(tmp, "wb") as f:
             f.write(header)
             for (name, matrix, _, rows, cols, ggml_type), offset, nbytes in tensors:
                 assert f.tell() == len(header) + offset
-                if ggml_type == "F32":
+                if name == "rope_freqs.weight":
+                    f.write(export.llama3_rope_factors(shape.head_size, shape.rope_theta, shape.llama3_rope_scaling,
+                                                       shape.name).astype("<f4").tobytes())
+                elif ggml_type == "F32":
                     f.write(np.ones(rows * cols, dtype="<f4").tobytes())  # a norm
                 else:
-                    write_random_blocks(f, rng, pool, rows, cols, ggml_type, zero_rows=3 if matrix == classifier else 0)
+                    write_random_blocks(f, rng, pool, rows, cols, ggml_type, zero_rows if matrix == classifier else [])
                 f.write(bytes(align(f.tell()) - f.tell()))
             f.flush()
             os.fsync(f.fileno())  # see write_checkpoints
@@ -556,7 +660,7 @@ def write_gguf(shape, dtype):
 
 
 def write_random_blocks(f, rng, pool, rows, cols, ggml_type, zero_rows):
-    """A matrix of random blocks (see above), the first zero_rows rows zero."""
+    """A matrix of random blocks (see above), the rows of the ids in zero_rows zero."""
     _, values, size = GGML_TYPES[ggml_type]
     dt = block_dtype(ggml_type)
     lo, hi = SCALE_RANGE[ggml_type]
@@ -569,8 +673,9 @@ def write_random_blocks(f, rng, pool, rows, cols, ggml_type, zero_rows):
         blocks = chunk.view(dt)
         for scale in ("d", "dmin") if ggml_type == "Q4_K" else ("d",):
             blocks[scale] = rng.uniform(lo, hi, len(blocks)).astype(np.float16)
-        if r0 == 0 and zero_rows:
-            chunk[: zero_rows * row_bytes] = 0
+        r1 = r0 + n // row_bytes
+        for r in (r for r in zero_rows if r0 <= r < r1):
+            chunk[(r - r0) * row_bytes:(r - r0 + 1) * row_bytes] = 0
         f.write(memoryview(chunk))
 
 
@@ -783,12 +888,81 @@ def bandwidth_now(exe):
 
 
 # ----------------------------------------------------------------------------
+# Sampling's cost: bench/sampling.c
+#
+# The decode runs are greedy (-t 0: one pass over the logits for their
+# largest), but run samples by default (-t 1 -p 0.9), and top-p over Llama
+# 3's 128,256 logits could cost a real share of a small model's token. So
+# sampling.c times run's own sample() over that many logits, on one thread,
+# and the table's footer gives it as a share of the Llama 3 rows' token time.
+
+def start_sampling_build(workdir):
+    """Starts compiling bench/sampling.c (run.c included whole) as the
+    Makefile compiles run: portable, -O3, OpenMP. Returns (process, path)."""
+    exe = Path(workdir) / "sampling"
+    cc = os.environ.get("CC") or "cc"
+    args = [cc, "-O3", "-fopenmp", "-Wno-unused-function", "-o", str(exe), str(SAMPLING_SOURCE), "-lm"]
+    return subprocess.Popen(args, cwd=REPO), exe
+
+
+@dataclass
+class Sampling:
+    vocab_size: int
+    reps: int
+    sds: list       # the logits' standard deviations
+    topp: list      # median microseconds of sample() with -t 1 -p 0.9, per sd
+    greedy: list    # -t 0
+    whole: list     # -t 1 -p 1
+    nucleus: list   # tokens that top-p 0.9 keeps
+    note: str = ""
+
+
+SAMPLING_RE = re.compile(r"sampling: sd ([\d.]+): topp ([\d.]+) us \(min [\d.]+\), greedy ([\d.]+) us, "
+                         r"all ([\d.]+) us, nucleus (\d+) tokens")
+
+
+def measure_sampling(build, vocab_size, reps=301):
+    """Waits for the build, then runs it over vocab_size logits (up to 3
+    tries, until one is not disturbed; if none is, the least of each figure
+    over the tries, and a note saying so). Returns a Sampling, or None with
+    a message if it could not be built or run."""
+    proc, exe = build
+    if proc.wait() != 0:
+        progress("bench: bench/sampling.c did not compile: no sampling figures")
+        return None
+    tries = []
+    for attempt in range(3):
+        child = run_child([str(exe), str(vocab_size), str(reps)], "stdout",
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+        found = SAMPLING_RE.findall(child.output)
+        if child.code != 0 or not found:
+            progress(f"bench: bench/sampling.c: exit status {child.code}, printed:\n{child.output}")
+            return None
+        cols = list(zip(*found))
+        tries.append(Sampling(vocab_size, reps, *([float(x) for x in col] for col in cols[:4]),
+                              [int(x) for x in cols[4]]))
+        if not child.disturbed:
+            return tries[-1]
+        progress(f"sampling measurement disturbed (other processes used {child.other_cpu:.1f} CPU-s); again")
+    least = lambda name: [min(col) for col in zip(*(getattr(t, name) for t in tries))]
+    return Sampling(vocab_size, reps, tries[0].sds, least("topp"), least("greedy"), least("whole"),
+                    tries[0].nucleus, "disturbed by other processes in all 3 tries: the least of each figure")
+
+
+# ----------------------------------------------------------------------------
 # The prompts: 256 tokens, and the longer ones of the depth runs
 
 
-def tokenize(text):
-    """Token ids of text, BOS first, from `./run -m tokenize`."""
-    out = subprocess.run([str(run_binary), "-m", "tokenize", "-z", str(TOKENIZER), "-i", text],
+def vocabulary(shape):
+    """The tokenizer a shape's files carry: tokenizer.bin holds Llama 2's
+    (as do its GGUF files), models/llama3/llama3-vocab.gguf Llama 3's."""
+    return LLAMA3_VOCAB if shape.llama3 else TOKENIZER
+
+
+def tokenize(text, vocab):
+    """Token ids of text, BOS first, from `./run -m tokenize` with the
+    vocabulary of the file vocab (a tokenizer.bin, or a GGUF file's)."""
+    out = subprocess.run([str(run_binary), "-m", "tokenize", "-z", str(vocab), "-i", text],
                          check=True, capture_output=True, text=True).stdout
     return out.split()
 
@@ -804,13 +978,14 @@ PROMPT_WORDS = (
 ).split()
 
 
-def find_prompt(n_tokens):
-    """A text that tokenizes to exactly n_tokens ids with BOS: the longest
-    run of words that fits, padded with " a" one token at a time. (The GGUF
-    files carry the same SentencePiece vocabulary as tokenizer.bin: the
+def find_prompt(n_tokens, vocab):
+    """A text that tokenizes to exactly n_tokens ids with BOS in the
+    vocabulary of the file vocab (see vocabulary()): the longest run of
+    words that fits, padded with " a" one token at a time (one token in
+    Llama 2's SentencePiece vocabulary and in Llama 3's BPE alike). (The
     runs check the count they were given.)"""
     words = (PROMPT_WORDS * (n_tokens // len(PROMPT_WORDS) + 2))
-    count = lambda text: len(tokenize(text))
+    count = lambda text: len(tokenize(text, vocab))
     lo, hi = 1, len(words)  # count(words[:lo]) <= target < count(words[:hi])
     assert count(" ".join(words[:hi])) > n_tokens
     while hi - lo > 1:
@@ -943,9 +1118,12 @@ def parse_self_test():
 #            llama.cpp cell right after its twin of run's; a cell guessed to
 #            take over SLOW_RUN seconds waits until the others are done, and
 #            the waiting ones go cheapest first;
-#   then:    passes over the cells that still want runs, cheapest first, one
-#            more run of each cell per pass while its cost (its fastest run so
-#            far) fits in what is left of the budget.
+#   then:    passes over the cells that still want runs, one more run of each
+#            cell per pass while its cost (its fastest run so far) fits in
+#            what is left of the budget; a file's cells one after another (in
+#            round 1's order), the file whose cells cost least first. (The
+#            cache holds more than this machine's memory: a file that has left
+#            the page cache is read from disk again, tens of seconds at 8B.)
 # Before a cell's first run its time is guessed from the runs so far (see
 # estimate()); a run that would not fit is skipped and the cell says so. So
 # the cheap cells always get their runs, the slowest ones get fewer when time
@@ -1017,9 +1195,12 @@ class Cell:
             return {"decode": s.decode_steps, "prompt": PROMPT_STEPS, "depth": s.depth + DEPTH_GEN}[self.kind]
         return {"decode": 1 + LLAMA_GEN, "prompt": 2 * PROMPT_TOKENS, "depth": 1 + s.depth + LLAMA_GEN}[self.kind]
 
+    def path(self):
+        return checkpoint_path(self.shape, self.dtype)
+
     def args(self, prompts):
-        """The command line of one run; prompts: {tokens: text}."""
-        path = str(checkpoint_path(self.shape, self.dtype))
+        """The command line of one run; prompts: {(vocabulary, tokens): text}."""
+        path = str(self.path())
         if self.engine == "llama.cpp":
             tests = {"decode": ["-p", "0", "-n", str(LLAMA_GEN)], "prompt": ["-p", str(PROMPT_TOKENS), "-n", "0"],
                      "depth": ["-p", "0", "-n", str(LLAMA_GEN), "-d", str(self.shape.depth)]}[self.kind]
@@ -1033,8 +1214,8 @@ class Cell:
             # forever; after a real word, generation runs on real activations.
             return base + ["-i", "Once", "-n", str(self.shape.decode_steps)]
         if self.kind == "depth":
-            return base + ["-n", str(self.shape.depth + DEPTH_GEN), "-i", prompts[self.shape.depth]]
-        return base + ["-n", str(PROMPT_STEPS), "-i", prompts[PROMPT_TOKENS]]
+            return base + ["-n", str(self.shape.depth + DEPTH_GEN), "-i", prompts[vocabulary(self.shape), self.shape.depth]]
+        return base + ["-n", str(PROMPT_STEPS), "-i", prompts[vocabulary(self.shape), PROMPT_TOKENS]]
 
     def label(self):
         return f"{self.shape.name} {self.dtype} {self.kind} {self.threads}T" + (" llama.cpp" if self.engine != "run" else "")
@@ -1107,10 +1288,14 @@ class Scheduler:
             _, i = min((g if g is not None else 0.0, i) for g, i in guesses)
             self.first_run(slow.pop(i), guesses[i][0])
         while True:
-            todo = sorted((c for c in self.cells if c.wants_more()), key=Cell.cost)
-            todo = [c for c in todo if 1.2 * c.cost() < self.left()]
+            todo = [c for c in self.cells if c.wants_more() and 1.2 * c.cost() < self.left()]
             if not todo:
                 break
+            file_cost = {}
+            for c in todo:
+                file_cost[c.path()] = file_cost.get(c.path(), 0.0) + c.cost()
+            todo.sort(key=lambda c: (file_cost[c.path()], str(c.path()), KINDS.index(c.kind), c.threads,
+                                     c.engine != "run"))
             for cell in todo:
                 if 1.2 * cell.cost() < self.left():
                     # A run 5 times slower than the cell's best is disturbed, not informative.
@@ -1233,7 +1418,7 @@ def describe_binary():
     return f"./run built {built}, source tree {commit}"
 
 
-def print_table(cells, rows, probes, binary, gen_seconds, cache_bytes, early_stops, rss_floor):
+def print_table(cells, rows, probes, binary, gen_seconds, cache_bytes, early_stops, rss_floor, sampling):
     bandwidth = {t: max(p[0][t] for p in probes) for t in THREAD_COUNTS}
     limit_gbs = bandwidth[2]
     by_key = {(c.shape.name, c.dtype, c.kind, c.threads, c.engine): c for c in cells}
@@ -1294,6 +1479,9 @@ def print_table(cells, rows, probes, binary, gen_seconds, cache_bytes, early_sto
     print("types: fp32 and int8 are llama2.c checkpoints (int8: its version 2 layout); Q8_0, Q4_0 and Q4_K_M are GGUF")
     print("  files of random blocks (Q4_K_M: llama.cpp's mixture, Q6_K for the classifier and for half the layers'")
     print("  attn_v and ffn_down, Q4_K for the rest).")
+    if any(s.llama3 for s in shapes):
+        print("L3-1B, L3-8B: Llama 3.2 1B's and Llama 3.1 8B's shapes, with Llama 3's vocabulary of 128,256 tokens")
+        print("  (L3-1B's classifier is its token embedding: in Q4_K_M, Q6_K; L3-8B's is output.weight).")
     print("read MB/tok: every layer's matrices + classifier + norms, as stored (int8: values + float32 scales).")
     print(f"limit tok/s = {limit_gbs:.1f} GB/s (the 2-thread bandwidth) / read MB/tok. MB = 1e6 bytes; "
           f"peak RSS: the largest of the row's decode and prompt runs.")
@@ -1304,6 +1492,9 @@ def print_table(cells, rows, probes, binary, gen_seconds, cache_bytes, early_sto
         print(f"  decode tg{LLAMA_GEN}, prompt pp{PROMPT_TOKENS}, depth tg{LLAMA_GEN} after -d of the depth above; "
               f"-t 1, 2 with OMP_NUM_THREADS alike" + (f"; and {shlex.join(LLAMA_BENCH_ARGS)}." if LLAMA_BENCH_ARGS
                                                           else "; its defaults otherwise (memory-mapped model)."))
+    if sampling:
+        print_sampling(sampling, [(s, d, by_key[(s.name, d, "decode", 2, "run")].rate()) for s, d in rows
+                                  if s.vocab_size == sampling.vocab_size])
     if any(r[header.index("peak RSS MB")].startswith("<=") for r in table):
         print(f"<= peak RSS no larger than this script's own ({rss_floor * 1024 / 1e6:.0f} MB), "
               f"which a child's ru_maxrss includes: the true figure may be lower.")
@@ -1335,6 +1526,38 @@ def print_table(cells, rows, probes, binary, gen_seconds, cache_bytes, early_sto
     total = time.monotonic() - START
     print(f"total bench wall time: {total // 60:.0f} min {total % 60:.0f} s "
           f"(writing model files: {gen_seconds:.0f} s); cache: {cache_dir()} ({cache_bytes / 1e9:.2f} GB)")
+
+
+def slower_sampling(before, after):
+    """One Sampling of two measurements: the slower figure of each, and a note
+    with both of top-p's."""
+    pick = lambda name: [max(a, b) for a, b in zip(getattr(before, name), getattr(after, name))]
+    span = lambda m: f"{min(m.topp):.0f}-{max(m.topp):.0f}"
+    note = "; ".join(n for n in (before.note and "before: " + before.note, after.note and "after: " + after.note) if n)
+    note = (f"the slower of a measurement before the runs and one after them (-t 1 -p 0.9 {span(before)} "
+            f"and {span(after)} us)" + (f"; {note}" if note else ""))
+    return Sampling(before.vocab_size, before.reps, before.sds, pick("topp"), pick("greedy"), pick("whole"),
+                    before.nucleus, note)
+
+
+def print_sampling(sampling, rows):
+    """The footer's lines on sampling's cost; rows: (shape, dtype, decode 2T tok/s or None)."""
+    print(f"sampling over {sampling.vocab_size} logits (bench/sampling.c: run's sample() on one thread, "
+          f"median of {sampling.reps} calls), us per token:")
+    if sampling.note:
+        print(f"  {sampling.note}")
+    lines = [("logits' sd", [f"{sd:g}" for sd in sampling.sds]),
+             ("top-p 0.9 keeps", [str(n) for n in sampling.nucleus]),
+             ("-t 1 -p 0.9", [f"{us:.0f}" for us in sampling.topp]),
+             ("-t 1 -p 1", [f"{us:.0f}" for us in sampling.whole]),
+             ("-t 0 (greedy)", [f"{us:.0f}" for us in sampling.greedy])]
+    width = max(len(v) for _, vs in lines for v in vs)
+    for label, values in lines:
+        print(f"  {label:<16}" + "".join(v.rjust(width + 2) for v in values))
+    shares = [f"{s.name} {d} {100 * min(sampling.topp) * 1e-6 * rate:.1f}-{100 * max(sampling.topp) * 1e-6 * rate:.1f}%"
+              for s, d, rate in rows if rate]
+    if shares:
+        print("  -t 1 -p 0.9 as a share of a decode 2T token (peaked to flat logits): " + ", ".join(shares))
 
 
 # ----------------------------------------------------------------------------
@@ -1370,7 +1593,17 @@ def main():
         run_binary = Path(tmp) / "run"
         shutil.copy2(RUN, run_binary)
 
+        # Sampling's cost is measured when a row has Llama 3's vocabulary; its
+        # program compiles (several seconds: run.c whole) while the files are checked.
+        sampling_vocab = max((s.vocab_size for s, _ in rows if s.llama3), default=None)
+        sampling_build = start_sampling_build(tmp) if sampling_vocab else None
         gen_seconds = ensure_checkpoints()
+        # Sampling before the bandwidth probe: for a second or two after the
+        # probe (1 GiB on 2 threads), this VM ran sample() 1.5 times slower.
+        sampling = measure_sampling(sampling_build, sampling_vocab) if sampling_build else None
+        if sampling:
+            progress(f"sampling over {sampling.vocab_size} logits, -t 1 -p 0.9: "
+                     + ", ".join(f"sd {sd:g} {us:.0f} us" for sd, us in zip(sampling.sds, sampling.topp)))
         rss_floor = run_child(["true"], "stdout").usage.ru_maxrss  # see the note at "np = None"
         # The bandwidth a VM gets can change while the bench runs: on the
         # 2-vCPU EPYC VM this was written on, 2 threads got 35-39 GB/s at
@@ -1381,7 +1614,9 @@ def main():
         probe = build_bandwidth_probe(tmp)
         probes = [measure_bandwidth(probe)]
         progress(f"bandwidth: 1 thread {probes[0][0][1]:.1f} GB/s, 2 threads {probes[0][0][2]:.1f} GB/s")
-        prompts = {n: find_prompt(n) for n in sorted({PROMPT_TOKENS} | {s.depth for s, _ in rows})}
+        prompts = {(v, n): find_prompt(n, v) for v, n in sorted(
+            {(vocabulary(s), n) for s, _ in rows for k, _ in s.cells for n in
+             ([PROMPT_TOKENS] if k == "prompt" else [s.depth] if k == "depth" else [])})}
 
         cells = []
         for s, d in rows:
@@ -1392,10 +1627,13 @@ def main():
         # The deadline leaves time for the second probe and the table.
         scheduler = Scheduler(cells, START + BUDGET_SECONDS - 15, prompts, probe)
         scheduler.go()
+        if sampling:  # again, as the bandwidth: what this VM gives a core drifts
+            after = measure_sampling(sampling_build, sampling_vocab)
+            sampling = slower_sampling(sampling, after) if after else sampling
         probes.append(measure_bandwidth(probe))
 
     cache_bytes = sum(p.stat().st_size for p in cache_dir().iterdir() if p.suffix in (".bin", ".gguf"))
-    print_table(cells, rows, probes, binary, gen_seconds, cache_bytes, scheduler.early_stops, rss_floor)
+    print_table(cells, rows, probes, binary, gen_seconds, cache_bytes, scheduler.early_stops, rss_floor, sampling)
     return 0
 
 
