@@ -33,6 +33,41 @@ test-cross: run test_all
 	qemu-x86_64 -cpu Haswell ./test_all --in-process | tail -1 | grep -q ' 0 failed'
 	@echo "test-cross: arm64 (sdot, no sdot), x86-64 (no AVX, AVX2 only): all passed"
 
+# Windows: run.exe and test_all.exe, cross-built with MinGW-w64 (Debian's gcc-mingw-w64-x86-64),
+# -static so that OpenMP's runtime travels inside the .exe.
+MINGW_CC ?= x86_64-w64-mingw32-gcc
+run.exe: run.c tokenizer.c
+	$(MINGW_CC) $(CFLAGS) -fopenmp -static -o $@ run.c -lm
+test_all.exe: test_all.c run.c tokenizer.c
+	$(MINGW_CC) $(CFLAGS) -Wno-unused-function -fopenmp -static -o $@ test_all.c -lm
+
+# The tests on Windows, under Wine (Debian's wine64): test_all.exe runs the checks that live
+# inside it; then this machine's test_all runs every check that runs the program, with
+# run.exe as the program (export.py and the shell stay this machine's).
+WINE ?= /usr/lib/wine/wine64
+WINE_RUN = WINEDEBUG=-all RUN_UNDER_WINE=1
+test-windows: run.exe test_all.exe test_all
+	$(WINE_RUN) $(WINE) wineboot --init >/dev/null 2>&1 # the first start makes ~/.wine, and says so on stderr
+	$(WINE_RUN) MODELS=$(MODELS) $(WINE) ./test_all.exe --in-process > test_all.exe.log 2>&1; \
+		tail -1 test_all.exe.log | grep -q ' 0 failed' || { grep -v '^ok' test_all.exe.log; exit 1; }
+	$(WINE_RUN) RUN_BINARY="$(WINE) ./run.exe" MODELS=$(MODELS) PYTHON=$(PYTHON) ./test_all --programs > test_all-windows.log 2>&1; \
+		tail -1 test_all-windows.log | grep -q ' 0 failed' || { grep -v '^ok' test_all-windows.log; exit 1; }
+	@echo "test-windows: test_all.exe $$(tail -1 test_all.exe.log); run.exe $$(tail -1 test_all-windows.log)"
+	@grep '^SKIP' test_all-windows.log || true
+
+# The strict build, a portability probe: ISO C11 and POSIX.1-2008 with no extensions, every
+# warning an error, with gcc and with clang (whose OpenMP is left out, as Apple's clang has none).
+STRICT = -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -pedantic
+test-strict: test_all
+	gcc $(STRICT) -O2 -fopenmp -c run.c -o /dev/null
+	gcc $(STRICT) -O2 -fopenmp -Wno-unused-function -c test_all.c -o /dev/null
+	clang $(STRICT) -O2 -c run.c -o /dev/null
+	clang $(STRICT) -O2 -Wno-unused-function -c test_all.c -o /dev/null
+	gcc $(STRICT) -O2 -fopenmp -o run-strict run.c -lm # and it runs: the command-line checks against it
+	RUN_BINARY=./run-strict MODELS=$(MODELS) ./test_all --programs cli- > run-strict.log 2>&1; \
+		tail -1 run-strict.log | grep -q ' 0 failed' || { grep -v '^ok' run-strict.log; exit 1; }
+	@echo "test-strict: gcc and clang, $(STRICT): no warnings; ./run-strict $$(tail -1 run-strict.log)"
+
 # Regenerate the committed tokenizer.bin from Meta's tokenizer.model.
 tokenizer: export.py
 	$(PYTHON) export.py tokenizer.bin --tokenizer $(MODELS)/tokenizer.model
@@ -104,7 +139,7 @@ bench-clean:
 	$(PYTHON) bench/bench.py --clean
 
 clean:
-	rm -f run test_all test_all_arm64 run-sanitize test_all-sanitize
+	rm -f run test_all test_all_arm64 run-sanitize test_all-sanitize run.exe test_all.exe test_all.exe.log test_all-windows.log run-strict run-strict.log
 
 help:
 	@echo "make            build ./run (-O3, OpenMP when available)"
@@ -112,6 +147,9 @@ help:
 	@echo "                then ./test_all PREFIX runs only the checks whose id starts with PREFIX"
 	@echo "make test-cross the tests on ARM64 and older x86-64 CPUs, under qemu"
 	@echo "make test-sanitize  the tests, hostile inputs included, under ASan and UBSan"
+	@echo "make run.exe    cross-build the Windows program with MinGW-w64"
+	@echo "make test-windows   the tests on Windows: run.exe and test_all.exe under Wine"
+	@echo "make test-strict    compile as strict ISO C11 + POSIX with gcc and clang, warnings as errors"
 	@echo "make tokenizer  regenerate tokenizer.bin with export.py"
 	@echo "make references regenerate the tests' SentencePiece ids and NumPy logits"
 	@echo "make fuzz       libFuzzer on the loaders and the tokenizer, FUZZ_SECONDS=$(FUZZ_SECONDS) each"
@@ -119,4 +157,4 @@ help:
 	@echo "make bench-clean delete the benchmark's cached model files"
 	@echo "make clean      remove the binaries"
 
-.PHONY: test test-cross test-sanitize fuzz tokenizer references bench bench-clean clean help
+.PHONY: test test-cross test-sanitize test-windows test-strict fuzz tokenizer references bench bench-clean clean help

@@ -35,27 +35,25 @@
        The loops: generate, perplexity, chat, tokenize
      -- what a first reading may skip --
        Other formats: GGUF
-       Memory on 2 MB pages
+       Chat formats
+       Top-p over a large vocabulary
        Fast kernels                             (AVX-512, AVX2, NEON: the same
                                                  sums as the plain kernels, faster)
+       Platform: memory, files, the clock and the terminal
        Command line                                                           */
 
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <float.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <signal.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 // ============================================================================
 // Errors and helpers
@@ -264,6 +262,12 @@ typedef struct {
     int ignore_merges;   // BPE: a pre-token that is itself a token is taken whole (Llama 3)
 } GGUFVocab;
 
+// How the weights get into memory.
+typedef enum {
+    WEIGHTS_READ, // read into memory of our own, on 2 MB pages where the OS allows
+    WEIGHTS_MAP,  // memory-map the file: zero copy, and pages shared with other processes
+} WeightsLoad;
+
 typedef struct {
     Config config;
     Weights weights;
@@ -276,7 +280,8 @@ typedef struct {
     long n_forwarded; // tokens run through the model so far
     const char *path;
     void *map;       // the checkpoint file, read-only: read into memory or memory-mapped
-    size_t map_size;
+    size_t map_size; // what unload_file needs to give it back
+    WeightsLoad load;
 } Model;
 
 // ============================================================================
@@ -379,22 +384,23 @@ static void memory_map_weights(Weights *w, const Config *c, Cursor *cur, int ver
     w->classifier = c->shared_classifier ? w->token_embedding : take_matrix(cur, type, c->vocab_size, dim, gs);
 }
 
-// How the weights get into memory.
-typedef enum {
-    WEIGHTS_READ, // read into memory of our own, on 2 MB pages where the OS allows
-    WEIGHTS_MAP,  // memory-map the file: zero copy, and pages shared with other processes
-} WeightsLoad;
-
 // What the KV cache holds. float16 halves its memory (a 7B model's 4096
 // positions: 2 GB instead of 4) and what attention reads at depth; it costs
 // nothing where the weights themselves are 16 bits or fewer, so that is the
 // default there, and float32 weights keep a float32 cache.
 typedef enum { KV_AUTO, KV_F32, KV_F16 } KVCache;
 
-// In "Memory on 2 MB pages", below.
+// In "Platform", below: the few things the operating system does, the same
+// on POSIX and Windows. map_huge gives zeroed memory on 2 MB pages where the
+// OS allows, untouched pages costing nothing; load_file reads a checkpoint
+// into such memory, or maps it (load), and fails with a message.
 #define HUGE_PAGE (2u << 20)
 static void *map_huge(size_t size, size_t *mapped, const char *what);
-static void *read_into_memory(int fd, size_t size, size_t *mapped, const char *path);
+static void unmap_huge(void *p, size_t mapped);
+static void *load_file(const char *path, WeightsLoad load, size_t min_size, const char *what, size_t *size,
+                       size_t *mapped);
+static void unload_file(void *bytes, size_t mapped, WeightsLoad load);
+static FILE *open_file(const char *path, const char *mode); // fopen, with a UTF-8 path on Windows too
 // In "Other formats: GGUF", below.
 #define GGUF_MAGIC 0x46554747u // "GGUF" read as a little-endian uint32
 static void parse_gguf(Model *m, const unsigned char *bytes, size_t size, const char *path);
@@ -469,20 +475,9 @@ static void read_checkpoint(Model *m, const unsigned char *bytes, size_t size, c
 static void open_checkpoint(Model *m, const char *path, WeightsLoad load) {
     memset(m, 0, sizeof(*m));
     m->path = path;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) fatal("cannot open checkpoint %s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) fatal("%s: not a regular file", path);
-    size_t size = (size_t)st.st_size;
-    if (size < 28) fatal("%s: %zu bytes is too short for a checkpoint header (28 bytes at least)", path, size);
-    if (load == WEIGHTS_READ) {
-        m->map = read_into_memory(fd, size, &m->map_size, path);
-    } else {
-        m->map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (m->map == MAP_FAILED) fatal("cannot map %s: %s", path, strerror(errno));
-        m->map_size = size;
-    }
-    close(fd); // a mapping keeps the file open
+    m->load = load;
+    size_t size;
+    m->map = load_file(path, load, 28, "a checkpoint header", &size, &m->map_size);
     read_checkpoint(m, m->map, size, path);
 }
 
@@ -576,7 +571,7 @@ static void reserve_positions(State *s, const Config *c, const float *rope_freqs
         memcpy(kv + i * cap * row, (unsigned char *)s->key_cache + i * old * row, old * row);
         memcpy(kv + bytes + i * cap * row, (unsigned char *)s->value_cache + i * old * row, old * row);
     }
-    if (s->kv_region) munmap(s->kv_region, s->kv_region_size);
+    unmap_huge(s->kv_region, s->kv_region_size);
     s->kv_region = kv, s->kv_region_size = kv_mapped;
     s->key_cache = kv, s->value_cache = kv + bytes;
     s->scores = xrealloc(s->scores, (size_t)max_threads() * s->max_tokens * cap * sizeof(float), "attention scores");
@@ -604,8 +599,8 @@ static void reserve_positions(State *s, const Config *c, const float *rope_freqs
 static void free_state(State *s) {
     free(s->x), free(s->xb), free(s->xb2), free(s->q), free(s->xq), free(s->xq_scale), free(s->xq_sum), free(s->xq_sum16);
     free(s->xq_runs32), free(s->xq_runs16), free(s->k_new), free(s->v_new);
-    munmap(s->arena, s->arena_size);
-    if (s->kv_region) munmap(s->kv_region, s->kv_region_size);
+    unmap_huge(s->arena, s->arena_size);
+    unmap_huge(s->kv_region, s->kv_region_size);
     free(s->scores), free(s->rope_cos), free(s->rope_sin);
 }
 
@@ -637,7 +632,7 @@ static void free_model(Model *m) {
     free_state(&m->state);
     free_gguf_vocabulary(&m->vocab);
     free(m->weights.layers);
-    munmap(m->map, m->map_size);
+    unload_file(m->map, m->map_size, m->load);
 }
 
 // ============================================================================
@@ -1512,11 +1507,7 @@ static int sample(Sampler *s, float *logits) {
 // ============================================================================
 // The loops: generate, perplexity, chat, tokenize
 
-static double seconds_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+static double seconds_now(void); // in "Platform", below
 
 static void check_prompt_fits(int n_tokens, int n_ctx, const char *what) {
     if (n_tokens > n_ctx)
@@ -1535,11 +1526,9 @@ static float *feed_tokens(Model *m, const int *tokens, int n, int pos) {
 }
 
 // Set by Ctrl-C during a chat's reply: the reply ends, the chat goes on.
+// catch_interrupt (in "Platform", below) turns that on and off.
 static volatile sig_atomic_t interrupted;
-static void on_interrupt(int signal) {
-    (void)signal;
-    interrupted = 1;
-}
+static void catch_interrupt(int on);
 
 // How a run of sampled tokens ended.
 typedef struct {
@@ -1732,6 +1721,18 @@ static Text read_all(FILE *f, const char *name) {
     return s;
 }
 
+// Appends the next line of a stream, its newline included, NUL bytes and all;
+// 0 at the end of the stream.
+static int read_line(FILE *f, Text *line) {
+    int c, any = 0;
+    while ((c = getc(f)) != EOF) {
+        char ch = (char)c;
+        text_append(line, &ch, 1), any = 1;
+        if (c == '\n') break;
+    }
+    return any;
+}
+
 // One trailing newline (\n, or \r\n) is dropped, as the shell's $(...) does, so
 // that `echo "text" | ./run` prompts with "text". A lone \r is text, and stays.
 static void drop_final_newline(Text *s) {
@@ -1824,21 +1825,17 @@ static ChatStats chat(Model *m, const Tokenizer *t, Sampler *sampler, const Chat
     // the last reply, with the next turn.
     ChatBuilder turn = {t, o->format, o->date, NULL, 0, 0, {0}};
     chat_begin(&turn, o->system);
-    char *line = NULL;
-    size_t line_cap = 0;
     for (int first = 1;; first = 0) {
         Text user = {0};
         if (first && o->first_turn) {
             text_append_str(&user, o->first_turn);
         } else {
             if (o->interactive) fputs("> ", stderr), fflush(stderr);
-            ssize_t n = getline(&line, &line_cap, in);
-            if (n < 0) { // end of input: the chat is over
+            if (!read_line(in, &user)) { // end of input: the chat is over
                 if (o->interactive) fputc('\n', stderr);
                 free(user.data);
                 break;
             }
-            text_append(&user, line, n);
         }
         text_strip(&user);
         if (user.len == 0) { // an empty line is not a turn
@@ -1861,10 +1858,8 @@ static ChatStats chat(Model *m, const Tokenizer *t, Sampler *sampler, const Chat
         // The reply, streamed, until the model ends it, the reply limit, a stop string or Ctrl-C.
         // Without -r, a reply takes at most half the context still free, so that later turns have room.
         int limit = o->reply_limit ? o->reply_limit : (n_ctx - pos) / 2;
-        struct sigaction interrupt = {0}, previous;
-        interrupt.sa_handler = on_interrupt; // no SA_RESTART: Ctrl-C must not wait for anything
         interrupted = 0;
-        if (o->interactive) sigaction(SIGINT, &interrupt, &previous);
+        if (o->interactive) catch_interrupt(1);
         Printer printer = make_printer(out, (const char *const *)o->stops.text, o->stops.n);
         // After <s>, so that the reply's first piece drops its leading space. The last
         // position stays free for the token that closes the exchange.
@@ -1872,7 +1867,7 @@ static ChatStats chat(Model *m, const Tokenizer *t, Sampler *sampler, const Chat
         pos = reply.pos;
         if (reply.unfed >= 0) chat_token(&turn, reply.unfed); // sampled but not yet in the cache
         chat_close(&turn); // every exchange ends the format's way: </s>, <|eot_id|>, ...
-        if (o->interactive) sigaction(SIGINT, &previous, NULL);
+        if (o->interactive) catch_interrupt(0);
         print_flush(&printer);
         fputc('\n', out);
         fflush(out);
@@ -1883,7 +1878,6 @@ static ChatStats chat(Model *m, const Tokenizer *t, Sampler *sampler, const Chat
             break;
         }
     }
-    free(line);
     free(turn.ids), free(turn.text.data);
     stats.positions = pos;
     stats.forwarded = m->n_forwarded - forwarded_before;
@@ -2805,46 +2799,6 @@ static int sample_topp(Sampler *s, const float *probs, float coin) {
     if (m > 0) return s->chosen[m - 1].index;
     return s->chosen[sorted_bucket(s, cand, n_cand, lowest) - 1].index; // no edge: a rounding kept everything
 }
-
-// ============================================================================
-// Memory on 2 MB pages
-//
-// A memory map of a file uses 4 KB pages, and streaming gigabytes of weights
-// through 4 KB pages spends much of each token on TLB misses: a 1.1B model
-// decoded about half as fast mapped as from 2 MB pages (bench/NOTES.md). So
-// by default the file is read into anonymous memory aligned to 2 MB and
-// advised to use huge pages.
-
-// Zeroed memory of size bytes on 2 MB pages where the OS allows; *mapped gets
-// the length to munmap. Pages cost nothing until touched.
-static void *map_huge(size_t size, size_t *mapped, const char *what) {
-    size_t len = (size + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
-    unsigned char *region = mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (region == MAP_FAILED) fatal("out of memory: %s needs %zu bytes", what, size);
-    // Keep the 2 MB-aligned part; give back the rest.
-    unsigned char *p = (unsigned char *)(((uintptr_t)region + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
-    if (p > region) munmap(region, p - region);
-    munmap(p + len, region + HUGE_PAGE - p);
-#ifdef MADV_HUGEPAGE
-    madvise(p, len, MADV_HUGEPAGE); // a hint: without transparent huge pages this is plain memory
-#endif
-    *mapped = len;
-    return p;
-}
-
-// Reads a whole file into memory on 2 MB pages; returns its bytes, read-only.
-static void *read_into_memory(int fd, size_t size, size_t *mapped, const char *path) {
-    unsigned char *p = map_huge(size, mapped, path);
-    for (size_t done = 0; done < size;) {
-        size_t chunk = size - done < (1u << 30) ? size - done : (1u << 30); // Linux reads at most ~2 GB a call
-        ssize_t n = pread(fd, p + done, chunk, (off_t)done);
-        if (n <= 0) fatal("cannot read %s: %s", path, n < 0 ? strerror(errno) : "file shrank while reading");
-        done += n;
-    }
-    mprotect(p, *mapped, PROT_READ);
-    return p;
-}
-
 
 // ============================================================================
 // Fast kernels
@@ -4955,6 +4909,7 @@ static const KernelSet kernel_sets[] = {
 // comparing them); an unknown or unsupported name is an error.
 static void select_kernels(void) {
     const char *want = getenv("RUN_KERNELS");
+    if (want && !want[0]) want = NULL; // set but empty: as unset
     size_t n = sizeof(kernel_sets) / sizeof(kernel_sets[0]);
     for (size_t i = 0; i < n; i++) {
         if (want ? strcmp(want, kernel_sets[i].name) == 0 : kernel_sets[i].supported()) {
@@ -4965,6 +4920,325 @@ static void select_kernels(void) {
     }
     fatal("RUN_KERNELS=%s: no such kernel set (try avx512, avx2, neon-sdot, neon or scalar)", want);
 }
+
+// ============================================================================
+// Platform: memory, files, the clock and the terminal
+//
+// Everything above reaches the operating system through these few functions,
+// written once for POSIX (Linux, macOS, the BSDs) and once for Windows
+// (built with MinGW-w64; see the README), so that neither leaks into the
+// lesson.
+//
+// Memory on 2 MB pages: a memory map of a file uses 4 KB pages, and streaming
+// gigabytes of weights through 4 KB pages spends much of each token on TLB
+// misses: a 1.1B model decoded about half as fast mapped as from 2 MB pages
+// (bench/NOTES.md). So by default the file is read into anonymous memory on
+// 2 MB pages: on Linux, aligned to 2 MB and advised to use transparent huge
+// pages; on Windows, large pages when the user may lock pages in memory (a
+// privilege an administrator grants), plain memory otherwise.
+
+#ifndef _WIN32
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void *map_huge(size_t size, size_t *mapped, const char *what) {
+    size_t len = (size + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+#ifdef MAP_ANONYMOUS
+    int flags = MAP_PRIVATE | MAP_ANONYMOUS, fd = -1;
+#else // strict POSIX.1-2008 has no anonymous maps; a private map of /dev/zero is the same
+    int flags = MAP_PRIVATE, fd = open("/dev/zero", O_RDWR);
+#endif
+    unsigned char *region = mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE, flags, fd, 0);
+    if (fd >= 0) close(fd);
+    if (region == MAP_FAILED) fatal("out of memory: %s needs %zu bytes", what, size);
+    // Keep the 2 MB-aligned part; give back the rest.
+    unsigned char *p = (unsigned char *)(((uintptr_t)region + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    if (p > region) munmap(region, p - region);
+    munmap(p + len, region + HUGE_PAGE - p);
+#ifdef MADV_HUGEPAGE
+    madvise(p, len, MADV_HUGEPAGE); // a hint: without transparent huge pages this is plain memory
+#endif
+    *mapped = len;
+    return p;
+}
+
+static void unmap_huge(void *p, size_t mapped) {
+    if (p) munmap(p, mapped);
+}
+
+// The bytes of the file at path, read-only, read into memory of our own or
+// mapped; *size gets its length, *mapped what unload_file needs. A file
+// shorter than min_size is refused as too short for what.
+static void *load_file(const char *path, WeightsLoad load, size_t min_size, const char *what, size_t *size,
+                       size_t *mapped) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) fatal("cannot open checkpoint %s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) fatal("%s: not a regular file", path);
+    *size = (size_t)st.st_size;
+    if (*size < min_size) fatal("%s: %zu bytes is too short for %s (%zu bytes at least)", path, *size, what, min_size);
+    unsigned char *p;
+    if (load == WEIGHTS_READ) {
+        p = map_huge(*size, mapped, path);
+        for (size_t done = 0; done < *size;) {
+            size_t chunk = *size - done < (1u << 30) ? *size - done : (1u << 30); // Linux reads at most ~2 GB a call
+            ssize_t n = pread(fd, p + done, chunk, (off_t)done);
+            if (n <= 0) fatal("cannot read %s: %s", path, n < 0 ? strerror(errno) : "file shrank while reading");
+            done += n;
+        }
+        mprotect(p, *mapped, PROT_READ);
+    } else {
+        p = mmap(NULL, *size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) fatal("cannot map %s: %s", path, strerror(errno));
+        *mapped = *size;
+    }
+    close(fd); // a mapping keeps the file open
+    return p;
+}
+
+static void unload_file(void *bytes, size_t mapped, WeightsLoad load) {
+    (void)load; // munmap gives back both kinds
+    munmap(bytes, mapped);
+}
+
+static double seconds_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static FILE *open_file(const char *path, const char *mode) { return fopen(path, mode); }
+
+// The command line as given: already UTF-8 where the locale is.
+static char **utf8_arguments(int argc, char **argv) {
+    (void)argc;
+    return argv;
+}
+
+static int stdin_is_terminal(void) { return isatty(STDIN_FILENO); }
+
+// Whether the write that just failed found the reader gone (a closed pipe).
+static int reader_left(void) { return errno == EPIPE; }
+
+// A closed stdin (./run model.bin <&-) is an empty prompt, not an error.
+static int stdin_is_open(void) { return fcntl(STDIN_FILENO, F_GETFD) != -1; }
+
+static void on_interrupt(int signal) {
+    (void)signal;
+    interrupted = 1;
+}
+
+static void catch_interrupt(int on) {
+    static struct sigaction previous;
+    struct sigaction interrupt = {0};
+    interrupt.sa_handler = on_interrupt; // no SA_RESTART: Ctrl-C must not wait for anything
+    if (on) sigaction(SIGINT, &interrupt, &previous);
+    else sigaction(SIGINT, &previous, NULL);
+}
+
+// This program's file: argv[0] when it names a folder, else (found on PATH)
+// as Linux's /proc tells; NULL when neither can say.
+static char *program_path(const char *argv0) {
+    if (strchr(argv0, '/')) return strdup(argv0);
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0) return NULL;
+    exe[n] = '\0';
+    return strdup(exe);
+}
+
+static void start_platform(void) {
+    // A reader that leaves early (./run m.gguf | head -c 5) must not kill us with SIGPIPE
+    // (status 141, whatever the parent does with the signal): writes fail with EPIPE
+    // instead, the run stops there and ends quietly with status 0, the text read so far.
+    signal(SIGPIPE, SIG_IGN);
+}
+
+#else // Windows
+
+#define WIN32_LEAN_AND_MEAN
+#include <windows.h>
+#include <shellapi.h> // CommandLineToArgvW
+#include <fcntl.h>
+#include <io.h>
+
+// The last Windows error as text, without its line break.
+static const char *windows_error(void) {
+    static char text[256];
+    DWORD n = FormatMessageA(FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS, NULL, GetLastError(), 0, text,
+                             sizeof(text), NULL);
+    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r' || text[n - 1] == ' ')) n--;
+    if (n == 0) snprintf(text, sizeof(text), "error %lu", (unsigned long)GetLastError());
+    else text[n] = '\0';
+    return text;
+}
+
+// Large pages need the "Lock pages in memory" privilege, held by the user and
+// enabled in the process; the size of one, or 0 when they cannot be had.
+static size_t large_page_size(void) {
+    static int tried;
+    static size_t size;
+    if (tried++) return size;
+    HANDLE token;
+    TOKEN_PRIVILEGES tp = {1, {{{0, 0}, SE_PRIVILEGE_ENABLED}}};
+    if (!OpenProcessToken(GetCurrentProcess(), TOKEN_ADJUST_PRIVILEGES | TOKEN_QUERY, &token)) return 0;
+    if (LookupPrivilegeValueA(NULL, "SeLockMemoryPrivilege", &tp.Privileges[0].Luid) &&
+        AdjustTokenPrivileges(token, FALSE, &tp, 0, NULL, NULL) && GetLastError() == ERROR_SUCCESS)
+        size = GetLargePageMinimum();
+    CloseHandle(token);
+    return size;
+}
+
+static void *map_huge(size_t size, size_t *mapped, const char *what) {
+    size_t large = large_page_size(), len = size ? size : 1;
+    if (large) { // all of it at once, and it cannot be paged out: tried, not required
+        size_t len_large = (len + large - 1) / large * large;
+        void *p = VirtualAlloc(NULL, len_large, MEM_RESERVE | MEM_COMMIT | MEM_LARGE_PAGES, PAGE_READWRITE);
+        if (p) return *mapped = len_large, p;
+    }
+    void *p = VirtualAlloc(NULL, len, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE); // zeroed as first touched
+    if (!p) fatal("out of memory: %s needs %zu bytes", what, size);
+    *mapped = len;
+    return p;
+}
+
+static void unmap_huge(void *p, size_t mapped) {
+    (void)mapped;
+    if (p) VirtualFree(p, 0, MEM_RELEASE);
+}
+
+// Paths are UTF-8 inside the program, as on POSIX; Windows' own calls take them in UTF-16.
+static wchar_t *utf16(const char *text) {
+    int n = MultiByteToWideChar(CP_UTF8, 0, text, -1, NULL, 0);
+    wchar_t *wide = xmalloc((n > 0 ? n : 1) * sizeof(wchar_t), "a path");
+    if (n > 0) MultiByteToWideChar(CP_UTF8, 0, text, -1, wide, n);
+    return wide;
+}
+
+static FILE *open_file(const char *path, const char *mode) {
+    wchar_t *wide_path = utf16(path), *wide_mode = utf16(mode);
+    FILE *f = _wfopen(wide_path, wide_mode);
+    free(wide_path), free(wide_mode);
+    return f;
+}
+
+// The command line in UTF-8, from Windows' UTF-16 one (the C runtime's argv
+// is in the local code page, which cannot hold every character). Kept for
+// the whole run, as argv is.
+static char **utf8_arguments(int argc, char **argv) {
+    int n;
+    wchar_t **wide = CommandLineToArgvW(GetCommandLineW(), &n);
+    if (!wide || n != argc) return argv; // parsed otherwise than the runtime did: keep its reading
+    char **args = xmalloc((n + 1) * sizeof(char *), "the command line");
+    for (int i = 0; i < n; i++) {
+        int len = WideCharToMultiByte(CP_UTF8, 0, wide[i], -1, NULL, 0, NULL, NULL);
+        args[i] = xmalloc(len > 0 ? len : 1, "the command line");
+        if (len > 0) WideCharToMultiByte(CP_UTF8, 0, wide[i], -1, args[i], len, NULL, NULL);
+    }
+    LocalFree(wide);
+    return args;
+}
+
+static void *load_file(const char *path, WeightsLoad load, size_t min_size, const char *what, size_t *size,
+                       size_t *mapped) {
+    wchar_t *wide_path = utf16(path);
+    DWORD attributes = GetFileAttributesW(wide_path);
+    if (attributes != INVALID_FILE_ATTRIBUTES && (attributes & FILE_ATTRIBUTE_DIRECTORY))
+        fatal("%s: not a regular file", path);
+    HANDLE f = CreateFileW(wide_path, GENERIC_READ, FILE_SHARE_READ, NULL, OPEN_EXISTING, FILE_FLAG_SEQUENTIAL_SCAN, NULL);
+    free(wide_path);
+    if (f == INVALID_HANDLE_VALUE) fatal("cannot open checkpoint %s: %s", path, windows_error());
+    LARGE_INTEGER length;
+    if (GetFileType(f) != FILE_TYPE_DISK || !GetFileSizeEx(f, &length)) fatal("%s: not a regular file", path);
+    *size = (size_t)length.QuadPart;
+    if (*size < min_size) fatal("%s: %zu bytes is too short for %s (%zu bytes at least)", path, *size, what, min_size);
+    unsigned char *p;
+    if (load == WEIGHTS_READ) {
+        p = map_huge(*size, mapped, path);
+        for (size_t done = 0; done < *size;) {
+            DWORD chunk = *size - done < (1u << 30) ? (DWORD)(*size - done) : (1u << 30), n = 0; // ReadFile counts in a DWORD
+            if (!ReadFile(f, p + done, chunk, &n, NULL) || n == 0)
+                fatal("cannot read %s: %s", path, n == 0 ? "file shrank while reading" : windows_error());
+            done += n;
+        }
+        DWORD old;
+        VirtualProtect(p, *mapped, PAGE_READONLY, &old); // a safeguard only: large pages may refuse it
+    } else {
+        HANDLE mapping = CreateFileMappingA(f, NULL, PAGE_READONLY, 0, 0, NULL);
+        p = mapping ? MapViewOfFile(mapping, FILE_MAP_READ, 0, 0, 0) : NULL;
+        if (!p) fatal("cannot map %s: %s", path, windows_error());
+        CloseHandle(mapping); // the view keeps the mapping and the file open
+        *mapped = *size;
+    }
+    CloseHandle(f);
+    return p;
+}
+
+static void unload_file(void *bytes, size_t mapped, WeightsLoad load) {
+    if (load == WEIGHTS_MAP) UnmapViewOfFile(bytes);
+    else unmap_huge(bytes, mapped);
+}
+
+static double seconds_now(void) {
+    LARGE_INTEGER now, per_second;
+    QueryPerformanceCounter(&now);
+    QueryPerformanceFrequency(&per_second);
+    return (double)now.QuadPart / (double)per_second.QuadPart;
+}
+
+// A console; not _isatty, which is true of any character device, the NUL device too.
+static int stdin_is_terminal(void) {
+    DWORD mode;
+    return GetConsoleMode(GetStdHandle(STD_INPUT_HANDLE), &mode) != 0;
+}
+
+// A write to a pipe whose reader has gone fails with ERROR_NO_DATA (Wine:
+// ERROR_PIPE_NOT_CONNECTED), which the C runtime reports as EINVAL, not EPIPE,
+// and other calls may have replaced the error code since: so any failed write
+// to a pipe is the reader gone.
+static int reader_left(void) {
+    return errno == EPIPE || GetFileType(GetStdHandle(STD_OUTPUT_HANDLE)) == FILE_TYPE_PIPE;
+}
+
+static int stdin_is_open(void) {
+    HANDLE handle = GetStdHandle(STD_INPUT_HANDLE);
+    return handle && handle != INVALID_HANDLE_VALUE && GetFileType(handle) != FILE_TYPE_UNKNOWN;
+}
+
+static BOOL WINAPI on_interrupt(DWORD event) {
+    if (event != CTRL_C_EVENT) return FALSE; // Ctrl-Break, closing the window: as usual
+    interrupted = 1;
+    return TRUE;
+}
+
+static void catch_interrupt(int on) { SetConsoleCtrlHandler(on_interrupt, on ? TRUE : FALSE); }
+
+// This program's file, with / between folders (Windows takes either).
+static char *program_path(const char *argv0) {
+    (void)argv0;
+    char exe[MAX_PATH];
+    DWORD n = GetModuleFileNameA(NULL, exe, sizeof(exe));
+    if (n == 0 || n >= sizeof(exe)) return NULL;
+    for (char *p = exe; *p; p++)
+        if (*p == '\\') *p = '/';
+    return strdup(exe);
+}
+
+static void start_platform(void) {
+    // Text passes through as bytes: no CRLF translation on the way in or out,
+    // and Ctrl-Z in a file is not its end. (No SIGPIPE here: a write to a
+    // closed pipe just fails; see reader_left.)
+    _setmode(_fileno(stdin), _O_BINARY);
+    _setmode(_fileno(stdout), _O_BINARY);
+    // The console shows the generated UTF-8 as text, and gives typed turns as UTF-8.
+    SetConsoleOutputCP(CP_UTF8);
+    SetConsoleCP(CP_UTF8);
+}
+
+#endif // _WIN32
 
 // ============================================================================
 // Command line
@@ -5039,21 +5313,16 @@ static long long parse_int(const char *flag, const char *s, long long min, long 
     return v;
 }
 
-// tokenizer.bin in the directory this program was started from.
+// tokenizer.bin in the directory this program was started from (the current
+// one when the system cannot say).
 static char *default_tokenizer_path(const char *argv0) {
-    char exe[4096];
-    const char *self = argv0;
-    if (!strchr(argv0, '/')) { // found on PATH: ask the kernel where it is
-        ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-        if (n <= 0) return strdup("tokenizer.bin");
-        exe[n] = '\0';
-        self = exe;
-    }
-    const char *slash = strrchr(self, '/');
-    size_t dir_len = slash - self + 1;
+    char *self = program_path(argv0);
+    const char *slash = self ? strrchr(self, '/') : NULL;
+    size_t dir_len = slash ? (size_t)(slash - self + 1) : 0;
     char *path = xmalloc(dir_len + sizeof("tokenizer.bin"), "a path");
     memcpy(path, self, dir_len);
     strcpy(path + dir_len, "tokenizer.bin");
+    free(self);
     return path;
 }
 
@@ -5149,10 +5418,10 @@ static Options parse_options(int argc, char **argv) {
 static Text read_input(const Options *o) {
     Text input = {0};
     text_append(&input, "", 0);
-    // A closed stdin (./run model.bin <&-) is an empty prompt, not an error; -i - too.
-    int stdin_open = fcntl(STDIN_FILENO, F_GETFD) != -1, dash = o->prompt && strcmp(o->prompt, "-") == 0;
-    int from_stdin = o->mode != MODE_CHAT && (o->prompt ? dash : !isatty(STDIN_FILENO));
-    if (from_stdin && stdin_open) {
+    // A closed stdin is an empty prompt, not an error; -i - too.
+    int dash = o->prompt && strcmp(o->prompt, "-") == 0;
+    int from_stdin = o->mode != MODE_CHAT && (o->prompt ? dash : !stdin_is_terminal());
+    if (from_stdin && stdin_is_open()) {
         free(input.data);
         input = read_all(stdin, "standard input");
         drop_final_newline(&input);
@@ -5174,7 +5443,7 @@ static void load_tokenizer(Tokenizer *t, const Options *o, const Model *model, c
         if (!path) path = default_path = default_tokenizer_path(argv0);
         // A GGUF file lends its vocabulary; anything else is read as tokenizer.bin.
         unsigned char magic[4] = {0};
-        FILE *f = fopen(path, "rb");
+        FILE *f = open_file(path, "rb");
         int gguf = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
         if (f) fclose(f);
         if (gguf) {
@@ -5226,18 +5495,15 @@ static void run_chat(Model *m, const Tokenizer *t, Sampler *sampler, const Optio
     time_t now = time(NULL);
     strftime(today, sizeof(today), "%d %b %Y", localtime(&now));
     int first_turn = o->prompt && strcmp(o->prompt, "-") != 0; // -i -: every turn from stdin, one per line
-    ChatOptions options = {o->system, first_turn ? input->data : NULL, o->reply_limit, o->stops, isatty(STDIN_FILENO),
+    ChatOptions options = {o->system, first_turn ? input->data : NULL, o->reply_limit, o->stops, stdin_is_terminal(),
                            format, today};
     chat(m, t, sampler, &options, stdin, stdout);
 }
 
 #ifndef TESTING
 int main(int argc, char **argv) {
-    // A reader that leaves early (./run m.gguf | head -c 5) must not kill us with SIGPIPE
-    // (status 141, whatever the parent does with the signal): writes fail with EPIPE
-    // instead, the run stops there and ends quietly with status 0, the text read so far.
-    signal(SIGPIPE, SIG_IGN);
-    if (getenv("RUN_KERNELS") && !getenv("RUN_KERNELS")[0]) unsetenv("RUN_KERNELS"); // set but empty: as unset
+    start_platform();
+    argv = utf8_arguments(argc, argv);
     select_kernels();
     Options o = parse_options(argc, argv);
     Text input = read_input(&o);
@@ -5270,7 +5536,7 @@ int main(int argc, char **argv) {
     free(input.data);
     free(o.stops.text);
     if (fflush(stdout) != 0 || ferror(stdout)) {
-        if (errno == EPIPE) return 0; // the reader left early: it has what it wanted, nothing to say
+        if (reader_left()) return 0; // the reader left early: it has what it wanted, nothing to say
         fatal("cannot write to standard output: %s", strerror(errno));
     }
     return 0;

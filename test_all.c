@@ -6,7 +6,10 @@
        ./test_all PREFIX         (only the checks whose id starts with PREFIX:
                                   ./test_all kernels, ./test_all cli-gguf)
        ./test_all --in-process   (only what runs inside this binary, for
-                                  make test-cross; a PREFIX may follow)
+                                  make test-cross and make test-windows; a
+                                  PREFIX may follow)
+       ./test_all --programs     (only what runs ./run, or $RUN_BINARY, as a
+                                  program: make test-windows's run.exe)
 
    It includes run.c whole (with TESTING, which leaves out main) so every
    static function is in reach. Each check prints one line with a stable id;
@@ -22,14 +25,78 @@
    missing file there is a failure that names it (models-present), and the
    tests that would read it do not run. */
 
-#define _GNU_SOURCE // memmem
 #define TESTING
 #include "run.c"
 
 #include <dirent.h>
+
+#ifndef _WIN32
 #include <sys/wait.h>
 
-static int n_passed, n_failed;
+// Output into memory: a FILE whose bytes land in *buf (*len of them) when closed.
+static FILE *memory_stream(char **buf, size_t *len) { return open_memstream(buf, len); }
+static void close_memory_stream(FILE *f) { fclose(f); }
+
+#else
+// Windows (make test-windows, under Wine): the few POSIX calls the in-process
+// tests make, built of the C library's; the tests that run ./run through a
+// shell run on the build machine instead (see the Makefile).
+#include <direct.h>
+#define WIFEXITED(status) 1 // system() gives the exit status itself
+#define WEXITSTATUS(status) (status)
+#define WTERMSIG(status) 0
+
+static int link(const char *existing, const char *new_path) { return CreateHardLinkA(new_path, existing, NULL) ? 0 : -1; }
+
+static char *mkdtemp(char *template) { return _mktemp(template) && _mkdir(template) == 0 ? template : NULL; }
+
+// Input from memory: its bytes in a temporary file.
+static FILE *fmemopen(void *buf, size_t size, const char *mode) {
+    (void)mode;
+    FILE *f = tmpfile();
+    if (f && size) fwrite(buf, 1, size, f);
+    if (f) rewind(f);
+    return f;
+}
+
+// Output into memory: a temporary file, read back when closed.
+static struct {
+    FILE *f;
+    char **buf;
+    size_t *len;
+} memory_streams[4];
+
+static FILE *memory_stream(char **buf, size_t *len) {
+    FILE *f = tmpfile();
+    for (size_t i = 0; f && i < sizeof(memory_streams) / sizeof(memory_streams[0]); i++)
+        if (!memory_streams[i].f) {
+            memory_streams[i].f = f, memory_streams[i].buf = buf, memory_streams[i].len = len;
+            return f;
+        }
+    fprintf(stderr, "test_all: no room for another memory stream\n");
+    exit(1);
+}
+
+static void close_memory_stream(FILE *f) {
+    for (size_t i = 0; i < sizeof(memory_streams) / sizeof(memory_streams[0]); i++)
+        if (memory_streams[i].f == f) {
+            rewind(f);
+            Text t = read_all(f, "a memory stream");
+            *memory_streams[i].buf = t.data, *memory_streams[i].len = t.len;
+            memory_streams[i].f = NULL;
+        }
+    fclose(f);
+}
+#endif
+
+// Where needle's m bytes first occur in hay's n, or NULL (memmem, which C and POSIX lack).
+static char *find_in(const char *hay, size_t n, const char *needle, size_t m) {
+    for (size_t i = 0; m <= n && i <= n - m; i++)
+        if (memcmp(hay + i, needle, m) == 0) return (char *)hay + i;
+    return NULL;
+}
+
+static int n_passed, n_failed, n_skipped;
 static const char *models_dir;
 static const char *only;    // ./test_all PREFIX: the checks whose id starts with it, or NULL for all
 static const char *running; // the id prefix of the test function running, from the table in main
@@ -58,6 +125,19 @@ static void check(const char *id, int ok, const char *fmt, ...) {
     putchar('\n');
     ok ? n_passed++ : n_failed++;
 }
+
+// make test-windows runs the program under Wine, and says so (RUN_UNDER_WINE=1): a check
+// of a state Windows does not have is skipped there, by name and with the reason.
+static int skipped_under_wine(const char *id, const char *why) {
+    if (!getenv("RUN_UNDER_WINE") || !wanted(id)) return 0;
+    printf("SKIP %s: %s\n", id, why);
+    n_skipped++;
+    return 1;
+}
+
+// Why the closed-stdin checks are POSIX's only.
+static const char closed_stdin_on_wine[] =
+    "a closed file descriptor 0 is POSIX's; Wine hands the Windows program one of its own files there";
 
 static char *model_path(const char *name) {
     static char buf[8][4096];
@@ -109,6 +189,12 @@ static void make_tmp_dir(void) {
     atexit(remove_tmp_dir); // also when a test ends in fatal()
 }
 
+// The next line of f (its newline kept) in row, replacing the last; NULL at the end.
+static char *next_line(FILE *f, Text *row) {
+    row->len = 0;
+    return read_line(f, row) ? row->data : NULL;
+}
+
 static char *read_file_text(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
@@ -134,11 +220,11 @@ static size_t unhex(const char *hex, char *out) {
 // The text a Printer writes for these ids.
 static char *print_ids(const Tokenizer *t, const int *ids, int n, size_t *len) {
     char *buf = NULL;
-    FILE *f = open_memstream(&buf, len);
+    FILE *f = memory_stream(&buf, len);
     Printer p = make_printer(f, NULL, 0);
     for (int i = 1; i < n; i++) print_token(&p, t, ids[i - 1], ids[i]);
     print_flush(&p);
-    fclose(f);
+    close_memory_stream(f);
     return buf;
 }
 
@@ -163,14 +249,14 @@ static void tokenizer_cases_bytes(const Tokenizer *tok, const char *prefix, cons
 static void tokenizer_cases_file(const Tokenizer *tok, const char *prefix, const char *cases_file, int min_cases) {
     Tokenizer t = *tok;
     char id[128];
-    FILE *f = fopen(cases_file, "r");
+    FILE *f = fopen(cases_file, "rb");
     snprintf(id, sizeof(id), "%s-cases-file", prefix);
     check(id, f != NULL, "cannot open %s", cases_file);
     if (!f) return;
-    char *line = NULL;
-    size_t cap = 0;
+    char *line;
+    Text row = {0};
     int n_cases = 0;
-    while (getline(&line, &cap, f) > 0) {
+    while ((line = next_line(f, &row))) {
         if (line[0] == '#') continue;
         line[strcspn(line, "\n")] = '\0';
         char *name = strtok(line, "\t"), *in_hex = strtok(NULL, "\t"), *ids_text = strtok(NULL, "\t");
@@ -201,7 +287,7 @@ static void tokenizer_cases_file(const Tokenizer *tok, const char *prefix, const
         free(text), free(ids), free(input), free(expected_text), free(expected);
         n_cases++;
     }
-    free(line);
+    free(row.data);
     fclose(f);
     snprintf(id, sizeof(id), "%s-cases-count", prefix);
     check(id, n_cases >= min_cases, "only %d cases in %s", n_cases, cases_file);
@@ -339,7 +425,7 @@ static void test_export(void) {
     // stories260K.gguf and a reader written from the spec; each of its checks counts here.
     snprintf(cmd, sizeof(cmd), "%s tests/test_export.py %s > %s 2>&1", python, models_dir, tmp_path("test_export.txt"));
     status = system(cmd);
-    FILE *f = fopen(tmp_path("test_export.txt"), "r");
+    FILE *f = fopen(tmp_path("test_export.txt"), "rb");
     char line[4096], id[256];
     int n_lines = 0, ci = getenv("CI") && strcmp(getenv("CI"), "true") == 0;
     while (f && fgets(line, sizeof(line), f)) {
@@ -365,14 +451,14 @@ static void test_export(void) {
 // Forward pass: logits against tests/reference_forward.py (NumPy, float64)
 
 static float max_logit_error(Model *m, const char *expected_file, int *n_checked) {
-    FILE *f = fopen(expected_file, "r");
+    FILE *f = fopen(expected_file, "rb");
     if (!f) return INFINITY;
     char *line = NULL;
-    size_t cap = 0;
+    Text row = {0};
     int tokens[4096], n_tokens = 0, pos_done = -1;
     float err = 0.0f;
     *n_checked = 0;
-    while (getline(&line, &cap, f) > 0) {
+    while ((line = next_line(f, &row))) {
         if (line[0] == '#' || strncmp(line, "model ", 6) == 0) continue;
         if (strncmp(line, "tokens ", 7) == 0) {
             char *p = line + 7;
@@ -391,7 +477,7 @@ static float max_logit_error(Model *m, const char *expected_file, int *n_checked
         if (!(diff <= err)) err = diff; // NaN counts as the worst
         (*n_checked)++;
     }
-    free(line);
+    free(row.data);
     fclose(f);
     return *n_checked > 0 ? err : INFINITY;
 }
@@ -468,7 +554,7 @@ static void write_version1(const char *legacy, const char *out) {
 // Mean NLL of the reference tokens against tests/nll_stories260K.txt, in windows
 // of 48, 20 and 7 positions by llama-perplexity's rule (see perplexity()).
 static void test_perplexity(void) {
-    FILE *f = fopen("tests/nll_stories260K.txt", "r");
+    FILE *f = fopen("tests/nll_stories260K.txt", "rb");
     check("perplexity-reference-file", f != NULL, "cannot open tests/nll_stories260K.txt");
     if (!f) return;
     int tokens[48] = {1, 484, 477, 48, 355, 30, 359, 23, 48, 351, 274, 509, 39, 104, 259, 127, 291, 62, 28, 17, 203, 433,
@@ -570,10 +656,10 @@ static char *generate_kv(const char *checkpoint, int block, const char *prompt, 
     build_sampler(&s, m.config.vocab_size, temperature, topp, topk, seed);
     char *buf = NULL;
     size_t len;
-    FILE *f = open_memstream(&buf, &len);
+    FILE *f = memory_stream(&buf, &len);
     Stops no_stops = {NULL, 0};
     generate(&m, &t, &s, prompt, strlen(prompt), steps, echo, &no_stops, f);
-    fclose(f);
+    close_memory_stream(f);
     free_sampler(&s), free_tokenizer(&t), free_model(&m);
     return buf;
 }
@@ -700,13 +786,14 @@ static int *encode_dialog(const Tokenizer *t, ChatFormat format, const char *dat
 static void test_chat_template(void) {
     Tokenizer t;
     build_tokenizer(&t, "tokenizer.bin");
-    FILE *f = fopen("tests/chat_template_ids.txt", "r");
+    FILE *f = fopen("tests/chat_template_ids.txt", "rb");
     check("chat-template-file", f != NULL, "cannot open tests/chat_template_ids.txt");
     if (!f) return;
     char *line = NULL, name[128] = "", *system = NULL, *messages[16];
-    size_t cap = 0, lengths[16]; // a message may hold a NUL byte
+    Text row = {0};
+    size_t lengths[16]; // a message may hold a NUL byte
     int n_messages = 0, n_dialogs = 0;
-    while (getline(&line, &cap, f) > 0) {
+    while ((line = next_line(f, &row))) {
         line[strcspn(line, "\n")] = '\0';
         if (strncmp(line, "dialog ", 7) == 0) {
             snprintf(name, sizeof(name), "%s", line + 7);
@@ -731,7 +818,7 @@ static void test_chat_template(void) {
             system = NULL, n_messages = 0, n_dialogs++;
         }
     }
-    free(line);
+    free(row.data);
     fclose(f);
     check("chat-template-dialogs", n_dialogs == 6, "%d dialogs", n_dialogs);
     free_tokenizer(&t);
@@ -747,16 +834,16 @@ static void test_chat_formats(void) {
     Tokenizer llama2, llama3;
     tokenizer_from_gguf(&llama2, &m.vocab, "llama-2-tiny-random.gguf");
     load_llama3_tokenizer(&llama3);
-    FILE *f = fopen("tests/chat_format_cases.txt", "r");
+    FILE *f = fopen("tests/chat_format_cases.txt", "rb");
     check("chat-format-cases-file", f != NULL, "cannot open tests/chat_format_cases.txt");
     char *line = NULL, name[128] = "", date[32] = "", id[256];
-    size_t cap = 0;
+    Text row = {0};
     char *messages[16], *system = NULL;
     size_t lengths[16];
     int n_messages = 0, n_cases = 0, detected[CHAT_FORMATS] = {0};
     ChatFormat format = CHAT_FORMATS;
     const Tokenizer *t = NULL;
-    while (f && getline(&line, &cap, f) > 0) {
+    while (f && (line = next_line(f, &row))) {
         line[strcspn(line, "\n")] = '\0';
         char *value = strchr(line, ' ');
         if (!value) continue;
@@ -805,7 +892,7 @@ static void test_chat_formats(void) {
         }
     }
     if (f) fclose(f);
-    free(line), free(system);
+    free(row.data), free(system);
     check("chat-format-cases-count", n_cases >= 80 && date[0], "%d cases, date '%s'", n_cases, date);
     for (int k = 0; k < CHAT_FORMATS; k++) {
         snprintf(id, sizeof(id), "chat-format-covered-%s", chat_format_names[k]);
@@ -827,9 +914,9 @@ static ChatStats scripted_chat(const char *turns, int n_ctx, int reply_limit, co
     ChatOptions o = {"You are a storyteller.", NULL, reply_limit, {(const char **)stops, stop ? 1 : 0}, 0, CHAT_LLAMA2, ""};
     FILE *in = fmemopen((void *)turns, strlen(turns), "r");
     size_t len;
-    FILE *out = open_memstream(output, &len);
+    FILE *out = memory_stream(output, &len);
     ChatStats stats = chat(&m, &t, &s, &o, in, out);
-    fclose(in), fclose(out);
+    fclose(in), close_memory_stream(out);
     free_sampler(&s), free_tokenizer(&t), free_model(&m);
     return stats;
 }
@@ -1390,6 +1477,7 @@ typedef struct {
     const char *out_start;                   // or begins with this,
     const char *err;                         // or is empty, and stderr's first line has this (refusal_wrong)
     const char *(*also)(const RunResult *r); // a further condition: what is wrong, or NULL
+    const char *not_on_windows;              // why the check is skipped under Wine (skipped_under_wine)
 } CliCase;
 
 static void expand_args(char *out, size_t cap, const char *args) {
@@ -1428,6 +1516,7 @@ static const char *cli_case_wrong(const CliCase *c, const RunResult *r) {
 
 static void check_cli_case(const CliCase *c) {
     if (!wanted(c->id)) return; // ./test_all PREFIX: not asked for
+    if (c->not_on_windows && skipped_under_wine(c->id, c->not_on_windows)) return;
     RunResult r = run_args(c->args);
     const char *wrong = cli_case_wrong(c, &r);
     check(c->id, !wrong, "%s: status %d (want %d), stdout '%.2000s', stderr '%.500s'", wrong, r.status, c->status,
@@ -1502,14 +1591,14 @@ static void test_cli(void) {
     char *gguf = malloc(len);
     const char *tensor = "blk.0.attn_q.weight", *arch_key = "general.architecture";
     memcpy(gguf, whole, len);
-    char *at = memmem(gguf, len, tensor, strlen(tensor));
+    char *at = find_in(gguf, len, tensor, strlen(tensor));
     uint32_t iq2_xxs = 16, q4_k = 12; // after the name: uint32 dimensions, two uint64 extents, then the uint32 type
     memcpy(at + strlen(tensor) + 4 + 16, &iq2_xxs, 4);
     write_file(tmp_path("iq2_xxs.gguf"), gguf, len);
     memcpy(at + strlen(tensor) + 4 + 16, &q4_k, 4);
     write_file(tmp_path("q4_k.gguf"), gguf, len);
     memcpy(gguf, whole, len);
-    at = memmem(gguf, len, arch_key, strlen(arch_key)); // then uint32 type 8, uint64 length 5, "llama"
+    at = find_in(gguf, len, arch_key, strlen(arch_key)); // then uint32 type 8, uint64 length 5, "llama"
     memcpy(at + strlen(arch_key) + 4 + 8, "mamba", 5);
     write_file(tmp_path("mamba.gguf"), gguf, len);
     write_file(tmp_path("cut-5000.gguf"), whole, 5000);
@@ -1853,10 +1942,13 @@ static void test_hostile(void) {
     r = run_cmd(args);
     check("hostile-empty-prompt", r.status == 0 && r.out && strncmp(r.out, "Once upon a time", 16) == 0, NULL);
     free_run(&r);
-    snprintf(args, sizeof(args), "%s -z %s -t 0 -n 20 <&-", m260, tok512);
-    r = run_cmd(args);
-    check("hostile-closed-stdin", r.status == 0 && r.out && strncmp(r.out, "Once upon a time", 16) == 0, "status %d", r.status);
-    free_run(&r);
+    if (!skipped_under_wine("hostile-closed-stdin", closed_stdin_on_wine)) {
+        snprintf(args, sizeof(args), "%s -z %s -t 0 -n 20 <&-", m260, tok512);
+        r = run_cmd(args);
+        check("hostile-closed-stdin", r.status == 0 && r.out && strncmp(r.out, "Once upon a time", 16) == 0, "status %d",
+              r.status);
+        free_run(&r);
+    }
 
     // A closed pipe: the run stops quietly with status 0, whether the parent ignores SIGPIPE or not.
     const char *binary = getenv("RUN_BINARY") ? getenv("RUN_BINARY") : "./run";
@@ -2040,7 +2132,7 @@ static void issue14_normalizer_flags(void) {
     // add_bos_token false: no <s> in front. The export's bool, patched in place.
     char *gguf = read_file_text(tmp_path("s260.gguf"), &len);
     const char *key = "tokenizer.ggml.add_bos_token"; // then uint32 type 7 (bool), one byte
-    char *at = gguf ? memmem(gguf, len, key, strlen(key)) : NULL;
+    char *at = gguf ? find_in(gguf, len, key, strlen(key)) : NULL;
     if (at) at[strlen(key) + 4] = 0, write_file(tmp_path("s260-nobos.gguf"), gguf, len);
     free(gguf);
     const CliCase cases[] = {
@@ -2092,7 +2184,7 @@ static void issue14_perplexity_windows(void) {
     size_t len = 0;
     char *gguf = read_file_text(tmp_path("s260.gguf"), &len);
     const char *key = "llama.context_length"; // then uint32 type 4, the uint32 value
-    char *at = gguf ? memmem(gguf, len, key, strlen(key)) : NULL;
+    char *at = gguf ? find_in(gguf, len, key, strlen(key)) : NULL;
     uint32_t one = 1;
     if (at) memcpy(at + strlen(key) + 4, &one, 4), write_file(tmp_path("s260-ctx1.gguf"), gguf, len);
     free(gguf);
@@ -2162,7 +2254,7 @@ static int edited_gguf(const char *name, const char *from, const char *to, KVs k
     size_t len = 0;
     char *whole = read_file_text(tmp_path("s260.gguf"), &len);
     if (!whole) return 0;
-    char *at = from ? memmem(whole, len, from, strlen(from)) : NULL;
+    char *at = from ? find_in(whole, len, from, strlen(from)) : NULL;
     if (from && (!at || strlen(to) != strlen(from))) return free(whole), 0;
     if (at) memcpy(at, to, strlen(to));
     size_t pad = (32 - (kv.len + 28) % 32) % 32; // the padding pair: 28 bytes with key "test.pad", then its value
@@ -2294,8 +2386,9 @@ static void issue14_stdin_edges(void) {
     write_file(tmp_path("hello-cr-crlf.txt"), "Hello\r\r\n", 8);
     const CliCase cases[] = {
         {"issue14-7-dash-closed-stdin-is-empty", "$M/stories260K.bin -z $M/tok512.bin -t 0 -n 20 -i - <&-", 0,
-         .out_start = "Once upon a time"},
-        {"issue14-7-dash-closed-stdin-tokenize", "-m tokenize -z tokenizer.bin -i - <&-", 0, .out = "1\n"},
+         .out_start = "Once upon a time", .not_on_windows = closed_stdin_on_wine},
+        {"issue14-7-dash-closed-stdin-tokenize", "-m tokenize -z tokenizer.bin -i - <&-", 0, .out = "1\n",
+         .not_on_windows = closed_stdin_on_wine},
         {"issue14-7-chat-dash-turns-per-line", "$M/stories260K.bin -z $M/tok512.bin -m chat -t 0 -n 400 -i - < tests/chat_turns.txt",
          0, .also = two_replies},
         {"issue14-8-lone-cr-kept", "-m tokenize -z tokenizer.bin < $T/hello-cr.txt", 0, .out = "1 15043 30004\n"},
@@ -2363,7 +2456,7 @@ static void issue14_vocabularies(void) {
         size_t len = 0;
         char *gguf = read_file_text(model_path("llama-2-tiny-random.gguf"), &len);
         const char *key = "tokenizer.ggml.token_type";
-        char *at = gguf ? memmem(gguf, len, key, strlen(key)) : NULL;
+        char *at = gguf ? find_in(gguf, len, key, strlen(key)) : NULL;
         if (at) at[strlen(key) - 1] = 'x', write_file(tmp_path("no-types.gguf"), gguf, len);
         free(gguf);
         Model m;
@@ -2402,7 +2495,7 @@ static void issue14_messages(void) {
     size_t len = 0;
     char *whole = read_file_text(tmp_path("s260.gguf"), &len);
     const char *name = "blk.0.attn_q.weight", *embd = "token_embd.weight";
-    char *at = whole ? memmem(whole, len, name, strlen(name)) : NULL;
+    char *at = whole ? find_in(whole, len, name, strlen(name)) : NULL;
     if (at) {
         size_t dims_end = (size_t)(at - whole) + strlen(name) + 4 + 16; // n_dims, then two extents
         uint32_t three = 3, u32_type = 4, zero = 0;
@@ -2416,7 +2509,7 @@ static void issue14_messages(void) {
         fclose(f);
         memcpy(at + strlen(name), (uint32_t[]){2}, 4), memcpy(&n_kv, whole + 16, 8), n_kv--, memcpy(whole + 16, &n_kv, 8);
     }
-    at = whole ? memmem(whole, len, embd, strlen(embd)) : NULL;
+    at = whole ? find_in(whole, len, embd, strlen(embd)) : NULL;
     if (at) { // its second extent, the vocabulary: 2^23 rows
         uint64_t rows = 1ull << 23;
         memcpy(at + strlen(embd) + 4 + 8, &rows, 8);
@@ -2488,9 +2581,9 @@ static void issue14_chat_turns(void) {
         ChatOptions o = {NULL, NULL, 1, {NULL, 0}, 0, CHAT_LLAMA2, ""};
         FILE *in = k ? fmemopen((void *)turn_cut, sizeof(turn_cut) - 1, "r") : fmemopen((void *)turn_nul, sizeof(turn_nul) - 1, "r");
         size_t len;
-        FILE *out = open_memstream(k ? &out_cut : &out_nul, &len);
+        FILE *out = memory_stream(k ? &out_cut : &out_nul, &len);
         st[k] = chat(&m, &tok, &s, &o, in, out);
-        fclose(in), fclose(out);
+        fclose(in), close_memory_stream(out);
         free_sampler(&s), free_tokenizer(&tok), free_model(&m);
     }
     // "[INST] Tell me [/INST]" and one reply token, against the same with "\0 a story about a cat."
@@ -2641,12 +2734,12 @@ static void test_bpe_hostile(void) {
 
 // The prompt ids and the 16 greedy ids after them, from a logits file's lines.
 static int read_greedy(const char *file, int *tokens, int *n_tokens, int *greedy) {
-    FILE *f = fopen(file, "r");
+    FILE *f = fopen(file, "rb");
     char *line = NULL;
-    size_t cap = 0;
+    Text row = {0};
     int n_greedy = 0;
     *n_tokens = 0;
-    while (f && getline(&line, &cap, f) > 0) {
+    while (f && (line = next_line(f, &row))) {
         char *p;
         if (strncmp(line, "tokens ", 7) == 0) {
             int n = (int)strtol(line + 7, &p, 10);
@@ -2657,7 +2750,7 @@ static int read_greedy(const char *file, int *tokens, int *n_tokens, int *greedy
         }
     }
     if (f) fclose(f);
-    free(line);
+    free(row.data);
     return n_greedy == 16 && *n_tokens > 0;
 }
 
@@ -2732,12 +2825,12 @@ static void test_llama3_model(void) {
 // cases on the Llama 3 vocabulary and the Llama 2 cases on tokenizer.bin. Each text goes in
 // on stdin with "\r\n" after it, which run drops as the one line ending it drops.
 static void tokenize_cli_cases(const char *prefix, const char *cases_file, const char *vocab, int min_cases) {
-    FILE *f = fopen(cases_file, "r");
+    FILE *f = fopen(cases_file, "rb");
     char *line = NULL, id[160], args[2048], text_file[1024];
     snprintf(text_file, sizeof(text_file), "%s", tmp_path("tokenize-cli.txt")); // tmp_path's buffer is reused
-    size_t cap = 0;
+    Text row = {0};
     int n_cases = 0, failed = 0;
-    while (f && getline(&line, &cap, f) > 0) {
+    while (f && (line = next_line(f, &row))) {
         if (line[0] == '#') continue;
         line[strcspn(line, "\n")] = '\0';
         char *name = strtok(line, "\t"), *in_hex = strtok(NULL, "\t"), *ids = strtok(NULL, "\t");
@@ -2756,7 +2849,7 @@ static void tokenize_cli_cases(const char *prefix, const char *cases_file, const
         n_cases++;
     }
     if (f) fclose(f);
-    free(line);
+    free(row.data);
     snprintf(id, sizeof(id), "%s-all", prefix);
     check(id, f && n_cases >= min_cases && failed == 0, "%d of %d cases differ", failed, n_cases);
 }
@@ -2770,48 +2863,60 @@ static void test_tokenize_cli(void) {
 
 // ----------------------------------------------------------------------------
 
+// Where a test function's checks run: inside this binary (kernels, model, tokenizer, chat),
+// through ./run as a program (and export.py, and the shell), or in Python alone. --in-process
+// runs only the first kind, for make test-cross, whose emulated CPUs would otherwise re-run
+// the host's ./run and Python tests for nothing, and for make test-windows, whose test_all.exe
+// has no POSIX shell; --programs runs only the second, which make test-windows points at
+// run.exe (RUN_BINARY).
+typedef enum { IN_PROCESS, PROGRAM, PYTHON_ONLY } TestKind;
+
 // Every test function, in the order they run, with the prefix all its check ids start with.
-// in_process: it runs inside this binary (kernels, model, tokenizer, chat); --in-process
-// runs only those, for make test-cross, whose emulated CPUs would otherwise re-run the
-// host's ./run and Python tests for nothing.
 static const struct {
     void (*run)(void);
     const char *prefix;
-    int needs_models, in_process;
+    int needs_models;
+    TestKind kind;
 } tests[] = {
-    {test_tokenizer_cases, "tokenizer-", 0, 1},
-    {test_printer, "printer-", 0, 1},
-    {test_sampler, "sampler-", 0, 1},
-    {test_kernels, "kernels-", 0, 1},
-    {test_export, "export-", 1, 0},
-    {test_forward, "forward-", 1, 1},
-    {test_tokenizer_gguf, "tokenizer-gguf-", 1, 1},
-    {test_tokenizer_bpe, "tokenizer-bpe-", 1, 1},
-    {test_chat_template, "chat-template-", 1, 1},
-    {test_chat_formats, "chat-format-", 1, 1},
-    {test_chat, "chat-", 1, 1},
-    {test_perplexity, "perplexity-", 1, 1},
-    {test_generate, "generate-", 1, 1},
-    {test_cli, "cli-", 1, 0},
-    {test_tokenize_cli, "tokenize-cli-", 1, 0},
-    {test_hostile, "hostile-", 1, 0},
-    {test_bpe_hostile, "hostile-bpe-", 1, 0},
-    {test_llama3_model, "llama3-model-", 1, 0},
-    {test_issue14, "issue14-", 1, 0},
+    {test_tokenizer_cases, "tokenizer-", 0, IN_PROCESS},
+    {test_printer, "printer-", 0, IN_PROCESS},
+    {test_sampler, "sampler-", 0, IN_PROCESS},
+    {test_kernels, "kernels-", 0, IN_PROCESS},
+    {test_export, "export-", 1, PYTHON_ONLY},
+    {test_forward, "forward-", 1, IN_PROCESS},
+    {test_tokenizer_gguf, "tokenizer-gguf-", 1, IN_PROCESS},
+    {test_tokenizer_bpe, "tokenizer-bpe-", 1, IN_PROCESS},
+    {test_chat_template, "chat-template-", 1, IN_PROCESS},
+    {test_chat_formats, "chat-format-", 1, IN_PROCESS},
+    {test_chat, "chat-", 1, IN_PROCESS},
+    {test_perplexity, "perplexity-", 1, IN_PROCESS},
+    {test_generate, "generate-", 1, IN_PROCESS},
+    {test_cli, "cli-", 1, PROGRAM},
+    {test_tokenize_cli, "tokenize-cli-", 1, PROGRAM},
+    {test_hostile, "hostile-", 1, PROGRAM},
+    {test_bpe_hostile, "hostile-bpe-", 1, PROGRAM},
+    {test_llama3_model, "llama3-model-", 1, PROGRAM},
+    {test_issue14, "issue14-", 1, PROGRAM},
 };
 
 int main(int argc, char **argv) {
-    int in_process = 0;
+    int in_process = 0, programs = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--in-process") == 0) {
             in_process = 1;
+        } else if (strcmp(argv[i], "--programs") == 0) {
+            programs = 1;
         } else if (argv[i][0] == '-' || only) {
-            fprintf(stderr, "usage: %s [--in-process] [PREFIX]: PREFIX runs only the checks whose id starts with it\n",
-                    argv[0]);
+            fprintf(stderr, "usage: %s [--in-process | --programs] [PREFIX]: PREFIX runs only the checks whose id "
+                    "starts with it\n", argv[0]);
             return 2;
         } else {
             only = argv[i];
         }
+    }
+    if (in_process && programs) {
+        fprintf(stderr, "%s: --in-process and --programs select disjoint checks: give one\n", argv[0]);
+        return 2;
     }
     make_tmp_dir();
     select_kernels();
@@ -2836,7 +2941,7 @@ int main(int argc, char **argv) {
     int have_models = missing[0] == '\0', missed = 0;
     for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
         if (!could_match(tests[i].prefix)) continue;
-        if (in_process && !tests[i].in_process) continue;
+        if ((in_process && tests[i].kind != IN_PROCESS) || (programs && tests[i].kind != PROGRAM)) continue;
         if (tests[i].needs_models && !have_models) {
             missed = 1;
             continue;
@@ -2852,10 +2957,12 @@ int main(int argc, char **argv) {
         check("models-present", 0, "missing in %s:%s", models_dir, missing);
     }
     if (only && n_passed + n_failed == 0) { // a typo must not pass
-        printf("FAIL no check's id starts with '%s'%s\n", only, in_process ? " among those --in-process runs" : "");
+        printf("FAIL no check's id starts with '%s'%s\n", only,
+               in_process ? " among those --in-process runs" : programs ? " among those --programs runs" : "");
         n_failed++;
     }
 
+    if (n_skipped) printf("%d skipped (SKIP above: each says why)\n", n_skipped);
     printf("%d passed, %d failed\n", n_passed, n_failed);
     return n_failed == 0 ? 0 : 1;
 }

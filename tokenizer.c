@@ -199,7 +199,7 @@ static int parse_byte_piece(const char *s, int n) {
 
 // Reads a whole file into memory; the caller frees it.
 static unsigned char *read_whole_file(const char *path, size_t *size) {
-    FILE *f = fopen(path, "rb");
+    FILE *f = open_file(path, "rb");
     if (!f) fatal("cannot open %s: %s", path, strerror(errno));
     size_t cap = 1 << 16, n = 0;
     unsigned char *data = xmalloc(cap, path);

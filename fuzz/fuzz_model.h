@@ -11,7 +11,7 @@
 static int fuzz_model(const uint8_t *data, size_t size) {
     static int ready;
     if (!ready) select_kernels(), ready = 1;
-    // The loader expects the alignment read_into_memory and mmap give: 64 bytes is plenty.
+    // The loader expects the alignment load_file gives: 64 bytes is plenty.
     unsigned char *copy = aligned_alloc(64, (size + 64) / 64 * 64);
     memcpy(copy, data, size);
     Model m;
