@@ -5149,8 +5149,8 @@ static void *load_file(const char *path, WeightsLoad load, size_t min_size, cons
     if (attributes != INVALID_FILE_ATTRIBUTES && (attributes & FILE_ATTRIBUTE_DIRECTORY))
         fatal("%s: not a regular file", path);
     HANDLE f = CreateFileW(wide_path, GENERIC_READ, FILE_SHARE_READ, NULL, OPEN_EXISTING, FILE_FLAG_SEQUENTIAL_SCAN, NULL);
-    free(wide_path);
     if (f == INVALID_HANDLE_VALUE) fatal("cannot open checkpoint %s: %s", path, windows_error());
+    free(wide_path);
     LARGE_INTEGER length;
     if (GetFileType(f) != FILE_TYPE_DISK || !GetFileSizeEx(f, &length)) fatal("%s: not a regular file", path);
     *size = (size_t)length.QuadPart;
@@ -5160,8 +5160,8 @@ static void *load_file(const char *path, WeightsLoad load, size_t min_size, cons
         p = map_huge(*size, mapped, path);
         for (size_t done = 0; done < *size;) {
             DWORD chunk = *size - done < (1u << 30) ? (DWORD)(*size - done) : (1u << 30), n = 0; // ReadFile counts in a DWORD
-            if (!ReadFile(f, p + done, chunk, &n, NULL) || n == 0)
-                fatal("cannot read %s: %s", path, n == 0 ? "file shrank while reading" : windows_error());
+            if (!ReadFile(f, p + done, chunk, &n, NULL)) fatal("cannot read %s: %s", path, windows_error());
+            if (n == 0) fatal("cannot read %s: file shrank while reading", path);
             done += n;
         }
         DWORD old;
@@ -5227,15 +5227,27 @@ static char *program_path(const char *argv0) {
     return strdup(exe);
 }
 
+static UINT console_input_code_page, console_output_code_page;
+
+static void restore_console(void) {
+    SetConsoleCP(console_input_code_page);
+    SetConsoleOutputCP(console_output_code_page);
+}
+
 static void start_platform(void) {
     // Text passes through as bytes: no CRLF translation on the way in or out,
     // and Ctrl-Z in a file is not its end. (No SIGPIPE here: a write to a
     // closed pipe just fails; see reader_left.)
     _setmode(_fileno(stdin), _O_BINARY);
     _setmode(_fileno(stdout), _O_BINARY);
-    // The console shows the generated UTF-8 as text, and gives typed turns as UTF-8.
-    SetConsoleOutputCP(CP_UTF8);
-    SetConsoleCP(CP_UTF8);
+    // The console shows the generated UTF-8 as text, and gives typed turns as UTF-8;
+    // its code pages are the console's, not the process's, so they are put back at exit.
+    console_input_code_page = GetConsoleCP(), console_output_code_page = GetConsoleOutputCP();
+    if (console_input_code_page && console_output_code_page) { // 0: no console
+        SetConsoleCP(CP_UTF8);
+        SetConsoleOutputCP(CP_UTF8);
+        atexit(restore_console);
+    }
 }
 
 #endif // _WIN32
