@@ -2295,6 +2295,50 @@ static GGUFTensor *read_tensor_table(GGUFReader *r, uint64_t n) {
     return tensors;
 }
 
+// Each tensor's bytes (from its type and shape) must be its own: two tensors
+// over the same bytes (an edited table, or a type changed to a larger one)
+// would compute garbage without a word. A tensor of a type this program does
+// not run has no known size; gguf_tensor refuses it if it is used.
+typedef struct {
+    uint64_t start, end; // [start, end) in the tensor data
+    uint64_t index;      // in the tensor table
+} TensorSpan;
+
+// By where they start, then by their place in the table: the same order from every qsort.
+static int span_order(const void *a, const void *b) {
+    const TensorSpan *x = a, *y = b;
+    if (x->start != y->start) return (x->start > y->start) - (x->start < y->start);
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+static void check_tensors_apart(const GGUFTensors *tt) {
+    TensorSpan *spans = xmalloc((tt->n ? tt->n : 1) * sizeof(TensorSpan), "the tensor table");
+    uint64_t n = 0;
+    for (uint64_t i = 0; i < tt->n; i++) {
+        const GGUFTensor *t = &tt->tensor[i];
+        if (t->dims[0] > tt->data_size) continue; // no such row fits in the file: gguf_tensor says so if it is used
+        uint64_t bytes = gguf_row_bytes(t->type, t->dims[0]);
+        for (uint32_t d = 1; d < t->n_dims && bytes > 0; d++)
+            bytes = t->dims[d] > UINT64_MAX / bytes ? UINT64_MAX : bytes * t->dims[d];
+        if (bytes == 0) continue; // empty, or of a type we do not run
+        spans[n++] = (TensorSpan){t->offset, t->offset > UINT64_MAX - bytes ? UINT64_MAX : t->offset + bytes, i};
+    }
+    qsort(spans, n, sizeof(TensorSpan), span_order);
+    for (uint64_t i = 1, furthest = 0; i < n; i++) { // furthest: of those before i, the one that ends last
+        if (spans[i].start < spans[furthest].end) {
+            TensorSpan first = spans[furthest], second = spans[i];
+            free(spans); // before fatal, which does not return
+            const GGUFTensor *a = &tt->tensor[first.index], *b = &tt->tensor[second.index];
+            fatal("%s: tensors %.*s (bytes %llu to %llu of the tensor data) and %.*s (from byte %llu) overlap; "
+                  "expected each tensor in bytes of its own", tt->path, (int)a->name.len, a->name.s,
+                  (unsigned long long)first.start, (unsigned long long)first.end, (int)b->name.len, b->name.s,
+                  (unsigned long long)second.start);
+        }
+        if (spans[i].end > spans[furthest].end) furthest = i;
+    }
+    free(spans);
+}
+
 // Points every weight at its tensor, by llama.cpp's names for them.
 static void point_weights_at_tensors(Weights *w, Config *c, const GGUFTensors *tt) {
     w->layers = xmalloc(c->n_layers * sizeof(Layer), "the layer table");
@@ -2473,7 +2517,8 @@ static void parse_gguf(Model *m, const unsigned char *bytes, size_t size, const 
 
     Config *c = &m->config;
     gguf_config(c, &md, &tt);
-    point_weights_at_tensors(&m->weights, c, &tt);
+    point_weights_at_tensors(&m->weights, c, &tt); // each tensor the shape the metadata says, inside the file
+    check_tensors_apart(&tt);
     free(tt.tensor);
     m->int8 = m->blocks = has_block_weights(&m->weights, c);
     if (m->int8) c->group_size = QBLOCK; // a block tensor's rows are whole blocks: gguf_row_bytes checked

@@ -1803,7 +1803,47 @@ static size_t break_tokenizer(int kind, const unsigned char *whole, size_t len, 
     }
 }
 
+// Where the tensor table entry of `name` keeps its type (the offset follows, 4 bytes on) in
+// a GGUF file's bytes, or NULL: after the name's length and text, its dimension count and extents.
+static char *tensor_type_field(char *gguf, size_t len, const char *name) {
+    char needle[256];
+    uint64_t n = strlen(name);
+    memcpy(needle, &n, 8), memcpy(needle + 8, name, n);
+    char *at = find_in(gguf, len, needle, 8 + n);
+    if (!at) return NULL;
+    uint32_t n_dims;
+    memcpy(&n_dims, at + 8 + n, 4);
+    return at + 8 + n + 4 + 8 * (size_t)n_dims;
+}
+
+// Tensors whose bytes overlap: refused, naming both, rather than computing garbage.
+static void test_overlapping_tensors(void) {
+    size_t len = 0;
+    char *gguf = read_file_text(model_path("stories260K.gguf"), &len);
+    char *up = gguf ? tensor_type_field(gguf, len, "blk.0.ffn_up.weight") : NULL;
+    char *gate = gguf ? tensor_type_field(gguf, len, "blk.0.ffn_gate.weight") : NULL;
+    if (up && gate) memcpy(up + 4, gate + 4, 8); // ffn_up's offset := ffn_gate's
+    if (gguf) write_file(tmp_path("same-offset.gguf"), gguf, len);
+    free(gguf);
+    gguf = read_file_text(model_path("llama-2-tiny-random.gguf"), &len);
+    char *q = gguf ? tensor_type_field(gguf, len, "blk.0.attn_q.weight") : NULL;
+    uint32_t f32 = 0; // from F16: twice the bytes, over attn_k's
+    if (q) memcpy(q, &f32, 4);
+    if (gguf) write_file(tmp_path("larger-type.gguf"), gguf, len);
+    free(gguf);
+    check("hostile-overlap-files-made", up && gate && q, "tensor table entries not found");
+    const CliCase cases[] = {
+        {"hostile-overlap-same-offset-refused", "$T/same-offset.gguf -n 8", 1,
+         .err = "tensors blk.0.ffn_gate.weight (bytes"},
+        {"hostile-overlap-larger-type-refused", "$T/larger-type.gguf -n 8", 1,
+         .err = "tensors blk.0.attn_q.weight (bytes 512000 to 512256 of the tensor data) and blk.0.attn_k.weight"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_cli_case(&cases[i]);
+    remove(tmp_path("same-offset.gguf")), remove(tmp_path("larger-type.gguf"));
+}
+
 static void test_hostile(void) {
+    test_overlapping_tensors();
     char args[4096], tok512[1024], m260[1024];
     snprintf(tok512, sizeof(tok512), "%s", model_path("tok512.bin"));
     snprintf(m260, sizeof(m260), "%s", model_path("stories260K.bin"));
