@@ -63,8 +63,9 @@ GGUF export: output
     output included (as llama.cpp's converter does for q8_0), in blocks of 32
     along a row, by the definitions of llama.cpp's reference quantizers
     (quantize_row_q8_0_ref, quantize_row_q4_0_ref). The file is written tensor
-    by tensor to OUT.tmpPID and renamed to OUT at the end; on any error the
-    temporary file is removed and one line is printed on stderr.
+    by tensor to OUT.tmpPID and renamed to OUT at the end; on any error, and on
+    Ctrl-C, SIGTERM or SIGHUP, the temporary file is removed and one line is
+    printed on stderr.
 
     A tokenizer.json (Llama 3's byte-level BPE) is written as llama.cpp's
     converter writes it: tokenizer.ggml.model "gpt2", pre "llama-bpe", tokens in
@@ -82,6 +83,7 @@ import argparse
 import glob
 import json
 import os
+import signal
 import struct
 import sys
 
@@ -222,14 +224,17 @@ def write_atomically(path, data):
     """Writes to a temporary file, then renames it: an interrupted export never
     leaves a partial file under the real name."""
     tmp = f"{path}.tmp{os.getpid()}"
+    renamed = False
     try:
         with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
+        renamed = True
     except OSError as e:
-        if os.path.exists(tmp):
-            os.remove(tmp)
         fail(f"cannot write {path}: {e.strerror}")
+    finally:  # also when a signal or Ctrl-C ends the write
+        if not renamed and os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def export_tokenizer(model_path, out_path):
@@ -1438,7 +1443,19 @@ def run(args, parser):
     export_gguf(args.out, model, tokenizer, args.type or "f32")
 
 
+class Terminated(BaseException):  # as KeyboardInterrupt: no "except Exception" stops it
+    """SIGTERM or SIGHUP arrived: raised where the program is, so that the
+    temporary file is removed on the way out, as after Ctrl-C."""
+
+
+def on_termination(signum, frame):
+    raise Terminated(signal.Signals(signum).name)
+
+
 def main():
+    for name in ("SIGTERM", "SIGHUP"):  # Windows has no SIGHUP
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), on_termination)
     parser = argparse.ArgumentParser(description="Write files for run.c: llama2.c's tokenizer.bin, or a GGUF model.")
     parser.add_argument("out", nargs="?", help="output file (default: tokenizer.bin for --tokenizer alone)")
     parser.add_argument("--tokenizer", metavar="MODEL",
@@ -1462,6 +1479,8 @@ def main():
         fail(one_line(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}"))
     except KeyboardInterrupt:
         fail("interrupted")
+    except Terminated as e:
+        fail(f"stopped by {e}")
     except Exception as e:  # anything unforeseen still gets one line, not a traceback
         fail(one_line(f"unexpected {type(e).__name__}: {e}"))
 

@@ -747,6 +747,45 @@ def t_error_midway():
     expect(rc == 1 and len(err.splitlines()) == 1 and "F64" in err, f"rc {rc}, stderr {err!r}")
     expect(os.listdir(work) == [], f"left behind: {os.listdir(work)}")
 
+# export.py with its tensor writer slowed after the first tensor, so that a signal finds the
+# temporary file half-written.
+SLOW_EXPORT = """
+import sys, time
+sys.path.insert(0, sys.argv.pop(1))
+import export
+write = export.write_tensor
+def slow(*args, **kwargs):
+    write(*args, **kwargs)
+    time.sleep(60)
+export.write_tensor = slow
+sys.argv[0] = "export.py"
+export.main()
+"""
+
+
+def t_signal_midway(signame):
+    """SIGTERM or SIGHUP in the middle of writing: one line on stderr naming it, status 1,
+    and the temporary file (OUT.tmpPID) gone, as after Ctrl-C."""
+    import signal
+    work = tempfile.mkdtemp(dir=TMP, prefix="sig.")
+    out = os.path.join(work, "out.gguf")
+    p = subprocess.Popen([PYTHON, "-c", SLOW_EXPORT, ROOT, out, "--llama2c", model("stories260K.bin"),
+                          "--tokenizer", model("tok512.model")], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while time.time() < deadline and not os.listdir(work) and p.poll() is None:
+        time.sleep(0.05)
+    started = any(".tmp" in f for f in os.listdir(work))
+    p.send_signal(getattr(signal, signame))
+    try:
+        _, err = p.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        _, err = p.communicate()
+    expect(started, f"the temporary file never appeared (status {p.returncode}, stderr {err!r})")
+    expect(p.returncode == 1 and len(err.splitlines()) == 1 and signame in err, f"rc {p.returncode}, stderr {err!r}")
+    expect(os.listdir(work) == [], f"left behind: {os.listdir(work)}")
+
 
 # -----------------------------------------------------------------------------
 # 6. Llama 3: tokenizer.json (byte-level BPE), rope_scaling llama3, tied embeddings.
@@ -1058,6 +1097,8 @@ def main():
     check("llama3.errors", t_llama3_errors)
     check("errors.bad_input", t_errors)
     check("errors.midway_cleanup", t_error_midway)
+    check("errors.sigterm_cleanup", t_signal_midway, "SIGTERM")
+    check("errors.sighup_cleanup", t_signal_midway, "SIGHUP")
     check("no_temp_files_left", t_no_temp_left)
     note(f"{time.time() - start:.1f} s")
     shutil.rmtree(TMP, ignore_errors=True)
