@@ -4984,7 +4984,6 @@ static void select_kernels(void) {
 
 #ifndef _WIN32
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>

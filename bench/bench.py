@@ -522,46 +522,6 @@ def align(n):
     return (n + GGUF_ALIGNMENT - 1) // GGUF_ALIGNMENT * GGUF_ALIGNMENT
 
 
-def read_gguf_kvs(path):
-    """The metadata of a GGUF file (version 2 or 3, as the GGUF specification
-    lays it out): {key: (the key/value pair's bytes as stored, its value)},
-    the value decoded for scalars, strings and arrays of integers (arrays of
-    strings: their length only)."""
-    data = Path(path).read_bytes()
-    if data[:4] != b"GGUF" or struct.unpack_from("<I", data, 4)[0] not in (2, 3):
-        raise RuntimeError(f"{path}: not a GGUF file of version 2 or 3")
-    scalars = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
-    pos = 24
-
-    def string(pos):
-        n = struct.unpack_from("<Q", data, pos)[0]
-        return data[pos + 8:pos + 8 + n].decode(), pos + 8 + n
-
-    def value(vtype, pos):
-        if vtype in scalars:
-            return struct.unpack_from(scalars[vtype], data, pos)[0], pos + struct.calcsize(scalars[vtype])
-        if vtype == 8:
-            return string(pos)
-        if vtype != 9:
-            raise RuntimeError(f"{path}: unknown metadata type {vtype}")
-        etype, n = struct.unpack_from("<IQ", data, pos)
-        pos += 12
-        if etype in scalars:
-            size = struct.calcsize(scalars[etype])
-            return list(struct.unpack_from(f"<{n}{scalars[etype][1]}", data, pos)), pos + n * size
-        for _ in range(n):
-            _, pos = value(etype, pos)
-        return n, pos
-
-    kvs = {}
-    for _ in range(struct.unpack_from("<Q", data, 16)[0]):
-        start = pos
-        key, pos = string(pos)
-        v, pos = value(struct.unpack_from("<I", data, pos)[0], pos + 4)
-        kvs[key] = (data[start:pos], v)
-    return kvs
-
-
 _tokenizer_kvs = {}
 
 
@@ -570,11 +530,14 @@ def tokenizer_kvs(shape, export):
     of its classifier rows that are zero (see above)."""
     if shape.llama3:
         if "llama3" not in _tokenizer_kvs:
-            vocab = read_gguf_kvs(LLAMA3_VOCAB)
-            kvs = [raw for key, (raw, _) in vocab.items() if key.startswith("tokenizer.")]
-            n = vocab["tokenizer.ggml.tokens"][1]
+            sys.path.insert(0, str(REPO / "tests"))
+            from gguf_read import GGUFFile  # the tests' GGUF reader, written from the specification
+            del sys.path[0]
+            vocab = GGUFFile(str(LLAMA3_VOCAB))
+            kvs = [raw for key, raw in vocab.kv_bytes.items() if key.startswith("tokenizer.")]
+            n = len(vocab.kv["tokenizer.ggml.tokens"])
             assert n == shape.vocab_size, f"{LLAMA3_VOCAB}: {n} pieces"
-            types = vocab["tokenizer.ggml.token_type"][1]
+            types = vocab.kv["tokenizer.ggml.token_type"]
             _tokenizer_kvs["llama3"] = kvs, [i for i, t in enumerate(types) if t == GGUF_CONTROL]
         return _tokenizer_kvs["llama3"]
     if "llama2" not in _tokenizer_kvs:

@@ -79,13 +79,16 @@ class GGUFFile:
         n_tensors, n_kv = self._unpack("<QQ")
         self.kv = {}     # key -> value (arrays as lists, or numpy arrays for numbers)
         self.types = {}  # key -> value type (and element type for arrays: (ARRAY, elem))
+        self.kv_bytes = {}  # key -> the key/value pair as stored, to copy into another file
         for _ in range(n_kv):
+            start = self.pos
             key = self._string()
             (vtype,) = self._unpack("<I")
             value, type_desc = self._value(vtype)
             if key in self.kv:
                 raise GGUFError(f"{path}: duplicate key {key}")
             self.kv[key], self.types[key] = value, type_desc
+            self.kv_bytes[key] = self.buf[start:self.pos]
         self.tensors = {}
         self.tensor_order = []
         for _ in range(n_tensors):
