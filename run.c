@@ -1,44 +1,36 @@
-/* run.c: Llama 2 inference on a CPU, in one C file (plus tokenizer.c, which
-   it includes).
+/* run.c: Llama inference on a CPU, in one C file (plus tokenizer.c, which it
+   includes).
 
-   What it is: a command-line program that loads a Llama 2 model, turns a
-   prompt into token ids exactly as SentencePiece does, runs the transformer
-   (a prompt in blocks of tokens, then one token at a time) and streams the
-   generated text to stdout. It also chats in Meta's format and measures
-   perplexity. It reads llama2.c's checkpoints (the tinyllamas stories*.bin
-   files, version 1 fp32 and version 2 int8 files) with llama2.c's
-   tokenizer.bin, and GGUF files (llama architecture; F32, F16, BF16 and the
-   block types Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K to Q6_K and IQ4_XS,
-   so every K-quant mixture) with the tokenizer they carry.
-
-   What it is not: a training program, a server, or a general tensor library.
-   It needs only libc and libm; OpenMP, when the compiler has it, spreads the
-   matrix products over cores.
+   A command-line program that loads a Llama model (Llama 2 and 3.x, and
+   those built like them), turns a prompt into token ids exactly as the
+   model's own tokenizer does, runs the transformer and streams the generated
+   text to stdout; it also chats and measures perplexity. It reads llama2.c's
+   checkpoints and GGUF files (F32, F16, BF16, Q8_0 to Q6_K, IQ4_XS). It needs
+   only libc and libm; OpenMP, when the compiler has it, spreads the work.
 
    Build and run:
        cc -O3 run.c -lm -o run       (or make: adds OpenMP and warnings)
        ./run stories15M.bin -i "Once upon a time"
-       echo "Once upon a time" | ./run stories15M.bin -e 0
-       ./run llama-2-7b-chat.gguf -m chat
        ./run -h                      (every flag, with its default)
 
-   How to read it: top to bottom, the first part is the whole program in
-   plain C; the second holds what a first reading may skip. Each section
-   opens with a banner; search for its title.
+   How to read it: top to bottom. The first part is the lesson, the whole
+   program for float32 weights in plain C; the second holds what a first
+   reading may skip. Each section opens with a banner; search for its title.
        Errors and helpers
        Data structures
-       Loading llama2.c checkpoints, and the state
+       Loading llama2.c checkpoints
        The plain kernels, and their dispatch
        The forward pass
+       The state: activations and the KV cache
        The tokenizer                            (tokenizer.c)
        Sampling
        The loops: generate, perplexity, chat, tokenize
      -- what a first reading may skip --
+       Weight types: int8, 16-bit floats and GGUF's blocks
        Other formats: GGUF
        Chat formats
        Top-p over a large vocabulary
-       Fast kernels                             (AVX-512, AVX2, NEON: the same
-                                                 sums as the plain kernels, faster)
+       Fast kernels                             (AVX-512, AVX2, NEON)
        Platform: memory, files, the clock and the terminal
        Command line                                                           */
 
@@ -142,43 +134,14 @@ typedef struct {
     float norm_eps;        // added to RMSNorm's mean square: 1e-5 in Llama 2
 } Config;
 
-// How a weight matrix's numbers are stored.
+// How a weight matrix's numbers are stored. The lesson needs only float32;
+// the others are described, one row each, in weight_types under "Weight types".
 typedef enum {
-    WEIGHT_F32,  // float32
-    WEIGHT_Q8,   // int8, with one float32 scale per group of group_size values: w = q * scale (llama2.c)
-    WEIGHT_F16,  // IEEE half precision (GGUF)
-    WEIGHT_BF16, // bfloat16: the top 16 bits of a float32 (GGUF)
-    // GGUF's block types: a row is a run of blocks of 32 values, or of 256
-    // (the K-quants and IQ4_XS); decode_block() gives each one's layout.
-    WEIGHT_Q8_0,   // int8 values, a float16 scale per 32
-    WEIGHT_Q4_0,   // 4-bit values, a float16 scale per 32
-    WEIGHT_Q4_1,   // 4-bit values, a float16 scale and minimum per 32
-    WEIGHT_Q5_0,   // 5-bit values, a float16 scale per 32
-    WEIGHT_Q5_1,   // 5-bit values, a float16 scale and minimum per 32
-    WEIGHT_IQ4_NL, // 4-bit indices into a fixed table of 16 levels, a float16 scale per 32
-    WEIGHT_Q2_K,   // 2-bit values, a 4-bit scale and minimum per 16, two float16 scales per 256
-    WEIGHT_Q3_K,   // 3-bit values, a 6-bit scale per 16, a float16 scale per 256
-    WEIGHT_Q4_K,   // 4-bit values, a 6-bit scale and minimum per 32, two float16 scales per 256
-    WEIGHT_Q5_K,   // 5-bit values, a 6-bit scale and minimum per 32, two float16 scales per 256
-    WEIGHT_Q6_K,   // 6-bit values, an 8-bit scale per 16, a float16 scale per 256
-    WEIGHT_IQ4_XS, // as IQ4_NL, with a 6-bit scale per 32 and a float16 scale per 256
+    WEIGHT_F32, WEIGHT_Q8, WEIGHT_F16, WEIGHT_BF16, // float32; int8 (llama2.c); 16-bit floats (GGUF)
+    WEIGHT_Q8_0, WEIGHT_Q4_0, WEIGHT_Q4_1, WEIGHT_Q5_0, WEIGHT_Q5_1, WEIGHT_IQ4_NL, // GGUF's blocks of 32
+    WEIGHT_Q2_K, WEIGHT_Q3_K, WEIGHT_Q4_K, WEIGHT_Q5_K, WEIGHT_Q6_K, WEIGHT_IQ4_XS, // and of 256
     WEIGHT_TYPES
 } WeightType;
-
-// Values and bytes in one block of each GGUF block type.
-static const struct { int values, bytes; } block_shape[WEIGHT_TYPES] = {
-    [WEIGHT_Q8_0] = {32, 34},   [WEIGHT_Q4_0] = {32, 18},   [WEIGHT_Q4_1] = {32, 20},  [WEIGHT_Q5_0] = {32, 22},
-    [WEIGHT_Q5_1] = {32, 24},   [WEIGHT_IQ4_NL] = {32, 18}, [WEIGHT_Q2_K] = {256, 84}, [WEIGHT_Q3_K] = {256, 110},
-    [WEIGHT_Q4_K] = {256, 144}, [WEIGHT_Q5_K] = {256, 176}, [WEIGHT_Q6_K] = {256, 210}, [WEIGHT_IQ4_XS] = {256, 136},
-};
-static int is_block_type(WeightType type) { return type >= WEIGHT_Q8_0; }
-static const char *const weight_type_names[WEIGHT_TYPES] = {
-    "F32", "Q8 (llama2.c)", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL", "Q2_K", "Q3_K", "Q4_K", "Q5_K",
-    "Q6_K", "IQ4_XS"};
-
-// A block type's input is quantized too, in groups of QBLOCK values, each with
-// its own scale: every block type's sub-blocks (16 or 32 values) fit in one.
-#define QBLOCK 32
 
 // A weight matrix (rows, cols), row-major: row i holds the weights of output
 // i, so a matrix-vector product reads each row once, front to back.
@@ -222,12 +185,7 @@ typedef struct {
     float *xb, *xb2;    // (max_tokens, dim) scratch
     float *q;           // (max_tokens, dim) queries, all heads
     float *hb, *hb2;    // (max_tokens, hidden_dim) feed-forward gate and up
-    int8_t *xq;         // (max_tokens, max(dim, hidden_dim)) a matmul's input in int8, for int8 weights
-    float *xq_scale;    // (max_tokens, max(dim, hidden_dim) / group_size)
-    int32_t *xq_sum;    // (max_tokens, max(dim, hidden_dim) / group_size) each group's sum of int8 values
-    int32_t *xq_sum16;  // (max_tokens, max(dim, hidden_dim) / 16) each 16's sum, for GGUF's block types
-    int8_t *xq_runs32;  // (max_tokens, max(dim, hidden_dim)) xq in two other orders, for the SIMD kernels
-    int8_t *xq_runs16;  //   of GGUF's blocks of 256 (see interleave_runs)
+    struct Quantized *xq; // int8 weights only: their matmuls' input in int8 (see "Weight types")
     float *scores;      // (threads, max_tokens, cache_positions) attention scores: a block per thread
     float *logits;      // (max_tokens, vocab_size)
     void *key_cache;    // (n_layers, n_kv_heads, cache_positions, head_size) float32, or float16 when kv_f16
@@ -236,31 +194,9 @@ typedef struct {
     float *k_new, *v_new; // (max_tokens, kv_dim) a call's keys and values, before they go into the cache
     float *rope_cos;    // (cache_positions, head_size / 2) RoPE rotation of each pair at each position
     float *rope_sin;    // (cache_positions, head_size / 2)
-    void *arena;        // where hb, hb2 and logits live (see build_state)
-    size_t arena_size;
-    void *kv_region;    // where the KV cache lives
-    size_t kv_region_size;
+    void *arena, *kv_region;          // where hb, hb2 and logits live (see build_state), and the KV cache
+    size_t arena_size, kv_region_size;
 } State;
-
-// SentencePiece's piece types, as GGUF files record them (tokenizer.ggml.token_type).
-enum { PIECE_NORMAL = 1, PIECE_UNKNOWN = 2, PIECE_CONTROL = 3, PIECE_USER_DEFINED = 4, PIECE_UNUSED = 5, PIECE_BYTE = 6 };
-
-// The tokenizer a GGUF file carries, read out of it (n == 0: none): SentencePiece's
-// (Llama 2, Mistral, TinyLlama) or byte-level BPE's (Llama 3).
-typedef struct {
-    int n;
-    int bpe;             // byte-level BPE (tokenizer.ggml.model "gpt2"); else SentencePiece ("llama")
-    const char **piece;  // (n) each piece's text, in the file
-    size_t *piece_len;   // (n)
-    float *score;        // (n) SentencePiece's merge priorities, or NULL
-    int32_t *type;       // (n) piece types (PIECE_*), or NULL
-    const char **merge;  // (n_merges) BPE's merge rules, "left right", most urgent first
-    size_t *merge_len;   // (n_merges)
-    int n_merges;
-    int bos_id, eos_id, unk_id, eot_id, eom_id; // -1: none
-    int add_space_prefix, remove_extra_whitespaces, add_bos; // SentencePiece's normalizer flags, and <s> first
-    int ignore_merges;   // BPE: a pre-token that is itself a token is taken whole (Llama 3)
-} GGUFVocab;
 
 // How the weights get into memory.
 typedef enum {
@@ -272,7 +208,7 @@ typedef struct {
     Config config;
     Weights weights;
     State state;
-    GGUFVocab vocab;           // GGUF files only
+    struct GGUFVocab *vocab;   // GGUF files only: the tokenizer the file carries, or NULL
     const char *chat_template; // GGUF files only, when present (not NUL-terminated)
     size_t chat_template_len;
     int int8;        // some weights are int8: matmul inputs are quantized too
@@ -285,48 +221,26 @@ typedef struct {
 } Model;
 
 // ============================================================================
-// Loading llama2.c checkpoints, and the state
+// Loading llama2.c checkpoints
 //
-// A checkpoint is a header and then raw arrays, little-endian. llama2.c's
-// export.py writes three layouts:
-//   legacy:    7 int32 (dim, hidden_dim, n_layers, n_heads, n_kv_heads,
-//              vocab_size, seq_len), where a negative vocab_size means the
-//              classifier is a separate matrix stored last; then float32
-//              weights, with two unused RoPE tables before the classifier.
-//   version 1: uint32 magic "ak42", int32 version, the same 7 int32, one byte
-//              shared_classifier, zeros up to byte 256; then float32 weights,
-//              norms first.
-//   version 2: as version 1, plus int32 group_size at byte 37; the norms in
-//              float32, then each matrix as int8 values followed by its scales.
+// A checkpoint is a header and then raw arrays, little-endian, in one of
+// the three layouts llama2.c's export.py writes:
+//   legacy:    7 int32 (dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len), a
+//              negative vocab_size meaning a separate classifier, stored last; then float32 weights,
+//              with two unused RoPE tables before the classifier.
+//   version 1: uint32 magic "ak42", int32 version, the same 7 int32, one byte shared_classifier,
+//              zeros up to byte 256; then float32 weights, norms first.
+//   version 2: as version 1, plus int32 group_size at byte 37; the norms in float32, then each
+//              matrix as int8 values followed by its scales.
 // The header is checked completely, and the file's size must be exactly what
 // it implies, before any pointer into the weights is made.
 
 #define CHECKPOINT_MAGIC 0x616b3432u // "ak42" read as a little-endian uint32
 #define V1_HEADER_BYTES 256
 
-
-// Bounds far above any Llama 2 (70B: dim 8192, hidden 28672, 80 layers, 64
-// heads, 4096 positions) that keep every size below 2^63 in the math below.
-// source: where the sizes came from, for the messages ("header" for llama2.c's files).
-static void check_config(const Config *c, const char *path, const char *source) {
-    int llama2c = strcmp(source, "header") == 0;
-    struct { const char *name; int value, max; } field[] = {
-        {"dim", c->dim, 1 << 16},          {"hidden_dim", c->hidden_dim, 1 << 18},
-        {"n_layers", c->n_layers, 1 << 10}, {"n_heads", c->n_heads, 1 << 10},
-        {"n_kv_heads", c->n_kv_heads, 1 << 10}, {"vocab_size", c->vocab_size, 1 << 22},
-        {"seq_len", c->seq_len, 1 << 22},
-    };
-    for (size_t i = 0; i < sizeof(field) / sizeof(field[0]); i++)
-        if (field[i].value <= 0 || field[i].value > field[i].max)
-            fatal("%s: %s has %s = %d, expected 1..%d%s", path, source, field[i].name, field[i].value, field[i].max,
-                  llama2c ? " (is this a llama2.c checkpoint?)" : "");
-    if (c->dim % c->n_heads != 0)
-        fatal("%s: %s has dim %d, not a multiple of n_heads %d", path, source, c->dim, c->n_heads);
-    if (c->n_heads % c->n_kv_heads != 0)
-        fatal("%s: %s has n_heads %d, not a multiple of n_kv_heads %d", path, source, c->n_heads, c->n_kv_heads);
-    if ((c->dim / c->n_heads) % 2 != 0)
-        fatal("%s: %s gives head size %d; RoPE rotates pairs, so it must be even", path, source, c->dim / c->n_heads);
-}
+// Checks every size in a header lies within bounds (in "Other formats: GGUF",
+// which shares it); source names where they came from, for the messages.
+static void check_config(const Config *c, const char *path, const char *source);
 
 // Walks a file's layout. With base NULL it only adds up sizes, so the same
 // code that maps the weights first measures the size the file must have.
@@ -384,27 +298,9 @@ static void memory_map_weights(Weights *w, const Config *c, Cursor *cur, int ver
     w->classifier = c->shared_classifier ? w->token_embedding : take_matrix(cur, type, c->vocab_size, dim, gs);
 }
 
-// What the KV cache holds. float16 halves its memory (a 7B model's 4096
-// positions: 2 GB instead of 4) and what attention reads at depth; it costs
-// nothing where the weights themselves are 16 bits or fewer, so that is the
-// default there, and float32 weights keep a float32 cache.
-typedef enum { KV_AUTO, KV_F32, KV_F16 } KVCache;
-
-// In "Platform", below: the few things the operating system does, the same
-// on POSIX and Windows. map_huge gives zeroed memory on 2 MB pages where the
-// OS allows, untouched pages costing nothing; load_file reads a checkpoint
-// into such memory, or maps it (load), and fails with a message.
-#define HUGE_PAGE (2u << 20)
-static void *map_huge(size_t size, size_t *mapped, const char *what);
-static void unmap_huge(void *p, size_t mapped);
-static void *load_file(const char *path, WeightsLoad load, size_t min_size, const char *what, size_t *size,
-                       size_t *mapped);
-static void unload_file(void *bytes, size_t mapped, WeightsLoad load);
-static FILE *open_file(const char *path, const char *mode); // fopen, with a UTF-8 path on Windows too
 // In "Other formats: GGUF", below.
 #define GGUF_MAGIC 0x46554747u // "GGUF" read as a little-endian uint32
 static void parse_gguf(Model *m, const unsigned char *bytes, size_t size, const char *path);
-static void free_gguf_vocabulary(GGUFVocab *v);
 
 // Reads a checkpoint's header from bytes (size of them) and points every
 // weight at its place there: llama2.c's layouts or GGUF. The file is untrusted:
@@ -472,169 +368,6 @@ static void read_checkpoint(Model *m, const unsigned char *bytes, size_t size, c
     memory_map_weights(&m->weights, c, &map, version);
 }
 
-static void open_checkpoint(Model *m, const char *path, WeightsLoad load) {
-    memset(m, 0, sizeof(*m));
-    m->path = path;
-    m->load = load;
-    size_t size;
-    m->map = load_file(path, load, 28, "a checkpoint header", &size, &m->map_size);
-    read_checkpoint(m, m->map, size, path);
-}
-
-// Tokens per forward call while reading a prompt. Each weight matrix is read
-// from memory once per block instead of once per token. 64 read prompts
-// faster than 32, and larger blocks gained nothing more: a block's
-// activations (64 x 5632 floats = 1.4 MB for a 1.1B model) already spill out
-// of L2 (bench/NOTES.md has the figures).
-#define PROMPT_BLOCK 64
-
-// The state's big arrays (the logits and the feed-forward activations) share
-// one region on 2 MB pages, touched once when it is made, as llama.cpp clears
-// its KV cache: left to be faulted in while reading the prompt, its pages cost
-// a large share of a small model's first prompt (a page fault is slow in a
-// virtual machine; bench/NOTES.md).
-//
-// The KV cache may hold n_ctx positions: -n, or the model's whole context for
-// a chat without -n. It is made with room for KV_START_POSITIONS, or as many
-// as fit in KV_START_BYTES, or all n_ctx if fewer, touched in the same way,
-// and doubles whenever a forward call needs more (reserve_positions), so
-// memory follows the positions a session reaches: a Llama 3.1 8B's whole
-// context of 131,072 positions would take 16 GB in float16.
-#define KV_START_POSITIONS 4096
-#define KV_START_BYTES (256u << 20)
-
-// Takes the next n_bytes of the region, on their own cache lines.
-static void *carve(State *s, size_t *used, size_t n_bytes) {
-    void *p = (unsigned char *)s->arena + *used;
-    *used += (n_bytes + 63) / 64 * 64; // each array on its own cache lines
-    return p;
-}
-
-// Zeroes n bytes on 2 MB pages, in parallel, a page each: faster, and it
-// starts the threads (and wakes the CPUs they run on) before the prompt
-// rather than during it.
-static void touch_pages(unsigned char *p, size_t n) {
-    long page;
-#pragma omp parallel for schedule(static)
-    for (page = 0; page < (long)((n + HUGE_PAGE - 1) / HUGE_PAGE); page++) {
-        size_t start = (size_t)page * HUGE_PAGE, end = start + HUGE_PAGE < n ? start + HUGE_PAGE : n;
-        memset(p + start, 0, end - start);
-    }
-}
-
-// Allocates the activations for max_tokens tokens; the KV cache, for up to
-// n_ctx positions, comes with reserve_positions.
-static void build_state(State *s, const Config *c, int n_ctx, int max_tokens, int int8, int kv_f16) {
-    size_t dim = c->dim, hidden = c->hidden_dim, T = max_tokens;
-    size_t widest = hidden > dim ? hidden : dim;
-    s->max_tokens = max_tokens;
-    s->n_ctx = n_ctx;
-    s->kv_f16 = kv_f16;
-    s->x = xmalloc(T * dim * sizeof(float), "activations");
-    s->xb = xmalloc(T * dim * sizeof(float), "activations");
-    s->xb2 = xmalloc(T * dim * sizeof(float), "activations");
-    s->q = xmalloc(T * dim * sizeof(float), "activations");
-    size_t n_logits = T * c->vocab_size;
-    size_t big = (2 * T * hidden + n_logits) * sizeof(float) + 3 * 64; // 64 bytes of padding each
-    s->arena = map_huge(big, &s->arena_size, "the activations");
-    size_t used = 0;
-    s->hb = carve(s, &used, T * hidden * sizeof(float));
-    s->hb2 = carve(s, &used, T * hidden * sizeof(float));
-    s->logits = carve(s, &used, n_logits * sizeof(float));
-    touch_pages(s->arena, used);
-    s->k_new = xmalloc(T * c->kv_dim * sizeof(float), "activations");
-    s->v_new = xmalloc(T * c->kv_dim * sizeof(float), "activations");
-    if (int8) {
-        s->xq = xmalloc(T * widest, "activations");
-        s->xq_scale = xmalloc(T * (widest / c->group_size) * sizeof(float), "activations");
-        s->xq_sum = xmalloc(T * (widest / c->group_size) * sizeof(int32_t), "activations");
-        s->xq_sum16 = xmalloc(T * (widest / 16 + 1) * sizeof(int32_t), "activations");
-        s->xq_runs32 = xmalloc(T * widest, "activations");
-        s->xq_runs16 = xmalloc(T * widest, "activations");
-    }
-}
-
-// Makes room for positions 0..positions-1 (at most n_ctx) in the KV cache,
-// the attention scores and the RoPE tables, doubling them until they fit.
-// Each head's stretch of the cache moves to its place in the larger one.
-static void reserve_positions(State *s, const Config *c, const float *rope_freqs, int positions) {
-    int old = s->cache_positions, cap = old > 0 ? old : positions;
-    if (positions <= old) return;
-    if (positions > s->n_ctx) fatal("position %d is past the cache's %d (a bug)", positions - 1, s->n_ctx);
-    while (cap < positions) cap = cap > s->n_ctx / 2 ? s->n_ctx : 2 * cap;
-
-    size_t row = (size_t)c->head_size * (s->kv_f16 ? 2 : 4), stretches = (size_t)c->n_layers * c->n_kv_heads;
-    size_t bytes = stretches * cap * row, kv_mapped; // of each cache
-    unsigned char *kv = map_huge(2 * bytes, &kv_mapped, "the KV cache");
-    if (old == 0 && 2 * bytes <= KV_START_BYTES) touch_pages(kv, 2 * bytes);
-    for (size_t i = 0; i < stretches && old > 0; i++) {
-        memcpy(kv + i * cap * row, (unsigned char *)s->key_cache + i * old * row, old * row);
-        memcpy(kv + bytes + i * cap * row, (unsigned char *)s->value_cache + i * old * row, old * row);
-    }
-    unmap_huge(s->kv_region, s->kv_region_size);
-    s->kv_region = kv, s->kv_region_size = kv_mapped;
-    s->key_cache = kv, s->value_cache = kv + bytes;
-    s->scores = xrealloc(s->scores, (size_t)max_threads() * s->max_tokens * cap * sizeof(float), "attention scores");
-
-    size_t half = c->head_size / 2;
-    s->rope_cos = xrealloc(s->rope_cos, cap * half * sizeof(float), "RoPE tables");
-    s->rope_sin = xrealloc(s->rope_sin, cap * half * sizeof(float), "RoPE tables");
-    // Pair i of a head turns by pos * theta^(-2i/head_size): fast for the first
-    // pairs, slow for the last, so positions are told apart at every scale. A
-    // model stretched to a longer context by linear scaling sees pos / scale;
-    // Llama 3.1 and 3.2 divide each pair's frequency by its own factor instead
-    // (rope_freqs: 1 for the fast pairs, up to 32 for the slowest).
-    for (size_t i = 0; i < half; i++) {
-        float freq = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)c->head_size);
-        if (rope_freqs) freq /= rope_freqs[i];
-        for (int pos = old; pos < cap; pos++) {
-            float angle = pos / c->rope_scale * freq;
-            s->rope_cos[pos * half + i] = cosf(angle);
-            s->rope_sin[pos * half + i] = sinf(angle);
-        }
-    }
-    s->cache_positions = cap;
-}
-
-static void free_state(State *s) {
-    free(s->x), free(s->xb), free(s->xb2), free(s->q), free(s->xq), free(s->xq_scale), free(s->xq_sum), free(s->xq_sum16);
-    free(s->xq_runs32), free(s->xq_runs16), free(s->k_new), free(s->v_new);
-    unmap_huge(s->arena, s->arena_size);
-    unmap_huge(s->kv_region, s->kv_region_size);
-    free(s->scores), free(s->rope_cos), free(s->rope_sin);
-}
-
-// Whether any layer's matrix is float32 (then KV_AUTO keeps a float32 cache).
-static int has_f32_matrices(const Weights *w, const Config *c) {
-    for (int l = 0; l < c->n_layers; l++) {
-        const Layer *L = &w->layers[l];
-        const Matrix *all[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w2, &L->w3};
-        for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-            if (all[i]->type == WEIGHT_F32) return 1;
-    }
-    return 0;
-}
-
-// Opens a checkpoint and readies it to run n_ctx positions (0: its whole
-// context), max_tokens at a time, with a KV cache of the kind asked for.
-static void build_model(Model *m, const char *path, WeightsLoad load, int n_ctx, int max_tokens, KVCache kv) {
-    open_checkpoint(m, path, load);
-    if (n_ctx <= 0 || n_ctx > m->config.seq_len) n_ctx = m->config.seq_len;
-    int kv_f16 = kv == KV_F16 || (kv == KV_AUTO && !has_f32_matrices(&m->weights, &m->config));
-    build_state(&m->state, &m->config, n_ctx, max_tokens, m->int8, kv_f16);
-    size_t per_position = 2 * (size_t)m->config.n_layers * m->config.kv_dim * (kv_f16 ? 2 : 4); // keys and values
-    int start = n_ctx < KV_START_POSITIONS ? n_ctx : KV_START_POSITIONS;
-    while (start > 1 && (size_t)start * per_position > KV_START_BYTES) start = (start + 1) / 2;
-    reserve_positions(&m->state, &m->config, m->weights.rope_freqs, start);
-}
-
-static void free_model(Model *m) {
-    free_state(&m->state);
-    free_gguf_vocabulary(&m->vocab);
-    free(m->weights.layers);
-    unload_file(m->map, m->map_size, m->load);
-}
-
 // ============================================================================
 // The plain kernels, and their dispatch
 //
@@ -690,38 +423,11 @@ static void rope(float *v, int n, int head_size, const float *cos_pos, const flo
     }
 }
 
-// Quantizes x (n) to int8 in groups of gs: each group gets the scale that
-// maps its largest magnitude to 127, so x ~= q * scale. Rounds to nearest even.
-// Also keeps each group's sum of q, and unless sum16 is NULL each 16's sum
-// (gs a multiple of 16), which the SIMD kernels need: see block_rows_avx512.
-static void quantize(int8_t *q, float *scale, int32_t *sum, int32_t *sum16, const float *x, int n, int gs) {
-    for (int g = 0; g < n / gs; g++) {
-        const float *xg = x + (size_t)g * gs;
-        float amax = 0.0f;
-        for (int i = 0; i < gs; i++) {
-            float a = fabsf(xg[i]);
-            if (a > amax) amax = a; // not fmaxf: that is a libm call without -ffast-math
-        }
-        float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-        scale[g] = amax / 127.0f;
-        int32_t total = 0;
-        for (int i = 0; i < gs; i++) {
-            q[(size_t)g * gs + i] = (int8_t)lrintf(xg[i] * inv);
-            total += q[(size_t)g * gs + i];
-        }
-        sum[g] = total;
-    }
-    for (int k = 0; sum16 && k < n / 16; k++) {
-        sum16[k] = 0;
-        for (int i = 16 * k; i < 16 * k + 16; i++) sum16[k] += q[i];
-    }
-}
-
-// A matmul's input: tokens vectors of n floats and, when the weights are int8,
-// the same vectors quantized (made by prepare_input).
+// A matmul's input: `tokens` vectors of n floats. For int8 weights, the same
+// vectors quantized too (by quantize_input, under "Weight types").
 typedef struct {
     const float *f;       // (tokens, n)
-    const int8_t *q;      // (tokens, n)
+    const int8_t *q;      // (tokens, n) int8 weights only, from here on: f in int8
     const float *scale;   // (tokens, n / group_size)
     const int32_t *sum;   // (tokens, n / group_size) each group's sum of q
     const int32_t *sum16; // (tokens, n / 16) each 16's sum of q (GGUF's block types only)
@@ -729,37 +435,12 @@ typedef struct {
     int tokens, n;
 } Input;
 
-// The SIMD kernels of GGUF's blocks of 256 take a block's values in an order
-// that suits how the block packs them: runs of 32 values (Q4_K, Q5_K, IQ4_XS;
-// and eight blocks of Q4_0 or IQ4_NL) 8 values of each run at a time, runs of
-// 16 (Q2_K, Q3_K, Q6_K) 4 at a time. Their input comes in the same orders,
-// made once per input: within each whole 256 values, q32[64 s + 8 k + i] =
-// q[32 k + 8 s + i] and q16[64 s + 4 k + i] = q[16 k + 4 s + i], for steps s < 4.
-static void interleave_runs(int8_t *q32, int8_t *q16, const int8_t *q, int n) {
-    int b = 0;
-    for (; b + 256 <= n; b += 256)
-        for (int s = 0; s < 4; s++) {
-            for (int k = 0; k < 8; k++) memcpy(q32 + b + 64 * s + 8 * k, q + b + 32 * k + 8 * s, 8);
-            for (int k = 0; k < 16; k++) memcpy(q16 + b + 64 * s + 4 * k, q + b + 16 * k + 4 * s, 4);
-        }
-    memcpy(q32 + b, q + b, n - b), memcpy(q16 + b, q + b, n - b); // a last part of fewer than 256: as it is
-}
-
 // The matrix-product kernels compute, for `rows` rows of w and `tokens`
 // input vectors x,
 //     out[t * out_stride + r] = sum over j < n of w[r * w_stride + j] * x[t * x_stride + j]
 // one contiguous block of rows at a time; matmul() below spreads the blocks over threads.
 typedef void F32Rows(float *out, size_t out_stride, const float *w, size_t w_stride, const float *x,
                      size_t x_stride, int n, int rows, int tokens);
-// The int8 kind: w and x in int8 with a scale per group of gs (w_stride and
-// x_stride count values, multiples of gs; w_scale and x_scale hold
-// w_stride / gs and x_stride / gs scales per row and per token). Each group's
-// integer dot product is exact; only its scaling and the sum over groups are
-// in float. x_sum holds each group's sum of x values, as quantize() makes it.
-typedef void Q8Rows(float *out, size_t out_stride, const int8_t *wq, const float *w_scale, size_t w_stride,
-                    const int8_t *xq, const float *x_scale, const int32_t *x_sum, size_t x_stride, int n, int gs,
-                    int rows, int tokens);
-
 // Attention's last step: a weighted sum of rows (values).
 //     out[i] = sum over r < rows of a[r] * v[r * v_stride + i],  i < n
 typedef void WeightedRows(float *out, const float *a, const float *v, size_t v_stride, int n, int rows);
@@ -782,375 +463,56 @@ static void f32_rows_scalar(float *out, size_t out_stride, const float *w, size_
     }
 }
 
-static void q8_rows_scalar(float *out, size_t out_stride, const int8_t *wq, const float *w_scale, size_t w_stride,
-                           const int8_t *xq, const float *x_scale, const int32_t *x_sum, size_t x_stride, int n, int gs,
-                           int rows, int tokens) {
-    (void)x_sum; // a shortcut for the SIMD kernels only
-    for (int t = 0; t < tokens; t++) {
-        for (int r = 0; r < rows; r++) {
-            const int8_t *wr = wq + r * w_stride, *xt = xq + t * x_stride;
-            const float *wr_scale = w_scale + r * (w_stride / gs), *xt_scale = x_scale + t * (x_stride / gs);
-            float sum = 0.0f;
-            for (int g = 0; g < n / gs; g++) {
-                int32_t dot = 0;
-                for (int i = g * gs; i < (g + 1) * gs; i++) dot += wr[i] * xt[i];
-                sum += (float)dot * (wr_scale[g] * xt_scale[g]);
-            }
-            out[t * out_stride + r] = sum;
-        }
-    }
-}
-
-// 16-bit floats. IEEE half (F16): 1 sign, 5 exponent, 10 mantissa bits.
-// bfloat16 (BF16): the top half of a float32, so widening it is a shift.
-static float f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exponent = (h >> 10) & 0x1F, mantissa = h & 0x3FF, bits;
-    float f;
-    if (exponent == 0x1F) { // infinity or NaN
-        bits = sign | 0x7F800000u | mantissa << 13;
-    } else if (exponent != 0) { // normal: rebias the exponent from 15 to 127
-        bits = sign | (exponent + 112) << 23 | mantissa << 13;
-    } else { // zero or subnormal: mantissa * 2^-24, exact in float32
-        f = mantissa * (1.0f / 16777216.0f);
-        memcpy(&bits, &f, 4);
-        bits |= sign;
-    }
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-// float32 to IEEE half, rounded to nearest even (for a float16 KV cache):
-// too large gives infinity, too small a subnormal or zero.
-static uint16_t f32_to_f16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    uint32_t sign = (x >> 16) & 0x8000, exponent = (x >> 23) & 0xFF, mantissa = x & 0x7FFFFF;
-    if (exponent == 0xFF) return (uint16_t)(sign | 0x7C00 | (mantissa ? 0x200 : 0)); // infinity, NaN
-    int e = (int)exponent - 112;                                                       // rebias from 127 to 15
-    if (e >= 31) return (uint16_t)(sign | 0x7C00);
-    uint32_t half, rest, tie;
-    if (e <= 0) { // a subnormal half: the 24-bit mantissa shifted to 10 + e bits, or 0
-        if (e < -10) return (uint16_t)sign;
-        mantissa |= 0x800000;
-        int shift = 14 - e;
-        half = mantissa >> shift, rest = mantissa & ((1u << shift) - 1), tie = 1u << (shift - 1);
-    } else {
-        half = (uint32_t)e << 10 | mantissa >> 13, rest = mantissa & 0x1FFF, tie = 0x1000;
-    }
-    if (rest > tie || (rest == tie && (half & 1))) half++; // a carry into the exponent is right, up to infinity
-    return (uint16_t)(sign | half);
-}
-
-// n floats into float16, as a float16 KV cache stores keys and values.
-static void to_f16_scalar(uint16_t *dst, const float *src, size_t n) {
-    for (size_t i = 0; i < n; i++) dst[i] = f32_to_f16(src[i]);
-}
-
-static float bf16_to_f32(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-// Attention's last step with a float16 cache: out[i] = sum over r < rows of
-// a[r] * v[r * v_stride + i], v in float16.
-typedef void WeightedHalfRows(float *out, const float *a, const uint16_t *v, size_t v_stride, int n, int rows);
-
-static void weighted_f16_rows_scalar(float *out, const float *a, const uint16_t *v, size_t v_stride, int n, int rows) {
-    for (int i = 0; i < n; i++) out[i] = 0.0f;
-    for (int r = 0; r < rows; r++)
-        for (int i = 0; i < n; i++) out[i] += a[r] * f16_to_f32(v[r * v_stride + i]);
-}
-
-// A 16-bit float of either kind (WEIGHT_F16 or WEIGHT_BF16).
-static float half_to_f32(uint16_t h, WeightType type) { return type == WEIGHT_F16 ? f16_to_f32(h) : bf16_to_f32(h); }
-
-static uint16_t load_u16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-
-static uint32_t load_u32(const uint8_t *p) { return read_u32le(p); }
-
-// GGUF's block types, decoded. Every one of them stores a block's values as
-// small integers q with, for each run of 16 values, a scale and an offset
-// (the format's minimum, or 0):
-//     w[j] = scale[j / 16] * q[j] + offset[j / 16]
-// The scales themselves are often quantized: small integers times one float16
-// scale for the whole block of 256 (the K-quants' "super-block").
-typedef struct {
-    int8_t q[256];                 // (values of the block)
-    float scale[16], offset[16];   // (values / 16)
-} Block;
-
-// IQ4_NL and IQ4_XS: a 4-bit index picks one of these 16 levels, spaced
-// unevenly, closer together near zero, where most weights are.
-static const int8_t iq4_levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
-
-// Scale and minimum k (0..7) of a Q4_K or Q5_K block, 6 bits each, packed in
-// 12 bytes: those of 0..3 in the low 6 bits of bytes 0..3 and 4..7; those of
-// 4..7 in the nibbles of bytes 8..11, with their top 2 bits in the top 2 bits
-// of bytes 0..3 (scales) and 4..7 (minimums).
-static void k_scale_min(const uint8_t *s, int k, int *scale, int *min) {
-    if (k < 4) {
-        *scale = s[k] & 63, *min = s[k + 4] & 63;
-    } else {
-        *scale = (s[k + 4] & 15) | (s[k - 4] >> 6) << 4;
-        *min = (s[k + 4] >> 4) | (s[k] >> 6) << 4;
-    }
-}
-
-// The layouts, byte by byte (d, m, dmin: float16). First each type's scales
-// and offsets, per 16 values:
-static void block_scales(WeightType type, const uint8_t *b, float scale[16], float offset[16]) {
-    float d = f16_to_f32(load_u16(b));
-    for (int k = 0; k < 16; k++) scale[k] = d, offset[k] = 0.0f;
-    switch (type) {
-    case WEIGHT_Q8_0: case WEIGHT_Q4_0: case WEIGHT_Q5_0: case WEIGHT_IQ4_NL: // d first, then the values
-        break;
-    case WEIGHT_Q4_1: case WEIGHT_Q5_1: // d, m first: w = d q + m
-        offset[0] = offset[1] = f16_to_f32(load_u16(b + 2));
-        break;
-    case WEIGHT_Q2_K: { // byte k (of 16 first): scale k in its low nibble, minimum k in its high; d, dmin last (80)
-        float dmin = f16_to_f32(load_u16(b + 82));
-        d = f16_to_f32(load_u16(b + 80));
-        for (int k = 0; k < 16; k++) scale[k] = d * (b[k] & 15), offset[k] = -dmin * (b[k] >> 4);
-        break;
-    }
-    case WEIGHT_Q3_K: { // 12 bytes at 96, d last (108). Scale k, 6 bits stored + 32: low 4 bits in the nibbles
-        const uint8_t *s = b + 96; // of bytes 0..7 (k < 8: low nibble of byte k; else high of byte k - 8),
-        d = f16_to_f32(load_u16(b + 108)); // top 2 bits in bits 2 (k / 4)..+1 of byte 8 + k % 4
-        for (int k = 0; k < 16; k++) {
-            int low4 = k < 8 ? s[k] & 15 : s[k - 8] >> 4, top2 = (s[8 + k % 4] >> (2 * (k / 4))) & 3;
-            scale[k] = d * ((low4 | top2 << 4) - 32);
-        }
-        break;
-    }
-    case WEIGHT_Q4_K: case WEIGHT_Q5_K: { // d, dmin, then 12 bytes of 6-bit scales and minimums, one per 32 values
-        float dmin = f16_to_f32(load_u16(b + 2));
-        for (int k = 0; k < 16; k++) {
-            int sc, mn;
-            k_scale_min(b + 4, k / 2, &sc, &mn);
-            scale[k] = d * sc, offset[k] = -dmin * mn;
-        }
-        break;
-    }
-    case WEIGHT_Q6_K: // 16 int8 scales at 192, d last (208)
-        d = f16_to_f32(load_u16(b + 208));
-        for (int k = 0; k < 16; k++) scale[k] = d * (int8_t)b[192 + k];
-        break;
-    case WEIGHT_IQ4_XS: { // d, then 16 bits of scale tops, 4 bytes of scale nibbles: scale s of 32 values, 6 bits
-        uint16_t tops = load_u16(b + 2); // stored + 32, in nibble s of bytes 4..7 and bits 2 s..2 s + 1 of tops
-        for (int s = 0; s < 8; s++) {
-            int sc = ((b[4 + s / 2] >> (4 * (s % 2))) & 15) | ((tops >> (2 * s)) & 3) << 4;
-            scale[2 * s] = scale[2 * s + 1] = d * (sc - 32);
-        }
-        break;
-    }
-    default: fatal("block_scales: %s is not a block type", weight_type_names[type]); // a programming error
-    }
-}
-
-// Then the values (a K-quant's 256 run in chunks of 32 or 64 whose bits share bytes):
-static void decode_block(WeightType type, const uint8_t *b, Block *out) {
-    block_scales(type, b, out->scale, out->offset);
-    switch (type) {
-    case WEIGHT_Q8_0: // 32 int8 after d
-        for (int j = 0; j < 32; j++) out->q[j] = (int8_t)b[2 + j];
-        break;
-    case WEIGHT_Q4_0:   // 16 bytes after d: value j in the low nibble of byte j, value j + 16 in its high nibble; q - 8
-    case WEIGHT_IQ4_NL: // the same, each nibble an index into iq4_levels
-    case WEIGHT_Q4_1: { // the same after d and m, q as it is
-        const uint8_t *qs = b + (type == WEIGHT_Q4_1 ? 4 : 2);
-        for (int j = 0; j < 16; j++) {
-            int lo = qs[j] & 15, hi = qs[j] >> 4;
-            out->q[j] = (int8_t)(type == WEIGHT_Q4_0 ? lo - 8 : type == WEIGHT_IQ4_NL ? iq4_levels[lo] : lo);
-            out->q[j + 16] = (int8_t)(type == WEIGHT_Q4_0 ? hi - 8 : type == WEIGHT_IQ4_NL ? iq4_levels[hi] : hi);
-        }
-        break;
-    }
-    case WEIGHT_Q5_0:   // after d: 32 high bits (bit j: value j's 5th bit), then nibbles as Q4_0's; q - 16
-    case WEIGHT_Q5_1: { // after d and m: the same, q as it is
-        int one = type == WEIGHT_Q5_1, center = one ? 0 : 16;
-        uint32_t high = load_u32(b + 2 + 2 * one);
-        const uint8_t *low = b + 6 + 2 * one;
-        for (int j = 0; j < 16; j++) {
-            out->q[j] = (int8_t)(((low[j] & 15) | ((high >> j) & 1) << 4) - center);
-            out->q[j + 16] = (int8_t)(((low[j] >> 4) | ((high >> (j + 16)) & 1) << 4) - center);
-        }
-        break;
-    }
-    case WEIGHT_Q2_K: // 64 bytes of 2-bit values at 16: each 128 values, 32 bytes, value 32 i + l in bits 2 i..+1 of byte l
-        for (int h = 0; h < 2; h++)
-            for (int i = 0; i < 4; i++)
-                for (int l = 0; l < 32; l++) out->q[128 * h + 32 * i + l] = (b[16 + 32 * h + l] >> (2 * i)) & 3;
-        break;
-    case WEIGHT_Q3_K: // 32 bytes of high bits, then 2-bit values as Q2_K's at 32; value 32 i + l of half h
-        for (int h = 0; h < 2; h++) // has its high bit in bit 4 h + i of byte l; q - 4 when it is 0
-            for (int i = 0; i < 4; i++)
-                for (int l = 0; l < 32; l++)
-                    out->q[128 * h + 32 * i + l] = (int8_t)(((b[32 + 32 * h + l] >> (2 * i)) & 3) - ((b[l] >> (4 * h + i)) & 1 ? 0 : 4));
-        break;
-    case WEIGHT_Q4_K:   // 128 bytes of nibbles at 16: each 64 values, 32 bytes, value l in the low nibble of byte l,
-    case WEIGHT_Q5_K: { // value 32 + l in its high nibble. Q5_K: 32 bytes of 5th bits at 16, the nibbles at 48;
-        int five = type == WEIGHT_Q5_K; // for chunk c of 64, bits 2 c and 2 c + 1 of byte l
-        const uint8_t *high = b + 16, *qs = b + 16 + 32 * five;
-        for (int c = 0; c < 4; c++)
-            for (int l = 0; l < 32; l++) {
-                int lo = qs[32 * c + l] & 15, hi = qs[32 * c + l] >> 4;
-                if (five) lo |= ((high[l] >> (2 * c)) & 1) << 4, hi |= ((high[l] >> (2 * c + 1)) & 1) << 4;
-                out->q[64 * c + l] = (int8_t)lo, out->q[64 * c + 32 + l] = (int8_t)hi;
-            }
-        break;
-    }
-    case WEIGHT_Q6_K: { // 128 bytes of low nibbles, 64 of 2-bit highs; q - 32. Each 128 values: 64 low bytes and
-        const uint8_t *ql = b, *qh = b + 128; // 32 high; for l < 32, values l, 32 + l, 64 + l, 96 + l take the low
-        for (int h = 0; h < 2; h++)           // nibbles of ql[l], ql[32 + l], then their high nibbles, and bits
-            for (int l = 0; l < 32; l++)      // 0-1, 2-3, 4-5, 6-7 of qh[l]
-                for (int i = 0; i < 4; i++) {
-                    int low = ql[64 * h + l + 32 * (i & 1)] >> (4 * (i >> 1)) & 15, top = (qh[32 * h + l] >> (2 * i)) & 3;
-                    out->q[128 * h + 32 * i + l] = (int8_t)((low | top << 4) - 32);
-                }
-        break;
-    }
-    case WEIGHT_IQ4_XS: // 128 bytes of nibbles at 8, as IQ4_NL's: 16 bytes per 32 values
-        for (int s = 0; s < 8; s++)
-            for (int j = 0; j < 16; j++) {
-                uint8_t byte = b[8 + 16 * s + j];
-                out->q[32 * s + j] = iq4_levels[byte & 15], out->q[32 * s + 16 + j] = iq4_levels[byte >> 4];
-            }
-        break;
-    default: fatal("decode_block: %s is not a block type", weight_type_names[type]); // a programming error
-    }
-}
-
-static size_t block_bytes(WeightType type) { return (size_t)block_shape[type].bytes; }
-
-// F16 and BF16 weights: like F32Rows, with w in 16-bit floats.
+// The other kinds of kernel, each described with its plain kernel under
+// "Weight types": int8 weights with a scale per group, 16-bit floats, GGUF's
+// block types; and attention's weighted sum over a float16 KV cache.
+typedef void Q8Rows(float *out, size_t out_stride, const int8_t *wq, const float *w_scale, size_t w_stride,
+                    const int8_t *xq, const float *x_scale, const int32_t *x_sum, size_t x_stride, int n, int gs,
+                    int rows, int tokens);
 typedef void HalfRows(float *out, size_t out_stride, const uint16_t *w, size_t w_stride, const float *x,
                       size_t x_stride, int n, int rows, int tokens);
-// GGUF's block types: each row is x->n / values blocks, rows row_bytes apart;
-// x is the matmul's input, quantized in groups of QBLOCK, like Q8Rows' x.
 typedef void BlockRows(WeightType type, float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
                        const Input *x, int rows);
-
-static void half_rows_scalar(float *out, size_t out_stride, const uint16_t *w, size_t w_stride, const float *x,
-                             size_t x_stride, int n, int rows, int tokens, WeightType type) {
-    for (int r = 0; r < rows; r++)
-        for (int t = 0; t < tokens; t++) {
-            float sum = 0.0f;
-            for (int j = 0; j < n; j++) sum += half_to_f32(w[r * w_stride + j], type) * x[t * x_stride + j];
-            out[t * out_stride + r] = sum;
-        }
-}
-
-static void f16_rows_scalar(float *out, size_t out_stride, const uint16_t *w, size_t w_stride, const float *x,
-                            size_t x_stride, int n, int rows, int tokens) {
-    half_rows_scalar(out, out_stride, w, w_stride, x, x_stride, n, rows, tokens, WEIGHT_F16);
-}
-
-static void bf16_rows_scalar(float *out, size_t out_stride, const uint16_t *w, size_t w_stride, const float *x,
-                             size_t x_stride, int n, int rows, int tokens) {
-    half_rows_scalar(out, out_stride, w, w_stride, x, x_stride, n, rows, tokens, WEIGHT_BF16);
-}
-
-// A block at a time, decoded once for every token: each run of 16 values an
-// integer dot product with the input's int8 values, times its scale, plus the
-// offset times the input's sum, all times the input group's scale.
-static void blocks_rows_scalar(WeightType type, float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
-                               const Input *in, int rows) {
-    const int8_t *xq = in->q;
-    const float *x_scale = in->scale;
-    int n = in->n, tokens = in->tokens, values = block_shape[type].values;
-    size_t x_stride = n;
-    Block block;
-    for (int r = 0; r < rows; r++) {
-        for (int t = 0; t < tokens; t++) out[t * out_stride + r] = 0.0f;
-        for (int b = 0; b < n / values; b++) {
-            decode_block(type, w + r * row_bytes + b * block_bytes(type), &block);
-            for (int t = 0; t < tokens; t++) {
-                const int8_t *x = xq + t * x_stride + b * values;
-                const float *xs = x_scale + t * (x_stride / QBLOCK) + b * (values / QBLOCK);
-                float sum = 0.0f;
-                for (int k = 0; k < values / 16; k++) {
-                    int32_t dot = 0, total = 0;
-                    for (int j = 16 * k; j < 16 * k + 16; j++) dot += block.q[j] * x[j], total += x[j];
-                    sum += (block.scale[k] * dot + block.offset[k] * total) * xs[k / 2];
-                }
-                out[t * out_stride + r] += sum;
-            }
-        }
-    }
-}
-
-// One row of a matrix as floats: how a token's embedding is looked up.
-static void matrix_row(float *out, const Matrix *m, int row) {
-    size_t n = m->cols;
-    Block block;
-    const unsigned char *p = (const unsigned char *)m->data + (size_t)row * m->row_bytes;
-    if (m->type == WEIGHT_F32) {
-        memcpy(out, p, n * sizeof(float));
-        return;
-    }
-    for (size_t j = 0; j < n; j++) {
-        switch (m->type) {
-        case WEIGHT_F32: break; // copied whole above
-        case WEIGHT_Q8: out[j] = (int8_t)p[j] * m->scale[((size_t)row * n + j) / m->group_size]; break;
-        case WEIGHT_F16: out[j] = f16_to_f32(load_u16(p + 2 * j)); break;
-        case WEIGHT_BF16: out[j] = bf16_to_f32(load_u16(p + 2 * j)); break;
-        default: { // a block type: decoded a block at a time
-            int values = block_shape[m->type].values, k = (int)(j % values);
-            if (k == 0) decode_block(m->type, p + j / values * block_bytes(m->type), &block);
-            out[j] = block.scale[k / 16] * block.q[k] + block.offset[k / 16];
-        }
-        }
-    }
-}
+typedef void WeightedHalfRows(float *out, const float *a, const uint16_t *v, size_t v_stride, int n, int rows);
 
 // The dispatch: one set of kernels, every one of a kind. The forward pass
-// calls them through `kernels` below; "Fast kernels" holds the other sets.
+// calls them through `kernels`; "Fast kernels" holds the other sets.
 typedef struct {
     const char *name;
     int (*supported)(void);
     F32Rows *f32_rows;
-    Q8Rows *q8_rows;
     WeightedRows *weighted_rows;
-    WeightedHalfRows *weighted_f16_rows;
-    void (*to_f16)(uint16_t *dst, const float *src, size_t n);
-    HalfRows *f16_rows, *bf16_rows;
-    BlockRows *block_rows;
     // the steps between the matrix products
     void (*rmsnorm)(float *out, const float *x, const float *weight, int n, float eps);
     void (*softmax)(float *x, int n);
     void (*swiglu)(float *gate, const float *up, int n);
+    // the other weight types, and the float16 KV cache
+    Q8Rows *q8_rows;
+    HalfRows *f16_rows, *bf16_rows;
+    BlockRows *block_rows[WEIGHT_TYPES]; // each GGUF block type's kernel (the plain one where a set has none)
+    WeightedHalfRows *weighted_f16_rows;
+    void (*to_f16)(uint16_t *dst, const float *src, size_t n);
 } KernelSet;
 
 static int always(void) { return 1; }
 
-// The kernels in use: the plain ones until select_kernels() picks the best
-// set this CPU runs.
-static KernelSet kernels = {"scalar",        always,
-                            f32_rows_scalar, q8_rows_scalar,
-                            weighted_rows_scalar, weighted_f16_rows_scalar, to_f16_scalar,
-                            f16_rows_scalar, bf16_rows_scalar,
-                            blocks_rows_scalar, rmsnorm, softmax, swiglu};
+// The kernels in use: the plain ones (the table is completed under "Weight
+// types") until select_kernels() picks the best set this CPU runs.
+static KernelSet kernels;
 
+// One row of a matrix as floats: how a token's embedding is looked up.
+static void decode_row(float *out, const Matrix *m, int row); // the other weight types, under "Weight types"
+static void matrix_row(float *out, const Matrix *m, int row) {
+    if (m->type == WEIGHT_F32) memcpy(out, (const float *)m->data + (size_t)row * m->cols, m->cols * sizeof(float));
+    else decode_row(out, m, row);
+}
+
+// A matmul's input from x (tokens, n): the floats as they are, and for int8
+// weights the same quantized.
+static void quantize_input(Model *m, Input *in); // under "Weight types"
 static Input prepare_input(Model *m, const float *x, int tokens, int n) {
     Input in = {x, NULL, NULL, NULL, NULL, NULL, NULL, tokens, n};
-    // An input whose width is not whole groups feeds no int8 matrix (GGUF
-    // exports keep such matrices in F16).
-    if (m->int8 && n % m->config.group_size == 0) {
-        int gs = m->config.group_size, t;
-        State *s = &m->state;
-#pragma omp parallel for if (tokens > 1)
-        for (t = 0; t < tokens; t++) {
-            size_t groups = (size_t)t * (n / gs);
-            int32_t *sum16 = m->blocks ? s->xq_sum16 + (size_t)t * (n / 16) : NULL;
-            quantize(s->xq + (size_t)t * n, s->xq_scale + groups, s->xq_sum + groups, sum16, x + (size_t)t * n, n, gs);
-            if (m->blocks)
-                interleave_runs(s->xq_runs32 + (size_t)t * n, s->xq_runs16 + (size_t)t * n, s->xq + (size_t)t * n, n);
-        }
-        in.q = s->xq, in.scale = s->xq_scale, in.sum = s->xq_sum, in.sum16 = s->xq_sum16;
-        if (m->blocks) in.q_runs32 = s->xq_runs32, in.q_runs16 = s->xq_runs16;
-    }
+    if (m->int8) quantize_input(m, &in);
     return in;
 }
 
@@ -1160,37 +522,20 @@ static Input prepare_input(Model *m, const float *x, int tokens, int n) {
 
 // Block b of a matrix product: rows b * MATMUL_ROW_BLOCK onwards of
 // out (tokens, w.rows) = in (tokens, w.cols) @ w^T.
+static void other_rows(float *out, const Input *in, const Matrix *w, int r0, int rows); // under "Weight types"
 static void matmul_block(float *out, const Input *in, const Matrix *w, int b) {
     int n = w->cols, d = w->rows, r0 = b * MATMUL_ROW_BLOCK;
     int rows = d - r0 < MATMUL_ROW_BLOCK ? d - r0 : MATMUL_ROW_BLOCK;
-    const unsigned char *rows_data = (const unsigned char *)w->data + (size_t)r0 * w->row_bytes;
-    switch (w->type) {
-    case WEIGHT_F32:
-        kernels.f32_rows(out + r0, d, (const float *)rows_data, n, in->f, n, n, rows, in->tokens);
-        break;
-    case WEIGHT_Q8:
-        kernels.q8_rows(out + r0, d, (const int8_t *)rows_data, w->scale + (size_t)r0 * (n / w->group_size), n, in->q,
-                        in->scale, in->sum, n, n, w->group_size, rows, in->tokens);
-        break;
-    case WEIGHT_F16:
-        kernels.f16_rows(out + r0, d, (const uint16_t *)rows_data, n, in->f, n, n, rows, in->tokens);
-        break;
-    case WEIGHT_BF16:
-        kernels.bf16_rows(out + r0, d, (const uint16_t *)rows_data, n, in->f, n, n, rows, in->tokens);
-        break;
-    default: // a GGUF block type
-        kernels.block_rows(w->type, out + r0, d, rows_data, w->row_bytes, in, rows);
-        break;
-    }
+    if (w->type == WEIGHT_F32)
+        kernels.f32_rows(out + r0, d, (const float *)w->data + (size_t)r0 * n, n, in->f, n, n, rows, in->tokens);
+    else
+        other_rows(out, in, w, r0, rows);
 }
 
-// out[i] (tokens, w[i].rows) = in (tokens, w[i].cols) @ w[i]^T for count
-// matrices that share their input (wq, wk and wv; w1 and w3): every weight is
-// read once per call, whatever the number of tokens. Threads take blocks of
-// rows of all the matrices as one list, so the count products cost one
-// start and one wait of the threads, not count of them: while generating
-// with a small model, starting and waiting for threads is a large share of
-// the time.
+// out[i] (tokens, w[i].rows) = in (tokens, w[i].cols) @ w[i]^T for count matrices that
+// share their input (wq, wk, wv; w1, w3), each weight read once whatever the number of
+// tokens. Threads take the blocks of rows of all of them as one list: one start and one
+// wait of the threads, which for a small model generating is a large share of the time.
 static void matmuls(int count, float *const out[], const Input *in, const Matrix *const w[]) {
     int first_block[4], n_blocks = 0; // first_block[i]: where matrix i's blocks start in the list
     if (count > 4) fatal("matmuls: %d products at once, at most 4", count); // a programming error
@@ -1209,41 +554,67 @@ static void matmuls(int count, float *const out[], const Input *in, const Matrix
 
 static void matmul(float *out, const Input *in, const Matrix *w) { matmuls(1, &out, in, &w); }
 
-// One head's attention for a block of T queries at positions pos..pos+T-1:
-// score each query against the keys of positions 0..its own (causal), softmax
-// the scores, and sum the values weighted by them. All T queries are scored
-// against all pos+T keys as one matrix product, and each query then uses only
-// its causal part. keys and values point at this head's position 0, one
-// position a row of head_size values, in float32 or (f16) float16; queries
-// and outputs are `stride` apart. scores has room for T * (pos + T) floats.
-static void attention(float *out, const float *q, size_t stride, const void *keys, const void *values, int f16,
+// Attention in three steps, for one head and T queries at positions pos..pos+T-1. keys and
+// values point at the head's position 0 in the KV cache, a row of head_size values a position,
+// float32 or (kv_f16) float16 (see kv_row); queries and outputs are `stride` floats apart.
+
+// Step 1, scores (T, pos + T): every query against every key, as one matrix
+// product with the keys as the weights.
+static void attention_scores(float *scores, const float *q, size_t stride, const void *keys, int kv_f16, int n_keys,
+                             int T, int head_size) {
+    if (kv_f16) kernels.f16_rows(scores, n_keys, keys, head_size, q, stride, head_size, n_keys, T);
+    else kernels.f32_rows(scores, n_keys, keys, head_size, q, stride, head_size, n_keys, T);
+}
+
+// Step 3, the output: the values' rows summed, weighted by the probabilities.
+static void attention_mix(float *out, const float *probs, const void *values, int kv_f16, int n_values, int head_size) {
+    if (kv_f16) kernels.weighted_f16_rows(out, probs, values, head_size, head_size, n_values);
+    else kernels.weighted_rows(out, probs, values, head_size, head_size, n_values);
+}
+
+// scores has room for T * (pos + T) floats.
+static void attention(float *out, const float *q, size_t stride, const void *keys, const void *values, int kv_f16,
                       float *scores, int pos, int T, int head_size) {
     int n_keys = pos + T;
-    if (f16) kernels.f16_rows(scores, n_keys, keys, head_size, q, stride, head_size, n_keys, T);
-    else kernels.f32_rows(scores, n_keys, keys, head_size, q, stride, head_size, n_keys, T);
-    float scale = 1.0f / sqrtf((float)head_size); // keeps scores ~unit variance
+    attention_scores(scores, q, stride, keys, kv_f16, n_keys, T, head_size);
     for (int t = 0; t < T; t++) {
         float *s = scores + (size_t)t * n_keys;
-        int visible = pos + t + 1;
+        int visible = pos + t + 1; // causal: a query sees the keys up to its own position only
+        // Step 2, probabilities: the scores scaled to about unit variance, then softmax.
+        float scale = 1.0f / sqrtf((float)head_size);
         for (int k = 0; k < visible; k++) s[k] *= scale;
         kernels.softmax(s, visible);
-        if (f16) kernels.weighted_f16_rows(out + t * stride, s, values, head_size, head_size, visible);
-        else kernels.weighted_rows(out + t * stride, s, values, head_size, head_size, visible);
+        attention_mix(out + t * stride, s, values, kv_f16, visible, head_size);
     }
+}
+
+// The KV cache keeps each layer's key/value heads' positions as consecutive rows, so that
+// attention reads a head's keys and values as one stream, which the hardware prefetchers
+// follow: (n_layers, n_kv_heads, cache_positions, head_size). The row of position pos:
+static void *kv_row(const State *s, const Config *c, void *cache, int layer, int kv_head, int pos) {
+    size_t row_bytes = (size_t)c->head_size * (s->kv_f16 ? 2 : 4);
+    size_t row = ((size_t)layer * c->n_kv_heads + kv_head) * s->cache_positions + pos;
+    return (unsigned char *)cache + row * row_bytes;
+}
+
+// Stores one head's key or value (head_size floats) in its row.
+static void kv_store(const State *s, void *row, const float *x, int head_size) {
+    if (s->kv_f16) kernels.to_f16(row, x, head_size); // half the memory, rounded to nearest
+    else memcpy(row, x, head_size * sizeof(float));
 }
 
 // ============================================================================
 // The forward pass
 //
-// Tokens in, logits for the token after each out.
-//
-// n_tokens tokens (at most max_tokens) at positions pos, pos+1, ... go through
-// the model together: each weight matrix is read once for all of them, which
-// is what makes reading a prompt fast. Token t attends to positions 0..pos+t
-// only. Returns the logits the caller asks for: none (NULL), the last
-// token's (vocab_size), or every token's (n_tokens, vocab_size). Only the
-// last block of a prompt needs any, and the classifier is the largest matrix.
+// Tokens in, logits for the token after each out. n_tokens tokens (at most
+// max_tokens) at positions pos, pos+1, ... go through the model together:
+// each weight matrix is read once for all of them, which is what makes
+// reading a prompt fast. Returns the logits the caller asks for: none (NULL),
+// the last token's (vocab_size), or every token's (n_tokens, vocab_size).
+// Only a prompt's last block needs any, and the classifier is the largest matrix.
 typedef enum { LOGITS_NONE, LOGITS_LAST, LOGITS_ALL } Logits;
+
+static void reserve_positions(State *s, const Config *c, const float *rope_freqs, int positions); // in "The state"
 
 static float *forward(Model *m, const int *tokens, int n_tokens, int pos, Logits logits) {
     const Config *c = &m->config;
@@ -1254,57 +625,53 @@ static float *forward(Model *m, const int *tokens, int n_tokens, int pos, Logits
     m->n_forwarded += T;
     reserve_positions(s, c, w->rope_freqs, pos + T); // room in the cache for these positions
 
-    // The residual stream starts as each token's embedding.
+    // The residual stream x starts as each token's embedding.
     for (int t = 0; t < T; t++) matrix_row(s->x + (size_t)t * dim, &w->token_embedding, tokens[t]);
 
     for (int l = 0; l < c->n_layers; l++) {
         const Layer *layer = &w->layers[l];
-        // Attention block. The keys and values of these positions go into the
-        // cache, where each key/value head keeps its positions as consecutive
-        // rows, so that attention reads each head's keys and values as one
-        // sequential stream, which the hardware prefetchers follow.
-        size_t kv_bytes = s->kv_f16 ? 2 : 4, layer_bytes = (size_t)s->cache_positions * kv_dim * kv_bytes;
-        size_t head_bytes = (size_t)s->cache_positions * head_size * kv_bytes; // one head's slice of a layer
-        unsigned char *key_layer = (unsigned char *)s->key_cache + l * layer_bytes;
-        unsigned char *value_layer = (unsigned char *)s->value_cache + l * layer_bytes;
-        float *k = s->k_new, *v = s->v_new;
+
+        // Attention block. RMSNorm first.
         for (int t = 0; t < T; t++)
             kernels.rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, layer->rms_att, dim, c->norm_eps);
+
+        // The queries, keys and values of these tokens: q (T, dim), k and v (T, kv_dim).
+        float *k = s->k_new, *v = s->v_new;
         Input in = prepare_input(m, s->xb, T, dim);
         matmuls(3, (float *[]){s->q, k, v}, &in, (const Matrix *[]){&layer->wq, &layer->wk, &layer->wv});
+
+        // RoPE: each query and key turned by its token's position.
         for (int t = 0; t < T; t++) {
             const float *cos_pos = s->rope_cos + (size_t)(pos + t) * (head_size / 2);
             const float *sin_pos = s->rope_sin + (size_t)(pos + t) * (head_size / 2);
             rope(s->q + (size_t)t * dim, dim, head_size, cos_pos, sin_pos);
             rope(k + (size_t)t * kv_dim, kv_dim, head_size, cos_pos, sin_pos);
         }
+
+        // The keys and values go into the cache, at their positions.
         for (int t = 0; t < T; t++)
             for (int kh = 0; kh < c->n_kv_heads; kh++) {
-                size_t at = kh * head_bytes + (size_t)(pos + t) * head_size * kv_bytes; // in the cache, bytes
-                size_t from = (size_t)t * kv_dim + kh * head_size;                       // in k and v, floats
-                if (s->kv_f16) {
-                    kernels.to_f16((uint16_t *)(key_layer + at), k + from, head_size);
-                    kernels.to_f16((uint16_t *)(value_layer + at), v + from, head_size);
-                } else {
-                    memcpy(key_layer + at, k + from, head_size * sizeof(float));
-                    memcpy(value_layer + at, v + from, head_size * sizeof(float));
-                }
+                size_t from = (size_t)t * kv_dim + (size_t)kh * head_size;
+                kv_store(s, kv_row(s, c, s->key_cache, l, kh, pos + t), k + from, head_size);
+                kv_store(s, kv_row(s, c, s->value_cache, l, kh, pos + t), v + from, head_size);
             }
 
-        // Every head attends on its own: spread them over threads.
+        // Multi-head attention, every head on its own, spread over threads (heads_per_kv share a key/value head).
         int h;
 #pragma omp parallel for schedule(dynamic, 1)
         for (h = 0; h < c->n_heads; h++) {
-            size_t kv_offset = (size_t)(h / heads_per_kv) * head_bytes, q_offset = (size_t)h * head_size;
             float *scores = s->scores + (size_t)thread_index() * s->max_tokens * s->cache_positions;
-            attention(s->xb + q_offset, s->q + q_offset, dim, key_layer + kv_offset, value_layer + kv_offset,
-                      s->kv_f16, scores, pos, T, head_size);
+            attention(s->xb + (size_t)h * head_size, s->q + (size_t)h * head_size, dim,
+                      kv_row(s, c, s->key_cache, l, h / heads_per_kv, 0),
+                      kv_row(s, c, s->value_cache, l, h / heads_per_kv, 0), s->kv_f16, scores, pos, T, head_size);
         }
+
+        // The heads' outputs mixed by wo, and added to the residual stream.
         in = prepare_input(m, s->xb, T, dim);
         matmul(s->xb2, &in, &layer->wo);
         for (size_t i = 0; i < (size_t)T * dim; i++) s->x[i] += s->xb2[i];
 
-        // Feed-forward block: w2 (SiLU(w1 x) * w3 x).
+        // Feed-forward block: RMSNorm, then w2 (SiLU(w1 x) * w3 x), added to the residual stream.
         for (int t = 0; t < T; t++)
             kernels.rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, layer->rms_ffn, dim, c->norm_eps);
         in = prepare_input(m, s->xb, T, dim);
@@ -1326,10 +693,219 @@ static float *forward(Model *m, const int *tokens, int n_tokens, int pos, Logits
 }
 
 // ============================================================================
+// The state: activations and the KV cache
+//
+// Readying a model for a run: its file into memory (read, or mapped), and
+// the memory forward works in: the activations for a block of tokens, and
+// the KV cache, which grows with the positions used.
+
+// What the KV cache holds. float16 halves its memory (a 7B model's 4096
+// positions: 2 GB instead of 4) and what attention reads at depth; it costs
+// nothing where the weights themselves are 16 bits or fewer, so that is the
+// default there, and float32 weights keep a float32 cache.
+typedef enum { KV_AUTO, KV_F32, KV_F16 } KVCache;
+
+// In "Platform", below: the few things the operating system does, the same
+// on POSIX and Windows. map_huge gives zeroed memory on 2 MB pages where the
+// OS allows, untouched pages costing nothing; load_file reads a checkpoint
+// into such memory, or maps it (load), and fails with a message.
+#define HUGE_PAGE (2u << 20)
+static void *map_huge(size_t size, size_t *mapped, const char *what);
+static void unmap_huge(void *p, size_t mapped);
+static void *load_file(const char *path, WeightsLoad load, size_t min_size, const char *what, size_t *size,
+                       size_t *mapped);
+static void unload_file(void *bytes, size_t mapped, WeightsLoad load);
+static FILE *open_file(const char *path, const char *mode); // fopen, with a UTF-8 path on Windows too
+static void free_gguf_vocabulary(struct GGUFVocab *v); // in "Other formats: GGUF"
+
+// Opens a checkpoint: read into memory or mapped, then read_checkpoint.
+static void open_checkpoint(Model *m, const char *path, WeightsLoad load) {
+    memset(m, 0, sizeof(*m));
+    m->path = path;
+    m->load = load;
+    size_t size;
+    m->map = load_file(path, load, 28, "a checkpoint header", &size, &m->map_size);
+    read_checkpoint(m, m->map, size, path);
+}
+
+// Tokens per forward call while reading a prompt. Each weight matrix is read
+// from memory once per block instead of once per token. 64 read prompts
+// faster than 32, and larger blocks gained nothing more: a block's
+// activations (64 x 5632 floats = 1.4 MB for a 1.1B model) already spill out
+// of L2 (bench/NOTES.md has the figures).
+#define PROMPT_BLOCK 64
+
+// The state's big arrays (the logits and the feed-forward activations) share
+// one region on 2 MB pages, touched once when it is made, as llama.cpp clears
+// its KV cache: left to be faulted in while reading the prompt, its pages cost
+// a large share of a small model's first prompt (a page fault is slow in a
+// virtual machine; bench/NOTES.md).
+//
+// The KV cache may hold n_ctx positions: -n, or the model's whole context for
+// a chat without -n. It is made with room for KV_START_POSITIONS, or as many
+// as fit in KV_START_BYTES, or all n_ctx if fewer, touched in the same way,
+// and doubles whenever a forward call needs more (reserve_positions), so
+// memory follows the positions a session reaches: a Llama 3.1 8B's whole
+// context of 131,072 positions would take 16 GB in float16.
+#define KV_START_POSITIONS 4096
+#define KV_START_BYTES (256u << 20)
+
+// Takes the next n_bytes of the region, on their own cache lines.
+static void *carve(State *s, size_t *used, size_t n_bytes) {
+    void *p = (unsigned char *)s->arena + *used;
+    *used += (n_bytes + 63) / 64 * 64; // each array on its own cache lines
+    return p;
+}
+
+// Zeroes n bytes on 2 MB pages, in parallel, a page each: faster, and it
+// starts the threads (and wakes the CPUs they run on) before the prompt
+// rather than during it.
+static void touch_pages(unsigned char *p, size_t n) {
+    long page;
+#pragma omp parallel for schedule(static)
+    for (page = 0; page < (long)((n + HUGE_PAGE - 1) / HUGE_PAGE); page++) {
+        size_t start = (size_t)page * HUGE_PAGE, end = start + HUGE_PAGE < n ? start + HUGE_PAGE : n;
+        memset(p + start, 0, end - start);
+    }
+}
+
+// The int8 copy of matmul inputs, for int8 weights: under "Weight types".
+static struct Quantized *build_quantized(size_t tokens, size_t widest, int group_size);
+static void free_quantized(struct Quantized *xq);
+
+// Allocates the activations for max_tokens tokens; the KV cache, for up to
+// n_ctx positions, comes with reserve_positions.
+static void build_state(State *s, const Config *c, int n_ctx, int max_tokens, int int8, int kv_f16) {
+    size_t dim = c->dim, hidden = c->hidden_dim, T = max_tokens;
+    size_t widest = hidden > dim ? hidden : dim;
+    s->max_tokens = max_tokens;
+    s->n_ctx = n_ctx;
+    s->kv_f16 = kv_f16;
+    s->x = xmalloc(T * dim * sizeof(float), "activations");
+    s->xb = xmalloc(T * dim * sizeof(float), "activations");
+    s->xb2 = xmalloc(T * dim * sizeof(float), "activations");
+    s->q = xmalloc(T * dim * sizeof(float), "activations");
+    size_t n_logits = T * c->vocab_size;
+    size_t big = (2 * T * hidden + n_logits) * sizeof(float) + 3 * 64; // 64 bytes of padding each
+    s->arena = map_huge(big, &s->arena_size, "the activations");
+    size_t used = 0;
+    s->hb = carve(s, &used, T * hidden * sizeof(float));
+    s->hb2 = carve(s, &used, T * hidden * sizeof(float));
+    s->logits = carve(s, &used, n_logits * sizeof(float));
+    touch_pages(s->arena, used);
+    s->k_new = xmalloc(T * c->kv_dim * sizeof(float), "activations");
+    s->v_new = xmalloc(T * c->kv_dim * sizeof(float), "activations");
+    if (int8) s->xq = build_quantized(T, widest, c->group_size);
+}
+
+// Makes room for positions 0..positions-1 (at most n_ctx) in the KV cache,
+// the attention scores and the RoPE tables, doubling them until they fit.
+// Each head's stretch of the cache moves to its place in the larger one.
+static void reserve_positions(State *s, const Config *c, const float *rope_freqs, int positions) {
+    int old = s->cache_positions, cap = old > 0 ? old : positions;
+    if (positions <= old) return;
+    if (positions > s->n_ctx) fatal("position %d is past the cache's %d (a bug)", positions - 1, s->n_ctx);
+    while (cap < positions) cap = cap > s->n_ctx / 2 ? s->n_ctx : 2 * cap;
+
+    size_t row = (size_t)c->head_size * (s->kv_f16 ? 2 : 4), stretches = (size_t)c->n_layers * c->n_kv_heads;
+    size_t bytes = stretches * cap * row, kv_mapped; // of each cache
+    unsigned char *kv = map_huge(2 * bytes, &kv_mapped, "the KV cache");
+    if (old == 0 && 2 * bytes <= KV_START_BYTES) touch_pages(kv, 2 * bytes);
+    for (size_t i = 0; i < stretches && old > 0; i++) {
+        memcpy(kv + i * cap * row, (unsigned char *)s->key_cache + i * old * row, old * row);
+        memcpy(kv + bytes + i * cap * row, (unsigned char *)s->value_cache + i * old * row, old * row);
+    }
+    unmap_huge(s->kv_region, s->kv_region_size);
+    s->kv_region = kv, s->kv_region_size = kv_mapped;
+    s->key_cache = kv, s->value_cache = kv + bytes;
+    s->scores = xrealloc(s->scores, (size_t)max_threads() * s->max_tokens * cap * sizeof(float), "attention scores");
+
+    size_t half = c->head_size / 2;
+    s->rope_cos = xrealloc(s->rope_cos, cap * half * sizeof(float), "RoPE tables");
+    s->rope_sin = xrealloc(s->rope_sin, cap * half * sizeof(float), "RoPE tables");
+    // Pair i of a head turns by pos * theta^(-2i/head_size): fast for the first
+    // pairs, slow for the last, so positions are told apart at every scale. A
+    // model stretched to a longer context by linear scaling sees pos / scale;
+    // Llama 3.1 and 3.2 divide each pair's frequency by its own factor instead
+    // (rope_freqs: 1 for the fast pairs, up to 32 for the slowest).
+    for (size_t i = 0; i < half; i++) {
+        float freq = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)c->head_size);
+        if (rope_freqs) freq /= rope_freqs[i];
+        for (int pos = old; pos < cap; pos++) {
+            float angle = pos / c->rope_scale * freq;
+            s->rope_cos[pos * half + i] = cosf(angle);
+            s->rope_sin[pos * half + i] = sinf(angle);
+        }
+    }
+    s->cache_positions = cap;
+}
+
+static void free_state(State *s) {
+    free(s->x), free(s->xb), free(s->xb2), free(s->q), free(s->k_new), free(s->v_new);
+    free_quantized(s->xq);
+    unmap_huge(s->arena, s->arena_size);
+    unmap_huge(s->kv_region, s->kv_region_size);
+    free(s->scores), free(s->rope_cos), free(s->rope_sin);
+}
+
+// Whether any layer's matrix is float32 (then KV_AUTO keeps a float32 cache).
+static int has_f32_matrices(const Weights *w, const Config *c) {
+    for (int l = 0; l < c->n_layers; l++) {
+        const Layer *L = &w->layers[l];
+        const Matrix *all[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w2, &L->w3};
+        for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+            if (all[i]->type == WEIGHT_F32) return 1;
+    }
+    return 0;
+}
+
+// Opens a checkpoint and readies it to run n_ctx positions (0: its whole
+// context), max_tokens at a time, with a KV cache of the kind asked for.
+static void build_model(Model *m, const char *path, WeightsLoad load, int n_ctx, int max_tokens, KVCache kv) {
+    open_checkpoint(m, path, load);
+    if (n_ctx <= 0 || n_ctx > m->config.seq_len) n_ctx = m->config.seq_len;
+    int kv_f16 = kv == KV_F16 || (kv == KV_AUTO && !has_f32_matrices(&m->weights, &m->config));
+    build_state(&m->state, &m->config, n_ctx, max_tokens, m->int8, kv_f16);
+    size_t per_position = 2 * (size_t)m->config.n_layers * m->config.kv_dim * (kv_f16 ? 2 : 4); // keys and values
+    int start = n_ctx < KV_START_POSITIONS ? n_ctx : KV_START_POSITIONS;
+    while (start > 1 && (size_t)start * per_position > KV_START_BYTES) start = (start + 1) / 2;
+    reserve_positions(&m->state, &m->config, m->weights.rope_freqs, start);
+}
+
+static void free_model(Model *m) {
+    free_state(&m->state);
+    free_gguf_vocabulary(m->vocab), free(m->vocab);
+    free(m->weights.layers);
+    unload_file(m->map, m->map_size, m->load);
+}
+
+
+// ============================================================================
 // The tokenizer
 //
-// Text to token ids and back, exactly as SentencePiece does it: tokenizer.c,
-// included here whole. Its opening comment explains the algorithm.
+// Text to token ids and back, exactly as the model's own tokenizer does it
+// (SentencePiece for Llama 2, byte-level BPE for Llama 3): tokenizer.c,
+// included here whole. Its opening comment explains the algorithms.
+
+// SentencePiece's piece types, as GGUF files record them (tokenizer.ggml.token_type).
+enum { PIECE_NORMAL = 1, PIECE_UNKNOWN = 2, PIECE_CONTROL = 3, PIECE_USER_DEFINED = 4, PIECE_UNUSED = 5, PIECE_BYTE = 6 };
+
+// The tokenizer a GGUF file carries, read out of it (n == 0: none): SentencePiece's
+// (Llama 2, Mistral, TinyLlama) or byte-level BPE's (Llama 3).
+typedef struct GGUFVocab {
+    int n;
+    int bpe;             // byte-level BPE (tokenizer.ggml.model "gpt2"); else SentencePiece ("llama")
+    const char **piece;  // (n) each piece's text, in the file
+    size_t *piece_len;   // (n)
+    float *score;        // (n) SentencePiece's merge priorities, or NULL
+    int32_t *type;       // (n) piece types (PIECE_*), or NULL
+    const char **merge;  // (n_merges) BPE's merge rules, "left right", most urgent first
+    size_t *merge_len;   // (n_merges)
+    int n_merges;
+    int bos_id, eos_id, unk_id, eot_id, eom_id; // -1: none
+    int add_space_prefix, remove_extra_whitespaces, add_bos; // SentencePiece's normalizer flags, and <s> first
+    int ignore_merges;   // BPE: a pre-token that is itself a token is taken whole (Llama 3)
+} GGUFVocab;
 
 #include "tokenizer.c"
 
@@ -1845,6 +1421,9 @@ static ChatStats chat(Model *m, const Tokenizer *t, Sampler *sampler, const Chat
         chat_user(&turn, o->system, user.data, user.len, stats.turns == 0);
         chat_flush(&turn);
         free(user.data);
+        if (pos + turn.n + 1 > n_ctx && stats.turns == 0) // a reply that can never start
+            fatal("the first turn needs %d positions with its reply's first token, and the context has %d; "
+                  "expected a larger -n (at most %d) or a shorter turn", turn.n + 1, n_ctx, m->config.seq_len);
         if (pos + turn.n + 1 > n_ctx) { // the turn and at least one token of reply
             warn("the conversation fills %d of its %d positions and the next turn needs %d more; chat ended", pos,
                  n_ctx, turn.n + 1);
@@ -1885,11 +1464,535 @@ static ChatStats chat(Model *m, const Tokenizer *t, Sampler *sampler, const Chat
 }
 
 // ============================================================================
+// What a first reading may skip: the program above is complete for float32
+// weights. What follows runs the other weight types (int8, 16-bit floats,
+// GGUF's blocks), reads GGUF files and chat formats, computes the kernels
+// faster with SIMD instructions, meets the operating system, and parses the
+// command line.
 // ============================================================================
-// What a first reading may skip: the program above is complete. What follows
-// reads GGUF files, puts memory on 2 MB pages, computes the kernels faster
-// with SIMD instructions, and parses the command line.
+
 // ============================================================================
+// Weight types: int8, 16-bit floats and GGUF's blocks
+//
+// Every weight type but float32: how its numbers are stored, its plain
+// decoders and kernels (each the definition of what it computes, as the
+// float32 ones above are), and the quantized input the int8 kernels take.
+// weight_types, below, has one row per type; docs/weight-types.md lists the
+// edits a new type needs.
+
+// A block type's input is quantized too, in groups of QBLOCK values, each with
+// its own scale: every block type's sub-blocks (16 or 32 values) fit in one.
+#define QBLOCK 32
+
+// Quantizes x (n) to int8 in groups of gs: each group gets the scale that
+// maps its largest magnitude to 127, so x ~= q * scale. Rounds to nearest even.
+// Also keeps each group's sum of q, and unless sum16 is NULL each 16's sum
+// (gs a multiple of 16), which the SIMD kernels need: see block32_rows_avx512.
+static void quantize(int8_t *q, float *scale, int32_t *sum, int32_t *sum16, const float *x, int n, int gs) {
+    for (int g = 0; g < n / gs; g++) {
+        const float *xg = x + (size_t)g * gs;
+        float amax = 0.0f;
+        for (int i = 0; i < gs; i++) {
+            float a = fabsf(xg[i]);
+            if (a > amax) amax = a; // not fmaxf: that is a libm call without -ffast-math
+        }
+        float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+        scale[g] = amax / 127.0f;
+        int32_t total = 0;
+        for (int i = 0; i < gs; i++) {
+            q[(size_t)g * gs + i] = (int8_t)lrintf(xg[i] * inv);
+            total += q[(size_t)g * gs + i];
+        }
+        sum[g] = total;
+    }
+    for (int k = 0; sum16 && k < n / 16; k++) {
+        sum16[k] = 0;
+        for (int i = 16 * k; i < 16 * k + 16; i++) sum16[k] += q[i];
+    }
+}
+
+// The int8 copy of a matmul's input, made once per matmul input and kept in
+// the state (State.xq), one row per token.
+typedef struct Quantized {
+    int8_t *q;       // (max_tokens, max(dim, hidden_dim)) the input in int8
+    float *scale;    // (max_tokens, max(dim, hidden_dim) / group_size)
+    int32_t *sum;    // (max_tokens, max(dim, hidden_dim) / group_size) each group's sum of int8 values
+    int32_t *sum16;  // (max_tokens, max(dim, hidden_dim) / 16 + 1) each 16's sum, for GGUF's block types
+    int8_t *runs32;  // (max_tokens, max(dim, hidden_dim)) q in two other orders, for the SIMD kernels
+    int8_t *runs16;  //   of GGUF's blocks of 256 (see interleave_runs)
+} Quantized;
+
+static Quantized *build_quantized(size_t tokens, size_t widest, int group_size) {
+    Quantized *xq = xmalloc(sizeof(Quantized), "activations");
+    xq->q = xmalloc(tokens * widest, "activations");
+    xq->scale = xmalloc(tokens * (widest / group_size) * sizeof(float), "activations");
+    xq->sum = xmalloc(tokens * (widest / group_size) * sizeof(int32_t), "activations");
+    xq->sum16 = xmalloc(tokens * (widest / 16 + 1) * sizeof(int32_t), "activations");
+    xq->runs32 = xmalloc(tokens * widest, "activations");
+    xq->runs16 = xmalloc(tokens * widest, "activations");
+    return xq;
+}
+
+static void free_quantized(Quantized *xq) {
+    if (!xq) return;
+    free(xq->q), free(xq->scale), free(xq->sum), free(xq->sum16), free(xq->runs32), free(xq->runs16);
+    free(xq);
+}
+
+// The SIMD kernels of GGUF's blocks of 256 take a block's values in an order
+// that suits how the block packs them: runs of 32 values (Q4_K, Q5_K, IQ4_XS;
+// and eight blocks of Q4_0 or IQ4_NL) 8 values of each run at a time, runs of
+// 16 (Q2_K, Q3_K, Q6_K) 4 at a time. Their input comes in the same orders,
+// made once per input: within each whole 256 values, q32[64 s + 8 k + i] =
+// q[32 k + 8 s + i] and q16[64 s + 4 k + i] = q[16 k + 4 s + i], for steps s < 4.
+static void interleave_runs(int8_t *q32, int8_t *q16, const int8_t *q, int n) {
+    int b = 0;
+    for (; b + 256 <= n; b += 256)
+        for (int s = 0; s < 4; s++) {
+            for (int k = 0; k < 8; k++) memcpy(q32 + b + 64 * s + 8 * k, q + b + 32 * k + 8 * s, 8);
+            for (int k = 0; k < 16; k++) memcpy(q16 + b + 64 * s + 4 * k, q + b + 16 * k + 4 * s, 4);
+        }
+    memcpy(q32 + b, q + b, n - b), memcpy(q16 + b, q + b, n - b); // a last part of fewer than 256: as it is
+}
+
+// prepare_input's second half: the input quantized, for int8 weights. An
+// input whose width is not whole groups feeds no int8 matrix (GGUF exports
+// keep such matrices in F16), so it stays float only.
+static void quantize_input(Model *m, Input *in) {
+    int n = in->n, tokens = in->tokens, gs = m->config.group_size, t;
+    Quantized *xq = m->state.xq;
+    if (n % gs != 0) return;
+#pragma omp parallel for if (tokens > 1)
+    for (t = 0; t < tokens; t++) {
+        size_t groups = (size_t)t * (n / gs);
+        int32_t *sum16 = m->blocks ? xq->sum16 + (size_t)t * (n / 16) : NULL;
+        quantize(xq->q + (size_t)t * n, xq->scale + groups, xq->sum + groups, sum16, in->f + (size_t)t * n, n, gs);
+        if (m->blocks) interleave_runs(xq->runs32 + (size_t)t * n, xq->runs16 + (size_t)t * n, xq->q + (size_t)t * n, n);
+    }
+    in->q = xq->q, in->scale = xq->scale, in->sum = xq->sum, in->sum16 = xq->sum16;
+    if (m->blocks) in->q_runs32 = xq->runs32, in->q_runs16 = xq->runs16;
+}
+
+// llama2.c's int8 weights (Q8Rows): w and x in int8 with a scale per group of gs (w_stride and
+// x_stride count values, multiples of gs; w_scale and x_scale hold
+// w_stride / gs and x_stride / gs scales per row and per token). Each group's
+// integer dot product is exact; only its scaling and the sum over groups are
+// in float. x_sum holds each group's sum of x values, as quantize() makes it.
+static void q8_rows_scalar(float *out, size_t out_stride, const int8_t *wq, const float *w_scale, size_t w_stride,
+                           const int8_t *xq, const float *x_scale, const int32_t *x_sum, size_t x_stride, int n, int gs,
+                           int rows, int tokens) {
+    (void)x_sum; // a shortcut for the SIMD kernels only
+    for (int t = 0; t < tokens; t++) {
+        for (int r = 0; r < rows; r++) {
+            const int8_t *wr = wq + r * w_stride, *xt = xq + t * x_stride;
+            const float *wr_scale = w_scale + r * (w_stride / gs), *xt_scale = x_scale + t * (x_stride / gs);
+            float sum = 0.0f;
+            for (int g = 0; g < n / gs; g++) {
+                int32_t dot = 0;
+                for (int i = g * gs; i < (g + 1) * gs; i++) dot += wr[i] * xt[i];
+                sum += (float)dot * (wr_scale[g] * xt_scale[g]);
+            }
+            out[t * out_stride + r] = sum;
+        }
+    }
+}
+
+// 16-bit floats. IEEE half (F16): 1 sign, 5 exponent, 10 mantissa bits.
+// bfloat16 (BF16): the top half of a float32, so widening it is a shift.
+static float f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exponent = (h >> 10) & 0x1F, mantissa = h & 0x3FF, bits;
+    float f;
+    if (exponent == 0x1F) { // infinity or NaN
+        bits = sign | 0x7F800000u | mantissa << 13;
+    } else if (exponent != 0) { // normal: rebias the exponent from 15 to 127
+        bits = sign | (exponent + 112) << 23 | mantissa << 13;
+    } else { // zero or subnormal: mantissa * 2^-24, exact in float32
+        f = mantissa * (1.0f / 16777216.0f);
+        memcpy(&bits, &f, 4);
+        bits |= sign;
+    }
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+// float32 to IEEE half, rounded to nearest even (for a float16 KV cache):
+// too large gives infinity, too small a subnormal or zero.
+static uint16_t f32_to_f16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000, exponent = (x >> 23) & 0xFF, mantissa = x & 0x7FFFFF;
+    if (exponent == 0xFF) return (uint16_t)(sign | 0x7C00 | (mantissa ? 0x200 : 0)); // infinity, NaN
+    int e = (int)exponent - 112;                                                       // rebias from 127 to 15
+    if (e >= 31) return (uint16_t)(sign | 0x7C00);
+    uint32_t half, rest, tie;
+    if (e <= 0) { // a subnormal half: the 24-bit mantissa shifted to 10 + e bits, or 0
+        if (e < -10) return (uint16_t)sign;
+        mantissa |= 0x800000;
+        int shift = 14 - e;
+        half = mantissa >> shift, rest = mantissa & ((1u << shift) - 1), tie = 1u << (shift - 1);
+    } else {
+        half = (uint32_t)e << 10 | mantissa >> 13, rest = mantissa & 0x1FFF, tie = 0x1000;
+    }
+    if (rest > tie || (rest == tie && (half & 1))) half++; // a carry into the exponent is right, up to infinity
+    return (uint16_t)(sign | half);
+}
+
+// n floats into float16, as a float16 KV cache stores keys and values.
+static void to_f16_scalar(uint16_t *dst, const float *src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = f32_to_f16(src[i]);
+}
+
+static float bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+// Attention's last step with a float16 cache: out[i] = sum over r < rows of
+// a[r] * v[r * v_stride + i], v in float16 (WeightedHalfRows).
+static void weighted_f16_rows_scalar(float *out, const float *a, const uint16_t *v, size_t v_stride, int n, int rows) {
+    for (int i = 0; i < n; i++) out[i] = 0.0f;
+    for (int r = 0; r < rows; r++)
+        for (int i = 0; i < n; i++) out[i] += a[r] * f16_to_f32(v[r * v_stride + i]);
+}
+
+// A 16-bit float of either kind (WEIGHT_F16 or WEIGHT_BF16).
+static float half_to_f32(uint16_t h, WeightType type) { return type == WEIGHT_F16 ? f16_to_f32(h) : bf16_to_f32(h); }
+
+static uint16_t load_u16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+
+static uint32_t load_u32(const uint8_t *p) { return read_u32le(p); }
+
+// GGUF's block types, decoded. Every one of them stores a block's values as
+// small integers q with, for each run of 16 values, a scale and an offset
+// (the format's minimum, or 0):
+//     w[j] = scale[j / 16] * q[j] + offset[j / 16]
+// The scales themselves are often quantized: small integers times one float16
+// scale for the whole block of 256 (the K-quants' "super-block").
+typedef struct {
+    int8_t q[256];                 // (values of the block)
+    float scale[16], offset[16];   // (values / 16)
+} Block;
+
+// IQ4_NL and IQ4_XS: a 4-bit index picks one of these 16 levels, spaced
+// unevenly, closer together near zero, where most weights are.
+static const int8_t iq4_levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+// The layouts, byte by byte (d, m, dmin: float16). Each type has two plain
+// decoders, which are the definition of the type: its scales and offsets per
+// 16 values, and its values.
+
+// All 16 scales d, all offsets 0: where every type starts.
+static void fill_scales(float scale[16], float offset[16], float d) {
+    for (int k = 0; k < 16; k++) scale[k] = d, offset[k] = 0.0f;
+}
+
+// Q8_0, Q4_0, Q5_0, IQ4_NL: d first, then the values.
+static void scales_d(const uint8_t *b, float scale[16], float offset[16]) {
+    fill_scales(scale, offset, f16_to_f32(load_u16(b)));
+}
+
+// Q4_1, Q5_1: d, m first: w = d q + m.
+static void scales_d_m(const uint8_t *b, float scale[16], float offset[16]) {
+    fill_scales(scale, offset, f16_to_f32(load_u16(b)));
+    offset[0] = offset[1] = f16_to_f32(load_u16(b + 2));
+}
+
+// Q2_K: byte k (of 16 first): scale k in its low nibble, minimum k in its high; d, dmin last (80).
+static void scales_q2_k(const uint8_t *b, float scale[16], float offset[16]) {
+    float d = f16_to_f32(load_u16(b + 80)), dmin = f16_to_f32(load_u16(b + 82));
+    for (int k = 0; k < 16; k++) scale[k] = d * (b[k] & 15), offset[k] = -dmin * (b[k] >> 4);
+}
+
+// Q3_K: 12 bytes at 96, d last (108). Scale k, 6 bits stored + 32: low 4 bits in the nibbles
+// of bytes 0..7 (k < 8: low nibble of byte k; else high of byte k - 8), top 2 bits in bits
+// 2 (k / 4)..+1 of byte 8 + k % 4.
+static void scales_q3_k(const uint8_t *b, float scale[16], float offset[16]) {
+    const uint8_t *s = b + 96;
+    float d = f16_to_f32(load_u16(b + 108));
+    fill_scales(scale, offset, d);
+    for (int k = 0; k < 16; k++) {
+        int low4 = k < 8 ? s[k] & 15 : s[k - 8] >> 4, top2 = (s[8 + k % 4] >> (2 * (k / 4))) & 3;
+        scale[k] = d * ((low4 | top2 << 4) - 32);
+    }
+}
+
+// Scale and minimum k (0..7) of a Q4_K or Q5_K block, 6 bits each, packed in
+// 12 bytes: those of 0..3 in the low 6 bits of bytes 0..3 and 4..7; those of
+// 4..7 in the nibbles of bytes 8..11, with their top 2 bits in the top 2 bits
+// of bytes 0..3 (scales) and 4..7 (minimums).
+static void k_scale_min(const uint8_t *s, int k, int *scale, int *min) {
+    if (k < 4) {
+        *scale = s[k] & 63, *min = s[k + 4] & 63;
+    } else {
+        *scale = (s[k + 4] & 15) | (s[k - 4] >> 6) << 4;
+        *min = (s[k + 4] >> 4) | (s[k] >> 6) << 4;
+    }
+}
+
+// Q4_K, Q5_K: d, dmin, then 12 bytes of 6-bit scales and minimums, one per 32 values.
+static void scales_q4_k(const uint8_t *b, float scale[16], float offset[16]) {
+    float d = f16_to_f32(load_u16(b)), dmin = f16_to_f32(load_u16(b + 2));
+    for (int k = 0; k < 16; k++) {
+        int sc, mn;
+        k_scale_min(b + 4, k / 2, &sc, &mn);
+        scale[k] = d * sc, offset[k] = -dmin * mn;
+    }
+}
+
+// Q6_K: 16 int8 scales at 192, d last (208).
+static void scales_q6_k(const uint8_t *b, float scale[16], float offset[16]) {
+    float d = f16_to_f32(load_u16(b + 208));
+    fill_scales(scale, offset, d);
+    for (int k = 0; k < 16; k++) scale[k] = d * (int8_t)b[192 + k];
+}
+
+// IQ4_XS: d, then 16 bits of scale tops, 4 bytes of scale nibbles: scale s of 32 values, 6 bits
+// stored + 32, in nibble s of bytes 4..7 and bits 2 s..2 s + 1 of the tops.
+static void scales_iq4_xs(const uint8_t *b, float scale[16], float offset[16]) {
+    float d = f16_to_f32(load_u16(b));
+    uint16_t tops = load_u16(b + 2);
+    fill_scales(scale, offset, d);
+    for (int s = 0; s < 8; s++) {
+        int sc = ((b[4 + s / 2] >> (4 * (s % 2))) & 15) | ((tops >> (2 * s)) & 3) << 4;
+        scale[2 * s] = scale[2 * s + 1] = d * (sc - 32);
+    }
+}
+
+// Then the values (a K-quant's 256 run in chunks of 32 or 64 whose bits share bytes).
+
+// Q8_0: 32 int8 after d.
+static void values_q8_0(const uint8_t *b, int8_t q[256]) {
+    for (int j = 0; j < 32; j++) q[j] = (int8_t)b[2 + j];
+}
+
+// 16 bytes of nibbles: value j in the low nibble of byte j, value j + 16 in its
+// high nibble; each minus center, or looked up in levels.
+static void nibbles32(const uint8_t *qs, int8_t q[256], int center, const int8_t *levels) {
+    for (int j = 0; j < 16; j++) {
+        int lo = qs[j] & 15, hi = qs[j] >> 4;
+        q[j] = (int8_t)(levels ? levels[lo] : lo - center);
+        q[j + 16] = (int8_t)(levels ? levels[hi] : hi - center);
+    }
+}
+static void values_q4_0(const uint8_t *b, int8_t q[256]) { nibbles32(b + 2, q, 8, NULL); }     // after d; q - 8
+static void values_q4_1(const uint8_t *b, int8_t q[256]) { nibbles32(b + 4, q, 0, NULL); }     // after d and m
+static void values_iq4_nl(const uint8_t *b, int8_t q[256]) { nibbles32(b + 2, q, 0, iq4_levels); } // after d
+
+// Q5_0 (after d; q - 16) and Q5_1 (after d and m): 32 high bits (bit j: value
+// j's 5th bit), then nibbles as Q4_0's.
+static void fives32(const uint8_t *b, int8_t q[256], int center) {
+    uint32_t high = load_u32(b);
+    const uint8_t *low = b + 4;
+    for (int j = 0; j < 16; j++) {
+        q[j] = (int8_t)(((low[j] & 15) | ((high >> j) & 1) << 4) - center);
+        q[j + 16] = (int8_t)(((low[j] >> 4) | ((high >> (j + 16)) & 1) << 4) - center);
+    }
+}
+static void values_q5_0(const uint8_t *b, int8_t q[256]) { fives32(b + 2, q, 16); }
+static void values_q5_1(const uint8_t *b, int8_t q[256]) { fives32(b + 4, q, 0); }
+
+// Q2_K: 64 bytes of 2-bit values at 16: each 128 values, 32 bytes, value 32 i + l in bits 2 i..+1 of byte l.
+static void values_q2_k(const uint8_t *b, int8_t q[256]) {
+    for (int h = 0; h < 2; h++)
+        for (int i = 0; i < 4; i++)
+            for (int l = 0; l < 32; l++) q[128 * h + 32 * i + l] = (int8_t)((b[16 + 32 * h + l] >> (2 * i)) & 3);
+}
+
+// Q3_K: 32 bytes of high bits, then 2-bit values as Q2_K's at 32; value 32 i + l of half h
+// has its high bit in bit 4 h + i of byte l; q - 4 when it is 0.
+static void values_q3_k(const uint8_t *b, int8_t q[256]) {
+    for (int h = 0; h < 2; h++)
+        for (int i = 0; i < 4; i++)
+            for (int l = 0; l < 32; l++)
+                q[128 * h + 32 * i + l] = (int8_t)(((b[32 + 32 * h + l] >> (2 * i)) & 3) - ((b[l] >> (4 * h + i)) & 1 ? 0 : 4));
+}
+
+// Q4_K: 128 bytes of nibbles at 16: each 64 values, 32 bytes, value l in the low nibble of byte l,
+// value 32 + l in its high nibble. Q5_K: 32 bytes of 5th bits at 16, the nibbles at 48; for
+// chunk c of 64, bits 2 c and 2 c + 1 of byte l.
+static void nibbles256(const uint8_t *b, int8_t q[256], int five) {
+    const uint8_t *high = b + 16, *qs = b + 16 + 32 * five;
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++) {
+            int lo = qs[32 * c + l] & 15, hi = qs[32 * c + l] >> 4;
+            if (five) lo |= ((high[l] >> (2 * c)) & 1) << 4, hi |= ((high[l] >> (2 * c + 1)) & 1) << 4;
+            q[64 * c + l] = (int8_t)lo, q[64 * c + 32 + l] = (int8_t)hi;
+        }
+}
+static void values_q4_k(const uint8_t *b, int8_t q[256]) { nibbles256(b, q, 0); }
+static void values_q5_k(const uint8_t *b, int8_t q[256]) { nibbles256(b, q, 1); }
+
+// Q6_K: 128 bytes of low nibbles, 64 of 2-bit highs; q - 32. Each 128 values: 64 low bytes and
+// 32 high; for l < 32, values l, 32 + l, 64 + l, 96 + l take the low nibbles of ql[l],
+// ql[32 + l], then their high nibbles, and bits 0-1, 2-3, 4-5, 6-7 of qh[l].
+static void values_q6_k(const uint8_t *b, int8_t q[256]) {
+    const uint8_t *ql = b, *qh = b + 128;
+    for (int h = 0; h < 2; h++)
+        for (int l = 0; l < 32; l++)
+            for (int i = 0; i < 4; i++) {
+                int low = ql[64 * h + l + 32 * (i & 1)] >> (4 * (i >> 1)) & 15, top = (qh[32 * h + l] >> (2 * i)) & 3;
+                q[128 * h + 32 * i + l] = (int8_t)((low | top << 4) - 32);
+            }
+}
+
+// IQ4_XS: 128 bytes of nibbles at 8, as IQ4_NL's: 16 bytes per 32 values.
+static void values_iq4_xs(const uint8_t *b, int8_t q[256]) {
+    for (int s = 0; s < 8; s++) nibbles32(b + 8 + 16 * s, q + 32 * s, 0, iq4_levels);
+}
+
+// The weight types: one row each. A new block type is a row here, its two
+// decoders above, and a kernel in each set's table (docs/weight-types.md
+// lists every edit; the tests check that none is missing).
+typedef struct {
+    const char *name;  // as GGUF files and llama.cpp name it
+    int ggml_id;       // its id in GGUF's tensor table (-1: none)
+    int values, bytes; // a block's values and bytes (F32, F16, BF16: one value of 4 or 2 bytes; Q8: of 1)
+    void (*decode_scales)(const uint8_t *block, float scale[16], float offset[16]); // block types: the plain decoders
+    void (*decode_values)(const uint8_t *block, int8_t q[256]);
+} WeightTypeInfo;
+
+static const WeightTypeInfo weight_types[WEIGHT_TYPES] = {
+    [WEIGHT_F32] = {"F32", 0, 1, 4, NULL, NULL},
+    [WEIGHT_Q8] = {"Q8 (llama2.c)", -1, 1, 1, NULL, NULL}, // and a float32 scale per group_size values, apart
+    [WEIGHT_F16] = {"F16", 1, 1, 2, NULL, NULL},
+    [WEIGHT_BF16] = {"BF16", 30, 1, 2, NULL, NULL},
+    [WEIGHT_Q8_0] = {"Q8_0", 8, 32, 34, scales_d, values_q8_0},        // int8 values, a float16 scale per 32
+    [WEIGHT_Q4_0] = {"Q4_0", 2, 32, 18, scales_d, values_q4_0},        // 4-bit values, a float16 scale per 32
+    [WEIGHT_Q4_1] = {"Q4_1", 3, 32, 20, scales_d_m, values_q4_1},      // 4-bit, a float16 scale and minimum per 32
+    [WEIGHT_Q5_0] = {"Q5_0", 6, 32, 22, scales_d, values_q5_0},        // 5-bit values, a float16 scale per 32
+    [WEIGHT_Q5_1] = {"Q5_1", 7, 32, 24, scales_d_m, values_q5_1},      // 5-bit, a float16 scale and minimum per 32
+    [WEIGHT_IQ4_NL] = {"IQ4_NL", 20, 32, 18, scales_d, values_iq4_nl},  // 4-bit indices into 16 levels, a scale per 32
+    [WEIGHT_Q2_K] = {"Q2_K", 10, 256, 84, scales_q2_k, values_q2_k},    // 2-bit, a 4-bit scale and minimum per 16
+    [WEIGHT_Q3_K] = {"Q3_K", 11, 256, 110, scales_q3_k, values_q3_k},   // 3-bit, a 6-bit scale per 16
+    [WEIGHT_Q4_K] = {"Q4_K", 12, 256, 144, scales_q4_k, values_q4_k},   // 4-bit, a 6-bit scale and minimum per 32
+    [WEIGHT_Q5_K] = {"Q5_K", 13, 256, 176, scales_q4_k, values_q5_k},   // 5-bit, a 6-bit scale and minimum per 32
+    [WEIGHT_Q6_K] = {"Q6_K", 14, 256, 210, scales_q6_k, values_q6_k},   // 6-bit, an 8-bit scale per 16
+    [WEIGHT_IQ4_XS] = {"IQ4_XS", 23, 256, 136, scales_iq4_xs, values_iq4_xs}, // as IQ4_NL, a 6-bit scale per 32
+};
+
+static int is_block_type(WeightType type) { return type >= WEIGHT_Q8_0; }
+static size_t block_bytes(WeightType type) { return (size_t)weight_types[type].bytes; }
+
+// A whole block, decoded by its type's plain decoders.
+static void decode_block(WeightType type, const uint8_t *b, Block *out) {
+    weight_types[type].decode_scales(b, out->scale, out->offset);
+    weight_types[type].decode_values(b, out->q);
+}
+
+// F16 and BF16 weights (HalfRows): like F32Rows, with w in 16-bit floats.
+static void half_rows_scalar(float *out, size_t out_stride, const uint16_t *w, size_t w_stride, const float *x,
+                             size_t x_stride, int n, int rows, int tokens, WeightType type) {
+    for (int r = 0; r < rows; r++)
+        for (int t = 0; t < tokens; t++) {
+            float sum = 0.0f;
+            for (int j = 0; j < n; j++) sum += half_to_f32(w[r * w_stride + j], type) * x[t * x_stride + j];
+            out[t * out_stride + r] = sum;
+        }
+}
+
+static void f16_rows_scalar(float *out, size_t out_stride, const uint16_t *w, size_t w_stride, const float *x,
+                            size_t x_stride, int n, int rows, int tokens) {
+    half_rows_scalar(out, out_stride, w, w_stride, x, x_stride, n, rows, tokens, WEIGHT_F16);
+}
+
+static void bf16_rows_scalar(float *out, size_t out_stride, const uint16_t *w, size_t w_stride, const float *x,
+                             size_t x_stride, int n, int rows, int tokens) {
+    half_rows_scalar(out, out_stride, w, w_stride, x, x_stride, n, rows, tokens, WEIGHT_BF16);
+}
+
+// GGUF's block types (BlockRows): each row is x->n / values blocks, rows
+// row_bytes apart; x is the matmul's input, quantized in groups of QBLOCK,
+// like Q8Rows' x. A block at a time, decoded once for every token: each run of 16 values an
+// integer dot product with the input's int8 values, times its scale, plus the
+// offset times the input's sum, all times the input group's scale.
+static void blocks_rows_scalar(WeightType type, float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
+                               const Input *in, int rows) {
+    const int8_t *xq = in->q;
+    const float *x_scale = in->scale;
+    int n = in->n, tokens = in->tokens, values = weight_types[type].values;
+    size_t x_stride = n;
+    Block block;
+    for (int r = 0; r < rows; r++) {
+        for (int t = 0; t < tokens; t++) out[t * out_stride + r] = 0.0f;
+        for (int b = 0; b < n / values; b++) {
+            decode_block(type, w + r * row_bytes + b * block_bytes(type), &block);
+            for (int t = 0; t < tokens; t++) {
+                const int8_t *x = xq + t * x_stride + b * values;
+                const float *xs = x_scale + t * (x_stride / QBLOCK) + b * (values / QBLOCK);
+                float sum = 0.0f;
+                for (int k = 0; k < values / 16; k++) {
+                    int32_t dot = 0, total = 0;
+                    for (int j = 16 * k; j < 16 * k + 16; j++) dot += block.q[j] * x[j], total += x[j];
+                    sum += (block.scale[k] * dot + block.offset[k] * total) * xs[k / 2];
+                }
+                out[t * out_stride + r] += sum;
+            }
+        }
+    }
+}
+
+// One row of a matrix of any type but float32 as floats (matrix_row).
+static void decode_row(float *out, const Matrix *m, int row) {
+    size_t n = m->cols;
+    Block block;
+    const unsigned char *p = (const unsigned char *)m->data + (size_t)row * m->row_bytes;
+    for (size_t j = 0; j < n; j++) {
+        switch (m->type) {
+        case WEIGHT_F32: out[j] = ((const float *)p)[j]; break; // matrix_row copies these itself
+        case WEIGHT_Q8: out[j] = (int8_t)p[j] * m->scale[((size_t)row * n + j) / m->group_size]; break;
+        case WEIGHT_F16: out[j] = f16_to_f32(load_u16(p + 2 * j)); break;
+        case WEIGHT_BF16: out[j] = bf16_to_f32(load_u16(p + 2 * j)); break;
+        default: { // a block type: decoded a block at a time
+            int values = weight_types[m->type].values, k = (int)(j % values);
+            if (k == 0) decode_block(m->type, p + j / values * block_bytes(m->type), &block);
+            out[j] = block.scale[k / 16] * block.q[k] + block.offset[k / 16];
+        }
+        }
+    }
+}
+
+// matmul_block's rows r0..r0+rows-1 of a matrix of any type but float32:
+// each kind through its kernel in the set in use.
+static void other_rows(float *out, const Input *in, const Matrix *w, int r0, int rows) {
+    int n = w->cols, d = w->rows;
+    const unsigned char *rows_data = (const unsigned char *)w->data + (size_t)r0 * w->row_bytes;
+    switch (w->type) {
+    case WEIGHT_Q8:
+        kernels.q8_rows(out + r0, d, (const int8_t *)rows_data, w->scale + (size_t)r0 * (n / w->group_size), n, in->q,
+                        in->scale, in->sum, n, n, w->group_size, rows, in->tokens);
+        break;
+    case WEIGHT_F16:
+        kernels.f16_rows(out + r0, d, (const uint16_t *)rows_data, n, in->f, n, n, rows, in->tokens);
+        break;
+    case WEIGHT_BF16:
+        kernels.bf16_rows(out + r0, d, (const uint16_t *)rows_data, n, in->f, n, n, rows, in->tokens);
+        break;
+    default: { // a GGUF block type: the set's kernel for it, or the plain one
+        BlockRows *block_rows = kernels.block_rows[w->type] ? kernels.block_rows[w->type] : blocks_rows_scalar;
+        block_rows(w->type, out + r0, d, rows_data, w->row_bytes, in, rows);
+        break;
+    }
+    }
+}
+
+// Every block type's plain kernel, for a set's table.
+#define PLAIN_BLOCK_KERNELS                                                                                           \
+    {[WEIGHT_Q8_0] = blocks_rows_scalar, [WEIGHT_Q4_0] = blocks_rows_scalar, [WEIGHT_Q4_1] = blocks_rows_scalar,       \
+     [WEIGHT_Q5_0] = blocks_rows_scalar, [WEIGHT_Q5_1] = blocks_rows_scalar, [WEIGHT_IQ4_NL] = blocks_rows_scalar,     \
+     [WEIGHT_Q2_K] = blocks_rows_scalar, [WEIGHT_Q3_K] = blocks_rows_scalar, [WEIGHT_Q4_K] = blocks_rows_scalar,       \
+     [WEIGHT_Q5_K] = blocks_rows_scalar, [WEIGHT_Q6_K] = blocks_rows_scalar, [WEIGHT_IQ4_XS] = blocks_rows_scalar}
+#define PLAIN_KERNELS                                                                                                  \
+    .name = "scalar", .supported = always, .f32_rows = f32_rows_scalar, .weighted_rows = weighted_rows_scalar,         \
+    .rmsnorm = rmsnorm, .softmax = softmax, .swiglu = swiglu, .q8_rows = q8_rows_scalar, .f16_rows = f16_rows_scalar,  \
+    .bf16_rows = bf16_rows_scalar, .block_rows = PLAIN_BLOCK_KERNELS, .weighted_f16_rows = weighted_f16_rows_scalar,   \
+    .to_f16 = to_f16_scalar
+
+// The kernels in use (declared under "The plain kernels"): the plain ones
+// until select_kernels() picks the best set this CPU runs.
+static KernelSet kernels = {PLAIN_KERNELS};
+
 
 // ============================================================================
 // Other formats: GGUF
@@ -1905,25 +2008,37 @@ static ChatStats chat(Model *m, const Tokenizer *t, Sampler *sampler, const Chat
 // A string is a uint64 length and that many bytes. Every read below is checked
 // against the end of the file; every tensor's extent against its data.
 
+// Bounds far above any Llama 2 (70B: dim 8192, hidden 28672, 80 layers, 64
+// heads, 4096 positions) that keep every size below 2^63 in the math below.
+// source: where the sizes came from, for the messages ("header" for llama2.c's files).
+static void check_config(const Config *c, const char *path, const char *source) {
+    int llama2c = strcmp(source, "header") == 0;
+    struct { const char *name; int value, max; } field[] = {
+        {"dim", c->dim, 1 << 16},          {"hidden_dim", c->hidden_dim, 1 << 18},
+        {"n_layers", c->n_layers, 1 << 10}, {"n_heads", c->n_heads, 1 << 10},
+        {"n_kv_heads", c->n_kv_heads, 1 << 10}, {"vocab_size", c->vocab_size, 1 << 22},
+        {"seq_len", c->seq_len, 1 << 22},
+    };
+    for (size_t i = 0; i < sizeof(field) / sizeof(field[0]); i++)
+        if (field[i].value <= 0 || field[i].value > field[i].max)
+            fatal("%s: %s has %s = %d, expected 1..%d%s", path, source, field[i].name, field[i].value, field[i].max,
+                  llama2c ? " (is this a llama2.c checkpoint?)" : "");
+    if (c->dim % c->n_heads != 0)
+        fatal("%s: %s has dim %d, not a multiple of n_heads %d", path, source, c->dim, c->n_heads);
+    if (c->n_heads % c->n_kv_heads != 0)
+        fatal("%s: %s has n_heads %d, not a multiple of n_kv_heads %d", path, source, c->n_heads, c->n_kv_heads);
+    if ((c->dim / c->n_heads) % 2 != 0)
+        fatal("%s: %s gives head size %d; RoPE rotates pairs, so it must be even", path, source, c->dim / c->n_heads);
+}
+
 
 enum { GGUF_U8, GGUF_I8, GGUF_U16, GGUF_I16, GGUF_U32, GGUF_I32, GGUF_F32, GGUF_BOOL, GGUF_STRING, GGUF_ARRAY,
        GGUF_U64, GGUF_I64, GGUF_F64, GGUF_TYPES };
-enum { GGML_F32 = 0, GGML_F16 = 1, GGML_BF16 = 30 };
-
-// ggml's ids of the block types this program runs (0, WEIGHT_F32: not one);
-// others are refused by name.
-static const WeightType ggml_block_types[] = {[2] = WEIGHT_Q4_0,   [3] = WEIGHT_Q4_1,    [6] = WEIGHT_Q5_0,
-                                              [7] = WEIGHT_Q5_1,   [8] = WEIGHT_Q8_0,    [10] = WEIGHT_Q2_K,
-                                              [11] = WEIGHT_Q3_K,  [12] = WEIGHT_Q4_K,   [13] = WEIGHT_Q5_K,
-                                              [14] = WEIGHT_Q6_K,  [20] = WEIGHT_IQ4_NL, [23] = WEIGHT_IQ4_XS};
 
 // The WeightType of a ggml type id, or WEIGHT_TYPES for one this program does not run.
 static WeightType weight_type(uint32_t ggml_type) {
-    if (ggml_type == GGML_F32) return WEIGHT_F32;
-    if (ggml_type == GGML_F16) return WEIGHT_F16;
-    if (ggml_type == GGML_BF16) return WEIGHT_BF16;
-    if (ggml_type < sizeof(ggml_block_types) / sizeof(ggml_block_types[0]) && ggml_block_types[ggml_type] != 0)
-        return ggml_block_types[ggml_type];
+    for (int type = 0; type < WEIGHT_TYPES; type++)
+        if (weight_types[type].ggml_id >= 0 && (uint32_t)weight_types[type].ggml_id == ggml_type) return (WeightType)type;
     return WEIGHT_TYPES;
 }
 
@@ -2095,8 +2210,8 @@ static size_t gguf_row_bytes(uint32_t ggml_type, uint64_t cols) {
     WeightType type = weight_type(ggml_type);
     if (type == WEIGHT_F32) return cols * 4;
     if (type == WEIGHT_F16 || type == WEIGHT_BF16) return cols * 2;
-    if (type == WEIGHT_TYPES || cols % block_shape[type].values != 0) return 0;
-    return cols / block_shape[type].values * block_shape[type].bytes;
+    if (type == WEIGHT_TYPES || cols % weight_types[type].values != 0) return 0;
+    return cols / weight_types[type].values * weight_types[type].bytes;
 }
 
 // The tensor `name`, which must exist with exactly this shape (cols is the
@@ -2118,7 +2233,7 @@ static const GGUFTensor *gguf_tensor(const GGUFTensors *tt, const char *name, in
     size_t row_bytes = gguf_row_bytes(t->type, cols);
     if (row_bytes == 0 && weight_type(t->type) != WEIGHT_TYPES)
         fatal("%s: tensor %s has type %s, whose blocks of %d do not divide its rows of %d", path, name,
-              ggml_type_name(t->type), block_shape[weight_type(t->type)].values, cols);
+              ggml_type_name(t->type), weight_types[weight_type(t->type)].values, cols);
     if (row_bytes == 0)
         fatal("%s: tensor %s has type %s, supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, "
               "Q5_K, Q6_K, IQ4_NL, IQ4_XS", path, name, ggml_type_name(t->type));
@@ -2137,7 +2252,7 @@ static Matrix gguf_matrix(const GGUFTensors *tt, const char *name, int rows, int
 
 static const float *gguf_vector(const GGUFTensors *tt, const char *name, int len) {
     const GGUFTensor *t = gguf_tensor(tt, name, 1, len);
-    if (t->type != GGML_F32)
+    if (weight_type(t->type) != WEIGHT_F32)
         fatal("%s: tensor %s has type %s, expected F32 for a vector", tt->path, name, ggml_type_name(t->type));
     return (const float *)(tt->data + t->offset);
 }
@@ -2461,6 +2576,7 @@ static void read_gguf_vocabulary(GGUFVocab *v, const GGUFMetadata *md, int vocab
 }
 
 static void free_gguf_vocabulary(GGUFVocab *v) {
+    if (!v) return;
     free(v->piece), free(v->piece_len), free(v->score), free(v->type), free(v->merge), free(v->merge_len);
     memset(v, 0, sizeof(*v));
 }
@@ -2523,7 +2639,8 @@ static void parse_gguf(Model *m, const unsigned char *bytes, size_t size, const 
     m->int8 = m->blocks = has_block_weights(&m->weights, c);
     if (m->int8) c->group_size = QBLOCK; // a block tensor's rows are whole blocks: gguf_row_bytes checked
     m->chat_template = md.chat_template.s, m->chat_template_len = md.chat_template.len; // kept for chat mode
-    read_gguf_vocabulary(&m->vocab, &md, c->vocab_size, bytes, size, path);
+    m->vocab = xmalloc(sizeof(GGUFVocab), "the vocabulary");
+    read_gguf_vocabulary(m->vocab, &md, c->vocab_size, bytes, size, path);
 }
 
 // ============================================================================
@@ -2878,24 +2995,11 @@ static int sample_topp(Sampler *s, const float *probs, float coin) {
 #define EXP_LN2_LO -2.12194440e-4f  // ln 2 - EXP_LN2_HI
 static const float exp_taylor[8] = {1.0f / 5040, 1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
 
-// A block type to its kernel, as a constant in each call: BLOCK32(T) for the
-// blocks of 32, BLOCK256(T) for those of 256, OTHER for any other type.
-#define EACH_BLOCK_TYPE(type, BLOCK32, BLOCK256, OTHER)                                                                \
-    switch (type) {                                                                                                    \
-    case WEIGHT_Q8_0: BLOCK32(WEIGHT_Q8_0); break;                                                                     \
-    case WEIGHT_Q4_0: BLOCK32(WEIGHT_Q4_0); break;                                                                     \
-    case WEIGHT_Q4_1: BLOCK32(WEIGHT_Q4_1); break;                                                                     \
-    case WEIGHT_Q5_0: BLOCK32(WEIGHT_Q5_0); break;                                                                     \
-    case WEIGHT_Q5_1: BLOCK32(WEIGHT_Q5_1); break;                                                                     \
-    case WEIGHT_IQ4_NL: BLOCK32(WEIGHT_IQ4_NL); break;                                                                 \
-    case WEIGHT_Q2_K: BLOCK256(WEIGHT_Q2_K); break;                                                                    \
-    case WEIGHT_Q3_K: BLOCK256(WEIGHT_Q3_K); break;                                                                    \
-    case WEIGHT_Q4_K: BLOCK256(WEIGHT_Q4_K); break;                                                                    \
-    case WEIGHT_Q5_K: BLOCK256(WEIGHT_Q5_K); break;                                                                    \
-    case WEIGHT_Q6_K: BLOCK256(WEIGHT_Q6_K); break;                                                                    \
-    case WEIGHT_IQ4_XS: BLOCK256(WEIGHT_IQ4_XS); break;                                                                \
-    default: OTHER;                                                                                                    \
-    }
+// Each set's kernel for each block type: the shared code of the set with the
+// type a constant, so each type's branches fold away. A type a set has no
+// code for takes the plain kernel, blocks_rows_scalar, in that set's table.
+#define BLOCK_ROWS_PARAMS                                                                                              \
+    WeightType type, float *out, size_t out_stride, const uint8_t *w, size_t row_bytes, const Input *in, int rows
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -2912,7 +3016,7 @@ static INLINE void prefetch(const void *p, size_t offset) {
 
 // The 32 values of a GGUF block as int8, in order (AVX2 instructions, which
 // every AVX-512 CPU has too): Q8_0's as they are, Q4_0's unpacked to [-8, 7].
-// Each equals block_value() for j = 0..31.
+// Each equals decode_block's q.
 AVX2 static INLINE __m256i load_q8_0(const uint8_t *block) {
     return _mm256_loadu_si256((const __m256i *)(block + 2));
 }
@@ -3379,7 +3483,7 @@ AVX512 static void q8_rows_avx512(float *out, size_t out_stride, const int8_t *w
     }
 }
 
-// --- GGUF's block types: block_rows_avx512 = blocks_rows_scalar
+// --- GGUF's block types: rows_avx512_<type> = blocks_rows_scalar
 
 // The 32 values of a block of 32 as int8 (decode_block's q), in order: Q8_0's
 // as they are; the nibbles of Q4_0, Q4_1 and IQ4_NL (looked up in
@@ -3589,7 +3693,7 @@ AVX512 static INLINE __m512i block32_pair_values(const uint8_t *b, const WeightT
 // quarter of a block of 256) as unsigned bytes; the last step of an odd
 // number of blocks of 32 holds one.
 AVX512 static INLINE __m512i block_step_values(const uint8_t *row, int step, int last_half, const WeightType type) {
-    if (block_shape[type].values == 256) return block256_values(row + (size_t)(step / 4) * block_bytes(type), step % 4, type);
+    if (weight_types[type].values == 256) return block256_values(row + (size_t)(step / 4) * block_bytes(type), step % 4, type);
     const uint8_t *block = row + (size_t)(2 * step) * block_bytes(type);
     if (!last_half) return block32_pair_values(block, type);
     __m256i bias = _mm256_set1_epi8((char)block_bias(type));
@@ -3600,7 +3704,7 @@ AVX512 static INLINE __m512i block_step_values(const uint8_t *row, int step, int
 // j0..j0 + len of a row, into scale[run * 16] and offset[run * 16].
 AVX512 static INLINE void block_run_scales(float *scale, float *offset, const uint8_t *row, int j0, int len,
                                            const WeightType type, const int R) {
-    int values = block_shape[type].values;
+    int values = weight_types[type].values;
     for (int j = j0; j < j0 + len; j += values) {
         const uint8_t *block = row + (size_t)(j / values) * block_bytes(type);
         int run = (j - j0) / R;
@@ -3622,7 +3726,7 @@ AVX512 static INLINE void block_run_scales(float *scale, float *offset, const ui
 AVX512 static void pack_block_panel_avx512(uint8_t *panel, float *panel_scale, float *panel_offset, const uint8_t *w,
                                            size_t row_bytes, int rows, int j0, int len, const WeightType type,
                                            const int R) {
-    int values = block_shape[type].values;
+    int values = weight_types[type].values;
     for (int j = 0; j < len; j += 64) {
         int last_half = len - j < 64; // blocks of 32: an odd one at the end
         __m512i v[16];
@@ -3914,25 +4018,25 @@ AVX512 static INLINE void block256_rows_avx512(float *out, size_t out_stride, co
                                                           in->sum16 + t * (n / 16), n, type);
 }
 
-// Every block type, each through its own kernel.
-AVX512 static void block_rows_avx512(WeightType type, float *out, size_t out_stride, const uint8_t *w,
-                                     size_t row_bytes, const Input *in, int rows) {
-    const int8_t *xq = in->q;
-    const float *x_scale = in->scale;
-    const int32_t *x_sum = in->sum;
-    int n = in->n, tokens = in->tokens;
-    size_t x_stride = n;
-#define BLOCK32(T) block32_rows_avx512(out, out_stride, w, row_bytes, xq, in->q_runs32, x_scale, x_sum, x_stride, n, rows, tokens, T)
-#define BLOCK256(T) block256_rows_avx512(out, out_stride, w, row_bytes, in, rows, T)
-    EACH_BLOCK_TYPE(type, BLOCK32, BLOCK256, blocks_rows_scalar(type, out, out_stride, w, row_bytes, in, rows));
-#undef BLOCK32
-#undef BLOCK256
-}
+// Each block type's kernel (see BLOCK_ROWS_PARAMS): rows_avx512_Q8_0 and so on.
+#define ROWS32_AVX512(T)                                                                                               \
+    AVX512 static void rows_avx512_##T(BLOCK_ROWS_PARAMS) {                                                           \
+        (void)type;                                                                                                    \
+        block32_rows_avx512(out, out_stride, w, row_bytes, in->q, in->q_runs32, in->scale, in->sum, in->n, in->n,     \
+                            rows, in->tokens, WEIGHT_##T);                                                             \
+    }
+#define ROWS256_AVX512(T)                                                                                              \
+    AVX512 static void rows_avx512_##T(BLOCK_ROWS_PARAMS) {                                                           \
+        (void)type;                                                                                                    \
+        block256_rows_avx512(out, out_stride, w, row_bytes, in, rows, WEIGHT_##T);                                     \
+    }
+ROWS32_AVX512(Q8_0) ROWS32_AVX512(Q4_0) ROWS32_AVX512(Q4_1) ROWS32_AVX512(Q5_0) ROWS32_AVX512(Q5_1)
+ROWS32_AVX512(IQ4_NL) ROWS256_AVX512(Q2_K) ROWS256_AVX512(Q3_K) ROWS256_AVX512(Q4_K) ROWS256_AVX512(Q5_K)
+ROWS256_AVX512(Q6_K) ROWS256_AVX512(IQ4_XS)
 
 // --- Attention's weighted sum: weighted_rows_avx512 = weighted_rows_scalar
 
-// 64 outputs (4 registers) at a time, every row added in order.
-// 128 values a pass (a Llama head's width: one pass over the rows), in 8 sums.
+// Every row added in order, 128 values a pass (a Llama head's width: one pass over the rows), in 8 sums.
 AVX512 static void weighted_rows_avx512(float *out, const float *a, const float *v, size_t v_stride, int n, int rows) {
     for (int i0 = 0; i0 < n; i0 += 128) {
         __mmask16 m[8];
@@ -4206,7 +4310,7 @@ AVX2 static void q8_rows_avx2(float *out, size_t out_stride, const int8_t *wq, c
 }
 
 // A row by a token at a time, a block a step; type is a constant at each call.
-// --- GGUF's block types: block_rows_avx2 = blocks_rows_scalar
+// --- GGUF's block types: rows_avx2_<type> = blocks_rows_scalar
 
 // The 32 values of a block of 32 as int8 (decode_block's q), in order; as
 // block32_values does on AVX-512, the fifth bits of Q5_0 and Q5_1 spread from
@@ -4386,20 +4490,21 @@ AVX2 static INLINE void block256_rows_avx2(float *out, size_t out_stride, const 
                                                         x_sum16 + t * (x_stride / 16), n, type);
 }
 
-// Every block type, each through its own kernel.
-AVX2 static void block_rows_avx2(WeightType type, float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
-                                 const Input *in, int rows) {
-    const int8_t *xq = in->q;
-    const float *x_scale = in->scale;
-    const int32_t *x_sum = in->sum, *x_sum16 = in->sum16;
-    int n = in->n, tokens = in->tokens;
-    size_t x_stride = n;
-#define BLOCK32(T) block32_rows_avx2(out, out_stride, w, row_bytes, xq, x_scale, x_sum, x_stride, n, rows, tokens, T)
-#define BLOCK256(T) block256_rows_avx2(out, out_stride, w, row_bytes, xq, x_scale, x_sum16, x_stride, n, rows, tokens, T)
-    EACH_BLOCK_TYPE(type, BLOCK32, BLOCK256, blocks_rows_scalar(type, out, out_stride, w, row_bytes, in, rows));
-#undef BLOCK32
-#undef BLOCK256
-}
+// Each block type's kernel (see BLOCK_ROWS_PARAMS): rows_avx2_Q8_0 and so on.
+#define ROWS32_AVX2(T)                                                                                                 \
+    AVX2 static void rows_avx2_##T(BLOCK_ROWS_PARAMS) {                                                               \
+        (void)type;                                                                                                    \
+        block32_rows_avx2(out, out_stride, w, row_bytes, in->q, in->scale, in->sum, in->n, in->n, rows, in->tokens,   \
+                          WEIGHT_##T);                                                                                 \
+    }
+#define ROWS256_AVX2(T)                                                                                                \
+    AVX2 static void rows_avx2_##T(BLOCK_ROWS_PARAMS) {                                                               \
+        (void)type;                                                                                                    \
+        block256_rows_avx2(out, out_stride, w, row_bytes, in->q, in->scale, in->sum16, in->n, in->n, rows, in->tokens, \
+                           WEIGHT_##T);                                                                                \
+    }
+ROWS32_AVX2(Q8_0) ROWS32_AVX2(Q4_0) ROWS32_AVX2(Q4_1) ROWS32_AVX2(Q5_0) ROWS32_AVX2(Q5_1) ROWS32_AVX2(IQ4_NL)
+ROWS256_AVX2(Q2_K) ROWS256_AVX2(Q3_K) ROWS256_AVX2(Q4_K) ROWS256_AVX2(Q5_K) ROWS256_AVX2(Q6_K) ROWS256_AVX2(IQ4_XS)
 
 // --- Attention's weighted sum: weighted_rows_avx2 = weighted_rows_scalar
 
@@ -4418,7 +4523,7 @@ AVX2 static void weighted_rows_avx2(float *out, const float *a, const float *v, 
     }
 }
 
-// With a float16 cache: weighted_f16_rows_avx2 = weighted_f16_rows_scalar, 8 at a time, the tail plain.
+// With a float16 cache: weighted_f16_rows_avx2 = weighted_f16_rows_scalar, 32 at a time, the tail plain.
 AVX2 static void weighted_f16_rows_avx2(float *out, const float *a, const uint16_t *v, size_t v_stride, int n, int rows) {
     int i0 = 0;
     for (; i0 + 32 <= n; i0 += 32) {
@@ -4614,7 +4719,7 @@ static void bf16_rows_neon(float *out, size_t out_stride, const uint16_t *w, siz
 }
 
 // --- int8 weights: q8_rows_neon and q8_rows_neon_sdot = q8_rows_scalar; GGUF's block types:
-// --- block_rows_neon and block_rows_neon_sdot = blocks_rows_scalar
+// --- rows_neon_<type> and rows_neon_sdot_<type> = blocks_rows_scalar
 //
 // Each comes twice, with sdot and without. These two families stay macros: the
 // sdot version must carry the dot-product target attribute on the function
@@ -4680,7 +4785,7 @@ BLOCK_ROWS_NEON(q8_0_rows_neon, , WEIGHT_Q8_0, dot32_widening)
 BLOCK_ROWS_NEON(q4_0_rows_neon, , WEIGHT_Q4_0, dot32_widening)
 
 // The other block types: each block's values decoded with NEON into q (signed,
-// as decode_block's), its scales by the plain block_scales, then a dot product
+// as decode_block's), its scales by the plain decoder, then a dot product
 // per run of 16 values, one block for every token before the next.
 static INLINE uint8x16_t shr_u8(uint8x16_t v, int k) { return vshlq_u8(v, vdupq_n_s8((int8_t)-k)); }
 static INLINE int8x16_t as_s8(uint8x16_t v) { return vreinterpretq_s8_u8(v); }
@@ -4760,7 +4865,7 @@ static INLINE void decode_values_neon(WeightType type, const uint8_t *b, int8_t 
             vst1q_s8(q + 32 * s + 16, vqtbl1q_s8(levels, vshrq_n_u8(bytes, 4)));
         }
         break;
-    default: fatal("decode_values_neon: %s", weight_type_names[type]); // Q8_0 and Q4_0 have their own kernels
+    default: weight_types[type].decode_values(b, q); // a type without NEON code here: the plain decoder
     }
 }
 
@@ -4779,14 +4884,14 @@ static INLINE int32x4_t dot16_widening(int32x4_t acc, const int8_t *w, const int
                           const int8_t *xq, const float *x_scale, const int32_t *x_sum, const int32_t *x_sum16,       \
                           size_t x_stride, int n, int rows, int tokens) {                                              \
         (void)x_sum;                                                                                                   \
-        int values = block_shape[type].values;                                                                         \
+        int values = weight_types[type].values;                                                                         \
         _Alignas(16) int8_t q[256];                                                                                    \
         float scale[16], offset[16];                                                                                   \
         for (int r = 0; r < rows; r++) {                                                                               \
             for (int t = 0; t < tokens; t++) out[t * out_stride + r] = 0.0f;                                           \
             for (int b = 0; b < n / values; b++) {                                                                     \
                 const uint8_t *block = w + r * row_bytes + b * block_bytes(type);                                      \
-                block_scales(type, block, scale, offset);                                                              \
+                weight_types[type].decode_scales(block, scale, offset);                                                        \
                 decode_values_neon(type, block, q);                                                                    \
                 for (int t = 0; t < tokens; t++) {                                                                     \
                     const int8_t *x = xq + t * x_stride + b * values;                                                  \
@@ -4807,24 +4912,20 @@ static INLINE int32x4_t dot16_widening(int32x4_t acc, const int8_t *w, const int
 DECODED_ROWS_NEON(decoded_rows_neon_sdot, DOTPROD, dot16_sdot)
 DECODED_ROWS_NEON(decoded_rows_neon, , dot16_widening)
 
-// Every block type, each through its own kernel.
-typedef void NeonRows(WeightType type, float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
-                      const int8_t *xq, const float *x_scale, const int32_t *x_sum, const int32_t *x_sum16,
-                      size_t x_stride, int n, int rows, int tokens);
-
-static void block_rows_neon(WeightType type, float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
-                            const Input *in, int rows) {
-    NeonRows *kernel = type == WEIGHT_Q8_0 ? q8_0_rows_neon : type == WEIGHT_Q4_0 ? q4_0_rows_neon : decoded_rows_neon;
-    kernel(type, out, out_stride, w, row_bytes, in->q, in->scale, in->sum, in->sum16, in->n, in->n, rows, in->tokens);
-}
-
-static void block_rows_neon_sdot(WeightType type, float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
-                                 const Input *in, int rows) {
-    NeonRows *kernel = type == WEIGHT_Q8_0   ? q8_0_rows_neon_sdot
-                       : type == WEIGHT_Q4_0 ? q4_0_rows_neon_sdot
-                                             : decoded_rows_neon_sdot;
-    kernel(type, out, out_stride, w, row_bytes, in->q, in->scale, in->sum, in->sum16, in->n, in->n, rows, in->tokens);
-}
+// Each block type's kernel (see BLOCK_ROWS_PARAMS): Q8_0 and Q4_0 have their
+// own; the others decode a block at a time.
+#define ROWS_NEON(NAME, KERNEL, T)                                                                                     \
+    static void NAME(BLOCK_ROWS_PARAMS) {                                                                              \
+        (void)type;                                                                                                    \
+        KERNEL(WEIGHT_##T, out, out_stride, w, row_bytes, in->q, in->scale, in->sum, in->sum16, in->n, in->n, rows,    \
+               in->tokens);                                                                                            \
+    }
+ROWS_NEON(rows_neon_Q8_0, q8_0_rows_neon, Q8_0) ROWS_NEON(rows_neon_Q4_0, q4_0_rows_neon, Q4_0)
+ROWS_NEON(rows_neon_sdot_Q8_0, q8_0_rows_neon_sdot, Q8_0) ROWS_NEON(rows_neon_sdot_Q4_0, q4_0_rows_neon_sdot, Q4_0)
+#define DECODED_NEON(T)                                                                                                \
+    ROWS_NEON(rows_neon_##T, decoded_rows_neon, T) ROWS_NEON(rows_neon_sdot_##T, decoded_rows_neon_sdot, T)
+DECODED_NEON(Q4_1) DECODED_NEON(Q5_0) DECODED_NEON(Q5_1) DECODED_NEON(IQ4_NL) DECODED_NEON(Q2_K) DECODED_NEON(Q3_K)
+DECODED_NEON(Q4_K) DECODED_NEON(Q5_K) DECODED_NEON(Q6_K) DECODED_NEON(IQ4_XS)
 
 // --- Attention's weighted sum: weighted_rows_neon = weighted_rows_scalar
 
@@ -4845,7 +4946,7 @@ static void weighted_rows_neon(float *out, const float *a, const float *v, size_
     }
 }
 
-// With a float16 cache: weighted_f16_rows_neon = weighted_f16_rows_scalar, 4 at a time, the tail plain.
+// With a float16 cache: weighted_f16_rows_neon = weighted_f16_rows_scalar, 16 at a time, the tail plain.
 static void weighted_f16_rows_neon(float *out, const float *a, const uint16_t *v, size_t v_stride, int n, int rows) {
     int i0 = 0;
     for (; i0 + 16 <= n; i0 += 16) {
@@ -4935,19 +5036,42 @@ static int has_sdot(void) {
 // Most capable first; select_kernels() takes the first this CPU supports.
 static const KernelSet kernel_sets[] = {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    {"avx512", has_avx512, f32_rows_avx512, q8_rows_avx512, weighted_rows_avx512, weighted_f16_rows_avx512, to_f16_avx512,
-     f16_rows_avx512, bf16_rows_avx512, block_rows_avx512, rmsnorm_avx512, softmax_avx512, swiglu_avx512},
-    {"avx2", has_avx2, f32_rows_avx2, q8_rows_avx2, weighted_rows_avx2, weighted_f16_rows_avx2, to_f16_avx2, f16_rows_avx2,
-     bf16_rows_avx2, block_rows_avx2, rmsnorm_avx2, softmax_avx2, swiglu_avx2},
+    {.name = "avx512", .supported = has_avx512, .f32_rows = f32_rows_avx512, .weighted_rows = weighted_rows_avx512,
+     .rmsnorm = rmsnorm_avx512, .softmax = softmax_avx512, .swiglu = swiglu_avx512, .q8_rows = q8_rows_avx512,
+     .f16_rows = f16_rows_avx512, .bf16_rows = bf16_rows_avx512, .weighted_f16_rows = weighted_f16_rows_avx512,
+     .to_f16 = to_f16_avx512,
+     .block_rows = {[WEIGHT_Q8_0] = rows_avx512_Q8_0, [WEIGHT_Q4_0] = rows_avx512_Q4_0, [WEIGHT_Q4_1] = rows_avx512_Q4_1,
+      [WEIGHT_Q5_0] = rows_avx512_Q5_0, [WEIGHT_Q5_1] = rows_avx512_Q5_1, [WEIGHT_IQ4_NL] = rows_avx512_IQ4_NL,
+      [WEIGHT_Q2_K] = rows_avx512_Q2_K, [WEIGHT_Q3_K] = rows_avx512_Q3_K, [WEIGHT_Q4_K] = rows_avx512_Q4_K,
+      [WEIGHT_Q5_K] = rows_avx512_Q5_K, [WEIGHT_Q6_K] = rows_avx512_Q6_K, [WEIGHT_IQ4_XS] = rows_avx512_IQ4_XS}},
+    {.name = "avx2", .supported = has_avx2, .f32_rows = f32_rows_avx2, .weighted_rows = weighted_rows_avx2,
+     .rmsnorm = rmsnorm_avx2, .softmax = softmax_avx2, .swiglu = swiglu_avx2, .q8_rows = q8_rows_avx2,
+     .f16_rows = f16_rows_avx2, .bf16_rows = bf16_rows_avx2, .weighted_f16_rows = weighted_f16_rows_avx2,
+     .to_f16 = to_f16_avx2,
+     .block_rows = {[WEIGHT_Q8_0] = rows_avx2_Q8_0, [WEIGHT_Q4_0] = rows_avx2_Q4_0, [WEIGHT_Q4_1] = rows_avx2_Q4_1,
+      [WEIGHT_Q5_0] = rows_avx2_Q5_0, [WEIGHT_Q5_1] = rows_avx2_Q5_1, [WEIGHT_IQ4_NL] = rows_avx2_IQ4_NL,
+      [WEIGHT_Q2_K] = rows_avx2_Q2_K, [WEIGHT_Q3_K] = rows_avx2_Q3_K, [WEIGHT_Q4_K] = rows_avx2_Q4_K,
+      [WEIGHT_Q5_K] = rows_avx2_Q5_K, [WEIGHT_Q6_K] = rows_avx2_Q6_K, [WEIGHT_IQ4_XS] = rows_avx2_IQ4_XS}},
 #endif
 #if defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
-    {"neon-sdot", has_sdot, f32_rows_neon, q8_rows_neon_sdot, weighted_rows_neon, weighted_f16_rows_neon, to_f16_neon,
-     f16_rows_neon, bf16_rows_neon, block_rows_neon_sdot, rmsnorm_neon, softmax_neon, swiglu_neon},
-    {"neon", has_neon, f32_rows_neon, q8_rows_neon, weighted_rows_neon, weighted_f16_rows_neon, to_f16_neon, f16_rows_neon,
-     bf16_rows_neon, block_rows_neon, rmsnorm_neon, softmax_neon, swiglu_neon},
+    {.name = "neon-sdot", .supported = has_sdot, .f32_rows = f32_rows_neon, .weighted_rows = weighted_rows_neon,
+     .rmsnorm = rmsnorm_neon, .softmax = softmax_neon, .swiglu = swiglu_neon, .q8_rows = q8_rows_neon_sdot,
+     .f16_rows = f16_rows_neon, .bf16_rows = bf16_rows_neon, .weighted_f16_rows = weighted_f16_rows_neon,
+     .to_f16 = to_f16_neon,
+     .block_rows = {[WEIGHT_Q8_0] = rows_neon_sdot_Q8_0, [WEIGHT_Q4_0] = rows_neon_sdot_Q4_0, [WEIGHT_Q4_1] = rows_neon_sdot_Q4_1,
+      [WEIGHT_Q5_0] = rows_neon_sdot_Q5_0, [WEIGHT_Q5_1] = rows_neon_sdot_Q5_1, [WEIGHT_IQ4_NL] = rows_neon_sdot_IQ4_NL,
+      [WEIGHT_Q2_K] = rows_neon_sdot_Q2_K, [WEIGHT_Q3_K] = rows_neon_sdot_Q3_K, [WEIGHT_Q4_K] = rows_neon_sdot_Q4_K,
+      [WEIGHT_Q5_K] = rows_neon_sdot_Q5_K, [WEIGHT_Q6_K] = rows_neon_sdot_Q6_K, [WEIGHT_IQ4_XS] = rows_neon_sdot_IQ4_XS}},
+    {.name = "neon", .supported = has_neon, .f32_rows = f32_rows_neon, .weighted_rows = weighted_rows_neon,
+     .rmsnorm = rmsnorm_neon, .softmax = softmax_neon, .swiglu = swiglu_neon, .q8_rows = q8_rows_neon,
+     .f16_rows = f16_rows_neon, .bf16_rows = bf16_rows_neon, .weighted_f16_rows = weighted_f16_rows_neon,
+     .to_f16 = to_f16_neon,
+     .block_rows = {[WEIGHT_Q8_0] = rows_neon_Q8_0, [WEIGHT_Q4_0] = rows_neon_Q4_0, [WEIGHT_Q4_1] = rows_neon_Q4_1,
+      [WEIGHT_Q5_0] = rows_neon_Q5_0, [WEIGHT_Q5_1] = rows_neon_Q5_1, [WEIGHT_IQ4_NL] = rows_neon_IQ4_NL,
+      [WEIGHT_Q2_K] = rows_neon_Q2_K, [WEIGHT_Q3_K] = rows_neon_Q3_K, [WEIGHT_Q4_K] = rows_neon_Q4_K,
+      [WEIGHT_Q5_K] = rows_neon_Q5_K, [WEIGHT_Q6_K] = rows_neon_Q6_K, [WEIGHT_IQ4_XS] = rows_neon_IQ4_XS}},
 #endif
-    {"scalar", always, f32_rows_scalar, q8_rows_scalar, weighted_rows_scalar, weighted_f16_rows_scalar, to_f16_scalar,
-     f16_rows_scalar, bf16_rows_scalar, blocks_rows_scalar, rmsnorm, softmax, swiglu},
+    {PLAIN_KERNELS},
 };
 
 // Picks the kernels once at start-up. RUN_KERNELS=name forces a set (for
@@ -5013,6 +5137,27 @@ static void unmap_huge(void *p, size_t mapped) {
     if (p) munmap(p, mapped);
 }
 
+// A mapped file cut short while the program runs: reading its lost pages
+// raises SIGBUS, which would end the run with no word. Said in one line
+// instead, with what a signal handler may call (write, _exit).
+static const char *mapped_path;
+static void on_bus_error(int signal) {
+    static const char before[] = "run: ", after[] = " changed while mapped (-l map): it was cut short under the "
+                                                    "program; expected it unchanged until the run ends\n";
+    (void)signal;
+    if (write(STDERR_FILENO, before, sizeof(before) - 1) < 0) _exit(EXIT_FAILURE);
+    if (mapped_path && write(STDERR_FILENO, mapped_path, strlen(mapped_path)) < 0) _exit(EXIT_FAILURE);
+    if (write(STDERR_FILENO, after, sizeof(after) - 1) < 0) _exit(EXIT_FAILURE);
+    _exit(EXIT_FAILURE);
+}
+
+static void catch_bus_error(const char *path) {
+    struct sigaction bus = {0};
+    mapped_path = path;
+    bus.sa_handler = on_bus_error;
+    sigaction(SIGBUS, &bus, NULL);
+}
+
 // The bytes of the file at path, read-only, read into memory of our own or
 // mapped; *size gets its length, *mapped what unload_file needs. A file
 // shorter than min_size is refused as too short for what.
@@ -5038,6 +5183,7 @@ static void *load_file(const char *path, WeightsLoad load, size_t min_size, cons
         p = mmap(NULL, *size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (p == MAP_FAILED) fatal("cannot map %s: %s", path, strerror(errno));
         *mapped = *size;
+        catch_bus_error(path);
     }
     close(fd); // a mapping keeps the file open
     return p;
@@ -5299,33 +5445,54 @@ static void start_platform(void) {
 // ============================================================================
 // Command line
 
+// What the command line asks for.
+typedef enum { MODE_GENERATE, MODE_CHAT, MODE_TOKENIZE, MODE_PPL } Mode;
+static const char *const mode_names[] = {"generate", "chat", "tokenize", "ppl"};
+
+typedef struct {
+    const char *checkpoint, *tokenizer_path, *prompt, *system, *chat_format; // NULL when not given
+    Mode mode;
+    float temperature, topp;
+    int topk, steps, steps_given, echo, reply_limit;
+    unsigned long long seed;
+    Stops stops;
+    WeightsLoad load;
+    KVCache kv;
+} Options;
+
+// The defaults, in one place: parse_options starts from them, and usage() prints them.
+static const Options default_options = {.mode = MODE_GENERATE, .temperature = 1.0f, .topp = 0.9f, .topk = 0,
+                                        .steps = 256, .echo = 1, .reply_limit = 0, .seed = 0,
+                                        .load = WEIGHTS_READ, .kv = KV_AUTO};
+
 static void usage(FILE *f) {
-    fputs("Usage:   run <checkpoint> [options]\n"
+    const Options *d = &default_options;
+    fprintf(f, "Usage:   run <checkpoint> [options]\n"
           "         run -m tokenize -z <tokenizer> [-i <text>]\n"
           "Example: run stories15M.bin -n 256 -i \"Once upon a time\"\n"
           "Options:\n"
-          "  -t <float>  temperature, >= 0; 0 always takes the most likely token (default 1.0)\n"
-          "  -p <float>  top-p (nucleus) sampling in [0, 1]; 0 or 1 turns it off (default 0.9)\n"
-          "  -k <int>    top-k sampling: keep the k most likely tokens; 0 turns it off (default 0)\n"
-          "  -s <int>    random seed, >= 0; 0 takes it from the clock (default 0)\n"
-          "  -n <int>    positions to run, prompt included; 0 means the model's context (default 256);\n"
+          "  -t <float>  temperature, >= 0; 0 always takes the most likely token (default %.1f)\n"
+          "  -p <float>  top-p (nucleus) sampling in [0, 1]; 0 or 1 turns it off (default %.1f)\n"
+          "  -k <int>    top-k sampling: keep the k most likely tokens; 0 turns it off (default %d)\n"
+          "  -s <int>    random seed, >= 0; 0 takes it from the clock (default %llu)\n"
+          "  -n <int>    positions to run, prompt included; 0 means the model's context (default %d);\n"
           "              in ppl, the window: llama-perplexity's -c\n"
           "  -i <text>   the prompt; '-' reads it from stdin, as does an absent -i when stdin\n"
           "              is not a terminal (one trailing newline is dropped)\n"
-          "  -e <0|1>    1 prints the prompt and then the continuation; 0 only the continuation (default 1)\n"
+          "  -e <0|1>    1 prints the prompt and then the continuation; 0 only the continuation (default %d)\n"
           "  -z <path>   tokenizer: a tokenizer.bin, or a GGUF file's vocabulary (default: the GGUF\n"
           "              model's own, else tokenizer.bin beside this program)\n"
           "  -m <mode>   generate, chat, tokenize, or ppl: the perplexity of the text of -i or stdin\n"
-          "              (default generate)\n"
+          "              (default %s)\n"
           "  -y <text>   system prompt in chat mode\n"
-          "  -r <int>    chat: tokens in one reply at most; 0: half of the context still free (default 0)\n"
+          "  -r <int>    chat: tokens in one reply at most; 0: half of the context still free (default %d)\n"
           "  --chat-format <name>  chat: the model's format: llama2, llama3, llama3.1, llama3.2, mistral,\n"
           "              mistral-v1, mistral-v3, mistral-v3-tekken, mistral-v7, zephyr or chatml (default:\n"
           "              the one the model's chat template asks for; without one, Llama 2's or Llama 3's)\n"
           "  --stop <text>  end the continuation or reply where this text appears, without printing it\n"
           "              (repeatable)\n"
           "  -l <how>    how weights reach memory: 'read' into memory on huge pages where possible\n"
-          "              (fastest), or 'map' the file (zero copy, shared between processes) (default read)\n"
+          "              (fastest), or 'map' the file (zero copy, shared between processes) (default %s)\n"
           "  --kv <type> what the KV cache holds: f32, or f16 (half the memory); default f16 when the\n"
           "              weights are 16 bits or fewer, else f32\n"
           "  -h          print this help\n"
@@ -5334,7 +5501,8 @@ static void usage(FILE *f) {
           "context; memory grows only with the positions used) is full, with status 0.\n"
           "Text is always text: a prompt's \"<|eot_id|>\" or \"</s>\" is never the control token.\n"
           "Exit status: 0 on success, 1 when a file or the text is unusable, 2 for a bad command line.\n",
-          f);
+            d->temperature, d->topp, d->topk, d->seed, d->steps, d->echo, mode_names[d->mode], d->reply_limit,
+            d->load == WEIGHTS_READ ? "read" : "map");
 }
 
 // A bad command line: the one-line error, then where the options are; the manual
@@ -5382,26 +5550,10 @@ static char *default_tokenizer_path(const char *argv0) {
     return path;
 }
 
-// What the command line asks for.
-typedef enum { MODE_GENERATE, MODE_CHAT, MODE_TOKENIZE, MODE_PPL } Mode;
-static const char *const mode_names[] = {"generate", "chat", "tokenize", "ppl"};
-
-typedef struct {
-    const char *checkpoint, *tokenizer_path, *prompt, *system, *chat_format; // NULL when not given
-    Mode mode;
-    float temperature, topp;
-    int topk, steps, steps_given, echo, reply_limit;
-    unsigned long long seed;
-    Stops stops;
-    WeightsLoad load;
-    KVCache kv;
-} Options;
-
 // Parses the command line strictly: a bad flag or value is a usage error (status 2).
 static Options parse_options(int argc, char **argv) {
-    // Defaults; the usage text above documents each.
-    Options o = {NULL, NULL, NULL, NULL, NULL, MODE_GENERATE, 1.0f, 0.9f, 0, 256, 0, 1, 0, 0,
-                 {xmalloc(argc * sizeof(char *), "the stop strings"), 0}, WEIGHTS_READ, KV_AUTO};
+    Options o = default_options;
+    o.stops.text = xmalloc(argc * sizeof(char *), "the stop strings");
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
@@ -5492,8 +5644,8 @@ static Text read_input(const Options *o) {
 static void load_tokenizer(Tokenizer *t, const Options *o, const Model *model, const char *argv0) {
     const char *path = o->tokenizer_path;
     char *default_path = NULL;
-    if (!path && model && model->vocab.n > 0) {
-        tokenizer_from_gguf(t, &model->vocab, o->checkpoint);
+    if (!path && model && model->vocab && model->vocab->n > 0) {
+        tokenizer_from_gguf(t, model->vocab, o->checkpoint);
         path = o->checkpoint;
     } else {
         if (!path) path = default_path = default_tokenizer_path(argv0);
@@ -5534,8 +5686,12 @@ static void run_perplexity(Model *m, const Tokenizer *t, const Text *input) {
     if (window < 3)
         fatal("perplexity windows of %d positions (-n, at most the model's context of %d) score nothing; "
               "expected 3 or more, as each scores its second half", window, m->config.seq_len);
+    if (n < 3)
+        fatal("the text is %d token%s; perplexity needs 3 or more, as each window scores its second half", n,
+              n == 1 ? "" : "s");
     if (n < window)
-        fatal("the text is %d tokens, shorter than one perplexity window of %d positions; give a smaller -n", n, window);
+        fatal("the text is %d tokens, shorter than one perplexity window of %d positions; give -n %d or less", n,
+              window, n);
     Perplexity p = perplexity(m, tokens, n, t->add_bos ? t->bos_id : -1);
     free(tokens);
     printf("perplexity %.4f, mean NLL %.4f nats over %d tokens\n", p.perplexity, p.mean_nll, p.n_predicted);
@@ -5565,8 +5721,8 @@ int main(int argc, char **argv) {
     Text input = read_input(&o);
 
     // The model, unless only tokenizing. The cache holds only the positions
-    // this run can reach: -n, or the whole context for perplexity and for a
-    // chat without -n. Tokenizing needs only the file's vocabulary: mapped, not read.
+    // this run can reach: -n (for perplexity, the window), or the whole
+    // context for a chat without -n. Tokenizing needs only the file's vocabulary: mapped, not read.
     Model model, *m = NULL;
     if (o.checkpoint) {
         int n_ctx = o.mode == MODE_CHAT && !o.steps_given ? 0 : o.steps; // ppl: -n is the window

@@ -28,7 +28,7 @@ static int fuzz_model(const uint8_t *data, size_t size) {
         }
     }
     free(m.weights.layers);
-    free_gguf_vocabulary(&m.vocab);
+    free_gguf_vocabulary(m.vocab), free(m.vocab);
     free(copy);
     return 0;
 }
