@@ -1067,12 +1067,14 @@ static void test_kernels(void) {
                       {6, 1, 288}, {7, 1, 100}, {2, 1, 32}};                // one token: the generation kernels
     size_t n_sets = sizeof(kernel_sets) / sizeof(kernel_sets[0]);
     int n_compared = 0, reference_padding_ok = 1; // the scalar kernels, too, write only their rows
+    int comparisons[sizeof(kernel_sets) / sizeof(kernel_sets[0])] = {0}; // of each set's kernels with the reference
     for (size_t k = 0; k < n_sets; k++) {
         const KernelSet *ks = &kernel_sets[k];
         char id[96];
         if (strcmp(ks->name, "scalar") == 0) continue; // the reference: compared with itself, it cannot fail
         if (!ks->supported()) {
-            printf("note: kernel set %s not supported on this CPU, not tested here\n", ks->name);
+            snprintf(id, sizeof(id), "kernels-%s-", ks->name);
+            if (could_match(id)) printf("SKIP kernels-%s: this CPU does not support the set, not tested here\n", ks->name), n_skipped++;
             continue;
         }
         n_compared++;
@@ -1090,6 +1092,7 @@ static void test_kernels(void) {
             reference_padding_ok &= padding_intact(want, os, rows, tokens);
             poison(got, tokens * os);
             ks->f32_rows(got, os, w, ws, x, xs, n, rows, tokens);
+            comparisons[k]++;
             padding_ok &= padding_intact(got, os, rows, tokens);
             for (int t = 0; t < tokens; t++)
                 for (int r = 0; r < rows; r++) {
@@ -1238,6 +1241,33 @@ static void test_kernels(void) {
         printf("note: no fast kernel set runs on this CPU: only the scalar reference's own checks run here\n");
     else
         check("kernels-reference-write-only-their-rows", reference_padding_ok, NULL);
+
+    // Every set this CPU supports was compared with the reference (scalar is the reference).
+    // RUN_REQUIRE_KERNELS=avx512,avx2 (set by .ci/run from the CPU's flags) names sets that
+    // must have been: a CPU feature that select_kernels() fails to see fails here.
+    char untested[256] = "";
+    for (size_t k = 0; k < n_sets; k++)
+        if (strcmp(kernel_sets[k].name, "scalar") != 0 && kernel_sets[k].supported() && comparisons[k] == 0)
+            snprintf(untested + strlen(untested), sizeof(untested) - strlen(untested), " %s", kernel_sets[k].name);
+    check("kernels-every-supported-set-tested", untested[0] == '\0', "supported but not compared:%s", untested);
+    const char *required = getenv("RUN_REQUIRE_KERNELS");
+    if (required && required[0]) {
+        char missing[256] = "", name[32];
+        for (const char *p = required; *p;) {
+            size_t len = strcspn(p, ", ");
+            snprintf(name, sizeof(name), "%.*s", (int)(len < sizeof(name) ? len : sizeof(name) - 1), p);
+            p += len + strspn(p + len, ", ");
+            if (!name[0]) continue;
+            size_t k = 0;
+            while (k < n_sets && strcmp(kernel_sets[k].name, name) != 0) k++;
+            const char *why = k == n_sets ? "not in this build"
+                              : strcmp(name, "scalar") == 0 ? NULL
+                              : !kernel_sets[k].supported() ? "not supported by this CPU, as this program sees it"
+                              : comparisons[k] == 0 ? "not compared" : NULL;
+            if (why) snprintf(missing + strlen(missing), sizeof(missing) - strlen(missing), " %s (%s)", name, why);
+        }
+        check("kernels-required-sets-tested", missing[0] == '\0', "RUN_REQUIRE_KERNELS=%s:%s", required, missing);
+    }
     check_softmax_keeps_nan("kernels-reference-softmax-keeps-nan", softmax);
 
     // Half precision: exact values at the edges of the format.
