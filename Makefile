@@ -24,13 +24,14 @@ test: run test_all
 # test_all under qemu-aarch64), and x86-64 without AVX and without AVX-512 (qemu-x86_64),
 # so no SIMD path goes untested and no binary uses an instruction its CPU lacks.
 # Needs Debian's gcc-aarch64-linux-gnu, libc6-dev-arm64-cross and qemu-user.
+# Each emulated CPU names the kernel sets it must test (RUN_REQUIRE_KERNELS), never the host's.
 test-cross: run test_all
 	aarch64-linux-gnu-gcc $(CFLAGS) -Wno-unused-function -Wno-unknown-pragmas -o test_all_arm64 test_all.c -lm
-	QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64 -cpu max ./test_all_arm64 --in-process | tail -1 | grep -q ' 0 failed' || \
-		{ QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64 -cpu max ./test_all_arm64 --in-process | grep -v '^ok'; exit 1; }
-	QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64 -cpu cortex-a72 ./test_all_arm64 --in-process | tail -1 | grep -q ' 0 failed'
-	qemu-x86_64 -cpu Nehalem ./test_all --in-process | tail -1 | grep -q ' 0 failed'
-	qemu-x86_64 -cpu Haswell ./test_all --in-process | tail -1 | grep -q ' 0 failed'
+	RUN_REQUIRE_KERNELS=neon-sdot,neon QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64 -cpu max ./test_all_arm64 --in-process | tail -1 | grep -q ' 0 failed' || \
+		{ RUN_REQUIRE_KERNELS=neon-sdot,neon QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64 -cpu max ./test_all_arm64 --in-process | grep -v '^ok'; exit 1; }
+	RUN_REQUIRE_KERNELS=neon QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64 -cpu cortex-a72 ./test_all_arm64 --in-process | tail -1 | grep -q ' 0 failed'
+	RUN_REQUIRE_KERNELS= qemu-x86_64 -cpu Nehalem ./test_all --in-process | tail -1 | grep -q ' 0 failed'
+	RUN_REQUIRE_KERNELS=avx2 qemu-x86_64 -cpu Haswell ./test_all --in-process | tail -1 | grep -q ' 0 failed'
 	@echo "test-cross: arm64 (sdot, no sdot), x86-64 (no AVX, AVX2 only): all passed"
 
 # Windows: run.exe and test_all.exe, cross-built with MinGW-w64 (Debian's gcc-mingw-w64-x86-64),

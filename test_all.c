@@ -114,6 +114,16 @@ static void check(const char *id, int ok, const char *fmt, ...) {
         return;
     }
     if (!wanted(id)) return;
+    static char **seen; // every id checked so far: one id, one check
+    static size_t n_seen;
+    for (size_t i = 0; i < n_seen; i++)
+        if (strcmp(seen[i], id) == 0) {
+            printf("FAIL %s: this id is already another check's\n", id);
+            n_failed++;
+            return;
+        }
+    char **grown = realloc(seen, (n_seen + 1) * sizeof(char *));
+    if (grown) seen = grown, seen[n_seen++] = strdup(id);
     printf("%s %s", ok ? "ok  " : "FAIL", id);
     if (!ok && fmt) {
         va_list ap;
@@ -1082,12 +1092,14 @@ static void test_kernels(void) {
                       {6, 1, 288}, {7, 1, 100}, {2, 1, 32}};                // one token: the generation kernels
     size_t n_sets = sizeof(kernel_sets) / sizeof(kernel_sets[0]);
     int n_compared = 0, reference_padding_ok = 1; // the scalar kernels, too, write only their rows
+    int comparisons[sizeof(kernel_sets) / sizeof(kernel_sets[0])] = {0}; // of each set's kernels with the reference
     for (size_t k = 0; k < n_sets; k++) {
         const KernelSet *ks = &kernel_sets[k];
         char id[96];
         if (strcmp(ks->name, "scalar") == 0) continue; // the reference: compared with itself, it cannot fail
         if (!ks->supported()) {
-            printf("note: kernel set %s not supported on this CPU, not tested here\n", ks->name);
+            snprintf(id, sizeof(id), "kernels-%s-", ks->name);
+            if (could_match(id)) printf("SKIP kernels-%s: this CPU does not support the set, not tested here\n", ks->name), n_skipped++;
             continue;
         }
         n_compared++;
@@ -1105,6 +1117,7 @@ static void test_kernels(void) {
             reference_padding_ok &= padding_intact(want, os, rows, tokens);
             poison(got, tokens * os);
             ks->f32_rows(got, os, w, ws, x, xs, n, rows, tokens);
+            comparisons[k]++;
             padding_ok &= padding_intact(got, os, rows, tokens);
             for (int t = 0; t < tokens; t++)
                 for (int r = 0; r < rows; r++) {
@@ -1253,6 +1266,33 @@ static void test_kernels(void) {
         printf("note: no fast kernel set runs on this CPU: only the scalar reference's own checks run here\n");
     else
         check("kernels-reference-write-only-their-rows", reference_padding_ok, NULL);
+
+    // Every set this CPU supports was compared with the reference (scalar is the reference).
+    // RUN_REQUIRE_KERNELS=avx512,avx2 (set by .ci/run from the CPU's flags) names sets that
+    // must have been: a CPU feature that select_kernels() fails to see fails here.
+    char untested[256] = "";
+    for (size_t k = 0; k < n_sets; k++)
+        if (strcmp(kernel_sets[k].name, "scalar") != 0 && kernel_sets[k].supported() && comparisons[k] == 0)
+            snprintf(untested + strlen(untested), sizeof(untested) - strlen(untested), " %s", kernel_sets[k].name);
+    check("kernels-every-supported-set-tested", untested[0] == '\0', "supported but not compared:%s", untested);
+    const char *required = getenv("RUN_REQUIRE_KERNELS");
+    if (required && required[0]) {
+        char missing[256] = "", name[32];
+        for (const char *p = required; *p;) {
+            size_t len = strcspn(p, ", ");
+            snprintf(name, sizeof(name), "%.*s", (int)(len < sizeof(name) ? len : sizeof(name) - 1), p);
+            p += len + strspn(p + len, ", ");
+            if (!name[0]) continue;
+            size_t k = 0;
+            while (k < n_sets && strcmp(kernel_sets[k].name, name) != 0) k++;
+            const char *why = k == n_sets ? "not in this build"
+                              : strcmp(name, "scalar") == 0 ? NULL
+                              : !kernel_sets[k].supported() ? "not supported by this CPU, as this program sees it"
+                              : comparisons[k] == 0 ? "not compared" : NULL;
+            if (why) snprintf(missing + strlen(missing), sizeof(missing) - strlen(missing), " %s (%s)", name, why);
+        }
+        check("kernels-required-sets-tested", missing[0] == '\0', "RUN_REQUIRE_KERNELS=%s:%s", required, missing);
+    }
     check_softmax_keeps_nan("kernels-reference-softmax-keeps-nan", softmax);
 
     // Half precision: exact values at the edges of the format.
@@ -2132,8 +2172,7 @@ static void test_hostile(void) {
 }
 
 // ----------------------------------------------------------------------------
-// Issue 14, the correctness sweep: one check (or a few) per numbered item of the
-// review, each id naming its item: issue14-N-what.
+// Check ids name the behaviour they check; their first word or two (the prefix) names the area.
 
 // Runs export.py with args ($M and $T expanded as for ./run); status, stdout and stderr.
 static RunResult run_export(const char *args) {
@@ -2152,10 +2191,10 @@ static int same_file_bytes(const char *path, const char *original) {
     return same;
 }
 
-// Item 1: an output that is an input is refused before anything is written,
-// whatever the path's spelling (./, a hard link).
-static void issue14_export_overwrite(void) {
-    if (!could_match("issue14-1-")) return;
+// export.py refuses, before anything is written, an output that is an input, whatever the
+// path's spelling (./, a hard link); an output that is a folder; and a context that run
+// would refuse.
+static void test_export_refusals(void) {
     size_t len = 0;
     char *bytes = read_file_text(model_path("tok512.model"), &len);
     write_file(tmp_path("tok.model"), bytes, len);
@@ -2168,10 +2207,10 @@ static void issue14_export_overwrite(void) {
     remove(link_path);
     int linked = link(tmp_path("x.bin"), link_path) == 0;
     struct { const char *id, *args, *file, *original; } cases[] = {
-        {"issue14-1-export-tokenizer-onto-itself", "$T/./tok.model --tokenizer $T/tok.model", "tok.model", "tok512.model"},
-        {"issue14-1-export-gguf-onto-checkpoint", "$T/x-link.bin --llama2c $T/x.bin --tokenizer $M/tok512.model", "x.bin",
+        {"export-refuses-tokenizer-onto-itself", "$T/./tok.model --tokenizer $T/tok.model", "tok.model", "tok512.model"},
+        {"export-refuses-gguf-onto-checkpoint", "$T/x-link.bin --llama2c $T/x.bin --tokenizer $M/tok512.model", "x.bin",
          "stories260K.bin"},
-        {"issue14-1-export-gguf-onto-tokenizer", "$T/tok.model --llama2c $M/stories260K.bin --tokenizer $T/tok.model",
+        {"export-refuses-gguf-onto-tokenizer", "$T/tok.model --llama2c $M/stories260K.bin --tokenizer $T/tok.model",
          "tok.model", "tok512.model"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -2182,10 +2221,24 @@ static void issue14_export_overwrite(void) {
         free_run(&r);
     }
     remove(tmp_path("tok.model")), remove(tmp_path("x.bin")), remove(link_path);
+
+    struct { const char *id, *args, *needle; } exports[] = {
+        {"export-refuses-context-over-run-limit", "$T/c.gguf --llama2c $M/stories260K.bin --tokenizer $M/tok512.model "
+         "--context 4194305", "expected 1..4194304"},
+        {"export-refuses-output-folder", "$T --llama2c $M/stories260K.bin --tokenizer $M/tok512.model", "is a folder"},
+        {"export-refuses-tokenizer-output-folder", "$T --tokenizer $M/tok512.model", "is a folder"},
+    };
+    for (size_t i = 0; i < sizeof(exports) / sizeof(exports[0]); i++) {
+        if (!wanted(exports[i].id)) continue;
+        RunResult r = run_export(exports[i].args);
+        check(exports[i].id, r.status != 0 && r.err && strstr(r.err, exports[i].needle) && !file_exists(tmp_path("c.gguf")),
+              "status %d, stderr %s", r.status, r.err ? r.err : "");
+        free_run(&r);
+    }
 }
 
 // $T/s260.gguf: stories260K with its own tok512.model, as export.py writes it (once);
-// several items use it. Whether it is there.
+// several tests use it. Whether it is there.
 static int export_s260(void) {
     static int status = -1;
     if (status < 0) {
@@ -2197,21 +2250,20 @@ static int export_s260(void) {
     return status == 0;
 }
 
-// Item 2: SentencePiece's normalizer flags travel in the GGUF and are honoured. stories260K
+// SentencePiece's normalizer flags travel in the GGUF and are honoured. stories260K
 // exported with its tok512.model (remove_extra_whitespaces on) against SentencePiece's own
 // ids for tok512 (tests/tokenizer_cases_tok512.tsv, by make references); tokenizer.bin,
-// which cannot say, gets Llama 2's rule, as the README says.
-static void issue14_normalizer_flags(void) {
-    if (!could_match("issue14-2-")) return;
-    check("issue14-2-export", export_s260(), "export.py failed");
+// which cannot say, gets Llama 2's rule, as docs/formats.md says.
+static void test_tokenizer_flags(void) {
+    check("tokenizer-flags-export", export_s260(), "export.py failed");
     Model m;
     build_model(&m, tmp_path("s260.gguf"), WEIGHTS_MAP, 16, 1, KV_AUTO);
     Tokenizer t;
     tokenizer_from_gguf(&t, m.vocab, "s260.gguf");
-    check("issue14-2-flags-read", t.remove_extra_whitespaces == 1 && t.add_dummy_prefix == 1 && t.add_bos == 1,
+    check("tokenizer-flags-read", t.remove_extra_whitespaces == 1 && t.add_dummy_prefix == 1 && t.add_bos == 1,
           "remove_extra_whitespaces %d, add_dummy_prefix %d, add_bos %d", t.remove_extra_whitespaces,
           t.add_dummy_prefix, t.add_bos);
-    tokenizer_cases_in(&t, "issue14-2-tok512-gguf", "tests/tokenizer_cases_tok512.tsv", 512);
+    tokenizer_cases_in(&t, "tokenizer-flags-tok512-gguf", "tests/tokenizer_cases_tok512.tsv", 512);
     free_tokenizer(&t);
     free_model(&m);
 
@@ -2228,7 +2280,7 @@ static void issue14_normalizer_flags(void) {
     free(story), free(doubled);
     double single = cli_perplexity("$T/s260.gguf -m ppl < tests/story.txt");
     double twice = cli_perplexity("$T/s260.gguf -m ppl < $T/story-doubled.txt");
-    check("issue14-2-ppl-double-space", single > 1.0 && single == twice, "perplexity %.4f, doubled spaces %.4f", single,
+    check("tokenizer-flags-ppl-double-space", single > 1.0 && single == twice, "perplexity %.4f, doubled spaces %.4f", single,
           twice);
     remove(tmp_path("story-doubled.txt"));
 
@@ -2239,23 +2291,22 @@ static void issue14_normalizer_flags(void) {
     if (at) at[strlen(key) + 4] = 0, write_file(tmp_path("s260-nobos.gguf"), gguf, len);
     free(gguf);
     const CliCase cases[] = {
-        {"issue14-2-tokenize-double-space", "$T/s260.gguf -m tokenize -i \"Once  upon a time\"", 0,
+        {"tokenizer-flags-tokenize-double-space", "$T/s260.gguf -m tokenize -i \"Once  upon a time\"", 0,
          .out = "1 403 407 261 378\n"},
-        {"issue14-2-tokenize-spaces-around", "$T/s260.gguf -m tokenize -i \"  Once upon  \"", 0, .out = "1 403 407\n"},
-        {"issue14-2-add-bos-false", "$T/s260-nobos.gguf -m tokenize -i \"Once  upon a time\"", 0,
+        {"tokenizer-flags-tokenize-spaces-around", "$T/s260.gguf -m tokenize -i \"  Once upon  \"", 0, .out = "1 403 407\n"},
+        {"tokenizer-flags-add-bos-false", "$T/s260-nobos.gguf -m tokenize -i \"Once  upon a time\"", 0,
          .out = "403 407 261 378\n"},
-        {"issue14-2-add-bos-false-generates", "$T/s260-nobos.gguf -t 0 -n 20 -i \"\"", 0, .out_start = "Once upon a time"},
-        {"issue14-2-tokenizer-bin-keeps-llama2-rule", "-m tokenize -z $M/tok512.bin -i \"Once  upon a time\"", 0,
+        {"tokenizer-flags-add-bos-false-generates", "$T/s260-nobos.gguf -t 0 -n 20 -i \"\"", 0, .out_start = "Once upon a time"},
+        {"tokenizer-flags-tokenizer-bin-keeps-llama2-rule", "-m tokenize -z $M/tok512.bin -i \"Once  upon a time\"", 0,
          .out = "1 403 410 407 261 378\n"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_cli_case(&cases[i]);
     remove(tmp_path("s260-nobos.gguf"));
 }
 
-// Item 4: a tiny positive temperature is greedy in effect, never NaN; one below
-// float's smallest normal number is accepted.
-static void issue14_tiny_temperature(void) {
-    if (!could_match("issue14-4-")) return;
+// A tiny positive temperature is greedy in effect, never NaN; one below float's smallest
+// normal number is accepted.
+static void test_sampler_tiny_temperature(void) {
     Sampler s;
     build_sampler(&s, 4, 3e-38f, 0.9f, 0, 7);
     int all_max = 1;
@@ -2263,17 +2314,20 @@ static void issue14_tiny_temperature(void) {
         float logits[4] = {1.0f, 30.0f, 2.0f, -5.0f};
         all_max &= sample(&s, logits) == 1 && !isnan(logits[0]);
     }
-    check("issue14-4-sample-tiny-temperature-is-greedy", all_max, NULL);
+    check("sampler-tiny-temperature-is-greedy", all_max, NULL);
     free_sampler(&s);
+}
+
+static void test_cli_tiny_temperature(void) {
     const CliCase cases[] = {
-        {"issue14-4-cli-temperature-3e-38", "$M/stories260K.bin -z $M/tok512.bin -t 3e-38 -n 200", 0, .out = greedy_story_200},
-        {"issue14-4-cli-temperature-1e-40", "$M/stories260K.bin -z $M/tok512.bin -t 1e-40 -n 200", 0, .out = greedy_story_200},
-        {"issue14-4-cli-temperature-1e-50", "$M/stories260K.bin -z $M/tok512.bin -t 1e-50 -n 200", 0, .out = greedy_story_200},
+        {"cli-temperature-3e-38", "$M/stories260K.bin -z $M/tok512.bin -t 3e-38 -n 200", 0, .out = greedy_story_200},
+        {"cli-temperature-1e-40", "$M/stories260K.bin -z $M/tok512.bin -t 1e-40 -n 200", 0, .out = greedy_story_200},
+        {"cli-temperature-1e-50", "$M/stories260K.bin -z $M/tok512.bin -t 1e-50 -n 200", 0, .out = greedy_story_200},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_cli_case(&cases[i]);
 }
 
-// Item 5: perplexity by llama-perplexity's rule. Windows of -n, whole ones only, each
+// Perplexity by llama-perplexity's rule. Windows of -n, whole ones only, each
 // scoring its second half: tests/story.txt is 368 tokens, so -n 64 scores 5 windows of
 // 31 tokens and -n 100 3 of 49 (llama.cpp's count: chunks * (n_ctx - 1 - n_ctx / 2)).
 // A context of 1 position (which never ended before) is refused, as is a text shorter
@@ -2281,8 +2335,7 @@ static void issue14_tiny_temperature(void) {
 static const char *scored_155(const RunResult *r) { return strstr(r->out, "over 155 tokens") ? NULL : "not 155 tokens"; }
 static const char *scored_147(const RunResult *r) { return strstr(r->out, "over 147 tokens") ? NULL : "not 147 tokens"; }
 
-static void issue14_perplexity_windows(void) {
-    if (!could_match("issue14-5-")) return;
+static void test_perplexity_windows(void) {
     export_s260();
     size_t len = 0;
     char *gguf = read_file_text(tmp_path("s260.gguf"), &len);
@@ -2292,14 +2345,14 @@ static void issue14_perplexity_windows(void) {
     if (at) memcpy(at + strlen(key) + 4, &one, 4), write_file(tmp_path("s260-ctx1.gguf"), gguf, len);
     free(gguf);
     const CliCase cases[] = {
-        {"issue14-5-context-1-refused", "$T/s260-ctx1.gguf -m ppl -n 0 < tests/story.txt", 1, .err = "score nothing"},
-        {"issue14-5-window-2-refused", "$M/stories260K.bin -z $M/tok512.bin -m ppl -n 2 < tests/story.txt", 1,
+        {"perplexity-context-1-refused", "$T/s260-ctx1.gguf -m ppl -n 0 < tests/story.txt", 1, .err = "score nothing"},
+        {"perplexity-windows-of-2-refused", "$M/stories260K.bin -z $M/tok512.bin -m ppl -n 2 < tests/story.txt", 1,
          .err = "windows of 2 positions"},
-        {"issue14-5-text-shorter-than-window", "$M/stories260K.bin -z $M/tok512.bin -m ppl -n 512 < tests/story.txt", 1,
+        {"perplexity-text-shorter-than-window-refused", "$M/stories260K.bin -z $M/tok512.bin -m ppl -n 512 < tests/story.txt", 1,
          .err = "shorter than one perplexity window of 512"},
-        {"issue14-5-windows-of-64", "$M/stories260K.bin -z $M/tok512.bin -m ppl -n 64 < tests/story.txt", 0,
+        {"perplexity-windows-of-64", "$M/stories260K.bin -z $M/tok512.bin -m ppl -n 64 < tests/story.txt", 0,
          .out_start = "perplexity ", .also = scored_155},
-        {"issue14-5-windows-of-100", "$M/stories260K.bin -z $M/tok512.bin -m ppl -n 100 < tests/story.txt", 0,
+        {"perplexity-windows-of-100", "$M/stories260K.bin -z $M/tok512.bin -m ppl -n 100 < tests/story.txt", 0,
          .out_start = "perplexity ", .also = scored_147},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_cli_case(&cases[i]);
@@ -2311,7 +2364,7 @@ static void issue14_perplexity_windows(void) {
     char *refs = read_file_text(model_path("stories260K-wide/references.json"), NULL);
     for (size_t i = 0; i < sizeof(wide1_files) / sizeof(wide1_files[0]); i++) {
         char id[128], name[128], args[512];
-        snprintf(id, sizeof(id), "issue14-5-like-llama-perplexity-%s", wide1_files[i]);
+        snprintf(id, sizeof(id), "perplexity-like-llama-cpp-%s", wide1_files[i]);
         if (!wanted(id)) continue;
         snprintf(name, sizeof(name), "\"wide1-%s.gguf\"", wide1_files[i]);
         const char *entry = refs ? strstr(refs, name) : NULL, *at = entry ? strstr(entry, "\"ppl_c128\":") : NULL;
@@ -2323,7 +2376,7 @@ static void issue14_perplexity_windows(void) {
     free(refs);
 }
 
-// Item 6: GGUF files that contradict themselves or ask for what is not implemented.
+// GGUF files that contradict themselves or ask for what is not implemented.
 // The files are the export $T/s260.gguf edited: extra key/value pairs go in right after
 // the 24-byte header, padded by one more string pair to a multiple of 32 bytes so that
 // the tensor data stays aligned; a key or tensor name may first be renamed in place.
@@ -2373,21 +2426,47 @@ static int edited_gguf(const char *name, const char *from, const char *to, KVs k
     return kv.len % 32 == 0;
 }
 
-static void issue14_gguf_lies(void) {
-    if (!could_match("issue14-6-")) return;
+// A tensor with 3 dimensions where 2 are expected (the export with a third extent of 1 on
+// blk.0.attn_q.weight, 8 bytes more, and a 24-byte key/value pair so that the header grows
+// by 32 and the data stays aligned); and a GGUF whose embedding is huge is not asked
+// whether it is a llama2.c checkpoint. Whether both files were written.
+static int gguf_dims_and_embedding_files(void) {
+    size_t len = 0;
+    char *whole = read_file_text(tmp_path("s260.gguf"), &len);
+    const char *name = "blk.0.attn_q.weight", *embd = "token_embd.weight";
+    char *at = whole ? find_in(whole, len, name, strlen(name)) : NULL;
+    int made = at != NULL;
+    if (at) {
+        size_t dims_end = (size_t)(at - whole) + strlen(name) + 4 + 16; // n_dims, then two extents
+        uint32_t three = 3, u32_type = 4, zero = 0;
+        uint64_t one = 1, n_kv, key_len = 8;
+        memcpy(at + strlen(name), &three, 4);
+        memcpy(&n_kv, whole + 16, 8), n_kv++, memcpy(whole + 16, &n_kv, 8);
+        FILE *f = fopen(tmp_path("dims3.gguf"), "wb");
+        fwrite(whole, 1, 24, f);
+        fwrite(&key_len, 8, 1, f), fwrite("test.pad", 1, 8, f), fwrite(&u32_type, 4, 1, f), fwrite(&zero, 4, 1, f);
+        fwrite(whole + 24, 1, dims_end - 24, f), fwrite(&one, 8, 1, f), fwrite(whole + dims_end, 1, len - dims_end, f);
+        fclose(f);
+        memcpy(at + strlen(name), (uint32_t[]){2}, 4), memcpy(&n_kv, whole + 16, 8), n_kv--, memcpy(whole + 16, &n_kv, 8);
+    }
+    at = whole ? find_in(whole, len, embd, strlen(embd)) : NULL;
+    made &= at != NULL;
+    if (at) { // its second extent, the vocabulary: 2^23 rows
+        uint64_t rows = 1ull << 23;
+        memcpy(at + strlen(embd) + 4 + 8, &rows, 8);
+        write_file(tmp_path("huge-embd.gguf"), whole, len);
+    }
+    free(whole);
+    return made;
+}
+
+static void test_gguf_refusals(void) {
     export_s260();
     KVs none = {{0}, 0, 0}, kv;
     int made = edited_gguf("dup-tensor.gguf", "blk.0.attn_k.weight", "blk.0.attn_q.weight", none);
     uint32_t u32 = 5;
     kv = none, kv_scalar(&kv, "llama.block_count", 4, &u32, 4);
     made &= edited_gguf("dup-key.gguf", NULL, NULL, kv);
-    float two = 2.0f, four = 4.0f;
-    kv = none, kv_string(&kv, "llama.rope.scaling.type", "linear"), kv_scalar(&kv, "llama.rope.scaling.factor", 6, &two, 4);
-    made &= edited_gguf("rope-linear.gguf", NULL, NULL, kv);
-    kv = none, kv_string(&kv, "llama.rope.scaling.type", "yarn"), kv_scalar(&kv, "llama.rope.scaling.factor", 6, &four, 4);
-    made &= edited_gguf("rope-yarn.gguf", NULL, NULL, kv);
-    kv = none, kv_string(&kv, "llama.rope.scaling.type", "none"), kv_scalar(&kv, "llama.rope.scaling.factor", 6, &four, 4);
-    made &= edited_gguf("rope-none-factor.gguf", NULL, NULL, kv);
     uint64_t bos = (1ull << 32) + 1, huge = (1ull << 63) + 5;
     kv = none, kv_scalar(&kv, "tokenizer.ggml.bos_token_id", 10, &bos, 8);
     made &= edited_gguf("bos-2p32.gguf", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.xos_token_id", kv);
@@ -2398,22 +2477,47 @@ static void issue14_gguf_lies(void) {
     made &= edited_gguf("kv-heads-negative.gguf", "llama.attention.head_count_kv", "llama.attention.head_count_xx", kv);
     kv = none, kv_scalar(&kv, "llama.attention.head_count_kv", 11, &wraps, 8);
     made &= edited_gguf("kv-heads-wraps.gguf", "llama.attention.head_count_kv", "llama.attention.head_count_xx", kv);
-    check("issue14-6-files-made", made, "could not edit $T/s260.gguf");
+    made &= gguf_dims_and_embedding_files();
+    check("gguf-files-made", made, "could not edit $T/s260.gguf");
 
     const CliCase cases[] = {
-        {"issue14-6-duplicate-tensor-refused", "$T/dup-tensor.gguf -n 8", 1, .err = "tensor blk.0.attn_q.weight appears twice"},
-        {"issue14-6-duplicate-key-refused", "$T/dup-key.gguf -n 8", 1, .err = "key llama.block_count appears twice"},
-        {"issue14-6-rope-yarn-refused", "$T/rope-yarn.gguf -n 8", 1, .err = "linear RoPE scaling only"},
-        {"issue14-6-rope-none-with-factor-refused", "$T/rope-none-factor.gguf -n 8", 1, .err = "scaling.factor is 4"},
-        {"issue14-6-bos-u64-2p32-plus-1-refused", "$T/bos-2p32.gguf -n 8", 1, .err = "bos_token_id is 4294967297"},
-        {"issue14-6-bos-u64-above-int64-refused", "$T/bos-huge.gguf -n 8", 1, .err = "is 9223372036854775813, out of range"},
-        {"issue14-6-head-count-kv-negative-refused", "$T/kv-heads-negative.gguf -n 8", 1, .err = "head_count_kv is -4"},
-        {"issue14-6-head-count-kv-i64-refused", "$T/kv-heads-wraps.gguf -n 8", 1, .err = "head_count_kv is 4294967300"},
+        {"gguf-duplicate-tensor-refused", "$T/dup-tensor.gguf -n 8", 1, .err = "tensor blk.0.attn_q.weight appears twice"},
+        {"gguf-duplicate-key-refused", "$T/dup-key.gguf -n 8", 1, .err = "key llama.block_count appears twice"},
+        {"gguf-bos-u64-2p32-plus-1-refused", "$T/bos-2p32.gguf -n 8", 1, .err = "bos_token_id is 4294967297"},
+        {"gguf-bos-u64-above-int64-refused", "$T/bos-huge.gguf -n 8", 1, .err = "is 9223372036854775813, out of range"},
+        {"gguf-head-count-kv-negative-refused", "$T/kv-heads-negative.gguf -n 8", 1, .err = "head_count_kv is -4"},
+        {"gguf-head-count-kv-i64-refused", "$T/kv-heads-wraps.gguf -n 8", 1, .err = "head_count_kv is 4294967300"},
+        {"gguf-tensor-dimensions-named", "$T/dims3.gguf -n 8", 1,
+         .err = "tensor blk.0.attn_q.weight has 3 dimensions, expected 2"},
+        {"gguf-huge-embedding-not-llama2c", "$T/huge-embd.gguf -n 8", 1,
+         .err = "tensor token_embd.weight has 8388608 rows (the vocabulary), expected 1..4194304"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_cli_case(&cases[i]);
+    const char *made_files[] = {"dup-tensor.gguf", "dup-key.gguf", "bos-2p32.gguf", "bos-huge.gguf",
+                                "kv-heads-negative.gguf", "kv-heads-wraps.gguf", "dims3.gguf", "huge-embd.gguf"};
+    for (size_t i = 0; i < sizeof(made_files) / sizeof(made_files[0]); i++) remove(tmp_path(made_files[i]));
+}
 
+// RoPE scaling from the GGUF's keys: linear only; a factor with type none is a contradiction.
+static void test_rope_scaling(void) {
+    export_s260();
+    KVs none = {{0}, 0, 0}, kv;
+    float two = 2.0f, four = 4.0f;
+    kv = none, kv_string(&kv, "llama.rope.scaling.type", "linear"), kv_scalar(&kv, "llama.rope.scaling.factor", 6, &two, 4);
+    int made = edited_gguf("rope-linear.gguf", NULL, NULL, kv);
+    kv = none, kv_string(&kv, "llama.rope.scaling.type", "yarn"), kv_scalar(&kv, "llama.rope.scaling.factor", 6, &four, 4);
+    made &= edited_gguf("rope-yarn.gguf", NULL, NULL, kv);
+    kv = none, kv_string(&kv, "llama.rope.scaling.type", "none"), kv_scalar(&kv, "llama.rope.scaling.factor", 6, &four, 4);
+    made &= edited_gguf("rope-none-factor.gguf", NULL, NULL, kv);
+    check("rope-scaling-files-made", made, "could not edit $T/s260.gguf");
+
+    const CliCase cases[] = {
+        {"rope-scaling-yarn-refused", "$T/rope-yarn.gguf -n 8", 1, .err = "linear RoPE scaling only"},
+        {"rope-scaling-none-with-factor-refused", "$T/rope-none-factor.gguf -n 8", 1, .err = "scaling.factor is 4"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_cli_case(&cases[i]);
     // Linear scaling: position p turns as p / 2 does unscaled, and the text changes.
-    if (wanted("issue14-6-rope-linear-tables")) {
+    if (wanted("rope-scaling-linear-tables")) {
         Model plain, scaled;
         build_model(&plain, tmp_path("s260.gguf"), WEIGHTS_MAP, 64, 1, KV_AUTO);
         build_model(&scaled, tmp_path("rope-linear.gguf"), WEIGHTS_MAP, 64, 1, KV_AUTO);
@@ -2424,21 +2528,18 @@ static void issue14_gguf_lies(void) {
                         fabsf(scaled.state.rope_sin[p * half + i] - plain.state.rope_sin[p / 2 * half + i]) < 1e-6f;
                 moved |= scaled.state.rope_cos[p * half + i] != plain.state.rope_cos[p * half + i];
             }
-        check("issue14-6-rope-linear-tables", same && moved, "scale %g; tables at 2p equal unscaled at p: %d", 
+        check("rope-scaling-linear-tables", same && moved, "scale %g; tables at 2p equal unscaled at p: %d", 
               scaled.config.rope_scale, same);
         free_model(&plain), free_model(&scaled);
     }
-    if (wanted("issue14-6-rope-linear-runs")) {
+    if (wanted("rope-scaling-linear-runs")) {
         RunResult a = run_args("$T/s260.gguf -t 0 -n 60"), b = run_args("$T/rope-linear.gguf -t 0 -n 60");
-        check("issue14-6-rope-linear-runs", a.status == 0 && b.status == 0 && a.out && b.out && strcmp(a.out, b.out) != 0,
+        check("rope-scaling-linear-runs", a.status == 0 && b.status == 0 && a.out && b.out && strcmp(a.out, b.out) != 0,
               "status %d and %d; the scaled file's text is %s", a.status, b.status,
               a.out && b.out && strcmp(a.out, b.out) == 0 ? "the same" : "other");
         free_run(&a), free_run(&b);
     }
-    const char *made_files[] = {"dup-tensor.gguf", "dup-key.gguf", "rope-linear.gguf", "rope-yarn.gguf",
-                                "rope-none-factor.gguf", "bos-2p32.gguf", "bos-huge.gguf", "kv-heads-negative.gguf",
-                                "kv-heads-wraps.gguf"};
-    for (size_t i = 0; i < sizeof(made_files) / sizeof(made_files[0]); i++) remove(tmp_path(made_files[i]));
+    remove(tmp_path("rope-linear.gguf")), remove(tmp_path("rope-yarn.gguf")), remove(tmp_path("rope-none-factor.gguf"));
 }
 
 static const char *at_most_4_lines(const RunResult *r) {
@@ -2446,11 +2547,14 @@ static const char *at_most_4_lines(const RunResult *r) {
     return strstr(r->err, "run -h") ? NULL : "stderr does not point at run -h";
 }
 
-// Item 10: a reader that leaves early is not an error, pipefail or not, SIGPIPE ignored
-// by the parent or not; and the run stops rather than computing its 2000 tokens for no one.
-// Item 11: a bad flag is the error and a pointer to -h, at most 4 lines; -h is the manual.
-static void issue14_pipe_and_flags(void) {
-    if (could_match("issue14-10-")) {
+static const char *says_prompt_5(const RunResult *r) { return strstr(r->err, "prompt 5 tokens") ? NULL : "not 5 prompt tokens"; }
+
+// A reader that leaves early is not an error, pipefail or not, SIGPIPE ignored by the
+// parent or not; and the run stops rather than computing its 2000 tokens for no one.
+// A bad flag is the error and a pointer to -h, at most 4 lines; -h is the manual. The
+// stats line counts the prompt that -n let through; RUN_KERNELS= is as unset.
+static void test_cli_pipe_and_flags(void) {
+    if (could_match("cli-pipefail-")) {
         const char *binary = getenv("RUN_BINARY") ? getenv("RUN_BINARY") : "./run";
         for (int ignore = 0; ignore < 2; ignore++) {
             char cmd[4096], id[64];
@@ -2463,7 +2567,7 @@ static void issue14_pipe_and_flags(void) {
             status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
             size_t err_len = 0;
             char *err = read_file_text(tmp_path("pipe.err"), &err_len);
-            snprintf(id, sizeof(id), "issue14-10-pipefail-status-0%s", ignore ? "-sigpipe-ignored" : "");
+            snprintf(id, sizeof(id), "cli-pipefail-status-0%s", ignore ? "-sigpipe-ignored" : "");
             // stderr: at most the timings line, never an error
             check(id, status == 0 && (!err || !strstr(err, "rror")), "status %d after %.2f s, stderr %s", status, seconds,
                   err ? err : "");
@@ -2472,67 +2576,77 @@ static void issue14_pipe_and_flags(void) {
         remove(tmp_path("pipe.err"));
     }
     const CliCase cases[] = {
-        {"issue14-11-bad-flag-short", "$M/stories260K.bin -q 1", 2, .err = "unknown option '-q'", .also = at_most_4_lines},
-        {"issue14-11-bad-value-short", "$M/stories260K.bin -t hot", 2, .err = "-t wants", .also = at_most_4_lines},
-        {"issue14-11-help-is-the-manual", "-h", 0, .out_start = "Usage:", .also = lists_every_option},
+        {"cli-flag-unknown-points-at-help", "$M/stories260K.bin -q 1", 2, .err = "unknown option '-q'", .also = at_most_4_lines},
+        {"cli-flag-bad-value-points-at-help", "$M/stories260K.bin -t hot", 2, .err = "-t wants", .also = at_most_4_lines},
+        {"cli-help-is-the-manual", "-h", 0, .out_start = "Usage:", .also = lists_every_option},
+        {"cli-stats-count-the-prompt-fed", "$M/stories260K.bin -z $M/tok512.bin -t 0 -n 5 -i \"Once upon a time there was a girl\"",
+         0, .also = says_prompt_5},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_cli_case(&cases[i]);
+    if (wanted("cli-run-kernels-empty-is-unset")) {
+        char cmd[4096];
+        snprintf(cmd, sizeof(cmd), "RUN_KERNELS= %s %s -t 0 -n 200 > %s 2>/dev/null",
+                 getenv("RUN_BINARY") ? getenv("RUN_BINARY") : "./run", model_path("stories260K.gguf"), tmp_path("k.out"));
+        int status = system(cmd);
+        char *out = read_file_text(tmp_path("k.out"), NULL);
+        check("cli-run-kernels-empty-is-unset", status == 0 && out && strcmp(out, greedy_story_200) == 0,
+              "status %d", status);
+        free(out), remove(tmp_path("k.out"));
+    }
 }
 
-// Items 7 and 8: -i - with a closed stdin is an empty prompt; in chat, -i - takes the
+// -i - with a closed stdin is an empty prompt; in chat, -i - takes the
 // turns from stdin one per line. One trailing \n or \r\n is dropped, a lone \r stays
 // (ids from SentencePiece: "Hello\r" is 1 15043 30004, "Hello" 1 15043).
-static void issue14_stdin_edges(void) {
-    if (!could_match("issue14-7-") && !could_match("issue14-8-")) return;
+static void test_cli_stdin_edges(void) {
     write_file(tmp_path("hello-cr.txt"), "Hello\r", 6);
     write_file(tmp_path("hello-crlf.txt"), "Hello\r\n", 7);
     write_file(tmp_path("hello-cr-crlf.txt"), "Hello\r\r\n", 8);
     const CliCase cases[] = {
-        {"issue14-7-dash-closed-stdin-is-empty", "$M/stories260K.bin -z $M/tok512.bin -t 0 -n 20 -i - <&-", 0,
+        {"cli-prompt-dash-closed-stdin-is-empty", "$M/stories260K.bin -z $M/tok512.bin -t 0 -n 20 -i - <&-", 0,
          .out_start = "Once upon a time", .not_on_windows = closed_stdin_on_wine},
-        {"issue14-7-dash-closed-stdin-tokenize", "-m tokenize -z tokenizer.bin -i - <&-", 0, .out = "1\n",
+        {"cli-prompt-dash-closed-stdin-tokenize", "-m tokenize -z tokenizer.bin -i - <&-", 0, .out = "1\n",
          .not_on_windows = closed_stdin_on_wine},
-        {"issue14-7-chat-dash-turns-per-line", "$M/stories260K.bin -z $M/tok512.bin -m chat -t 0 -n 400 -i - < tests/chat_turns.txt",
+        {"cli-chat-dash-turns-per-line", "$M/stories260K.bin -z $M/tok512.bin -m chat -t 0 -n 400 -i - < tests/chat_turns.txt",
          0, .also = two_replies},
-        {"issue14-8-lone-cr-kept", "-m tokenize -z tokenizer.bin < $T/hello-cr.txt", 0, .out = "1 15043 30004\n"},
-        {"issue14-8-crlf-dropped", "-m tokenize -z tokenizer.bin < $T/hello-crlf.txt", 0, .out = "1 15043\n"},
-        {"issue14-8-cr-before-crlf-kept", "-m tokenize -z tokenizer.bin < $T/hello-cr-crlf.txt", 0,
+        {"cli-stdin-lone-cr-kept", "-m tokenize -z tokenizer.bin < $T/hello-cr.txt", 0, .out = "1 15043 30004\n"},
+        {"cli-stdin-crlf-dropped", "-m tokenize -z tokenizer.bin < $T/hello-crlf.txt", 0, .out = "1 15043\n"},
+        {"cli-stdin-cr-before-crlf-kept", "-m tokenize -z tokenizer.bin < $T/hello-cr-crlf.txt", 0,
          .out = "1 15043 30004\n"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_cli_case(&cases[i]);
     remove(tmp_path("hello-cr.txt")), remove(tmp_path("hello-crlf.txt")), remove(tmp_path("hello-cr-crlf.txt"));
 }
 
-// Item 12: -z takes a GGUF file's vocabulary (a model's, or a vocabulary-only file: here
+// -z takes a GGUF file's vocabulary (a model's, or a vocabulary-only file: here
 // the export with its tensor count set to 0, so that only its keys are read), and names
 // a SentencePiece .model instead of misreading it as tokenizer.bin.
-static void issue14_z_formats(void) {
-    if (!could_match("issue14-12-")) return;
+static void test_cli_z_formats(void) {
     export_s260();
     size_t len = 0;
     char *gguf = read_file_text(tmp_path("s260.gguf"), &len);
     if (gguf && len > 24) memset(gguf + 8, 0, 8), write_file(tmp_path("vocab-only.gguf"), gguf, len);
     free(gguf);
     const CliCase cases[] = {
-        {"issue14-12-z-gguf-tokenize", "-m tokenize -z $M/llama-2-tiny-random.gguf -i \"Hello world\"", 0,
+        {"cli-z-gguf-tokenize", "-m tokenize -z $M/llama-2-tiny-random.gguf -i \"Hello world\"", 0,
          .out = "1 15043 3186\n"},
-        {"issue14-12-z-vocab-only-gguf", "-m tokenize -z $T/vocab-only.gguf -i \"Once  upon a time\"", 0,
+        {"cli-z-vocab-only-gguf", "-m tokenize -z $T/vocab-only.gguf -i \"Once  upon a time\"", 0,
          .out = "1 403 407 261 378\n"},
-        {"issue14-12-z-gguf-with-model", "$M/stories260K.bin -z $T/vocab-only.gguf -t 0 -n 200", 0, .out = greedy_story_200},
-        {"issue14-12-z-sentencepiece-model", "-m tokenize -z $M/tok512.model -i x", 1,
+        {"cli-z-gguf-with-model", "$M/stories260K.bin -z $T/vocab-only.gguf -t 0 -n 200", 0, .out = greedy_story_200},
+        {"cli-z-sentencepiece-model", "-m tokenize -z $M/tok512.model -i x", 1,
          .err = "is a SentencePiece model, not a tokenizer.bin: convert it with python3 export.py OUT.bin --tokenizer"},
-        {"issue14-12-z-gguf-vocab-mismatch", "$M/stories260K.bin -z $M/llama-2-tiny-random.gguf -n 8", 1,
+        {"cli-z-gguf-vocab-mismatch", "$M/stories260K.bin -z $M/llama-2-tiny-random.gguf -n 8", 1,
          .err = "has 32000 tokens but"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_cli_case(&cases[i]);
     remove(tmp_path("vocab-only.gguf"));
 }
 
-// Item 3: vocabularies the other cases do not cover, against SentencePiece on edited
+// Vocabularies the other cases do not cover, against SentencePiece on edited
 // tok512 models (tests/make_vocab_cases.py, by make references): user-defined pieces
 // matched whole; no byte fallback, a run of unknown characters one <unk>, which prints
 // as SentencePiece decodes it; and a GGUF without token types still has its byte pieces.
-static void issue14_vocab_case(const char *prefix, const char *model, const char *cases_file, int bytes) {
+static void vocab_case(const char *prefix, const char *model, const char *cases_file, int bytes) {
     char args[512];
     snprintf(args, sizeof(args), "$T/vocab.gguf --llama2c $M/stories260K.bin --tokenizer %s", model);
     RunResult r = run_export(args);
@@ -2549,13 +2663,12 @@ static void issue14_vocab_case(const char *prefix, const char *model, const char
     remove(tmp_path("vocab.gguf"));
 }
 
-static void issue14_vocabularies(void) {
-    if (!could_match("issue14-3-")) return;
-    if (could_match("issue14-3-user-defined"))
-        issue14_vocab_case("issue14-3-user-defined", "tests/tok512_userdef.model", "tests/tokenizer_cases_userdef.tsv", 1);
-    if (could_match("issue14-3-no-byte-fallback"))
-        issue14_vocab_case("issue14-3-no-byte-fallback", "tests/tok512_nobyte.model", "tests/tokenizer_cases_nobyte.tsv", 0);
-    if (could_match("issue14-3-no-token-type")) { // Meta's vocabulary with its types' key renamed away
+static void test_tokenizer_vocabularies(void) {
+    if (could_match("tokenizer-vocab-user-defined"))
+        vocab_case("tokenizer-vocab-user-defined", "tests/tok512_userdef.model", "tests/tokenizer_cases_userdef.tsv", 1);
+    if (could_match("tokenizer-vocab-no-byte-fallback"))
+        vocab_case("tokenizer-vocab-no-byte-fallback", "tests/tok512_nobyte.model", "tests/tokenizer_cases_nobyte.tsv", 0);
+    if (could_match("tokenizer-vocab-no-token-type")) { // Meta's vocabulary with its types' key renamed away
         size_t len = 0;
         char *gguf = read_file_text(model_path("llama-2-tiny-random.gguf"), &len);
         const char *key = "tokenizer.ggml.token_type";
@@ -2566,107 +2679,36 @@ static void issue14_vocabularies(void) {
         build_model(&m, tmp_path("no-types.gguf"), WEIGHTS_MAP, 16, 1, KV_AUTO);
         Tokenizer t;
         tokenizer_from_gguf(&t, m.vocab, "no-types.gguf");
-        check("issue14-3-no-token-type-read", at && m.vocab->type == NULL, NULL);
-        tokenizer_cases(&t, "issue14-3-no-token-type");
+        check("tokenizer-vocab-no-token-type-read", at && m.vocab->type == NULL, NULL);
+        tokenizer_cases(&t, "tokenizer-vocab-no-token-type");
         free_tokenizer(&t), free_model(&m);
-        check_cli_case(&(CliCase){"issue14-3-no-token-type-emoji", "$T/no-types.gguf -m tokenize -i \"Hi 🦙\"", 0,
+        check_cli_case(&(CliCase){"tokenizer-vocab-no-token-type-emoji", "$T/no-types.gguf -m tokenize -i \"Hi 🦙\"", 0,
                                   .out = "1 6324 29871 243 162 169 156\n"});
         remove(tmp_path("no-types.gguf"));
     }
-    if (wanted("issue14-3-unk-prints-as-sentencepiece")) { // Meta's tokenizer: " ⁇ " (SentencePiece's decode of 0)
+    if (wanted("tokenizer-vocab-unk-prints-as-sentencepiece")) { // Meta's tokenizer: " ⁇ " (SentencePiece's decode of 0)
         Tokenizer t;
         build_tokenizer(&t, "tokenizer.bin");
         int ids[] = {1, 15043, 0, 3186}, first[] = {1, 0, 15043};
         size_t a_len, b_len;
         char *a = print_ids(&t, ids, 4, &a_len), *b = print_ids(&t, first, 3, &b_len);
-        check("issue14-3-unk-prints-as-sentencepiece", strcmp(a, "Hello \xE2\x81\x87  world") == 0 &&
+        check("tokenizer-vocab-unk-prints-as-sentencepiece", strcmp(a, "Hello \xE2\x81\x87  world") == 0 &&
               strcmp(b, " \xE2\x81\x87  Hello") == 0, "printed '%s' and '%s'", a, b);
         free(a), free(b), free_tokenizer(&t);
     }
 }
 
-// Item 13: messages. A tensor with 3 dimensions where 2 are expected (the export with a
-// third extent of 1 on blk.0.attn_q.weight, 8 bytes more, and a 24-byte key/value pair so
-// that the header grows by 32 and the data stays aligned); a GGUF whose embedding is huge
-// is not asked whether it is a llama2.c checkpoint; the stats line counts the prompt that
-// -n let through; RUN_KERNELS= is as unset; export.py refuses what run would refuse.
-static const char *says_prompt_5(const RunResult *r) { return strstr(r->err, "prompt 5 tokens") ? NULL : "not 5 prompt tokens"; }
-
-static void issue14_messages(void) {
-    if (!could_match("issue14-13-")) return;
-    export_s260();
-    size_t len = 0;
-    char *whole = read_file_text(tmp_path("s260.gguf"), &len);
-    const char *name = "blk.0.attn_q.weight", *embd = "token_embd.weight";
-    char *at = whole ? find_in(whole, len, name, strlen(name)) : NULL;
-    if (at) {
-        size_t dims_end = (size_t)(at - whole) + strlen(name) + 4 + 16; // n_dims, then two extents
-        uint32_t three = 3, u32_type = 4, zero = 0;
-        uint64_t one = 1, n_kv, key_len = 8;
-        memcpy(at + strlen(name), &three, 4);
-        memcpy(&n_kv, whole + 16, 8), n_kv++, memcpy(whole + 16, &n_kv, 8);
-        FILE *f = fopen(tmp_path("dims3.gguf"), "wb");
-        fwrite(whole, 1, 24, f);
-        fwrite(&key_len, 8, 1, f), fwrite("test.pad", 1, 8, f), fwrite(&u32_type, 4, 1, f), fwrite(&zero, 4, 1, f);
-        fwrite(whole + 24, 1, dims_end - 24, f), fwrite(&one, 8, 1, f), fwrite(whole + dims_end, 1, len - dims_end, f);
-        fclose(f);
-        memcpy(at + strlen(name), (uint32_t[]){2}, 4), memcpy(&n_kv, whole + 16, 8), n_kv--, memcpy(whole + 16, &n_kv, 8);
-    }
-    at = whole ? find_in(whole, len, embd, strlen(embd)) : NULL;
-    if (at) { // its second extent, the vocabulary: 2^23 rows
-        uint64_t rows = 1ull << 23;
-        memcpy(at + strlen(embd) + 4 + 8, &rows, 8);
-        write_file(tmp_path("huge-embd.gguf"), whole, len);
-    }
-    free(whole);
-    const CliCase cases[] = {
-        {"issue14-13-tensor-dimensions-named", "$T/dims3.gguf -n 8", 1,
-         .err = "tensor blk.0.attn_q.weight has 3 dimensions, expected 2"},
-        {"issue14-13-huge-embedding-not-llama2c", "$T/huge-embd.gguf -n 8", 1,
-         .err = "tensor token_embd.weight has 8388608 rows (the vocabulary), expected 1..4194304"},
-        {"issue14-13-stats-count-the-prompt-fed", "$M/stories260K.bin -z $M/tok512.bin -t 0 -n 5 -i \"Once upon a time there was a girl\"",
-         0, .also = says_prompt_5},
-    };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_cli_case(&cases[i]);
-    remove(tmp_path("dims3.gguf")), remove(tmp_path("huge-embd.gguf"));
-
-    if (wanted("issue14-13-run-kernels-empty-is-unset")) {
-        char cmd[4096];
-        snprintf(cmd, sizeof(cmd), "RUN_KERNELS= %s %s -t 0 -n 200 > %s 2>/dev/null",
-                 getenv("RUN_BINARY") ? getenv("RUN_BINARY") : "./run", model_path("stories260K.gguf"), tmp_path("k.out"));
-        int status = system(cmd);
-        char *out = read_file_text(tmp_path("k.out"), NULL);
-        check("issue14-13-run-kernels-empty-is-unset", status == 0 && out && strcmp(out, greedy_story_200) == 0,
-              "status %d", status);
-        free(out), remove(tmp_path("k.out"));
-    }
-    struct { const char *id, *args, *needle; } exports[] = {
-        {"issue14-13-export-context-over-run-limit", "$T/c.gguf --llama2c $M/stories260K.bin --tokenizer $M/tok512.model "
-         "--context 4194305", "expected 1..4194304"},
-        {"issue14-13-export-output-folder", "$T --llama2c $M/stories260K.bin --tokenizer $M/tok512.model", "is a folder"},
-        {"issue14-13-export-tokenizer-output-folder", "$T --tokenizer $M/tok512.model", "is a folder"},
-    };
-    for (size_t i = 0; i < sizeof(exports) / sizeof(exports[0]); i++) {
-        if (!wanted(exports[i].id)) continue;
-        RunResult r = run_export(exports[i].args);
-        check(exports[i].id, r.status != 0 && r.err && strstr(r.err, exports[i].needle) && !file_exists(tmp_path("c.gguf")),
-              "status %d, stderr %s", r.status, r.err ? r.err : "");
-        free_run(&r);
-    }
-}
-
-// Item 9: chat turns are stripped as Python's str.strip() strips them, and a NUL byte is
+// Chat turns are stripped as Python's str.strip() strips them, and a NUL byte is
 // text. Held to SentencePiece and Meta's rule by the chat-template-python-whitespace and
 // chat-template-nul-in-turn dialogs (tests/make_chat_cases.py); here, the same through chat().
-static void issue14_chat_turns(void) {
-    if (!could_match("issue14-9-")) return;
+static void test_chat_turns(void) {
     Tokenizer t;
     build_tokenizer(&t, "tokenizer.bin");
     const char *spaced[] = {"\xc2\xa0\x1cHello\xc2\x85\xe3\x80\x80"}, *plain[] = {"Hello"};
     int n_a, n_b;
     int *a = encode_dialog(&t, CHAT_LLAMA2, "", NULL, spaced, NULL, 1, &n_a);
     int *b = encode_dialog(&t, CHAT_LLAMA2, "", NULL, plain, NULL, 1, &n_b);
-    check("issue14-9-strip-python-whitespace", n_a == n_b && memcmp(a, b, n_a * sizeof(int)) == 0, "%d ids, %d without",
+    check("chat-turn-strip-python-whitespace", n_a == n_b && memcmp(a, b, n_a * sizeof(int)) == 0, "%d ids, %d without",
           n_a, n_b);
     free(a), free(b), free_tokenizer(&t);
     // A chat whose one turn holds a NUL: the model sees the bytes after it too, so the
@@ -2690,24 +2732,9 @@ static void issue14_chat_turns(void) {
         free_sampler(&s), free_tokenizer(&tok), free_model(&m);
     }
     // "[INST] Tell me [/INST]" and one reply token, against the same with "\0 a story about a cat."
-    check("issue14-9-nul-does-not-cut-the-turn", st[0].turns == 1 && st[1].turns == 1 && st[0].positions > st[1].positions + 5,
+    check("chat-turn-nul-does-not-cut-it", st[0].turns == 1 && st[1].turns == 1 && st[0].positions > st[1].positions + 5,
           "positions %d with the NUL, %d cut there", st[0].positions, st[1].positions);
     free(out_nul), free(out_cut);
-}
-
-static void test_issue14(void) {
-    issue14_export_overwrite();
-    issue14_normalizer_flags();
-    issue14_vocabularies();
-    issue14_tiny_temperature();
-    issue14_perplexity_windows();
-    issue14_gguf_lies();
-    issue14_pipe_and_flags();
-    issue14_stdin_edges();
-    issue14_z_formats();
-    issue14_messages();
-    issue14_chat_turns();
-    remove(tmp_path("s260.gguf"));
 }
 
 // ----------------------------------------------------------------------------
@@ -2974,7 +3001,8 @@ static void test_tokenize_cli(void) {
 // run.exe (RUN_BINARY).
 typedef enum { IN_PROCESS, PROGRAM, PYTHON_ONLY } TestKind;
 
-// Every test function, in the order they run, with the prefix all its check ids start with.
+// Every test function, in the order they run, with the prefix all its check ids start with
+// (one area's prefix may head several functions: cli-, perplexity-).
 static const struct {
     void (*run)(void);
     const char *prefix;
@@ -2999,7 +3027,18 @@ static const struct {
     {test_hostile, "hostile-", 1, PROGRAM},
     {test_bpe_hostile, "hostile-bpe-", 1, PROGRAM},
     {test_llama3_model, "llama3-model-", 1, PROGRAM},
-    {test_issue14, "issue14-", 1, PROGRAM},
+    {test_export_refusals, "export-refuses-", 1, PROGRAM},
+    {test_tokenizer_flags, "tokenizer-flags-", 1, PROGRAM},
+    {test_tokenizer_vocabularies, "tokenizer-vocab-", 1, PROGRAM},
+    {test_sampler_tiny_temperature, "sampler-tiny-temperature-", 0, PROGRAM},
+    {test_cli_tiny_temperature, "cli-temperature-", 1, PROGRAM},
+    {test_perplexity_windows, "perplexity-", 1, PROGRAM},
+    {test_gguf_refusals, "gguf-", 1, PROGRAM},
+    {test_rope_scaling, "rope-scaling-", 1, PROGRAM},
+    {test_cli_pipe_and_flags, "cli-", 1, PROGRAM},
+    {test_cli_stdin_edges, "cli-", 1, PROGRAM},
+    {test_cli_z_formats, "cli-z-", 1, PROGRAM},
+    {test_chat_turns, "chat-turn-", 1, PROGRAM},
 };
 
 int main(int argc, char **argv) {
