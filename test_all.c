@@ -2999,6 +2999,32 @@ static void test_tokenize_cli(void) {
 // the host's ./run and Python tests for nothing, and for make test-windows, whose test_all.exe
 // has no POSIX shell; --programs runs only the second, which make test-windows points at
 // run.exe (RUN_BINARY).
+// The README's "First run" and "In scripts" commands, as a newcomer types them
+// on a clean clone (tests/readme_commands.sh runs each; it fails when it finds
+// fewer than 3). They call ./run, so another build (RUN_BINARY) skips them.
+static void test_readme_commands(void) {
+    const char *id = "readme-first-run-and-scripts-run-as-written";
+    if (!wanted(id)) return;
+    if (getenv("RUN_BINARY")) {
+        printf("SKIP %s: the README's commands run ./run, and RUN_BINARY names another build\n", id);
+        n_skipped++;
+        return;
+    }
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd), "bash tests/readme_commands.sh > %s 2>&1", tmp_path("readme.out"));
+    int status = system(cmd);
+    size_t len = 0;
+    char *out = read_file_text(tmp_path("readme.out"), &len);
+    int commands = 0;
+    for (char *line = out; line && *line;) {
+        commands += strncmp(line, "ok ", 3) == 0 || strncmp(line, "FAIL", 4) == 0;
+        char *next = strchr(line, '\n');
+        line = next ? next + 1 : NULL;
+    }
+    check(id, status == 0 && commands >= 3, "status %d, %d commands: %.2000s", status, commands, out ? out : "");
+    free(out);
+}
+
 typedef enum { IN_PROCESS, PROGRAM, PYTHON_ONLY } TestKind;
 
 // Every test function, in the order they run, with the prefix all its check ids start with
@@ -3027,6 +3053,7 @@ static const struct {
     {test_hostile, "hostile-", 1, PROGRAM},
     {test_bpe_hostile, "hostile-bpe-", 1, PROGRAM},
     {test_llama3_model, "llama3-model-", 1, PROGRAM},
+    {test_readme_commands, "readme-", 1, PROGRAM},
     {test_export_refusals, "export-refuses-", 1, PROGRAM},
     {test_tokenizer_flags, "tokenizer-flags-", 1, PROGRAM},
     {test_tokenizer_vocabularies, "tokenizer-vocab-", 1, PROGRAM},
