@@ -5,7 +5,7 @@
    those built like them), turns a prompt into token ids exactly as the
    model's own tokenizer does, runs the transformer and streams the generated
    text to stdout; it also chats and measures perplexity. It reads llama2.c's
-   checkpoints and GGUF files (F32, F16, BF16, Q8_0 to Q6_K, IQ4_XS). It needs
+   checkpoints and GGUF files (weight_types lists the types they may hold). It needs
    only libc and libm; OpenMP, when the compiler has it, spreads the work.
 
    Build and run:
@@ -150,7 +150,7 @@ typedef struct {
     int rows, cols;
     const void *data;    // the values, row_bytes per row: (rows, cols) in the storage type
     const float *scale;  // Q8 only: (rows, cols / group_size), separate from the values
-    int group_size;      // Q8, and GGUF's block types (QBLOCK): values of the input sharing one scale; divides cols
+    int group_size;      // Q8, and GGUF's block types (QBLOCK, under "Weight types"): input values sharing a scale; divides cols
     size_t row_bytes;
 } Matrix;
 
@@ -176,7 +176,8 @@ typedef struct {
 
 // Activations and the KV cache. A forward call takes up to max_tokens tokens
 // at once (a block of the prompt, or one token when generating), so each
-// activation has one row per token. Nothing is allocated after build_state.
+// activation has one row per token, allocated once by build_state; the KV
+// cache, the scores and the RoPE tables grow in reserve_positions.
 typedef struct {
     int max_tokens;     // tokens per forward call: the prompt's block size
     int n_ctx;          // positions the cache may hold: this run's -n, at most seq_len
@@ -185,7 +186,7 @@ typedef struct {
     float *xb, *xb2;    // (max_tokens, dim) scratch
     float *q;           // (max_tokens, dim) queries, all heads
     float *hb, *hb2;    // (max_tokens, hidden_dim) feed-forward gate and up
-    struct Quantized *xq; // int8 weights only: their matmuls' input in int8 (see "Weight types")
+    struct Quantized *xq; // int8 and GGUF block weights only: their matmuls' input in int8 (see "Weight types")
     float *scores;      // (threads, max_tokens, cache_positions) attention scores: a block per thread
     float *logits;      // (max_tokens, vocab_size)
     void *key_cache;    // (n_layers, n_kv_heads, cache_positions, head_size) float32, or float16 when kv_f16
@@ -208,7 +209,7 @@ typedef struct {
     Config config;
     Weights weights;
     State state;
-    struct GGUFVocab *vocab;   // GGUF files only: the tokenizer the file carries, or NULL
+    struct GGUFVocab *vocab;   // GGUF files only: the tokenizer the file carries (see "The tokenizer"); else NULL
     const char *chat_template; // GGUF files only, when present (not NUL-terminated)
     size_t chat_template_len;
     int int8;        // some weights are int8: matmul inputs are quantized too
@@ -423,15 +424,15 @@ static void rope(float *v, int n, int head_size, const float *cos_pos, const flo
     }
 }
 
-// A matmul's input: `tokens` vectors of n floats. For int8 weights, the same
-// vectors quantized too (by quantize_input, under "Weight types").
+// A matmul's input: `tokens` vectors of n floats. For int8 and GGUF block
+// weights, the same vectors quantized too (by quantize_input, under "Weight types").
 typedef struct {
     const float *f;       // (tokens, n)
-    const int8_t *q;      // (tokens, n) int8 weights only, from here on: f in int8
+    const int8_t *q;      // (tokens, n) from here on int8 and block weights only: f quantized to int8
     const float *scale;   // (tokens, n / group_size)
     const int32_t *sum;   // (tokens, n / group_size) each group's sum of q
     const int32_t *sum16; // (tokens, n / 16) each 16's sum of q (GGUF's block types only)
-    const int8_t *q_runs32, *q_runs16; // (tokens, n) q in the orders interleave_runs() makes, for the SIMD kernels
+    const int8_t *q_runs32, *q_runs16; // (tokens, n) block types: q reordered for the SIMD kernels (interleave_runs)
     int tokens, n;
 } Input;
 
@@ -494,10 +495,10 @@ typedef struct {
     void (*to_f16)(uint16_t *dst, const float *src, size_t n);
 } KernelSet;
 
-static int always(void) { return 1; }
+static int always(void) { return 1; } // the plain set's supported(): every CPU runs it
 
-// The kernels in use: the plain ones (the table is completed under "Weight
-// types") until select_kernels() picks the best set this CPU runs.
+// The kernels in use: the plain ones until select_kernels() picks the best set
+// this CPU runs. (A tentative definition: it is given them under "Weight types".)
 static KernelSet kernels;
 
 // One row of a matrix as floats: how a token's embedding is looked up.
@@ -508,10 +509,10 @@ static void matrix_row(float *out, const Matrix *m, int row) {
 }
 
 // A matmul's input from x (tokens, n): the floats as they are, and for int8
-// weights the same quantized.
+// and block weights the same quantized.
 static void quantize_input(Model *m, Input *in); // under "Weight types"
 static Input prepare_input(Model *m, const float *x, int tokens, int n) {
-    Input in = {x, NULL, NULL, NULL, NULL, NULL, NULL, tokens, n};
+    Input in = {.f = x, .tokens = tokens, .n = n};
     if (m->int8) quantize_input(m, &in);
     return in;
 }
@@ -566,7 +567,8 @@ static void attention_scores(float *scores, const float *q, size_t stride, const
     else kernels.f32_rows(scores, n_keys, keys, head_size, q, stride, head_size, n_keys, T);
 }
 
-// Step 3, the output: the values' rows summed, weighted by the probabilities.
+// Step 2, probabilities, is in attention() below. Step 3, the output: the
+// values' rows summed, weighted by the probabilities.
 static void attention_mix(float *out, const float *probs, const void *values, int kv_f16, int n_values, int head_size) {
     if (kv_f16) kernels.weighted_f16_rows(out, probs, values, head_size, head_size, n_values);
     else kernels.weighted_rows(out, probs, values, head_size, head_size, n_values);
@@ -1423,7 +1425,7 @@ static ChatStats chat(Model *m, const Tokenizer *t, Sampler *sampler, const Chat
         free(user.data);
         if (pos + turn.n + 1 > n_ctx && stats.turns == 0) // a reply that can never start
             fatal("the first turn needs %d positions with its reply's first token, and the context has %d; "
-                  "expected a larger -n (at most %d) or a shorter turn", turn.n + 1, n_ctx, m->config.seq_len);
+                  "expected %s", turn.n + 1, n_ctx, n_ctx < m->config.seq_len ? "a larger -n, or a shorter turn" : "a shorter turn");
         if (pos + turn.n + 1 > n_ctx) { // the turn and at least one token of reply
             warn("the conversation fills %d of its %d positions and the next turn needs %d more; chat ended", pos,
                  n_ctx, turn.n + 1);
@@ -1487,7 +1489,7 @@ static ChatStats chat(Model *m, const Tokenizer *t, Sampler *sampler, const Chat
 // Quantizes x (n) to int8 in groups of gs: each group gets the scale that
 // maps its largest magnitude to 127, so x ~= q * scale. Rounds to nearest even.
 // Also keeps each group's sum of q, and unless sum16 is NULL each 16's sum
-// (gs a multiple of 16), which the SIMD kernels need: see block32_rows_avx512.
+// (gs a multiple of 16), which the SIMD kernels of blocks of 256 need (block256_rows_avx512).
 static void quantize(int8_t *q, float *scale, int32_t *sum, int32_t *sum16, const float *x, int n, int gs) {
     for (int g = 0; g < n / gs; g++) {
         const float *xg = x + (size_t)g * gs;
@@ -2042,6 +2044,16 @@ static WeightType weight_type(uint32_t ggml_type) {
     return WEIGHT_TYPES;
 }
 
+// The GGUF types this program runs, as a list for messages, from weight_types.
+static const char *gguf_types_supported(void) {
+    static char list[256];
+    size_t used = 0;
+    for (int type = 0; type < WEIGHT_TYPES && used < sizeof(list); type++)
+        if (weight_types[type].ggml_id >= 0)
+            used += snprintf(list + used, sizeof(list) - used, "%s%s", used ? ", " : "", weight_types[type].name);
+    return list;
+}
+
 // ggml's names for its storage types, to name the ones this program does not run.
 static const char *ggml_type_name(uint32_t type) {
     static const char *names[] = {"F32",  "F16",   "Q4_0",   "Q4_1",  "Q4_2", "Q4_3",  "Q5_0",  "Q5_1",
@@ -2235,8 +2247,7 @@ static const GGUFTensor *gguf_tensor(const GGUFTensors *tt, const char *name, in
         fatal("%s: tensor %s has type %s, whose blocks of %d do not divide its rows of %d", path, name,
               ggml_type_name(t->type), weight_types[weight_type(t->type)].values, cols);
     if (row_bytes == 0)
-        fatal("%s: tensor %s has type %s, supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, "
-              "Q5_K, Q6_K, IQ4_NL, IQ4_XS", path, name, ggml_type_name(t->type));
+        fatal("%s: tensor %s has type %s, supported: %s", path, name, ggml_type_name(t->type), gguf_types_supported());
     if (t->offset > tt->data_size || (uint64_t)rows * row_bytes > tt->data_size - t->offset)
         fatal("%s: tensor %s (%llu bytes at offset %llu) runs past the end of the file", path, name,
               (unsigned long long)((uint64_t)rows * row_bytes), (unsigned long long)t->offset);
@@ -5155,6 +5166,7 @@ static void catch_bus_error(const char *path) {
     struct sigaction bus = {0};
     mapped_path = path;
     bus.sa_handler = on_bus_error;
+    sigemptyset(&bus.sa_mask);
     sigaction(SIGBUS, &bus, NULL);
 }
 
@@ -5498,7 +5510,8 @@ static void usage(FILE *f) {
           "  -h          print this help\n"
           "Chat (-m chat): turns come from -i (unless -i -) and then stdin, one per line; the chat\n"
           "ends at the end of input or when the context (-n positions, default the model's whole\n"
-          "context; memory grows only with the positions used) is full, with status 0.\n"
+          "context; memory grows only with the positions used) is full, with status 0 (a first turn\n"
+          "that cannot fit is an error, status 1).\n"
           "Text is always text: a prompt's \"<|eot_id|>\" or \"</s>\" is never the control token.\n"
           "Exit status: 0 on success, 1 when a file or the text is unusable, 2 for a bad command line.\n",
             d->temperature, d->topp, d->topk, d->seed, d->steps, d->echo, mode_names[d->mode], d->reply_limit,
@@ -5686,6 +5699,7 @@ static void run_perplexity(Model *m, const Tokenizer *t, const Text *input) {
     if (window < 3)
         fatal("perplexity windows of %d positions (-n, at most the model's context of %d) score nothing; "
               "expected 3 or more, as each scores its second half", window, m->config.seq_len);
+    if (n < window) free(tokens); // the refusals below end the run
     if (n < 3)
         fatal("the text is %d token%s; perplexity needs 3 or more, as each window scores its second half", n,
               n == 1 ? "" : "s");

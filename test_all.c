@@ -3025,6 +3025,29 @@ static void test_readme_commands(void) {
     free(out);
 }
 
+// run.c's promise to a learner (README, "A tour of run.c"): forward ends
+// before line 700, and nothing before it is SIMD code or GGUF block decoding.
+static void test_lesson(void) {
+    size_t len = 0;
+    char *text = read_file_text("run.c", &len);
+    int line = 1, forward_at = 0, forward_end = 0, simd_at = 0;
+    for (char *p = text; p && *p && !forward_end; line++) {
+        char *next = strchr(p, '\n');
+        size_t n = next ? (size_t)(next - p) : strlen(p);
+        const char *needles[] = {"_mm", "__m", "vld1", "immintrin", "arm_neon", "decode_block", "decode_values"};
+        for (size_t i = 0; i < sizeof(needles) / sizeof(needles[0]) && !simd_at; i++)
+            if (find_in(p, n, needles[i], strlen(needles[i]))) simd_at = line;
+        if (!forward_at && strncmp(p, "static float *forward(", 22) == 0) forward_at = line;
+        if (forward_at && n >= 1 && p[0] == '}') forward_end = line;
+        p = next ? next + 1 : NULL;
+    }
+    check("lesson-forward-ends-before-line-700", forward_end > 0 && forward_end < 700, "forward ends at line %d",
+          forward_end);
+    check("lesson-no-simd-or-block-decoding-before-forward", forward_end > 0 && simd_at == 0,
+          "line %d of run.c, before forward's end", simd_at);
+    free(text);
+}
+
 typedef enum { IN_PROCESS, PROGRAM, PYTHON_ONLY } TestKind;
 
 // Every test function, in the order they run, with the prefix all its check ids start with
@@ -3035,6 +3058,7 @@ static const struct {
     int needs_models;
     TestKind kind;
 } tests[] = {
+    {test_lesson, "lesson-", 0, IN_PROCESS},
     {test_tokenizer_cases, "tokenizer-", 0, IN_PROCESS},
     {test_printer, "printer-", 0, IN_PROCESS},
     {test_sampler, "sampler-", 0, IN_PROCESS},
