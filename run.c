@@ -1118,9 +1118,8 @@ typedef struct {
 // The loop at the heart of generate and chat: sample the next token from the
 // logits, print it, run it through the model at position pos for the next
 // logits, and again; until the model ends the text (</s>, <|eot_id|>, ...: see
-// ends_text), max_new
-// tokens are printed, the next would take position `end`, a stop string
-// appears, Ctrl-C, or no one reads the output any more. prev is the token
+// ends_text), max_new tokens are printed, the next would take position `end`,
+// a stop string appears, Ctrl-C, or no one reads the output any more. prev is the token
 // before the first (after <s>, a piece drops its leading space).
 static Stream stream_tokens(Model *m, const Tokenizer *t, Sampler *sampler, Printer *printer, float *logits,
                             int prev, int pos, int end, int max_new) {
@@ -4895,14 +4894,14 @@ static INLINE int32x4_t dot16_widening(int32x4_t acc, const int8_t *w, const int
                           const int8_t *xq, const float *x_scale, const int32_t *x_sum, const int32_t *x_sum16,       \
                           size_t x_stride, int n, int rows, int tokens) {                                              \
         (void)x_sum;                                                                                                   \
-        int values = weight_types[type].values;                                                                         \
+        int values = weight_types[type].values;                                                                        \
         _Alignas(16) int8_t q[256];                                                                                    \
         float scale[16], offset[16];                                                                                   \
         for (int r = 0; r < rows; r++) {                                                                               \
             for (int t = 0; t < tokens; t++) out[t * out_stride + r] = 0.0f;                                           \
             for (int b = 0; b < n / values; b++) {                                                                     \
                 const uint8_t *block = w + r * row_bytes + b * block_bytes(type);                                      \
-                weight_types[type].decode_scales(block, scale, offset);                                                        \
+                weight_types[type].decode_scales(block, scale, offset);                                                \
                 decode_values_neon(type, block, q);                                                                    \
                 for (int t = 0; t < tokens; t++) {                                                                     \
                     const int8_t *x = xq + t * x_stride + b * values;                                                  \
