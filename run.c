@@ -152,6 +152,7 @@ typedef struct {
     const float *scale;  // Q8 only: (rows, cols / group_size), separate from the values
     int group_size;      // Q8, and GGUF's block types (QBLOCK, under "Weight types"): input values sharing a scale; divides cols
     size_t row_bytes;
+    int packed_rows;     // rows 0..packed_rows-1 are laid out again for the fast kernels (see repack_weights); 0: none
 } Matrix;
 
 typedef struct {
@@ -259,7 +260,7 @@ static const void *take(Cursor *c, uint64_t bytes) {
 static const float *take_floats(Cursor *c, uint64_t n) { return take(c, n * sizeof(float)); }
 
 static Matrix take_matrix(Cursor *c, WeightType type, int rows, int cols, int group_size) {
-    Matrix m = {type, rows, cols, NULL, NULL, group_size, (size_t)cols * (type == WEIGHT_F32 ? sizeof(float) : 1)};
+    Matrix m = {type, rows, cols, NULL, NULL, group_size, (size_t)cols * (type == WEIGHT_F32 ? sizeof(float) : 1), 0};
     uint64_t n = (uint64_t)rows * cols;
     if (type == WEIGHT_F32) {
         m.data = take_floats(c, n);
@@ -491,6 +492,7 @@ typedef struct {
     Q8Rows *q8_rows;
     HalfRows *f16_rows, *bf16_rows;
     BlockRows *block_rows[WEIGHT_TYPES]; // each GGUF block type's kernel (the plain one where a set has none)
+    BlockRows *packed_rows[WEIGHT_TYPES]; // the kernel for rows in panels (repack_weights); none: rows stay as stored
     WeightedHalfRows *weighted_f16_rows;
     void (*to_f16)(uint16_t *dst, const float *src, size_t n);
 } KernelSet;
@@ -524,6 +526,7 @@ static Input prepare_input(Model *m, const float *x, int tokens, int n) {
 // Block b of a matrix product: rows b * MATMUL_ROW_BLOCK onwards of
 // out (tokens, w.rows) = in (tokens, w.cols) @ w^T.
 static void other_rows(float *out, const Input *in, const Matrix *w, int r0, int rows); // under "Weight types"
+static void repack_weights(Weights *w, const Config *c); // under "Weight types"
 static void matmul_block(float *out, const Input *in, const Matrix *w, int b) {
     int n = w->cols, d = w->rows, r0 = b * MATMUL_ROW_BLOCK;
     int rows = d - r0 < MATMUL_ROW_BLOCK ? d - r0 : MATMUL_ROW_BLOCK;
@@ -717,6 +720,7 @@ static void unmap_huge(void *p, size_t mapped);
 static void *load_file(const char *path, WeightsLoad load, size_t min_size, const char *what, size_t *size,
                        size_t *mapped);
 static void unload_file(void *bytes, size_t mapped, WeightsLoad load);
+static void seal_file(void *bytes, size_t mapped); // read from the file: read-only from now on
 static FILE *open_file(const char *path, const char *mode); // fopen, with a UTF-8 path on Windows too
 static void free_gguf_vocabulary(struct GGUFVocab *v); // in "Other formats: GGUF"
 
@@ -867,6 +871,10 @@ static void build_model(Model *m, const char *path, WeightsLoad load, int n_ctx,
     open_checkpoint(m, path, load);
     if (n_ctx <= 0 || n_ctx > m->config.seq_len) n_ctx = m->config.seq_len;
     int kv_f16 = kv == KV_F16 || (kv == KV_AUTO && !has_f32_matrices(&m->weights, &m->config));
+    if (load == WEIGHTS_READ) {
+        repack_weights(&m->weights, &m->config); // laid out again for the fast kernels, if they want it
+        seal_file(m->map, m->map_size);
+    }
     build_state(&m->state, &m->config, n_ctx, max_tokens, m->int8, kv_f16);
     size_t per_position = 2 * (size_t)m->config.n_layers * m->config.kv_dim * (kv_f16 ? 2 : 4); // keys and values
     int start = n_ctx < KV_START_POSITIONS ? n_ctx : KV_START_POSITIONS;
@@ -1908,30 +1916,138 @@ static void bf16_rows_scalar(float *out, size_t out_stride, const uint16_t *w, s
 // like Q8Rows' x. A block at a time, decoded once for every token: each run of 16 values an
 // integer dot product with the input's int8 values, times its scale, plus the
 // offset times the input's sum, all times the input group's scale.
+static void add_block_products(WeightType type, float *out, size_t out_stride, const uint8_t *block, int b,
+                               const Input *in) {
+    int values = weight_types[type].values;
+    size_t x_stride = in->n;
+    Block decoded;
+    decode_block(type, block, &decoded);
+    for (int t = 0; t < in->tokens; t++) {
+        const int8_t *x = in->q + t * x_stride + b * values;
+        const float *xs = in->scale + t * (x_stride / QBLOCK) + b * (values / QBLOCK);
+        float sum = 0.0f;
+        for (int k = 0; k < values / 16; k++) {
+            int32_t dot = 0, total = 0;
+            for (int j = 16 * k; j < 16 * k + 16; j++) dot += decoded.q[j] * x[j], total += x[j];
+            sum += (decoded.scale[k] * dot + decoded.offset[k] * total) * xs[k / 2];
+        }
+        out[t * out_stride] += sum;
+    }
+}
+
 static void blocks_rows_scalar(WeightType type, float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
                                const Input *in, int rows) {
-    const int8_t *xq = in->q;
-    const float *x_scale = in->scale;
-    int n = in->n, tokens = in->tokens, values = weight_types[type].values;
-    size_t x_stride = n;
-    Block block;
+    int values = weight_types[type].values;
     for (int r = 0; r < rows; r++) {
-        for (int t = 0; t < tokens; t++) out[t * out_stride + r] = 0.0f;
-        for (int b = 0; b < n / values; b++) {
-            decode_block(type, w + r * row_bytes + b * block_bytes(type), &block);
-            for (int t = 0; t < tokens; t++) {
-                const int8_t *x = xq + t * x_stride + b * values;
-                const float *xs = x_scale + t * (x_stride / QBLOCK) + b * (values / QBLOCK);
-                float sum = 0.0f;
-                for (int k = 0; k < values / 16; k++) {
-                    int32_t dot = 0, total = 0;
-                    for (int j = 16 * k; j < 16 * k + 16; j++) dot += block.q[j] * x[j], total += x[j];
-                    sum += (block.scale[k] * dot + block.offset[k] * total) * xs[k / 2];
-                }
-                out[t * out_stride + r] += sum;
+        for (int t = 0; t < in->tokens; t++) out[t * out_stride + r] = 0.0f;
+        for (int b = 0; b < in->n / values; b++)
+            add_block_products(type, out + r, out_stride, w + r * row_bytes + b * block_bytes(type), b, in);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// Rows laid out again for the fast kernels: panels
+//
+// A prompt's int8 kernel multiplies 16 rows by a few tokens at once, each
+// vpdpbusd taking 4 values of each of the 16 rows, as unsigned bytes: it
+// wants the rows interleaved 4 values at a time. Shuffled so for every block
+// of prompt tokens, the rows cost about as much again as the products; with
+// -l read the weights are our own copy, so repack_weights lays them out so
+// once, at start-up, and generation reads the same panels (no second copy).
+// With -l map the file's pages stay as they are, and so do their kernels.
+//
+// A panel is PACKED_ROWS consecutive rows, in the same bytes they took in the
+// file: first every block of 32 values of the 16 rows, group by group, then
+// the blocks' float16 scales, 16 (one a row) a group. Within a group, a line
+// of 64 bytes holds 4 bytes of each row in turn (row r at bytes 4 r..4 r + 3):
+//   Q8_0: 8 lines; line k holds values 4 k..4 k + 3, as q + 128;
+//   Q4_0: 4 lines; line k holds bytes 4 k..4 k + 3 of each row's block, whose
+//         low nibbles are values 4 k.. and high nibbles 16 + 4 k.. (q + 8).
+// A matrix's last rows short of a panel keep the file's layout.
+#define PACKED_ROWS MATMUL_ROW_BLOCK // a panel is a block of matmul's rows, so threads split at panels
+
+static int has_packed_layout(WeightType type) { return type == WEIGHT_Q8_0 || type == WEIGHT_Q4_0; }
+
+// Bytes of a group's values in a panel: 16 rows of a block without its scale.
+static size_t packed_group_bytes(WeightType type) { return PACKED_ROWS * (block_bytes(type) - 2); }
+
+// Where byte i (after the scale) of row r's block of group g is in a panel.
+static size_t packed_at(WeightType type, int r, int g, int i) {
+    return g * packed_group_bytes(type) + (size_t)(i / 4) * 64 + 4 * r + i % 4;
+}
+
+// A panel from PACKED_ROWS rows in the file's layout (row_bytes apart, with
+// `groups` blocks each), and back: row r's block g as the file has it.
+static void pack_panel(WeightType type, uint8_t *panel, const uint8_t *rows, size_t row_bytes, int groups) {
+    size_t bytes = block_bytes(type);
+    uint32_t flip = type == WEIGHT_Q8_0 ? 0x80808080u : 0; // Q8_0: q + 128
+    uint8_t *scales = panel + groups * packed_group_bytes(type);
+    for (int g = 0; g < groups; g++) // in the panel's order, 4 bytes at a time: start-up packs gigabytes
+        for (size_t i = 0; i < bytes - 2; i += 4)
+            for (int r = 0; r < PACKED_ROWS; r++) {
+                const uint8_t *block = rows + r * row_bytes + g * bytes;
+                uint32_t four;
+                memcpy(&four, block + 2 + i, 4);
+                four ^= flip;
+                memcpy(panel + packed_at(type, r, g, (int)i), &four, 4);
+                if (i == 0) memcpy(scales + (size_t)(g * PACKED_ROWS + r) * 2, block, 2);
             }
+}
+
+static void packed_block(WeightType type, uint8_t *block, const uint8_t *panel, int groups, int r, int g) {
+    size_t bytes = block_bytes(type), flip = type == WEIGHT_Q8_0 ? 0x80 : 0;
+    memcpy(block, panel + groups * packed_group_bytes(type) + (size_t)(g * PACKED_ROWS + r) * 2, 2);
+    for (size_t i = 0; i < bytes - 2; i++) block[2 + i] = panel[packed_at(type, r, g, (int)i)] ^ flip;
+}
+
+// The plain kernel on a panel (BlockRows; rows == PACKED_ROWS): each block as
+// the file has it, through blocks_rows_scalar's sums.
+static void packed_rows_scalar(WeightType type, float *out, size_t out_stride, const uint8_t *panel,
+                               size_t row_bytes, const Input *in, int rows) {
+    uint8_t block[256]; // a block of 32 in the file's layout
+    int groups = in->n / QBLOCK;
+    (void)row_bytes;
+    for (int r = 0; r < rows; r++) {
+        for (int t = 0; t < in->tokens; t++) out[t * out_stride + r] = 0.0f;
+        for (int g = 0; g < groups; g++) {
+            packed_block(type, block, panel, groups, r, g);
+            add_block_products(type, out + r, out_stride, block, g, in);
         }
     }
+}
+
+// Lays out a matrix's rows in panels, in place, if the kernels in use have a
+// panel kernel for its type.
+static void repack_matrix(Matrix *m) {
+    if (!has_packed_layout(m->type) || !kernels.packed_rows[m->type] || m->packed_rows) return;
+    int groups = m->cols / QBLOCK, panels = m->rows / PACKED_ROWS;
+    size_t panel_bytes = PACKED_ROWS * m->row_bytes;
+    uint8_t *data = (uint8_t *)(uintptr_t)m->data; // our own copy (-l read), so ours to rewrite
+#pragma omp parallel
+    {
+        uint8_t *rows = xmalloc(panel_bytes, "a panel of weights");
+        int p;
+#pragma omp for schedule(static)
+        for (p = 0; p < panels; p++) {
+            memcpy(rows, data + p * panel_bytes, panel_bytes);
+            pack_panel(m->type, data + p * panel_bytes, rows, m->row_bytes, groups);
+        }
+        free(rows);
+    }
+    m->packed_rows = panels * PACKED_ROWS;
+}
+
+// Every matrix of the model that the kernels have panels for (-l read only).
+// The token embedding is looked up a row at a time, so it stays as stored,
+// unless it is the classifier too.
+static void repack_weights(Weights *w, const Config *c) {
+    for (int l = 0; l < c->n_layers; l++) {
+        Layer *layer = &w->layers[l];
+        Matrix *each[] = {&layer->wq, &layer->wk, &layer->wv, &layer->wo, &layer->w1, &layer->w2, &layer->w3};
+        for (size_t i = 0; i < sizeof(each) / sizeof(each[0]); i++) repack_matrix(each[i]);
+    }
+    repack_matrix(&w->classifier);
+    if (w->token_embedding.data == w->classifier.data) w->token_embedding.packed_rows = w->classifier.packed_rows;
 }
 
 // One row of a matrix of any type but float32 as floats (matrix_row).
@@ -1947,7 +2063,14 @@ static void decode_row(float *out, const Matrix *m, int row) {
         case WEIGHT_BF16: out[j] = bf16_to_f32(load_u16(p + 2 * j)); break;
         default: { // a block type: decoded a block at a time
             int values = weight_types[m->type].values, k = (int)(j % values);
-            if (k == 0) decode_block(m->type, p + j / values * block_bytes(m->type), &block);
+            if (k == 0 && row < m->packed_rows) { // rebuilt from its panel (see repack_weights)
+                uint8_t stored[256];
+                const uint8_t *panel = (const uint8_t *)m->data + (size_t)(row / PACKED_ROWS) * PACKED_ROWS * m->row_bytes;
+                packed_block(m->type, stored, panel, (int)(n / values), row % PACKED_ROWS, (int)(j / values));
+                decode_block(m->type, stored, &block);
+            } else if (k == 0) {
+                decode_block(m->type, p + j / values * block_bytes(m->type), &block);
+            }
             out[j] = block.scale[k / 16] * block.q[k] + block.offset[k / 16];
         }
         }
@@ -1972,6 +2095,7 @@ static void other_rows(float *out, const Input *in, const Matrix *w, int r0, int
         break;
     default: { // a GGUF block type: the set's kernel for it, or the plain one
         BlockRows *block_rows = kernels.block_rows[w->type] ? kernels.block_rows[w->type] : blocks_rows_scalar;
+        if (r0 < w->packed_rows) block_rows = kernels.packed_rows[w->type] ? kernels.packed_rows[w->type] : packed_rows_scalar;
         block_rows(w->type, out + r0, d, rows_data, w->row_bytes, in, rows);
         break;
     }
@@ -2255,7 +2379,7 @@ static const GGUFTensor *gguf_tensor(const GGUFTensors *tt, const char *name, in
 
 static Matrix gguf_matrix(const GGUFTensors *tt, const char *name, int rows, int cols) {
     const GGUFTensor *t = gguf_tensor(tt, name, rows, cols);
-    Matrix m = {weight_type(t->type), rows, cols, tt->data + t->offset, NULL, 0, gguf_row_bytes(t->type, cols)};
+    Matrix m = {weight_type(t->type), rows, cols, tt->data + t->offset, NULL, 0, gguf_row_bytes(t->type, cols), 0};
     if (is_block_type(m.type)) m.group_size = QBLOCK;
     return m;
 }
@@ -4044,6 +4168,77 @@ ROWS32_AVX512(Q8_0) ROWS32_AVX512(Q4_0) ROWS32_AVX512(Q4_1) ROWS32_AVX512(Q5_0) 
 ROWS32_AVX512(IQ4_NL) ROWS256_AVX512(Q2_K) ROWS256_AVX512(Q3_K) ROWS256_AVX512(Q4_K) ROWS256_AVX512(Q5_K)
 ROWS256_AVX512(Q6_K) ROWS256_AVX512(IQ4_XS)
 
+// --- Rows in panels (see "Rows laid out again"): packed_rows_avx512 = packed_rows_scalar
+
+// TT tokens against groups g0..g1 of a panel of Q8_0 or Q4_0 rows: the int8
+// panel tile (int8_panel_tile_avx512) on the panel as it is in memory. out
+// (TT tokens, 16 rows) gets the groups' share of the sums, added to what is
+// there unless `first`; x, x_scale and x_sum start at the first token's group 0.
+// The first tile of a stretch of groups (`ahead`) fetches the stretch after
+// it, as the next tiles find this one in L1.
+AVX512 static INLINE void packed_tile_avx512(float *out, size_t out_stride, const uint8_t *values,
+                                             const uint16_t *scales, const int8_t *x, const float *x_scale,
+                                             const int32_t *x_sum, size_t x_stride, int g0, int g1, int first,
+                                             int ahead, const WeightType type, const int TT) {
+    const size_t group_bytes = packed_group_bytes(type), x_groups = x_stride / QBLOCK;
+    const int bias = type == WEIGHT_Q8_0 ? 128 : 8;
+    const __m512i low4 = _mm512_set1_epi8(15);
+    __m512 acc[8];
+    for (int t = 0; t < TT; t++) acc[t] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(out + t * out_stride);
+    for (int g = g0; g < g1; g++) {
+        const uint8_t *line = values + g * group_bytes;
+        const int8_t *xg = x + g * QBLOCK;
+        if (ahead)
+            for (size_t at = 0; at < group_bytes; at += 64) prefetch(line, PREFETCH_BYTES + at);
+        __m512i isum[8];
+        for (int t = 0; t < TT; t++) isum[t] = _mm512_set1_epi32(-bias * x_sum[t * x_groups + g]);
+        if (type == WEIGHT_Q8_0) {
+            for (int k = 0; k < 8; k++) {
+                __m512i wv = _mm512_loadu_si512(line + 64 * k);
+                for (int t = 0; t < TT; t++) isum[t] = dpbusd512_broadcast(isum[t], wv, xg + t * x_stride + 4 * k);
+            }
+        } else {
+            for (int k = 0; k < 4; k++) {
+                __m512i nibbles = _mm512_loadu_si512(line + 64 * k);
+                __m512i lo = _mm512_and_si512(nibbles, low4), hi = _mm512_and_si512(_mm512_srli_epi16(nibbles, 4), low4);
+                for (int t = 0; t < TT; t++) {
+                    isum[t] = dpbusd512_broadcast(isum[t], lo, xg + t * x_stride + 4 * k);
+                    isum[t] = dpbusd512_broadcast(isum[t], hi, xg + t * x_stride + 16 + 4 * k);
+                }
+            }
+        }
+        __m512 wscale = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(scales + g * PACKED_ROWS)));
+        for (int t = 0; t < TT; t++)
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]),
+                                     _mm512_mul_ps(wscale, _mm512_set1_ps(x_scale[t * x_groups + g])), acc[t]);
+    }
+    for (int t = 0; t < TT; t++) _mm512_storeu_ps(out + t * out_stride, acc[t]);
+}
+
+#define PACKED_CHUNK_GROUPS 32 // groups of a panel that each tile of tokens goes through at once: 16 KB of Q8_0
+
+AVX512 static INLINE void packed_rows_avx512(float *out, size_t out_stride, const uint8_t *panel, const Input *in,
+                                             const WeightType type) {
+    int groups = in->n / QBLOCK, tokens = in->tokens;
+    size_t x_stride = in->n, x_groups = x_stride / QBLOCK;
+    const uint16_t *scales = (const uint16_t *)(panel + groups * packed_group_bytes(type));
+    for (int g0 = 0; g0 < groups; g0 += PACKED_CHUNK_GROUPS) {
+        int g1 = groups - g0 < PACKED_CHUNK_GROUPS ? groups : g0 + PACKED_CHUNK_GROUPS;
+#define PACKED_TILE(t, TT)                                                                                             \
+    packed_tile_avx512(out + (t) * out_stride, out_stride, panel, scales, in->q + (t) * x_stride,                      \
+                       in->scale + (t) * x_groups, in->sum + (t) * x_groups, x_stride, g0, g1, g0 == 0, (t) == 0, type, TT)
+        FOR_EACH_TOKEN_TILE(tokens, 8, PACKED_TILE);
+#undef PACKED_TILE
+    }
+}
+
+#define PACKED_AVX512(T)                                                                                               \
+    AVX512 static void packed_avx512_##T(BLOCK_ROWS_PARAMS) {                                                         \
+        (void)type, (void)row_bytes, (void)rows;                                                                       \
+        packed_rows_avx512(out, out_stride, w, in, WEIGHT_##T);                                                        \
+    }
+PACKED_AVX512(Q8_0) PACKED_AVX512(Q4_0)
+
 // --- Attention's weighted sum: weighted_rows_avx512 = weighted_rows_scalar
 
 // Every row added in order, 128 values a pass (a Llama head's width: one pass over the rows), in 8 sums.
@@ -5053,7 +5248,8 @@ static const KernelSet kernel_sets[] = {
      .block_rows = {[WEIGHT_Q8_0] = rows_avx512_Q8_0, [WEIGHT_Q4_0] = rows_avx512_Q4_0, [WEIGHT_Q4_1] = rows_avx512_Q4_1,
       [WEIGHT_Q5_0] = rows_avx512_Q5_0, [WEIGHT_Q5_1] = rows_avx512_Q5_1, [WEIGHT_IQ4_NL] = rows_avx512_IQ4_NL,
       [WEIGHT_Q2_K] = rows_avx512_Q2_K, [WEIGHT_Q3_K] = rows_avx512_Q3_K, [WEIGHT_Q4_K] = rows_avx512_Q4_K,
-      [WEIGHT_Q5_K] = rows_avx512_Q5_K, [WEIGHT_Q6_K] = rows_avx512_Q6_K, [WEIGHT_IQ4_XS] = rows_avx512_IQ4_XS}},
+      [WEIGHT_Q5_K] = rows_avx512_Q5_K, [WEIGHT_Q6_K] = rows_avx512_Q6_K, [WEIGHT_IQ4_XS] = rows_avx512_IQ4_XS},
+     .packed_rows = {[WEIGHT_Q8_0] = packed_avx512_Q8_0, [WEIGHT_Q4_0] = packed_avx512_Q4_0}},
     {.name = "avx2", .supported = has_avx2, .f32_rows = f32_rows_avx2, .weighted_rows = weighted_rows_avx2,
      .rmsnorm = rmsnorm_avx2, .softmax = softmax_avx2, .swiglu = swiglu_avx2, .q8_rows = q8_rows_avx2,
      .f16_rows = f16_rows_avx2, .bf16_rows = bf16_rows_avx2, .weighted_f16_rows = weighted_f16_rows_avx2,
@@ -5169,9 +5365,9 @@ static void catch_bus_error(const char *path) {
     sigaction(SIGBUS, &bus, NULL);
 }
 
-// The bytes of the file at path, read-only, read into memory of our own or
-// mapped; *size gets its length, *mapped what unload_file needs. A file
-// shorter than min_size is refused as too short for what.
+// The bytes of the file at path, read into memory of our own (writable until
+// seal_file) or mapped read-only; *size gets its length, *mapped what
+// unload_file needs. A file shorter than min_size is refused as too short for what.
 static void *load_file(const char *path, WeightsLoad load, size_t min_size, const char *what, size_t *size,
                        size_t *mapped) {
     int fd = open(path, O_RDONLY);
@@ -5189,7 +5385,6 @@ static void *load_file(const char *path, WeightsLoad load, size_t min_size, cons
             if (n <= 0) fatal("cannot read %s: %s", path, n < 0 ? strerror(errno) : "file shrank while reading");
             done += n;
         }
-        mprotect(p, *mapped, PROT_READ);
     } else {
         p = mmap(NULL, *size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (p == MAP_FAILED) fatal("cannot map %s: %s", path, strerror(errno));
@@ -5204,6 +5399,8 @@ static void unload_file(void *bytes, size_t mapped, WeightsLoad load) {
     (void)load; // munmap gives back both kinds
     munmap(bytes, mapped);
 }
+
+static void seal_file(void *bytes, size_t mapped) { mprotect(bytes, mapped, PROT_READ); }
 
 static double seconds_now(void) {
     struct timespec ts;
@@ -5365,8 +5562,6 @@ static void *load_file(const char *path, WeightsLoad load, size_t min_size, cons
             if (n == 0) fatal("cannot read %s: file shrank while reading", path);
             done += n;
         }
-        DWORD old;
-        VirtualProtect(p, *mapped, PAGE_READONLY, &old); // a safeguard only: large pages may refuse it
     } else {
         HANDLE mapping = CreateFileMappingA(f, NULL, PAGE_READONLY, 0, 0, NULL);
         p = mapping ? MapViewOfFile(mapping, FILE_MAP_READ, 0, 0, 0) : NULL;
@@ -5376,6 +5571,11 @@ static void *load_file(const char *path, WeightsLoad load, size_t min_size, cons
     }
     CloseHandle(f);
     return p;
+}
+
+static void seal_file(void *bytes, size_t mapped) {
+    DWORD old;
+    VirtualProtect(bytes, mapped, PAGE_READONLY, &old); // a safeguard only: large pages may refuse it
 }
 
 static void unload_file(void *bytes, size_t mapped, WeightsLoad load) {

@@ -998,6 +998,43 @@ static void random_blocks(WeightType type, uint8_t *w, int rows, size_t row_byte
                 }
 }
 
+// The sum of |w x| over row r of a row of blocks by token t of the input:
+// the scale of a kernel's rounding errors.
+static double block_row_magnitude(WeightType type, const uint8_t *row, const Input *in, int t) {
+    int n = in->n, values = weight_types[type].values;
+    double magnitude = 0.0;
+    Block block;
+    for (int b = 0; b < n / values; b++) {
+        decode_block(type, row + b * block_bytes(type), &block);
+        for (int j = 0; j < values; j++) {
+            int at = b * values + j;
+            magnitude += fabs((double)(block.scale[j / 16] * block.q[j] + block.offset[j / 16]) * in->q[t * n + at] *
+                              in->scale[t * (n / 32) + at / 32]);
+        }
+    }
+    return magnitude;
+}
+
+// A random quantized input of `tokens` vectors of n values, as quantize_input
+// makes it (sums and reordered copies included); free_test_input frees it.
+static Input random_test_input(int tokens, int n, uint64_t *rng) {
+    size_t xs = n;
+    int8_t *xq = malloc(tokens * xs), *runs32 = malloc(tokens * xs), *runs16 = malloc(tokens * xs);
+    float *xsc = malloc(tokens * xs / 32 * sizeof(float));
+    int32_t *xsum = calloc(tokens * xs / 32, sizeof(int32_t)), *xsum16 = calloc(tokens * xs / 16, sizeof(int32_t));
+    for (size_t i = 0; i < tokens * xs; i++) xq[i] = (int8_t)(random_u32(rng) % 255 - 127);
+    for (size_t i = 0; i < tokens * xs / 32; i++) xsc[i] = random_f32(rng) * 0.01f;
+    for (size_t i = 0; i < tokens * xs; i++) xsum[i / 32] += xq[i], xsum16[i / 16] += xq[i];
+    for (int t = 0; t < tokens; t++) interleave_runs(runs32 + t * xs, runs16 + t * xs, xq + t * xs, n);
+    Input in = {NULL, xq, xsc, xsum, xsum16, runs32, runs16, tokens, n};
+    return in;
+}
+
+static void free_test_input(Input *in) {
+    free((void *)in->q), free((void *)in->scale), free((void *)in->sum), free((void *)in->sum16);
+    free((void *)in->q_runs32), free((void *)in->q_runs16);
+}
+
 static void test_block_kernels(const KernelSet *ks, uint64_t *rng, int *padding_ok, int *reference_padding_ok) {
     int sizes[][3] = {{1, 1, 256}, {5, 3, 512}, {17, 13, 256}, {4, 6, 768}, {9, 7, 1024}, {33, 4, 256},
                       {18, 9, 1536}, {6, 1, 2048}, {7, 1, 256}, {2, 1, 512}, {16, 64, 512},
@@ -1007,18 +1044,11 @@ static void test_block_kernels(const KernelSet *ks, uint64_t *rng, int *padding_
         for (size_t c = 0; c < sizeof(sizes) / sizeof(sizes[0]); c++) {
             int rows = sizes[c][0], tokens = sizes[c][1], n = sizes[c][2], values = weight_types[type].values;
             if (n % values) continue;
-            size_t xs = n, os = rows + 2, row_bytes = n / values * block_bytes(type) + 6; // an Input's stride is n
+            size_t os = rows + 2, row_bytes = n / values * block_bytes(type) + 6; // an Input's stride is n
             uint8_t *w = malloc(rows * row_bytes);
-            int8_t *xq = malloc(tokens * xs);
-            float *xsc = malloc(tokens * xs / 32 * sizeof(float)), *want = malloc(tokens * os * 4), *got = malloc(tokens * os * 4);
-            int32_t *xsum = calloc(tokens * xs / 32, sizeof(int32_t)), *xsum16 = calloc(tokens * xs / 16, sizeof(int32_t));
+            float *want = malloc(tokens * os * 4), *got = malloc(tokens * os * 4);
             random_blocks(type, w, rows, row_bytes, rng);
-            for (size_t i = 0; i < tokens * xs; i++) xq[i] = (int8_t)(random_u32(rng) % 255 - 127);
-            for (size_t i = 0; i < tokens * xs / 32; i++) xsc[i] = random_f32(rng) * 0.01f;
-            for (size_t i = 0; i < tokens * xs; i++) xsum[i / 32] += xq[i], xsum16[i / 16] += xq[i];
-            int8_t *runs32 = malloc(tokens * xs), *runs16 = malloc(tokens * xs);
-            for (int t = 0; t < tokens; t++) interleave_runs(runs32 + t * xs, runs16 + t * xs, xq + t * xs, n);
-            Input in = {NULL, xq, xsc, xsum, xsum16, runs32, runs16, tokens, n};
+            Input in = random_test_input(tokens, n, rng);
             poison(want, tokens * os), poison(got, tokens * os);
             blocks_rows_scalar(type, want, os, w, row_bytes, &in, rows);
             *reference_padding_ok &= padding_intact(want, os, rows, tokens);
@@ -1026,24 +1056,82 @@ static void test_block_kernels(const KernelSet *ks, uint64_t *rng, int *padding_
             *padding_ok &= padding_intact(got, os, rows, tokens);
             for (int r = 0; r < rows; r++)
                 for (int t = 0; t < tokens; t++) {
-                    double magnitude = 0.0; // the sum of |w x| over the row
-                    Block block;
-                    for (int b = 0; b < n / values; b++) {
-                        decode_block(type, w + r * row_bytes + b * block_bytes(type), &block);
-                        for (int j = 0; j < values; j++) {
-                            int at = b * values + j;
-                            magnitude += fabs((double)(block.scale[j / 16] * block.q[j] + block.offset[j / 16]) *
-                                              xq[t * xs + at] * xsc[t * (xs / 32) + at / 32]);
-                        }
-                    }
+                    double magnitude = block_row_magnitude((WeightType)type, w + r * row_bytes, &in, t);
                     worst = worse(worst, fabsf(got[t * os + r] - want[t * os + r]) / (float)(magnitude * 1e-6 + 1e-30));
                 }
-            free(w), free(xq), free(xsc), free(want), free(got), free(xsum), free(xsum16), free(runs32), free(runs16);
+            free(w), free(want), free(got), free_test_input(&in);
         }
         char id[96];
         snprintf(id, sizeof(id), "kernels-%s-block-%s-vs-scalar", ks->name, weight_types[type].name);
         check(id, worst <= 4.0f, "error %g x 1e-6 of the sum of |w x|", worst);
     }
+}
+
+// Rows in panels (repack_weights), through matmul with the kernels in use, on
+// matrices whose last rows fall short of a panel and whose widths are not
+// multiples of the kernels' stretch of groups (PACKED_CHUNK_GROUPS on
+// AVX-512): every row still decodes to what the file holds, and the products
+// are held to the plain kernel on the rows as stored. Returns the worst error
+// as test_block_kernels measures it.
+static float packed_matrix_error(WeightType type, uint64_t *rng, int *layout_ok) {
+    int shapes[][3] = {{37, 1, 1056}, {37, 5, 96}, {21, 13, 32}, {48, 64, 512}, {16, 3, 2048}, {33, 2, 64}};
+    float worst = 0.0f;
+    for (size_t c = 0; c < sizeof(shapes) / sizeof(shapes[0]); c++) {
+        int rows = shapes[c][0], tokens = shapes[c][1], n = shapes[c][2];
+        size_t row_bytes = n / QBLOCK * block_bytes(type);
+        uint8_t *stored = malloc(rows * row_bytes), *packed = malloc(rows * row_bytes);
+        random_blocks(type, stored, rows, row_bytes, rng);
+        memcpy(packed, stored, rows * row_bytes);
+        Matrix as_stored = {type, rows, n, stored, NULL, QBLOCK, row_bytes, 0}, in_panels = as_stored;
+        in_panels.data = packed;
+        repack_matrix(&in_panels);
+        *layout_ok &= in_panels.packed_rows == rows / PACKED_ROWS * PACKED_ROWS;
+        float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float));
+        for (int r = 0; r < rows; r++) {
+            decode_row(a, &as_stored, r), decode_row(b, &in_panels, r);
+            *layout_ok &= memcmp(a, b, n * sizeof(float)) == 0;
+        }
+        Input in = random_test_input(tokens, n, rng);
+        float *want = malloc(tokens * rows * sizeof(float)), *got = malloc(tokens * rows * sizeof(float));
+        blocks_rows_scalar(type, want, rows, stored, row_bytes, &in, rows);
+        matmul(got, &in, &in_panels);
+        for (int r = 0; r < rows; r++)
+            for (int t = 0; t < tokens; t++) {
+                double magnitude = block_row_magnitude(type, stored + r * row_bytes, &in, t);
+                worst = worse(worst, fabsf(got[t * rows + r] - want[t * rows + r]) / (float)(magnitude * 1e-6 + 1e-30));
+            }
+        free(stored), free(packed), free(a), free(b), free(want), free(got), free_test_input(&in);
+    }
+    return worst;
+}
+
+// The plain kernel on panels (packed_rows_scalar) against the plain kernel on
+// the rows as stored: the same sums in the same order, so equal to the bit;
+// then each set's panel kernel, where it has one.
+static void test_packed_kernels(uint64_t *rng) {
+    KernelSet in_use = kernels;
+    for (int type = WEIGHT_Q8_0; type < WEIGHT_TYPES; type++) {
+        if (!has_packed_layout((WeightType)type)) continue;
+        char id[96];
+        int layout_ok = 1;
+        kernels = (KernelSet){PLAIN_KERNELS};
+        kernels.packed_rows[type] = packed_rows_scalar;
+        float error = packed_matrix_error((WeightType)type, rng, &layout_ok);
+        snprintf(id, sizeof(id), "kernels-packed-%s-rows-decode-as-stored", weight_types[type].name);
+        check(id, layout_ok, NULL);
+        snprintf(id, sizeof(id), "kernels-packed-%s-plain-kernel-equals-blocks-rows-scalar", weight_types[type].name);
+        check(id, error == 0.0f, "error %g x 1e-6 of the sum of |w x|", error);
+        for (size_t k = 0; k < sizeof(kernel_sets) / sizeof(kernel_sets[0]); k++) {
+            if (!kernel_sets[k].packed_rows[type] || !kernel_sets[k].supported()) continue;
+            kernels = kernel_sets[k];
+            layout_ok = 1;
+            error = packed_matrix_error((WeightType)type, rng, &layout_ok);
+            snprintf(id, sizeof(id), "kernels-%s-packed-%s-vs-scalar", kernel_sets[k].name, weight_types[type].name);
+            check(id, layout_ok && error <= 4.0f, "rows decode as stored: %s; error %g x 1e-6 of the sum of |w x|",
+                  layout_ok ? "yes" : "no", error);
+        }
+    }
+    kernels = in_use;
 }
 
 // A NaN in the scores stays visible, as with the scalar softmax: all NaN.
@@ -1290,6 +1378,7 @@ static void test_kernels(void) {
         check("kernels-required-sets-tested", missing[0] == '\0', "RUN_REQUIRE_KERNELS=%s:%s", required, missing);
     }
     check_softmax_keeps_nan("kernels-reference-softmax-keeps-nan", softmax);
+    test_packed_kernels(&rng);
 
     // Half precision: exact values at the edges of the format.
     struct { uint16_t bits; float value; } halves[] = {{0x3C00, 1.0f}, {0xC000, -2.0f}, {0x7BFF, 65504.0f},
