@@ -16,7 +16,9 @@
       Q4_K_M, random blocks too, with Llama 3's 128,256-token vocabulary
       (from models/llama3/llama3-vocab.gguf) and rope_freqs;
  2. measures this machine's memory read bandwidth with bench/bandwidth.c
-    (before the runs, and again after them), and, for the Llama 3 rows,
+    and its arithmetic peak with bench/peak.c (int8 dot products and
+    float32 FMAs, on values in registers) before the runs, and again after
+    them, and, for the Llama 3 rows,
     what run's sampler costs over 128,256 logits (bench/sampling.c);
  3. runs ./run on every file with 1 and with 2 OpenMP threads, for decode
     speed (empty prompt, greedy) and prompt speed (a 256-token prompt), and
@@ -29,8 +31,9 @@
  5. prints one table: speeds, peak memory, and decode speed as a share of
     the bandwidth limit (bytes of weights read per token / bytes per second),
     against the best probe and, for 2 threads, against a quick probe run just
-    before each decode run (the bandwidth of the moment); then llama.cpp's
-    figures, if any, in extra columns; and sampling's cost, as a share of
+    before each decode run (the bandwidth of the moment), and prompt speed
+    as a share of the arithmetic peak; then llama.cpp's figures, if any, in
+    extra columns; and sampling's cost, as a share of
     the Llama 3 rows' decode time.
 
 Everything it needs is in the Python standard library and NumPy (and
@@ -87,6 +90,7 @@ run_binary = RUN
 TOKENIZER = REPO / "tokenizer.bin"
 BANDWIDTH_SOURCE = REPO / "bench" / "bandwidth.c"
 SAMPLING_SOURCE = REPO / "bench" / "sampling.c"
+PEAK_SOURCE = REPO / "bench" / "peak.c"
 
 # The whole bench, from the start of this script to the table, must fit in
 # this many seconds (the brief: under 10 minutes with `make run`, on an empty
@@ -270,6 +274,14 @@ class Shape:
             return rows * cols + 4 * (rows * cols // self.group_size)  # int8 values + float32 scales
         _, values, size = GGML_TYPES[self.gguf_tensor_type(dtype, name, layer)]
         return rows * (cols // values) * size
+
+    def multiply_adds_per_token(self):
+        """Multiply-adds of the matrix products for one token: every layer's
+        matrices and the classifier (the token embedding is a lookup, unless
+        it is the classifier too). Attention's are left out: at the prompt
+        runs' 256 positions, under 1% of these at every shape here."""
+        classifier = "tok_embeddings" if self.shared_classifier else "wcls"
+        return sum(r * c for name, _, r, c in self.matrices() if name != "tok_embeddings" or name == classifier)
 
     def bytes_read_per_token(self, dtype):
         """Weight bytes one decoded token reads: every layer's matrices, the
@@ -851,6 +863,35 @@ def bandwidth_now(exe):
 
 
 # ----------------------------------------------------------------------------
+# Arithmetic peak: bench/peak.c
+
+
+def build_peak_probe(workdir):
+    exe = Path(workdir) / "peak"
+    cc = os.environ.get("CC") or "cc"
+    subprocess.run([cc, "-O3", "-march=native", "-fopenmp", "-o", str(exe), str(PEAK_SOURCE)], check=True)
+    return exe
+
+
+def measure_peak(exe):
+    """Runs the probe (about 2 s). Returns {(kind, threads): G operations a
+    second} for kind "int8" and "f32", without the kinds this CPU lacks, and
+    the instructions measured; up to 3 tries, until one is not disturbed."""
+    best, names = {}, {}
+    for attempt in range(3):
+        child = run_child([str(exe)], "stdout")
+        if child.code != 0:
+            raise RuntimeError(f"bench/peak.c: exit status {child.code}, printed:\n{child.output}")
+        for kind, t, g, name in re.findall(r"peak: (int8|f32) (\d+) threads ([\d.]+) G\w+/s \((.*)\)", child.output):
+            best[(kind, int(t))] = max(float(g), best.get((kind, int(t)), 0.0))
+            names[kind] = name
+        if not child.disturbed:
+            break
+        progress(f"arithmetic peak probe disturbed (other processes used {child.other_cpu:.1f} CPU-s); again")
+    return best, names
+
+
+# ----------------------------------------------------------------------------
 # Sampling's cost: bench/sampling.c
 #
 # The decode runs are greedy (-t 0: one pass over the logits for their
@@ -1333,6 +1374,10 @@ def progress(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
+def fmt_share(share):
+    return f"{100 * share:.0f}%" if share else "-"
+
+
 def fmt_rate(cell):
     """The median, marked * when from fewer than REPEATS good runs and ~ when
     from disturbed runs only; or FAIL, or skip."""
@@ -1381,15 +1426,25 @@ def describe_binary():
     return f"./run built {built}, source tree {commit}"
 
 
-def print_table(cells, rows, probes, binary, gen_seconds, cache_bytes, early_stops, rss_floor, sampling):
+def prompt_share_of_peak(cell, shape, dtype, peaks):
+    """A 2-thread prompt cell's speed as a share of the arithmetic peak of
+    the instruction its kernels use: float32 FMA for fp32 files, the int8
+    dot product for int8 and GGUF files. None if either is not measured."""
+    peak = peaks.get(("f32" if dtype == "fp32" else "int8", 2))
+    rate = cell.rate() if cell else None
+    return rate * 2 * shape.multiply_adds_per_token() / (peak * 1e9) if rate and peak else None
+
+
+def print_table(cells, rows, probes, binary, gen_seconds, cache_bytes, early_stops, rss_floor, sampling, peaks):
+    peak_by_kind, peak_names = peaks
     bandwidth = {t: max(p[0][t] for p in probes) for t in THREAD_COUNTS}
     limit_gbs = bandwidth[2]
     by_key = {(c.shape.name, c.dtype, c.kind, c.threads, c.engine): c for c in cells}
     columns = [(k, t) for k in KINDS for t in THREAD_COUNTS if any((k, t) in s.cells for s, _ in rows)]
     engines = ("run", "llama.cpp") if LLAMA_BENCH else ("run",)
     header = (["model", "type", "file MB", "read MB/tok"] + [f"{k} {t}T" for k, t in columns] +
-              ["peak RSS MB", "limit tok/s", "decode 2T % limit", "% alongside"] +
-              (["llama.cpp " + f"{k} {t}T" for k, t in columns] if LLAMA_BENCH else []))
+              ["peak RSS MB", "limit tok/s", "decode 2T % limit", "% alongside", "prompt 2T % peak"] +
+              (["llama.cpp " + f"{k} {t}T" for k, t in columns] + ["llama.cpp prompt 2T % peak"] if LLAMA_BENCH else []))
     table = []
     for s, d in rows:
         mine = {e: [by_key.get((s.name, d, k, t, e)) for k, t in columns] for e in engines}
@@ -1407,7 +1462,10 @@ def print_table(cells, rows, probes, binary, gen_seconds, cache_bytes, early_sto
             f"{limit:.1f}",
             f"{100 * dec2 / limit:.0f}%" if dec2 else "-",
             f"{100 * alongside:.0f}%" if alongside else "-",
+            fmt_share(prompt_share_of_peak(by_key.get((s.name, d, "prompt", 2, "run")), s, d, peak_by_kind)),
             *(fmt_rate(c) for c in mine.get("llama.cpp", [])),
+            *([fmt_share(prompt_share_of_peak(by_key.get((s.name, d, "prompt", 2, "llama.cpp")), s, d, peak_by_kind))]
+              if LLAMA_BENCH else []),
         ])
     widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(header)]
 
@@ -1427,6 +1485,12 @@ def print_table(cells, rows, probes, binary, gen_seconds, cache_bytes, early_sto
     for when, (_, note) in zip(("before", "after"), probes):
         if note:
             print(f"  the probe {when} the runs was {note}")
+    for kind, unit in (("int8", "GOP/s"), ("f32", "GFLOP/s")):
+        if (kind, 1) in peak_by_kind:
+            print(f"arithmetic peak, {kind} (bench/peak.c, {peak_names[kind]}, the better of before and after the runs): "
+                  f"1 thread {peak_by_kind[(kind, 1)]:.0f} {unit}, 2 threads {peak_by_kind[(kind, 2)]:.0f} {unit}")
+        else:
+            print(f"arithmetic peak, {kind}: not measured (bench/peak.c knows no such instruction for this CPU)")
     print()
     print(line(header))
     print("|" + "|".join("-" * (w + 2) if i < 2 else "-" * (w + 1) + ":" for i, w in enumerate(widths)) + "|")
@@ -1450,6 +1514,8 @@ def print_table(cells, rows, probes, binary, gen_seconds, cache_bytes, early_sto
           f"peak RSS: the largest of the row's decode and prompt runs.")
     print("% alongside: decode 2T's bytes per second as a share of a 2-thread probe (256 MiB, best of 3 passes)")
     print("  run just before each run, the median over the runs: the same ratio, against the bandwidth of the moment.")
+    print("prompt 2T % peak: prompt 2T tok/s x 2 x the multiply-adds of the matrix products per token (attention's")
+    print("  left out) / the 2-thread arithmetic peak above: float32's for fp32 files, int8's for int8 and GGUF files.")
     if LLAMA_BENCH:
         print("llama.cpp: llama-bench on the same GGUF files, one test per process (-r 1), median of the processes:")
         print(f"  decode tg{LLAMA_GEN}, prompt pp{PROMPT_TOKENS}, depth tg{LLAMA_GEN} after -d of the depth above; "
@@ -1577,6 +1643,9 @@ def main():
         probe = build_bandwidth_probe(tmp)
         probes = [measure_bandwidth(probe)]
         progress(f"bandwidth: 1 thread {probes[0][0][1]:.1f} GB/s, 2 threads {probes[0][0][2]:.1f} GB/s")
+        peak_probe = build_peak_probe(tmp)
+        peaks = [measure_peak(peak_probe)]
+        progress("arithmetic peak, 2 threads: " + ", ".join(f"{k} {g:.0f} G/s" for (k, t), g in peaks[0][0].items() if t == 2))
         prompts = {(v, n): find_prompt(n, v) for v, n in sorted(
             {(vocabulary(s), n) for s, _ in rows for k, _ in s.cells for n in
              ([PROMPT_TOKENS] if k == "prompt" else [s.depth] if k == "depth" else [])})}
@@ -1594,9 +1663,12 @@ def main():
             after = measure_sampling(sampling_build, sampling_vocab)
             sampling = slower_sampling(sampling, after) if after else sampling
         probes.append(measure_bandwidth(probe))
+        peaks.append(measure_peak(peak_probe))
 
+    peak_by_kind = {key: max(p[0].get(key, 0.0) for p in peaks) for key in peaks[0][0]}
     cache_bytes = sum(p.stat().st_size for p in cache_dir().iterdir() if p.suffix in (".bin", ".gguf"))
-    print_table(cells, rows, probes, binary, gen_seconds, cache_bytes, scheduler.early_stops, rss_floor, sampling)
+    print_table(cells, rows, probes, binary, gen_seconds, cache_bytes, scheduler.early_stops, rss_floor, sampling,
+                (peak_by_kind, peaks[0][1]))
     return 0
 
 
