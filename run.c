@@ -493,6 +493,7 @@ typedef struct {
     HalfRows *f16_rows, *bf16_rows;
     BlockRows *block_rows[WEIGHT_TYPES]; // each GGUF block type's kernel (the plain one where a set has none)
     BlockRows *packed_rows[WEIGHT_TYPES]; // the kernel for rows in panels (repack_weights); none: rows stay as stored
+    void (*quantize)(int8_t *q, float *scale, int32_t *sum, int32_t *sum16, const float *x, int n, int gs); // their input
     WeightedHalfRows *weighted_f16_rows;
     void (*to_f16)(uint16_t *dst, const float *src, size_t n);
 } KernelSet;
@@ -1575,7 +1576,7 @@ static void quantize_input(Model *m, Input *in) {
     for (t = 0; t < tokens; t++) {
         size_t groups = (size_t)t * (n / gs);
         int32_t *sum16 = m->blocks ? xq->sum16 + (size_t)t * (n / 16) : NULL;
-        quantize(xq->q + (size_t)t * n, xq->scale + groups, xq->sum + groups, sum16, in->f + (size_t)t * n, n, gs);
+        kernels.quantize(xq->q + (size_t)t * n, xq->scale + groups, xq->sum + groups, sum16, in->f + (size_t)t * n, n, gs);
         if (m->blocks) interleave_runs(xq->runs32 + (size_t)t * n, xq->runs16 + (size_t)t * n, xq->q + (size_t)t * n, n);
     }
     in->q = xq->q, in->scale = xq->scale, in->sum = xq->sum, in->sum16 = xq->sum16;
@@ -1855,11 +1856,18 @@ static void values_iq4_xs(const uint8_t *b, int8_t q[256]) {
 // decoders above, and a kernel in each set's table (docs/weight-types.md
 // lists every edit; the tests check that none is missing).
 typedef struct {
+    int values_at, values_bytes; // where a block's values are: dealt out to the panel's lines (0 bytes: no panels)
+    int plus_128;                // the values are int8, stored as q + 128 (unsigned, for vpdpbusd)
+    int words[6];                // the block's other bytes (its scales), in order, cut in words of these sizes
+} PanelLayout;
+
+typedef struct {
     const char *name;  // as GGUF files and llama.cpp name it
     int ggml_id;       // its id in GGUF's tensor table (-1: none)
     int values, bytes; // a block's values and bytes (F32, F16, BF16: one value of 4 or 2 bytes; Q8: of 1)
     void (*decode_scales)(const uint8_t *block, float scale[16], float offset[16]); // block types: the plain decoders
     void (*decode_values)(const uint8_t *block, int8_t q[256]);
+    PanelLayout panel; // how repack_weights lays its rows out (see "Rows laid out again")
 } WeightTypeInfo;
 
 static const WeightTypeInfo weight_types[WEIGHT_TYPES] = {
@@ -1867,15 +1875,16 @@ static const WeightTypeInfo weight_types[WEIGHT_TYPES] = {
     [WEIGHT_Q8] = {"Q8 (llama2.c)", -1, 1, 1, NULL, NULL}, // and a float32 scale per group_size values, apart
     [WEIGHT_F16] = {"F16", 1, 1, 2, NULL, NULL},
     [WEIGHT_BF16] = {"BF16", 30, 1, 2, NULL, NULL},
-    [WEIGHT_Q8_0] = {"Q8_0", 8, 32, 34, scales_d, values_q8_0},        // int8 values, a float16 scale per 32
-    [WEIGHT_Q4_0] = {"Q4_0", 2, 32, 18, scales_d, values_q4_0},        // 4-bit values, a float16 scale per 32
+    [WEIGHT_Q8_0] = {"Q8_0", 8, 32, 34, scales_d, values_q8_0, {2, 32, 1, {2}}},  // int8 values, a float16 scale per 32
+    [WEIGHT_Q4_0] = {"Q4_0", 2, 32, 18, scales_d, values_q4_0, {2, 16, 0, {2}}},  // 4-bit values, a float16 scale per 32
     [WEIGHT_Q4_1] = {"Q4_1", 3, 32, 20, scales_d_m, values_q4_1},      // 4-bit, a float16 scale and minimum per 32
     [WEIGHT_Q5_0] = {"Q5_0", 6, 32, 22, scales_d, values_q5_0},        // 5-bit values, a float16 scale per 32
     [WEIGHT_Q5_1] = {"Q5_1", 7, 32, 24, scales_d_m, values_q5_1},      // 5-bit, a float16 scale and minimum per 32
     [WEIGHT_IQ4_NL] = {"IQ4_NL", 20, 32, 18, scales_d, values_iq4_nl},  // 4-bit indices into 16 levels, a scale per 32
     [WEIGHT_Q2_K] = {"Q2_K", 10, 256, 84, scales_q2_k, values_q2_k},    // 2-bit, a 4-bit scale and minimum per 16
     [WEIGHT_Q3_K] = {"Q3_K", 11, 256, 110, scales_q3_k, values_q3_k},   // 3-bit, a 6-bit scale per 16
-    [WEIGHT_Q4_K] = {"Q4_K", 12, 256, 144, scales_q4_k, values_q4_k},   // 4-bit, a 6-bit scale and minimum per 32
+    [WEIGHT_Q4_K] = {"Q4_K", 12, 256, 144, scales_q4_k, values_q4_k,     // 4-bit, a 6-bit scale and minimum per 32
+                     {16, 128, 0, {2, 2, 4, 4, 4}}},
     [WEIGHT_Q5_K] = {"Q5_K", 13, 256, 176, scales_q4_k, values_q5_k},   // 5-bit, a 6-bit scale and minimum per 32
     [WEIGHT_Q6_K] = {"Q6_K", 14, 256, 210, scales_q6_k, values_q6_k},   // 6-bit, an 8-bit scale per 16
     [WEIGHT_IQ4_XS] = {"IQ4_XS", 23, 256, 136, scales_iq4_xs, values_iq4_xs}, // as IQ4_NL, a 6-bit scale per 32
@@ -1957,55 +1966,70 @@ static void blocks_rows_scalar(WeightType type, float *out, size_t out_stride, c
 // With -l map the file's pages stay as they are, and so do their kernels.
 //
 // A panel is PACKED_ROWS consecutive rows, in the same bytes they took in the
-// file: first every block of 32 values of the 16 rows, group by group, then
-// the blocks' float16 scales, 16 (one a row) a group. Within a group, a line
-// of 64 bytes holds 4 bytes of each row in turn (row r at bytes 4 r..4 r + 3):
-//   Q8_0: 8 lines; line k holds values 4 k..4 k + 3, as q + 128;
-//   Q4_0: 4 lines; line k holds bytes 4 k..4 k + 3 of each row's block, whose
-//         low nibbles are values 4 k.. and high nibbles 16 + 4 k.. (q + 8).
+// file. A "group" is a block of each of the 16 rows. First come the groups'
+// values, group by group: a line of 64 bytes holds 4 bytes of each row's
+// block in turn (row r at bytes 4 r..4 r + 3), so line k holds the block's
+// value bytes 4 k..4 k + 3 (the type's PanelLayout says which bytes those
+// are), as they are, or as q + 128 for Q8_0's int8 values. Then the groups'
+// other bytes (their scales), group by group, cut in the words the layout
+// names: word w of the 16 rows, then word w + 1, and so on. So a vector of 16
+// lanes finds a row in each lane: values 4 at a time, scales a word at a time.
+//   Q8_0: 8 lines, values 4 k.. (as q + 128); then 16 float16 scales.
+//   Q4_0: 4 lines, whose low nibbles are values 4 k.., high ones 16 + 4 k..
+//   Q4_K: 32 lines: line 8 c + m holds values 64 c + 4 m.. in its low nibbles
+//         and 64 c + 32 + 4 m.. in its high ones; then d, dmin (16 each) and
+//         the 12 bytes of 6-bit scales and minimums as 3 words of 4.
 // A matrix's last rows short of a panel keep the file's layout.
-#define PACKED_ROWS MATMUL_ROW_BLOCK // a panel is a block of matmul's rows, so threads split at panels
+#define PACKED_ROWS MATMUL_ROW_BLOCK // a panel is a block of matmul's rows, so that threads split at panels
 
-static int has_packed_layout(WeightType type) { return type == WEIGHT_Q8_0 || type == WEIGHT_Q4_0; }
+static int has_packed_layout(WeightType type) { return weight_types[type].panel.values_bytes > 0; }
 
-// Bytes of a group's values in a panel: 16 rows of a block without its scale.
-static size_t packed_group_bytes(WeightType type) { return PACKED_ROWS * (block_bytes(type) - 2); }
+// Bytes of a group's values in a panel: PACKED_ROWS rows of a block's values.
+static size_t packed_group_bytes(WeightType type) { return PACKED_ROWS * (size_t)weight_types[type].panel.values_bytes; }
 
-// Where byte i (after the scale) of row r's block of group g is in a panel.
+// Where byte i of row r's values in group g is in a panel.
 static size_t packed_at(WeightType type, int r, int g, int i) {
     return g * packed_group_bytes(type) + (size_t)(i / 4) * 64 + 4 * r + i % 4;
+}
+
+// Moves one block between the file's layout and a panel's (to_panel, or
+// back), as row r and group g of a panel of `groups` groups.
+static void move_block(WeightType type, uint8_t *panel, uint8_t *block, int groups, int r, int g, int to_panel) {
+    const PanelLayout *layout = &weight_types[type].panel;
+    int values_at = layout->values_at, values_bytes = layout->values_bytes, header = (int)block_bytes(type) - values_bytes;
+    uint32_t flip = layout->plus_128 ? 0x80808080u : 0;
+    for (int i = 0; i < values_bytes; i += 4) {
+        uint8_t *at = panel + packed_at(type, r, g, i), *in_block = block + values_at + i;
+        uint32_t four;
+        memcpy(&four, to_panel ? in_block : at, 4);
+        four ^= flip;
+        memcpy(to_panel ? at : in_block, &four, 4);
+    }
+    uint8_t *words = panel + groups * packed_group_bytes(type) + (size_t)g * PACKED_ROWS * header;
+    for (int w = 0, o = 0; o < header; o += layout->words[w++]) { // word w: the 16 rows' in turn
+        uint8_t *at = words + o * PACKED_ROWS + r * layout->words[w], *in_block = block + (o < values_at ? o : o + values_bytes);
+        memmove(to_panel ? at : in_block, to_panel ? in_block : at, layout->words[w]);
+    }
 }
 
 // A panel from PACKED_ROWS rows in the file's layout (row_bytes apart, with
 // `groups` blocks each), and back: row r's block g as the file has it.
 static void pack_panel(WeightType type, uint8_t *panel, const uint8_t *rows, size_t row_bytes, int groups) {
-    size_t bytes = block_bytes(type);
-    uint32_t flip = type == WEIGHT_Q8_0 ? 0x80808080u : 0; // Q8_0: q + 128
-    uint8_t *scales = panel + groups * packed_group_bytes(type);
-    for (int g = 0; g < groups; g++) // in the panel's order, 4 bytes at a time: start-up packs gigabytes
-        for (size_t i = 0; i < bytes - 2; i += 4)
-            for (int r = 0; r < PACKED_ROWS; r++) {
-                const uint8_t *block = rows + r * row_bytes + g * bytes;
-                uint32_t four;
-                memcpy(&four, block + 2 + i, 4);
-                four ^= flip;
-                memcpy(panel + packed_at(type, r, g, (int)i), &four, 4);
-                if (i == 0) memcpy(scales + (size_t)(g * PACKED_ROWS + r) * 2, block, 2);
-            }
+    for (int g = 0; g < groups; g++) // in the panel's order, a group at a time: start-up packs gigabytes
+        for (int r = 0; r < PACKED_ROWS; r++)
+            move_block(type, panel, (uint8_t *)(uintptr_t)(rows + r * row_bytes + g * block_bytes(type)), groups, r, g, 1);
 }
 
 static void packed_block(WeightType type, uint8_t *block, const uint8_t *panel, int groups, int r, int g) {
-    size_t bytes = block_bytes(type), flip = type == WEIGHT_Q8_0 ? 0x80 : 0;
-    memcpy(block, panel + groups * packed_group_bytes(type) + (size_t)(g * PACKED_ROWS + r) * 2, 2);
-    for (size_t i = 0; i < bytes - 2; i++) block[2 + i] = panel[packed_at(type, r, g, (int)i)] ^ flip;
+    move_block(type, (uint8_t *)(uintptr_t)panel, block, groups, r, g, 0);
 }
 
 // The plain kernel on a panel (BlockRows; rows == PACKED_ROWS): each block as
 // the file has it, through blocks_rows_scalar's sums.
 static void packed_rows_scalar(WeightType type, float *out, size_t out_stride, const uint8_t *panel,
                                size_t row_bytes, const Input *in, int rows) {
-    uint8_t block[256]; // a block of 32 in the file's layout
-    int groups = in->n / QBLOCK;
+    uint8_t block[256]; // a block in the file's layout
+    int groups = in->n / weight_types[type].values;
     (void)row_bytes;
     for (int r = 0; r < rows; r++) {
         for (int t = 0; t < in->tokens; t++) out[t * out_stride + r] = 0.0f;
@@ -2020,7 +2044,7 @@ static void packed_rows_scalar(WeightType type, float *out, size_t out_stride, c
 // panel kernel for its type.
 static void repack_matrix(Matrix *m) {
     if (!has_packed_layout(m->type) || !kernels.packed_rows[m->type] || m->packed_rows) return;
-    int groups = m->cols / QBLOCK, panels = m->rows / PACKED_ROWS;
+    int groups = m->cols / weight_types[m->type].values, panels = m->rows / PACKED_ROWS;
     size_t panel_bytes = PACKED_ROWS * m->row_bytes;
     uint8_t *data = (uint8_t *)(uintptr_t)m->data; // our own copy (-l read), so ours to rewrite
 #pragma omp parallel
@@ -2112,7 +2136,7 @@ static void other_rows(float *out, const Input *in, const Matrix *w, int r0, int
     .name = "scalar", .supported = always, .f32_rows = f32_rows_scalar, .weighted_rows = weighted_rows_scalar,         \
     .rmsnorm = rmsnorm, .softmax = softmax, .swiglu = swiglu, .q8_rows = q8_rows_scalar, .f16_rows = f16_rows_scalar,  \
     .bf16_rows = bf16_rows_scalar, .block_rows = PLAIN_BLOCK_KERNELS, .weighted_f16_rows = weighted_f16_rows_scalar,   \
-    .to_f16 = to_f16_scalar
+    .to_f16 = to_f16_scalar, .quantize = quantize
 
 // The kernels in use (declared under "The plain kernels"): the plain ones
 // until select_kernels() picks the best set this CPU runs.
@@ -4282,6 +4306,36 @@ AVX512 static void to_f16_avx512(uint16_t *dst, const float *src, size_t n) {
     to_f16_scalar(dst + i, src + i, n - i);
 }
 
+// quantize_avx512 = quantize, to the bit: the same multiply, and vcvtps2dq
+// rounds to nearest even as lrintf does; its result is cut to 8 bits, as
+// quantize's cast does, so even a NaN gives the same byte. Group sizes that
+// are not multiples of 16 take the plain one.
+AVX512 static void quantize_avx512(int8_t *q, float *scale, int32_t *sum, int32_t *sum16, const float *x, int n,
+                                   int gs) {
+    if (gs % 16 != 0) {
+        quantize(q, scale, sum, sum16, x, n, gs);
+        return;
+    }
+    for (int g = 0; g < n / gs; g++) {
+        const float *xg = x + (size_t)g * gs;
+        __m512 amax = _mm512_setzero_ps();
+        for (int i = 0; i < gs; i += 16) // as quantize: a NaN is passed over (max returns its second operand)
+            amax = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(xg + i)), amax);
+        float a = _mm512_reduce_max_ps(amax), inv = a > 0.0f ? 127.0f / a : 0.0f;
+        scale[g] = a / 127.0f;
+        int32_t total = 0;
+        for (int i = 0; i < gs; i += 16) {
+            __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xg + i), _mm512_set1_ps(inv)));
+            __m128i bytes = _mm512_cvtepi32_epi8(v); // the low 8 bits, as the cast to int8_t
+            _mm_storeu_si128((__m128i *)(q + (size_t)g * gs + i), bytes);
+            int32_t sixteen = _mm512_reduce_add_epi32(_mm512_cvtepi8_epi32(bytes));
+            total += sixteen;
+            if (sum16) sum16[((size_t)g * gs + i) / 16] = sixteen;
+        }
+        sum[g] = total;
+    }
+}
+
 // --- The steps between the products, 16 floats at a time:
 // --- rmsnorm_avx512 = rmsnorm, softmax_avx512 = softmax, swiglu_avx512 = swiglu
 
@@ -5244,7 +5298,7 @@ static const KernelSet kernel_sets[] = {
     {.name = "avx512", .supported = has_avx512, .f32_rows = f32_rows_avx512, .weighted_rows = weighted_rows_avx512,
      .rmsnorm = rmsnorm_avx512, .softmax = softmax_avx512, .swiglu = swiglu_avx512, .q8_rows = q8_rows_avx512,
      .f16_rows = f16_rows_avx512, .bf16_rows = bf16_rows_avx512, .weighted_f16_rows = weighted_f16_rows_avx512,
-     .to_f16 = to_f16_avx512,
+     .to_f16 = to_f16_avx512, .quantize = quantize_avx512,
      .block_rows = {[WEIGHT_Q8_0] = rows_avx512_Q8_0, [WEIGHT_Q4_0] = rows_avx512_Q4_0, [WEIGHT_Q4_1] = rows_avx512_Q4_1,
       [WEIGHT_Q5_0] = rows_avx512_Q5_0, [WEIGHT_Q5_1] = rows_avx512_Q5_1, [WEIGHT_IQ4_NL] = rows_avx512_IQ4_NL,
       [WEIGHT_Q2_K] = rows_avx512_Q2_K, [WEIGHT_Q3_K] = rows_avx512_Q3_K, [WEIGHT_Q4_K] = rows_avx512_Q4_K,
@@ -5253,7 +5307,7 @@ static const KernelSet kernel_sets[] = {
     {.name = "avx2", .supported = has_avx2, .f32_rows = f32_rows_avx2, .weighted_rows = weighted_rows_avx2,
      .rmsnorm = rmsnorm_avx2, .softmax = softmax_avx2, .swiglu = swiglu_avx2, .q8_rows = q8_rows_avx2,
      .f16_rows = f16_rows_avx2, .bf16_rows = bf16_rows_avx2, .weighted_f16_rows = weighted_f16_rows_avx2,
-     .to_f16 = to_f16_avx2,
+     .to_f16 = to_f16_avx2, .quantize = quantize,
      .block_rows = {[WEIGHT_Q8_0] = rows_avx2_Q8_0, [WEIGHT_Q4_0] = rows_avx2_Q4_0, [WEIGHT_Q4_1] = rows_avx2_Q4_1,
       [WEIGHT_Q5_0] = rows_avx2_Q5_0, [WEIGHT_Q5_1] = rows_avx2_Q5_1, [WEIGHT_IQ4_NL] = rows_avx2_IQ4_NL,
       [WEIGHT_Q2_K] = rows_avx2_Q2_K, [WEIGHT_Q3_K] = rows_avx2_Q3_K, [WEIGHT_Q4_K] = rows_avx2_Q4_K,
@@ -5263,7 +5317,7 @@ static const KernelSet kernel_sets[] = {
     {.name = "neon-sdot", .supported = has_sdot, .f32_rows = f32_rows_neon, .weighted_rows = weighted_rows_neon,
      .rmsnorm = rmsnorm_neon, .softmax = softmax_neon, .swiglu = swiglu_neon, .q8_rows = q8_rows_neon_sdot,
      .f16_rows = f16_rows_neon, .bf16_rows = bf16_rows_neon, .weighted_f16_rows = weighted_f16_rows_neon,
-     .to_f16 = to_f16_neon,
+     .to_f16 = to_f16_neon, .quantize = quantize,
      .block_rows = {[WEIGHT_Q8_0] = rows_neon_sdot_Q8_0, [WEIGHT_Q4_0] = rows_neon_sdot_Q4_0, [WEIGHT_Q4_1] = rows_neon_sdot_Q4_1,
       [WEIGHT_Q5_0] = rows_neon_sdot_Q5_0, [WEIGHT_Q5_1] = rows_neon_sdot_Q5_1, [WEIGHT_IQ4_NL] = rows_neon_sdot_IQ4_NL,
       [WEIGHT_Q2_K] = rows_neon_sdot_Q2_K, [WEIGHT_Q3_K] = rows_neon_sdot_Q3_K, [WEIGHT_Q4_K] = rows_neon_sdot_Q4_K,
@@ -5271,7 +5325,7 @@ static const KernelSet kernel_sets[] = {
     {.name = "neon", .supported = has_neon, .f32_rows = f32_rows_neon, .weighted_rows = weighted_rows_neon,
      .rmsnorm = rmsnorm_neon, .softmax = softmax_neon, .swiglu = swiglu_neon, .q8_rows = q8_rows_neon,
      .f16_rows = f16_rows_neon, .bf16_rows = bf16_rows_neon, .weighted_f16_rows = weighted_f16_rows_neon,
-     .to_f16 = to_f16_neon,
+     .to_f16 = to_f16_neon, .quantize = quantize,
      .block_rows = {[WEIGHT_Q8_0] = rows_neon_Q8_0, [WEIGHT_Q4_0] = rows_neon_Q4_0, [WEIGHT_Q4_1] = rows_neon_Q4_1,
       [WEIGHT_Q5_0] = rows_neon_Q5_0, [WEIGHT_Q5_1] = rows_neon_Q5_1, [WEIGHT_IQ4_NL] = rows_neon_IQ4_NL,
       [WEIGHT_Q2_K] = rows_neon_Q2_K, [WEIGHT_Q3_K] = rows_neon_Q3_K, [WEIGHT_Q4_K] = rows_neon_Q4_K,

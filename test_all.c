@@ -1074,11 +1074,13 @@ static void test_block_kernels(const KernelSet *ks, uint64_t *rng, int *padding_
 // are held to the plain kernel on the rows as stored. Returns the worst error
 // as test_block_kernels measures it.
 static float packed_matrix_error(WeightType type, uint64_t *rng, int *layout_ok) {
-    int shapes[][3] = {{37, 1, 1056}, {37, 5, 96}, {21, 13, 32}, {48, 64, 512}, {16, 3, 2048}, {33, 2, 64}};
+    int shapes[][3] = {{37, 1, 1056}, {37, 5, 96}, {21, 13, 32}, {48, 64, 512}, {16, 3, 2048}, {33, 2, 64},
+                       {19, 6, 1280}, {35, 9, 768}, {16, 1, 256}};
     float worst = 0.0f;
     for (size_t c = 0; c < sizeof(shapes) / sizeof(shapes[0]); c++) {
         int rows = shapes[c][0], tokens = shapes[c][1], n = shapes[c][2];
-        size_t row_bytes = n / QBLOCK * block_bytes(type);
+        if (n % weight_types[type].values) continue;
+        size_t row_bytes = n / weight_types[type].values * block_bytes(type);
         uint8_t *stored = malloc(rows * row_bytes), *packed = malloc(rows * row_bytes);
         random_blocks(type, stored, rows, row_bytes, rng);
         memcpy(packed, stored, rows * row_bytes);
@@ -1339,6 +1341,27 @@ static void test_kernels(void) {
         snprintf(id, sizeof(id), "kernels-%s-f16-bf16-vs-scalar", ks->name);
         check(id, worst_half <= 4.0f, "error %g x sqrt(n) x 1e-5", worst_half);
         test_block_kernels(ks, &rng, &padding_ok, &reference_padding_ok);
+        // The int8 input, to the bit: group sizes 32, 64 and 4 (stories260K_q80_gs4), a zero group, a NaN.
+        int quantize_same = 1;
+        for (int gs = 4; gs <= 64 && ks->quantize != quantize; gs *= 2) { // a set with its own
+            if (gs == 8 || gs == 16) continue;
+            enum { N = 448 }; // 7 groups of 64, 14 of 32
+            float x[N];
+            int8_t q[2][N];
+            float scale[2][N / 4];
+            int32_t sum[2][N / 4], sum16[2][N / 16];
+            for (int i = 0; i < N; i++) x[i] = i < 64 ? 0.0f : test_random(&rng) * (i < 256 ? 1.0f : 1000.0f);
+            x[300] = NAN;
+            for (int v = 0; v < 2; v++) {
+                memset(sum16[v], 0x55, sizeof(sum16[v]));
+                (v == 0 ? quantize : ks->quantize)(q[v], scale[v], sum[v], gs % 16 == 0 ? sum16[v] : NULL, x, N, gs);
+            }
+            quantize_same &= memcmp(q[0], q[1], N) == 0 && memcmp(scale[0], scale[1], N / gs * sizeof(float)) == 0 &&
+                             memcmp(sum[0], sum[1], N / gs * sizeof(int32_t)) == 0 &&
+                             (gs % 16 != 0 || memcmp(sum16[0], sum16[1], sizeof(sum16[0])) == 0);
+        }
+        snprintf(id, sizeof(id), "kernels-%s-quantize-equals-plain", ks->name);
+        if (ks->quantize != quantize) check(id, quantize_same, NULL);
         snprintf(id, sizeof(id), "kernels-%s-f32-vs-scalar", ks->name);
         check(id, worst_f32 <= 4.0f, "error %g x sqrt(n) x 1e-6", worst_f32);
         snprintf(id, sizeof(id), "kernels-%s-q8-vs-scalar", ks->name);
