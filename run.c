@@ -4256,12 +4256,90 @@ AVX512 static INLINE void packed_rows_avx512(float *out, size_t out_stride, cons
     }
 }
 
+// Q4_K: runs of 32 values, the low or the high nibbles of 8 lines, each with
+// its scale and offset (see k_scale_min), as block_panel_tile_avx512 takes
+// them. TT tokens against blocks g0..g1 of a panel; as packed_tile_avx512
+// otherwise. A line's two runs are summed together: two chains of vpdpbusd a
+// token, which a token alone (generating) needs to keep the unit busy. Each
+// block's 6-bit scales and minimums are decoded from the panel's words for
+// the 16 rows at once, a byte each (row r's 4 bytes in lane r): scales 0..3,
+// 4..7, minimums 0..3, 4..7.
+AVX512 static INLINE void packed_q4_k_tile_avx512(float *out, size_t out_stride, const uint8_t *values,
+                                                  const uint8_t *words, const int8_t *x, const float *x_scale,
+                                                  const int32_t *x_sum, size_t x_stride, int g0, int g1, int first,
+                                                  int ahead, const int TT) {
+    const size_t x_groups = x_stride / QBLOCK;
+    const __m512i low4 = _mm512_set1_epi8(15), low6 = _mm512_set1_epi8(63), bits45 = _mm512_set1_epi8(0x30);
+    const __m512i byte = _mm512_set1_epi32(0xFF);
+    __m512 acc[6];
+    for (int t = 0; t < TT; t++) acc[t] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(out + t * out_stride);
+    for (int g = g0; g < g1; g++) {
+        const uint8_t *block = values + (size_t)g * PACKED_ROWS * 128, *w = words + (size_t)g * PACKED_ROWS * 16;
+        if (ahead) {
+            for (size_t at = 0; at < PACKED_ROWS * 128; at += 64) prefetch(block, PREFETCH_BYTES + at);
+            for (size_t at = 0; at < PACKED_ROWS * 16; at += 64) prefetch(w, PREFETCH_BYTES / 8 + at);
+        }
+        __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)w));
+        __m512 neg_dmin = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 32))));
+        __m512i s0 = _mm512_loadu_si512(w + 64), s1 = _mm512_loadu_si512(w + 128), s2 = _mm512_loadu_si512(w + 192);
+        __m512i scales[2] = {_mm512_and_si512(s0, low6), _mm512_or_si512(_mm512_and_si512(s2, low4),
+                                                                          _mm512_and_si512(_mm512_srli_epi16(s0, 2), bits45))};
+        __m512i mins[2] = {_mm512_and_si512(s1, low6), _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(s2, 4), low4),
+                                                                        _mm512_and_si512(_mm512_srli_epi16(s1, 2), bits45))};
+        for (int c = 0; c < 4; c++) { // lines 8 c..8 c + 7: runs 2 c (low nibbles) and 2 c + 1 (high)
+            const int8_t *xc = x + g * 256 + 64 * c;
+            __m512i isum[2][6];
+            for (int t = 0; t < TT; t++) isum[0][t] = isum[1][t] = _mm512_setzero_si512();
+            for (int m = 0; m < 8; m++) {
+                __m512i line = _mm512_loadu_si512(block + (8 * c + m) * 64);
+                __m512i lo = _mm512_and_si512(line, low4), hi = _mm512_and_si512(_mm512_srli_epi16(line, 4), low4);
+                for (int t = 0; t < TT; t++) {
+                    isum[0][t] = dpbusd512_broadcast(isum[0][t], lo, xc + t * x_stride + 4 * m);
+                    isum[1][t] = dpbusd512_broadcast(isum[1][t], hi, xc + t * x_stride + 32 + 4 * m);
+                }
+            }
+            for (int h = 0; h < 2; h++) {
+                int k = 2 * c + h, group = g * 8 + k, shift = 8 * (k % 4);
+                __m512 run_scale = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(scales[k / 4], shift), byte)));
+                __m512 run_offset = _mm512_mul_ps(neg_dmin, _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(mins[k / 4], shift), byte)));
+                for (int t = 0; t < TT; t++) {
+                    float xs = x_scale[t * x_groups + group];
+                    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[h][t]), _mm512_mul_ps(run_scale, _mm512_set1_ps(xs)), acc[t]);
+                    acc[t] = _mm512_fmadd_ps(run_offset, _mm512_set1_ps(xs * (float)x_sum[t * x_groups + group]), acc[t]);
+                }
+            }
+        }
+    }
+    for (int t = 0; t < TT; t++) _mm512_storeu_ps(out + t * out_stride, acc[t]);
+}
+
+#define PACKED_CHUNK_BLOCKS 4 // blocks of 256 of a panel that each tile of tokens goes through at once: 8 KB
+
+AVX512 static void packed_q4_k_rows_avx512(float *out, size_t out_stride, const uint8_t *panel, const Input *in) {
+    int groups = in->n / 256, tokens = in->tokens;
+    size_t x_stride = in->n, x_groups = x_stride / QBLOCK;
+    const uint8_t *words = panel + (size_t)groups * PACKED_ROWS * 128;
+    for (int g0 = 0; g0 < groups; g0 += PACKED_CHUNK_BLOCKS) {
+        int g1 = groups - g0 < PACKED_CHUNK_BLOCKS ? groups : g0 + PACKED_CHUNK_BLOCKS;
+#define PACKED_K_TILE(t, TT)                                                                                           \
+    packed_q4_k_tile_avx512(out + (t) * out_stride, out_stride, panel, words, in->q + (t) * x_stride,                  \
+                            in->scale + (t) * x_groups, in->sum + (t) * x_groups, x_stride, g0, g1, g0 == 0, (t) == 0, TT)
+        FOR_EACH_TOKEN_TILE(tokens, 6, PACKED_K_TILE);
+#undef PACKED_K_TILE
+    }
+}
+
 #define PACKED_AVX512(T)                                                                                               \
     AVX512 static void packed_avx512_##T(BLOCK_ROWS_PARAMS) {                                                         \
         (void)type, (void)row_bytes, (void)rows;                                                                       \
         packed_rows_avx512(out, out_stride, w, in, WEIGHT_##T);                                                        \
     }
 PACKED_AVX512(Q8_0) PACKED_AVX512(Q4_0)
+
+AVX512 static void packed_avx512_Q4_K(BLOCK_ROWS_PARAMS) {
+    (void)type, (void)row_bytes, (void)rows;
+    packed_q4_k_rows_avx512(out, out_stride, w, in);
+}
 
 // --- Attention's weighted sum: weighted_rows_avx512 = weighted_rows_scalar
 
@@ -5303,7 +5381,7 @@ static const KernelSet kernel_sets[] = {
       [WEIGHT_Q5_0] = rows_avx512_Q5_0, [WEIGHT_Q5_1] = rows_avx512_Q5_1, [WEIGHT_IQ4_NL] = rows_avx512_IQ4_NL,
       [WEIGHT_Q2_K] = rows_avx512_Q2_K, [WEIGHT_Q3_K] = rows_avx512_Q3_K, [WEIGHT_Q4_K] = rows_avx512_Q4_K,
       [WEIGHT_Q5_K] = rows_avx512_Q5_K, [WEIGHT_Q6_K] = rows_avx512_Q6_K, [WEIGHT_IQ4_XS] = rows_avx512_IQ4_XS},
-     .packed_rows = {[WEIGHT_Q8_0] = packed_avx512_Q8_0, [WEIGHT_Q4_0] = packed_avx512_Q4_0}},
+     .packed_rows = {[WEIGHT_Q8_0] = packed_avx512_Q8_0, [WEIGHT_Q4_0] = packed_avx512_Q4_0, [WEIGHT_Q4_K] = packed_avx512_Q4_K}},
     {.name = "avx2", .supported = has_avx2, .f32_rows = f32_rows_avx2, .weighted_rows = weighted_rows_avx2,
      .rmsnorm = rmsnorm_avx2, .softmax = softmax_avx2, .swiglu = swiglu_avx2, .q8_rows = q8_rows_avx2,
      .f16_rows = f16_rows_avx2, .bf16_rows = bf16_rows_avx2, .weighted_f16_rows = weighted_f16_rows_avx2,
