@@ -724,6 +724,7 @@ static void unload_file(void *bytes, size_t mapped, WeightsLoad load);
 static void seal_file(void *bytes, size_t mapped); // read from the file: read-only from now on
 static FILE *open_file(const char *path, const char *mode); // fopen, with a UTF-8 path on Windows too
 static void free_gguf_vocabulary(struct GGUFVocab *v); // in "Other formats: GGUF"
+static void align_weights(Model *m, size_t size);
 
 // Opens a checkpoint: read into memory or mapped, then read_checkpoint.
 static void open_checkpoint(Model *m, const char *path, WeightsLoad load) {
@@ -733,6 +734,7 @@ static void open_checkpoint(Model *m, const char *path, WeightsLoad load) {
     size_t size;
     m->map = load_file(path, load, 28, "a checkpoint header", &size, &m->map_size);
     read_checkpoint(m, m->map, size, path);
+    if (load == WEIGHTS_READ) align_weights(m, size); // for the fast kernels, under "Weight types"
 }
 
 // Tokens per forward call while reading a prompt. Each weight matrix is read
@@ -2059,6 +2061,26 @@ static void repack_matrix(Matrix *m) {
         free(rows);
     }
     m->packed_rows = panels * PACKED_ROWS;
+}
+
+// The panel kernels read 64 bytes at a time, so they want their lines on
+// 64-byte boundaries, and GGUF aligns tensors to 32 bytes (by default): in
+// about half the files every line would straddle two cache lines, which cost
+// the prompt kernels a third of their speed (bench/NOTES.md). Read into memory
+// of our own (load_file leaves 64 bytes to spare), the file moves up until the
+// first layer's weights start a cache line, and is read again from there.
+static void align_weights(Model *m, size_t size) {
+    if (!m->blocks) return;
+    size_t skew = (64 - (uintptr_t)m->weights.layers[0].wq.data % 64) % 64;
+    if (skew == 0) return;
+    const char *path = m->path;
+    unsigned char *map = m->map;
+    size_t map_size = m->map_size;
+    free_gguf_vocabulary(m->vocab), free(m->vocab), free(m->weights.layers);
+    memset(m, 0, sizeof(*m));
+    m->path = path, m->load = WEIGHTS_READ, m->map = map, m->map_size = map_size;
+    memmove(map + skew, map, size);
+    read_checkpoint(m, map + skew, size, path);
 }
 
 // Every matrix of the model that the kernels have panels for (-l read only).
@@ -4212,8 +4234,10 @@ AVX512 static INLINE void packed_tile_avx512(float *out, size_t out_stride, cons
     for (int g = g0; g < g1; g++) {
         const uint8_t *line = values + g * group_bytes;
         const int8_t *xg = x + g * QBLOCK;
-        if (ahead)
+        if (ahead) { // the values, and their scales, as far ahead (the scales are a 16th as long a group)
             for (size_t at = 0; at < group_bytes; at += 64) prefetch(line, PREFETCH_BYTES + at);
+            prefetch(scales + g * PACKED_ROWS, PREFETCH_BYTES * PACKED_ROWS * 2 / group_bytes);
+        }
         __m512i isum[8];
         for (int t = 0; t < TT; t++) isum[t] = _mm512_set1_epi32(-bias * x_sum[t * x_groups + g]);
         if (type == WEIGHT_Q8_0) {
@@ -5510,7 +5534,7 @@ static void *load_file(const char *path, WeightsLoad load, size_t min_size, cons
     if (*size < min_size) fatal("%s: %zu bytes is too short for %s (%zu bytes at least)", path, *size, what, min_size);
     unsigned char *p;
     if (load == WEIGHTS_READ) {
-        p = map_huge(*size, mapped, path);
+        p = map_huge(*size + 64, mapped, path); // 64 bytes to spare for align_weights
         for (size_t done = 0; done < *size;) {
             size_t chunk = *size - done < (1u << 30) ? *size - done : (1u << 30); // Linux reads at most ~2 GB a call
             ssize_t n = pread(fd, p + done, chunk, (off_t)done);
@@ -5687,7 +5711,7 @@ static void *load_file(const char *path, WeightsLoad load, size_t min_size, cons
     if (*size < min_size) fatal("%s: %zu bytes is too short for %s (%zu bytes at least)", path, *size, what, min_size);
     unsigned char *p;
     if (load == WEIGHTS_READ) {
-        p = map_huge(*size, mapped, path);
+        p = map_huge(*size + 64, mapped, path); // 64 bytes to spare for align_weights
         for (size_t done = 0; done < *size;) {
             DWORD chunk = *size - done < (1u << 30) ? (DWORD)(*size - done) : (1u << 30), n = 0; // ReadFile counts in a DWORD
             if (!ReadFile(f, p + done, chunk, &n, NULL)) fatal("cannot read %s: %s", path, windows_error());
