@@ -517,19 +517,33 @@ static const char *const wide1_files[] = {"Q4_0-pure", "Q4_1-pure", "Q5_0-pure",
                                           "Q2_K-pure", "Q2_K",      "Q3_K_S-pure", "Q3_K_M", "Q4_K_S-pure",
                                           "Q4_K_M",    "Q5_K_S-pure", "Q5_K_M", "Q6_K",    "IQ4_XS-pure"};
 
+// Mapped (the file's layout), and read into memory, where the files (whose
+// tensors sit 32 bytes past a cache line) move to a 64-byte boundary and the
+// kernels in use lay out the rows of the types they have panels for.
 static void test_wide1_logits(void) {
-    for (size_t i = 0; i < sizeof(wide1_files) / sizeof(wide1_files[0]); i++) {
-        char gguf[256], expected[256], id[128];
-        snprintf(gguf, sizeof(gguf), "stories260K-wide/wide1-%s.gguf", wide1_files[i]);
-        snprintf(expected, sizeof(expected), "tests/logits_wide1/wide1-%s.txt", wide1_files[i]);
-        snprintf(id, sizeof(id), "forward-wide1-%s-logits", wide1_files[i]);
-        Model m;
-        build_model(&m, model_path(gguf), WEIGHTS_MAP, 64, 1, KV_AUTO); // a float16 cache, as users get
-        int n;
-        float err = max_logit_error(&m, expected, &n);
-        check(id, err <= 0.4f, "max |logit - reference| = %g over %d logits (%s)", err, n, expected);
-        free_model(&m);
-    }
+    for (size_t i = 0; i < sizeof(wide1_files) / sizeof(wide1_files[0]); i++)
+        for (int load = WEIGHTS_READ; load <= WEIGHTS_MAP; load++) {
+            char gguf[256], expected[256], id[128];
+            snprintf(gguf, sizeof(gguf), "stories260K-wide/wide1-%s.gguf", wide1_files[i]);
+            snprintf(expected, sizeof(expected), "tests/logits_wide1/wide1-%s.txt", wide1_files[i]);
+            snprintf(id, sizeof(id), "forward-wide1-%s-logits%s", wide1_files[i], load == WEIGHTS_READ ? "-read" : "");
+            Model m;
+            build_model(&m, model_path(gguf), (WeightsLoad)load, 64, 1, KV_AUTO); // a float16 cache, as users get
+            int n;
+            float err = max_logit_error(&m, expected, &n);
+            check(id, err <= 0.4f, "max |logit - reference| = %g over %d logits (%s)", err, n, expected);
+            if (load == WEIGHTS_READ) {
+                const Matrix *wq = &m.weights.layers[0].wq, *w2 = &m.weights.layers[0].w2;
+                int want_packed = kernels.packed_rows[wq->type] != NULL;
+                snprintf(id, sizeof(id), "forward-wide1-%s-read-aligned-%s", wide1_files[i],
+                         want_packed ? "and-packed" : "as-stored");
+                check(id, (uintptr_t)wq->data % 64 == 0 && (want_packed ? wq->packed_rows == wq->rows : !wq->packed_rows) &&
+                          (kernels.packed_rows[w2->type] ? w2->packed_rows == w2->rows : !w2->packed_rows),
+                      "wq at %d past a cache line, %d of %d rows in panels; w2 %d of %d",
+                      (int)((uintptr_t)wq->data % 64), wq->packed_rows, wq->rows, w2->packed_rows, w2->rows);
+            }
+            free_model(&m);
+        }
 }
 
 // Rewrites a legacy checkpoint in version 1 layout (norms first, no RoPE
