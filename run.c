@@ -1962,9 +1962,10 @@ static void blocks_rows_scalar(WeightType type, float *out, size_t out_stride, c
 // A prompt's int8 kernel multiplies 16 rows by a few tokens at once, each
 // vpdpbusd taking 4 values of each of the 16 rows, as unsigned bytes: it
 // wants the rows interleaved 4 values at a time. Shuffled so for every block
-// of prompt tokens, the rows cost about as much again as the products; with
-// -l read the weights are our own copy, so repack_weights lays them out so
-// once, at start-up, and generation reads the same panels (no second copy).
+// of prompt tokens, the rows cost two thirds as much again as the products
+// (bench/NOTES.md); with -l read the weights are our own copy, so
+// repack_weights lays them out so once, at start-up, and generation reads the
+// same panels (no second copy).
 // With -l map the file's pages stay as they are, and so do their kernels.
 //
 // A panel is PACKED_ROWS consecutive rows, in the same bytes they took in the
