@@ -828,10 +828,12 @@ def run_child(args, capture, env=None, timeout=math.inf):
 # Memory bandwidth: bench/bandwidth.c
 
 
-def build_bandwidth_probe(workdir):
-    exe = Path(workdir) / "bandwidth"
+def build_probe(workdir, source):
+    """Compiles one of the probes (bench/bandwidth.c, bench/peak.c) for this
+    CPU into workdir; returns the program's path."""
+    exe = Path(workdir) / source.stem
     cc = os.environ.get("CC") or "cc"
-    subprocess.run([cc, "-O3", "-march=native", "-fopenmp", "-o", str(exe), str(BANDWIDTH_SOURCE)], check=True)
+    subprocess.run([cc, "-O3", "-march=native", "-fopenmp", "-o", str(exe), str(source)], check=True)
     return exe
 
 
@@ -866,17 +868,11 @@ def bandwidth_now(exe):
 # Arithmetic peak: bench/peak.c
 
 
-def build_peak_probe(workdir):
-    exe = Path(workdir) / "peak"
-    cc = os.environ.get("CC") or "cc"
-    subprocess.run([cc, "-O3", "-march=native", "-fopenmp", "-o", str(exe), str(PEAK_SOURCE)], check=True)
-    return exe
-
-
 def measure_peak(exe):
-    """Runs the probe (about 2 s). Returns {(kind, threads): G operations a
-    second} for kind "int8" and "f32", without the kinds this CPU lacks, and
-    the instructions measured; up to 3 tries, until one is not disturbed."""
+    """Runs the probe (about 2 s). Returns ({(kind, threads): G operations a
+    second} for kind "int8" and "f32", without the kinds this CPU lacks, the
+    instructions measured, note): up to 3 tries, until one is not disturbed;
+    if none is, the best figures of all and a note saying so."""
     best, names = {}, {}
     for attempt in range(3):
         child = run_child([str(exe)], "stdout")
@@ -886,9 +882,9 @@ def measure_peak(exe):
             best[(kind, int(t))] = max(float(g), best.get((kind, int(t)), 0.0))
             names[kind] = name
         if not child.disturbed:
-            break
+            return best, names, ""
         progress(f"arithmetic peak probe disturbed (other processes used {child.other_cpu:.1f} CPU-s); again")
-    return best, names
+    return best, names, "disturbed by other processes in all 3 tries: the best figures"
 
 
 # ----------------------------------------------------------------------------
@@ -1436,7 +1432,7 @@ def prompt_share_of_peak(cell, shape, dtype, peaks):
 
 
 def print_table(cells, rows, probes, binary, gen_seconds, cache_bytes, early_stops, rss_floor, sampling, peaks):
-    peak_by_kind, peak_names = peaks
+    peak_by_kind, peak_names, peak_notes = peaks
     bandwidth = {t: max(p[0][t] for p in probes) for t in THREAD_COUNTS}
     limit_gbs = bandwidth[2]
     by_key = {(c.shape.name, c.dtype, c.kind, c.threads, c.engine): c for c in cells}
@@ -1491,6 +1487,9 @@ def print_table(cells, rows, probes, binary, gen_seconds, cache_bytes, early_sto
                   f"1 thread {peak_by_kind[(kind, 1)]:.0f} {unit}, 2 threads {peak_by_kind[(kind, 2)]:.0f} {unit}")
         else:
             print(f"arithmetic peak, {kind}: not measured (bench/peak.c knows no such instruction for this CPU)")
+    for when, note in zip(("before", "after"), peak_notes):
+        if note:
+            print(f"  the arithmetic probe {when} the runs was {note}")
     print()
     print(line(header))
     print("|" + "|".join("-" * (w + 2) if i < 2 else "-" * (w + 1) + ":" for i, w in enumerate(widths)) + "|")
@@ -1640,10 +1639,10 @@ def main():
         # put the two vCPUs on one core complex, sharing its link to memory,
         # or on two. So the probe runs before and after the runs, and the
         # better figure is the limit.
-        probe = build_bandwidth_probe(tmp)
+        probe = build_probe(tmp, BANDWIDTH_SOURCE)
         probes = [measure_bandwidth(probe)]
         progress(f"bandwidth: 1 thread {probes[0][0][1]:.1f} GB/s, 2 threads {probes[0][0][2]:.1f} GB/s")
-        peak_probe = build_peak_probe(tmp)
+        peak_probe = build_probe(tmp, PEAK_SOURCE)
         peaks = [measure_peak(peak_probe)]
         progress("arithmetic peak, 2 threads: " + ", ".join(f"{k} {g:.0f} G/s" for (k, t), g in peaks[0][0].items() if t == 2))
         prompts = {(v, n): find_prompt(n, v) for v, n in sorted(
@@ -1668,7 +1667,7 @@ def main():
     peak_by_kind = {key: max(p[0].get(key, 0.0) for p in peaks) for key in peaks[0][0]}
     cache_bytes = sum(p.stat().st_size for p in cache_dir().iterdir() if p.suffix in (".bin", ".gguf"))
     print_table(cells, rows, probes, binary, gen_seconds, cache_bytes, scheduler.early_stops, rss_floor, sampling,
-                (peak_by_kind, peaks[0][1]))
+                (peak_by_kind, peaks[0][1], [p[2] for p in peaks]))
     return 0
 
 
