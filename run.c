@@ -1872,24 +1872,25 @@ typedef struct {
     PanelLayout panel; // how repack_weights lays its rows out (see "Rows laid out again")
 } WeightTypeInfo;
 
+#define NO_PANELS {0} // the rows stay as stored
 static const WeightTypeInfo weight_types[WEIGHT_TYPES] = {
-    [WEIGHT_F32] = {"F32", 0, 1, 4, NULL, NULL},
-    [WEIGHT_Q8] = {"Q8 (llama2.c)", -1, 1, 1, NULL, NULL}, // and a float32 scale per group_size values, apart
-    [WEIGHT_F16] = {"F16", 1, 1, 2, NULL, NULL},
-    [WEIGHT_BF16] = {"BF16", 30, 1, 2, NULL, NULL},
-    [WEIGHT_Q8_0] = {"Q8_0", 8, 32, 34, scales_d, values_q8_0, {2, 32, 1, {2}}},  // int8 values, a float16 scale per 32
-    [WEIGHT_Q4_0] = {"Q4_0", 2, 32, 18, scales_d, values_q4_0, {2, 16, 0, {2}}},  // 4-bit values, a float16 scale per 32
-    [WEIGHT_Q4_1] = {"Q4_1", 3, 32, 20, scales_d_m, values_q4_1},      // 4-bit, a float16 scale and minimum per 32
-    [WEIGHT_Q5_0] = {"Q5_0", 6, 32, 22, scales_d, values_q5_0},        // 5-bit values, a float16 scale per 32
-    [WEIGHT_Q5_1] = {"Q5_1", 7, 32, 24, scales_d_m, values_q5_1},      // 5-bit, a float16 scale and minimum per 32
-    [WEIGHT_IQ4_NL] = {"IQ4_NL", 20, 32, 18, scales_d, values_iq4_nl},  // 4-bit indices into 16 levels, a scale per 32
-    [WEIGHT_Q2_K] = {"Q2_K", 10, 256, 84, scales_q2_k, values_q2_k},    // 2-bit, a 4-bit scale and minimum per 16
-    [WEIGHT_Q3_K] = {"Q3_K", 11, 256, 110, scales_q3_k, values_q3_k},   // 3-bit, a 6-bit scale per 16
-    [WEIGHT_Q4_K] = {"Q4_K", 12, 256, 144, scales_q4_k, values_q4_k,     // 4-bit, a 6-bit scale and minimum per 32
+    [WEIGHT_F32] = {"F32", 0, 1, 4, NULL, NULL, NO_PANELS},
+    [WEIGHT_Q8] = {"Q8 (llama2.c)", -1, 1, 1, NULL, NULL, NO_PANELS},          // and a float32 scale per group_size values, apart
+    [WEIGHT_F16] = {"F16", 1, 1, 2, NULL, NULL, NO_PANELS},
+    [WEIGHT_BF16] = {"BF16", 30, 1, 2, NULL, NULL, NO_PANELS},
+    [WEIGHT_Q8_0] = {"Q8_0", 8, 32, 34, scales_d, values_q8_0, {2, 32, 1, {2}}}, // int8 values, a float16 scale per 32
+    [WEIGHT_Q4_0] = {"Q4_0", 2, 32, 18, scales_d, values_q4_0, {2, 16, 0, {2}}}, // 4-bit values, a float16 scale per 32
+    [WEIGHT_Q4_1] = {"Q4_1", 3, 32, 20, scales_d_m, values_q4_1, NO_PANELS},   // 4-bit, a float16 scale and minimum per 32
+    [WEIGHT_Q5_0] = {"Q5_0", 6, 32, 22, scales_d, values_q5_0, NO_PANELS},     // 5-bit values, a float16 scale per 32
+    [WEIGHT_Q5_1] = {"Q5_1", 7, 32, 24, scales_d_m, values_q5_1, NO_PANELS},   // 5-bit, a float16 scale and minimum per 32
+    [WEIGHT_IQ4_NL] = {"IQ4_NL", 20, 32, 18, scales_d, values_iq4_nl, NO_PANELS}, // 4-bit indices into 16 levels, a scale per 32
+    [WEIGHT_Q2_K] = {"Q2_K", 10, 256, 84, scales_q2_k, values_q2_k, NO_PANELS}, // 2-bit, a 4-bit scale and minimum per 16
+    [WEIGHT_Q3_K] = {"Q3_K", 11, 256, 110, scales_q3_k, values_q3_k, NO_PANELS}, // 3-bit, a 6-bit scale per 16
+    [WEIGHT_Q4_K] = {"Q4_K", 12, 256, 144, scales_q4_k, values_q4_k,           // 4-bit, a 6-bit scale and minimum per 32
                      {16, 128, 0, {2, 2, 4, 4, 4}}},
-    [WEIGHT_Q5_K] = {"Q5_K", 13, 256, 176, scales_q4_k, values_q5_k},   // 5-bit, a 6-bit scale and minimum per 32
-    [WEIGHT_Q6_K] = {"Q6_K", 14, 256, 210, scales_q6_k, values_q6_k},   // 6-bit, an 8-bit scale per 16
-    [WEIGHT_IQ4_XS] = {"IQ4_XS", 23, 256, 136, scales_iq4_xs, values_iq4_xs}, // as IQ4_NL, a 6-bit scale per 32
+    [WEIGHT_Q5_K] = {"Q5_K", 13, 256, 176, scales_q4_k, values_q5_k, NO_PANELS}, // 5-bit, a 6-bit scale and minimum per 32
+    [WEIGHT_Q6_K] = {"Q6_K", 14, 256, 210, scales_q6_k, values_q6_k, NO_PANELS}, // 6-bit, an 8-bit scale per 16
+    [WEIGHT_IQ4_XS] = {"IQ4_XS", 23, 256, 136, scales_iq4_xs, values_iq4_xs, NO_PANELS}, // as IQ4_NL, a 6-bit scale per 32
 };
 
 static int is_block_type(WeightType type) { return type >= WEIGHT_Q8_0; }
