@@ -132,8 +132,8 @@ fuzz:
 # Benchmark: random-weight models of four shapes as llama2.c fp32 and int8 checkpoints and
 # GGUF Q8_0 and Q4_0 (1.1B also Q4_K_M), Llama 2 7B in GGUF Q4_K_M and Q4_0, and Llama 3.2 1B
 # and Llama 3.1 8B (128,256-token vocabulary) in GGUF Q8_0 and Q4_K_M (written once to
-# $BENCH_CACHE, default ~/.cache/run-bench, about 33 GB), this machine's memory bandwidth,
-# decode and prompt speed with 1 and 2 threads and decode at depth with 2, and the sampler's
+# $BENCH_CACHE, default ~/.cache/run-bench, about 33 GB), this machine's memory bandwidth and
+# arithmetic peak, decode and prompt speed with 1 and 2 threads and decode at depth with 2, and the sampler's
 # cost over 128,256 logits, as one table; BENCH_BUDGET seconds (see bench/bench.py).
 # LLAMA_CPP_BENCH=path/to/llama-bench adds llama.cpp's figures on the same files.
 bench: run
