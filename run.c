@@ -520,9 +520,9 @@ static Input prepare_input(Model *m, const float *x, int tokens, int n) {
     return in;
 }
 
-// Rows per unit of parallel work: enough that a thread's share of a matrix is
-// a few long contiguous runs, which the hardware prefetcher streams well.
-#define MATMUL_ROW_BLOCK 16
+// Rows per unit of parallel work: a thread's share of a matrix is a few long
+// runs, which prefetchers stream well, and two 16-row panels ("Weight types").
+#define MATMUL_ROW_BLOCK 32
 
 // Block b of a matrix product: rows b * MATMUL_ROW_BLOCK onwards of
 // out (tokens, w.rows) = in (tokens, w.cols) @ w^T.
@@ -1984,7 +1984,7 @@ static void blocks_rows_scalar(WeightType type, float *out, size_t out_stride, c
 //         and 64 c + 32 + 4 m.. in its high ones; then d, dmin (16 each) and
 //         the 12 bytes of 6-bit scales and minimums as 3 words of 4.
 // A matrix's last rows short of a panel keep the file's layout.
-#define PACKED_ROWS MATMUL_ROW_BLOCK // a panel is a block of matmul's rows, so that threads split at panels
+#define PACKED_ROWS 16 // one row a 32-bit lane of a zmm; matmul's blocks of rows are whole panels (or end the matrix)
 
 static int has_packed_layout(WeightType type) { return weight_types[type].panel.values_bytes > 0; }
 
@@ -2028,17 +2028,17 @@ static void packed_block(WeightType type, uint8_t *block, const uint8_t *panel, 
     move_block(type, (uint8_t *)(uintptr_t)panel, block, groups, r, g, 0);
 }
 
-// The plain kernel on a panel (BlockRows; rows == PACKED_ROWS): each block as
-// the file has it, through blocks_rows_scalar's sums.
-static void packed_rows_scalar(WeightType type, float *out, size_t out_stride, const uint8_t *panel,
+// The plain kernel on whole panels (BlockRows; rows a multiple of
+// PACKED_ROWS): each block as the file has it, through blocks_rows_scalar's sums.
+static void packed_rows_scalar(WeightType type, float *out, size_t out_stride, const uint8_t *panels,
                                size_t row_bytes, const Input *in, int rows) {
     uint8_t block[256]; // a block in the file's layout
     int groups = in->n / weight_types[type].values;
-    (void)row_bytes;
     for (int r = 0; r < rows; r++) {
+        const uint8_t *panel = panels + (size_t)(r / PACKED_ROWS) * PACKED_ROWS * row_bytes;
         for (int t = 0; t < in->tokens; t++) out[t * out_stride + r] = 0.0f;
         for (int g = 0; g < groups; g++) {
-            packed_block(type, block, panel, groups, r, g);
+            packed_block(type, block, panel, groups, r % PACKED_ROWS, g);
             add_block_products(type, out + r, out_stride, block, g, in);
         }
     }
@@ -2143,8 +2143,13 @@ static void other_rows(float *out, const Input *in, const Matrix *w, int r0, int
         break;
     default: { // a GGUF block type: the set's kernel for it, or the plain one
         BlockRows *block_rows = kernels.block_rows[w->type] ? kernels.block_rows[w->type] : blocks_rows_scalar;
-        if (r0 < w->packed_rows) block_rows = kernels.packed_rows[w->type] ? kernels.packed_rows[w->type] : packed_rows_scalar;
-        block_rows(w->type, out + r0, d, rows_data, w->row_bytes, in, rows);
+        if (r0 < w->packed_rows) { // whole panels; the rows after the last one as stored
+            int in_panels = w->packed_rows - r0 < rows ? w->packed_rows - r0 : rows;
+            BlockRows *packed = kernels.packed_rows[w->type] ? kernels.packed_rows[w->type] : packed_rows_scalar;
+            packed(w->type, out + r0, d, rows_data, w->row_bytes, in, in_panels);
+            r0 += in_panels, rows -= in_panels, rows_data += in_panels * w->row_bytes;
+        }
+        if (rows > 0) block_rows(w->type, out + r0, d, rows_data, w->row_bytes, in, rows);
         break;
     }
     }
@@ -4218,67 +4223,84 @@ ROWS256_AVX512(Q6_K) ROWS256_AVX512(IQ4_XS)
 
 // --- Rows in panels (see "Rows laid out again"): packed_rows_avx512 = packed_rows_scalar
 
-// TT tokens against groups g0..g1 of a panel of Q8_0 or Q4_0 rows: the int8
-// panel tile (int8_panel_tile_avx512) on the panel as it is in memory. out
-// (TT tokens, 16 rows) gets the groups' share of the sums, added to what is
-// there unless `first`; x, x_scale and x_sum start at the first token's group 0.
-// The first tile of a stretch of groups (`ahead`) fetches the stretch after
-// it, as the next tiles find this one in L1.
+// TT tokens against groups g0..g1 of P panels of Q8_0 or Q4_0 rows (P = 1,
+// or 2 when matmul's block of rows holds two): the int8 panel tile
+// (int8_panel_tile_avx512) on the panels as they are in memory, `panel_bytes`
+// apart. out (TT tokens, 16 P rows) gets the groups' share of the sums, added
+// to what is there unless `first`; x, x_scale and x_sum start at the first
+// token's group 0. Two panels share each token's 4 broadcast values and its
+// scale, so a tile of 6 tokens by 32 rows does a tenth more products a second
+// than 8 tokens by 16 (bench/NOTES.md). The first tile of a stretch of groups
+// (`ahead`) fetches the stretch after it, as the next tiles find this one in L1.
 AVX512 static INLINE void packed_tile_avx512(float *out, size_t out_stride, const uint8_t *values,
-                                             const uint16_t *scales, const int8_t *x, const float *x_scale,
-                                             const int32_t *x_sum, size_t x_stride, int g0, int g1, int first,
-                                             int ahead, const WeightType type, const int TT) {
+                                             const uint16_t *scales, size_t panel_bytes, const int8_t *x,
+                                             const float *x_scale, const int32_t *x_sum, size_t x_stride, int g0,
+                                             int g1, int first, int ahead, const WeightType type, const int P,
+                                             const int TT) {
     const size_t group_bytes = packed_group_bytes(type), x_groups = x_stride / QBLOCK;
     const int bias = type == WEIGHT_Q8_0 ? 128 : 8;
     const __m512i low4 = _mm512_set1_epi8(15);
-    __m512 acc[8];
-    for (int t = 0; t < TT; t++) acc[t] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(out + t * out_stride);
-    for (int g = g0; g < g1; g++) {
-        const uint8_t *line = values + g * group_bytes;
-        const int8_t *xg = x + g * QBLOCK;
-        if (ahead) { // the values, and their scales, as far ahead (the scales are a 16th as long a group)
-            for (size_t at = 0; at < group_bytes; at += 64) prefetch(line, PREFETCH_BYTES + at);
-            prefetch(scales + g * PACKED_ROWS, PREFETCH_BYTES * PACKED_ROWS * 2 / group_bytes);
-        }
-        __m512i isum[8];
-        for (int t = 0; t < TT; t++) isum[t] = _mm512_set1_epi32(-bias * x_sum[t * x_groups + g]);
-        if (type == WEIGHT_Q8_0) {
-            for (int k = 0; k < 8; k++) {
-                __m512i wv = _mm512_loadu_si512(line + 64 * k);
-                for (int t = 0; t < TT; t++) isum[t] = dpbusd512_broadcast(isum[t], wv, xg + t * x_stride + 4 * k);
-            }
-        } else {
-            for (int k = 0; k < 4; k++) {
-                __m512i nibbles = _mm512_loadu_si512(line + 64 * k);
-                __m512i lo = _mm512_and_si512(nibbles, low4), hi = _mm512_and_si512(_mm512_srli_epi16(nibbles, 4), low4);
-                for (int t = 0; t < TT; t++) {
-                    isum[t] = dpbusd512_broadcast(isum[t], lo, xg + t * x_stride + 4 * k);
-                    isum[t] = dpbusd512_broadcast(isum[t], hi, xg + t * x_stride + 16 + 4 * k);
-                }
-            }
-        }
-        __m512 wscale = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(scales + g * PACKED_ROWS)));
+    __m512 acc[2][8];
+    for (int p = 0; p < P; p++)
         for (int t = 0; t < TT; t++)
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]),
-                                     _mm512_mul_ps(wscale, _mm512_set1_ps(x_scale[t * x_groups + g])), acc[t]);
+            acc[p][t] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(out + t * out_stride + PACKED_ROWS * p);
+    for (int g = g0; g < g1; g++) {
+        const int8_t *xg = x + g * QBLOCK;
+        __m512i isum[2][8];
+        for (int t = 0; t < TT; t++) {
+            isum[0][t] = _mm512_set1_epi32(-bias * x_sum[t * x_groups + g]);
+            if (P == 2) isum[1][t] = isum[0][t];
+        }
+        for (int p = 0; p < P && ahead; p++) { // the values, and their scales, as far ahead (a 16th as long a group)
+            const uint8_t *line = values + p * panel_bytes + g * group_bytes;
+            for (size_t at = 0; at < group_bytes; at += 64) prefetch(line, PREFETCH_BYTES + at);
+            prefetch((const uint8_t *)scales + p * panel_bytes + g * PACKED_ROWS * 2, PREFETCH_BYTES * PACKED_ROWS * 2 / group_bytes);
+        }
+        for (int k = 0; k < (type == WEIGHT_Q8_0 ? 8 : 4); k++) {
+            __m512i w[2][2]; // each panel's line: Q8_0's values, or Q4_0's low and high nibbles
+            for (int p = 0; p < P; p++) {
+                __m512i line = _mm512_loadu_si512(values + p * panel_bytes + g * group_bytes + 64 * k);
+                w[p][0] = type == WEIGHT_Q8_0 ? line : _mm512_and_si512(line, low4);
+                if (type == WEIGHT_Q4_0) w[p][1] = _mm512_and_si512(_mm512_srli_epi16(line, 4), low4);
+            }
+            for (int t = 0; t < TT; t++)
+                for (int h = 0; h < (type == WEIGHT_Q8_0 ? 1 : 2); h++) // Q4_0's high nibbles: values 16 + 4 k..
+                    for (int p = 0; p < P; p++)
+                        isum[p][t] = dpbusd512_broadcast(isum[p][t], w[p][h], xg + t * x_stride + 16 * h + 4 * k);
+        }
+        for (int p = 0; p < P; p++) {
+            const uint16_t *scale = (const uint16_t *)((const uint8_t *)scales + p * panel_bytes) + g * PACKED_ROWS;
+            __m512 wscale = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)scale));
+            for (int t = 0; t < TT; t++)
+                acc[p][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[p][t]),
+                                            _mm512_mul_ps(wscale, _mm512_set1_ps(x_scale[t * x_groups + g])), acc[p][t]);
+        }
     }
-    for (int t = 0; t < TT; t++) _mm512_storeu_ps(out + t * out_stride, acc[t]);
+    for (int p = 0; p < P; p++)
+        for (int t = 0; t < TT; t++) _mm512_storeu_ps(out + t * out_stride + PACKED_ROWS * p, acc[p][t]);
 }
 
 #define PACKED_CHUNK_GROUPS 32 // groups of a panel that each tile of tokens goes through at once: 16 KB of Q8_0
 
-AVX512 static INLINE void packed_rows_avx512(float *out, size_t out_stride, const uint8_t *panel, const Input *in,
-                                             const WeightType type) {
+// rows: 16 or 32, one panel or two.
+AVX512 static INLINE void packed_rows_avx512(float *out, size_t out_stride, const uint8_t *panel, size_t row_bytes,
+                                             const Input *in, int rows, const WeightType type) {
     int groups = in->n / QBLOCK, tokens = in->tokens;
-    size_t x_stride = in->n, x_groups = x_stride / QBLOCK;
+    size_t x_stride = in->n, x_groups = x_stride / QBLOCK, panel_bytes = PACKED_ROWS * row_bytes;
     const uint16_t *scales = (const uint16_t *)(panel + groups * packed_group_bytes(type));
     for (int g0 = 0; g0 < groups; g0 += PACKED_CHUNK_GROUPS) {
         int g1 = groups - g0 < PACKED_CHUNK_GROUPS ? groups : g0 + PACKED_CHUNK_GROUPS;
-#define PACKED_TILE(t, TT)                                                                                             \
-    packed_tile_avx512(out + (t) * out_stride, out_stride, panel, scales, in->q + (t) * x_stride,                      \
-                       in->scale + (t) * x_groups, in->sum + (t) * x_groups, x_stride, g0, g1, g0 == 0, (t) == 0, type, TT)
-        FOR_EACH_TOKEN_TILE(tokens, 8, PACKED_TILE);
+#define PACKED_TILE(P, t, TT)                                                                                          \
+    packed_tile_avx512(out + (t) * out_stride, out_stride, panel, scales, panel_bytes, in->q + (t) * x_stride,         \
+                       in->scale + (t) * x_groups, in->sum + (t) * x_groups, x_stride, g0, g1, g0 == 0, (t) == 0, type, \
+                       P, TT)
+#define ONE_PANEL(t, TT) PACKED_TILE(1, t, TT)
+#define TWO_PANELS(t, TT) PACKED_TILE(2, t, TT)
+        if (rows == 2 * PACKED_ROWS) FOR_EACH_TOKEN_TILE(tokens, 6, TWO_PANELS);
+        else FOR_EACH_TOKEN_TILE(tokens, 8, ONE_PANEL);
 #undef PACKED_TILE
+#undef ONE_PANEL
+#undef TWO_PANELS
     }
 }
 
@@ -4357,14 +4379,15 @@ AVX512 static void packed_q4_k_rows_avx512(float *out, size_t out_stride, const 
 
 #define PACKED_AVX512(T)                                                                                               \
     AVX512 static void packed_avx512_##T(BLOCK_ROWS_PARAMS) {                                                         \
-        (void)type, (void)row_bytes, (void)rows;                                                                       \
-        packed_rows_avx512(out, out_stride, w, in, WEIGHT_##T);                                                        \
+        (void)type;                                                                                                    \
+        packed_rows_avx512(out, out_stride, w, row_bytes, in, rows, WEIGHT_##T);                                      \
     }
 PACKED_AVX512(Q8_0) PACKED_AVX512(Q4_0)
 
 AVX512 static void packed_avx512_Q4_K(BLOCK_ROWS_PARAMS) {
-    (void)type, (void)row_bytes, (void)rows;
-    packed_q4_k_rows_avx512(out, out_stride, w, in);
+    (void)type;
+    for (int p = 0; p < rows / PACKED_ROWS; p++)
+        packed_q4_k_rows_avx512(out + PACKED_ROWS * p, out_stride, w + PACKED_ROWS * p * row_bytes, in);
 }
 
 // --- Attention's weighted sum: weighted_rows_avx512 = weighted_rows_scalar
