@@ -738,11 +738,11 @@ static void open_checkpoint(Model *m, const char *path, WeightsLoad load) {
 }
 
 // Tokens per forward call while reading a prompt. Each weight matrix is read
-// from memory once per block instead of once per token. 64 read prompts
-// faster than 32, and larger blocks gained nothing more: a block's
-// activations (64 x 5632 floats = 1.4 MB for a 1.1B model) already spill out
-// of L2 (bench/NOTES.md has the figures).
-#define PROMPT_BLOCK 64
+// from memory once per block instead of once per token, and what the kernels
+// do once per block of rows (unpacking Q6_K to a panel, Q4_K's scales) is
+// shared by more tokens: 128 read K-quant prompts about a tenth faster than
+// 64, and 256 gained nothing more (bench/NOTES.md has the figures).
+#define PROMPT_BLOCK 128
 
 // The state's big arrays (the logits and the feed-forward activations) share
 // one region on 2 MB pages, touched once when it is made, as llama.cpp clears
