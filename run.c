@@ -433,12 +433,12 @@ typedef struct {
     const float *scale;   // (tokens, n / group_size)
     const int32_t *sum;   // (tokens, n / group_size) each group's sum of q
     const int32_t *sum16; // (tokens, n / 16) each 16's sum of q (GGUF's block types only)
+    const float *scaled_sum; // (tokens, n / group_size) scale * sum, what a block's offsets multiply (block types only)
     const int8_t *q_runs32, *q_runs16; // (tokens, n) block types: q reordered for the SIMD kernels (interleave_runs)
     int tokens, n;
 } Input;
 
-// The matrix-product kernels compute, for `rows` rows of w and `tokens`
-// input vectors x,
+// The matrix-product kernels compute, for `rows` rows of w and `tokens` input vectors x,
 //     out[t * out_stride + r] = sum over j < n of w[r * w_stride + j] * x[t * x_stride + j]
 // one contiguous block of rows at a time; matmul() below spreads the blocks over threads.
 typedef void F32Rows(float *out, size_t out_stride, const float *w, size_t w_stride, const float *x,
@@ -1530,6 +1530,7 @@ typedef struct Quantized {
     float *scale;    // (max_tokens, max(dim, hidden_dim) / group_size)
     int32_t *sum;    // (max_tokens, max(dim, hidden_dim) / group_size) each group's sum of int8 values
     int32_t *sum16;  // (max_tokens, max(dim, hidden_dim) / 16 + 1) each 16's sum, for GGUF's block types
+    float *scaled_sum; // (max_tokens, max(dim, hidden_dim) / group_size) scale * sum, for GGUF's block types
     int8_t *runs32;  // (max_tokens, max(dim, hidden_dim)) q in two other orders, for the SIMD kernels
     int8_t *runs16;  //   of GGUF's blocks of 256 (see interleave_runs)
 } Quantized;
@@ -1540,6 +1541,7 @@ static Quantized *build_quantized(size_t tokens, size_t widest, int group_size) 
     xq->scale = xmalloc(tokens * (widest / group_size) * sizeof(float), "activations");
     xq->sum = xmalloc(tokens * (widest / group_size) * sizeof(int32_t), "activations");
     xq->sum16 = xmalloc(tokens * (widest / 16 + 1) * sizeof(int32_t), "activations");
+    xq->scaled_sum = xmalloc(tokens * (widest / group_size) * sizeof(float), "activations");
     xq->runs32 = xmalloc(tokens * widest, "activations");
     xq->runs16 = xmalloc(tokens * widest, "activations");
     return xq;
@@ -1547,7 +1549,7 @@ static Quantized *build_quantized(size_t tokens, size_t widest, int group_size) 
 
 static void free_quantized(Quantized *xq) {
     if (!xq) return;
-    free(xq->q), free(xq->scale), free(xq->sum), free(xq->sum16), free(xq->runs32), free(xq->runs16);
+    free(xq->q), free(xq->scale), free(xq->sum), free(xq->sum16), free(xq->scaled_sum), free(xq->runs32), free(xq->runs16);
     free(xq);
 }
 
@@ -1579,10 +1581,12 @@ static void quantize_input(Model *m, Input *in) {
         size_t groups = (size_t)t * (n / gs);
         int32_t *sum16 = m->blocks ? xq->sum16 + (size_t)t * (n / 16) : NULL;
         kernels.quantize(xq->q + (size_t)t * n, xq->scale + groups, xq->sum + groups, sum16, in->f + (size_t)t * n, n, gs);
-        if (m->blocks) interleave_runs(xq->runs32 + (size_t)t * n, xq->runs16 + (size_t)t * n, xq->q + (size_t)t * n, n);
+        if (!m->blocks) continue;
+        interleave_runs(xq->runs32 + (size_t)t * n, xq->runs16 + (size_t)t * n, xq->q + (size_t)t * n, n);
+        for (size_t g = groups; g < groups + n / gs; g++) xq->scaled_sum[g] = xq->scale[g] * (float)xq->sum[g];
     }
     in->q = xq->q, in->scale = xq->scale, in->sum = xq->sum, in->sum16 = xq->sum16;
-    if (m->blocks) in->q_runs32 = xq->runs32, in->q_runs16 = xq->runs16;
+    if (m->blocks) in->scaled_sum = xq->scaled_sum, in->q_runs32 = xq->runs32, in->q_runs16 = xq->runs16;
 }
 
 // llama2.c's int8 weights (Q8Rows): w and x in int8 with a scale per group of gs (w_stride and
@@ -4326,8 +4330,8 @@ AVX512 static INLINE void packed_rows_avx512(float *out, size_t out_stride, cons
 // 4..7, minimums 0..3, 4..7.
 AVX512 static INLINE void packed_q4_k_tile_avx512(float *out, size_t out_stride, const uint8_t *values,
                                                   const uint8_t *words, const int8_t *x, const float *x_scale,
-                                                  const int32_t *x_sum, size_t x_stride, int g0, int g1, int first,
-                                                  int ahead, const int TT) {
+                                                  const float *x_scaled_sum, size_t x_stride, int g0, int g1,
+                                                  int first, int ahead, const int TT) {
     const size_t x_groups = x_stride / QBLOCK;
     const __m512i low4 = _mm512_set1_epi8(15), low6 = _mm512_set1_epi8(63), bits45 = _mm512_set1_epi8(0x30);
     const __m512i byte = _mm512_set1_epi32(0xFF);
@@ -4362,10 +4366,10 @@ AVX512 static INLINE void packed_q4_k_tile_avx512(float *out, size_t out_stride,
                 int k = 2 * c + h, group = g * 8 + k, shift = 8 * (k % 4);
                 __m512 run_scale = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(scales[k / 4], shift), byte)));
                 __m512 run_offset = _mm512_mul_ps(neg_dmin, _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(mins[k / 4], shift), byte)));
-                for (int t = 0; t < TT; t++) {
-                    float xs = x_scale[t * x_groups + group];
-                    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[h][t]), _mm512_mul_ps(run_scale, _mm512_set1_ps(xs)), acc[t]);
-                    acc[t] = _mm512_fmadd_ps(run_offset, _mm512_set1_ps(xs * (float)x_sum[t * x_groups + group]), acc[t]);
+                for (int t = 0; t < TT; t++) { // the input's scale and scaled sum broadcast from memory, at no cost
+                    __m512 scale = _mm512_mul_ps(run_scale, _mm512_set1_ps(x_scale[t * x_groups + group]));
+                    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[h][t]), scale, acc[t]);
+                    acc[t] = _mm512_fmadd_ps(run_offset, _mm512_set1_ps(x_scaled_sum[t * x_groups + group]), acc[t]);
                 }
             }
         }
@@ -4383,7 +4387,8 @@ AVX512 static void packed_q4_k_rows_avx512(float *out, size_t out_stride, const 
         int g1 = groups - g0 < PACKED_CHUNK_BLOCKS ? groups : g0 + PACKED_CHUNK_BLOCKS;
 #define PACKED_K_TILE(t, TT)                                                                                           \
     packed_q4_k_tile_avx512(out + (t) * out_stride, out_stride, panel, words, in->q + (t) * x_stride,                  \
-                            in->scale + (t) * x_groups, in->sum + (t) * x_groups, x_stride, g0, g1, g0 == 0, (t) == 0, TT)
+                            in->scale + (t) * x_groups, in->scaled_sum + (t) * x_groups, x_stride, g0, g1, g0 == 0,   \
+                            (t) == 0, TT)
         FOR_EACH_TOKEN_TILE(tokens, 6, PACKED_K_TILE);
 #undef PACKED_K_TILE
     }

@@ -1039,13 +1039,15 @@ static Input random_test_input(int tokens, int n, uint64_t *rng) {
     for (size_t i = 0; i < tokens * xs; i++) xq[i] = (int8_t)(random_u32(rng) % 255 - 127);
     for (size_t i = 0; i < tokens * xs / 32; i++) xsc[i] = random_f32(rng) * 0.01f;
     for (size_t i = 0; i < tokens * xs; i++) xsum[i / 32] += xq[i], xsum16[i / 16] += xq[i];
+    float *scaled_sum = malloc(tokens * xs / 32 * sizeof(float));
+    for (size_t g = 0; g < tokens * xs / 32; g++) scaled_sum[g] = xsc[g] * (float)xsum[g];
     for (int t = 0; t < tokens; t++) interleave_runs(runs32 + t * xs, runs16 + t * xs, xq + t * xs, n);
-    Input in = {NULL, xq, xsc, xsum, xsum16, runs32, runs16, tokens, n};
+    Input in = {NULL, xq, xsc, xsum, xsum16, scaled_sum, runs32, runs16, tokens, n};
     return in;
 }
 
 static void free_test_input(Input *in) {
-    free((void *)in->q), free((void *)in->scale), free((void *)in->sum), free((void *)in->sum16);
+    free((void *)in->q), free((void *)in->scale), free((void *)in->sum), free((void *)in->sum16), free((void *)in->scaled_sum);
     free((void *)in->q_runs32), free((void *)in->q_runs16);
 }
 
