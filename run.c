@@ -3486,6 +3486,17 @@ AVX512 static INLINE __m512i dpbusd512_broadcast(__m512i acc, __m512i u8, const 
 #endif
 }
 
+// acc + vpdpbusd(u8, s8), as dpbusd512_broadcast, s8 in a register: where two
+// panels share each broadcast, one load for both.
+AVX512 static INLINE __m512i dpbusd512(__m512i acc, __m512i u8, __m512i s8) {
+#if defined(__GNUC__) && !defined(__clang__)
+    __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u8), "v"(s8));
+    return acc;
+#else
+    return _mm512_dpbusd_epi32(acc, u8, s8);
+#endif
+}
+
 #define PANEL_VALUES 1024 // int8 values of each row packed at once: a 16 KB panel
 
 // Where a panel's int8 rows come from: llama2.c's Q8 rows, their scales
@@ -4280,9 +4291,17 @@ AVX512 static INLINE void packed_tile_avx512(float *out, size_t out_stride, cons
                 if (type == WEIGHT_Q4_0) w[p][1] = _mm512_and_si512(_mm512_srli_epi16(line, 4), low4);
             }
             for (int t = 0; t < TT; t++)
-                for (int h = 0; h < (type == WEIGHT_Q8_0 ? 1 : 2); h++) // Q4_0's high nibbles: values 16 + 4 k..
-                    for (int p = 0; p < P; p++)
-                        isum[p][t] = dpbusd512_broadcast(isum[p][t], w[p][h], xg + t * x_stride + 16 * h + 4 * k);
+                for (int h = 0; h < (type == WEIGHT_Q8_0 ? 1 : 2); h++) { // Q4_0's high nibbles: values 16 + 4 k..
+                    const int8_t *four = xg + t * x_stride + 16 * h + 4 * k;
+                    if (P == 1) {
+                        isum[0][t] = dpbusd512_broadcast(isum[0][t], w[0][h], four);
+                        continue;
+                    }
+                    int32_t bytes;
+                    memcpy(&bytes, four, 4);
+                    __m512i x4 = _mm512_set1_epi32(bytes);
+                    for (int p = 0; p < P; p++) isum[p][t] = dpbusd512(isum[p][t], w[p][h], x4);
+                }
         }
         for (int p = 0; p < P; p++) {
             const uint16_t *scale = (const uint16_t *)((const uint8_t *)scales + p * panel_bytes) + g * PACKED_ROWS;
