@@ -4339,78 +4339,163 @@ AVX512 static INLINE void packed_rows_avx512(float *out, size_t out_stride, cons
     }
 }
 
+#define PACKED_CHUNK_BLOCKS 4 // blocks of 256 of a panel that each tile of tokens goes through at once: 8 KB
+
 // Q4_K: runs of 32 values, the low or the high nibbles of 8 lines, each with
 // its scale and offset (see k_scale_min), as block_panel_tile_avx512 takes
-// them. TT tokens against blocks g0..g1 of a panel; as packed_tile_avx512
-// otherwise. A line's two runs are summed together: two chains of vpdpbusd a
-// token, which a token alone (generating) needs to keep the unit busy. Each
-// block's 6-bit scales and minimums are decoded from the panel's words for
-// the 16 rows at once, a byte each (row r's 4 bytes in lane r): scales 0..3,
-// 4..7, minimums 0..3, 4..7.
-AVX512 static INLINE void packed_q4_k_tile_avx512(float *out, size_t out_stride, const uint8_t *values,
-                                                  const uint8_t *words, const int8_t *x, const float *x_scale,
-                                                  const float *x_scaled_sum, size_t x_stride, int g0, int g1,
-                                                  int first, int ahead, const int TT) {
-    const size_t x_groups = x_stride / QBLOCK;
+// them. A block's 6-bit scales and minimums are decoded from the panel's
+// words for the 16 rows at once, a byte each (row r's 4 bytes in lane r):
+// scales 0..3, 4..7, minimums 0..3, 4..7; then each run's scale and offset.
+typedef struct {
+    __m512 d, neg_dmin;         // the 16 rows' block scale and minus its scale of minimums
+    __m512i scales[2], mins[2]; // their 6-bit run scales 0..3 and 4..7, and minimums, a byte each
+} PackedKBlock;
+
+AVX512 static INLINE PackedKBlock packed_q4_k_block(const uint8_t *w) {
     const __m512i low4 = _mm512_set1_epi8(15), low6 = _mm512_set1_epi8(63), bits45 = _mm512_set1_epi8(0x30);
+    __m512i s0 = _mm512_loadu_si512(w + 64), s1 = _mm512_loadu_si512(w + 128), s2 = _mm512_loadu_si512(w + 192);
+    PackedKBlock b = {
+        _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)w)),
+        _mm512_sub_ps(_mm512_setzero_ps(), _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 32)))),
+        {_mm512_and_si512(s0, low6), _mm512_or_si512(_mm512_and_si512(s2, low4), _mm512_and_si512(_mm512_srli_epi16(s0, 2), bits45))},
+        {_mm512_and_si512(s1, low6), _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(s2, 4), low4), _mm512_and_si512(_mm512_srli_epi16(s1, 2), bits45))}};
+    return b;
+}
+
+// Run k's scale and offset, from its block's.
+AVX512 static INLINE void packed_q4_k_run(__m512 *scale, __m512 *offset, const PackedKBlock *b, int k) {
     const __m512i byte = _mm512_set1_epi32(0xFF);
-    __m512 acc[6];
-    for (int t = 0; t < TT; t++) acc[t] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(out + t * out_stride);
+    int shift = 8 * (k % 4);
+    *scale = _mm512_mul_ps(b->d, _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(b->scales[k / 4], shift), byte)));
+    *offset = _mm512_mul_ps(b->neg_dmin, _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(b->mins[k / 4], shift), byte)));
+}
+
+// TT tokens against blocks g0..g1 of P panels, `panel_bytes` apart; as
+// packed_tile_avx512 otherwise (two panels share each broadcast). The runs'
+// scales and offsets are made here from a lone panel's words (`runs` NULL:
+// a few tokens), or were made once for the stretch of blocks g0..g1
+// (PackedKScales: many tokens, where making them in every tile of 4 tokens
+// cost an eighth of the time). A line's two runs have a chain of vpdpbusd
+// each, which a token alone (generating) needs to keep the unit busy.
+typedef struct {
+    _Alignas(64) float scale[2][PACKED_CHUNK_BLOCKS * 8][PACKED_ROWS]; // (panels, runs, rows)
+    _Alignas(64) float offset[2][PACKED_CHUNK_BLOCKS * 8][PACKED_ROWS];
+} PackedKScales;
+
+AVX512 static INLINE void packed_q4_k_tile_avx512(float *out, size_t out_stride, const uint8_t *values,
+                                                  const uint8_t *words, size_t panel_bytes, const PackedKScales *runs,
+                                                  const int8_t *x, const float *x_scale, const float *x_scaled_sum,
+                                                  size_t x_stride, int g0, int g1, int first, int ahead, const int P,
+                                                  const int TT) {
+    const size_t x_groups = x_stride / QBLOCK;
+    const __m512i low4 = _mm512_set1_epi8(15);
+    __m512 acc[2][6];
+    for (int p = 0; p < P; p++)
+        for (int t = 0; t < TT; t++)
+            acc[p][t] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(out + t * out_stride + PACKED_ROWS * p);
     for (int g = g0; g < g1; g++) {
-        const uint8_t *block = values + (size_t)g * PACKED_ROWS * 128, *w = words + (size_t)g * PACKED_ROWS * 16;
-        if (ahead) {
-            for (size_t at = 0; at < PACKED_ROWS * 128; at += 64) prefetch(block, PREFETCH_BYTES + at);
-            for (size_t at = 0; at < PACKED_ROWS * 16; at += 64) prefetch(w, PREFETCH_BYTES / 8 + at);
+        const uint8_t *block_words = words + (size_t)g * PACKED_ROWS * 16;
+        for (int p = 0; p < P && ahead; p++) { // the values as far ahead, and a lone panel's words (an eighth as long)
+            const uint8_t *lines = values + p * panel_bytes + (size_t)g * PACKED_ROWS * 128;
+            for (size_t at = 0; at < PACKED_ROWS * 128; at += 64) prefetch(lines, PREFETCH_BYTES + at);
+            for (size_t at = 0; !runs && at < PACKED_ROWS * 16; at += 64) prefetch(block_words, PREFETCH_BYTES / 8 + at);
         }
-        __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)w));
-        __m512 neg_dmin = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 32))));
-        __m512i s0 = _mm512_loadu_si512(w + 64), s1 = _mm512_loadu_si512(w + 128), s2 = _mm512_loadu_si512(w + 192);
-        __m512i scales[2] = {_mm512_and_si512(s0, low6), _mm512_or_si512(_mm512_and_si512(s2, low4),
-                                                                          _mm512_and_si512(_mm512_srli_epi16(s0, 2), bits45))};
-        __m512i mins[2] = {_mm512_and_si512(s1, low6), _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(s2, 4), low4),
-                                                                        _mm512_and_si512(_mm512_srli_epi16(s1, 2), bits45))};
+        PackedKBlock block; // a lone panel's, where runs is NULL
+        if (!runs) block = packed_q4_k_block(block_words);
         for (int c = 0; c < 4; c++) { // lines 8 c..8 c + 7: runs 2 c (low nibbles) and 2 c + 1 (high)
             const int8_t *xc = x + g * 256 + 64 * c;
-            __m512i isum[2][6];
-            for (int t = 0; t < TT; t++) isum[0][t] = isum[1][t] = _mm512_setzero_si512();
+            __m512i isum[2][2][6]; // (P, low and high nibbles, TT)
+            for (int p = 0; p < P; p++)
+                for (int t = 0; t < TT; t++) isum[p][0][t] = isum[p][1][t] = _mm512_setzero_si512();
             for (int m = 0; m < 8; m++) {
-                __m512i line = _mm512_loadu_si512(block + (8 * c + m) * 64);
-                __m512i lo = _mm512_and_si512(line, low4), hi = _mm512_and_si512(_mm512_srli_epi16(line, 4), low4);
+                __m512i lo[2], hi[2];
+                for (int p = 0; p < P; p++) {
+                    __m512i line = _mm512_loadu_si512(values + p * panel_bytes + ((size_t)g * PACKED_ROWS * 2 + 8 * c + m) * 64);
+                    lo[p] = _mm512_and_si512(line, low4), hi[p] = _mm512_and_si512(_mm512_srli_epi16(line, 4), low4);
+                }
                 for (int t = 0; t < TT; t++) {
-                    isum[0][t] = dpbusd512_broadcast(isum[0][t], lo, xc + t * x_stride + 4 * m);
-                    isum[1][t] = dpbusd512_broadcast(isum[1][t], hi, xc + t * x_stride + 32 + 4 * m);
+                    const int8_t *four = xc + t * x_stride + 4 * m; // and 32 on: the high nibbles' values
+                    if (P == 1) {
+                        isum[0][0][t] = dpbusd512_broadcast(isum[0][0][t], lo[0], four);
+                        isum[0][1][t] = dpbusd512_broadcast(isum[0][1][t], hi[0], four + 32);
+                        continue;
+                    }
+                    int32_t bytes_lo, bytes_hi;
+                    memcpy(&bytes_lo, four, 4), memcpy(&bytes_hi, four + 32, 4);
+                    __m512i x_lo = _mm512_set1_epi32(bytes_lo), x_hi = _mm512_set1_epi32(bytes_hi);
+                    for (int p = 0; p < P; p++) {
+                        isum[p][0][t] = dpbusd512(isum[p][0][t], lo[p], x_lo);
+                        isum[p][1][t] = dpbusd512(isum[p][1][t], hi[p], x_hi);
+                    }
                 }
             }
             for (int h = 0; h < 2; h++) {
-                int k = 2 * c + h, group = g * 8 + k, shift = 8 * (k % 4);
-                __m512 run_scale = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(scales[k / 4], shift), byte)));
-                __m512 run_offset = _mm512_mul_ps(neg_dmin, _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(mins[k / 4], shift), byte)));
-                for (int t = 0; t < TT; t++) { // the input's scale and scaled sum broadcast from memory, at no cost
-                    __m512 scale = _mm512_mul_ps(run_scale, _mm512_set1_ps(x_scale[t * x_groups + group]));
-                    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[h][t]), scale, acc[t]);
-                    acc[t] = _mm512_fmadd_ps(run_offset, _mm512_set1_ps(x_scaled_sum[t * x_groups + group]), acc[t]);
+                int k = 2 * c + h, group = g * 8 + k;
+                for (int p = 0; p < P; p++) {
+                    __m512 scale, offset;
+                    if (runs) {
+                        scale = _mm512_load_ps(runs->scale[p][(g - g0) * 8 + k]);
+                        offset = _mm512_load_ps(runs->offset[p][(g - g0) * 8 + k]);
+                    } else {
+                        packed_q4_k_run(&scale, &offset, &block, k);
+                    }
+                    for (int t = 0; t < TT; t++) { // the input's scale and scaled sum broadcast from memory, at no cost
+                        __m512 both = _mm512_mul_ps(scale, _mm512_set1_ps(x_scale[t * x_groups + group]));
+                        acc[p][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[p][h][t]), both, acc[p][t]);
+                        acc[p][t] = _mm512_fmadd_ps(offset, _mm512_set1_ps(x_scaled_sum[t * x_groups + group]), acc[p][t]);
+                    }
                 }
             }
         }
     }
-    for (int t = 0; t < TT; t++) _mm512_storeu_ps(out + t * out_stride, acc[t]);
+    for (int p = 0; p < P; p++)
+        for (int t = 0; t < TT; t++) _mm512_storeu_ps(out + t * out_stride + PACKED_ROWS * p, acc[p][t]);
 }
 
-#define PACKED_CHUNK_BLOCKS 4 // blocks of 256 of a panel that each tile of tokens goes through at once: 8 KB
+// Tokens from which the runs' scales are made once per stretch of blocks and
+// two panels go together (tiles of 4 tokens): under it, one panel at a time
+// with its scales made in the tile is faster (bench/NOTES.md).
+#define PACKED_K_MIN_TOKENS 8
 
-AVX512 static void packed_q4_k_rows_avx512(float *out, size_t out_stride, const uint8_t *panel, const Input *in) {
-    int groups = in->n / 256, tokens = in->tokens;
-    size_t x_stride = in->n, x_groups = x_stride / QBLOCK;
-    const uint8_t *words = panel + (size_t)groups * PACKED_ROWS * 128;
-    for (int g0 = 0; g0 < groups; g0 += PACKED_CHUNK_BLOCKS) {
-        int g1 = groups - g0 < PACKED_CHUNK_BLOCKS ? groups : g0 + PACKED_CHUNK_BLOCKS;
-#define PACKED_K_TILE(t, TT)                                                                                           \
-    packed_q4_k_tile_avx512(out + (t) * out_stride, out_stride, panel, words, in->q + (t) * x_stride,                  \
+// rows: 16 or 32, one panel or two.
+AVX512 static void packed_avx512_Q4_K(BLOCK_ROWS_PARAMS) {
+    (void)type;
+    int groups = in->n / 256, tokens = in->tokens, panels = rows / PACKED_ROWS;
+    size_t x_stride = in->n, x_groups = x_stride / QBLOCK, panel_bytes = PACKED_ROWS * row_bytes;
+    const uint8_t *words = w + (size_t)groups * PACKED_ROWS * 128;
+    PackedKScales runs;
+#define PACKED_K_TILE(P, p, runs, t, TT)                                                                               \
+    packed_q4_k_tile_avx512(out + (t) * out_stride + PACKED_ROWS * (p), out_stride, w + (p) * panel_bytes,             \
+                            words + (p) * panel_bytes, panel_bytes, runs, in->q + (t) * x_stride,                     \
                             in->scale + (t) * x_groups, in->scaled_sum + (t) * x_groups, x_stride, g0, g1, g0 == 0,   \
-                            (t) == 0, TT)
-        FOR_EACH_TOKEN_TILE(tokens, 6, PACKED_K_TILE);
-#undef PACKED_K_TILE
+                            (t) == 0, P, TT)
+#define TWO_PANELS(t, TT) PACKED_K_TILE(2, 0, &runs, t, TT)
+#define LONE_PANEL(t, TT) PACKED_K_TILE(1, 0, &runs, t, TT)
+#define PANEL_P(t, TT) PACKED_K_TILE(1, p, NULL, t, TT)
+    for (int p = 0; p < panels && tokens < PACKED_K_MIN_TOKENS; p++)
+        for (int g0 = 0; g0 < groups; g0 += PACKED_CHUNK_BLOCKS) {
+            int g1 = groups - g0 < PACKED_CHUNK_BLOCKS ? groups : g0 + PACKED_CHUNK_BLOCKS;
+            FOR_EACH_TOKEN_TILE(tokens, 6, PANEL_P);
+        }
+    for (int g0 = 0; g0 < groups && tokens >= PACKED_K_MIN_TOKENS; g0 += PACKED_CHUNK_BLOCKS) {
+        int g1 = groups - g0 < PACKED_CHUNK_BLOCKS ? groups : g0 + PACKED_CHUNK_BLOCKS;
+        for (int p = 0; p < panels; p++)
+            for (int g = g0; g < g1; g++) {
+                PackedKBlock block = packed_q4_k_block(words + p * panel_bytes + (size_t)g * PACKED_ROWS * 16);
+                for (int k = 0; k < 8; k++) {
+                    __m512 scale, offset;
+                    packed_q4_k_run(&scale, &offset, &block, k);
+                    _mm512_store_ps(runs.scale[p][(g - g0) * 8 + k], scale);
+                    _mm512_store_ps(runs.offset[p][(g - g0) * 8 + k], offset);
+                }
+            }
+        if (panels == 2) FOR_EACH_TOKEN_TILE(tokens, 4, TWO_PANELS);
+        else FOR_EACH_TOKEN_TILE(tokens, 4, LONE_PANEL);
     }
+#undef PACKED_K_TILE
+#undef TWO_PANELS
+#undef LONE_PANEL
+#undef PANEL_P
 }
 
 #define PACKED_AVX512(T)                                                                                               \
@@ -4420,11 +4505,6 @@ AVX512 static void packed_q4_k_rows_avx512(float *out, size_t out_stride, const 
     }
 PACKED_AVX512(Q8_0) PACKED_AVX512(Q4_0)
 
-AVX512 static void packed_avx512_Q4_K(BLOCK_ROWS_PARAMS) {
-    (void)type;
-    for (int p = 0; p < rows / PACKED_ROWS; p++)
-        packed_q4_k_rows_avx512(out + PACKED_ROWS * p, out_stride, w + PACKED_ROWS * p * row_bytes, in);
-}
 
 // --- Attention's weighted sum: weighted_rows_avx512 = weighted_rows_scalar
 

@@ -1091,7 +1091,7 @@ static void test_block_kernels(const KernelSet *ks, uint64_t *rng, int *padding_
 // as test_block_kernels measures it.
 static float packed_matrix_error(WeightType type, uint64_t *rng, int *layout_ok) {
     int shapes[][3] = {{37, 1, 1056}, {37, 5, 96}, {21, 13, 32}, {48, 64, 512}, {16, 3, 2048}, {33, 2, 64},
-                       {19, 6, 1280}, {35, 9, 768}, {16, 1, 256}};
+                       {19, 6, 1280}, {35, 9, 768}, {16, 1, 256}, {32, 5, 1280}, {32, 12, 1536}};
     float worst = 0.0f;
     for (size_t c = 0; c < sizeof(shapes) / sizeof(shapes[0]); c++) {
         int rows = shapes[c][0], tokens = shapes[c][1], n = shapes[c][2];
