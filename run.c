@@ -3929,20 +3929,38 @@ AVX512 static void pack_block_panel_avx512(uint8_t *panel, float *panel_scale, f
                                            size_t row_bytes, int rows, int j0, int len, const WeightType type,
                                            const int R) {
     int values = weight_types[type].values;
+    const uint8_t *first_block = w + (size_t)(j0 / values) * block_bytes(type); // (a division: once, not per step)
+    size_t chunk_bytes = (size_t)(len / values) * block_bytes(type);
+    for (int r = 0; r < rows; r++) // the rows' next stretch, while the tiles work on this one: 16 streams are too many
+        for (size_t at = 0; at < chunk_bytes; at += 64) prefetch(first_block + r * row_bytes, chunk_bytes + at); // for the hardware
     for (int j = 0; j < len; j += 64) {
         int last_half = len - j < 64; // blocks of 32: an odd one at the end
         __m512i v[16];
         for (int r = 0; r < 16; r++)
-            v[r] = r < rows ? block_step_values(w + r * row_bytes + (size_t)(j0 / values) * block_bytes(type),
-                                                j / 64, last_half, type)
-                            : _mm512_setzero_si512();
+            v[r] = r < rows ? block_step_values(first_block + r * row_bytes, j / 64, last_half, type) : _mm512_setzero_si512();
         transpose16_store(panel + (size_t)j * 16, v);
     }
-    for (int r = 0; r < 16; r++) {
+    for (int r = 0; r < 16 && values == 32; r++) {
         if (r < rows) {
             block_run_scales(panel_scale + r, panel_offset + r, w + r * row_bytes, j0, len, type, R);
         } else {
             for (int run = 0; run < len / R; run++) panel_scale[run * 16 + r] = panel_offset[run * 16 + r] = 0.0f;
+        }
+    }
+    // Blocks of 256: each block's scales for the 16 rows, turned run by run
+    // (a lane each, copied out one at a time, stalled on the stores before them).
+    for (int b = 0; values == 256 && b < len / 256; b++) {
+        __m512i scales[16], offsets[16];
+        for (int r = 0; r < 16; r++) {
+            Scales16 block = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+            if (r < rows) block = block256_scales(w + r * row_bytes + (size_t)(j0 / 256 + b) * block_bytes(type), type);
+            scales[r] = _mm512_castps_si512(block.scale), offsets[r] = _mm512_castps_si512(block.offset);
+        }
+        _Alignas(64) float turned[2][16][16]; // (scale and offset, lane, row)
+        transpose16_store(turned[0], scales), transpose16_store(turned[1], offsets);
+        for (int k = 0; k < 256 / R; k++) { // run k of the block: lane k R / 16 (see block_run_scales)
+            _mm512_store_ps(panel_scale + (b * 256 / R + k) * 16, _mm512_load_ps(turned[0][k * R / 16]));
+            _mm512_store_ps(panel_offset + (b * 256 / R + k) * 16, _mm512_load_ps(turned[1][k * R / 16]));
         }
     }
 }
