@@ -4646,8 +4646,12 @@ AVX512 static void softmax_avx512(float *x, int n) {
     }
 }
 
+// A prompt's block (tokens x hidden_dim values) is spread over the threads,
+// which would otherwise wait for one; a token's is too short to be worth it.
 AVX512 static void swiglu_avx512(float *gate, const float *up, int n) {
-    for (int i = 0; i < n; i += 16) {
+    int i;
+#pragma omp parallel for if (n >= 1 << 16)
+    for (i = 0; i < n; i += 16) {
         __mmask16 m = chunk_mask16(n - i);
         __m512 g = _mm512_maskz_loadu_ps(m, gate + i);
         __m512 silu = _mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), g))));
