@@ -3902,24 +3902,15 @@ AVX512 static INLINE __m512i block_step_values(const uint8_t *row, int step, int
     return _mm512_castsi256_si512(_mm256_add_epi8(block32_values(block, type), bias));
 }
 
-// Scales and offsets (bias included) of the runs of R values in values
-// j0..j0 + len of a row, into scale[run * 16] and offset[run * 16].
-AVX512 static INLINE void block_run_scales(float *scale, float *offset, const uint8_t *row, int j0, int len,
-                                           const WeightType type, const int R) {
-    int values = weight_types[type].values;
-    for (int j = j0; j < j0 + len; j += values) {
-        const uint8_t *block = row + (size_t)(j / values) * block_bytes(type);
-        int run = (j - j0) / R;
-        if (values == 32) {
-            float d = _cvtsh_ss(load_u16(block));
-            scale[run * 16] = d;
-            offset[run * 16] = type == WEIGHT_Q4_1 || type == WEIGHT_Q5_1 ? _cvtsh_ss(load_u16(block + 2)) : -block_bias(type) * d;
-            continue;
-        }
-        _Alignas(64) float s[16], o[16];
-        Scales16 block_scales = block256_scales(block, type);
-        _mm512_store_ps(s, block_scales.scale), _mm512_store_ps(o, block_scales.offset);
-        for (int k = 0; k < 256 / R; k++) scale[(run + k) * 16] = s[k * R / 16], offset[(run + k) * 16] = o[k * R / 16];
+// Scales and offsets (bias included) of the blocks of 32 in values j0..j0 +
+// len of a row, into scale[block * 16] and offset[block * 16].
+AVX512 static INLINE void block32_scales(float *scale, float *offset, const uint8_t *row, int j0, int len,
+                                         const WeightType type) {
+    for (int j = j0; j < j0 + len; j += 32) {
+        const uint8_t *block = row + (size_t)(j / 32) * block_bytes(type);
+        float d = _cvtsh_ss(load_u16(block));
+        scale[(j - j0) / 32 * 16] = d;
+        offset[(j - j0) / 32 * 16] = type == WEIGHT_Q4_1 || type == WEIGHT_Q5_1 ? _cvtsh_ss(load_u16(block + 2)) : -block_bias(type) * d;
     }
 }
 
@@ -3931,8 +3922,9 @@ AVX512 static void pack_block_panel_avx512(uint8_t *panel, float *panel_scale, f
     int values = weight_types[type].values;
     const uint8_t *first_block = w + (size_t)(j0 / values) * block_bytes(type); // (a division: once, not per step)
     size_t chunk_bytes = (size_t)(len / values) * block_bytes(type);
-    for (int r = 0; r < rows; r++) // the rows' next stretch, while the tiles work on this one: 16 streams are too many
-        for (size_t at = 0; at < chunk_bytes; at += 64) prefetch(first_block + r * row_bytes, chunk_bytes + at); // for the hardware
+    for (int r = 0; r < rows; r++) // the rows' next stretch, fetched while the tiles work on this one: 16
+        for (size_t at = 0; at < chunk_bytes; at += 64) // streams are more than the hardware prefetchers follow
+            prefetch(first_block + r * row_bytes, chunk_bytes + at);
     for (int j = 0; j < len; j += 64) {
         int last_half = len - j < 64; // blocks of 32: an odd one at the end
         __m512i v[16];
@@ -3942,13 +3934,13 @@ AVX512 static void pack_block_panel_avx512(uint8_t *panel, float *panel_scale, f
     }
     for (int r = 0; r < 16 && values == 32; r++) {
         if (r < rows) {
-            block_run_scales(panel_scale + r, panel_offset + r, w + r * row_bytes, j0, len, type, R);
+            block32_scales(panel_scale + r, panel_offset + r, w + r * row_bytes, j0, len, type);
         } else {
             for (int run = 0; run < len / R; run++) panel_scale[run * 16 + r] = panel_offset[run * 16 + r] = 0.0f;
         }
     }
-    // Blocks of 256: each block's scales for the 16 rows, turned run by run
-    // (a lane each, copied out one at a time, stalled on the stores before them).
+    // Blocks of 256: each block's 16 scales (Scales16) for the 16 rows at once,
+    // turned in registers to a vector of 16 rows per run, not copied out a lane at a time.
     for (int b = 0; values == 256 && b < len / 256; b++) {
         __m512i scales[16], offsets[16];
         for (int r = 0; r < 16; r++) {
@@ -3958,7 +3950,7 @@ AVX512 static void pack_block_panel_avx512(uint8_t *panel, float *panel_scale, f
         }
         _Alignas(64) float turned[2][16][16]; // (scale and offset, lane, row)
         transpose16_store(turned[0], scales), transpose16_store(turned[1], offsets);
-        for (int k = 0; k < 256 / R; k++) { // run k of the block: lane k R / 16 (see block_run_scales)
+        for (int k = 0; k < 256 / R; k++) { // run k of R values: lane k R / 16 (Scales16 has a lane per 16)
             _mm512_store_ps(panel_scale + (b * 256 / R + k) * 16, _mm512_load_ps(turned[0][k * R / 16]));
             _mm512_store_ps(panel_offset + (b * 256 / R + k) * 16, _mm512_load_ps(turned[1][k * R / 16]));
         }
