@@ -4515,7 +4515,6 @@ AVX512 static void packed_avx512_Q4_K(BLOCK_ROWS_PARAMS) {
     }
 PACKED_AVX512(Q8_0) PACKED_AVX512(Q4_0)
 
-
 // --- Attention's weighted sum: weighted_rows_avx512 = weighted_rows_scalar
 
 // Every row added in order, 128 values a pass (a Llama head's width: one pass over the rows), in 8 sums.
