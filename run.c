@@ -384,17 +384,14 @@ static void read_checkpoint(Model *m, const unsigned char *bytes, size_t size, c
 static void rmsnorm(float *out, const float *x, const float *weight, int n, float eps) {
     float ss = 0.0f;
     for (int i = 0; i < n; i++) ss += x[i] * x[i];
-    ss /= n;
-    ss += eps;
-    ss = 1.0f / sqrtf(ss);
+    ss = 1.0f / sqrtf(ss / n + eps);
     for (int i = 0; i < n; i++) out[i] = weight[i] * (ss * x[i]);
 }
 
 // Softmax in place. Subtracting the max first keeps expf from overflowing.
 static void softmax(float *x, int n) {
     float max = x[0];
-    for (int i = 1; i < n; i++)
-        if (x[i] > max) max = x[i];
+    for (int i = 1; i < n; i++) max = x[i] > max ? x[i] : max;
     float sum = 0.0f;
     for (int i = 0; i < n; i++) {
         x[i] = expf(x[i] - max);
@@ -418,8 +415,7 @@ static void swiglu(float *gate, const float *up, int n) {
 static void rope(float *v, int n, int head_size, const float *cos_pos, const float *sin_pos) {
     for (int i = 0; i < n; i += 2) {
         int pair = (i % head_size) / 2;
-        float c = cos_pos[pair], s = sin_pos[pair];
-        float v0 = v[i], v1 = v[i + 1];
+        float c = cos_pos[pair], s = sin_pos[pair], v0 = v[i], v1 = v[i + 1];
         v[i] = v0 * c - v1 * s;
         v[i + 1] = v0 * s + v1 * c;
     }
@@ -578,19 +574,23 @@ static void attention_mix(float *out, const float *probs, const void *values, in
     else kernels.weighted_rows(out, probs, values, head_size, head_size, n_values);
 }
 
-// scores has room for T * (pos + T) floats.
+// scores has room for T * (pos + T) floats. The queries go ATTENTION_TILE at a time, each tile
+// scored against the keys up to its last query's: causal, no query needs the keys after its own.
+#define ATTENTION_TILE 32
 static void attention(float *out, const float *q, size_t stride, const void *keys, const void *values, int kv_f16,
                       float *scores, int pos, int T, int head_size) {
-    int n_keys = pos + T;
-    attention_scores(scores, q, stride, keys, kv_f16, n_keys, T, head_size);
-    for (int t = 0; t < T; t++) {
-        float *s = scores + (size_t)t * n_keys;
-        int visible = pos + t + 1; // causal: a query sees the keys up to its own position only
-        // Step 2, probabilities: the scores scaled to about unit variance, then softmax.
-        float scale = 1.0f / sqrtf((float)head_size);
-        for (int k = 0; k < visible; k++) s[k] *= scale;
-        kernels.softmax(s, visible);
-        attention_mix(out + t * stride, s, values, kv_f16, visible, head_size);
+    for (int t0 = 0; t0 < T; t0 += ATTENTION_TILE) {
+        int tile = T - t0 < ATTENTION_TILE ? T - t0 : ATTENTION_TILE, n_keys = pos + t0 + tile;
+        attention_scores(scores, q + (size_t)t0 * stride, stride, keys, kv_f16, n_keys, tile, head_size);
+        for (int t = t0; t < t0 + tile; t++) {
+            float *s = scores + (size_t)(t - t0) * n_keys;
+            int visible = pos + t + 1; // causal: a query sees the keys up to its own position only
+            // Step 2, probabilities: the scores scaled to about unit variance, then softmax.
+            float scale = 1.0f / sqrtf((float)head_size);
+            for (int k = 0; k < visible; k++) s[k] *= scale;
+            kernels.softmax(s, visible);
+            attention_mix(out + t * stride, s, values, kv_f16, visible, head_size);
+        }
     }
 }
 
@@ -4515,39 +4515,51 @@ AVX512 static void packed_avx512_Q4_K(BLOCK_ROWS_PARAMS) {
     }
 PACKED_AVX512(Q8_0) PACKED_AVX512(Q4_0)
 
-// --- Attention's weighted sum: weighted_rows_avx512 = weighted_rows_scalar
+// --- Attention's weighted sum: weighted_rows_avx512 = weighted_rows_scalar,
+// weighted_f16_rows_avx512 = weighted_f16_rows_scalar
 
-// Every row added in order, 128 values a pass (a Llama head's width: one pass over the rows), in 8 sums.
-AVX512 static void weighted_rows_avx512(float *out, const float *a, const float *v, size_t v_stride, int n, int rows) {
-    for (int i0 = 0; i0 < n; i0 += 128) {
-        __mmask16 m[8];
-        __m512 acc[8];
-        for (int k = 0; k < 8; k++) m[k] = chunk_mask16(n - i0 - 16 * k), acc[k] = _mm512_setzero_ps();
-        for (int r = 0; r < rows; r++) {
-            __m512 ar = _mm512_set1_ps(a[r]);
-            for (int k = 0; k < 8; k++)
-                acc[k] = _mm512_fmadd_ps(ar, _mm512_maskz_loadu_ps(m[k], v + r * v_stride + i0 + 16 * k), acc[k]);
+// K chunks of 16 of each row's values (the left ones of the pass), float32 or (f16) float16 widened by
+// vcvtph2ps. K is 8 (128 values: a head of 128 in one pass over the rows) or 4, for a head of 64, which
+// then takes no loads or additions of nothing; the rows are summed in two sets, even and odd, so that
+// 4 chunks still keep 8 additions in flight.
+AVX512 static INLINE void weighted_chunks_avx512(float *out, const float *a, const void *v, size_t v_stride,
+                                                 int left, int rows, const int f16, const int K) {
+    __mmask16 m[8];
+    __m512 even[8], odd[8];
+    for (int k = 0; k < K; k++) m[k] = chunk_mask16(left - 16 * k), even[k] = odd[k] = _mm512_setzero_ps();
+#define ROW_CHUNK(r, k)                                                                                          \
+    (f16 ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m[k], (const uint16_t *)v + (size_t)(r) * v_stride + 16 * (k))) \
+         : _mm512_maskz_loadu_ps(m[k], (const float *)v + (size_t)(r) * v_stride + 16 * (k)))
+    int r = 0;
+    for (; r + 2 <= rows; r += 2) {
+        __m512 a0 = _mm512_set1_ps(a[r]), a1 = _mm512_set1_ps(a[r + 1]);
+        for (int k = 0; k < K; k++) {
+            even[k] = _mm512_fmadd_ps(a0, ROW_CHUNK(r, k), even[k]);
+            odd[k] = _mm512_fmadd_ps(a1, ROW_CHUNK(r + 1, k), odd[k]);
         }
-        for (int k = 0; k < 8; k++) _mm512_mask_storeu_ps(out + i0 + 16 * k, m[k], acc[k]);
+    }
+    if (r < rows)
+        for (int k = 0; k < K; k++) even[k] = _mm512_fmadd_ps(_mm512_set1_ps(a[r]), ROW_CHUNK(r, k), even[k]);
+#undef ROW_CHUNK
+    for (int k = 0; k < K; k++) _mm512_mask_storeu_ps(out + 16 * k, m[k], _mm512_add_ps(even[k], odd[k]));
+}
+
+AVX512 static INLINE void weighted_any_rows_avx512(float *out, const float *a, const void *v, size_t v_stride, int n,
+                                                   int rows, const int f16) {
+    for (int i0 = 0; i0 < n; i0 += 128) {
+        const void *vi = (const char *)v + (size_t)i0 * (f16 ? 2 : 4);
+        if (n - i0 > 64) weighted_chunks_avx512(out + i0, a, vi, v_stride, n - i0, rows, f16, 8);
+        else weighted_chunks_avx512(out + i0, a, vi, v_stride, n - i0, rows, f16, 4);
     }
 }
 
-// With a float16 cache: weighted_f16_rows_avx512 = weighted_f16_rows_scalar, as above, widened by vcvtph2ps.
+AVX512 static void weighted_rows_avx512(float *out, const float *a, const float *v, size_t v_stride, int n, int rows) {
+    weighted_any_rows_avx512(out, a, v, v_stride, n, rows, 0);
+}
+
 AVX512 static void weighted_f16_rows_avx512(float *out, const float *a, const uint16_t *v, size_t v_stride, int n,
                                             int rows) {
-    for (int i0 = 0; i0 < n; i0 += 128) {
-        __mmask16 m[8];
-        __m512 acc[8];
-        for (int k = 0; k < 8; k++) m[k] = chunk_mask16(n - i0 - 16 * k), acc[k] = _mm512_setzero_ps();
-        for (int r = 0; r < rows; r++) {
-            __m512 ar = _mm512_set1_ps(a[r]);
-            for (int k = 0; k < 8; k++) {
-                __m256i h = _mm256_maskz_loadu_epi16(m[k], v + r * v_stride + i0 + 16 * k);
-                acc[k] = _mm512_fmadd_ps(ar, _mm512_cvtph_ps(h), acc[k]);
-            }
-        }
-        for (int k = 0; k < 8; k++) _mm512_mask_storeu_ps(out + i0 + 16 * k, m[k], acc[k]);
-    }
+    weighted_any_rows_avx512(out, a, v, v_stride, n, rows, 1);
 }
 
 // to_f16_avx512 = to_f16_scalar: vcvtps2ph rounds to nearest even too.
