@@ -576,7 +576,7 @@ static void attention_mix(float *out, const float *probs, const void *values, in
 
 // scores has room for T * (pos + T) floats. The queries go ATTENTION_TILE at a time, each tile
 // scored against the keys up to its last query's: causal, no query needs the keys after its own.
-#define ATTENTION_TILE 32
+#define ATTENTION_TILE 32 // 64 wastes more of the triangle; 16 gains nothing more (bench/NOTES.md)
 static void attention(float *out, const float *q, size_t stride, const void *keys, const void *values, int kv_f16,
                       float *scores, int pos, int T, int head_size) {
     for (int t0 = 0; t0 < T; t0 += ATTENTION_TILE) {
