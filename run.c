@@ -4518,10 +4518,10 @@ PACKED_AVX512(Q8_0) PACKED_AVX512(Q4_0)
 // --- Attention's weighted sum: weighted_rows_avx512 = weighted_rows_scalar,
 // weighted_f16_rows_avx512 = weighted_f16_rows_scalar
 
-// K chunks of 16 of each row's values (the left ones of the pass), float32 or (f16) float16 widened by
-// vcvtph2ps. K is 8 (128 values: a head of 128 in one pass over the rows) or 4, for a head of 64, which
-// then takes no loads or additions of nothing; the rows are summed in two sets, even and odd, so that
-// 4 chunks still keep 8 additions in flight.
+// K chunks of 16 of each row's values (the `left` ones of the pass), float32 or (f16) float16 widened by
+// vcvtph2ps. K is 8 (128 values: a head of 128 in one pass over the rows) or 4, so that a head of 64
+// loads and adds no empty chunks; the rows are summed in two sets, even and odd, so that 4 chunks
+// still keep 8 additions in flight.
 AVX512 static INLINE void weighted_chunks_avx512(float *out, const float *a, const void *v, size_t v_stride,
                                                  int left, int rows, const int f16, const int K) {
     __mmask16 m[8];
