@@ -4259,6 +4259,11 @@ ROWS32_AVX512(IQ4_NL) ROWS256_AVX512(Q2_K) ROWS256_AVX512(Q3_K) ROWS256_AVX512(Q
 ROWS256_AVX512(Q6_K) ROWS256_AVX512(IQ4_XS)
 
 // --- Rows in panels (see "Rows laid out again"): packed_rows_avx512 = packed_rows_scalar
+//
+// A thread reads its blocks of rows one after the other, so the prefetch runs
+// on past a panel's values into the next block's first values and scales:
+// the hardware prefetcher picks up each new block's streams only after a few
+// waits, which cost generating about a sixteenth of its speed (bench/NOTES.md).
 
 // TT tokens against groups g0..g1 of P panels of Q8_0 or Q4_0 rows (P = 1,
 // or 2 when matmul's block of rows holds two): the int8 panel tile
@@ -4275,6 +4280,7 @@ AVX512 static INLINE void packed_tile_avx512(float *out, size_t out_stride, cons
                                              int g1, int first, int ahead, const WeightType type, const int P,
                                              const int TT) {
     const size_t group_bytes = packed_group_bytes(type), x_groups = x_stride / QBLOCK;
+    const size_t values_bytes = (size_t)((const uint8_t *)scales - values); // a panel's, before its scales
     const int bias = type == WEIGHT_Q8_0 ? 128 : 8;
     const __m512i low4 = _mm512_set1_epi8(15);
     __m512 acc[2][8];
@@ -4289,9 +4295,12 @@ AVX512 static INLINE void packed_tile_avx512(float *out, size_t out_stride, cons
             if (P == 2) isum[1][t] = isum[0][t];
         }
         for (int p = 0; p < P && ahead; p++) { // the values, and their scales, as far ahead (a 16th as long a group)
-            const uint8_t *line = values + p * panel_bytes + g * group_bytes;
-            for (size_t at = 0; at < group_bytes; at += 64) prefetch(line, PREFETCH_BYTES + at);
-            prefetch((const uint8_t *)scales + p * panel_bytes + g * PACKED_ROWS * 2, PREFETCH_BYTES * PACKED_ROWS * 2 / group_bytes);
+            size_t panel = p * panel_bytes, at = g * group_bytes + PREFETCH_BYTES;
+            if (at >= values_bytes) { // past the values: the next block of rows'
+                panel += P * panel_bytes, at -= values_bytes;
+                for (size_t line = 0; at < group_bytes && line < 4; line++) prefetch(scales, panel + 64 * line);
+            } else prefetch(scales, panel + g * PACKED_ROWS * 2 + PREFETCH_BYTES * PACKED_ROWS * 2 / group_bytes);
+            for (size_t line = 0; line < group_bytes; line += 64) prefetch(values, panel + at + line);
         }
         for (int k = 0; k < (type == WEIGHT_Q8_0 ? 8 : 4); k++) {
             __m512i w[2][2]; // each panel's line: Q8_0's values, or Q4_0's low and high nibbles
@@ -4397,7 +4406,7 @@ AVX512 static INLINE void packed_q4_k_tile_avx512(float *out, size_t out_stride,
                                                   const int8_t *x, const float *x_scale, const float *x_scaled_sum,
                                                   size_t x_stride, int g0, int g1, int first, int ahead, const int P,
                                                   const int TT) {
-    const size_t x_groups = x_stride / QBLOCK;
+    const size_t x_groups = x_stride / QBLOCK, values_bytes = (size_t)(words - values); // a panel's, before its words
     const __m512i low4 = _mm512_set1_epi8(15);
     __m512 acc[2][6];
     for (int p = 0; p < P; p++)
@@ -4406,9 +4415,12 @@ AVX512 static INLINE void packed_q4_k_tile_avx512(float *out, size_t out_stride,
     for (int g = g0; g < g1; g++) {
         const uint8_t *block_words = words + (size_t)g * PACKED_ROWS * 16;
         for (int p = 0; p < P && ahead; p++) { // the values as far ahead, and a lone panel's words (an eighth as long)
-            const uint8_t *lines = values + p * panel_bytes + (size_t)g * PACKED_ROWS * 128;
-            for (size_t at = 0; at < PACKED_ROWS * 128; at += 64) prefetch(lines, PREFETCH_BYTES + at);
-            for (size_t at = 0; !runs && at < PACKED_ROWS * 16; at += 64) prefetch(block_words, PREFETCH_BYTES / 8 + at);
+            size_t panel = p * panel_bytes, at = (size_t)g * PACKED_ROWS * 128 + PREFETCH_BYTES;
+            if (at >= values_bytes) { // past the values: the next block of rows'
+                panel += P * panel_bytes, at -= values_bytes;
+                for (size_t line = 0; !runs && at < PACKED_ROWS * 128 && line < 8; line++) prefetch(words, panel + 64 * line);
+            } else for (size_t line = 0; !runs && line < PACKED_ROWS * 16; line += 64) prefetch(block_words, PREFETCH_BYTES / 8 + line);
+            for (size_t line = 0; line < PACKED_ROWS * 128; line += 64) prefetch(values, panel + at + line);
         }
         PackedKBlock block; // a lone panel's, where runs is NULL
         if (!runs) block = packed_q4_k_block(block_words);
