@@ -533,10 +533,10 @@ static void matmul_block(float *out, const Input *in, const Matrix *w, int b) {
         other_rows(out, in, w, r0, rows);
 }
 
-// out[i] (tokens, w[i].rows) = in (tokens, w[i].cols) @ w[i]^T for count matrices that
-// share their input (wq, wk, wv; w1, w3), each weight read once whatever the number of
-// tokens. Threads take the blocks of rows of all of them as one list: one start and one
-// wait of the threads, which for a small model generating is a large share of the time.
+// out[i] (tokens, w[i].rows) = in (tokens, w[i].cols) @ w[i]^T for count matrices that share
+// their input (wq, wk, wv; w1, w3), each weight read once: threads take all their blocks of rows
+// as one list, for one start and wait of the threads. Guided: each thread starts on a long run
+// of blocks, the last go in shrinking pieces to whichever is free (bench/NOTES.md).
 static void matmuls(int count, float *const out[], const Input *in, const Matrix *const w[]) {
     int first_block[4], n_blocks = 0; // first_block[i]: where matrix i's blocks start in the list
     if (count > 4) fatal("matmuls: %d products at once, at most 4", count); // a programming error
@@ -545,7 +545,7 @@ static void matmuls(int count, float *const out[], const Input *in, const Matrix
         n_blocks += (w[i]->rows + MATMUL_ROW_BLOCK - 1) / MATMUL_ROW_BLOCK;
     }
     int b;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(guided)
     for (b = 0; b < n_blocks; b++) {
         int i = count - 1;
         while (b < first_block[i]) i--;
