@@ -4224,6 +4224,45 @@ AVX512 static INLINE float block256_row_avx512(const uint8_t *row, const int8_t 
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), offsets));
 }
 
+// Q6_K, one row by one token (generating; Q4_K_M's classifier and half its
+// attn_v and ffn_down): the values in the block's own order against the
+// input's, so each half block's 128 values take a load of nibbles and of bit
+// pairs and a few masks, where runs16_values gathers every 64 with permutes.
+// Lane i of a product holds values 4 i..4 i + 3 of its 64: their run of 16 is
+// i / 4 of the 4 there.
+AVX512 static INLINE float q6_k_row_avx512(const uint8_t *row, const int8_t *x, const float *x_scale,
+                                           const int32_t *x_sum16, int n) {
+    const __m512i low4 = _mm512_set1_epi8(15), bits45 = _mm512_set1_epi8(0x30);
+    const __m512i dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    // qh's bit pairs to bits 4..5: values 0..31 of a half take bits 0..1, 32..63 bits 2..3, 64..95 bits 4..5, 96..127 bits 6..7
+    const __m512i up = _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2), down = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);
+    const __m512i run = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3); // lane i's run of 4
+    __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()}, offsets = _mm512_setzero_ps();
+    for (int b = 0; b < n / 256; b++) {
+        const uint8_t *block = row + b * block_bytes(WEIGHT_Q6_K);
+        for (int line = 0; line < 4; line++) prefetch(block, PREFETCH_BYTES + 64 * line);
+        // run k's scale (d, its own, the input's group k / 2) in lane k; its offset, -32 times that, by the input's sums
+        __m512 scale = _mm512_mul_ps(_mm512_set1_ps(_cvtsh_ss(load_u16(block + 208))),
+                                     i8_to_ps(_mm_loadu_si128((const __m128i *)(block + 192))));
+        scale = _mm512_mul_ps(scale, _mm512_permutexvar_ps(dup, _mm512_castps256_ps512(_mm256_loadu_ps(x_scale + 8 * b))));
+        offsets = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(_mm512_loadu_si512(x_sum16 + 16 * b)), offsets);
+        __m512i qh = _mm512_loadu_si512(block + 128); // each half's 32 bytes, twice over:
+        __m512i tops[2] = {_mm512_shuffle_i64x2(qh, qh, 0x44), _mm512_shuffle_i64x2(qh, qh, 0xEE)};
+        for (int h = 0; h < 2; h++) {
+            __m512i ql = _mm512_loadu_si512(block + 64 * h), top = tops[h];
+            __m512i v0 = _mm512_or_si512(_mm512_and_si512(ql, low4), _mm512_and_si512(_mm512_sllv_epi64(top, up), bits45));
+            __m512i v1 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4),
+                                         _mm512_and_si512(_mm512_srlv_epi64(top, down), bits45));
+            const int8_t *xh = x + 256 * b + 128 * h;
+            __m512i s0 = dpbusd512(_mm512_setzero_si512(), v0, _mm512_loadu_si512(xh));
+            __m512i s1 = dpbusd512(_mm512_setzero_si512(), v1, _mm512_loadu_si512(xh + 64));
+            acc[0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_permutexvar_ps(_mm512_add_epi32(run, _mm512_set1_epi32(8 * h)), scale), acc[0]);
+            acc[1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_permutexvar_ps(_mm512_add_epi32(run, _mm512_set1_epi32(8 * h + 4)), scale), acc[1]);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(-32.0f), offsets, _mm512_add_ps(acc[0], acc[1])));
+}
+
 AVX512 static INLINE void block256_rows_avx512(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
                                                const Input *in, int rows, const WeightType type) {
     int n = in->n, tokens = in->tokens;
@@ -4237,7 +4276,7 @@ AVX512 static INLINE void block256_rows_avx512(float *out, size_t out_stride, co
     }
     for (int t = 0; t < tokens; t++)
         for (int r = 0; r < rows; r++)
-            out[t * out_stride + r] = block256_row_avx512(w + r * row_bytes, in->q_runs32 + t * n, in->q_runs16 + t * n,
+            out[t * out_stride + r] = type == WEIGHT_Q6_K ? q6_k_row_avx512(w + r * row_bytes, in->q + t * n, in->scale + t * (n / QBLOCK), in->sum16 + t * (n / 16), n) : block256_row_avx512(w + r * row_bytes, in->q_runs32 + t * n, in->q_runs16 + t * n,
                                                           in->scale + t * (n / QBLOCK), in->sum + t * (n / QBLOCK),
                                                           in->sum16 + t * (n / 16), n, type);
 }
@@ -4263,7 +4302,7 @@ ROWS256_AVX512(Q6_K) ROWS256_AVX512(IQ4_XS)
 // A thread reads its blocks of rows one after the other, so the prefetch runs
 // on past a panel's values into the next block's first values and scales:
 // the hardware prefetcher picks up each new block's streams only after a few
-// waits, which cost generating about a sixteenth of its speed (bench/NOTES.md).
+// waits, which cost generating about a tenth of its speed (bench/NOTES.md).
 
 // TT tokens against groups g0..g1 of P panels of Q8_0 or Q4_0 rows (P = 1,
 // or 2 when matmul's block of rows holds two): the int8 panel tile
