@@ -4276,9 +4276,13 @@ AVX512 static INLINE void block256_rows_avx512(float *out, size_t out_stride, co
     }
     for (int t = 0; t < tokens; t++)
         for (int r = 0; r < rows; r++)
-            out[t * out_stride + r] = type == WEIGHT_Q6_K ? q6_k_row_avx512(w + r * row_bytes, in->q + t * n, in->scale + t * (n / QBLOCK), in->sum16 + t * (n / 16), n) : block256_row_avx512(w + r * row_bytes, in->q_runs32 + t * n, in->q_runs16 + t * n,
-                                                          in->scale + t * (n / QBLOCK), in->sum + t * (n / QBLOCK),
-                                                          in->sum16 + t * (n / 16), n, type);
+            if (type == WEIGHT_Q6_K)
+                out[t * out_stride + r] = q6_k_row_avx512(w + r * row_bytes, in->q + t * n, in->scale + t * (n / QBLOCK),
+                                                          in->sum16 + t * (n / 16), n);
+            else
+                out[t * out_stride + r] = block256_row_avx512(w + r * row_bytes, in->q_runs32 + t * n, in->q_runs16 + t * n,
+                                                              in->scale + t * (n / QBLOCK), in->sum + t * (n / QBLOCK),
+                                                              in->sum16 + t * (n / 16), n, type);
 }
 
 // Each block type's kernel (see BLOCK_ROWS_PARAMS): rows_avx512_Q8_0 and so on.
