@@ -4161,24 +4161,12 @@ AVX512 static INLINE __m512i runs32_values(const uint8_t *b, int s, const Weight
     return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(levels), v); // levels + 128
 }
 
-// Step s of a block of runs of 16: 4 values of each of its 16 runs (see
-// decode_block for where a value's bits are): byte 4 k + i is value 4 s + i of run k.
+// Step s of a block of runs of 16 (Q2_K, Q3_K; Q6_K has q6_k_row_avx512): 4 values of each of its 16 runs
+// (see decode_block for where a value's bits are): byte 4 k + i is value 4 s + i of run k.
 AVX512 static INLINE __m512i runs16_values(const uint8_t *b, int s, const WeightType type) {
     const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), step = _mm512_set1_epi32(s);
     const __m512i half = _mm512_srli_epi32(lanes, 3), odd = _mm512_and_si512(lanes, _mm512_set1_epi32(1));
     const __m512i quarter = _mm512_srli_epi32(_mm512_and_si512(lanes, _mm512_set1_epi32(7)), 1); // i: 32 values of a half
-    if (type == WEIGHT_Q6_K) {
-        // low nibbles: dword 16 h + 8 (i & 1) + 4 (k & 1) + s of the 128 bytes at 0, shifted by 4 (i >> 1);
-        // top bit pairs: dword 8 h + 4 (k & 1) + s of the 64 bytes at 128, shifted by 2 i
-        __m512i at_low = _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32(half, 4), _mm512_slli_epi32(_mm512_and_si512(quarter, _mm512_set1_epi32(1)), 3)),
-                                          _mm512_add_epi32(_mm512_slli_epi32(odd, 2), step));
-        __m512i low = _mm512_permutex2var_epi32(_mm512_loadu_si512(b), at_low, _mm512_loadu_si512(b + 64));
-        low = _mm512_and_si512(_mm512_srlv_epi32(low, _mm512_slli_epi32(_mm512_srli_epi32(quarter, 1), 2)), _mm512_set1_epi8(15));
-        __m512i at_top = _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32(half, 3), _mm512_slli_epi32(odd, 2)), step);
-        __m512i top = _mm512_permutexvar_epi32(at_top, _mm512_loadu_si512(b + 128));
-        top = _mm512_and_si512(_mm512_srlv_epi32(top, _mm512_slli_epi32(quarter, 1)), _mm512_set1_epi8(3));
-        return _mm512_or_si512(low, _mm512_slli_epi32(top, 4));
-    }
     // Q2_K and Q3_K: bit pairs i of dword 8 h + 4 (k & 1) + s of the 64 bytes of values
     __m512i at = _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32(half, 3), _mm512_slli_epi32(odd, 2)), step);
     __m512i v = _mm512_permutexvar_epi32(at, _mm512_loadu_si512(b + (type == WEIGHT_Q3_K ? 32 : 16)));
@@ -4227,7 +4215,8 @@ AVX512 static INLINE float block256_row_avx512(const uint8_t *row, const int8_t 
 // Q6_K, one row by one token (generating; Q4_K_M's classifier and half its
 // attn_v and ffn_down): the values in the block's own order against the
 // input's, so each half block's 128 values take a load of nibbles and of bit
-// pairs and a few masks, where runs16_values gathers every 64 with permutes.
+// pairs and a few masks, where runs16_values's order would gather every 64
+// values with two permutes.
 // Lane i of a product holds values 4 i..4 i + 3 of its 64: their run of 16 is
 // i / 4 of the 4 there.
 AVX512 static INLINE float q6_k_row_avx512(const uint8_t *row, const int8_t *x, const float *x_scale,
