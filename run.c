@@ -3957,68 +3957,107 @@ AVX512 static void pack_block_panel_avx512(uint8_t *panel, float *panel_scale, f
     }
 }
 
-// TT tokens against one panel of `runs` runs of R values: out (TT tokens, 16
-// rows) gets the panel's share of the sums, added to what is there unless
-// `first`. x, x_scale (per 32) and x_sums (per R) start at the panel's first
-// value of the first token. A group of 32 values (one input scale) takes its
-// runs' products in float before that scale. Where a type's offset is its
-// bias times its scale (block_bias: Q6_K's 32, Q3_K's 4, ...), the sums start
-// at -bias times the input's, as integers, and offsets cost nothing: the
-// float work per 8 vpdpbusd is then 3 operations for Q6_K's two runs, not 6.
-AVX512 static INLINE void block_panel_tile_avx512(float *out, size_t out_stride, __mmask16 row_mask,
+// TT tokens against P panels (1 or 2, PANEL_ROWS * PANEL_VALUES bytes apart,
+// their scales and offsets PANEL_ROWS * PANEL_VALUES / 16 floats apart) of
+// `runs` runs of R values: out (TT tokens, 16 P rows) gets the panels' share
+// of the sums, added to what is there unless `first`. x, x_scale (per 32) and
+// x_sums (per R) start at the panel's first value of the first token. A group
+// of 32 values (one input scale) takes its runs' products in float before
+// that scale. Where a type's offset is its bias times its scale (block_bias:
+// Q6_K's 32, Q3_K's 4, ...), the sums start at -bias times the input's, as
+// integers, and offsets cost nothing: the float work per 8 vpdpbusd is then 3
+// operations for Q6_K's two runs, not 6. Two panels share each token's 4
+// broadcast values: a load per vpdpbusd held the tile to the load ports
+// (Q6_K 314 -> 434 GOP/s with two, bench/NOTES.md).
+AVX512 static INLINE void block_panel_tile_avx512(float *out, size_t out_stride, const __mmask16 *row_mask,
                                                   const uint8_t *panel, const float *w_scale, const float *w_offset,
                                                   const int8_t *x, const float *x_scale, const int32_t *x_sums,
                                                   size_t x_stride, int runs, int first, const int bias, const int R,
-                                                  const int TT) {
-    __m512 acc[8];
-    for (int t = 0; t < TT; t++)
-        acc[t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(row_mask, out + t * out_stride);
+                                                  const int P, const int TT) {
+    const size_t panel_bytes = PANEL_ROWS * PANEL_VALUES, scales_floats = PANEL_ROWS * (PANEL_VALUES / 16);
+    __m512 acc[2][8];
+    for (int p = 0; p < P; p++)
+        for (int t = 0; t < TT; t++)
+            acc[p][t] = first ? _mm512_setzero_ps()
+                              : _mm512_maskz_loadu_ps(row_mask[p], out + t * out_stride + PANEL_ROWS * p);
     for (int g = 0; g < runs; g += QBLOCK / R) {
-        __m512 group[8]; // (TT) the group's sums, each run's times its scales, before the input's scale
-        for (int t = 0; t < TT; t++) group[t] = _mm512_setzero_ps(); // (set by the first run: for the compiler)
+        __m512 group[2][8]; // (P, TT) the group's sums, each run's times its scales, before the input's scale
+        for (int p = 0; p < P; p++)
+            for (int t = 0; t < TT; t++) group[p][t] = _mm512_setzero_ps(); // (set by the first run: for the compiler)
         for (int run = g; run < g + QBLOCK / R; run++) {
-            __m512i isum[8];
-            for (int t = 0; t < TT; t++)
-                isum[t] = bias ? _mm512_set1_epi32(-bias * x_sums[t * (x_stride / R) + run]) : _mm512_setzero_si512();
-            const uint8_t *line = panel + (size_t)run * R * 16;
+            __m512i isum[2][8];
+            for (int t = 0; t < TT; t++) {
+                isum[0][t] = bias ? _mm512_set1_epi32(-bias * x_sums[t * (x_stride / R) + run]) : _mm512_setzero_si512();
+                if (P == 2) isum[1][t] = isum[0][t];
+            }
             const int8_t *xr = x + (size_t)run * R;
             for (int k = 0; k < R; k += 4) {
-                __m512i wv = _mm512_load_si512(line + k * 16);
-                for (int t = 0; t < TT; t++) isum[t] = dpbusd512_broadcast(isum[t], wv, xr + t * x_stride + k);
+                __m512i wv[2];
+                for (int p = 0; p < P; p++)
+                    wv[p] = _mm512_load_si512(panel + p * panel_bytes + (size_t)run * R * 16 + k * 16);
+                for (int t = 0; t < TT; t++) {
+                    if (P == 1) {
+                        isum[0][t] = dpbusd512_broadcast(isum[0][t], wv[0], xr + t * x_stride + k);
+                        continue;
+                    }
+                    int32_t bytes;
+                    memcpy(&bytes, xr + t * x_stride + k, 4);
+                    __m512i x4 = _mm512_set1_epi32(bytes);
+                    for (int p = 0; p < P; p++) isum[p][t] = dpbusd512(isum[p][t], wv[p], x4);
+                }
             }
-            __m512 ws = _mm512_load_ps(w_scale + run * 16), wo = _mm512_load_ps(w_offset + run * 16);
-            for (int t = 0; t < TT; t++) {
-                __m512 products = _mm512_cvtepi32_ps(isum[t]);
-                group[t] = run == g ? _mm512_mul_ps(products, ws) : _mm512_fmadd_ps(products, ws, group[t]);
-                if (!bias) group[t] = _mm512_fmadd_ps(wo, _mm512_set1_ps((float)x_sums[t * (x_stride / R) + run]), group[t]);
+            for (int p = 0; p < P; p++) {
+                __m512 ws = _mm512_load_ps(w_scale + p * scales_floats + run * 16);
+                __m512 wo = _mm512_load_ps(w_offset + p * scales_floats + run * 16);
+                for (int t = 0; t < TT; t++) {
+                    __m512 products = _mm512_cvtepi32_ps(isum[p][t]);
+                    group[p][t] = run == g ? _mm512_mul_ps(products, ws) : _mm512_fmadd_ps(products, ws, group[p][t]);
+                    if (!bias)
+                        group[p][t] = _mm512_fmadd_ps(wo, _mm512_set1_ps((float)x_sums[t * (x_stride / R) + run]), group[p][t]);
+                }
             }
         }
-        for (int t = 0; t < TT; t++)
-            acc[t] = _mm512_fmadd_ps(group[t], _mm512_set1_ps(x_scale[t * (x_stride / QBLOCK) + g * R / QBLOCK]), acc[t]);
+        for (int p = 0; p < P; p++)
+            for (int t = 0; t < TT; t++)
+                acc[p][t] = _mm512_fmadd_ps(group[p][t], _mm512_set1_ps(x_scale[t * (x_stride / QBLOCK) + g * R / QBLOCK]), acc[p][t]);
     }
-    for (int t = 0; t < TT; t++) _mm512_mask_storeu_ps(out + t * out_stride, row_mask, acc[t]);
+    for (int p = 0; p < P; p++)
+        for (int t = 0; t < TT; t++) _mm512_mask_storeu_ps(out + t * out_stride + PANEL_ROWS * p, row_mask[p], acc[p][t]);
 }
 
-// out (tokens, rows) = x (tokens, n) @ w^T, block panel by block panel.
+// out (tokens, rows) = x (tokens, n) @ w^T, block panel by block panel: two
+// at a time where rows has 32 (two panels share each broadcast of the input).
 AVX512 static INLINE void block_rows_panel_avx512(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
                                                   const int8_t *xq, const float *x_scale, const int32_t *x_sums,
                                                   size_t x_stride, int n, int rows, int tokens, const WeightType type,
                                                   const int R) {
-    _Alignas(64) uint8_t panel[PANEL_ROWS * PANEL_VALUES];
-    _Alignas(64) float panel_scale[PANEL_ROWS * (PANEL_VALUES / 16)], panel_offset[PANEL_ROWS * (PANEL_VALUES / 16)];
-    for (int r0 = 0; r0 < rows; r0 += PANEL_ROWS) {
-        int nr = rows - r0 < PANEL_ROWS ? rows - r0 : PANEL_ROWS;
-        __mmask16 row_mask = chunk_mask16(nr);
+    _Alignas(64) uint8_t panel[2 * PANEL_ROWS * PANEL_VALUES];
+    _Alignas(64) float panel_scale[2 * PANEL_ROWS * (PANEL_VALUES / 16)];
+    _Alignas(64) float panel_offset[2 * PANEL_ROWS * (PANEL_VALUES / 16)];
+    const size_t scales_floats = PANEL_ROWS * (PANEL_VALUES / 16); // a panel's, of scales and of offsets
+    for (int r0 = 0; r0 < rows; r0 += 2 * PANEL_ROWS) {
+        int nr = rows - r0 < 2 * PANEL_ROWS ? rows - r0 : 2 * PANEL_ROWS, panels = nr > PANEL_ROWS ? 2 : 1;
+        __mmask16 row_mask[2] = {chunk_mask16(nr), chunk_mask16(nr - PANEL_ROWS)};
         for (int j0 = 0; j0 < n; j0 += PANEL_VALUES) {
             int len = n - j0 < PANEL_VALUES ? n - j0 : PANEL_VALUES;
-            pack_block_panel_avx512(panel, panel_scale, panel_offset, w + r0 * row_bytes, row_bytes, nr, j0, len, type, R);
+            for (int p = 0; p < panels; p++) {
+                int panel_rows = nr - p * PANEL_ROWS < PANEL_ROWS ? nr - p * PANEL_ROWS : PANEL_ROWS;
+                pack_block_panel_avx512(panel + p * PANEL_ROWS * PANEL_VALUES, panel_scale + p * scales_floats,
+                                        panel_offset + p * scales_floats, w + (r0 + p * PANEL_ROWS) * row_bytes,
+                                        row_bytes, panel_rows, j0, len, type, R);
+            }
             int first = j0 == 0;
-#define BLOCK_TILE(t, TT)                                                                                              \
+#define BLOCK_TILE(P, t, TT)                                                                                           \
     block_panel_tile_avx512(out + r0 + (t) * out_stride, out_stride, row_mask, panel, panel_scale, panel_offset,       \
                             xq + j0 + (t) * x_stride, x_scale + j0 / QBLOCK + (t) * (x_stride / QBLOCK),               \
-                            x_sums + j0 / R + (t) * (x_stride / R), x_stride, len / R, first, block_bias(type), R, TT)
-            FOR_EACH_TOKEN_TILE(tokens, 8, BLOCK_TILE);
+                            x_sums + j0 / R + (t) * (x_stride / R), x_stride, len / R, first, block_bias(type), R, P, TT)
+#define ONE_PANEL(t, TT) BLOCK_TILE(1, t, TT)
+#define TWO_PANELS(t, TT) BLOCK_TILE(2, t, TT)
+            if (panels == 2) FOR_EACH_TOKEN_TILE(tokens, 4, TWO_PANELS);
+            else FOR_EACH_TOKEN_TILE(tokens, 8, ONE_PANEL);
 #undef BLOCK_TILE
+#undef ONE_PANEL
+#undef TWO_PANELS
         }
     }
 }
