@@ -3550,67 +3550,102 @@ AVX512 static void pack_int8_panel_avx512(uint8_t *panel, float *panel_scale, co
         }
 }
 
-// TT tokens against one panel of `groups` groups: out (TT tokens, 16 rows)
-// gets the panel's share of the sums, added to what is there unless `first`.
-// x, x_scale and x_sum start at the panel's first value (group) of the first
-// token. Unless NULL, `next` is the next panel's first row (row_bytes apart,
-// a group every group_bytes): it is fetched into L1 a group at a time, spread
-// through the work, so the next packing finds it there instead of waiting for
-// DRAM 16 rows at a time.
-AVX512 static INLINE void int8_panel_tile_avx512(float *out, size_t out_stride, __mmask16 row_mask,
+// TT tokens against P panels (1 or 2, PANEL_ROWS * PANEL_VALUES bytes apart,
+// their scales PANEL_ROWS * PANEL_VALUES / 32 floats apart) of `groups`
+// groups: out (TT tokens, 16 P rows) gets the panels' share of the sums,
+// added to what is there unless `first`. x, x_scale and x_sum start at the
+// panel's first value (group) of the first token. Two panels share each
+// token's 4 broadcast values (see block_panel_tile_avx512). Unless NULL,
+// `next` is the next panels' first row (row_bytes apart, a group every
+// group_bytes): it is fetched into L1 a group at a time, spread through the
+// work, so the next packing finds it there instead of waiting for DRAM 16
+// rows at a time.
+AVX512 static INLINE void int8_panel_tile_avx512(float *out, size_t out_stride, const __mmask16 *row_mask,
                                                  const uint8_t *panel, const float *w_scale, const int8_t *x,
                                                  const float *x_scale, const int32_t *x_sum, size_t x_stride,
                                                  int groups, int gs, int first, const void *next, size_t row_bytes,
-                                                 size_t group_bytes, const int TT) {
+                                                 size_t group_bytes, const int P, const int TT) {
+    const size_t panel_bytes = PANEL_ROWS * PANEL_VALUES, scales_floats = PANEL_ROWS * (PANEL_VALUES / 32);
     size_t x_groups = x_stride / gs;
-    __m512 acc[8];
-    for (int t = 0; t < TT; t++)
-        acc[t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(row_mask, out + t * out_stride);
+    __m512 acc[2][8];
+    for (int p = 0; p < P; p++)
+        for (int t = 0; t < TT; t++)
+            acc[p][t] = first ? _mm512_setzero_ps()
+                              : _mm512_maskz_loadu_ps(row_mask[p], out + t * out_stride + PANEL_ROWS * p);
     for (int g = 0; g < groups; g++) {
-        __m512i isum[8];
-        for (int t = 0; t < TT; t++) isum[t] = _mm512_set1_epi32(-128 * x_sum[t * x_groups + g]);
+        __m512i isum[2][8];
+        for (int t = 0; t < TT; t++) {
+            isum[0][t] = _mm512_set1_epi32(-128 * x_sum[t * x_groups + g]);
+            if (P == 2) isum[1][t] = isum[0][t];
+        }
         if (next)
-            for (int r = 0; r < PANEL_ROWS; r++) prefetch(next, r * row_bytes + g * group_bytes);
-        const uint8_t *line = panel + (size_t)g * gs * 16;
+            for (int r = 0; r < P * PANEL_ROWS; r++) prefetch(next, r * row_bytes + g * group_bytes);
         const int8_t *xg = x + (size_t)g * gs;
         for (int k = 0; k < gs; k += 4) {
-            __m512i wv = _mm512_load_si512(line + k * 16);
-            for (int t = 0; t < TT; t++) isum[t] = dpbusd512_broadcast(isum[t], wv, xg + t * x_stride + k);
+            __m512i wv[2];
+            for (int p = 0; p < P; p++)
+                wv[p] = _mm512_load_si512(panel + p * panel_bytes + (size_t)g * gs * 16 + k * 16);
+            for (int t = 0; t < TT; t++) {
+                if (P == 1) {
+                    isum[0][t] = dpbusd512_broadcast(isum[0][t], wv[0], xg + t * x_stride + k);
+                    continue;
+                }
+                int32_t bytes;
+                memcpy(&bytes, xg + t * x_stride + k, 4);
+                __m512i x4 = _mm512_set1_epi32(bytes);
+                for (int p = 0; p < P; p++) isum[p][t] = dpbusd512(isum[p][t], wv[p], x4);
+            }
         }
-        __m512 wscale = _mm512_load_ps(w_scale + g * 16);
-        for (int t = 0; t < TT; t++)
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]),
-                                     _mm512_mul_ps(wscale, _mm512_set1_ps(x_scale[t * x_groups + g])), acc[t]);
+        for (int p = 0; p < P; p++) {
+            __m512 wscale = _mm512_load_ps(w_scale + p * scales_floats + g * 16);
+            for (int t = 0; t < TT; t++)
+                acc[p][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[p][t]),
+                                            _mm512_mul_ps(wscale, _mm512_set1_ps(x_scale[t * x_groups + g])),
+                                            acc[p][t]);
+        }
     }
-    for (int t = 0; t < TT; t++) _mm512_mask_storeu_ps(out + t * out_stride, row_mask, acc[t]);
+    for (int p = 0; p < P; p++)
+        for (int t = 0; t < TT; t++)
+            _mm512_mask_storeu_ps(out + t * out_stride + PANEL_ROWS * p, row_mask[p], acc[p][t]);
 }
 
-// out (tokens, rows) = x (tokens, n) @ w^T, int8 panel by panel; w's group
-// size a multiple of 32, at most PANEL_VALUES.
+// out (tokens, rows) = x (tokens, n) @ w^T, int8 panel by panel, two at a
+// time where rows has 32; w's group size a multiple of 32, at most PANEL_VALUES.
 AVX512 static void int8_rows_panel_avx512(float *out, size_t out_stride, const Int8Rows *w, const int8_t *xq,
                                           const float *x_scale, const int32_t *x_sum, size_t x_stride, int n,
                                           int rows, int tokens) {
-    _Alignas(64) uint8_t panel[PANEL_ROWS * PANEL_VALUES];
-    _Alignas(64) float panel_scale[PANEL_ROWS * (PANEL_VALUES / 32)];
+    _Alignas(64) uint8_t panel[2 * PANEL_ROWS * PANEL_VALUES];
+    _Alignas(64) float panel_scale[2 * PANEL_ROWS * (PANEL_VALUES / 32)];
     int gs = w->gs, chunk = PANEL_VALUES / gs * gs;
     size_t x_groups = x_stride / gs;
-    for (int r0 = 0; r0 < rows; r0 += PANEL_ROWS) {
-        int nr = rows - r0 < PANEL_ROWS ? rows - r0 : PANEL_ROWS;
-        __mmask16 row_mask = chunk_mask16(nr);
+    for (int r0 = 0; r0 < rows; r0 += 2 * PANEL_ROWS) {
+        int nr = rows - r0 < 2 * PANEL_ROWS ? rows - r0 : 2 * PANEL_ROWS, panels = nr > PANEL_ROWS ? 2 : 1;
+        __mmask16 row_mask[2] = {chunk_mask16(nr), chunk_mask16(nr - PANEL_ROWS)};
         for (int j0 = 0; j0 < n; j0 += chunk) {
             int len = n - j0 < chunk ? n - j0 : chunk, groups = len / gs, g0 = j0 / gs;
-            pack_int8_panel_avx512(panel, panel_scale, w, r0, nr, j0, len);
-            // What the next panel packs: the rest of these rows, or the next
+            for (int p = 0; p < panels; p++) {
+                int panel_rows = nr - p * PANEL_ROWS < PANEL_ROWS ? nr - p * PANEL_ROWS : PANEL_ROWS;
+                pack_int8_panel_avx512(panel + p * PANEL_ROWS * PANEL_VALUES,
+                                       panel_scale + p * PANEL_ROWS * (PANEL_VALUES / 32), w, r0 + p * PANEL_ROWS,
+                                       panel_rows, j0, len);
+            }
+            // What the next panels pack: the rest of these rows, or the next
             // rows (maybe the next call's). The first tile fetches it.
+            size_t next_rows = (size_t)(r0 + panels * PANEL_ROWS) * w->row_bytes;
             const void *next = j0 + chunk < n ? (const void *)int8_at(w, r0, j0 + chunk)
-                                              : (const void *)((uintptr_t)w->data + (r0 + PANEL_ROWS) * w->row_bytes);
+                                              : (const void *)((uintptr_t)w->data + next_rows);
             int first = j0 == 0;
-#define INT8_TILE(t, TT)                                                                                               \
+#define INT8_TILE(P, t, TT)                                                                                            \
     int8_panel_tile_avx512(out + r0 + (t) * out_stride, out_stride, row_mask, panel, panel_scale,                      \
                            xq + j0 + (t) * x_stride, x_scale + g0 + (t) * x_groups, x_sum + g0 + (t) * x_groups,       \
-                           x_stride, groups, gs, first, (t) == 0 ? next : NULL, w->row_bytes, w->group_bytes, TT)
-            FOR_EACH_TOKEN_TILE(tokens, 8, INT8_TILE);
+                           x_stride, groups, gs, first, (t) == 0 ? next : NULL, w->row_bytes, w->group_bytes, P, TT)
+#define ONE_PANEL(t, TT) INT8_TILE(1, t, TT)
+#define TWO_PANELS(t, TT) INT8_TILE(2, t, TT)
+            if (panels == 2) FOR_EACH_TOKEN_TILE(tokens, 6, TWO_PANELS);
+            else FOR_EACH_TOKEN_TILE(tokens, 8, ONE_PANEL);
 #undef INT8_TILE
+#undef ONE_PANEL
+#undef TWO_PANELS
         }
     }
 }
