@@ -4003,7 +4003,7 @@ AVX512 static void pack_block_panel_avx512(uint8_t *panel, float *panel_scale, f
 // integers, and offsets cost nothing: the float work per 8 vpdpbusd is then 3
 // operations for Q6_K's two runs, not 6. Two panels share each token's 4
 // broadcast values: a load per vpdpbusd held the tile to the load ports
-// (Q6_K 314 -> 434 GOP/s with two, bench/NOTES.md).
+// (bench/NOTES.md, fifth session).
 AVX512 static INLINE void block_panel_tile_avx512(float *out, size_t out_stride, const __mmask16 *row_mask,
                                                   const uint8_t *panel, const float *w_scale, const float *w_offset,
                                                   const int8_t *x, const float *x_scale, const int32_t *x_sums,
