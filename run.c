@@ -3550,6 +3550,26 @@ AVX512 static void pack_int8_panel_avx512(uint8_t *panel, float *panel_scale, co
         }
 }
 
+// One step of a tile of P panels (1 or 2, panel_bytes apart) by TT tokens:
+// isum[p][t] += vpdpbusd(panel p's line at `line`, token t's 4 values at x +
+// t x_stride, broadcast). Two panels share each broadcast; a lone panel
+// takes it inside its vpdpbusd.
+AVX512 static INLINE void panels_step_avx512(__m512i isum[2][8], const uint8_t *line, size_t panel_bytes,
+                                             const int8_t *x, size_t x_stride, const int P, const int TT) {
+    __m512i wv[2];
+    for (int p = 0; p < P; p++) wv[p] = _mm512_load_si512(line + p * panel_bytes);
+    for (int t = 0; t < TT; t++) {
+        if (P == 1) {
+            isum[0][t] = dpbusd512_broadcast(isum[0][t], wv[0], x + t * x_stride);
+            continue;
+        }
+        int32_t bytes;
+        memcpy(&bytes, x + t * x_stride, 4);
+        __m512i x4 = _mm512_set1_epi32(bytes);
+        for (int p = 0; p < P; p++) isum[p][t] = dpbusd512(isum[p][t], wv[p], x4);
+    }
+}
+
 // TT tokens against P panels (1 or 2, PANEL_ROWS * PANEL_VALUES bytes apart,
 // their scales PANEL_ROWS * PANEL_VALUES / 32 floats apart) of `groups`
 // groups: out (TT tokens, 16 P rows) gets the panels' share of the sums,
@@ -3581,21 +3601,8 @@ AVX512 static INLINE void int8_panel_tile_avx512(float *out, size_t out_stride, 
         if (next)
             for (int r = 0; r < P * PANEL_ROWS; r++) prefetch(next, r * row_bytes + g * group_bytes);
         const int8_t *xg = x + (size_t)g * gs;
-        for (int k = 0; k < gs; k += 4) {
-            __m512i wv[2];
-            for (int p = 0; p < P; p++)
-                wv[p] = _mm512_load_si512(panel + p * panel_bytes + (size_t)g * gs * 16 + k * 16);
-            for (int t = 0; t < TT; t++) {
-                if (P == 1) {
-                    isum[0][t] = dpbusd512_broadcast(isum[0][t], wv[0], xg + t * x_stride + k);
-                    continue;
-                }
-                int32_t bytes;
-                memcpy(&bytes, xg + t * x_stride + k, 4);
-                __m512i x4 = _mm512_set1_epi32(bytes);
-                for (int p = 0; p < P; p++) isum[p][t] = dpbusd512(isum[p][t], wv[p], x4);
-            }
-        }
+        for (int k = 0; k < gs; k += 4)
+            panels_step_avx512(isum, panel + (size_t)g * gs * 16 + k * 16, panel_bytes, xg + k, x_stride, P, TT);
         for (int p = 0; p < P; p++) {
             __m512 wscale = _mm512_load_ps(w_scale + p * scales_floats + g * 16);
             for (int t = 0; t < TT; t++)
@@ -4022,46 +4029,40 @@ AVX512 static INLINE void block_panel_tile_avx512(float *out, size_t out_stride,
         for (int run = g; run < g + QBLOCK / R; run++) {
             __m512i isum[2][8];
             for (int t = 0; t < TT; t++) {
-                isum[0][t] = bias ? _mm512_set1_epi32(-bias * x_sums[t * (x_stride / R) + run]) : _mm512_setzero_si512();
+                int32_t x_sum = x_sums[t * (x_stride / R) + run];
+                isum[0][t] = bias ? _mm512_set1_epi32(-bias * x_sum) : _mm512_setzero_si512();
                 if (P == 2) isum[1][t] = isum[0][t];
             }
             const int8_t *xr = x + (size_t)run * R;
-            for (int k = 0; k < R; k += 4) {
-                __m512i wv[2];
-                for (int p = 0; p < P; p++)
-                    wv[p] = _mm512_load_si512(panel + p * panel_bytes + (size_t)run * R * 16 + k * 16);
-                for (int t = 0; t < TT; t++) {
-                    if (P == 1) {
-                        isum[0][t] = dpbusd512_broadcast(isum[0][t], wv[0], xr + t * x_stride + k);
-                        continue;
-                    }
-                    int32_t bytes;
-                    memcpy(&bytes, xr + t * x_stride + k, 4);
-                    __m512i x4 = _mm512_set1_epi32(bytes);
-                    for (int p = 0; p < P; p++) isum[p][t] = dpbusd512(isum[p][t], wv[p], x4);
-                }
-            }
+            for (int k = 0; k < R; k += 4)
+                panels_step_avx512(isum, panel + (size_t)run * R * 16 + k * 16, panel_bytes, xr + k, x_stride, P, TT);
             for (int p = 0; p < P; p++) {
                 __m512 ws = _mm512_load_ps(w_scale + p * scales_floats + run * 16);
                 __m512 wo = _mm512_load_ps(w_offset + p * scales_floats + run * 16);
                 for (int t = 0; t < TT; t++) {
                     __m512 products = _mm512_cvtepi32_ps(isum[p][t]);
                     group[p][t] = run == g ? _mm512_mul_ps(products, ws) : _mm512_fmadd_ps(products, ws, group[p][t]);
-                    if (!bias)
-                        group[p][t] = _mm512_fmadd_ps(wo, _mm512_set1_ps((float)x_sums[t * (x_stride / R) + run]), group[p][t]);
+                    if (!bias) {
+                        __m512 x_sum = _mm512_set1_ps((float)x_sums[t * (x_stride / R) + run]);
+                        group[p][t] = _mm512_fmadd_ps(wo, x_sum, group[p][t]);
+                    }
                 }
             }
         }
-        for (int p = 0; p < P; p++)
-            for (int t = 0; t < TT; t++)
-                acc[p][t] = _mm512_fmadd_ps(group[p][t], _mm512_set1_ps(x_scale[t * (x_stride / QBLOCK) + g * R / QBLOCK]), acc[p][t]);
+        for (int t = 0; t < TT; t++) {
+            __m512 scale = _mm512_set1_ps(x_scale[t * (x_stride / QBLOCK) + g * R / QBLOCK]);
+            for (int p = 0; p < P; p++) acc[p][t] = _mm512_fmadd_ps(group[p][t], scale, acc[p][t]);
+        }
     }
     for (int p = 0; p < P; p++)
-        for (int t = 0; t < TT; t++) _mm512_mask_storeu_ps(out + t * out_stride + PANEL_ROWS * p, row_mask[p], acc[p][t]);
+        for (int t = 0; t < TT; t++)
+            _mm512_mask_storeu_ps(out + t * out_stride + PANEL_ROWS * p, row_mask[p], acc[p][t]);
 }
 
 // out (tokens, rows) = x (tokens, n) @ w^T, block panel by block panel: two
-// at a time where rows has 32 (two panels share each broadcast of the input).
+// at a time where rows has 32 (two panels share each broadcast of the input),
+// in tiles of 4 tokens: the tile holds 3 P TT vectors (sums, a group's sums,
+// accumulators), 24 of the 32 registers.
 AVX512 static INLINE void block_rows_panel_avx512(float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
                                                   const int8_t *xq, const float *x_scale, const int32_t *x_sums,
                                                   size_t x_stride, int n, int rows, int tokens, const WeightType type,
