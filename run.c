@@ -4500,7 +4500,7 @@ AVX512 static INLINE void packed_q4_k_run(__m512 *scale, __m512 *offset, const P
 // packed_tile_avx512 otherwise (two panels share each broadcast). The runs'
 // scales and offsets are made here from a lone panel's words (`runs` NULL:
 // a few tokens), or were made once for the stretch of blocks g0..g1
-// (PackedKScales: many tokens, where making them in every tile of 4 tokens
+// (PackedKScales: many tokens, where making them in every tile of tokens
 // cost an eighth of the time). A line's two runs have a chain of vpdpbusd
 // each, which a token alone (generating) needs to keep the unit busy.
 typedef struct {
@@ -4582,8 +4582,10 @@ AVX512 static INLINE void packed_q4_k_tile_avx512(float *out, size_t out_stride,
 }
 
 // Tokens from which the runs' scales are made once per stretch of blocks and
-// two panels go together (tiles of 4 tokens): under it, one panel at a time
-// with its scales made in the tile is faster (bench/NOTES.md).
+// two panels go together: under it, one panel at a time with its scales made
+// in the tile is faster (bench/NOTES.md). Two panels take tiles of 3 tokens:
+// with 4 (8 accumulators, 16 sums, 4 lines of nibbles, 2 broadcasts) the
+// compiler ran a register short and spilled one inside the loop over lines.
 #define PACKED_K_MIN_TOKENS 8
 
 // rows: 16 or 32, one panel or two.
@@ -4618,7 +4620,7 @@ AVX512 static void packed_avx512_Q4_K(BLOCK_ROWS_PARAMS) {
                     _mm512_store_ps(runs.offset[p][(g - g0) * 8 + k], offset);
                 }
             }
-        if (panels == 2) FOR_EACH_TOKEN_TILE(tokens, 4, TWO_PANELS);
+        if (panels == 2) FOR_EACH_TOKEN_TILE(tokens, 3, TWO_PANELS);
         else FOR_EACH_TOKEN_TILE(tokens, 4, LONE_PANEL);
     }
 #undef PACKED_K_TILE
