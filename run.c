@@ -413,12 +413,12 @@ static void swiglu(float *gate, const float *up, int n) {
 // for this position, so that the dot product of a query and a key depends on
 // how far apart they are.
 static void rope(float *v, int n, int head_size, const float *cos_pos, const float *sin_pos) {
-    for (int i = 0; i < n; i += 2) {
-        int pair = (i % head_size) / 2;
-        float c = cos_pos[pair], s = sin_pos[pair], v0 = v[i], v1 = v[i + 1];
-        v[i] = v0 * c - v1 * s;
-        v[i + 1] = v0 * s + v1 * c;
-    }
+    for (float *head = v; head < v + n; head += head_size)
+        for (int i = 0; i < head_size; i += 2) { // pair i / 2 of the head
+            float c = cos_pos[i / 2], s = sin_pos[i / 2], v0 = head[i], v1 = head[i + 1];
+            head[i] = v0 * c - v1 * s;
+            head[i + 1] = v0 * s + v1 * c;
+        }
 }
 
 // A matmul's input: `tokens` vectors of n floats. For int8 and GGUF block
