@@ -1569,21 +1569,31 @@ static void interleave_runs(int8_t *q32, int8_t *q16, const int8_t *q, int n) {
     memcpy(q32 + b, q + b, n - b), memcpy(q16 + b, q + b, n - b); // a last part of fewer than 256: as it is
 }
 
+// Token t's row of the input, quantized, for quantize_input.
+static void quantize_token(Model *m, const Input *in, int t) {
+    int n = in->n, gs = m->config.group_size;
+    Quantized *xq = m->state.xq;
+    size_t groups = (size_t)t * (n / gs);
+    int32_t *sum16 = m->blocks ? xq->sum16 + (size_t)t * (n / 16) : NULL;
+    kernels.quantize(xq->q + (size_t)t * n, xq->scale + groups, xq->sum + groups, sum16, in->f + (size_t)t * n, n, gs);
+    if (!m->blocks) return;
+    interleave_runs(xq->runs32 + (size_t)t * n, xq->runs16 + (size_t)t * n, xq->q + (size_t)t * n, n);
+    for (size_t g = groups; g < groups + n / gs; g++) xq->scaled_sum[g] = xq->scale[g] * (float)xq->sum[g];
+}
+
 // prepare_input's second half: the input quantized, for int8 weights. An
 // input whose width is not whole groups feeds no int8 matrix (GGUF exports
-// keep such matrices in F16), so it stays float only.
+// keep such matrices in F16), so it stays float only. A lone token's goes
+// without a parallel region at all: one that runs on a single thread (an
+// `if` clause that is false) still cost about as much as the step itself.
 static void quantize_input(Model *m, Input *in) {
     int n = in->n, tokens = in->tokens, gs = m->config.group_size, t;
     Quantized *xq = m->state.xq;
     if (n % gs != 0) return;
-#pragma omp parallel for if (tokens > 1)
-    for (t = 0; t < tokens; t++) {
-        size_t groups = (size_t)t * (n / gs);
-        int32_t *sum16 = m->blocks ? xq->sum16 + (size_t)t * (n / 16) : NULL;
-        kernels.quantize(xq->q + (size_t)t * n, xq->scale + groups, xq->sum + groups, sum16, in->f + (size_t)t * n, n, gs);
-        if (!m->blocks) continue;
-        interleave_runs(xq->runs32 + (size_t)t * n, xq->runs16 + (size_t)t * n, xq->q + (size_t)t * n, n);
-        for (size_t g = groups; g < groups + n / gs; g++) xq->scaled_sum[g] = xq->scale[g] * (float)xq->sum[g];
+    if (tokens == 1) quantize_token(m, in, 0);
+    else {
+#pragma omp parallel for
+        for (t = 0; t < tokens; t++) quantize_token(m, in, t);
     }
     in->q = xq->q, in->scale = xq->scale, in->sum = xq->sum, in->sum16 = xq->sum16;
     if (m->blocks) in->scaled_sum = xq->scaled_sum, in->q_runs32 = xq->runs32, in->q_runs16 = xq->runs16;
@@ -4770,17 +4780,25 @@ AVX512 static void softmax_avx512(float *x, int n) {
     }
 }
 
+// Values i..i + 15 (those of them below n).
+AVX512 static INLINE void swiglu_step_avx512(float *gate, const float *up, int i, int n) {
+    __mmask16 m = chunk_mask16(n - i);
+    __m512 g = _mm512_maskz_loadu_ps(m, gate + i);
+    __m512 silu = _mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), g))));
+    _mm512_mask_storeu_ps(gate + i, m, _mm512_mul_ps(silu, _mm512_maskz_loadu_ps(m, up + i)));
+}
+
 // A prompt's block (tokens x hidden_dim values) is spread over the threads,
-// which would otherwise wait for one; a token's is too short to be worth it.
+// which would otherwise wait for one; a token's is too short to be worth it,
+// and goes without a parallel region (see quantize_input).
 AVX512 static void swiglu_avx512(float *gate, const float *up, int n) {
     int i;
-#pragma omp parallel for if (n >= 1 << 16)
-    for (i = 0; i < n; i += 16) {
-        __mmask16 m = chunk_mask16(n - i);
-        __m512 g = _mm512_maskz_loadu_ps(m, gate + i);
-        __m512 silu = _mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), g))));
-        _mm512_mask_storeu_ps(gate + i, m, _mm512_mul_ps(silu, _mm512_maskz_loadu_ps(m, up + i)));
+    if (n < 1 << 16) {
+        for (i = 0; i < n; i += 16) swiglu_step_avx512(gate, up, i, n);
+        return;
     }
+#pragma omp parallel for
+    for (i = 0; i < n; i += 16) swiglu_step_avx512(gate, up, i, n);
 }
 
 static int has_avx512(void) {
