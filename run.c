@@ -1585,7 +1585,8 @@ static void quantize_token(Model *m, const Input *in, int t) {
 // input whose width is not whole groups feeds no int8 matrix (GGUF exports
 // keep such matrices in F16), so it stays float only. A lone token's goes
 // without a parallel region at all: one that runs on a single thread (an
-// `if` clause that is false) still cost about as much as the step itself.
+// `if` clause that is false) still cost about as much as the step itself
+// (bench/NOTES.md).
 static void quantize_input(Model *m, Input *in) {
     int n = in->n, tokens = in->tokens, gs = m->config.group_size, t;
     Quantized *xq = m->state.xq;
