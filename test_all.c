@@ -1325,6 +1325,15 @@ static void test_kernels(void) {
             for (int i = 0; i < n; i++) worst_swiglu = worse(worst_swiglu, fabsf(got[i] - want[i]) / (fabsf(want[i]) + 1e-30f));
             free(x), free(wt), free(up), free(want), free(got);
         }
+        { // a prompt block's length, which swiglu_avx512 spreads over the threads (with a tail)
+            int n = 70001;
+            float *up = malloc(n * sizeof(float)), *want = malloc(n * sizeof(float)), *got = malloc(n * sizeof(float));
+            for (int i = 0; i < n; i++) want[i] = got[i] = test_random(&rng) * 5.0f, up[i] = test_random(&rng);
+            swiglu(want, up, n);
+            ks->swiglu(got, up, n);
+            for (int i = 0; i < n; i++) worst_swiglu = worse(worst_swiglu, fabsf(got[i] - want[i]) / (fabsf(want[i]) + 1e-30f));
+            free(up), free(want), free(got);
+        }
         snprintf(id, sizeof(id), "kernels-%s-softmax-keeps-nan", ks->name);
         check_softmax_keeps_nan(id, ks->softmax);
         snprintf(id, sizeof(id), "kernels-%s-rmsnorm-softmax-swiglu-vs-scalar", ks->name);
