@@ -202,7 +202,7 @@ typedef struct {
 
 // How the weights get into memory.
 typedef enum {
-    WEIGHTS_READ, // read into memory of our own
+    WEIGHTS_READ, // read into memory of our own, on 2 MB pages where the OS allows
     WEIGHTS_MAP,  // memory-map the file: zero copy, and pages shared with other processes
 } WeightsLoad;
 
@@ -712,13 +712,12 @@ static float *forward(Model *m, const int *tokens, int n_tokens, int pos, Logits
 typedef enum { KV_AUTO, KV_F32, KV_F16 } KVCache;
 
 // In "Platform", below: the few things the operating system does, the same
-// on POSIX and Windows. map_zeroed gives zeroed memory, untouched pages costing
-// nothing, on 2 MB pages if huge_pages and the OS allows; load_file reads a
-// checkpoint into such memory (on ordinary pages), or maps it (load), and
-// fails with a message.
+// on POSIX and Windows. map_huge gives zeroed memory on 2 MB pages where the
+// OS allows, untouched pages costing nothing; load_file reads a checkpoint
+// into such memory, or maps it (load), and fails with a message.
 #define HUGE_PAGE (2u << 20)
-static void *map_zeroed(size_t size, size_t *mapped, const char *what, int huge_pages);
-static void unmap_zeroed(void *p, size_t mapped);
+static void *map_huge(size_t size, size_t *mapped, const char *what);
+static void unmap_huge(void *p, size_t mapped);
 static void *load_file(const char *path, WeightsLoad load, size_t min_size, const char *what, size_t *size,
                        size_t *mapped);
 static void unload_file(void *bytes, size_t mapped, WeightsLoad load);
@@ -797,7 +796,7 @@ static void build_state(State *s, const Config *c, int n_ctx, int max_tokens, in
     s->q = xmalloc(T * dim * sizeof(float), "activations");
     size_t n_logits = T * c->vocab_size;
     size_t big = (2 * T * hidden + n_logits) * sizeof(float) + 3 * 64; // 64 bytes of padding each
-    s->arena = map_zeroed(big, &s->arena_size, "the activations", 1);
+    s->arena = map_huge(big, &s->arena_size, "the activations");
     size_t used = 0;
     s->hb = carve(s, &used, T * hidden * sizeof(float));
     s->hb2 = carve(s, &used, T * hidden * sizeof(float));
@@ -819,13 +818,13 @@ static void reserve_positions(State *s, const Config *c, const float *rope_freqs
 
     size_t row = (size_t)c->head_size * (s->kv_f16 ? 2 : 4), stretches = (size_t)c->n_layers * c->n_kv_heads;
     size_t bytes = stretches * cap * row, kv_mapped; // of each cache
-    unsigned char *kv = map_zeroed(2 * bytes, &kv_mapped, "the KV cache", 1);
+    unsigned char *kv = map_huge(2 * bytes, &kv_mapped, "the KV cache");
     if (old == 0 && 2 * bytes <= KV_START_BYTES) touch_pages(kv, 2 * bytes);
     for (size_t i = 0; i < stretches && old > 0; i++) {
         memcpy(kv + i * cap * row, (unsigned char *)s->key_cache + i * old * row, old * row);
         memcpy(kv + bytes + i * cap * row, (unsigned char *)s->value_cache + i * old * row, old * row);
     }
-    unmap_zeroed(s->kv_region, s->kv_region_size);
+    unmap_huge(s->kv_region, s->kv_region_size);
     s->kv_region = kv, s->kv_region_size = kv_mapped;
     s->key_cache = kv, s->value_cache = kv + bytes;
     s->scores = xrealloc(s->scores, (size_t)max_threads() * s->max_tokens * cap * sizeof(float), "attention scores");
@@ -853,8 +852,8 @@ static void reserve_positions(State *s, const Config *c, const float *rope_freqs
 static void free_state(State *s) {
     free(s->x), free(s->xb), free(s->xb2), free(s->q), free(s->k_new), free(s->v_new);
     free_quantized(s->xq);
-    unmap_zeroed(s->arena, s->arena_size);
-    unmap_zeroed(s->kv_region, s->kv_region_size);
+    unmap_huge(s->arena, s->arena_size);
+    unmap_huge(s->kv_region, s->kv_region_size);
     free(s->scores), free(s->rope_cos), free(s->rope_sin);
 }
 
@@ -5767,14 +5766,13 @@ static void select_kernels(void) {
 // (built with MinGW-w64; see the README), so that neither leaks into the
 // lesson.
 //
-// Memory of our own. By default the weights are read into it rather than
-// memory-mapped, which decoded slower (bench/NOTES.md), and they stay on
-// ordinary pages: on 2 MB pages, prompts ran up to a third slower on the
-// virtual machines measured whenever another process had just used the
-// memory. The activations and the KV cache go on 2 MB pages, fewer faults
-// when they are first touched: on Linux, aligned to 2 MB and advised to use
-// transparent huge pages; on Windows, large pages when the user may lock pages
-// in memory (a privilege an administrator grants), plain memory otherwise.
+// Memory on 2 MB pages: a memory map of a file uses 4 KB pages, and streaming
+// gigabytes of weights through 4 KB pages spends much of each token on TLB
+// misses: a 1.1B model decoded about half as fast mapped as from 2 MB pages
+// (bench/NOTES.md). So by default the file is read into anonymous memory on
+// 2 MB pages: on Linux, aligned to 2 MB and advised to use transparent huge
+// pages; on Windows, large pages when the user may lock pages in memory (a
+// privilege an administrator grants), plain memory otherwise.
 
 #ifndef _WIN32
 #include <fcntl.h>
@@ -5782,7 +5780,7 @@ static void select_kernels(void) {
 #include <sys/stat.h>
 #include <unistd.h>
 
-static void *map_zeroed(size_t size, size_t *mapped, const char *what, int huge_pages) {
+static void *map_huge(size_t size, size_t *mapped, const char *what) {
     size_t len = (size + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
 #ifdef MAP_ANONYMOUS
     int flags = MAP_PRIVATE | MAP_ANONYMOUS, fd = -1;
@@ -5797,15 +5795,13 @@ static void *map_zeroed(size_t size, size_t *mapped, const char *what, int huge_
     if (p > region) munmap(region, p - region);
     munmap(p + len, region + HUGE_PAGE - p);
 #ifdef MADV_HUGEPAGE
-    if (huge_pages) madvise(p, len, MADV_HUGEPAGE); // a hint: without transparent huge pages this is plain memory
-#else
-    (void)huge_pages;
+    madvise(p, len, MADV_HUGEPAGE); // a hint: without transparent huge pages this is plain memory
 #endif
     *mapped = len;
     return p;
 }
 
-static void unmap_zeroed(void *p, size_t mapped) {
+static void unmap_huge(void *p, size_t mapped) {
     if (p) munmap(p, mapped);
 }
 
@@ -5844,7 +5840,7 @@ static void *load_file(const char *path, WeightsLoad load, size_t min_size, cons
     if (*size < min_size) fatal("%s: %zu bytes is too short for %s (%zu bytes at least)", path, *size, what, min_size);
     unsigned char *p;
     if (load == WEIGHTS_READ) {
-        p = map_zeroed(*size + 64, mapped, path, 0); // 64 bytes to spare for align_weights
+        p = map_huge(*size + 64, mapped, path); // 64 bytes to spare for align_weights
         for (size_t done = 0; done < *size;) {
             size_t chunk = *size - done < (1u << 30) ? *size - done : (1u << 30); // Linux reads at most ~2 GB a call
             ssize_t n = pread(fd, p + done, chunk, (off_t)done);
@@ -5956,8 +5952,8 @@ static size_t large_page_size(void) {
     return size;
 }
 
-static void *map_zeroed(size_t size, size_t *mapped, const char *what, int huge_pages) {
-    size_t large = huge_pages ? large_page_size() : 0, len = size ? size : 1;
+static void *map_huge(size_t size, size_t *mapped, const char *what) {
+    size_t large = large_page_size(), len = size ? size : 1;
     if (large) { // all of it at once, and it cannot be paged out: tried, not required
         size_t len_large = (len + large - 1) / large * large;
         void *p = VirtualAlloc(NULL, len_large, MEM_RESERVE | MEM_COMMIT | MEM_LARGE_PAGES, PAGE_READWRITE);
@@ -5969,7 +5965,7 @@ static void *map_zeroed(size_t size, size_t *mapped, const char *what, int huge_
     return p;
 }
 
-static void unmap_zeroed(void *p, size_t mapped) {
+static void unmap_huge(void *p, size_t mapped) {
     (void)mapped;
     if (p) VirtualFree(p, 0, MEM_RELEASE);
 }
@@ -6021,7 +6017,7 @@ static void *load_file(const char *path, WeightsLoad load, size_t min_size, cons
     if (*size < min_size) fatal("%s: %zu bytes is too short for %s (%zu bytes at least)", path, *size, what, min_size);
     unsigned char *p;
     if (load == WEIGHTS_READ) {
-        p = map_zeroed(*size + 64, mapped, path, 0); // 64 bytes to spare for align_weights
+        p = map_huge(*size + 64, mapped, path); // 64 bytes to spare for align_weights
         for (size_t done = 0; done < *size;) {
             DWORD chunk = *size - done < (1u << 30) ? (DWORD)(*size - done) : (1u << 30), n = 0; // ReadFile counts in a DWORD
             if (!ReadFile(f, p + done, chunk, &n, NULL)) fatal("cannot read %s: %s", path, windows_error());
@@ -6041,12 +6037,12 @@ static void *load_file(const char *path, WeightsLoad load, size_t min_size, cons
 
 static void seal_file(void *bytes, size_t mapped) {
     DWORD old;
-    VirtualProtect(bytes, mapped, PAGE_READONLY, &old); // a safeguard only
+    VirtualProtect(bytes, mapped, PAGE_READONLY, &old); // a safeguard only: large pages may refuse it
 }
 
 static void unload_file(void *bytes, size_t mapped, WeightsLoad load) {
     if (load == WEIGHTS_MAP) UnmapViewOfFile(bytes);
-    else unmap_zeroed(bytes, mapped);
+    else unmap_huge(bytes, mapped);
 }
 
 static double seconds_now(void) {
@@ -6168,8 +6164,8 @@ static void usage(FILE *f) {
           "              the one the model's chat template asks for; without one, Llama 2's or Llama 3's)\n"
           "  --stop <text>  end the continuation or reply where this text appears, without printing it\n"
           "              (repeatable)\n"
-          "  -l <how>    how weights reach memory: 'read' into memory of the program's own (fastest),\n"
-          "              or 'map' the file (zero copy, shared between processes) (default %s)\n"
+          "  -l <how>    how weights reach memory: 'read' into memory on huge pages where possible\n"
+          "              (fastest), or 'map' the file (zero copy, shared between processes) (default %s)\n"
           "  --kv <type> what the KV cache holds: f32, or f16 (half the memory); default f16 when the\n"
           "              weights are 16 bits or fewer, else f32\n"
           "  -h          print this help\n"
