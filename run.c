@@ -721,7 +721,6 @@ static void unmap_huge(void *p, size_t mapped);
 static void *load_file(const char *path, WeightsLoad load, size_t min_size, const char *what, size_t *size,
                        size_t *mapped);
 static void unload_file(void *bytes, size_t mapped, WeightsLoad load);
-static void seal_file(void *bytes, size_t mapped); // read from the file: read-only from now on
 static FILE *open_file(const char *path, const char *mode); // fopen, with a UTF-8 path on Windows too
 static void free_gguf_vocabulary(struct GGUFVocab *v); // in "Other formats: GGUF"
 static void align_weights(Model *m, size_t size);
@@ -875,8 +874,11 @@ static void build_model(Model *m, const char *path, WeightsLoad load, int n_ctx,
     if (n_ctx <= 0 || n_ctx > m->config.seq_len) n_ctx = m->config.seq_len;
     int kv_f16 = kv == KV_F16 || (kv == KV_AUTO && !has_f32_matrices(&m->weights, &m->config));
     if (load == WEIGHTS_READ) {
-        repack_weights(&m->weights, &m->config); // laid out again for the fast kernels, if they want it
-        seal_file(m->map, m->map_size);
+        // Laid out again for the fast kernels, if they want it. Not made
+        // read-only after: on a VM that shadows the page tables, changing
+        // gigabytes' protection made the first pass over them up to twice as
+        // slow (bench/NOTES.md).
+        repack_weights(&m->weights, &m->config);
     }
     build_state(&m->state, &m->config, n_ctx, max_tokens, m->int8, kv_f16);
     size_t per_position = 2 * (size_t)m->config.n_layers * m->config.kv_dim * (kv_f16 ? 2 : 4); // keys and values
@@ -5827,8 +5829,8 @@ static void catch_bus_error(const char *path) {
     sigaction(SIGBUS, &bus, NULL);
 }
 
-// The bytes of the file at path, read into memory of our own (writable until
-// seal_file) or mapped read-only; *size gets its length, *mapped what
+// The bytes of the file at path, read into memory of our own (writable, for
+// align_weights and repack_weights) or mapped read-only; *size gets its length, *mapped what
 // unload_file needs. A file shorter than min_size is refused as too short for what.
 static void *load_file(const char *path, WeightsLoad load, size_t min_size, const char *what, size_t *size,
                        size_t *mapped) {
@@ -5861,8 +5863,6 @@ static void unload_file(void *bytes, size_t mapped, WeightsLoad load) {
     (void)load; // munmap gives back both kinds
     munmap(bytes, mapped);
 }
-
-static void seal_file(void *bytes, size_t mapped) { mprotect(bytes, mapped, PROT_READ); }
 
 static double seconds_now(void) {
     struct timespec ts;
@@ -6033,11 +6033,6 @@ static void *load_file(const char *path, WeightsLoad load, size_t min_size, cons
     }
     CloseHandle(f);
     return p;
-}
-
-static void seal_file(void *bytes, size_t mapped) {
-    DWORD old;
-    VirtualProtect(bytes, mapped, PAGE_READONLY, &old); // a safeguard only: large pages may refuse it
 }
 
 static void unload_file(void *bytes, size_t mapped, WeightsLoad load) {
