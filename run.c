@@ -217,7 +217,7 @@ typedef struct {
     int blocks;      // some weights are GGUF block types: the quantized inputs keep their sums per 16 too
     long n_forwarded; // tokens run through the model so far
     const char *path;
-    void *map;       // the checkpoint file, read-only: read into memory or memory-mapped
+    void *map;       // the checkpoint file: read into memory (rewritten only at start-up) or memory-mapped
     size_t map_size; // what unload_file needs to give it back
     WeightsLoad load;
 } Model;
