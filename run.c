@@ -5830,8 +5830,9 @@ static void catch_bus_error(const char *path) {
 }
 
 // The bytes of the file at path, read into memory of our own (writable, for
-// align_weights and repack_weights) or mapped read-only; *size gets its length, *mapped what
-// unload_file needs. A file shorter than min_size is refused as too short for what.
+// align_weights and repack_weights) or mapped read-only; *size gets its
+// length, *mapped what unload_file needs. A file shorter than min_size is
+// refused as too short for what.
 static void *load_file(const char *path, WeightsLoad load, size_t min_size, const char *what, size_t *size,
                        size_t *mapped) {
     int fd = open(path, O_RDONLY);
