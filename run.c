@@ -188,7 +188,8 @@ typedef struct {
     float *q;           // (max_tokens, dim) queries, all heads
     float *hb, *hb2;    // (max_tokens, hidden_dim) feed-forward gate and up
     struct Quantized *xq; // int8 and GGUF block weights only: their matmuls' input in int8 (see "Weight types")
-    float *scores;      // (threads, max_tokens, cache_positions) attention scores: a block per thread
+    int score_rows;     // queries attention scores at once: max_tokens, or a token's heads that share a key/value head
+    float *scores;      // (threads, score_rows, cache_positions) attention scores: a block per thread
     float *logits;      // (max_tokens, vocab_size)
     void *key_cache;    // (n_layers, n_kv_heads, cache_positions, head_size) float32, or float16 when kv_f16
     void *value_cache;  // (n_layers, n_kv_heads, cache_positions, head_size)
@@ -409,9 +410,8 @@ static void swiglu(float *gate, const float *up, int n) {
     }
 }
 
-// RoPE: rotate each adjacent pair (v[2i], v[2i+1]) of every head by the angle
-// for this position, so that the dot product of a query and a key depends on
-// how far apart they are.
+// RoPE: rotate each adjacent pair (v[2i], v[2i+1]) of every head by the angle for this position,
+// so that the dot product of a query and a key depends on how far apart they are.
 static void rope(float *v, int n, int head_size, const float *cos_pos, const float *sin_pos) {
     for (float *head = v; head < v + n; head += head_size)
         for (int i = 0; i < head_size; i += 2) { // pair i / 2 of the head
@@ -507,8 +507,7 @@ static void matrix_row(float *out, const Matrix *m, int row) {
     else decode_row(out, m, row);
 }
 
-// A matmul's input from x (tokens, n): the floats as they are, and for int8
-// and block weights the same quantized.
+// A matmul's input from x (tokens, n): the floats as they are, and for int8 and block weights the same quantized.
 static void quantize_input(Model *m, Input *in); // under "Weight types"
 static Input prepare_input(Model *m, const float *x, int tokens, int n) {
     Input in = {.f = x, .tokens = tokens, .n = n};
@@ -555,36 +554,35 @@ static void matmuls(int count, float *const out[], const Input *in, const Matrix
 
 static void matmul(float *out, const Input *in, const Matrix *w) { matmuls(1, &out, in, &w); }
 
-// Attention in three steps, for one head and T queries at positions pos..pos+T-1. keys and
-// values point at the head's position 0 in the KV cache, a row of head_size values a position,
-// float32 or (kv_f16) float16 (see kv_row); queries and outputs are `stride` floats apart.
+// Attention in three steps, for T queries that share a key/value head (attention() says at which
+// positions). keys and values point at its position 0 in the KV cache, a row of head_size values a
+// position, float32 or (kv_f16) float16 (see kv_row); queries and outputs are `stride` floats apart.
 
-// Step 1, scores (T, pos + T): every query against every key, as one matrix
-// product with the keys as the weights.
+// Step 1, scores (T, pos + T): every query against every key, as one matrix product with the keys as the weights.
 static void attention_scores(float *scores, const float *q, size_t stride, const void *keys, int kv_f16, int n_keys,
                              int T, int head_size) {
     if (kv_f16) kernels.f16_rows(scores, n_keys, keys, head_size, q, stride, head_size, n_keys, T);
     else kernels.f32_rows(scores, n_keys, keys, head_size, q, stride, head_size, n_keys, T);
 }
 
-// Step 2, probabilities, is in attention() below. Step 3, the output: the
-// values' rows summed, weighted by the probabilities.
+// Step 2, probabilities, is in attention() below. Step 3, the output: the values' rows summed, weighted by them.
 static void attention_mix(float *out, const float *probs, const void *values, int kv_f16, int n_values, int head_size) {
     if (kv_f16) kernels.weighted_f16_rows(out, probs, values, head_size, head_size, n_values);
     else kernels.weighted_rows(out, probs, values, head_size, head_size, n_values);
 }
 
-// scores has room for T * (pos + T) floats. The queries go ATTENTION_TILE at a time, each tile
-// scored against the keys up to its last query's: causal, no query needs the keys after its own.
+// T queries, `per_pos` at each position from pos on (1, or a token's heads that share the keys);
+// scores has room for T * (pos + T / per_pos) floats. The queries go ATTENTION_TILE at a time,
+// each tile scored against the keys up to its last query's: causal, none needs later keys.
 #define ATTENTION_TILE 32 // 64 wastes more of the triangle; 16 gains nothing more (bench/NOTES.md)
 static void attention(float *out, const float *q, size_t stride, const void *keys, const void *values, int kv_f16,
-                      float *scores, int pos, int T, int head_size) {
+                      float *scores, int pos, int T, int per_pos, int head_size) {
     for (int t0 = 0; t0 < T; t0 += ATTENTION_TILE) {
-        int tile = T - t0 < ATTENTION_TILE ? T - t0 : ATTENTION_TILE, n_keys = pos + t0 + tile;
+        int tile = T - t0 < ATTENTION_TILE ? T - t0 : ATTENTION_TILE, n_keys = pos + (t0 + tile - 1) / per_pos + 1;
         attention_scores(scores, q + (size_t)t0 * stride, stride, keys, kv_f16, n_keys, tile, head_size);
         for (int t = t0; t < t0 + tile; t++) {
             float *s = scores + (size_t)(t - t0) * n_keys;
-            int visible = pos + t + 1; // causal: a query sees the keys up to its own position only
+            int visible = pos + t / per_pos + 1; // causal: a query sees the keys up to its own position only
             // Step 2, probabilities: the scores scaled to about unit variance, then softmax.
             float scale = 1.0f / sqrtf((float)head_size);
             for (int k = 0; k < visible; k++) s[k] *= scale;
@@ -662,14 +660,16 @@ static float *forward(Model *m, const int *tokens, int n_tokens, int pos, Logits
                 kv_store(s, kv_row(s, c, s->value_cache, l, kh, pos + t), v + from, head_size);
             }
 
-        // Multi-head attention, every head on its own, spread over threads (heads_per_kv share a key/value head).
-        int h;
+        // Multi-head attention, head by head, spread over threads; a lone token's heads_per_kv heads that
+        // share a key/value head go together, so that one pass over the keys scores them all.
+        int h, group = T == 1 ? heads_per_kv : 1;
 #pragma omp parallel for schedule(dynamic, 1)
-        for (h = 0; h < c->n_heads; h++) {
-            float *scores = s->scores + (size_t)thread_index() * s->max_tokens * s->cache_positions;
-            attention(s->xb + (size_t)h * head_size, s->q + (size_t)h * head_size, dim,
+        for (h = 0; h < c->n_heads; h += group) {
+            float *scores = s->scores + (size_t)thread_index() * s->score_rows * s->cache_positions;
+            attention(s->xb + (size_t)h * head_size, s->q + (size_t)h * head_size, T == 1 ? head_size : dim,
                       kv_row(s, c, s->key_cache, l, h / heads_per_kv, 0),
-                      kv_row(s, c, s->value_cache, l, h / heads_per_kv, 0), s->kv_f16, scores, pos, T, head_size);
+                      kv_row(s, c, s->value_cache, l, h / heads_per_kv, 0), s->kv_f16, scores, pos, T * group, group,
+                      head_size);
         }
 
         // The heads' outputs mixed by wo, and added to the residual stream.
@@ -787,6 +787,7 @@ static void build_state(State *s, const Config *c, int n_ctx, int max_tokens, in
     size_t dim = c->dim, hidden = c->hidden_dim, T = max_tokens;
     size_t widest = hidden > dim ? hidden : dim;
     s->max_tokens = max_tokens;
+    s->score_rows = max_tokens > c->n_heads / c->n_kv_heads ? max_tokens : c->n_heads / c->n_kv_heads;
     s->n_ctx = n_ctx;
     s->kv_f16 = kv_f16;
     s->x = xmalloc(T * dim * sizeof(float), "activations");
@@ -826,7 +827,7 @@ static void reserve_positions(State *s, const Config *c, const float *rope_freqs
     unmap_huge(s->kv_region, s->kv_region_size);
     s->kv_region = kv, s->kv_region_size = kv_mapped;
     s->key_cache = kv, s->value_cache = kv + bytes;
-    s->scores = xrealloc(s->scores, (size_t)max_threads() * s->max_tokens * cap * sizeof(float), "attention scores");
+    s->scores = xrealloc(s->scores, (size_t)max_threads() * s->score_rows * cap * sizeof(float), "attention scores");
 
     size_t half = c->head_size / 2;
     s->rope_cos = xrealloc(s->rope_cos, cap * half * sizeof(float), "RoPE tables");

@@ -1483,6 +1483,41 @@ static void test_kernels(void) {
           worst, sum_ok ? "right" : "wrong");
 }
 
+// A lone token's heads that share a key/value head go through attention() as one block of
+// queries at one position (per_pos = the group): the scores of 4 or more take the panel kernels,
+// fewer the row kernels. Either way each head's output must be what it gets alone, head by head
+// (the path the logits tests hold to NumPy), to float rounding, in float32 and float16 caches.
+static void test_attention_groups(void) {
+    uint64_t rng = 7;
+    const int groups[] = {2, 4, 8}, head_sizes[] = {64, 100}, positions[] = {0, 37, 300};
+    float worst = 0.0f;
+    int cases = 0;
+    for (int f16 = 0; f16 <= 1; f16++)
+        for (int gi = 0; gi < 3; gi++)
+            for (int hi = 0; hi < 2; hi++)
+                for (int pi = 0; pi < 3; pi++) {
+                    int G = groups[gi], hs = head_sizes[hi], pos = positions[pi], n_keys = pos + 1;
+                    float *q = malloc((size_t)G * hs * sizeof(float)), *kv = malloc(2 * (size_t)n_keys * hs * sizeof(float));
+                    uint16_t *kv16 = malloc(2 * (size_t)n_keys * hs * sizeof(uint16_t));
+                    float *scores = malloc((size_t)G * n_keys * sizeof(float));
+                    float *want = malloc((size_t)G * hs * sizeof(float)), *got = malloc((size_t)G * hs * sizeof(float));
+                    for (int i = 0; i < G * hs; i++) q[i] = test_random(&rng) * 2.0f;
+                    for (size_t i = 0; i < 2 * (size_t)n_keys * hs; i++) kv16[i] = f32_to_f16(test_random(&rng));
+                    for (size_t i = 0; i < 2 * (size_t)n_keys * hs; i++) kv[i] = half_to_f32(kv16[i], WEIGHT_F16);
+                    const void *keys = f16 ? (const void *)kv16 : kv;
+                    const void *values = f16 ? (const void *)(kv16 + (size_t)n_keys * hs) : kv + (size_t)n_keys * hs;
+                    for (int h = 0; h < G; h++)
+                        attention(want + h * hs, q + h * hs, hs, keys, values, f16, scores, pos, 1, 1, hs);
+                    poison(got, (size_t)G * hs);
+                    attention(got, q, hs, keys, values, f16, scores, pos, G, G, hs);
+                    for (int i = 0; i < G * hs; i++) worst = worse(worst, fabsf(got[i] - want[i]));
+                    cases++;
+                    free(q), free(kv), free(kv16), free(scores), free(want), free(got);
+                }
+    check("kernels-attention-heads-together", worst <= 1e-6f, "worst |difference| %g over %d cases (outputs are "
+          "averages of values in [-1, 1])", worst, cases);
+}
+
 // ----------------------------------------------------------------------------
 // Sampler
 
@@ -3196,6 +3231,7 @@ static const struct {
     {test_printer, "printer-", 0, IN_PROCESS},
     {test_sampler, "sampler-", 0, IN_PROCESS},
     {test_kernels, "kernels-", 0, IN_PROCESS},
+    {test_attention_groups, "kernels-attention-", 0, IN_PROCESS},
     {test_export, "export-", 1, PYTHON_ONLY},
     {test_forward, "forward-", 1, IN_PROCESS},
     {test_tokenizer_gguf, "tokenizer-gguf-", 1, IN_PROCESS},
