@@ -809,7 +809,10 @@ static void build_state(State *s, const Config *c, int n_ctx, int max_tokens, in
 
 // Makes room for positions 0..positions-1 (at most n_ctx) in the KV cache,
 // the attention scores and the RoPE tables, doubling them until they fit.
-// Each head's stretch of the cache moves to its place in the larger one.
+// Each head's stretch of the cache moves to its place in the larger one, and
+// the old cache's pages go back to the OS as soon as their rows have moved:
+// growing holds little more than the new cache, not the old one beside it.
+static void release_pages(void *p, size_t n); // in "Platform"
 static void reserve_positions(State *s, const Config *c, const float *rope_freqs, int positions) {
     int old = s->cache_positions, cap = old > 0 ? old : positions;
     if (positions <= old) return;
@@ -820,9 +823,13 @@ static void reserve_positions(State *s, const Config *c, const float *rope_freqs
     size_t bytes = stretches * cap * row, kv_mapped; // of each cache
     unsigned char *kv = map_huge(2 * bytes, &kv_mapped, "the KV cache");
     if (old == 0 && 2 * bytes <= KV_START_BYTES) touch_pages(kv, 2 * bytes);
-    for (size_t i = 0; i < stretches && old > 0; i++) {
-        memcpy(kv + i * cap * row, (unsigned char *)s->key_cache + i * old * row, old * row);
-        memcpy(kv + bytes + i * cap * row, (unsigned char *)s->value_cache + i * old * row, old * row);
+    unsigned char *from = s->kv_region; // the old cache: its keys' stretches, then its values', old rows each
+    size_t stretch_bytes = (size_t)old * row, released = 0;
+    for (size_t i = 0; i < 2 * stretches && old > 0; i++) {
+        size_t to = (i < stretches ? 0 : bytes) + i % stretches * cap * row;
+        memcpy(kv + to, from + i * stretch_bytes, stretch_bytes);
+        size_t moved = (i + 1) * stretch_bytes / HUGE_PAGE * HUGE_PAGE; // whole pages only
+        if (moved > released) release_pages(from + released, moved - released), released = moved;
     }
     unmap_huge(s->kv_region, s->kv_region_size);
     s->kv_region = kv, s->kv_region_size = kv_mapped;
@@ -5808,6 +5815,16 @@ static void unmap_huge(void *p, size_t mapped) {
     if (p) munmap(p, mapped);
 }
 
+// Gives n bytes of a map_huge region (whole pages) back to the OS; the region
+// stays mapped, and unmap_huge still frees it.
+static void release_pages(void *p, size_t n) {
+#ifdef MADV_DONTNEED
+    madvise(p, n, MADV_DONTNEED); // private anonymous memory: its pages are freed now (a hint elsewhere)
+#else
+    (void)p, (void)n; // strict POSIX has only posix_madvise, which need not free anything
+#endif
+}
+
 // A mapped file cut short while the program runs: reading its lost pages
 // raises SIGBUS, which would end the run with no word. Said in one line
 // instead, with what a signal handler may call (write, _exit).
@@ -5970,6 +5987,10 @@ static void *map_huge(size_t size, size_t *mapped, const char *what) {
 static void unmap_huge(void *p, size_t mapped) {
     (void)mapped;
     if (p) VirtualFree(p, 0, MEM_RELEASE);
+}
+
+static void release_pages(void *p, size_t n) {
+    VirtualFree(p, n, MEM_DECOMMIT); // the address range stays reserved; large pages refuse, and stay
 }
 
 // Paths are UTF-8 inside the program, as on POSIX; Windows' own calls take them in UTF-16.

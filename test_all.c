@@ -630,6 +630,35 @@ static void test_cache_grows(void) {
     }
 }
 
+// Growing a cache large enough that its old pages go back to the OS while its rows move
+// (release_pages, a 2 MB page at a time): 32 stretches of 512 KB of keys and as many of
+// values, each row marked with its stretch and position, checked one by one after it doubles.
+static void test_cache_rows_move(void) {
+    Config c = {.dim = 1024, .hidden_dim = 64, .n_layers = 4, .n_heads = 8, .n_kv_heads = 8, .vocab_size = 16,
+                .head_size = 128, .kv_dim = 1024, .group_size = 32, .rope_theta = 10000.0f, .rope_scale = 1.0f};
+    State s = {0};
+    build_state(&s, &c, 4096, 1, 0, 0);
+    reserve_positions(&s, &c, NULL, 1024);
+    size_t stretches = (size_t)c.n_layers * c.n_kv_heads;
+    for (size_t i = 0; i < stretches; i++)
+        for (int pos = 0; pos < 1024; pos++) {
+            float *k = kv_row(&s, &c, s.key_cache, (int)(i / c.n_kv_heads), (int)(i % c.n_kv_heads), pos);
+            float *v = kv_row(&s, &c, s.value_cache, (int)(i / c.n_kv_heads), (int)(i % c.n_kv_heads), pos);
+            for (int j = 0; j < c.head_size; j++) k[j] = (float)(i * 4096 + pos), v[j] = -(float)(i * 4096 + pos);
+        }
+    reserve_positions(&s, &c, NULL, 1025);
+    long wrong = 0;
+    for (size_t i = 0; i < stretches; i++)
+        for (int pos = 0; pos < 1024; pos++) {
+            float *k = kv_row(&s, &c, s.key_cache, (int)(i / c.n_kv_heads), (int)(i % c.n_kv_heads), pos);
+            float *v = kv_row(&s, &c, s.value_cache, (int)(i / c.n_kv_heads), (int)(i % c.n_kv_heads), pos);
+            for (int j = 0; j < c.head_size; j++) wrong += k[j] != (float)(i * 4096 + pos) || v[j] != -(float)(i * 4096 + pos);
+        }
+    check("forward-cache-rows-move", wrong == 0 && s.cache_positions == 2048, "%ld values wrong; room for %d positions",
+          wrong, s.cache_positions);
+    free_state(&s);
+}
+
 static void test_forward(void) {
     test_logits("forward-stories260K-logits", model_path("stories260K.bin"), "tests/logits_stories260K.txt");
     test_logits("forward-tiny-random-logits", model_path("llama-2-tiny-random.bin"), "tests/logits_tiny_random.txt");
@@ -648,6 +677,7 @@ static void test_forward(void) {
                    KV_F16);
     test_wide1_logits();
     test_cache_grows();
+    test_cache_rows_move();
 }
 
 // ----------------------------------------------------------------------------
