@@ -558,7 +558,7 @@ static void matmul(float *out, const Input *in, const Matrix *w) { matmuls(1, &o
 // positions). keys and values point at its position 0 in the KV cache, a row of head_size values a
 // position, float32 or (kv_f16) float16 (see kv_row); queries and outputs are `stride` floats apart.
 
-// Step 1, scores (T, pos + T): every query against every key, as one matrix product with the keys as the weights.
+// Step 1, scores (T, n_keys): every query against every key, as one matrix product with the keys as the weights.
 static void attention_scores(float *scores, const float *q, size_t stride, const void *keys, int kv_f16, int n_keys,
                              int T, int head_size) {
     if (kv_f16) kernels.f16_rows(scores, n_keys, keys, head_size, q, stride, head_size, n_keys, T);
