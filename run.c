@@ -305,9 +305,8 @@ static void memory_map_weights(Weights *w, const Config *c, Cursor *cur, int ver
 #define GGUF_MAGIC 0x46554747u // "GGUF" read as a little-endian uint32
 static void parse_gguf(Model *m, const unsigned char *bytes, size_t size, const char *path);
 
-// Reads a checkpoint's header from bytes (size of them) and points every
-// weight at its place there: llama2.c's layouts or GGUF. The file is untrusted:
-// nothing is read before it is known to lie inside.
+// Reads a checkpoint's header from bytes (size of them) and points every weight at its place there:
+// llama2.c's layouts or GGUF. The file is untrusted: nothing is read before it is known to lie inside.
 static void read_checkpoint(Model *m, const unsigned char *bytes, size_t size, const char *path) {
     if (size < 28) fatal("%s: %zu bytes is too short for a checkpoint header (28 bytes at least)", path, size);
     Config *c = &m->config;
@@ -461,9 +460,8 @@ static void f32_rows_scalar(float *out, size_t out_stride, const float *w, size_
     }
 }
 
-// The other kinds of kernel, each described with its plain kernel under
-// "Weight types": int8 weights with a scale per group, 16-bit floats, GGUF's
-// block types; and attention's weighted sum over a float16 KV cache.
+// The other kinds of kernel, each described with its plain kernel under "Weight types": int8 weights
+// with a scale per group, 16-bit floats, GGUF's block types; and attention's weighted sum over a float16 KV cache.
 typedef void Q8Rows(float *out, size_t out_stride, const int8_t *wq, const float *w_scale, size_t w_stride,
                     const int8_t *xq, const float *x_scale, const int32_t *x_sum, size_t x_stride, int n, int gs,
                     int rows, int tokens);
@@ -519,8 +517,7 @@ static Input prepare_input(Model *m, const float *x, int tokens, int n) {
 // runs, which prefetchers stream well, and two 16-row panels ("Weight types").
 #define MATMUL_ROW_BLOCK 32
 
-// Block b of a matrix product: rows b * MATMUL_ROW_BLOCK onwards of
-// out (tokens, w.rows) = in (tokens, w.cols) @ w^T.
+// Block b of a matrix product: rows b * MATMUL_ROW_BLOCK onwards of out (tokens, w.rows) = in (tokens, w.cols) @ w^T.
 static void other_rows(float *out, const Input *in, const Matrix *w, int r0, int rows); // under "Weight types"
 static void repack_weights(Weights *w, const Config *c); // under "Weight types"
 static void matmul_block(float *out, const Input *in, const Matrix *w, int b) {
@@ -660,9 +657,12 @@ static float *forward(Model *m, const int *tokens, int n_tokens, int pos, Logits
                 kv_store(s, kv_row(s, c, s->value_cache, l, kh, pos + t), v + from, head_size);
             }
 
-        // Multi-head attention, head by head, spread over threads; a lone token's heads_per_kv heads that
-        // share a key/value head go together, so that one pass over the keys scores them all.
+        // Multi-head attention, head by head, spread over threads. A lone token's heads that share a
+        // key/value head go together, so that one pass over the keys scores them all; halved while the
+        // threads outnumber the groups, but not below 4, where the scores would take other kernels
+        // (other roundings: the thread count would change the output).
         int h, group = T == 1 ? heads_per_kv : 1;
+        while (group % 2 == 0 && group >= 8 && c->n_heads / group < max_threads()) group /= 2;
 #pragma omp parallel for schedule(dynamic, 1)
         for (h = 0; h < c->n_heads; h += group) {
             float *scores = s->scores + (size_t)thread_index() * s->score_rows * s->cache_positions;
