@@ -1516,11 +1516,12 @@ static void test_kernels(void) {
 // A lone token's heads that share a key/value head go through attention() as one block of
 // queries at one position (per_pos = the group): the scores of 4 or more take the panel kernels,
 // fewer the row kernels. Either way each head's output must be what it gets alone, head by head
-// (the path the logits tests hold to NumPy), to float rounding, in float32 and float16 caches.
+// (the path the logits tests hold to NumPy), to float rounding, in float32 and float16 caches;
+// and both must be plain attention's, worked out here in double precision.
 static void test_attention_groups(void) {
     uint64_t rng = 7;
     const int groups[] = {2, 4, 8}, head_sizes[] = {64, 100}, positions[] = {0, 37, 300};
-    float worst = 0.0f;
+    float worst = 0.0f, worst_plain = 0.0f;
     int cases = 0;
     for (int f16 = 0; f16 <= 1; f16++)
         for (int gi = 0; gi < 3; gi++)
@@ -1541,11 +1542,29 @@ static void test_attention_groups(void) {
                     poison(got, (size_t)G * hs);
                     attention(got, q, hs, keys, values, f16, scores, pos, G, G, hs);
                     for (int i = 0; i < G * hs; i++) worst = worse(worst, fabsf(got[i] - want[i]));
+                    for (int h = 0; h < G; h++) { // softmax(q k / sqrt(head size)) weighting the values
+                        double *p = malloc((size_t)n_keys * sizeof(double)), max = -1e300, total = 0.0;
+                        for (int k = 0; k < n_keys; k++) {
+                            p[k] = 0.0;
+                            for (int j = 0; j < hs; j++) p[k] += (double)q[h * hs + j] * kv[(size_t)k * hs + j];
+                            p[k] /= sqrt((double)hs);
+                            if (p[k] > max) max = p[k];
+                        }
+                        for (int k = 0; k < n_keys; k++) total += p[k] = exp(p[k] - max);
+                        for (int j = 0; j < hs; j++) {
+                            double out = 0.0;
+                            for (int k = 0; k < n_keys; k++) out += p[k] / total * kv[((size_t)n_keys + k) * hs + j];
+                            worst_plain = worse(worst_plain, (float)fabs(got[h * hs + j] - out));
+                        }
+                        free(p);
+                    }
                     cases++;
                     free(q), free(kv), free(kv16), free(scores), free(want), free(got);
                 }
     check("kernels-attention-heads-together", worst <= 1e-6f, "worst |difference| %g over %d cases (outputs are "
           "averages of values in [-1, 1])", worst, cases);
+    check("kernels-attention-vs-plain", worst_plain <= 1e-6f, "worst |difference| from double precision %g over %d cases",
+          worst_plain, cases);
 }
 
 // ----------------------------------------------------------------------------
