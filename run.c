@@ -4663,9 +4663,12 @@ PACKED_AVX512(Q8_0) PACKED_AVX512(Q4_0)
 // K chunks of 16 of each row's values (the `left` ones of the pass), float32 or (f16) float16 widened by
 // vcvtph2ps. K is 8 (128 values: a head of 128 in one pass over the rows) or 4, so that a head of 64
 // loads and adds no empty chunks; the rows are summed in two sets, even and odd, so that 4 chunks
-// still keep 8 additions in flight.
+// still keep 8 additions in flight. The rows WEIGHTED_AHEAD on are fetched while these are added:
+// left to the hardware prefetchers, a 7B's values were read at two thirds the speed (bench/NOTES.md).
+#define WEIGHTED_AHEAD 16
 AVX512 static INLINE void weighted_chunks_avx512(float *out, const float *a, const void *v, size_t v_stride,
                                                  int left, int rows, const int f16, const int K) {
+    const size_t size = f16 ? 2 : 4;
     __mmask16 m[8];
     __m512 even[8], odd[8];
     for (int k = 0; k < K; k++) m[k] = chunk_mask16(left - 16 * k), even[k] = odd[k] = _mm512_setzero_ps();
@@ -4674,6 +4677,8 @@ AVX512 static INLINE void weighted_chunks_avx512(float *out, const float *a, con
          : _mm512_maskz_loadu_ps(m[k], (const float *)v + (size_t)(r) * v_stride + 16 * (k)))
     int r = 0;
     for (; r + 2 <= rows; r += 2) {
+        for (size_t ahead = r + WEIGHTED_AHEAD; ahead < (size_t)r + WEIGHTED_AHEAD + 2; ahead++)
+            for (size_t line = 0; line < 16 * K * size; line += 64) prefetch(v, ahead * v_stride * size + line);
         __m512 a0 = _mm512_set1_ps(a[r]), a1 = _mm512_set1_ps(a[r + 1]);
         for (int k = 0; k < K; k++) {
             even[k] = _mm512_fmadd_ps(a0, ROW_CHUNK(r, k), even[k]);
