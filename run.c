@@ -438,14 +438,18 @@ typedef struct {
 // one contiguous block of rows at a time; matmul() below spreads the blocks over threads.
 typedef void F32Rows(float *out, size_t out_stride, const float *w, size_t w_stride, const float *x,
                      size_t x_stride, int n, int rows, int tokens);
-// Attention's last step: a weighted sum of rows (values).
-//     out[i] = sum over r < rows of a[r] * v[r * v_stride + i],  i < n
-typedef void WeightedRows(float *out, const float *a, const float *v, size_t v_stride, int n, int rows);
+// Attention's last step: weighted sums of rows (values), one for each of `queries` sets of weights.
+//     out[q * out_stride + i] = sum over r < rows of a[q * a_stride + r] * v[r * v_stride + i],  i < n
+typedef void WeightedRows(float *out, size_t out_stride, const float *a, size_t a_stride, const float *v,
+                          size_t v_stride, int n, int rows, int queries);
 
-static void weighted_rows_scalar(float *out, const float *a, const float *v, size_t v_stride, int n, int rows) {
-    for (int i = 0; i < n; i++) out[i] = 0.0f;
-    for (int r = 0; r < rows; r++)
-        for (int i = 0; i < n; i++) out[i] += a[r] * v[r * v_stride + i];
+static void weighted_rows_scalar(float *out, size_t out_stride, const float *a, size_t a_stride, const float *v,
+                                 size_t v_stride, int n, int rows, int queries) {
+    for (int q = 0; q < queries; q++, out += out_stride, a += a_stride) {
+        for (int i = 0; i < n; i++) out[i] = 0.0f;
+        for (int r = 0; r < rows; r++)
+            for (int i = 0; i < n; i++) out[i] += a[r] * v[r * v_stride + i];
+    }
 }
 
 static void f32_rows_scalar(float *out, size_t out_stride, const float *w, size_t w_stride, const float *x,
@@ -469,7 +473,8 @@ typedef void HalfRows(float *out, size_t out_stride, const uint16_t *w, size_t w
                       size_t x_stride, int n, int rows, int tokens);
 typedef void BlockRows(WeightType type, float *out, size_t out_stride, const uint8_t *w, size_t row_bytes,
                        const Input *x, int rows);
-typedef void WeightedHalfRows(float *out, const float *a, const uint16_t *v, size_t v_stride, int n, int rows);
+typedef void WeightedHalfRows(float *out, size_t out_stride, const float *a, size_t a_stride, const uint16_t *v,
+                              size_t v_stride, int n, int rows, int queries);
 
 // The dispatch: one set of kernels, every one of a kind. The forward pass
 // calls them through `kernels`; "Fast kernels" holds the other sets.
@@ -551,41 +556,33 @@ static void matmuls(int count, float *const out[], const Input *in, const Matrix
 
 static void matmul(float *out, const Input *in, const Matrix *w) { matmuls(1, &out, in, &w); }
 
-// Attention in three steps, for T queries that share a key/value head (attention() says at which
-// positions). keys and values point at its position 0 in the KV cache, a row of head_size values a
-// position, float32 or (kv_f16) float16 (see kv_row); queries and outputs are `stride` floats apart.
-
-// Step 1, scores (T, n_keys): every query against every key, as one matrix product with the keys as the weights.
-static void attention_scores(float *scores, const float *q, size_t stride, const void *keys, int kv_f16, int n_keys,
-                             int T, int head_size) {
-    if (kv_f16) kernels.f16_rows(scores, n_keys, keys, head_size, q, stride, head_size, n_keys, T);
-    else kernels.f32_rows(scores, n_keys, keys, head_size, q, stride, head_size, n_keys, T);
-}
-
-// Step 2, probabilities, is in attention() below. Step 3, the output: the values' rows summed, weighted by them.
-static void attention_mix(float *out, const float *probs, const void *values, int kv_f16, int n_values, int head_size) {
-    if (kv_f16) kernels.weighted_f16_rows(out, probs, values, head_size, head_size, n_values);
-    else kernels.weighted_rows(out, probs, values, head_size, head_size, n_values);
-}
-
-// T queries, `per_pos` at each position from pos on (1, or a token's heads that share the keys);
-// scores has room for T * (pos + T / per_pos) floats. The queries go ATTENTION_TILE at a time,
-// each tile scored against the keys up to its last query's: causal, none needs later keys.
+// Attention in three steps, for T queries that share a key/value head, `per_pos` at each position from pos on (1, or
+// a token's heads that share the keys). keys and values point at its position 0 in the KV cache, a row of head_size
+// values a position, float32 or (kv_f16) float16 (see kv_row); queries and outputs are `stride` floats apart; scores
+// has room for T * (pos + T / per_pos) floats. The queries go ATTENTION_TILE at a time, each tile scored against the
+// keys up to its last query's: causal, none needs later keys.
 #define ATTENTION_TILE 32 // 64 wastes more of the triangle; 16 gains nothing more (bench/NOTES.md)
 static void attention(float *out, const float *q, size_t stride, const void *keys, const void *values, int kv_f16,
                       float *scores, int pos, int T, int per_pos, int head_size) {
     for (int t0 = 0; t0 < T; t0 += ATTENTION_TILE) {
         int tile = T - t0 < ATTENTION_TILE ? T - t0 : ATTENTION_TILE, n_keys = pos + (t0 + tile - 1) / per_pos + 1;
-        attention_scores(scores, q + (size_t)t0 * stride, stride, keys, kv_f16, n_keys, tile, head_size);
+        const float *q_tile = q + (size_t)t0 * stride;
+        // Step 1, scores (tile, n_keys): every query against every key, a matrix product with the keys as the weights.
+        if (kv_f16) kernels.f16_rows(scores, n_keys, keys, head_size, q_tile, stride, head_size, n_keys, tile);
+        else kernels.f32_rows(scores, n_keys, keys, head_size, q_tile, stride, head_size, n_keys, tile);
         for (int t = t0; t < t0 + tile; t++) {
             float *s = scores + (size_t)(t - t0) * n_keys;
             int visible = pos + t / per_pos + 1; // causal: a query sees the keys up to its own position only
-            // Step 2, probabilities: the scores scaled to about unit variance, then softmax.
+            // Step 2, probabilities: the scores scaled to about unit variance, then softmax; later keys weigh nothing.
             float scale = 1.0f / sqrtf((float)head_size);
             for (int k = 0; k < visible; k++) s[k] *= scale;
             kernels.softmax(s, visible);
-            attention_mix(out + t * stride, s, values, kv_f16, visible, head_size);
+            for (int k = visible; k < n_keys; k++) s[k] = 0.0f;
         }
+        // Step 3, the outputs: the values' rows summed, weighted by each query's probabilities.
+        float *out_tile = out + (size_t)t0 * stride;
+        if (kv_f16) kernels.weighted_f16_rows(out_tile, stride, scores, n_keys, values, head_size, head_size, n_keys, tile);
+        else kernels.weighted_rows(out_tile, stride, scores, n_keys, values, head_size, head_size, n_keys, tile);
     }
 }
 
@@ -1686,12 +1683,15 @@ static float bf16_to_f32(uint16_t h) {
     return f;
 }
 
-// Attention's last step with a float16 cache: out[i] = sum over r < rows of
-// a[r] * v[r * v_stride + i], v in float16 (WeightedHalfRows).
-static void weighted_f16_rows_scalar(float *out, const float *a, const uint16_t *v, size_t v_stride, int n, int rows) {
-    for (int i = 0; i < n; i++) out[i] = 0.0f;
-    for (int r = 0; r < rows; r++)
-        for (int i = 0; i < n; i++) out[i] += a[r] * f16_to_f32(v[r * v_stride + i]);
+// Attention's last step with a float16 cache: as weighted_rows_scalar, with v
+// in float16 (WeightedHalfRows).
+static void weighted_f16_rows_scalar(float *out, size_t out_stride, const float *a, size_t a_stride, const uint16_t *v,
+                                     size_t v_stride, int n, int rows, int queries) {
+    for (int q = 0; q < queries; q++, out += out_stride, a += a_stride) {
+        for (int i = 0; i < n; i++) out[i] = 0.0f;
+        for (int r = 0; r < rows; r++)
+            for (int i = 0; i < n; i++) out[i] += a[r] * f16_to_f32(v[r * v_stride + i]);
+    }
 }
 
 // A 16-bit float of either kind (WEIGHT_F16 or WEIGHT_BF16).
@@ -3213,6 +3213,13 @@ static const float exp_taylor[8] = {1.0f / 5040, 1.0f / 720, 1.0f / 120, 1.0f / 
 #define BLOCK_ROWS_PARAMS                                                                                              \
     WeightType type, float *out, size_t out_stride, const uint8_t *w, size_t row_bytes, const Input *in, int rows
 
+// A set whose weighted sums (WeightedRows) go a query at a time: its kernel for one, for each query.
+#define EACH_QUERY(name, one, T)                                                                                      \
+    static void name(float *out, size_t out_stride, const float *a, size_t a_stride, const T *v, size_t v_stride,     \
+                     int n, int rows, int queries) {                                                                  \
+        for (int q = 0; q < queries; q++) one(out + q * out_stride, a + q * a_stride, v, v_stride, n, rows);          \
+    }
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
@@ -4691,22 +4698,63 @@ AVX512 static INLINE void weighted_chunks_avx512(float *out, const float *a, con
     for (int k = 0; k < K; k++) _mm512_mask_storeu_ps(out + 16 * k, m[k], _mm512_add_ps(even[k], odd[k]));
 }
 
-AVX512 static INLINE void weighted_any_rows_avx512(float *out, const float *a, const void *v, size_t v_stride, int n,
-                                                   int rows, const int f16) {
-    for (int i0 = 0; i0 < n; i0 += 128) {
-        const void *vi = (const char *)v + (size_t)i0 * (f16 ? 2 : 4);
-        if (n - i0 > 64) weighted_chunks_avx512(out + i0, a, vi, v_stride, n - i0, rows, f16, 8);
-        else weighted_chunks_avx512(out + i0, a, vi, v_stride, n - i0, rows, f16, 4);
+// Four queries at once: each row's 4 chunks of 16 values (the `left` ones of the pass) are loaded and
+// widened once for the four. A prompt's queries, or a token's heads that share a key/value head, read
+// the same values: one query at a time, they came from L2 four times as often, and a 7B's attention
+// in a prompt took a third longer (bench/NOTES.md).
+AVX512 static INLINE void weighted_four_avx512(float *out, size_t out_stride, const float *a, size_t a_stride,
+                                               const void *v, size_t v_stride, int left, int rows, const int f16) {
+    const size_t size = f16 ? 2 : 4;
+    __mmask16 m[4];
+    __m512 acc[4][4]; // (queries, chunks)
+    for (int k = 0; k < 4; k++) {
+        m[k] = chunk_mask16(left - 16 * k);
+        for (int q = 0; q < 4; q++) acc[q][k] = _mm512_setzero_ps();
     }
+    for (int r = 0; r < rows; r++) {
+        for (size_t line = 0; line < 64 * size; line += 64) prefetch(v, ((size_t)r + WEIGHTED_AHEAD) * v_stride * size + line);
+        __m512 chunk[4];
+        for (int k = 0; k < 4; k++) {
+            size_t at = (size_t)r * v_stride + 16 * k;
+            chunk[k] = f16 ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m[k], (const uint16_t *)v + at))
+                           : _mm512_maskz_loadu_ps(m[k], (const float *)v + at);
+        }
+        for (int q = 0; q < 4; q++) {
+            __m512 weight = _mm512_set1_ps(a[q * a_stride + r]);
+            for (int k = 0; k < 4; k++) acc[q][k] = _mm512_fmadd_ps(weight, chunk[k], acc[q][k]);
+        }
+    }
+    for (int q = 0; q < 4; q++)
+        for (int k = 0; k < 4; k++) _mm512_mask_storeu_ps(out + q * out_stride + 16 * k, m[k], acc[q][k]);
 }
 
-AVX512 static void weighted_rows_avx512(float *out, const float *a, const float *v, size_t v_stride, int n, int rows) {
-    weighted_any_rows_avx512(out, a, v, v_stride, n, rows, 0);
+// Queries four at a time, 64 values a pass; the rest one at a time, a head of up to 128 in one pass.
+AVX512 static INLINE void weighted_any_rows_avx512(float *out, size_t out_stride, const float *a, size_t a_stride,
+                                                   const void *v, size_t v_stride, int n, int rows, int queries,
+                                                   const int f16) {
+    const size_t size = f16 ? 2 : 4;
+    int q = 0;
+    for (; q + 4 <= queries; q += 4)
+        for (int i0 = 0; i0 < n; i0 += 64)
+            weighted_four_avx512(out + q * out_stride + i0, out_stride, a + q * a_stride, a_stride,
+                                 (const char *)v + i0 * size, v_stride, n - i0, rows, f16);
+    for (; q < queries; q++)
+        for (int i0 = 0; i0 < n; i0 += 128) {
+            float *o = out + q * out_stride + i0;
+            const void *vi = (const char *)v + i0 * size;
+            if (n - i0 > 64) weighted_chunks_avx512(o, a + q * a_stride, vi, v_stride, n - i0, rows, f16, 8);
+            else weighted_chunks_avx512(o, a + q * a_stride, vi, v_stride, n - i0, rows, f16, 4);
+        }
 }
 
-AVX512 static void weighted_f16_rows_avx512(float *out, const float *a, const uint16_t *v, size_t v_stride, int n,
-                                            int rows) {
-    weighted_any_rows_avx512(out, a, v, v_stride, n, rows, 1);
+AVX512 static void weighted_rows_avx512(float *out, size_t out_stride, const float *a, size_t a_stride, const float *v,
+                                        size_t v_stride, int n, int rows, int queries) {
+    weighted_any_rows_avx512(out, out_stride, a, a_stride, v, v_stride, n, rows, queries, 0);
+}
+
+AVX512 static void weighted_f16_rows_avx512(float *out, size_t out_stride, const float *a, size_t a_stride,
+                                            const uint16_t *v, size_t v_stride, int n, int rows, int queries) {
+    weighted_any_rows_avx512(out, out_stride, a, a_stride, v, v_stride, n, rows, queries, 1);
 }
 
 // to_f16_avx512 = to_f16_scalar: vcvtps2ph rounds to nearest even too.
@@ -5192,7 +5240,7 @@ ROWS256_AVX2(Q2_K) ROWS256_AVX2(Q3_K) ROWS256_AVX2(Q4_K) ROWS256_AVX2(Q5_K) ROWS
 
 // 32 outputs (4 registers) at a time, every row added in order; the rows WEIGHTED_AHEAD on are
 // fetched during the first pass, as in weighted_chunks_avx512.
-AVX2 static void weighted_rows_avx2(float *out, const float *a, const float *v, size_t v_stride, int n, int rows) {
+AVX2 static void weighted_row_avx2(float *out, const float *a, const float *v, size_t v_stride, int n, int rows) {
     for (int i0 = 0; i0 < n; i0 += 32) {
         __m256i m[4];
         __m256 acc[4];
@@ -5209,7 +5257,7 @@ AVX2 static void weighted_rows_avx2(float *out, const float *a, const float *v, 
 }
 
 // With a float16 cache: weighted_f16_rows_avx2 = weighted_f16_rows_scalar, 32 at a time, the tail plain.
-AVX2 static void weighted_f16_rows_avx2(float *out, const float *a, const uint16_t *v, size_t v_stride, int n, int rows) {
+AVX2 static void weighted_f16_row_avx2(float *out, const float *a, const uint16_t *v, size_t v_stride, int n, int rows) {
     int i0 = 0;
     for (; i0 + 32 <= n; i0 += 32) {
         __m256 acc[4];
@@ -5229,8 +5277,9 @@ AVX2 static void weighted_f16_rows_avx2(float *out, const float *a, const uint16
             acc = _mm256_fmadd_ps(_mm256_set1_ps(a[r]), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + r * v_stride + i0))), acc);
         _mm256_storeu_ps(out + i0, acc);
     }
-    if (i0 < n) weighted_f16_rows_scalar(out + i0, a, v + i0, v_stride, n - i0, rows);
+    if (i0 < n) weighted_f16_rows_scalar(out + i0, 0, a, 0, v + i0, v_stride, n - i0, rows, 1);
 }
+EACH_QUERY(weighted_rows_avx2, weighted_row_avx2, float) EACH_QUERY(weighted_f16_rows_avx2, weighted_f16_row_avx2, uint16_t)
 
 // to_f16_avx2 = to_f16_scalar, with F16C's vcvtps2ph.
 AVX2 static void to_f16_avx2(uint16_t *dst, const float *src, size_t n) {
@@ -5617,7 +5666,7 @@ DECODED_NEON(Q4_K) DECODED_NEON(Q5_K) DECODED_NEON(Q6_K) DECODED_NEON(IQ4_XS)
 // --- Attention's weighted sum: weighted_rows_neon = weighted_rows_scalar
 
 // 16 outputs (4 registers) at a time, every row added in order.
-static void weighted_rows_neon(float *out, const float *a, const float *v, size_t v_stride, int n, int rows) {
+static void weighted_row_neon(float *out, const float *a, const float *v, size_t v_stride, int n, int rows) {
     int i0 = 0;
     for (; i0 + 16 <= n; i0 += 16) {
         float32x4_t acc[4];
@@ -5634,7 +5683,7 @@ static void weighted_rows_neon(float *out, const float *a, const float *v, size_
 }
 
 // With a float16 cache: weighted_f16_rows_neon = weighted_f16_rows_scalar, 16 at a time, the tail plain.
-static void weighted_f16_rows_neon(float *out, const float *a, const uint16_t *v, size_t v_stride, int n, int rows) {
+static void weighted_f16_row_neon(float *out, const float *a, const uint16_t *v, size_t v_stride, int n, int rows) {
     int i0 = 0;
     for (; i0 + 16 <= n; i0 += 16) {
         float32x4_t acc[4];
@@ -5644,8 +5693,9 @@ static void weighted_f16_rows_neon(float *out, const float *a, const uint16_t *v
                 acc[k] = vfmaq_n_f32(acc[k], vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(v + r * v_stride + i0 + 4 * k))), a[r]);
         for (int k = 0; k < 4; k++) vst1q_f32(out + i0 + 4 * k, acc[k]);
     }
-    if (i0 < n) weighted_f16_rows_scalar(out + i0, a, v + i0, v_stride, n - i0, rows);
+    if (i0 < n) weighted_f16_rows_scalar(out + i0, 0, a, 0, v + i0, v_stride, n - i0, rows, 1);
 }
+EACH_QUERY(weighted_rows_neon, weighted_row_neon, float) EACH_QUERY(weighted_f16_rows_neon, weighted_f16_row_neon, uint16_t)
 
 // to_f16_neon = to_f16_scalar: fcvtn rounds to nearest even (the default rounding mode).
 static void to_f16_neon(uint16_t *dst, const float *src, size_t n) {

@@ -1284,33 +1284,32 @@ static void test_kernels(void) {
             }
             free(w), free(x), free(want), free(got);
         }
-        // Weighted sums of rows, as attention makes them: head sizes with and without tails.
-        float worst_weighted = 0.0f;
-        for (int c = 0; c < 8; c++) { // n 1, 44, 87, 130 (the SIMD kernels' passes of 64 and 128, tails), rows even and odd
-            int n = 1 + 43 * (c / 2), rows = 1 + n % 37 + c % 2;
-            size_t vs = n + 7;
-            float *a = malloc(rows * sizeof(float)), *v = malloc(rows * vs * sizeof(float));
-            float *want = malloc(n * sizeof(float)), *got = malloc(n * sizeof(float));
-            for (int i = 0; i < rows; i++) a[i] = random_f32(&rng);
-            for (size_t i = 0; i < rows * vs; i++) v[i] = test_random(&rng);
-            weighted_rows_scalar(want, a, v, vs, n, rows);
-            ks->weighted_rows(got, a, v, vs, n, rows);
-            for (int i = 0; i < n; i++) worst_weighted = worse(worst_weighted, fabsf(got[i] - want[i]) / (rows * 1e-6f));
-            free(a), free(v), free(want), free(got);
-        }
-        // The same with values in float16, as a float16 KV cache holds them.
-        float worst_weighted_f16 = 0.0f;
-        for (int c = 0; c < 8; c++) { // n 1, 44, 87, 130 (the SIMD kernels' passes of 64 and 128, tails), rows even and odd
-            int n = 1 + 43 * (c / 2), rows = 1 + n % 37 + c % 2;
-            size_t vs = n + 7;
-            float *a = malloc(rows * sizeof(float)), *want = malloc(n * sizeof(float)), *got = malloc(n * sizeof(float));
-            uint16_t *v = malloc(rows * vs * sizeof(uint16_t));
-            for (int i = 0; i < rows; i++) a[i] = random_f32(&rng);
-            for (size_t i = 0; i < rows * vs; i++) v[i] = f32_to_f16(test_random(&rng));
-            weighted_f16_rows_scalar(want, a, v, vs, n, rows);
-            ks->weighted_f16_rows(got, a, v, vs, n, rows);
-            for (int i = 0; i < n; i++) worst_weighted_f16 = worse(worst_weighted_f16, fabsf(got[i] - want[i]) / (rows * 1e-6f));
-            free(a), free(v), free(want), free(got);
+        // Weighted sums of rows, as attention makes them: head sizes with and without tails, one query
+        // or several (the AVX-512 set takes four at a time, the rest one at a time), float32 values
+        // and float16 ones, as a float16 KV cache holds them.
+        float worst_weighted = 0.0f, worst_weighted_f16 = 0.0f;
+        for (int c = 0; c < 32; c++) { // n 1, 44, 87, 130 (passes of 64 and 128, tails), rows even and odd; 1, 3, 4, 9 queries
+            int n = 1 + 43 * (c % 8 / 2), rows = 1 + n % 37 + c % 2, queries = (int[]){1, 3, 4, 9}[c / 8];
+            size_t vs = n + 7, os = n + 5, as = rows + 3;
+            float *a = malloc(queries * as * sizeof(float)), *v = malloc(rows * vs * sizeof(float));
+            float *want = malloc(queries * os * sizeof(float)), *got = malloc(queries * os * sizeof(float));
+            uint16_t *v16 = malloc(rows * vs * sizeof(uint16_t));
+            for (size_t i = 0; i < queries * as; i++) a[i] = random_f32(&rng);
+            for (size_t i = 0; i < rows * vs; i++) v[i] = test_random(&rng), v16[i] = f32_to_f16(v[i]);
+            for (int f16 = 0; f16 <= 1; f16++) {
+                poison(want, queries * os), poison(got, queries * os);
+                if (f16) weighted_f16_rows_scalar(want, os, a, as, v16, vs, n, rows, queries);
+                else weighted_rows_scalar(want, os, a, as, v, vs, n, rows, queries);
+                if (f16) ks->weighted_f16_rows(got, os, a, as, v16, vs, n, rows, queries);
+                else ks->weighted_rows(got, os, a, as, v, vs, n, rows, queries);
+                for (int q = 0; q < queries; q++)
+                    for (int i = 0; i < n; i++) {
+                        float err = fabsf(got[q * os + i] - want[q * os + i]) / (rows * 1e-6f);
+                        if (f16) worst_weighted_f16 = worse(worst_weighted_f16, err);
+                        else worst_weighted = worse(worst_weighted, err);
+                    }
+            }
+            free(a), free(v), free(v16), free(want), free(got);
         }
         // Floats into float16 (a float16 KV cache's stores): bit for bit, on values of every size but NaN.
         int to_f16_same = 1;
