@@ -445,10 +445,12 @@ typedef void WeightedRows(float *out, size_t out_stride, const float *a, size_t 
 
 static void weighted_rows_scalar(float *out, size_t out_stride, const float *a, size_t a_stride, const float *v,
                                  size_t v_stride, int n, int rows, int queries) {
-    for (int q = 0; q < queries; q++, out += out_stride, a += a_stride) {
-        for (int i = 0; i < n; i++) out[i] = 0.0f;
+    for (int q = 0; q < queries; q++) {
+        float *o = out + q * out_stride;
+        const float *w = a + q * a_stride;
+        for (int i = 0; i < n; i++) o[i] = 0.0f;
         for (int r = 0; r < rows; r++)
-            for (int i = 0; i < n; i++) out[i] += a[r] * v[r * v_stride + i];
+            for (int i = 0; i < n; i++) o[i] += w[r] * v[r * v_stride + i];
     }
 }
 
@@ -1687,10 +1689,12 @@ static float bf16_to_f32(uint16_t h) {
 // in float16 (WeightedHalfRows).
 static void weighted_f16_rows_scalar(float *out, size_t out_stride, const float *a, size_t a_stride, const uint16_t *v,
                                      size_t v_stride, int n, int rows, int queries) {
-    for (int q = 0; q < queries; q++, out += out_stride, a += a_stride) {
-        for (int i = 0; i < n; i++) out[i] = 0.0f;
+    for (int q = 0; q < queries; q++) {
+        float *o = out + q * out_stride;
+        const float *w = a + q * a_stride;
+        for (int i = 0; i < n; i++) o[i] = 0.0f;
         for (int r = 0; r < rows; r++)
-            for (int i = 0; i < n; i++) out[i] += a[r] * f16_to_f32(v[r * v_stride + i]);
+            for (int i = 0; i < n; i++) o[i] += w[r] * f16_to_f32(v[r * v_stride + i]);
     }
 }
 
