@@ -4675,7 +4675,7 @@ PACKED_AVX512(Q8_0) PACKED_AVX512(Q4_0)
 // vcvtph2ps. K is 8 (128 values: a head of 128 in one pass over the rows) or 4, so that a head of 64
 // loads and adds no empty chunks; the rows are summed in two sets, even and odd, so that 4 chunks
 // still keep 8 additions in flight. The rows WEIGHTED_AHEAD on are fetched while these are added:
-// left to the hardware prefetchers, a 7B's attention at 2,300 positions took a third longer (bench/NOTES.md).
+// left to the hardware prefetchers, a 7B's attention at 2,300 positions took 1.4 to 1.5 times as long (bench/NOTES.md).
 #define WEIGHTED_AHEAD 16
 AVX512 static INLINE void weighted_chunks_avx512(float *out, const float *a, const void *v, size_t v_stride,
                                                  int left, int rows, const int f16, const int K) {
