@@ -1689,13 +1689,12 @@ static float bf16_to_f32(uint16_t h) {
 // in float16 (WeightedHalfRows).
 static void weighted_f16_rows_scalar(float *out, size_t out_stride, const float *a, size_t a_stride, const uint16_t *v,
                                      size_t v_stride, int n, int rows, int queries) {
-    for (int q = 0; q < queries; q++) {
-        float *o = out + q * out_stride;
-        const float *w = a + q * a_stride;
-        for (int i = 0; i < n; i++) o[i] = 0.0f;
-        for (int r = 0; r < rows; r++)
-            for (int i = 0; i < n; i++) o[i] += w[r] * f16_to_f32(v[r * v_stride + i]);
-    }
+    for (int q = 0; q < queries; q++)
+        for (int i = 0; i < n; i++) { // each output summed in the same order as weighted_rows_scalar's
+            float sum = 0.0f;
+            for (int r = 0; r < rows; r++) sum += a[q * a_stride + r] * f16_to_f32(v[r * v_stride + i]);
+            out[q * out_stride + i] = sum;
+        }
 }
 
 // A 16-bit float of either kind (WEIGHT_F16 or WEIGHT_BF16).
