@@ -5846,6 +5846,12 @@ static void select_kernels(void) {
 // 2 MB pages: on Linux, aligned to 2 MB and advised to use transparent huge
 // pages; on Windows, large pages when the user may lock pages in memory (a
 // privilege an administrator grants), plain memory otherwise.
+//
+// Reading the file costs little more than faulting in that memory, which in a
+// virtual machine can take seconds for a 7B model (more when the host has
+// taken the memory back from another process); read_in_pieces spreads it over
+// the threads, which about halved a 7B model's load (bench/NOTES.md).
+static void read_in_pieces(const void *file, unsigned char *p, size_t size, const char *path);
 
 #ifndef _WIN32
 #include <fcntl.h>
@@ -5925,12 +5931,7 @@ static void *load_file(const char *path, WeightsLoad load, size_t min_size, cons
     unsigned char *p;
     if (load == WEIGHTS_READ) {
         p = map_huge(*size + 64, mapped, path); // 64 bytes to spare for align_weights
-        for (size_t done = 0; done < *size;) {
-            size_t chunk = *size - done < (1u << 30) ? *size - done : (1u << 30); // Linux reads at most ~2 GB a call
-            ssize_t n = pread(fd, p + done, chunk, (off_t)done);
-            if (n <= 0) fatal("cannot read %s: %s", path, n < 0 ? strerror(errno) : "file shrank while reading");
-            done += n;
-        }
+        read_in_pieces(&fd, p, *size, path);
     } else {
         p = mmap(NULL, *size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (p == MAP_FAILED) fatal("cannot map %s: %s", path, strerror(errno));
@@ -5939,6 +5940,14 @@ static void *load_file(const char *path, WeightsLoad load, size_t min_size, cons
     }
     close(fd); // a mapping keeps the file open
     return p;
+}
+
+// Reads up to n bytes at offset of the file (an int: its descriptor) into p:
+// how many, 0 at its end, or -1 with *error set.
+static long long read_at(const void *file, unsigned char *p, size_t n, size_t offset, const char **error) {
+    ssize_t got = pread(*(const int *)file, p, n, (off_t)offset);
+    if (got < 0) *error = strerror(errno);
+    return got;
 }
 
 static void unload_file(void *bytes, size_t mapped, WeightsLoad load) {
@@ -6104,12 +6113,7 @@ static void *load_file(const char *path, WeightsLoad load, size_t min_size, cons
     unsigned char *p;
     if (load == WEIGHTS_READ) {
         p = map_huge(*size + 64, mapped, path); // 64 bytes to spare for align_weights
-        for (size_t done = 0; done < *size;) {
-            DWORD chunk = *size - done < (1u << 30) ? (DWORD)(*size - done) : (1u << 30), n = 0; // ReadFile counts in a DWORD
-            if (!ReadFile(f, p + done, chunk, &n, NULL)) fatal("cannot read %s: %s", path, windows_error());
-            if (n == 0) fatal("cannot read %s: file shrank while reading", path);
-            done += n;
-        }
+        read_in_pieces(&f, p, *size, path);
     } else {
         HANDLE mapping = CreateFileMappingA(f, NULL, PAGE_READONLY, 0, 0, NULL);
         p = mapping ? MapViewOfFile(mapping, FILE_MAP_READ, 0, 0, 0) : NULL;
@@ -6119,6 +6123,20 @@ static void *load_file(const char *path, WeightsLoad load, size_t min_size, cons
     }
     CloseHandle(f);
     return p;
+}
+
+// Reads up to n bytes at offset of the file (a HANDLE) into p: how many, 0 at
+// its end, or -1 with *error set. The OVERLAPPED only says where: the handle
+// is synchronous, so each thread's read waits for itself.
+static long long read_at(const void *file, unsigned char *p, size_t n, size_t offset, const char **error) {
+    OVERLAPPED at = {0};
+    at.Offset = (DWORD)offset, at.OffsetHigh = (DWORD)((unsigned long long)offset >> 32);
+    DWORD got = 0;
+    if (!ReadFile(*(const HANDLE *)file, p, (DWORD)n, &got, &at) && GetLastError() != ERROR_HANDLE_EOF) {
+        *error = windows_error();
+        return -1;
+    }
+    return got;
 }
 
 static void unload_file(void *bytes, size_t mapped, WeightsLoad load) {
@@ -6195,6 +6213,32 @@ static void start_platform(void) {
 }
 
 #endif // _WIN32
+
+// The file's size bytes into p, in pieces of 64 MB, as many at once as there
+// are threads: small enough for one call each (Linux reads at most about 2 GB
+// a call, Windows counts in 32 bits) and for the threads to finish together
+// (a 1.1B model's file is 18 pieces). A failure ends the run once every
+// thread has stopped, with the first reason given.
+static void read_in_pieces(const void *file, unsigned char *p, size_t size, const char *path) {
+    const size_t piece = (size_t)64 << 20;
+    const char *failed = NULL;
+    long pieces = (long)((size + piece - 1) / piece), i;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (i = 0; i < pieces; i++) {
+        size_t at = (size_t)i * piece, end = at + piece < size ? at + piece : size;
+        while (at < end) {
+            const char *error = "file shrank while reading";
+            long long got = read_at(file, p + at, end - at, at, &error);
+            if (got <= 0) {
+#pragma omp critical(read_failed)
+                if (!failed) failed = error;
+                break;
+            }
+            at += (size_t)got;
+        }
+    }
+    if (failed) fatal("cannot read %s: %s", path, failed);
+}
 
 // ============================================================================
 // Command line
