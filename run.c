@@ -2093,6 +2093,32 @@ static void repack_matrix(Matrix *m) {
     m->packed_rows = panels * PACKED_ROWS;
 }
 
+// Loading moves the file through memory in pieces of PIECE_BYTES, as many at
+// once as there are threads: small enough for one read call each (Linux
+// reads at most about 2 GB a call, Windows counts in 32 bits) and for the
+// threads to finish together (a 1.1B model's file is 18 pieces).
+#define PIECE_BYTES ((size_t)64 << 20)
+
+// Moves size bytes at p up by skew (at most 64; the memory has room past
+// them), in pieces over the threads: piece i's first skew bytes are kept
+// aside before any piece moves, since the piece below it writes over them.
+static void shift_up(unsigned char *p, size_t size, size_t skew) {
+    const size_t piece = PIECE_BYTES;
+    long pieces = (long)((size + piece - 1) / piece), i;
+    unsigned char(*heads)[64] = xmalloc((size_t)pieces * 64, "a move of the weights");
+    for (i = 0; i < pieces; i++) {
+        size_t at = (size_t)i * piece;
+        memcpy(heads[i], p + at, size - at < skew ? size - at : skew);
+    }
+#pragma omp parallel for schedule(dynamic, 1)
+    for (i = 0; i < pieces; i++) {
+        size_t at = (size_t)i * piece, len = size - at < piece ? size - at : piece, head = len < skew ? len : skew;
+        memmove(p + at + skew + head, p + at + head, len - head); // the rest of the piece, which no other piece writes
+        memcpy(p + at + skew, heads[i], head);
+    }
+    free(heads);
+}
+
 // The panel kernels read 64 bytes at a time, so they want their lines on
 // 64-byte boundaries, and GGUF aligns tensors to 32 bytes (by default): in
 // about half the files every line would straddle two cache lines, which cost
@@ -2109,7 +2135,7 @@ static void align_weights(Model *m, size_t size) {
     free_gguf_vocabulary(m->vocab), free(m->vocab), free(m->weights.layers);
     memset(m, 0, sizeof(*m));
     m->path = path, m->load = WEIGHTS_READ, m->map = map, m->map_size = map_size;
-    memmove(map + skew, map, size);
+    shift_up(map, size, skew);
     read_checkpoint(m, map + skew, size, path);
 }
 
@@ -6214,13 +6240,11 @@ static void start_platform(void) {
 
 #endif // _WIN32
 
-// The file's size bytes into p, in pieces of 64 MB, as many at once as there
-// are threads: small enough for one call each (Linux reads at most about 2 GB
-// a call, Windows counts in 32 bits) and for the threads to finish together
-// (a 1.1B model's file is 18 pieces). A failure ends the run once every
-// thread has stopped, with the first reason given.
+// The file's size bytes into p, in pieces (PIECE_BYTES), as many at once as
+// there are threads. A failure ends the run once every thread has stopped,
+// with the first reason given.
 static void read_in_pieces(const void *file, unsigned char *p, size_t size, const char *path) {
-    const size_t piece = (size_t)64 << 20;
+    const size_t piece = PIECE_BYTES;
     const char *failed = NULL;
     long pieces = (long)((size + piece - 1) / piece), i;
 #pragma omp parallel for schedule(dynamic, 1)

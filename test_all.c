@@ -659,6 +659,23 @@ static void test_cache_rows_move(void) {
     free_state(&s);
 }
 
+// align_weights moves a file up by its skew in pieces over the threads (shift_up): files of
+// two and three pieces, the last shorter than the skew or not, every byte where it belongs.
+static void test_shift_up(void) {
+    size_t sizes[] = {PIECE_BYTES + 20, 2 * PIECE_BYTES + 5000}, skews[] = {32, 17};
+    for (int c = 0; c < 2; c++) {
+        size_t size = sizes[c], skew = skews[c], wrong = 0;
+        unsigned char *p = malloc(size + 64);
+        for (size_t i = 0; i < size; i++) p[i] = (unsigned char)(i * 131 + (i >> 16));
+        shift_up(p, size, skew);
+        for (size_t i = 0; i < size; i++) wrong += p[skew + i] != (unsigned char)(i * 131 + (i >> 16));
+        char id[64];
+        snprintf(id, sizeof(id), "forward-weights-shift-up-%zu-bytes-by-%zu", size, skew);
+        check(id, wrong == 0, "%zu bytes out of place", wrong);
+        free(p);
+    }
+}
+
 static void test_forward(void) {
     test_logits("forward-stories260K-logits", model_path("stories260K.bin"), "tests/logits_stories260K.txt");
     test_logits("forward-tiny-random-logits", model_path("llama-2-tiny-random.bin"), "tests/logits_tiny_random.txt");
@@ -678,6 +695,7 @@ static void test_forward(void) {
     test_wide1_logits();
     test_cache_grows();
     test_cache_rows_move();
+    test_shift_up();
 }
 
 // ----------------------------------------------------------------------------
