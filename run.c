@@ -5876,7 +5876,7 @@ static void select_kernels(void) {
 // Reading the file costs little more than faulting in that memory, which in a
 // virtual machine can take seconds for a 7B model (more when the host has
 // taken the memory back from another process); read_in_pieces spreads it over
-// the threads, which about halved a 7B model's load (bench/NOTES.md).
+// the threads, which about halved a 7B model's load on Linux (bench/NOTES.md).
 static void read_in_pieces(const void *file, unsigned char *p, size_t size, const char *path);
 
 #ifndef _WIN32
@@ -6152,8 +6152,9 @@ static void *load_file(const char *path, WeightsLoad load, size_t min_size, cons
 }
 
 // Reads up to n bytes at offset of the file (a HANDLE) into p: how many, 0 at
-// its end, or -1 with *error set. The OVERLAPPED only says where: the handle
-// is synchronous, so each thread's read waits for itself.
+// its end, or -1 with *error set. The OVERLAPPED only says where: on a handle
+// opened for synchronous reads, Windows takes such calls one at a time, so
+// the threads may gain nothing here (not measured).
 static long long read_at(const void *file, unsigned char *p, size_t n, size_t offset, const char **error) {
     OVERLAPPED at = {0};
     at.Offset = (DWORD)offset, at.OffsetHigh = (DWORD)((unsigned long long)offset >> 32);
